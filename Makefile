@@ -1,0 +1,48 @@
+# bucketrun — developer entry points. Every target installs what it needs first (idempotently).
+# `make demo` runs the local demo; `make test` runs the test suite. See README.md.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: help setup system-deps test test-fast lint format demo clean
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
+
+system-deps: ## Install RabbitMQ and Prometheus from Debian's packages if missing (needs root)
+	@bash .ci/install-system-deps
+
+$(STAMP): pyproject.toml
+	@echo "==> creating $(VENV) and installing bucketrun with its dev extras"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev]'
+	@touch $(STAMP)
+
+setup: system-deps $(STAMP) ## Install everything the demo and the tests need
+
+test: setup ## Run the whole test suite against real servers (prints the backends it chose)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP) ## Only the pure unit tests (no servers)
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+lint: $(STAMP) ## Ruff (lint + format check) and mypy (strict for dispatcher/ and watcher/)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP) ## Apply ruff's formatting and safe fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+demo: setup ## Run the local demo (the demo itself lands with the deploy/demo issue)
+	@echo "bucketrun demo: will start RabbitMQ, an S3 server (moto), the dispatcher and watcher with the"
+	@echo "local executor and the bucket poller, apply a sample service, upload sample files and show"
+	@echo "each job's progress until the outputs are in the output bucket."
+	@echo "Not implemented yet: it arrives with the deploy/demo issue. Until then: make test."
+
+clean: ## Remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,67 @@
+"""Test backends: each fixture picks a real server (container, configured, or local) and says which.
+
+The choice is recorded here so that the pytest summary lists what a run really tested against.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from dataclasses import dataclass
+
+_chosen: dict[str, BackendChoice] = {}
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    """Which server a backend fixture picked, and where it is."""
+
+    kind: str  # "rabbitmq", "rabbitmq-private", "s3", "kubernetes"
+    name: str  # e.g. "testcontainers", "env", "local", "moto", "emulator"
+    detail: str  # endpoint or other human-readable location (never credentials)
+
+
+def record_backend(kind: str, name: str, detail: str) -> BackendChoice:
+    """Remember (and print) the backend chosen for *kind*; shown again in the terminal summary."""
+    choice = BackendChoice(kind, name, detail)
+    _chosen[kind] = choice
+    print(f"\n[backend] {kind}: {name} ({detail})")
+    return choice
+
+
+def chosen_backends() -> list[BackendChoice]:
+    """Every backend chosen so far in this session, in choice order."""
+    return list(_chosen.values())
+
+
+def docker_available() -> bool:
+    """True only when a Docker engine answers (the client alone is not enough)."""
+    if os.environ.get("BUCKETRUN_TEST_NO_DOCKER"):
+        return False
+    try:
+        result = subprocess.run(
+            ["docker", "info", "--format", "{{.ServerVersion}}"],
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0 and bool(result.stdout.strip())
+
+
+def free_port() -> int:
+    """A TCP port that was free on 127.0.0.1 a moment ago (the caller retries on a bind race)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True when something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False

@@ -1,0 +1,157 @@
+"""S3 for tests: a MinIO container, a configured endpoint, or a moto server on a free loopback port.
+
+Choice order (`s3_endpoint`):
+1. testcontainers MinIO, where a Docker engine answers;
+2. `BUCKETRUN_TEST_S3_ENDPOINT` (+ `_ACCESS_KEY`, `_SECRET_KEY`, optional `_REGION`, `_SECURE`)
+   for a real MinIO;
+3. `moto_server` started here on 127.0.0.1 (no AMQP notifications, no signature checks — see ENVIRONMENT.md).
+
+Each test gets unique bucket names from `s3` and everything it created is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+from minio import Minio  # noqa: TID251 - test infrastructure talks to S3 directly
+from minio.deleteobjects import DeleteObject  # noqa: TID251
+
+from tests.backends import docker_available, free_port, port_open, record_backend
+
+BOOT_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class S3Endpoint:
+    """Where the S3 server is and how to sign in (credentials are test-only)."""
+
+    endpoint: str  # host:port, as the minio client wants it
+    access_key: str
+    secret_key: str
+    region: str = "us-east-1"
+    secure: bool = False
+    backend: str = "moto"
+
+    @property
+    def url(self) -> str:
+        """The endpoint as a URL."""
+        return f"{'https' if self.secure else 'http'}://{self.endpoint}"
+
+    def client(self) -> Minio:
+        """A minio client for this endpoint (region set so presigning needs no network call)."""
+        return Minio(
+            self.endpoint,
+            access_key=self.access_key,
+            secret_key=self.secret_key,
+            region=self.region,
+            secure=self.secure,
+        )
+
+
+def _start_moto() -> tuple[subprocess.Popen[bytes], int]:
+    for _ in range(5):
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while proc.poll() is None and time.monotonic() < deadline:
+            if port_open("127.0.0.1", port):
+                return proc, port
+            time.sleep(0.05)
+        _stop(proc)  # lost a port race or never came up: try another port
+    raise RuntimeError("moto server did not start on any of 5 ports")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    if proc.stderr:
+        proc.stderr.close()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[S3Endpoint]:
+    """The S3 server shared by this test session."""
+    if docker_available():
+        from testcontainers.minio import MinioContainer  # noqa: PLC0415 - only with Docker
+
+        with MinioContainer() as minio:
+            cfg = minio.get_config()
+            record_backend("s3", "testcontainers-minio", cfg["endpoint"])
+            yield S3Endpoint(cfg["endpoint"], cfg["access_key"], cfg["secret_key"], backend="minio")
+        return
+    if endpoint := os.environ.get("BUCKETRUN_TEST_S3_ENDPOINT"):
+        record_backend("s3", "env", endpoint)
+        yield S3Endpoint(
+            endpoint,
+            os.environ["BUCKETRUN_TEST_S3_ACCESS_KEY"],
+            os.environ["BUCKETRUN_TEST_S3_SECRET_KEY"],
+            region=os.environ.get("BUCKETRUN_TEST_S3_REGION", "us-east-1"),
+            secure=os.environ.get("BUCKETRUN_TEST_S3_SECURE", "false").lower() in {"1", "true", "yes"},
+            backend="env",
+        )
+        return
+    proc, port = _start_moto()
+    record_backend("s3", "moto", f"127.0.0.1:{port}")
+    try:
+        yield S3Endpoint(f"127.0.0.1:{port}", "testing", "testing", backend="moto")
+    finally:
+        _stop(proc)
+
+
+@dataclass
+class S3Scope:
+    """One test's view of S3: unique bucket names, removed with their objects at teardown."""
+
+    endpoint: S3Endpoint
+    prefix: str = field(default_factory=lambda: f"t-{uuid.uuid4().hex[:10]}")
+    buckets: list[str] = field(default_factory=list)
+
+    def bucket(self, role: str, *, create: bool = True) -> str:
+        """A unique bucket name for *role* (valid S3 name), created unless create=False."""
+        name = f"{self.prefix}-{role}".lower()
+        self.buckets.append(name)
+        if create:
+            client = self.endpoint.client()
+            if not client.bucket_exists(name):
+                client.make_bucket(name)
+        return name
+
+    def cleanup(self) -> None:
+        """Remove every object (all versions) and every bucket this test named."""
+        client = self.endpoint.client()
+        for name in self.buckets:
+            if not client.bucket_exists(name):
+                continue
+            doomed = [
+                DeleteObject(obj.object_name or "", obj.version_id)
+                for obj in client.list_objects(name, recursive=True, include_version=True)
+            ]
+            for error in client.remove_objects(name, doomed):
+                raise RuntimeError(f"could not delete {error.name} from {name}: {error.message}")
+            client.remove_bucket(name)
+
+
+@pytest.fixture
+def s3(s3_endpoint: S3Endpoint) -> Iterator[S3Scope]:
+    """Per-test S3 scope with unique buckets."""
+    scope = S3Scope(s3_endpoint)
+    yield scope
+    scope.cleanup()
