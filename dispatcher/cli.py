@@ -5,21 +5,124 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from dispatcher import __version__
+from dispatcher.dry_run import EXIT_INVALID, inspect_events, render_manifests, validate_services
+from dispatcher.events import EventError
+from dispatcher.rendering.context import RenderError, RenderSettings
+from dispatcher.services import ServiceDefinitionError
+
+DESCRIPTION = """\
+bucketrun turns uploads to MinIO/S3 buckets into Kubernetes Jobs that run an OSCAR service's script
+on the uploaded file. These commands help set it up and debug it; the dry runs contact no server."""
+
+EPILOG = """\
+examples:
+  bucketrun services validate services/            check every FDL file in a directory
+  bucketrun render --fdl svc.yaml --service upper --bucket photos --key in/cat.jpg
+  mc event ... | bucketrun events inspect - --fdl services/
+
+exit codes: 0 ok, 1 invalid input (the message names the file, service and field), 2 usage error.
+Documentation: README.md; template variables: job_templates/README.md.
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bucketrun", description=__doc__)
+    """The full argument parser (also used to generate the README's command reference)."""
+    parser = argparse.ArgumentParser(
+        prog="bucketrun",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"bucketrun {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    services = commands.add_parser("services", help="work with OSCAR service definitions (FDL)")
+    services_commands = services.add_subparsers(dest="services_command", metavar="SUBCOMMAND", required=True)
+    validate = services_commands.add_parser(
+        "validate",
+        help="load FDL files or directories, report problems and warnings, and test-render each service",
+        description="Load OSCAR FDL files (or directories of *.yaml/*.yml), report every problem with its "
+        "file, service and field, list the fields bucketrun ignores, and render each service's Job "
+        "for a sample upload. No server is contacted.",
+    )
+    validate.add_argument("paths", nargs="+", type=Path, metavar="FDL", help="FDL file or directory")
+    validate.add_argument("--strict", action="store_true", help="treat warnings as errors (exit 1)")
+
+    render = commands.add_parser(
+        "render",
+        help="print the ConfigMap and Job an upload would create (YAML), without creating them",
+        description="Render the Kubernetes objects bucketrun would create for an upload of BUCKET/KEY "
+        "to SERVICE. Presigned URLs are placeholders. No server is contacted.",
+    )
+    render.add_argument("--fdl", required=True, nargs="+", type=Path, help="FDL file(s) or directories")
+    render.add_argument("--service", required=True, help="service name as in the FDL")
+    render.add_argument("--bucket", required=True, help="bucket of the uploaded object")
+    render.add_argument("--key", required=True, help="object key (not URL-escaped), e.g. in/photo.jpg")
+    render.add_argument("--version-id", help="object version id, if the bucket is versioned")
+    render.add_argument(
+        "--namespace", default=RenderSettings.namespace, help="namespace (default: %(default)s)"
+    )
+    render.add_argument(
+        "--stager-image",
+        default=RenderSettings.stager_image,
+        help="stage-in/out image (default: %(default)s)",
+    )
+    render.add_argument(
+        "--template-dir", type=Path, action="append", default=[], help="directory overriding job_templates/"
+    )
+
+    events = commands.add_parser("events", help="inspect MinIO event payloads")
+    events_commands = events.add_subparsers(dest="events_command", metavar="SUBCOMMAND", required=True)
+    inspect = events_commands.add_parser(
+        "inspect",
+        help="parse a MinIO notification as the dispatcher would and show where it routes",
+        description="Parse a MinIO bucket notification (any envelope MinIO has used) and print, per "
+        "record: event name, bucket, decoded key, object version and - with --fdl - the services it "
+        "routes to and their Job names, or why it routes nowhere.",
+    )
+    inspect.add_argument("source", help="file with the message body, or - for standard input")
+    inspect.add_argument("--fdl", nargs="+", type=Path, default=[], help="FDL file(s) to route against")
+    inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
     parser = build_parser()
-    parser.parse_args(argv)
-    parser.print_help()
-    return 0
+    args = parser.parse_args(argv)
+    try:
+        text, code = _run(args, parser)
+    except ServiceDefinitionError as error:
+        text, code = "\n".join(f"error: {problem}" for problem in error.problems), EXIT_INVALID
+    except (RenderError, EventError, KeyError, OSError) as error:
+        text, code = f"error: {error.args[0] if isinstance(error, KeyError) else error}", EXIT_INVALID
+    stream = sys.stdout if code == 0 else sys.stderr
+    if text:
+        print(text, file=stream)
+    return code
+
+
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[str, int]:
+    if args.command == "services":
+        return validate_services(args.paths, strict=args.strict)
+    if args.command == "render":
+        settings = RenderSettings(namespace=args.namespace, stager_image=args.stager_image)
+        return render_manifests(
+            args.fdl,
+            args.service,
+            args.bucket,
+            args.key,
+            version_id=args.version_id,
+            settings=settings,
+            template_dirs=args.template_dir,
+        )
+    if args.command == "events":
+        body = sys.stdin.buffer.read() if args.source == "-" else Path(args.source).read_bytes()
+        return inspect_events(body, args.fdl, as_json=args.json)
+    return parser.format_help(), 0
 
 
 if __name__ == "__main__":

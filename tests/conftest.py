@@ -1,10 +1,12 @@
-"""Shared pytest set-up: the real-server backends, and a summary of which ones this run used."""
+"""Shared pytest set-up: the real-server backends, a summary of which ones this run used, and a
+check that the run left no process behind."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.backends import chosen_backends
+from tests.backends.leaks import descendants
 
 pytest_plugins = [
     "tests.backends.rabbitmq",
@@ -12,12 +14,27 @@ pytest_plugins = [
     "tests.backends.kubernetes",
 ]
 
+_leftovers: dict[int, str] = {}
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if any process started by a test or fixture outlived it (fixtures must clean up)."""
+    _leftovers.update(descendants())
+    if _leftovers and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """List the backends the run really used (the header of the closing summary)."""
+    """List the backends the run really used, and any process left behind."""
     choices = chosen_backends()
     terminalreporter.section("backends")
     if not choices:
         terminalreporter.write_line("no server backend was needed by the selected tests")
     for choice in choices:
         terminalreporter.write_line(f"{choice.kind:<17} {choice.name:<22} {choice.detail}")
+    if _leftovers:
+        terminalreporter.section("processes left behind", red=True)
+        for pid, cmdline in sorted(_leftovers.items()):
+            terminalreporter.write_line(f"{pid:>8} {cmdline[:160]}", red=True)
+    else:
+        terminalreporter.write_line("no process left behind")

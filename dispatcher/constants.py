@@ -1,0 +1,46 @@
+"""Names bucketrun writes into Kubernetes objects and pods, spelled once.
+
+Labels carry what selectors need (bounded, valid label values); annotations carry raw values
+(object keys may be up to 1 KiB of arbitrary UTF-8 and are never used as label values).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+DOMAIN: Final = "bucketrun.io"
+
+# Labels: selectable, so bounded and valid label values.
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+MANAGED_BY: Final = "bucketrun"
+LABEL_COMPONENT: Final = "app.kubernetes.io/component"
+LABEL_SERVICE: Final = f"{DOMAIN}/service"
+LABEL_BUCKET: Final = f"{DOMAIN}/bucket"
+LABEL_KEY_HASH: Final = f"{DOMAIN}/key-hash"
+LABEL_SERVICE_HASH: Final = f"{DOMAIN}/service-hash"
+LABEL_KUEUE_QUEUE: Final = "kueue.x-k8s.io/queue-name"
+
+# Annotations: the raw values.
+ANNOTATION_BUCKET: Final = f"{DOMAIN}/bucket"
+ANNOTATION_KEY: Final = f"{DOMAIN}/key"
+ANNOTATION_VERSION: Final = f"{DOMAIN}/object-version"
+ANNOTATION_EVENT_NAME: Final = f"{DOMAIN}/event-name"
+ANNOTATION_EVENT_TIME: Final = f"{DOMAIN}/event-time"
+ANNOTATION_SOURCE: Final = f"{DOMAIN}/source"
+
+# Kubernetes' own names bucketrun relies on
+LABEL_JOB_CONTROLLER_UID: Final = "batch.kubernetes.io/controller-uid"
+GPU_RESOURCE: Final = "nvidia.com/gpu"
+
+# The containers of every bucketrun pod.
+CONTAINER_STAGE_IN: Final = "stage-in"
+CONTAINER_RUN: Final = "run"
+CONTAINER_STAGE_OUT: Final = "stage-out"
+
+# The keys of the per-service ConfigMap.
+CONFIG_SCRIPT: Final = "script.sh"
+CONFIG_WRAPPER: Final = "run.sh"
+
+# Exit codes of the stager that no retry can fix (the pod failure policy fails the Job at once)
+EXIT_INPUT_MISSING: Final = 64
+EXIT_INPUT_FORBIDDEN: Final = 65

@@ -1,0 +1,101 @@
+"""The local runner's public value types: container states, the pod outcome, where refs come from."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol
+
+ContainerPhase = Literal["waiting", "running", "terminated"]
+PodPhase = Literal["Succeeded", "Failed"]
+
+# Reasons as Kubernetes spells them in container statuses.
+REASON_COMPLETED = "Completed"
+REASON_ERROR = "Error"
+REASON_CANNOT_RUN = "ContainerCannotRun"
+REASON_POD_INITIALIZING = "PodInitializing"
+REASON_CONTAINER_CREATING = "ContainerCreating"
+REASON_BACK_OFF = "CrashLoopBackOff"
+
+
+class PodSpecError(ValueError):
+    """The pod cannot be run at all: its manifest is malformed in a way the API server would reject.
+
+    The message names the offending container, volume or field.
+    """
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """One container's state as Kubernetes reports it in `containerStatuses` / `initContainerStatuses`."""
+
+    name: str
+    init: bool
+    """True for `spec.initContainers` (native sidecars included)."""
+    state: ContainerPhase
+    exit_code: int | None = None
+    signal: int | None = None
+    """The signal number when the process was killed by a signal (then exit_code is 128 + signal)."""
+    reason: str | None = None
+    """terminated: Completed | Error | ContainerCannotRun; waiting: PodInitializing | ContainerCreating |
+    CrashLoopBackOff."""
+    message: str | None = None
+    started_at: datetime | None = None
+    """Timezone-aware UTC."""
+    finished_at: datetime | None = None
+    """Timezone-aware UTC."""
+    restart_count: int = 0
+
+
+@dataclass(frozen=True)
+class PodOutcome:
+    """How one run of a pod ended."""
+
+    phase: PodPhase
+    reason: str | None
+    """The kill reason (e.g. "DeadlineExceeded") when the pod was killed, None otherwise."""
+    message: str | None
+    """Human-readable summary of why the pod failed; None when it succeeded."""
+    init_containers: tuple[ContainerState, ...]
+    containers: tuple[ContainerState, ...]
+
+
+class PodRefs(Protocol):
+    """Where configMap/secret volumes and env refs come from (the emulator's store, or rendered objects)."""
+
+    def config_map(self, name: str) -> Mapping[str, str] | None:
+        """The `data` of the ConfigMap called *name* in the pod's namespace, or None if there is none."""
+        ...
+
+    def secret(self, name: str) -> Mapping[str, bytes] | None:
+        """The decoded `data` of the Secret called *name* in the pod's namespace, or None if there is none."""
+        ...
+
+
+@dataclass(frozen=True)
+class StaticPodRefs:
+    """A `PodRefs` backed by plain mappings: for the local executor's rendered objects and for tests."""
+
+    config_maps: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    secrets: Mapping[str, Mapping[str, bytes]] = field(default_factory=dict)
+
+    def config_map(self, name: str) -> Mapping[str, str] | None:
+        """The ConfigMap data called *name*, or None."""
+        return self.config_maps.get(name)
+
+    def secret(self, name: str) -> Mapping[str, bytes] | None:
+        """The Secret data called *name*, or None."""
+        return self.secrets.get(name)
+
+
+class NoPodRefs:
+    """A `PodRefs` that knows no ConfigMap or Secret (the default when the caller gives none)."""
+
+    def config_map(self, name: str) -> Mapping[str, str] | None:
+        """Always None."""
+        return None
+
+    def secret(self, name: str) -> Mapping[str, bytes] | None:
+        """Always None."""
+        return None

@@ -1,0 +1,306 @@
+"""The template variables for one Job: a pure function of (service, event, settings, staging grants).
+
+Everything a template can use is built here, as plain JSON-able data, and documented in
+`job_templates/README.md`. Decisions (names, labels, env, resources) live here, in Python, where they
+are tested; templates only lay the data out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dispatcher import constants as c
+from dispatcher.events import ObjectEvent
+from dispatcher.identity import job_name, object_version
+from dispatcher.services import OutputPath, ServiceDefinition
+
+
+class RenderError(ValueError):
+    """The service and event cannot be turned into a valid Job; the message names the offending value."""
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """Deployment-wide rendering choices (not per service)."""
+
+    namespace: str = "bucketrun"
+    """Namespace the Jobs and ConfigMaps are created in."""
+    stager_image: str = "ghcr.io/bucketrun/bucketrun:latest"
+    """Image of the stage-in/stage-out containers (bucketrun's own image)."""
+    stager_pull_policy: str = "IfNotPresent"
+    """imagePullPolicy of the stager containers."""
+    work_dir: str = "/bucketrun/work"
+    """Where the shared emptyDir is mounted; input/, output/ and state/ live under it."""
+    config_dir: str = "/bucketrun/config"
+    """Where the per-service ConfigMap (script and wrapper) is mounted."""
+    default_ttl_seconds_after_finished: int | None = 3600
+    """TTL of finished Jobs when a service sets none (records outlive the Job); None keeps them."""
+    gpu_resource: str = c.GPU_RESOURCE
+    """Extended resource name requested for GPUs."""
+    stager_resources: Mapping[str, Mapping[str, str]] = field(
+        default_factory=lambda: {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
+    )
+    """Resources of each stager container."""
+
+
+@dataclass(frozen=True)
+class OutputGrant:
+    """Permission to upload to one output path, valid until it expires (presigned POST policy)."""
+
+    provider: str
+    bucket: str
+    folder: str
+    prefix: tuple[str, ...]
+    suffix: tuple[str, ...]
+    url: str
+    form_fields: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class StagingGrants:
+    """Expiring, object-scoped storage permissions for one Job's stager (no long-lived credentials)."""
+
+    input_url: str
+    outputs: tuple[OutputGrant, ...]
+    expires_at: str  # RFC 3339
+
+
+STAGER_SECURITY_CONTEXT: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": 65532,
+    "runAsGroup": 65532,
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+# The user's image may expect root (most OSCAR images do); it still gets no privilege escalation.
+RUN_SECURITY_CONTEXT: dict[str, Any] = {"allowPrivilegeEscalation": False}
+
+
+def short_hash(*parts: str, length: int = 16) -> str:
+    """Hex SHA-256 prefix over length-prefixed *parts* (unambiguous: ("a/b","c") != ("a","b/c"))."""
+    digest = hashlib.sha256()
+    for part in parts:
+        raw = part.encode("utf-8", "surrogatepass")
+        digest.update(len(raw).to_bytes(8, "big") + raw)
+    return digest.hexdigest()[:length]
+
+
+def config_map_name(service: ServiceDefinition) -> str:
+    """Name of the service's ConfigMap for its current content (changes when the script changes)."""
+    return f"bucketrun-{service.name}-{service.content_hash()[:10]}"
+
+
+def input_file_name(key: str) -> str:
+    """The file name the input object gets in TMP_INPUT_DIR: the key's last segment, never a path."""
+    name = posixpath.basename(key)
+    return "input" if name in {"", ".", ".."} else name
+
+
+def config_map_context(service: ServiceDefinition, wrapper: str, settings: RenderSettings) -> dict[str, Any]:
+    """Template variables of the per-service ConfigMap (script and wrapper)."""
+    return {
+        "config_map": {
+            "name": config_map_name(service),
+            "namespace": settings.namespace,
+            "labels": {
+                c.LABEL_MANAGED_BY: c.MANAGED_BY,
+                c.LABEL_SERVICE: service.name,
+                c.LABEL_SERVICE_HASH: service.content_hash()[:16],
+            },
+            "annotations": {c.ANNOTATION_SOURCE: service.source},
+            "data": {c.CONFIG_SCRIPT: service.script, c.CONFIG_WRAPPER: wrapper},
+        }
+    }
+
+
+def job_context(
+    service: ServiceDefinition,
+    event: ObjectEvent,
+    grants: StagingGrants,
+    settings: RenderSettings,
+) -> dict[str, Any]:
+    """Template variables of the Job that runs *service* on the object of *event*."""
+    version = object_version(event)
+    name = job_name(service.name, event.bucket, event.key, version)
+    options = service.options
+
+    labels = {
+        **service.labels,
+        c.LABEL_MANAGED_BY: c.MANAGED_BY,
+        c.LABEL_SERVICE: service.name,
+        c.LABEL_BUCKET: event.bucket,
+        c.LABEL_KEY_HASH: short_hash(event.bucket, event.key),
+        c.LABEL_SERVICE_HASH: service.content_hash()[:16],
+    }
+    if options.kueue_queue:
+        labels[c.LABEL_KUEUE_QUEUE] = options.kueue_queue
+    annotations = {
+        **service.annotations,
+        c.ANNOTATION_BUCKET: event.bucket,
+        c.ANNOTATION_KEY: event.key,
+        c.ANNOTATION_VERSION: version,
+        c.ANNOTATION_EVENT_NAME: event.event_name,
+        c.ANNOTATION_SOURCE: service.source,
+    }
+    if event.event_time is not None:
+        annotations[c.ANNOTATION_EVENT_TIME] = event.event_time.isoformat()
+
+    work = settings.work_dir
+    paths = {
+        "work": work,
+        "config": settings.config_dir,
+        "input_dir": f"{work}/input",
+        "output_dir": f"{work}/output",
+        "state_dir": f"{work}/state",
+    }
+    input_path = f"{paths['input_dir']}/{input_file_name(event.key)}"
+    ttl = options.ttl_seconds_after_finished
+    return {
+        "job": {
+            "name": name,
+            "namespace": settings.namespace,
+            "labels": labels,
+            "annotations": annotations,
+            "backoff_limit": options.retries,
+            "active_deadline_seconds": options.timeout,
+            "ttl_seconds_after_finished": ttl
+            if ttl is not None
+            else settings.default_ttl_seconds_after_finished,
+            "suspend": bool(options.kueue_queue),
+            "permanent_stage_in_exit_codes": [c.EXIT_INPUT_MISSING, c.EXIT_INPUT_FORBIDDEN],
+        },
+        "pod": {
+            "labels": labels,
+            "annotations": annotations,
+            "config_map": config_map_name(service),
+            "image_pull_secrets": [{"name": secret} for secret in service.image_pull_secrets],
+            "node_selector": dict(options.node_selector),
+            "tolerations": [dict(t) for t in options.tolerations],
+        },
+        "paths": paths,
+        "run": {
+            "image": service.image,
+            "command": ["/bin/sh", f"{settings.config_dir}/{c.CONFIG_WRAPPER}"],
+            "env": _run_env(service, event, name, paths, input_path),
+            "resources": _run_resources(service, settings),
+            "security_context": RUN_SECURITY_CONTEXT,
+        },
+        "stager": {
+            "image": settings.stager_image,
+            "pull_policy": settings.stager_pull_policy,
+            "stage_in_command": ["python", "-m", "watcher.stage", "in"],
+            "stage_out_command": ["python", "-m", "watcher.stage", "out"],
+            "stage_in_env": [
+                {"name": "BUCKETRUN_INPUT_URL", "value": grants.input_url},
+                {"name": "INPUT_FILE_PATH", "value": input_path},
+                {"name": "TMP_INPUT_DIR", "value": paths["input_dir"]},
+                {"name": "TMP_OUTPUT_DIR", "value": paths["output_dir"]},
+                {"name": "BUCKETRUN_STATE_DIR", "value": paths["state_dir"]},
+            ],
+            "stage_out_env": [
+                {"name": "BUCKETRUN_OUTPUTS", "value": _outputs_json(grants)},
+                {"name": "BUCKETRUN_UPLOAD_OUTPUTS", "value": options.upload_outputs},
+                {"name": "TMP_OUTPUT_DIR", "value": paths["output_dir"]},
+                {"name": "BUCKETRUN_STATE_DIR", "value": paths["state_dir"]},
+                {"name": "BUCKETRUN_GRANTS_EXPIRE", "value": grants.expires_at},
+            ],
+            "resources": {k: dict(v) for k, v in settings.stager_resources.items()},
+            "security_context": STAGER_SECURITY_CONTEXT,
+        },
+    }
+
+
+def _run_env(
+    service: ServiceDefinition, event: ObjectEvent, name: str, paths: Mapping[str, str], input_path: str
+) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(service.variables.items())]
+    env += [
+        {"name": k, "valueFrom": {"secretKeyRef": {"name": secret_name(service), "key": k}}}
+        for k in sorted(service.secrets)
+    ]
+    env += [
+        {"name": "INPUT_FILE_PATH", "value": input_path},
+        {"name": "TMP_INPUT_DIR", "value": paths["input_dir"]},
+        {"name": "TMP_OUTPUT_DIR", "value": paths["output_dir"]},
+        {"name": "STORAGE_OBJECT_KEY", "value": event.key},
+        {"name": "EVENT", "value": json.dumps(event.envelope(), ensure_ascii=False, separators=(",", ":"))},
+        {"name": "EVENT_TIME", "value": event.event_time.isoformat() if event.event_time else ""},
+        {
+            "name": "JOB_UUID",
+            "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{c.LABEL_JOB_CONTROLLER_UID}']"}},
+        },
+        {"name": "JOB_NAME", "value": name},
+        {"name": "BUCKETRUN_SCRIPT", "value": f"{paths['config']}/{c.CONFIG_SCRIPT}"},
+        {"name": "BUCKETRUN_STATE_DIR", "value": paths["state_dir"]},
+    ]
+    return env
+
+
+def secret_name(service: ServiceDefinition) -> str:
+    """Name of the Secret holding the service's `environment.secrets` (created by `services apply`)."""
+    return f"bucketrun-{service.name}-secrets"
+
+
+def _run_resources(service: ServiceDefinition, settings: RenderSettings) -> dict[str, dict[str, Any]]:
+    # Requests equal limits: the scheduler reserves what the script may use (Guaranteed QoS when
+    # both are set), as OSCAR does.
+    amounts: dict[str, Any] = {}
+    if service.cpu is not None:
+        amounts["cpu"] = service.cpu
+    if service.memory is not None:
+        amounts["memory"] = service.memory
+    limits: dict[str, Any] = dict(amounts)
+    if service.enable_gpu:
+        limits[settings.gpu_resource] = service.gpus
+    resources: dict[str, dict[str, Any]] = {}
+    if amounts:
+        resources["requests"] = amounts
+    if limits:
+        resources["limits"] = limits
+    return resources
+
+
+def _outputs_json(grants: StagingGrants) -> str:
+    return json.dumps(
+        [
+            {
+                "provider": o.provider,
+                "bucket": o.bucket,
+                "folder": o.folder,
+                "prefix": list(o.prefix),
+                "suffix": list(o.suffix),
+                "url": o.url,
+                "fields": dict(o.form_fields),
+            }
+            for o in grants.outputs
+        ],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+def placeholder_grants(service: ServiceDefinition, event: ObjectEvent) -> StagingGrants:
+    """Grants for dry runs (`bucketrun render`): shaped like the real ones, granting nothing."""
+    return StagingGrants(
+        input_url=f"https://presigned.invalid/get/{short_hash(event.bucket, event.key)}",
+        outputs=tuple(_placeholder_output(o) for o in service.outputs),
+        expires_at="1970-01-01T00:00:00Z",
+    )
+
+
+def _placeholder_output(output: OutputPath) -> OutputGrant:
+    return OutputGrant(
+        provider=output.provider,
+        bucket=output.bucket,
+        folder=output.folder,
+        prefix=tuple(output.prefix),
+        suffix=tuple(output.suffix),
+        url=f"https://presigned.invalid/post/{output.bucket}",
+        form_fields={},
+    )

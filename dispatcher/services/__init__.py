@@ -1,0 +1,42 @@
+"""OSCAR service definitions (FDL): loading, validation and the immutable models the rest of bucketrun uses.
+
+Modules: ``model`` (``ServiceDefinition``, ``BucketrunOptions``), ``storage`` (input/output paths and
+storage providers), ``loader`` (files, directories, text; checks across services), ``fdl`` (OSCAR's
+spellings and the policy for fields bucketrun does not implement, documented in ``unsupported``),
+``script`` (inline text vs script file), ``safe_yaml`` (bounded YAML parsing), ``names`` and
+``quantity`` (value checks), ``errors`` (warnings and the error).
+"""
+
+from dispatcher.services.errors import ServiceDefinitionError, ServiceProblem, ServiceWarning
+from dispatcher.services.loader import LoadedServices, load_services, load_services_text
+from dispatcher.services.model import (
+    RESERVED_VARIABLES,
+    BucketrunOptions,
+    ServiceDefinition,
+    is_reserved_variable,
+)
+from dispatcher.services.storage import (
+    DEFAULT_EVENTS,
+    DEFAULT_PROVIDER,
+    InputPath,
+    OutputPath,
+    StorageProvider,
+)
+
+__all__ = [
+    "DEFAULT_EVENTS",
+    "DEFAULT_PROVIDER",
+    "RESERVED_VARIABLES",
+    "BucketrunOptions",
+    "InputPath",
+    "LoadedServices",
+    "OutputPath",
+    "ServiceDefinition",
+    "ServiceDefinitionError",
+    "ServiceProblem",
+    "ServiceWarning",
+    "StorageProvider",
+    "is_reserved_variable",
+    "load_services",
+    "load_services_text",
+]

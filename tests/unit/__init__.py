@@ -1,0 +1,1 @@
+"""Unit tests: pure logic, canned inputs, no servers."""
