@@ -131,7 +131,8 @@ class BucketrunOptions(BaseModel):
     kueue_queue: Annotated[str, AfterValidator(check_dns_label)] | None = None
     """Kueue LocalQueue to submit jobs to (jobs are then created suspended and admitted by Kueue)."""
     ttl_seconds_after_finished: NonNegativeInt | None = None
-    """Seconds Kubernetes keeps a finished job (``ttlSecondsAfterFinished``); cluster default when unset."""
+    """Seconds Kubernetes keeps a finished job (``ttlSecondsAfterFinished``); the deployment's default
+    (one hour) when unset. Job records outlive the Job either way."""
     upload_outputs: Literal["on_success", "always"] = "on_success"
     """When results in ``TMP_OUTPUT_DIR`` are uploaded: only after the script succeeded, or always."""
     events: EventPatterns = DEFAULT_EVENTS

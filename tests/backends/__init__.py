@@ -5,10 +5,13 @@ The choice is recorded here so that the pytest summary lists what a run really t
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import subprocess
+import warnings
 from dataclasses import dataclass
+from typing import Any
 
 _chosen: dict[str, BackendChoice] = {}
 
@@ -65,3 +68,11 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+def import_quietly(module: str) -> Any:
+    """Import a testcontainers module, silencing the DeprecationWarnings it raises at import time
+    (its own decorators warn; with `filterwarnings = error` they would fail the fixture)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return importlib.import_module(module)

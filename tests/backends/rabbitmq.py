@@ -24,7 +24,7 @@ from pathlib import Path
 import aio_pika  # noqa: TID251 - test infrastructure talks to the broker directly
 import pytest
 
-from tests.backends import docker_available, port_open, record_backend
+from tests.backends import docker_available, import_quietly, port_open, record_backend
 from tests.backends.rabbit_node import PrivateRabbitNode, private_node_supported
 
 LOCAL_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -56,9 +56,8 @@ def _ensure_local_server() -> str:
 def rabbitmq_url() -> Iterator[str]:
     """AMQP URL of the broker shared by this test session."""
     if docker_available():
-        from testcontainers.rabbitmq import RabbitMqContainer  # noqa: PLC0415 - only with Docker
-
-        with RabbitMqContainer("rabbitmq:3.13-management") as container:
+        containers = import_quietly("testcontainers.community.rabbitmq")
+        with containers.RabbitMqContainer("rabbitmq:3.13-management") as container:
             host, port = container.get_container_host_ip(), container.get_exposed_port(5672)
             record_backend("rabbitmq", "testcontainers", f"{host}:{port}")
             yield f"amqp://guest:guest@{host}:{port}/"

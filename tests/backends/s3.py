@@ -24,7 +24,7 @@ import pytest
 from minio import Minio  # noqa: TID251 - test infrastructure talks to S3 directly
 from minio.deleteobjects import DeleteObject  # noqa: TID251
 
-from tests.backends import docker_available, free_port, port_open, record_backend
+from tests.backends import docker_available, free_port, import_quietly, port_open, record_backend
 
 BOOT_TIMEOUT = 30.0
 
@@ -90,9 +90,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def s3_endpoint() -> Iterator[S3Endpoint]:
     """The S3 server shared by this test session."""
     if docker_available():
-        from testcontainers.minio import MinioContainer  # noqa: PLC0415 - only with Docker
-
-        with MinioContainer() as minio:
+        containers = import_quietly("testcontainers.community.minio")
+        with containers.MinioContainer() as minio:
             cfg = minio.get_config()
             record_backend("s3", "testcontainers-minio", cfg["endpoint"])
             yield S3Endpoint(cfg["endpoint"], cfg["access_key"], cfg["secret_key"], backend="minio")

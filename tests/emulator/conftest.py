@@ -1,0 +1,50 @@
+"""One emulator for this package's tests (fast bookmarks, short kill grace); a namespace per test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from kubernetes_asyncio import client  # noqa: TID251 - these tests drive the API directly
+
+from tests.backends.kubernetes import api_client_for, namespace_for
+from tests.k8s_emulator import EmulatorControl, EmulatorHandle, run_emulator
+
+BOOKMARK_INTERVAL = 0.3
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorHandle]:
+    """The emulator shared by this package's tests."""
+    with run_emulator(
+        tmp_path_factory.mktemp("emulator"), bookmark_interval=BOOKMARK_INTERVAL, max_grace_seconds=1.0
+    ) as handle:
+        yield handle
+
+
+@pytest.fixture
+def control(emulator: EmulatorHandle) -> Iterator[EmulatorControl]:
+    """The control client, with every knob at its start-up value before and after the test."""
+    emulator.control.reset()
+    yield emulator.control
+    emulator.control.reset()
+
+
+@pytest.fixture
+async def api(emulator: EmulatorHandle) -> AsyncIterator[client.ApiClient]:
+    """A kubernetes_asyncio client for the emulator."""
+    async with await api_client_for(emulator.kubeconfig) as api_client:
+        yield api_client
+
+
+@pytest.fixture
+async def namespace(
+    api: client.ApiClient, control: EmulatorControl, request: pytest.FixtureRequest
+) -> AsyncIterator[str]:
+    """A namespace of the test's own, deleted (with everything in it) afterwards."""
+    name = namespace_for(request.node.name)
+    core = client.CoreV1Api(api)
+    await core.create_namespace({"metadata": {"name": name}})
+    yield name
+    control.reset()
+    await core.delete_namespace(name, propagation_policy="Background")
