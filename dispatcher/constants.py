@@ -30,6 +30,9 @@ ANNOTATION_SOURCE: Final = f"{DOMAIN}/source"
 
 # Kubernetes' own names bucketrun relies on
 LABEL_JOB_CONTROLLER_UID: Final = "batch.kubernetes.io/controller-uid"
+LABEL_JOB_NAME: Final = "batch.kubernetes.io/job-name"
+LABEL_LEGACY_JOB_CONTROLLER_UID: Final = "controller-uid"
+LABEL_LEGACY_JOB_NAME: Final = "job-name"
 GPU_RESOURCE: Final = "nvidia.com/gpu"
 
 # The containers of every bucketrun pod.

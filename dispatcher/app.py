@@ -1,0 +1,276 @@
+"""The dispatcher's composition root: settings in, running consumers out, drained on SIGTERM.
+
+Start-up order matters for "nothing lost" and caps: the executor is started (its Job counts synced)
+before any message is consumed, and every service queue is declared before the ingress consumer may
+publish to it. Shutdown: stop consuming, let in-flight creates finish within `drain_timeout`, then close
+(unsettled messages are redelivered by the broker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from dispatcher.amqp import AmqpClient, Consumer, Delivery
+from dispatcher.backoff import backoff_delay
+from dispatcher.errors import PermanentError, TransientError
+from dispatcher.executors.base import Executor
+from dispatcher.executors.kubernetes import connect_kubernetes_executor
+from dispatcher.executors.local import LocalExecutor
+from dispatcher.handlers import Catalog, Handlers
+from dispatcher.job_creation import JobCreator
+from dispatcher.rendering.context import RenderSettings
+from dispatcher.rendering.render import JobRenderer
+from dispatcher.services import ServiceDefinitionError, load_services
+from dispatcher.settings import Settings
+from dispatcher.storage import Storage
+
+_log = structlog.get_logger(__name__)
+
+
+class StartupError(RuntimeError):
+    """The dispatcher cannot start with these settings or definitions; the message says why."""
+
+
+def load_catalog(paths: tuple[Path, ...]) -> Catalog:
+    """The services in *paths*; `StartupError` listing every problem when they do not load."""
+    if not paths:
+        raise StartupError(
+            "no service definitions: set BUCKETRUN_SERVICES__PATHS to FDL files or directories"
+        )
+    try:
+        loaded = load_services(paths)
+    except ServiceDefinitionError as error:
+        raise StartupError("\n".join(str(problem) for problem in error.problems)) from error
+    for warning in loaded.warnings:
+        _log.warning("service definition warning", detail=str(warning))
+    return Catalog.of(loaded.services)
+
+
+async def build_executor(settings: Settings) -> Executor:
+    """The executor the settings ask for, not yet started."""
+    if settings.cluster.executor == "kubernetes":
+        return await connect_kubernetes_executor(settings.cluster)
+    return LocalExecutor(settings.cluster.local_state_dir, max_running=settings.cluster.local_max_running)
+
+
+@dataclass
+class _ServiceLane:
+    """One service's queue consumer and, while it is at its cap, the task waiting to resume it."""
+
+    consumer: Consumer
+    resume: asyncio.Task[None] | None = None
+
+
+class Dispatcher:
+    """Consumes the ingress queue and one queue per service until `stop` is set."""
+
+    def __init__(self, settings: Settings, executor: Executor, amqp: AmqpClient, catalog: Catalog) -> None:
+        self.settings = settings
+        self.executor = executor
+        self.amqp = amqp
+        self.catalog = catalog
+        self._lanes: dict[str, _ServiceLane] = {}
+        self._ingress: Consumer | None = None
+        render = RenderSettings(
+            namespace=settings.cluster.namespace, stager_image=settings.cluster.stager_image
+        )
+        templates = (settings.cluster.template_dir,) if settings.cluster.template_dir else ()
+        creator = JobCreator(
+            lambda: self.catalog.services,
+            JobRenderer(render, templates),
+            Storage(settings.storage),
+            executor,
+            settings.storage.grant_lifetime,
+        )
+        self.handlers = Handlers(
+            lambda: self.catalog,
+            amqp.publish_to_service,
+            creator,
+            executor,
+            retry_base_delay=settings.dispatch.retry_base_delay,
+            max_retry_delay=settings.dispatch.max_retry_delay,
+            max_message_bytes=settings.dispatch.max_message_bytes,
+            pause_service=self._pause,
+        )
+
+    async def start(self) -> None:
+        """Declare the topology and every service queue, then consume the services, then the ingress."""
+        await self.amqp.declare_topology()
+        await self._sync_lanes(self.catalog.services)
+        self._ingress = await self.amqp.consume(self.amqp.topology.ingress_queue, self.handlers.on_ingress)
+        _log.info("dispatcher consuming", services=sorted(self.catalog.services))
+
+    async def reload(self, catalog: Catalog) -> None:
+        """Swap in new definitions: new services get queues and consumers, removed ones are drained."""
+        await self._sync_lanes(catalog.services)  # queues first: the ingress may publish to them at once
+        self.catalog = catalog
+        _log.info("service definitions reloaded", services=sorted(catalog.services))
+
+    async def _sync_lanes(self, services: Mapping[str, object]) -> None:
+        for name in services:
+            if name not in self._lanes:
+                queue = await self.amqp.declare_service_queue(name)
+                handler = partial(self._on_task, name)
+                self._lanes[name] = _ServiceLane(await self.amqp.consume(queue, handler))
+        for name in [name for name in self._lanes if name not in services]:
+            lane = self._lanes.pop(name)
+            await lane.consumer.cancel()
+            await lane.consumer.drain(self.settings.dispatch.drain_timeout)
+            await lane.consumer.close()
+
+    async def _on_task(self, service: str, delivery: Delivery) -> None:
+        await self.handlers.on_task(service, delivery)
+
+    def _pause(self, service: str) -> None:
+        """Stop taking the service's messages until one of its Jobs finishes (they wait in RabbitMQ)."""
+        lane = self._lanes.get(service)
+        if lane is None or (lane.resume is not None and not lane.resume.done()):
+            return
+        lane.resume = asyncio.create_task(self._resume_below_cap(service, lane), name=f"resume:{service}")
+
+    async def _resume_below_cap(self, service: str, lane: _ServiceLane) -> None:
+        await lane.consumer.cancel()
+        definition = self.catalog.services.get(service)
+        cap = definition.options.max_concurrent_jobs if definition else None
+        if cap is not None:
+            await self.executor.wait_until(lambda: self.executor.active_jobs(service) < cap)
+        await lane.consumer.start()
+
+    async def stop(self) -> None:
+        """Stop consuming everything, wait for in-flight work within the drain bound, close."""
+        consumers = [lane.consumer for lane in self._lanes.values()]
+        if self._ingress is not None:
+            consumers.append(self._ingress)
+        for lane in self._lanes.values():
+            if lane.resume is not None:
+                lane.resume.cancel()
+        for consumer in consumers:
+            await consumer.cancel()
+        grace = self.settings.dispatch.drain_timeout
+        drained = await asyncio.gather(*(consumer.drain(grace) for consumer in consumers))
+        for consumer in consumers:
+            await consumer.close()
+        _log.info("dispatcher drained", clean=all(drained))
+
+
+async def connect_amqp(settings: Settings, stop: asyncio.Event) -> AmqpClient | None:
+    """Connect to the broker, retrying with backoff until it answers or *stop* is set (then None)."""
+    attempt = 0
+    while not stop.is_set():
+        try:
+            return await AmqpClient.connect(settings.amqp)
+        except TransientError as error:
+            attempt += 1
+            delay = backoff_delay(attempt, base=settings.dispatch.retry_base_delay, cap=30.0)
+            _log.warning("broker not reachable; retrying", error=str(error), retry_in=round(delay, 1))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+    return None
+
+
+async def _watch_definitions(dispatcher: Dispatcher, paths: tuple[Path, ...], interval: float) -> None:
+    """Reload definitions when their files change; an invalid new version is refused, the old one kept."""
+    seen = _fingerprint(paths)
+    while True:
+        await asyncio.sleep(interval)
+        current = _fingerprint(paths)
+        if current == seen:
+            continue
+        seen = current
+        try:
+            catalog = load_catalog(paths)
+        except StartupError as error:
+            _log.error("new service definitions refused; keeping the previous ones", error=str(error))
+            continue
+        await dispatcher.reload(catalog)
+
+
+def _fingerprint(paths: tuple[Path, ...]) -> tuple[tuple[str, int, int], ...]:
+    files: list[Path] = []
+    for path in paths:
+        files.extend(sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path])
+    stats = []
+    for file in files:
+        with contextlib.suppress(OSError):
+            stat = file.stat()
+            stats.append((str(file), stat.st_mtime_ns, stat.st_size))
+    return tuple(stats)
+
+
+async def _health_server(
+    dispatcher_ready: asyncio.Event, state: dict[str, object], settings: Settings
+) -> web.AppRunner:
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(_: web.Request) -> web.Response:
+        amqp = state.get("amqp")
+        executor = state.get("executor")
+        ready = (
+            dispatcher_ready.is_set()
+            and isinstance(amqp, AmqpClient)
+            and amqp.connected
+            and executor is not None
+            and await executor.ready()  # type: ignore[attr-defined]
+        )
+        return web.Response(status=200 if ready else 503, text="ready\n" if ready else "not ready\n")
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.metrics.host, settings.metrics.port)
+    await site.start()
+    return runner
+
+
+async def run_dispatcher(settings: Settings, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+    """Run until *stop* is set; *ready* is set while consuming. `StartupError` for unusable
+    definitions or topology."""
+    catalog = load_catalog(settings.services.paths)
+    ready = ready or asyncio.Event()
+    state: dict[str, object] = {}
+    health = await _health_server(ready, state, settings)
+    executor = await build_executor(settings)
+    state["executor"] = executor
+    try:
+        await executor.start()
+        amqp = await connect_amqp(settings, stop)
+        if amqp is None:
+            return
+        state["amqp"] = amqp
+        async with amqp:
+            dispatcher = Dispatcher(settings, executor, amqp, catalog)
+            try:
+                await dispatcher.start()
+            except PermanentError as error:
+                raise StartupError(str(error)) from error
+            ready.set()
+            watcher = asyncio.create_task(
+                _watch_definitions(dispatcher, settings.services.paths, settings.services.reload_interval),
+                name="bucketrun-definitions",
+            )
+            stopper = asyncio.create_task(stop.wait(), name="bucketrun-stop")
+            try:
+                # Whichever ends first: a stop request, or the definitions watcher dying (re-raised).
+                done, _ = await asyncio.wait({watcher, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()
+            finally:
+                ready.clear()
+                watcher.cancel()
+                stopper.cancel()
+                await asyncio.gather(watcher, stopper, return_exceptions=True)
+                await asyncio.shield(dispatcher.stop())
+    finally:
+        await executor.close()
+        await health.cleanup()

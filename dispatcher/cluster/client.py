@@ -1,0 +1,435 @@
+"""The cluster adapter: bucketrun's few Kubernetes API calls, over kubernetes_asyncio.
+
+The only module of ``dispatcher`` that imports ``kubernetes_asyncio``. Documents go out as plain dicts
+and answers come back as raw JSON (``_preload_content=False``): building and parsing the generated
+models costs more than the request itself. Every failure becomes a ``TransientError`` or
+``PermanentError`` (``dispatcher.cluster.errors``) raised from the original; a create's 409 is the
+outcome ``EXISTS``.
+
+Writes are not rate-limited here: the executor that calls them holds the token bucket
+(``dispatcher.executors.kubernetes``); ``ensure_secret`` is for one-off commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, NoReturn
+
+import aiohttp
+
+# This is the cluster adapter: the one module allowed to import the client library.
+from kubernetes_asyncio import client, config  # noqa: TID251
+from kubernetes_asyncio.client.exceptions import ApiException  # noqa: TID251
+from kubernetes_asyncio.config.config_exception import ConfigException  # noqa: TID251
+
+from dispatcher.cluster.errors import error_for_exception, error_for_status, status_object
+from dispatcher.cluster.informer import JobInformer, JobPage, ResourceExpired
+from dispatcher.constants import LABEL_MANAGED_BY, MANAGED_BY
+from dispatcher.errors import BucketrunError, TransientError
+from dispatcher.jobs import CreateOutcome, JobFacts, JobIndex, job_name, job_service
+from dispatcher.settings import ClusterSettings
+
+MANAGED_SELECTOR: Final = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+"""Label selector of every object bucketrun creates."""
+IN_CLUSTER_ENV: Final = "KUBERNETES_SERVICE_HOST"
+"""Set by the kubelet in every pod: its presence means "running inside a cluster"."""
+
+
+class ClusterConfigError(BucketrunError):
+    """No usable cluster configuration (kubeconfig or in-cluster service account)."""
+
+
+def runs_in_cluster(kubeconfig: Path | None, environ: Mapping[str, str]) -> bool:
+    """Whether to use the pod's service account: no kubeconfig given and Kubernetes' service variables set."""
+    return kubeconfig is None and bool(environ.get(IN_CLUSTER_ENV))
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class Cluster:
+    """One namespace of one cluster: create Jobs, ConfigMaps and Secrets; count active Jobs per service.
+
+    Build it with ``await Cluster.connect(...)``; call ``start()`` to run the Job informer that
+    ``active_jobs`` reads, and ``close()`` at the end (or use ``async with``).
+    """
+
+    def __init__(
+        self, api: client.ApiClient, namespace: str, *, request_timeout: float, watch_timeout: int = 300
+    ) -> None:
+        if request_timeout <= 0:
+            raise ValueError(f"request_timeout must be positive, got {request_timeout}")
+        self.namespace = namespace
+        self._api = api
+        # Typed as Any on purpose: with _preload_content=False the generated methods take plain dicts and
+        # return the raw aiohttp response, which their annotations (models in, models out) do not describe.
+        self._batch: Any = client.BatchV1Api(api)
+        self._core: Any = client.CoreV1Api(api)
+        self._timeout = request_timeout
+        self._known_config_maps: set[str] = set()
+        self._config_map_locks: dict[str, asyncio.Lock] = {}
+        self._index = JobIndex()
+        self._informer = JobInformer(self, self._index, watch_timeout=watch_timeout)
+
+    @classmethod
+    async def connect(
+        cls,
+        namespace: str,
+        *,
+        kubeconfig: Path | None = None,
+        in_cluster: bool = False,
+        request_timeout: float = 10.0,
+        context: str | None = None,
+        watch_timeout: int = 300,
+    ) -> Cluster:
+        """A client from the pod's service account (``in_cluster``) or from a kubeconfig file.
+
+        Without ``kubeconfig``, the file comes from ``$KUBECONFIG`` or ``~/.kube/config``.
+        ``ClusterConfigError`` when neither works.
+        """
+        configuration = client.Configuration()
+        try:
+            if in_cluster:
+                config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            else:
+                await config.load_kube_config(
+                    config_file=str(kubeconfig) if kubeconfig is not None else None,
+                    context=context,
+                    client_configuration=configuration,
+                )
+        except (ConfigException, OSError) as error:
+            where = (
+                "the in-cluster service account" if in_cluster else f"kubeconfig {kubeconfig or '(default)'}"
+            )
+            raise ClusterConfigError(
+                f"cannot configure the Kubernetes client from {where}: {error}"
+            ) from error
+        api = client.ApiClient(configuration=configuration)
+        return cls(api, namespace, request_timeout=request_timeout, watch_timeout=watch_timeout)
+
+    @classmethod
+    async def from_settings(
+        cls, settings: ClusterSettings, *, environ: Mapping[str, str] = os.environ
+    ) -> Cluster:
+        """``connect`` as the ``cluster`` settings say: a kubeconfig if one is set, else the in-cluster
+        service account when running in a pod, else ``$KUBECONFIG`` / ``~/.kube/config``."""
+        return await cls.connect(
+            settings.namespace,
+            kubeconfig=settings.kubeconfig,
+            in_cluster=runs_in_cluster(settings.kubeconfig, environ),
+            request_timeout=settings.request_timeout,
+            context=settings.context,
+        )
+
+    async def __aenter__(self) -> Cluster:
+        """Start the informer."""
+        self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Stop the informer and close the connections."""
+        await self.close()
+
+    def start(self) -> None:
+        """Start the Job informer (list + watch) behind ``active_jobs``; idempotent."""
+        self._informer.start()
+
+    async def close(self) -> None:
+        """Stop the informer and close the HTTP connections."""
+        await self._informer.stop()
+        await self._api.close()
+
+    # -- Job counting --------------------------------------------------------------------------------
+
+    @property
+    def informer(self) -> JobInformer:
+        """The informer (its ``stats`` show lists, watches, 410s and errors so far)."""
+        return self._informer
+
+    @property
+    def synced(self) -> asyncio.Event:
+        """Set once the informer's first list is in: from then on ``active_jobs`` is meaningful."""
+        return self._informer.synced
+
+    async def wait_synced(self) -> None:
+        """Return once ``synced`` is set (bound it with ``asyncio.timeout``)."""
+        await self._informer.wait_synced()
+
+    def active_jobs(self, service: str) -> int:
+        """The service's Jobs not yet Complete or Failed (suspended ones included), as last seen."""
+        return self._index.active(service)
+
+    def note_created(self, service: str, name: str) -> None:
+        """Count a Job this process just created before the watch reports it (``create_job`` does)."""
+        self._index.note_created(service, name)
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Return once ``predicate()`` is true, re-checking after each change of the Job counts."""
+        await self._index.wait_until(predicate)
+
+    # -- writes --------------------------------------------------------------------------------------
+
+    async def create_job(self, doc: Mapping[str, Any]) -> CreateOutcome:
+        """Create the Job *doc* (a plain dict): ``CREATED``, or ``EXISTS`` when the name is taken.
+
+        A created Job of a bucketrun service counts in ``active_jobs`` at once.
+        """
+        name = job_name(doc)
+        action = f"create Job {self.namespace}/{name}"
+        answer = await self._send(
+            action,
+            self._batch.create_namespaced_job(
+                self.namespace, doc, _preload_content=False, _request_timeout=self._timeout
+            ),
+        )
+        if answer.status == 409:
+            return CreateOutcome.EXISTS
+        self._raise_unless_ok(answer, action)
+        service = job_service(doc)
+        if service is not None:
+            self._index.note_created(service, name)
+        return CreateOutcome.CREATED
+
+    def knows_config_map(self, name: str) -> bool:
+        """True when ConfigMap *name* is known to exist (created or found by this process)."""
+        return name in self._known_config_maps
+
+    async def ensure_config_map(
+        self, doc: Mapping[str, Any], *, before_write: Callable[[], Awaitable[None]] | None = None
+    ) -> bool:
+        """Make sure the immutable ConfigMap *doc* exists; True if this call created it.
+
+        Names are content hashes, so an existing ConfigMap of that name is the same one: no update is
+        ever needed, and once a name is known no request is made for it again. Concurrent calls for one
+        name make one request between them. *before_write* (the executor's rate limit) is awaited just
+        before the request, only when one is made.
+        """
+        name = str((doc.get("metadata") or {}).get("name", ""))
+        if name in self._known_config_maps:
+            return False
+        async with self._config_map_locks.setdefault(name, asyncio.Lock()):
+            if name in self._known_config_maps:
+                return False
+            if before_write is not None:
+                await before_write()
+            action = f"create ConfigMap {self.namespace}/{name}"
+            answer = await self._send(
+                action,
+                self._core.create_namespaced_config_map(
+                    self.namespace, doc, _preload_content=False, _request_timeout=self._timeout
+                ),
+            )
+            if answer.status != 409:
+                self._raise_unless_ok(answer, action)
+            self._known_config_maps.add(name)
+        self._config_map_locks.pop(name, None)
+        return answer.status != 409
+
+    async def ensure_secret(
+        self, name: str, data: Mapping[str, str | bytes], *, labels: Mapping[str, str] | None = None
+    ) -> bool:
+        """Create Secret *name* holding *data*, or replace its data when it differs; True if it changed."""
+        encoded = {key: _b64(value) for key, value in data.items()}
+        body: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {"name": name, "labels": {LABEL_MANAGED_BY: MANAGED_BY, **(labels or {})}},
+            "data": encoded,
+        }
+        where = f"Secret {self.namespace}/{name}"
+        created = await self._send(
+            f"create {where}",
+            self._core.create_namespaced_secret(
+                self.namespace, body, _preload_content=False, _request_timeout=self._timeout
+            ),
+        )
+        if created.status != 409:
+            self._raise_unless_ok(created, f"create {where}")
+            return True
+        current = await self._send(
+            f"read {where}",
+            self._core.read_namespaced_secret(
+                name, self.namespace, _preload_content=False, _request_timeout=self._timeout
+            ),
+        )
+        self._raise_unless_ok(current, f"read {where}")
+        existing = status_object(current.body)
+        if (existing.get("data") or {}) == encoded:
+            return False
+        version = (existing.get("metadata") or {}).get("resourceVersion")
+        body["metadata"] = {**body["metadata"], "resourceVersion": version}
+        replaced = await self._send(
+            f"replace {where}",
+            self._core.replace_namespaced_secret(
+                name, self.namespace, body, _preload_content=False, _request_timeout=self._timeout
+            ),
+        )
+        if replaced.status == 409:
+            raise TransientError(f"replace {where}: changed by someone else meanwhile", kind="api-conflict")
+        self._raise_unless_ok(replaced, f"replace {where}")
+        return True
+
+    # -- health --------------------------------------------------------------------------------------
+
+    async def ready(self) -> bool:
+        """True when the API answers a Job list in this namespace in time and the informer is alive.
+
+        Never raises (but a cancellation).
+        """
+        if self._informer.stats.lists and not self._informer.running:
+            return False  # the informer was started and died: active_jobs would go stale
+        try:
+            answer = await self._send(
+                f"list Jobs in {self.namespace}",
+                self._batch.list_namespaced_job(
+                    self.namespace,
+                    limit=1,
+                    label_selector=MANAGED_SELECTOR,
+                    _preload_content=False,
+                    _request_timeout=self._timeout,
+                ),
+            )
+        except BucketrunError:
+            return False
+        return 200 <= answer.status < 300
+
+    # -- JobSource, for the informer -----------------------------------------------------------------
+
+    async def list_jobs(self, *, limit: int, continue_token: str | None) -> JobPage:
+        """One page of bucketrun's Jobs in the namespace, reduced to ``JobFacts``."""
+        action = f"list Jobs in {self.namespace}"
+        answer = await self._send(
+            action,
+            self._batch.list_namespaced_job(
+                self.namespace,
+                label_selector=MANAGED_SELECTOR,
+                limit=limit,
+                _continue=continue_token,
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            ),
+        )
+        if answer.status == 410:
+            raise ResourceExpired(f"{action}: continue token expired")
+        self._raise_unless_ok(answer, action)
+        listing = status_object(answer.body)
+        metadata = listing.get("metadata") or {}
+        items = listing.get("items")
+        version = metadata.get("resourceVersion")
+        if not isinstance(items, list) or not isinstance(version, str):
+            raise TransientError(f"{action}: the answer is not a Job list", kind="api-5xx")
+        return JobPage(
+            [JobFacts.of(item) for item in items if isinstance(item, dict)],
+            version,
+            metadata.get("continue") or None,
+        )
+
+    @asynccontextmanager
+    async def watch_jobs(
+        self, *, resource_version: str, timeout_seconds: int
+    ) -> AsyncIterator[AsyncIterator[Mapping[str, Any]]]:
+        """A watch stream of bucketrun's Jobs from *resource_version*, with bookmarks: raw events."""
+        action = f"watch Jobs in {self.namespace}"
+        # No total timeout: the stream lasts timeout_seconds; a silent connection is cut after that plus
+        # a margin (bookmarks keep a healthy stream talking).
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self._timeout, sock_read=timeout_seconds + self._timeout
+        )
+        try:
+            response = await self._batch.list_namespaced_job(
+                self.namespace,
+                label_selector=MANAGED_SELECTOR,
+                watch=True,
+                allow_watch_bookmarks=True,
+                resource_version=resource_version,
+                timeout_seconds=timeout_seconds,
+                _preload_content=False,
+                _request_timeout=timeout,
+            )
+        except (aiohttp.ClientError, TimeoutError, ConnectionError) as error:
+            raise _mapped(error, action) from error
+        try:
+            if response.status == 410:
+                raise ResourceExpired(f"{action}: resourceVersion {resource_version} expired")
+            if response.status != 200:
+                _raise_for_status(response.status, response.headers, await response.read(), action)
+            events = _watch_events(response, action)
+            try:
+                yield events
+            finally:
+                await events.aclose()  # finalised here, not by the garbage collector
+        finally:
+            response.close()
+
+    # -- plumbing ------------------------------------------------------------------------------------
+
+    async def _send(self, action: str, request: Awaitable[Any]) -> _Answer:
+        try:
+            response = await request
+            try:
+                body = await response.read()
+            finally:
+                response.release()
+        except (aiohttp.ClientError, TimeoutError, ConnectionError) as error:
+            raise _mapped(error, action) from error
+        return _Answer(response.status, response.headers, body)
+
+    @staticmethod
+    def _raise_unless_ok(answer: _Answer, action: str) -> None:
+        if not 200 <= answer.status < 300:
+            _raise_for_status(answer.status, answer.headers, answer.body, action)
+
+
+async def _watch_events(response: aiohttp.ClientResponse, action: str) -> AsyncGenerator[Mapping[str, Any]]:
+    """The events of a watch response, one JSON object per line."""
+    try:
+        async for line in response.content:
+            if not line.strip():
+                continue
+            event = json.loads(line)
+            if not isinstance(event, dict):
+                raise TransientError(
+                    f"{action}: a watch line is not an event: {line[:200]!r}", kind="api-watch"
+                )
+            yield event
+    except (aiohttp.ClientError, TimeoutError, ConnectionError) as error:
+        raise _mapped(error, action) from error
+    except ValueError as error:  # bad JSON, or a line longer than the read buffer
+        raise TransientError(f"{action}: unreadable watch stream: {error}", kind="api-watch") from error
+
+
+def _raise_for_status(code: int, headers: Mapping[str, str], body: bytes, action: str) -> NoReturn:
+    """Raise bucketrun's error for an HTTP error answer, from the library's own exception for it."""
+    cause = ApiException(status=code, reason=_phrase(body))
+    cause.body = body
+    raise error_for_status(code, headers, body, action=action) from cause
+
+
+def _phrase(body: bytes) -> str:
+    reason = status_object(body).get("reason")
+    return reason if isinstance(reason, str) else ""
+
+
+def _mapped(error: BaseException, action: str) -> TransientError:
+    mapped = error_for_exception(error, action=action)
+    return mapped if mapped is not None else TransientError(f"{action}: {error!r}", kind="api-connection")
+
+
+def _b64(value: str | bytes) -> str:
+    raw = value.encode("utf-8") if isinstance(value, str) else value
+    return base64.b64encode(raw).decode("ascii")

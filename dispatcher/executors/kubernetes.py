@@ -1,0 +1,73 @@
+"""The ``kubernetes`` executor: Jobs through the API server, writes rate-limited by a token bucket."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from dispatcher.cluster import Cluster
+from dispatcher.errors import TransientError
+from dispatcher.jobs import CreateOutcome
+from dispatcher.ratelimit import TokenBucket
+from dispatcher.settings import ClusterSettings
+
+
+async def connect_kubernetes_executor(settings: ClusterSettings) -> KubernetesExecutor:
+    """A Kubernetes executor as the ``cluster`` settings say (API client, write rate and burst)."""
+    cluster = await Cluster.from_settings(settings)
+    return KubernetesExecutor(cluster, TokenBucket(settings.api_write_rate, settings.api_write_burst))
+
+
+class KubernetesExecutor:
+    """Thin: a token from *bucket* before every API write, ConfigMaps created once, the informer run.
+
+    Owns *cluster*: ``close()`` closes it.
+    """
+
+    def __init__(self, cluster: Cluster, bucket: TokenBucket, *, sync_timeout: float | None = None) -> None:
+        self.cluster = cluster
+        self.bucket = bucket
+        self._sync_timeout = sync_timeout
+
+    async def start(self) -> None:
+        """Start the Job informer and wait for its first list (at most ``sync_timeout`` seconds, if set).
+
+        Until the list is in, the per-service counts would be too low; so this waits, retrying the API
+        meanwhile. ``TransientError(kind="api-timeout")`` if ``sync_timeout`` passes first.
+        """
+        self.cluster.start()
+        try:
+            async with asyncio.timeout(self._sync_timeout):
+                await self.cluster.wait_synced()
+        except TimeoutError as error:
+            raise TransientError(
+                f"the Job list of namespace {self.cluster.namespace} did not load within "
+                f"{self._sync_timeout} s",
+                kind="api-timeout",
+            ) from error
+
+    async def close(self) -> None:
+        """Stop the informer and close the cluster's connections."""
+        await self.cluster.close()
+
+    async def ready(self) -> bool:
+        """The API answers and the Job counts are loaded."""
+        return self.cluster.synced.is_set() and await self.cluster.ready()
+
+    async def ensure_config_map(self, doc: Mapping[str, Any]) -> None:
+        """Create the immutable ConfigMap once; known names cost no request and no token."""
+        await self.cluster.ensure_config_map(doc, before_write=self.bucket.acquire)
+
+    async def create_job(self, doc: Mapping[str, Any]) -> CreateOutcome:
+        """Take a token, then create the Job (it counts as active at once when created)."""
+        await self.bucket.acquire()
+        return await self.cluster.create_job(doc)
+
+    def active_jobs(self, service: str) -> int:
+        """The service's unfinished Jobs, from the informer (no API call)."""
+        return self.cluster.active_jobs(service)
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Return once ``predicate()`` is true, re-checked after every change the informer sees."""
+        await self.cluster.wait_until(predicate)

@@ -1,0 +1,108 @@
+"""Create the Job for one service task: parse, look up the service, presign, render, create.
+
+The only step with side effects on the cluster is the last one, and it is idempotent: the Job name is
+a function of (service, bucket, key, object version), so a task delivered twice meets 409 AlreadyExists
+and reports `EXISTS`. Everything that can never succeed raises `PermanentError` with a reason; anything
+the cluster or storage may answer differently later raises `TransientError` (from the adapters).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Protocol
+
+from dispatcher.errors import PermanentError
+from dispatcher.events import EventError, ObjectEvent
+from dispatcher.ingress import parse_task
+from dispatcher.rendering.context import RenderError, StagingGrants
+from dispatcher.rendering.render import JobRenderer
+from dispatcher.services import ServiceDefinition
+
+
+class GrantSigner(Protocol):
+    """Presigns a Job's transfers (the storage adapter)."""
+
+    def grants_for(
+        self,
+        service: ServiceDefinition,
+        bucket: str,
+        key: str,
+        *,
+        expires: timedelta,
+        version_id: str | None = None,
+    ) -> StagingGrants:
+        """Expiring grants for one object and the service's outputs."""
+        ...
+
+
+class JobSink(Protocol):
+    """Where Jobs are created (an executor)."""
+
+    async def ensure_config_map(self, doc: dict[str, Any]) -> None:
+        """Make sure the service's ConfigMap exists."""
+        ...
+
+    async def create_job(self, doc: dict[str, Any]) -> Any:
+        """Create the Job; returns CREATED or EXISTS."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedJob:
+    """What happened to one task."""
+
+    service: str
+    name: str
+    event: ObjectEvent
+    outcome: Any  # the executor's CreateOutcome
+
+
+class JobCreator:
+    """Turns service tasks into Jobs, with the services current at the time of each call."""
+
+    def __init__(
+        self,
+        services: Callable[[], Mapping[str, ServiceDefinition]],
+        renderer: JobRenderer,
+        signer: GrantSigner,
+        sink: JobSink,
+        grant_lifetime: Callable[[int | None], timedelta],
+    ) -> None:
+        self._services = services
+        self._renderer = renderer
+        self._signer = signer
+        self._sink = sink
+        self._grant_lifetime = grant_lifetime
+
+    def prepare(
+        self, service_name: str, body: bytes
+    ) -> tuple[ServiceDefinition, ObjectEvent, dict[str, Any], dict[str, Any]]:
+        """The pure half: (service, event, ConfigMap, Job) for a task, or `PermanentError`."""
+        try:
+            event = parse_task(body)
+        except EventError as error:
+            raise PermanentError(error.message, reason=str(error.reason)) from error
+        service = self._services().get(service_name)
+        if service is None:
+            raise PermanentError(f"no service named {service_name!r} is loaded", reason="unknown-service")
+        grants = self._signer.grants_for(
+            service,
+            event.bucket,
+            event.key,
+            expires=self._grant_lifetime(service.options.timeout),
+            version_id=event.version_id if event.version_id not in (None, "null") else None,
+        )
+        try:
+            rendered = self._renderer.render(service, event, grants)
+        except RenderError as error:
+            raise PermanentError(str(error), reason="invalid-manifest") from error
+        return service, event, rendered.config_map, rendered.job
+
+    async def create(self, service_name: str, body: bytes) -> CreatedJob:
+        """Create the Job for a task (idempotent)."""
+        service, event, config_map, job = self.prepare(service_name, body)
+        await self._sink.ensure_config_map(config_map)
+        outcome = await self._sink.create_job(job)
+        return CreatedJob(service.name, job["metadata"]["name"], event, outcome)

@@ -1,0 +1,422 @@
+"""The dispatcher's settings: environment variables prefixed ``BUCKETRUN_``, then an optional YAML file.
+
+Groups nest with ``__``: ``BUCKETRUN_AMQP__URL`` sets ``amqp.url``, ``BUCKETRUN_AMQP__RETRY_TIERS='[1,5,30]'``
+sets a list (JSON). ``BUCKETRUN_CONFIG`` names a YAML file with the same structure (``amqp: {url: ...}``);
+a value set in the environment wins over the file, which wins over the defaults.
+
+Credentials are ``SecretStr``: masked in ``repr``, in ``describe()`` and in validation errors. Load with
+``Settings.load()``, which turns pydantic's errors into one ``SettingsError`` naming each bad setting by its
+environment variable and its file key.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Final, Literal, get_args
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from dispatcher.services.errors import shown
+from dispatcher.services.names import check_bucket_name
+
+ENV_PREFIX: Final = "BUCKETRUN_"
+ENV_DELIMITER: Final = "__"
+CONFIG_ENV: Final = "BUCKETRUN_CONFIG"
+"""Environment variable naming the optional YAML settings file."""
+MASK: Final = "**********"
+MAX_PRESIGN_SECONDS: Final = 7 * 24 * 3600
+"""S3 refuses presigned requests valid for longer than seven days."""
+_MAX_AMQP_NAME_BYTES: Final = 255  # AMQP 0-9-1 short string
+
+
+def _amqp_name(value: str) -> str:
+    if not value or len(value.encode("utf-8")) > _MAX_AMQP_NAME_BYTES:
+        raise ValueError(f"AMQP name {shown(value)} must be 1-{_MAX_AMQP_NAME_BYTES} bytes")
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
+        raise ValueError(f"AMQP name {shown(value)} contains control characters")
+    if value.startswith("amq."):
+        raise ValueError(f"AMQP name {shown(value)} uses the broker's reserved prefix 'amq.'")
+    return value
+
+
+AmqpName = Annotated[str, AfterValidator(_amqp_name)]
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", hide_input_in_errors=True, use_attribute_docstrings=True
+    )
+
+
+class AmqpSettings(_Group):
+    """RabbitMQ: where MinIO publishes, and the queues bucketrun declares (see ``dispatcher.amqp``)."""
+
+    url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
+    """Broker URL, ``amqp://`` or ``amqps://`` with user, password and vhost. Default: RabbitMQ's ``guest``
+    account on loopback (the broker accepts ``guest`` from loopback only)."""
+    exchange: AmqpName = "bucketrun.events"
+    """Exchange MinIO publishes bucket notifications to (``MINIO_NOTIFY_AMQP_EXCHANGE``). Default
+    ``bucketrun.events``."""
+    exchange_type: Literal["fanout", "direct", "topic"] = "fanout"
+    """Its type (``MINIO_NOTIFY_AMQP_EXCHANGE_TYPE``). Default ``fanout``: every event reaches the ingress
+    queue whatever routing key MinIO uses."""
+    exchange_durable: bool = True
+    """Whether the exchange survives broker restarts; must equal MinIO's ``MINIO_NOTIFY_AMQP_DURABLE``
+    (set it ``on``), or whichever side declares second is refused. Default true."""
+    routing_key: str = Field(default="", max_length=_MAX_AMQP_NAME_BYTES)
+    """Binding key of the ingress queue: MinIO's ``MINIO_NOTIFY_AMQP_ROUTING_KEY`` for a ``direct``
+    exchange, a pattern (``#``) for ``topic``; ignored by ``fanout``. Default empty."""
+    ingress_queue: AmqpName = "bucketrun.ingress"
+    """Durable quorum queue bound to the exchange; the dispatcher consumes it. Default
+    ``bucketrun.ingress``."""
+    dead_letter_exchange: AmqpName = "bucketrun.dead-letter"
+    """Fanout exchange receiving refused messages. Default ``bucketrun.dead-letter``."""
+    dead_letter_queue: AmqpName = "bucketrun.dead-letter"
+    """Durable quorum queue holding refused messages with their reason headers. Default
+    ``bucketrun.dead-letter``."""
+    retry_exchange: AmqpName = "bucketrun.retry"
+    """Headers exchange that parks a message in the retry tier it names. Default ``bucketrun.retry``."""
+    retry_queue_prefix: AmqpName = "bucketrun.retry"
+    """Retry tier queues are named ``<prefix>.<seconds>s``. Default ``bucketrun.retry``."""
+    service_queue_prefix: AmqpName = "bucketrun.service"
+    """Per-service queues are named ``<prefix>.<service>``. Default ``bucketrun.service``."""
+    retry_tiers: tuple[PositiveInt, ...] = Field(default=(1, 5, 30, 120), min_length=1, max_length=32)
+    """Seconds a message waits in each retry tier (one queue each; sorted, duplicates dropped). Default
+    ``(1, 5, 30, 120)``."""
+    delivery_limit: PositiveInt = 5
+    """``x-delivery-limit``: deliveries of one message (crashes, rejections) before the broker
+    dead-letters it. Default 5."""
+    prefetch: PositiveInt = Field(default=64, le=65535)
+    """Unacknowledged messages a consumer holds at once (bounds in-flight work). Default 64."""
+    publish_timeout: PositiveFloat = 10.0
+    """Seconds to wait for the broker to confirm a publish (including a reconnection). Default 10."""
+    connect_timeout: PositiveFloat = 10.0
+    """Seconds to wait for the first connection. Default 10."""
+    reconnect_interval: PositiveFloat = 1.0
+    """Seconds between reconnection attempts after the connection dropped. Default 1."""
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: SecretStr) -> SecretStr:
+        parts = urlsplit(value.get_secret_value())
+        if parts.scheme not in {"amqp", "amqps"} or not parts.hostname:
+            # Never echo the URL: it holds the password.
+            raise ValueError("must be an amqp:// or amqps:// URL with a host")
+        return value
+
+    @field_validator("retry_tiers")
+    @classmethod
+    def _sort_tiers(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(sorted(set(value)))
+
+    @model_validator(mode="after")
+    def _distinct_names(self) -> AmqpSettings:
+        exchanges = (self.exchange, self.dead_letter_exchange, self.retry_exchange)
+        if len(set(exchanges)) != len(exchanges):
+            raise ValueError(f"exchange, dead_letter_exchange and retry_exchange must differ: {exchanges}")
+        queues = (self.ingress_queue, self.dead_letter_queue)
+        prefixes = (self.retry_queue_prefix, self.service_queue_prefix)
+        if self.ingress_queue == self.dead_letter_queue or prefixes[0] == prefixes[1]:
+            raise ValueError(
+                f"ingress_queue, dead_letter_queue and the queue prefixes must differ: {queues + prefixes}"
+            )
+        if any(queue.startswith(f"{prefix}.") for queue in queues for prefix in prefixes):
+            raise ValueError(f"queue names {queues} must not start with a queue prefix {prefixes}")
+        return self
+
+    def redacted_url(self) -> str:
+        """The broker URL with its password masked: safe for logs."""
+        return redact_url(self.url.get_secret_value())
+
+
+class StorageSettings(_Group):
+    """bucketrun's own MinIO/S3 (provider ``minio.default``): where events come from and results go."""
+
+    endpoint: str = "localhost:9000"
+    """``host[:port]`` of the S3 API (no scheme: see ``secure``). Default ``localhost:9000``."""
+    access_key: SecretStr
+    """Access key id used to presign the jobs' transfers. Required."""
+    secret_key: SecretStr
+    """Secret access key. Required."""
+    region: str = Field(default="us-east-1", pattern=r"^[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?$")
+    """Region requests are signed for; set explicitly so presigning never asks the server. Default
+    ``us-east-1`` (MinIO's default)."""
+    secure: bool = False
+    """Whether to use HTTPS (TLS certificates are verified). Default false (plain HTTP, as a
+    cluster-internal MinIO usually serves)."""
+    grant_margin: PositiveInt = Field(default=6 * 3600, le=MAX_PRESIGN_SECONDS)
+    """Seconds a job's presigned URLs stay valid beyond the service's timeout (covers time queued and
+    staging). Default 21600 (6 h); the total is capped at 7 days."""
+    max_upload_bytes: PositiveInt = 5 * 1024**3
+    """Largest file a job may upload to an output (POST policy ``content-length-range``). Default 5 GiB,
+    S3's limit for one POST."""
+    request_timeout: PositiveFloat = 30.0
+    """Seconds to wait for the storage server to connect or answer. Default 30."""
+    records_bucket: str = "bucketrun-records"
+    """Bucket of job records (status and logs); never a service input. Default ``bucketrun-records``."""
+    records_prefix: str = "records/"
+    """Key prefix of job records in that bucket. Default ``records/``."""
+
+    @field_validator("endpoint")
+    @classmethod
+    def _check_endpoint(cls, value: str) -> str:
+        parts = urlsplit(f"//{value}")
+        if "://" in value or "/" in value or not parts.hostname or parts.username or parts.password:
+            raise ValueError(f"endpoint {shown(value)} must be host[:port]; choose HTTPS with 'secure'")
+        try:
+            _ = parts.port
+        except ValueError as error:
+            raise ValueError(f"endpoint {shown(value)} has an invalid port") from error
+        return value
+
+    @field_validator("records_bucket")
+    @classmethod
+    def _check_records_bucket(cls, value: str) -> str:
+        return check_bucket_name(value)
+
+    def grant_lifetime(self, timeout_seconds: int | None) -> timedelta:
+        """How long a job's presigned URLs must live: its timeout plus the margin, at most 7 days."""
+        return timedelta(seconds=min(MAX_PRESIGN_SECONDS, (timeout_seconds or 0) + self.grant_margin))
+
+
+class ClusterSettings(_Group):
+    """Where Jobs are created."""
+
+    executor: Literal["kubernetes", "local"] = "local"
+    """``kubernetes`` creates Jobs through the API; ``local`` runs each rendered pod's containers as
+    local processes (the embedded default). Default ``local``."""
+    namespace: str = Field(default="bucketrun", min_length=1, max_length=63)
+    """Namespace of the Jobs and ConfigMaps. Default ``bucketrun``."""
+    kubeconfig: Path | None = None
+    """Kubeconfig file to use. Default none: the in-cluster service account when running in a pod
+    (``KUBERNETES_SERVICE_HOST`` set), otherwise ``$KUBECONFIG`` or ``~/.kube/config``."""
+    context: str | None = None
+    """Kubeconfig context; default: the file's current context."""
+    api_write_rate: PositiveFloat = 20.0
+    """API writes per second allowed on average (token bucket refill rate). Default 20."""
+    api_write_burst: PositiveInt = 40
+    """API writes allowed at once (token bucket size). Default 40."""
+    request_timeout: PositiveFloat = 10.0
+    """Seconds to wait for one API request. Default 10."""
+    stager_image: str = Field(default="ghcr.io/bucketrun/bucketrun:latest", min_length=1)
+    """Image of the stage-in/stage-out containers (bucketrun's own). Default
+    ``ghcr.io/bucketrun/bucketrun:latest``."""
+    template_dir: Path | None = None
+    """Directory whose templates override ``job_templates/`` file by file. Default none."""
+    local_state_dir: Path = Path("bucketrun-state")
+    """``local`` executor: where Job claims, status and logs are kept (survives restarts). Default
+    ``./bucketrun-state``."""
+    local_max_running: PositiveInt = 4
+    """``local`` executor: Jobs run at once; more wait in creation order. Default 4."""
+
+
+class ServicesSettings(_Group):
+    """Where service definitions (OSCAR FDL) are read from."""
+
+    paths: tuple[Path, ...] = ()
+    """FDL files or directories of ``*.yaml``/``*.yml`` (a mounted ConfigMap in production). Default
+    none."""
+    reload_interval: PositiveFloat = 5.0
+    """Seconds between checks for changed definitions. Default 5."""
+
+
+class DispatchSettings(_Group):
+    """How events become Jobs: retries and shutdown."""
+
+    retry_base_delay: PositiveFloat = 1.0
+    """Seconds of the first retry's backoff ceiling (doubled each attempt, full jitter). Default 1."""
+    max_retry_delay: PositiveFloat = 120.0
+    """Cap of the backoff delay in seconds (a longer Retry-After is still honoured). Default 120."""
+    drain_timeout: PositiveFloat = 25.0
+    """Seconds SIGTERM waits for in-flight creates before cancelling them; keep it below the pod's
+    ``terminationGracePeriodSeconds``. Default 25."""
+    max_message_bytes: PositiveInt = 1 << 20
+    """Largest message body parsed; larger ones are dead-lettered as ``too-large``. Default 1 MiB."""
+
+
+class MetricsSettings(_Group):
+    """The Prometheus endpoint."""
+
+    host: str = "0.0.0.0"  # noqa: S104 -- Prometheus scrapes the pod's IP, so listen on every interface
+    """Address to listen on. Default ``0.0.0.0`` (all interfaces)."""
+    port: int = Field(default=8000, ge=0, le=65535)
+    """TCP port of ``/metrics``; 0 picks a free one. Default 8000."""
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used; the message names each bad setting's variable and file key."""
+
+
+class Settings(BaseSettings):
+    """Everything the dispatcher reads at start, grouped as in ``describe()``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_DELIMITER,
+        extra="forbid",
+        frozen=True,
+        hide_input_in_errors=True,
+        case_sensitive=False,
+    )
+    _groups: ClassVar[tuple[str, ...]] = ("amqp", "storage", "cluster", "services", "dispatch", "metrics")
+
+    amqp: AmqpSettings
+    """RabbitMQ connection and topology."""
+    storage: StorageSettings
+    """bucketrun's own MinIO/S3."""
+    cluster: ClusterSettings
+    """Where Jobs run."""
+    services: ServicesSettings
+    """Service definitions."""
+    dispatch: DispatchSettings
+    """Retries and draining."""
+    metrics: MetricsSettings
+    """Prometheus endpoint."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _every_group(cls, data: Any) -> Any:
+        # A group nobody set is validated as empty, so a missing required field is reported by its own
+        # name (storage.access_key) instead of as a missing group.
+        if isinstance(data, dict):
+            return {**{group: {} for group in cls._groups}, **data}
+        return data
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Explicit arguments, then the environment, then the file named by ``BUCKETRUN_CONFIG``."""
+        del dotenv_settings, file_secret_settings  # not used: one file format, one place
+        config = os.environ.get(CONFIG_ENV)
+        if not config:
+            return (init_settings, env_settings)
+        path = Path(config)
+        if not path.is_file():
+            raise SettingsError(f"{CONFIG_ENV} names {shown(config)}, which is not a readable file")
+        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls, yaml_file=path))
+
+    @classmethod
+    def load(cls, **overrides: Any) -> Settings:
+        """Read the settings (``overrides`` win over everything); ``SettingsError`` names every bad value."""
+        try:
+            return cls(**overrides)
+        except ValidationError as error:
+            raise SettingsError(explain(error)) from None
+
+    def describe(self) -> dict[str, Any]:
+        """The effective settings as JSON-able data, secrets masked (the broker URL keeps its host)."""
+        described = self.model_dump(mode="json")
+        described["amqp"]["url"] = self.amqp.redacted_url()
+        return described
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of its user part replaced by a mask."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{parts.username or ''}:{MASK}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def env_name(loc: tuple[int | str, ...]) -> str:
+    """The environment variable that sets the setting at ``loc`` (list indices are part of the value)."""
+    return ENV_PREFIX + ENV_DELIMITER.join(_field_path(loc)).upper()
+
+
+def explain(error: ValidationError) -> str:
+    """One line per problem: ``BUCKETRUN_AMQP__PREFETCH (amqp.prefetch): <why>; got '0'``."""
+    lines = []
+    for problem in error.errors():
+        loc = tuple(problem["loc"])
+        path = _field_path(loc)
+        where = f"{env_name(loc)} (key {'.'.join(path)} in the {CONFIG_ENV} file)"
+        if problem["type"] == "missing":
+            lines.append(f"{where}: required but not set")
+            continue
+        line = f"{where}: {problem['msg'].removeprefix('Value error, ')}"
+        if problem["type"] != "extra_forbidden" and not _is_secret(path):
+            line += f"; got {shown(problem.get('input'))}"
+        lines.append(line)
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def _field_path(loc: tuple[int | str, ...]) -> tuple[str, ...]:
+    # Stops at the first list index: a list is one variable, set as JSON.
+    path: list[str] = []
+    for part in loc:
+        if not isinstance(part, str):
+            break
+        path.append(part)
+    return tuple(path)
+
+
+def secret_fields(
+    model: type[BaseModel] = Settings, prefix: tuple[str, ...] = ()
+) -> Iterator[tuple[str, ...]]:
+    """Paths of every ``SecretStr`` field under ``model``."""
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        options = (annotation, *get_args(annotation))
+        if SecretStr in options:
+            yield (*prefix, name)
+        for option in options:
+            if isinstance(option, type) and issubclass(option, BaseModel):
+                yield from secret_fields(option, (*prefix, name))
+
+
+_SECRETS: Final = frozenset(secret_fields())
+
+
+def _is_secret(path: tuple[str, ...]) -> bool:
+    return any(path[: len(secret)] == secret for secret in _SECRETS)
+
+
+def describe_lines(described: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
+    """``key.path = value`` lines of ``Settings.describe()``, for a terminal or a start-up log."""
+    for key, value in described.items():
+        if isinstance(value, Mapping):
+            yield from describe_lines(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key} = {value!r}"
+
+
+def environment_reference() -> Iterator[tuple[str, str]]:
+    """(environment variable, first line of its documentation) for every setting, in group order."""
+    for group, field in Settings.model_fields.items():
+        model = field.annotation
+        if not isinstance(model, type) or not issubclass(model, BaseModel):
+            continue
+        for name, sub in model.model_fields.items():
+            doc = (sub.description or "").split(". ")[0].replace("\n", " ").rstrip(".")
+            yield f"{ENV_PREFIX}{group.upper()}{ENV_DELIMITER}{name.upper()}", doc

@@ -1,0 +1,349 @@
+"""The storage adapter: presigned, expiring grants for a job's transfers, and a few object helpers.
+
+The only module of ``dispatcher`` that imports ``minio``. Every client is built with an explicit region,
+so presigning is pure computation (no request to ask the server for a bucket's region); the few
+calls that do talk to the server run in a worker thread (the SDK blocks) and translate the SDK's
+exceptions into ``TransientError`` / ``PermanentError``, raised ``from`` the original.
+
+A job never gets a credential, only:
+
+- a presigned GET for exactly the object (and version) that triggered it;
+- per output path, a presigned POST policy: one bucket, keys under the output's folder, a size
+  bound, and the same expiry. The form fields include the access key *id* inside the signed
+  credential scope (S3 needs it to find the key); the secret key never leaves this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import urllib3
+
+# This is the storage adapter: the one module allowed to import the SDK.
+from minio import Minio  # noqa: TID251
+from minio.datatypes import PostPolicy  # noqa: TID251
+from minio.error import InvalidResponseError, MinioException, S3Error, ServerError  # noqa: TID251
+from minio.helpers import BaseURL  # noqa: TID251
+
+from dispatcher.errors import PermanentError, TransientError
+from dispatcher.rendering.context import OutputGrant, StagingGrants
+from dispatcher.services import OutputPath, ServiceDefinition
+from dispatcher.services.storage import DEFAULT_PROVIDER, StorageProvider
+from dispatcher.settings import StorageSettings
+
+_T = TypeVar("_T")
+
+_NOT_FOUND: Final = frozenset({"NoSuchBucket", "NoSuchKey", "NoSuchVersion", "NoSuchUpload"})
+_DENIED: Final = frozenset(
+    {
+        "AccessDenied",
+        "AllAccessDisabled",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AccountProblem",
+        "InvalidToken",
+        "ExpiredToken",
+    }
+)
+# Codes S3 sends with a 4xx status that still mean "try again later".
+_TRANSIENT_CODES: Final = frozenset(
+    {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "OperationAborted", "Busy"}
+)
+_LIST_LIMIT: Final = 10_000
+_AWS_ENDPOINT: Final = "https://s3.amazonaws.com"
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """What the server says about one stored object."""
+
+    bucket: str
+    key: str
+    size: int | None
+    etag: str | None
+    version_id: str | None
+    content_type: str | None = None
+    last_modified: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """One S3 server as bucketrun signs for it: a client and the base URL to build POST URLs with."""
+
+    client: Minio
+    base_url: BaseURL
+    region: str
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _pool(*, timeout: float, verify: bool) -> urllib3.PoolManager:
+    # bucketrun retries at its own level (with backoff and the broker's retry tiers), so the SDK's
+    # own 5x retry of 5xx answers is replaced by a single retry of a dropped connection.
+    return urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=timeout, read=timeout),
+        maxsize=10,
+        cert_reqs="CERT_REQUIRED" if verify else "CERT_NONE",
+        ca_certs=os.environ.get("SSL_CERT_FILE"),  # else the system's trust store
+        retries=urllib3.Retry(total=1, read=0, status=0, redirect=0, backoff_factor=0.1),
+    )
+
+
+def _target(
+    *, url: str, access_key: str, secret_key: str, region: str, verify: bool, timeout: float
+) -> _Target:
+    parts = urlsplit(url)
+    client = Minio(
+        parts.netloc,
+        access_key=access_key,
+        secret_key=secret_key,
+        region=region,
+        secure=parts.scheme == "https",
+        http_client=_pool(timeout=timeout, verify=verify),
+        cert_check=verify,
+    )
+    return _Target(client, BaseURL(url, region), region)
+
+
+def _settings_target(settings: StorageSettings) -> _Target:
+    return _target(
+        url=f"{'https' if settings.secure else 'http'}://{settings.endpoint}",
+        access_key=settings.access_key.get_secret_value(),
+        secret_key=settings.secret_key.get_secret_value(),
+        region=settings.region,
+        verify=True,
+        timeout=settings.request_timeout,
+    )
+
+
+def _provider_target(provider: StorageProvider, timeout: float) -> _Target:
+    endpoint = provider.endpoint or _AWS_ENDPOINT
+    # Keep only scheme://host[:port]: the SDK takes no path (the model refuses query and fragment).
+    parts = urlsplit(endpoint)
+    return _target(
+        url=urlunsplit((parts.scheme, parts.netloc, "", "", "")),
+        access_key=provider.access_key.get_secret_value(),
+        secret_key=provider.secret_key.get_secret_value(),
+        region=provider.region or "us-east-1",
+        verify=provider.verify,
+        timeout=timeout,
+    )
+
+
+def output_key_prefix(output: OutputPath) -> str:
+    """Keys a job may write for ``output``: everything under its folder (the whole bucket without one)."""
+    return f"{output.folder}/" if output.folder else ""
+
+
+def rfc3339(moment: datetime) -> str:
+    """``2026-01-02T03:04:05Z``: a UTC instant, whole seconds."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Storage:
+    """bucketrun's S3 access: presigned grants for jobs, and blocking SDK calls run off the event loop."""
+
+    def __init__(self, settings: StorageSettings, *, clock: Callable[[], datetime] = _utc_now) -> None:
+        """Build the client of bucketrun's own storage from ``settings``; no request is made."""
+        self._settings = settings
+        self._clock = clock
+        self._default = _settings_target(settings)
+        self._providers: dict[StorageProvider, _Target] = {}
+
+    def __repr__(self) -> str:
+        """Endpoint and region only: never the keys."""
+        return f"Storage(endpoint={self._settings.endpoint!r}, region={self._settings.region!r})"
+
+    def _target_for(self, service: ServiceDefinition, provider: str) -> _Target:
+        if provider == DEFAULT_PROVIDER:
+            return self._default
+        definition = service.storage_providers.get(provider)
+        if definition is None:
+            raise PermanentError(
+                f"service {service.name!r} names storage provider {provider!r} but does not define it",
+                reason="unknown-provider",
+            )
+        target = self._providers.get(definition)
+        if target is None:
+            target = _provider_target(definition, self._settings.request_timeout)
+            self._providers[definition] = target
+        return target
+
+    def grants_for(
+        self,
+        service: ServiceDefinition,
+        bucket: str,
+        key: str,
+        *,
+        expires: timedelta,
+        version_id: str | None = None,
+        provider: str = DEFAULT_PROVIDER,
+    ) -> StagingGrants:
+        """Presigned GET of ``bucket``/``key`` (that version, if given) and a POST policy per output.
+
+        Everything expires ``expires`` from now (1 second to 7 days, S3's limits). Pure computation.
+        """
+        if not timedelta(seconds=1) <= expires <= timedelta(days=7):
+            raise ValueError(f"grants must expire within 1 s to 7 days, not {expires}")
+        now = self._clock().astimezone(UTC).replace(microsecond=0)
+        expires_at = now + expires
+        source = self._target_for(service, provider)
+        input_url = source.client.presigned_get_object(
+            bucket, key, expires=expires, request_date=now, version_id=version_id
+        )
+        outputs = tuple(self._output_grant(service, output, expires_at) for output in service.outputs)
+        return StagingGrants(input_url=input_url, outputs=outputs, expires_at=rfc3339(expires_at))
+
+    def _output_grant(
+        self, service: ServiceDefinition, output: OutputPath, expires_at: datetime
+    ) -> OutputGrant:
+        target = self._target_for(service, output.provider)
+        policy = PostPolicy(output.bucket, expires_at)
+        policy.add_starts_with_condition("key", output_key_prefix(output))
+        # The stager may label what it uploads; any type is fine, but S3 requires every form field
+        # to be named by a condition.
+        policy.add_starts_with_condition("Content-Type", "")
+        policy.add_content_length_range_condition(0, self._settings.max_upload_bytes)
+        with warnings.catch_warnings():
+            # The SDK signs with datetime.utcnow(), deprecated from Python 3.12; the value is right.
+            warnings.filterwarnings("ignore", "datetime.datetime.utcnow", DeprecationWarning)
+            fields = target.client.presigned_post_policy(policy)
+        url = urlunsplit(
+            target.base_url.build(method="POST", region=target.region, bucket_name=output.bucket)
+        )
+        return OutputGrant(
+            provider=output.provider,
+            bucket=output.bucket,
+            folder=output.folder,
+            prefix=output.prefix,
+            suffix=output.suffix,
+            url=url,
+            form_fields=dict(fields),
+        )
+
+    async def put_object(
+        self, bucket: str, key: str, data: bytes, *, content_type: str = "application/octet-stream"
+    ) -> ObjectInfo:
+        """Store ``data`` as ``bucket``/``key``; the server's eTag and version id are returned."""
+        client = self._default.client
+
+        def put() -> ObjectInfo:
+            result = client.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
+            return ObjectInfo(bucket, key, len(data), result.etag, result.version_id, content_type)
+
+        return await self._run(f"put {bucket}/{key}", put)
+
+    async def get_object(self, bucket: str, key: str, *, version_id: str | None = None) -> bytes:
+        """The content of ``bucket``/``key`` (read whole: for records and small files)."""
+        client = self._default.client
+
+        def get() -> bytes:
+            response = client.get_object(bucket, key, version_id=version_id)
+            try:
+                return response.read()
+            finally:
+                response.close()
+                response.release_conn()
+
+        return await self._run(f"get {bucket}/{key}", get)
+
+    async def stat(self, bucket: str, key: str, *, version_id: str | None = None) -> ObjectInfo:
+        """Size, eTag, version and type of ``bucket``/``key``."""
+        client = self._default.client
+
+        def stat() -> ObjectInfo:
+            found = client.stat_object(bucket, key, version_id=version_id)
+            return ObjectInfo(
+                bucket,
+                key,
+                found.size,
+                found.etag,
+                found.version_id,
+                found.content_type,
+                found.last_modified,
+            )
+
+        return await self._run(f"stat {bucket}/{key}", stat)
+
+    async def list(
+        self, bucket: str, prefix: str = "", *, limit: int = _LIST_LIMIT
+    ) -> tuple[ObjectInfo, ...]:
+        """Objects under ``prefix`` (recursively, in key order), at most ``limit`` of them."""
+        client = self._default.client
+
+        def listing() -> tuple[ObjectInfo, ...]:
+            found: list[ObjectInfo] = []
+            for item in client.list_objects(bucket, prefix=prefix or None, recursive=True):
+                if len(found) >= limit:
+                    break
+                found.append(
+                    ObjectInfo(
+                        bucket,
+                        item.object_name or "",
+                        item.size,
+                        item.etag,
+                        item.version_id,
+                        item.content_type,
+                        item.last_modified,
+                    )
+                )
+            return tuple(found)
+
+        return await self._run(f"list {bucket}/{prefix}", listing)
+
+    async def _run(self, what: str, call: Callable[[], _T]) -> _T:
+        try:
+            return await asyncio.to_thread(call)
+        except (MinioException, urllib3.exceptions.HTTPError, OSError) as error:
+            raise storage_error(what, error) from error
+
+
+def storage_error(what: str, error: Exception) -> TransientError | PermanentError:
+    """The bucketrun error for an SDK or connection failure during ``what`` (e.g. ``"get b/k"``)."""
+    if isinstance(error, S3Error):
+        return _s3_error(what, error)
+    if isinstance(error, ServerError):
+        return TransientError(
+            f"storage server error during {what}: HTTP {error.status_code}", kind="storage-5xx"
+        )
+    if isinstance(error, InvalidResponseError):
+        return TransientError(f"storage gave an unreadable answer during {what}", kind="storage-bad-response")
+    return TransientError(
+        f"cannot reach storage to {what}: {type(error).__name__}", kind="storage-connection"
+    )
+
+
+def _s3_error(what: str, error: S3Error) -> TransientError | PermanentError:
+    code = error.code or ""
+    status = error.response.status
+    text = f"storage refused to {what}: {code or 'HTTP ' + str(status)} ({status})"
+    if status >= 500 or status == 429 or code in _TRANSIENT_CODES:
+        return TransientError(text, retry_after=_retry_after(error), kind="storage-5xx")
+    if code in _NOT_FOUND or status == 404:
+        reason = "storage-not-found"
+    elif code in _DENIED or status == 403:
+        reason = "storage-access-denied"
+    else:
+        reason = "storage-refused"
+    return PermanentError(text, reason=reason)
+
+
+def _retry_after(error: S3Error) -> float | None:
+    value = error.response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None  # an HTTP date: rare from S3; the backoff decides instead
+    return seconds if seconds >= 0 else None

@@ -1,0 +1,327 @@
+"""The dispatcher end to end on real servers: RabbitMQ, an S3 server (for presigning), the Kubernetes
+API (emulator or cluster). Events published to the MinIO exchange become exactly one Job each."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aio_pika  # noqa: TID251 - the test plays MinIO and reads the dead-letter queue
+import pytest
+from kubernetes_asyncio import client  # noqa: TID251 - the test inspects the cluster
+
+from dispatcher.app import run_dispatcher
+from dispatcher.events import build_message, parse_message
+from dispatcher.identity import job_name, object_version
+from dispatcher.settings import Settings
+from tests.backends.kubernetes import KubeTestEnv
+from tests.backends.rabbitmq import AmqpNames
+from tests.backends.s3 import S3Endpoint
+
+pytestmark = [pytest.mark.integration]
+
+FDL = """
+functions:
+  oscar:
+  - c:
+      name: upper
+      image: busybox:1.36
+      cpu: '0.25'
+      memory: 64Mi
+      script: |
+        tr a-z A-Z < "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/out.txt"
+      input: [{storage_provider: minio, path: photos/in}]
+      output: [{storage_provider: minio, path: photos/out}]
+  - c:
+      name: lower
+      image: busybox:1.36
+      cpu: '0.5'
+      memory: 128Mi
+      script: |
+        tr A-Z a-z < "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/out.txt"
+      input: [{storage_provider: minio, path: photos/in}]
+  - c:
+      name: capped
+      image: busybox:1.36
+      memory: 32Mi
+      script: |
+        cat "$INPUT_FILE_PATH"
+      input: [{storage_provider: minio, path: queue/in}]
+      bucketrun:
+        max_concurrent_jobs: 2
+"""
+WAIT = 60.0
+
+
+@dataclass
+class Running:
+    settings: Settings
+    names: AmqpNames
+    kube: KubeTestEnv
+
+    async def publish(self, bodies: list[bytes]) -> None:
+        connection = await aio_pika.connect(self.names.url)
+        async with connection:
+            channel = await connection.channel(publisher_confirms=True)
+            exchange = await channel.get_exchange(self.settings.amqp.exchange)
+            for body in bodies:
+                await exchange.publish(
+                    aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT), ""
+                )
+
+
+def event(key: str, *, bucket: str = "photos", sequencer: str = "17A76FE05CF3469B") -> bytes:
+    return build_message(
+        event_name="s3:ObjectCreated:Put", bucket=bucket, key=key, etag="e" * 32, sequencer=sequencer
+    )
+
+
+def settings_for(names: AmqpNames, s3: S3Endpoint, kube: KubeTestEnv, fdl: Path) -> Settings:
+    for role in ("retry.1s", "retry.2s", "svc.upper", "svc.lower", "svc.capped", "ingress", "dlq"):
+        names.queue(role)
+    return Settings.load(
+        amqp={
+            "url": names.url,
+            "exchange": names.exchange("events"),
+            "ingress_queue": f"{names.prefix}.ingress",
+            "dead_letter_exchange": names.exchange("dlx"),
+            "dead_letter_queue": f"{names.prefix}.dlq",
+            "retry_exchange": names.exchange("retry"),
+            "retry_queue_prefix": f"{names.prefix}.retry",
+            "service_queue_prefix": f"{names.prefix}.svc",
+            "retry_tiers": (1, 2),
+        },
+        storage={
+            "endpoint": s3.endpoint,
+            "access_key": s3.access_key,
+            "secret_key": s3.secret_key,
+            "region": s3.region,
+        },
+        cluster={
+            "executor": "kubernetes",
+            "namespace": kube.namespace,
+            "kubeconfig": kube.kubeconfig,
+            "api_write_rate": 500.0,
+            "api_write_burst": 500,
+        },
+        services={"paths": (fdl,), "reload_interval": 0.5},
+        dispatch={"retry_base_delay": 0.2, "max_retry_delay": 2.0, "drain_timeout": 5.0},
+        metrics={"host": "127.0.0.1", "port": 0},
+    )
+
+
+@contextlib.asynccontextmanager
+async def dispatcher(settings: Settings) -> AsyncIterator[asyncio.Task[None]]:
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(run_dispatcher(settings, stop, ready))
+    try:
+        waiter = asyncio.create_task(ready.wait())
+        await asyncio.wait({task, waiter}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            task.result()  # it failed to start: show why
+        assert ready.is_set(), "dispatcher not ready within 30 s"
+        yield task
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+@pytest.fixture
+async def running(amqp_names, s3_endpoint, kube, tmp_path) -> Running:
+    fdl = tmp_path / "services.yaml"
+    fdl.write_text(FDL)
+    kube.require_control().set_kubelet("off")  # pods stay Pending: these tests count Jobs, not runs
+    return Running(settings_for(amqp_names, s3_endpoint, kube, fdl), amqp_names, kube)
+
+
+async def jobs(kube: KubeTestEnv) -> list[dict[str, Any]]:
+    from tests.backends.kubernetes import api_client_for  # noqa: PLC0415
+
+    async with await api_client_for(kube.kubeconfig) as api:
+        batch = client.BatchV1Api(api)
+        listed = await batch.list_namespaced_job(kube.namespace, _preload_content=False)
+        return (await listed.json())["items"]
+
+
+async def until(check: Callable[[], Any], what: str, within: float = WAIT) -> Any:
+    """Poll *check* (async) until it returns something truthy; fail naming *what* after *within* s."""
+    last: Any = None
+    try:
+        async with asyncio.timeout(within):
+            # The state lives in other servers (cluster, broker): polling is the only way to see it.
+            while not (last := await check()):  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        pytest.fail(f"timed out after {within}s waiting for {what} (last: {last!r})"[:2000])
+    return last
+
+
+async def dead_letters(
+    names: AmqpNames, queue: str, count: int
+) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    connection = await aio_pika.connect(names.url)
+    got: list[aio_pika.abc.AbstractIncomingMessage] = []
+    async with connection:
+        channel = await connection.channel()
+        dlq = await channel.get_queue(queue)
+
+        async def enough() -> bool:
+            while (message := await dlq.get(fail=False)) is not None:
+                await message.ack()
+                got.append(message)
+            return len(got) >= count
+
+        await until(enough, f"{count} dead letters")
+    return got
+
+
+async def test_each_event_becomes_exactly_one_job_with_the_right_service_key_and_resources(
+    running: Running,
+) -> None:
+    keys = [f"in/photo-{index}.txt" for index in range(40)]
+    async with dispatcher(running.settings):
+        await running.publish([event(key) for key in keys])
+
+        async def all_jobs() -> list[dict[str, Any]] | None:
+            found = await jobs(running.kube)
+            return found if len(found) >= 80 else None
+
+        found = await until(all_jobs, "80 Jobs (40 events x 2 services)")
+        # The same events again (MinIO retrying from its queue_dir): every create meets 409, no new Job.
+        await running.publish([event(key) for key in keys])
+        control = running.kube.require_control()
+
+        async def all_refused() -> int:
+            return control.request_count(
+                verb="create", resource="jobs", namespace=running.kube.namespace, code=409
+            )
+
+        await until(lambda: _at_least(all_refused, 80), "80 creates answered 409 AlreadyExists")
+        await until(lambda: _queues_empty(running), "ingress and service queues to drain")
+    assert len(await jobs(running.kube)) == 80
+    by_name = {job["metadata"]["name"]: job for job in found}
+    for key in keys:
+        (parsed,) = parse_message(event(key))
+        for service, cpu in (("upper", "0.25"), ("lower", "0.5")):
+            job = by_name[job_name(service, "photos", key, object_version(parsed))]
+            assert job["metadata"]["labels"]["bucketrun.io/service"] == service
+            assert job["metadata"]["annotations"]["bucketrun.io/key"] == key
+            run = job["spec"]["template"]["spec"]["containers"][0]
+            assert run["resources"]["limits"]["cpu"] == cpu
+
+
+async def _at_least(count: Callable[[], Any], minimum: int) -> bool:
+    return await count() >= minimum
+
+
+async def _queues_empty(running: Running) -> bool:
+    connection = await aio_pika.connect(running.names.url)
+    async with connection:
+        channel = await connection.channel()
+        for role in ("ingress", "svc.upper", "svc.lower"):
+            queue = await channel.declare_queue(f"{running.names.prefix}.{role}", passive=True)
+            if queue.declaration_result.message_count:
+                return False
+    return True
+
+
+async def test_bad_messages_are_dead_lettered_with_reasons_and_good_ones_still_become_jobs(
+    running: Running,
+) -> None:
+    bad = {
+        "not-json": b"this is not json",
+        "bad-record": b'{"Records": [{"eventName": 5}]}',
+        "unknown-bucket": event("in/x.txt", bucket="elsewhere"),
+        "folder-mismatch": event("other/x.txt"),
+        "not-utf8": bytes(range(256)) * 4,
+        "too-large": b'{"Records": [' + b" " * (2 << 20) + b"]}",
+    }
+    good = [event(f"in/good-{index}.txt") for index in range(6)]
+    interleaved: list[bytes] = []
+    for index, body in enumerate(bad.values()):
+        interleaved += [body, good[index]]
+    async with dispatcher(running.settings):
+        await running.publish(interleaved)
+        letters = await dead_letters(running.names, running.settings.amqp.dead_letter_queue, len(bad))
+
+        async def twelve() -> bool:
+            return len(await jobs(running.kube)) >= 12
+
+        await until(twelve, "12 Jobs for the 6 good events")
+    reasons = sorted(str(letter.headers["x-bucketrun-reason"]) for letter in letters)
+    assert reasons == sorted(bad)
+    for letter in letters:
+        assert letter.headers.get("x-bucketrun-error")
+
+
+async def test_api_errors_and_throttling_are_retried_until_every_job_exists(running: Running) -> None:
+    control = running.kube.require_control()
+    control.set_faults(
+        error_rates={500: 0.2, 503: 0.1, 429: 0.1}, retry_after_seconds=1, verbs=["create"], seed=7
+    )
+    keys = [f"in/flaky-{index}.txt" for index in range(15)]
+    async with dispatcher(running.settings):
+        await running.publish([event(key) for key in keys])
+
+        async def thirty() -> bool:
+            return len(await jobs(running.kube)) >= 30
+
+        await until(thirty, "30 Jobs despite 40% injected API errors", within=90)
+    control.clear_faults()
+    assert len(await jobs(running.kube)) == 30
+    assert await _dlq_count(running) == 0
+
+
+async def _dlq_count(running: Running) -> int:
+    connection = await aio_pika.connect(running.names.url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(running.settings.amqp.dead_letter_queue, passive=True)
+        return queue.declaration_result.message_count or 0
+
+
+async def test_a_capped_service_holds_its_backlog_without_blocking_others(running: Running) -> None:
+    control = running.kube.require_control()
+    capped = [event(f"in/q-{index}.txt", bucket="queue") for index in range(12)]
+    others = [event(f"in/o-{index}.txt") for index in range(3)]
+    async with dispatcher(running.settings):
+        await running.publish(capped + others)
+
+        async def settled() -> list[dict[str, Any]] | None:
+            found = await jobs(running.kube)
+            by_service = _by_service(found)
+            return found if by_service.get("upper", 0) == 3 and by_service.get("capped", 0) >= 2 else None
+
+        found = await until(settled, "the uncapped services' Jobs and 2 capped Jobs")
+        assert _by_service(found)["capped"] == 2  # pods stay Pending: the cap holds the rest back
+        control.set_kubelet("instant")  # Jobs now finish at once: the backlog drains, 2 at a time
+
+        async def all_capped() -> bool:
+            found = await jobs(running.kube)
+            active = [j for j in found if _service(j) == "capped" and not _finished(j)]
+            assert len(active) <= 2, f"{len(active)} capped Jobs active at once"
+            return _by_service(found).get("capped", 0) == 12
+
+        await until(all_capped, "all 12 capped Jobs", within=90)
+
+
+def _service(job: dict[str, Any]) -> str:
+    return job["metadata"]["labels"]["bucketrun.io/service"]
+
+
+def _finished(job: dict[str, Any]) -> bool:
+    return any(
+        c["type"] in {"Complete", "Failed"} and c["status"] == "True"
+        for c in job.get("status", {}).get("conditions", [])
+    )
+
+
+def _by_service(found: list[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for job in found:
+        counts[_service(job)] = counts.get(_service(job), 0) + 1
+    return counts

@@ -1,0 +1,106 @@
+"""The ingress plan: tasks per routed service, deliberate ignores, and unroutable records."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dispatcher.events import EventError, build_message, parse_message
+from dispatcher.ingress import parse_task, plan_ingress
+from dispatcher.routing import NoRouteReason, Router
+from dispatcher.services import load_services_text
+
+FDL = """
+functions:
+  oscar:
+  - c:
+      name: thumbs
+      image: busybox
+      script: |
+        cp "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR"
+      input:
+      - {storage_provider: minio, path: media/in, suffix: [.jpg]}
+      output:
+      - {storage_provider: minio, path: media/thumbs}
+  - c:
+      name: archive
+      image: busybox
+      script: |
+        true
+      input:
+      - {storage_provider: minio, path: media/in}
+"""
+
+
+@pytest.fixture(scope="module")
+def router():
+    return Router(load_services_text(FDL, source="t.yaml", base_dir=None).services)
+
+
+def message(
+    key: str, *, bucket: str = "media", name: str = "s3:ObjectCreated:Put", sequencer: str | None = "1A"
+) -> bytes:
+    return build_message(event_name=name, bucket=bucket, key=key, etag="e", sequencer=sequencer)
+
+
+def test_a_shared_folder_yields_one_task_per_service(router) -> None:
+    plan = plan_ingress(message("in/cat.jpg"), router)
+    assert [task.service for task in plan.tasks] == ["thumbs", "archive"]
+    assert plan.dead_letter_reason is None
+    (event,) = parse_message(message("in/cat.jpg"))
+    for task in plan.tasks:
+        parsed = parse_task(task.body)
+        assert (parsed.bucket, parsed.key, parsed.sequencer) == ("media", "in/cat.jpg", "1A")
+        assert parsed.record == event.record  # EVENT keeps MinIO's original record
+
+
+def test_filters_narrow_the_services(router) -> None:
+    plan = plan_ingress(message("in/notes.txt"), router)
+    assert [task.service for task in plan.tasks] == ["archive"]
+
+
+@pytest.mark.parametrize(
+    ("key", "name", "reason"),
+    [
+        ("in/", "s3:ObjectCreated:Put", NoRouteReason.FOLDER_MARKER),
+        ("in/cat.jpg", "s3:ObjectRemoved:Delete", NoRouteReason.EVENT_NOT_HANDLED),
+        ("in/cat.jpg", "s3:ObjectCreated:PutTagging", NoRouteReason.EVENT_NOT_HANDLED),
+    ],
+)
+def test_deliberate_ignores_are_acked(router, key, name, reason) -> None:
+    plan = plan_ingress(message(key, name=name), router)
+    assert plan.tasks == ()
+    assert [why.reason for why in plan.ignored] == [reason]
+    assert plan.dead_letter_reason is None
+
+
+@pytest.mark.parametrize(
+    ("bucket", "key", "reason"),
+    [("other", "in/cat.jpg", "unknown-bucket"), ("media", "elsewhere/cat.jpg", "folder-mismatch")],
+)
+def test_unroutable_records_dead_letter_the_message(router, bucket, key, reason) -> None:
+    plan = plan_ingress(message(key, bucket=bucket), router)
+    assert plan.tasks == ()
+    assert plan.dead_letter_reason == reason
+
+
+def test_routable_records_still_yield_tasks_next_to_an_unroutable_one(router) -> None:
+    good = parse_message(message("in/a.jpg"))[0].record
+    bad = parse_message(message("x/b.jpg", bucket="other"))[0].record
+    body = json.dumps({"Records": [good, bad]}).encode()
+    plan = plan_ingress(body, router)
+    assert [task.service for task in plan.tasks] == ["thumbs", "archive"]
+    assert plan.dead_letter_reason == "unknown-bucket"
+
+
+def test_an_unidentifiable_version_is_refused_before_any_task(router) -> None:
+    with pytest.raises(EventError) as refused:
+        plan_ingress(message("in/a.jpg", sequencer=None), router)
+    assert refused.value.reason == "no-version"
+
+
+def test_task_bodies_hold_exactly_one_record(router) -> None:
+    body = json.dumps({"Records": [parse_message(message("in/a.jpg"))[0].record] * 2}).encode()
+    with pytest.raises(EventError, match="exactly one record"):
+        parse_task(body)
