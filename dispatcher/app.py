@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -205,22 +206,30 @@ def _fingerprint(paths: tuple[Path, ...]) -> tuple[tuple[str, int, int], ...]:
     return tuple(stats)
 
 
-async def _health_server(
-    dispatcher_ready: asyncio.Event, state: dict[str, object], settings: Settings
-) -> web.AppRunner:
+@dataclass
+class _Probes:
+    """What /readyz looks at: set as the parts come up."""
+
+    ready: asyncio.Event
+    executor: Executor | None = None
+    amqp: AmqpClient | None = None
+
+    async def is_ready(self) -> bool:
+        return (
+            self.ready.is_set()
+            and self.amqp is not None
+            and self.amqp.connected
+            and self.executor is not None
+            and await self.executor.ready()
+        )
+
+
+async def _health_server(probes: _Probes, settings: Settings) -> web.AppRunner:
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
     async def readyz(_: web.Request) -> web.Response:
-        amqp = state.get("amqp")
-        executor = state.get("executor")
-        ready = (
-            dispatcher_ready.is_set()
-            and isinstance(amqp, AmqpClient)
-            and amqp.connected
-            and executor is not None
-            and await executor.ready()  # type: ignore[attr-defined]
-        )
+        ready = await probes.is_ready()
         return web.Response(status=200 if ready else 503, text="ready\n" if ready else "not ready\n")
 
     app = web.Application()
@@ -238,16 +247,21 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event, ready: asyncio
     definitions or topology."""
     catalog = load_catalog(settings.services.paths)
     ready = ready or asyncio.Event()
-    state: dict[str, object] = {}
-    health = await _health_server(ready, state, settings)
-    executor = await build_executor(settings)
-    state["executor"] = executor
-    try:
-        await executor.start()
+    probes = _Probes(ready)
+    async with contextlib.AsyncExitStack() as cleanup:
+        health = await _health_server(probes, settings)
+        cleanup.push_async_callback(health.cleanup)
+        executor = await build_executor(settings)
+        cleanup.push_async_callback(executor.close)
+        probes.executor = executor
+        # The executor waits for its first Job list (caps need it) and the broker may be away: both
+        # retry on their own, and a stop request must still end the wait.
+        if not await _unless_stopped(executor.start(), stop):
+            return
         amqp = await connect_amqp(settings, stop)
         if amqp is None:
             return
-        state["amqp"] = amqp
+        probes.amqp = amqp
         async with amqp:
             dispatcher = Dispatcher(settings, executor, amqp, catalog)
             try:
@@ -271,6 +285,20 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event, ready: asyncio
                 stopper.cancel()
                 await asyncio.gather(watcher, stopper, return_exceptions=True)
                 await asyncio.shield(dispatcher.stop())
+
+
+async def _unless_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Run *work* to its end (True), or cancel it as soon as *stop* is set (False)."""
+    task = asyncio.ensure_future(work)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        await executor.close()
-        await health.cleanup()
+        stopper.cancel()
+        if not task.done():
+            task.cancel()
+        await asyncio.gather(task, stopper, return_exceptions=True)
+    if task.cancelled():
+        return False
+    task.result()
+    return True

@@ -156,10 +156,6 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[str
     return parser.format_help(), 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def _run_dispatcher(*, print_settings: bool) -> tuple[str, int]:
     try:
         settings = Settings.load()
@@ -187,3 +183,7 @@ async def _serve(settings: Settings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, request_stop)
     await run_dispatcher(settings, stop)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

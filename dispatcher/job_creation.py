@@ -15,7 +15,9 @@ from typing import Any, Protocol
 
 from dispatcher.errors import PermanentError
 from dispatcher.events import EventError, ObjectEvent
+from dispatcher.executors.base import Executor
 from dispatcher.ingress import parse_task
+from dispatcher.jobs import CreateOutcome
 from dispatcher.rendering.context import RenderError, StagingGrants
 from dispatcher.rendering.render import JobRenderer
 from dispatcher.services import ServiceDefinition
@@ -37,18 +39,6 @@ class GrantSigner(Protocol):
         ...
 
 
-class JobSink(Protocol):
-    """Where Jobs are created (an executor)."""
-
-    async def ensure_config_map(self, doc: dict[str, Any]) -> None:
-        """Make sure the service's ConfigMap exists."""
-        ...
-
-    async def create_job(self, doc: dict[str, Any]) -> Any:
-        """Create the Job; returns CREATED or EXISTS."""
-        ...
-
-
 @dataclass(frozen=True, slots=True)
 class CreatedJob:
     """What happened to one task."""
@@ -56,7 +46,7 @@ class CreatedJob:
     service: str
     name: str
     event: ObjectEvent
-    outcome: Any  # the executor's CreateOutcome
+    outcome: CreateOutcome
 
 
 class JobCreator:
@@ -67,7 +57,7 @@ class JobCreator:
         services: Callable[[], Mapping[str, ServiceDefinition]],
         renderer: JobRenderer,
         signer: GrantSigner,
-        sink: JobSink,
+        sink: Executor,
         grant_lifetime: Callable[[int | None], timedelta],
     ) -> None:
         self._services = services

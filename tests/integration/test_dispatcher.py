@@ -286,15 +286,16 @@ async def _dlq_count(running: Running) -> int:
 
 async def test_a_capped_service_holds_its_backlog_without_blocking_others(running: Running) -> None:
     control = running.kube.require_control()
-    capped = [event(f"in/q-{index}.txt", bucket="queue") for index in range(12)]
-    others = [event(f"in/o-{index}.txt") for index in range(3)]
+    # The issue's case: cap 2, 20 events for the capped service and 5 for another.
+    capped = [event(f"in/q-{index}.txt", bucket="queue") for index in range(20)]
+    others = [event(f"in/o-{index}.txt") for index in range(5)]
     async with dispatcher(running.settings):
         await running.publish(capped + others)
 
         async def settled() -> list[dict[str, Any]] | None:
             found = await jobs(running.kube)
             by_service = _by_service(found)
-            return found if by_service.get("upper", 0) == 3 and by_service.get("capped", 0) >= 2 else None
+            return found if by_service.get("upper", 0) == 5 and by_service.get("capped", 0) >= 2 else None
 
         found = await until(settled, "the uncapped services' Jobs and 2 capped Jobs")
         assert _by_service(found)["capped"] == 2  # pods stay Pending: the cap holds the rest back
@@ -304,9 +305,9 @@ async def test_a_capped_service_holds_its_backlog_without_blocking_others(runnin
             found = await jobs(running.kube)
             active = [j for j in found if _service(j) == "capped" and not _finished(j)]
             assert len(active) <= 2, f"{len(active)} capped Jobs active at once"
-            return _by_service(found).get("capped", 0) == 12
+            return _by_service(found).get("capped", 0) == 20
 
-        await until(all_capped, "all 12 capped Jobs", within=90)
+        await until(all_capped, "all 20 capped Jobs", within=90)
 
 
 def _service(job: dict[str, Any]) -> str:
