@@ -242,17 +242,27 @@ async def _health_server(probes: _Probes, settings: Settings) -> web.AppRunner:
     return runner
 
 
-async def run_dispatcher(settings: Settings, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+async def run_dispatcher(
+    settings: Settings,
+    stop: asyncio.Event,
+    ready: asyncio.Event | None = None,
+    *,
+    executor: Executor | None = None,
+) -> None:
     """Run until *stop* is set; *ready* is set while consuming. `StartupError` for unusable
-    definitions or topology."""
+    definitions or topology.
+
+    *executor*, when given, is shared with the caller (``bucketrun serve``), which closes it.
+    """
     catalog = load_catalog(settings.services.paths)
     ready = ready or asyncio.Event()
     probes = _Probes(ready)
     async with contextlib.AsyncExitStack() as cleanup:
         health = await _health_server(probes, settings)
         cleanup.push_async_callback(health.cleanup)
-        executor = await build_executor(settings)
-        cleanup.push_async_callback(executor.close)
+        if executor is None:
+            executor = await build_executor(settings)
+            cleanup.push_async_callback(executor.close)
         probes.executor = executor
         # The executor waits for its first Job list (caps need it) and the broker may be away: both
         # retry on their own, and a stop request must still end the wait.

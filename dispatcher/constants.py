@@ -27,6 +27,9 @@ ANNOTATION_VERSION: Final = f"{DOMAIN}/object-version"
 ANNOTATION_EVENT_NAME: Final = f"{DOMAIN}/event-name"
 ANNOTATION_EVENT_TIME: Final = f"{DOMAIN}/event-time"
 ANNOTATION_SOURCE: Final = f"{DOMAIN}/source"
+ANNOTATION_RECORDED: Final = f"{DOMAIN}/recorded"
+"""Set by the watcher on a finished Job once its record is written and its completion event published;
+the value is the Job's UID, so a re-created Job of the same name is not mistaken for a recorded one."""
 
 # Kubernetes' own names bucketrun relies on
 LABEL_JOB_CONTROLLER_UID: Final = "batch.kubernetes.io/controller-uid"

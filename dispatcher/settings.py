@@ -12,6 +12,7 @@ environment variable and its file key.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -255,6 +256,43 @@ class DispatchSettings(_Group):
     """Largest message body parsed; larger ones are dead-lettered as ``too-large``. Default 1 MiB."""
 
 
+def _default_identity() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class WatcherSettings(_Group):
+    """The watcher: completion events, leader election and job records."""
+
+    results_exchange: AmqpName = "bucketrun.results"
+    """Topic exchange completion events are published to, with the service name as routing key. Default
+    ``bucketrun.results``."""
+    lease_name: str = Field(default="bucketrun-watcher", pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+    """Name of the ``coordination.k8s.io/v1`` Lease the watcher replicas elect their leader with. Default
+    ``bucketrun-watcher``."""
+    lease_duration: PositiveFloat = 15.0
+    """Seconds a leader's Lease is valid without renewal; a standby takes over once it has seen it
+    unchanged for that long. Default 15."""
+    lease_renew_period: PositiveFloat = 5.0
+    """Seconds between the leader's renewals (and between a standby's looks at the Lease). Default 5."""
+    identity: str = Field(default_factory=_default_identity, min_length=1, max_length=253)
+    """This replica's name in the Lease. Default ``<hostname>-<pid>``."""
+    log_tail_lines: PositiveInt = Field(default=2000, le=100_000)
+    """Last lines of each container's log kept in the job record. Default 2000."""
+    concurrency: PositiveInt = Field(default=8, le=256)
+    """Finished Jobs recorded at once. Default 8."""
+    watch_timeout: PositiveInt = 300
+    """Seconds a Job watch stream lasts before it is renewed (randomised up to twice that). Default 300."""
+
+    @model_validator(mode="after")
+    def _renew_within_lease(self) -> WatcherSettings:
+        if self.lease_renew_period >= self.lease_duration:
+            raise ValueError(
+                f"lease_renew_period ({self.lease_renew_period} s) must be shorter than lease_duration "
+                f"({self.lease_duration} s), or the Lease expires between renewals"
+            )
+        return self
+
+
 class MetricsSettings(_Group):
     """The Prometheus endpoint."""
 
@@ -279,7 +317,15 @@ class Settings(BaseSettings):
         hide_input_in_errors=True,
         case_sensitive=False,
     )
-    _groups: ClassVar[tuple[str, ...]] = ("amqp", "storage", "cluster", "services", "dispatch", "metrics")
+    _groups: ClassVar[tuple[str, ...]] = (
+        "amqp",
+        "storage",
+        "cluster",
+        "services",
+        "dispatch",
+        "watcher",
+        "metrics",
+    )
 
     amqp: AmqpSettings
     """RabbitMQ connection and topology."""
@@ -291,6 +337,8 @@ class Settings(BaseSettings):
     """Service definitions."""
     dispatch: DispatchSettings
     """Retries and draining."""
+    watcher: WatcherSettings
+    """Completion events, leader election, job records."""
     metrics: MetricsSettings
     """Prometheus endpoint."""
 

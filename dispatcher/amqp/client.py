@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 from urllib.parse import unquote, urlsplit
 
 # This subpackage is the AMQP adapter: the one place allowed to import the client library.
@@ -132,6 +132,15 @@ class AmqpClient:
                 topology.ingress_queue, durable=True, arguments=topology.work_queue_arguments()
             )
             await ingress.bind(events, routing_key=topology.routing_key)
+
+    async def declare_exchange(self, name: str, exchange_type: Literal["fanout", "direct", "topic"]) -> None:
+        """Declare (idempotently) a durable exchange of *exchange_type*, e.g. the watcher's results exchange.
+
+        ``PermanentError`` (reason ``topology-mismatch``) when it exists with other arguments.
+        """
+        async with _declaring(f"exchange {name!r}"):
+            kind = aio_pika.ExchangeType(exchange_type)
+            await self._declarations.declare_exchange(name, kind, durable=True)
 
     async def declare_service_queue(self, service: str) -> str:
         """Declare (idempotently) the work queue of ``service`` and return its name.

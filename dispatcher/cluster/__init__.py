@@ -15,7 +15,13 @@ library). Typical use::
 
 from __future__ import annotations
 
-from dispatcher.cluster.client import MANAGED_SELECTOR, Cluster, ClusterConfigError, runs_in_cluster
+from dispatcher.cluster.client import (
+    MANAGED_SELECTOR,
+    Cluster,
+    ClusterConfigError,
+    DocumentPage,
+    runs_in_cluster,
+)
 from dispatcher.cluster.informer import InformerStats, JobInformer
 from dispatcher.jobs import CreateOutcome
 
@@ -24,6 +30,7 @@ __all__ = [
     "Cluster",
     "ClusterConfigError",
     "CreateOutcome",
+    "DocumentPage",
     "InformerStats",
     "JobInformer",
     "runs_in_cluster",

@@ -32,7 +32,7 @@ from kubernetes_asyncio.config.config_exception import ConfigException  # noqa: 
 
 from dispatcher.cluster.errors import error_for_exception, error_for_status, status_object
 from dispatcher.cluster.informer import JobInformer, JobPage, ResourceExpired
-from dispatcher.constants import LABEL_MANAGED_BY, MANAGED_BY
+from dispatcher.constants import LABEL_JOB_CONTROLLER_UID, LABEL_MANAGED_BY, MANAGED_BY
 from dispatcher.errors import BucketrunError, TransientError
 from dispatcher.jobs import CreateOutcome, JobFacts, JobIndex, job_name, job_service
 from dispatcher.settings import ClusterSettings
@@ -50,6 +50,15 @@ class ClusterConfigError(BucketrunError):
 def runs_in_cluster(kubeconfig: Path | None, environ: Mapping[str, str]) -> bool:
     """Whether to use the pod's service account: no kubeconfig given and Kubernetes' service variables set."""
     return kubeconfig is None and bool(environ.get(IN_CLUSTER_ENV))
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentPage:
+    """One page of a list, with the objects as the API sent them."""
+
+    items: list[dict[str, Any]]
+    resource_version: str
+    continue_token: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +86,7 @@ class Cluster:
         # return the raw aiohttp response, which their annotations (models in, models out) do not describe.
         self._batch: Any = client.BatchV1Api(api)
         self._core: Any = client.CoreV1Api(api)
+        self._coordination: Any = client.CoordinationV1Api(api)
         self._timeout = request_timeout
         self._known_config_maps: set[str] = set()
         self._config_map_locks: dict[str, asyncio.Lock] = {}
@@ -312,6 +322,11 @@ class Cluster:
 
     async def list_jobs(self, *, limit: int, continue_token: str | None) -> JobPage:
         """One page of bucketrun's Jobs in the namespace, reduced to ``JobFacts``."""
+        page = await self.list_job_documents(limit=limit, continue_token=continue_token)
+        return JobPage([JobFacts.of(item) for item in page.items], page.resource_version, page.continue_token)
+
+    async def list_job_documents(self, *, limit: int, continue_token: str | None) -> DocumentPage:
+        """One page of bucketrun's Jobs in the namespace as the API sent them; ``ResourceExpired`` on 410."""
         action = f"list Jobs in {self.namespace}"
         answer = await self._send(
             action,
@@ -333,10 +348,8 @@ class Cluster:
         version = metadata.get("resourceVersion")
         if not isinstance(items, list) or not isinstance(version, str):
             raise TransientError(f"{action}: the answer is not a Job list", kind="api-5xx")
-        return JobPage(
-            [JobFacts.of(item) for item in items if isinstance(item, dict)],
-            version,
-            metadata.get("continue") or None,
+        return DocumentPage(
+            [item for item in items if isinstance(item, dict)], version, metadata.get("continue") or None
         )
 
     @asynccontextmanager
@@ -375,6 +388,124 @@ class Cluster:
                 await events.aclose()  # finalised here, not by the garbage collector
         finally:
             response.close()
+
+    # -- reads and marks, for the watcher and the jobs commands ---------------------------------------
+
+    async def read_job(self, name: str) -> dict[str, Any] | None:
+        """Job *name* as the API has it, or None when there is no such Job."""
+        action = f"read Job {self.namespace}/{name}"
+        answer = await self._send(
+            action,
+            self._batch.read_namespaced_job(
+                name, self.namespace, _preload_content=False, _request_timeout=self._timeout
+            ),
+        )
+        if answer.status == 404:
+            return None
+        self._raise_unless_ok(answer, action)
+        return status_object(answer.body)
+
+    async def job_pods(self, job_uid: str) -> list[dict[str, Any]]:
+        """The pods the Job with UID *job_uid* created (by the controller-uid label), oldest first."""
+        action = f"list pods of Job {job_uid} in {self.namespace}"
+        answer = await self._send(
+            action,
+            self._core.list_namespaced_pod(
+                self.namespace,
+                label_selector=f"{LABEL_JOB_CONTROLLER_UID}={job_uid}",
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            ),
+        )
+        self._raise_unless_ok(answer, action)
+        items = status_object(answer.body).get("items")
+        pods = [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+        return sorted(pods, key=lambda pod: str((pod.get("metadata") or {}).get("creationTimestamp", "")))
+
+    async def pod_log(self, pod: str, container: str, *, tail_lines: int | None = None) -> str | None:
+        """The last *tail_lines* lines of *container*'s log in *pod*; None when the pod is gone or the
+        container never started (the API then has no log to give)."""
+        action = f"read the log of {self.namespace}/{pod} container {container}"
+        answer = await self._send(
+            action,
+            self._core.read_namespaced_pod_log(
+                pod,
+                self.namespace,
+                container=container,
+                tail_lines=tail_lines,
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            ),
+        )
+        if answer.status in (400, 404):
+            return None
+        self._raise_unless_ok(answer, action)
+        return answer.body.decode("utf-8", "replace")
+
+    async def annotate_job(self, name: str, annotations: Mapping[str, str]) -> bool:
+        """Merge *annotations* into Job *name*'s metadata; False when the Job no longer exists."""
+        action = f"annotate Job {self.namespace}/{name}"
+        answer = await self._send(
+            action,
+            self._batch.patch_namespaced_job(
+                name,
+                self.namespace,
+                {"metadata": {"annotations": dict(annotations)}},
+                _content_type="application/merge-patch+json",
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            ),
+        )
+        if answer.status == 404:
+            return False
+        self._raise_unless_ok(answer, action)
+        return True
+
+    # -- Leases, for leader election -----------------------------------------------------------------
+
+    async def read_lease(self, name: str) -> dict[str, Any] | None:
+        """Lease *name* (``coordination.k8s.io/v1``), or None when it does not exist."""
+        action = f"read Lease {self.namespace}/{name}"
+        answer = await self._send(
+            action,
+            self._coordination.read_namespaced_lease(
+                name, self.namespace, _preload_content=False, _request_timeout=self._timeout
+            ),
+        )
+        if answer.status == 404:
+            return None
+        self._raise_unless_ok(answer, action)
+        return status_object(answer.body)
+
+    async def create_lease(self, doc: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Create the Lease *doc*; the stored Lease, or None when one of that name exists already."""
+        action = f"create Lease {self.namespace}/{job_name(doc)}"
+        answer = await self._send(
+            action,
+            self._coordination.create_namespaced_lease(
+                self.namespace, dict(doc), _preload_content=False, _request_timeout=self._timeout
+            ),
+        )
+        if answer.status == 409:
+            return None
+        self._raise_unless_ok(answer, action)
+        return status_object(answer.body)
+
+    async def replace_lease(self, doc: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Replace the Lease *doc* (its ``metadata.resourceVersion`` is the precondition); the stored
+        Lease, or None when someone changed it meanwhile (409)."""
+        name = job_name(doc)
+        action = f"replace Lease {self.namespace}/{name}"
+        answer = await self._send(
+            action,
+            self._coordination.replace_namespaced_lease(
+                name, self.namespace, dict(doc), _preload_content=False, _request_timeout=self._timeout
+            ),
+        )
+        if answer.status == 409:
+            return None
+        self._raise_unless_ok(answer, action)
+        return status_object(answer.body)
 
     # -- plumbing ------------------------------------------------------------------------------------
 

@@ -57,15 +57,15 @@ class OutputGrant:
     folder: str
     prefix: tuple[str, ...]
     suffix: tuple[str, ...]
-    url: str
-    form_fields: Mapping[str, str]
+    url: str = field(repr=False)  # a credential until it expires: never in logs or reprs
+    form_fields: Mapping[str, str] = field(repr=False)
 
 
 @dataclass(frozen=True)
 class StagingGrants:
     """Expiring, object-scoped storage permissions for one Job's stager (no long-lived credentials)."""
 
-    input_url: str
+    input_url: str = field(repr=False)  # a credential until it expires: never in logs or reprs
     outputs: tuple[OutputGrant, ...]
     expires_at: str  # RFC 3339
 

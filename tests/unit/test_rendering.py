@@ -402,3 +402,11 @@ def test_manifest_checks_catch_what_the_schema_misses(renderer: JobRenderer) -> 
     assert any("restartPolicy 'Always'" in p for p in problems)
     assert any("'1..0' is not a quantity" in p for p in problems)
     assert any("not a valid label value" in p for p in problems)
+
+
+def test_grants_never_show_their_urls_or_policies_in_reprs() -> None:
+    service = service_from(MINIMAL)
+    shown = repr(grants_for(service))
+    assert "X-Amz-Signature" not in shown
+    assert "https://s3.example" not in shown
+    assert "policy" not in shown

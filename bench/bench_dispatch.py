@@ -1,0 +1,1203 @@
+"""Dispatch throughput and latency of the real dispatcher, beside the raw limits of its two clients.
+
+A measurement, not a test. Run from the repository root:
+``.venv/bin/python bench/bench_dispatch.py [--events N] [--rate R] [--duration S] [--json PATH]``
+(``--help`` explains every figure). It starts what it needs and stops it again: a Kubernetes API
+emulator subprocess (kubelet ``off``: Jobs get Pending pods and nothing runs), a moto S3 server (the
+dispatcher presigns against its endpoint) and the dispatcher itself, in this process. RabbitMQ is the
+machine's (``amqp://guest:guest@127.0.0.1:5672/``) or ``$BUCKETRUN_BENCH_AMQP_URL``; every queue and
+exchange the bench uses has a unique name and is deleted at the end.
+
+Progress goes to stderr, the figures to stdout, and with ``--json`` to a file as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import gc
+import json
+import logging
+import math
+import os
+import platform
+import pstats
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import IO, Any
+
+# `tests` (the emulator) is not an installed package: put the repository on the path to run from anywhere.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import aio_pika  # noqa: TID251 - the bench plays MinIO and measures the bare client
+import structlog
+from kubernetes_asyncio import client, config  # noqa: TID251 - the bench measures the bare client, watches Jobs
+
+from dispatcher.amqp import AmqpClient, Topology
+from dispatcher.app import run_dispatcher
+from dispatcher.constants import ANNOTATION_KEY, LABEL_MANAGED_BY
+from dispatcher.events import build_message
+from dispatcher.handlers import Catalog
+from dispatcher.ingress import plan_ingress
+from dispatcher.job_creation import JobCreator
+from dispatcher.rendering.context import RenderSettings
+from dispatcher.rendering.render import JobRenderer
+from dispatcher.services import load_services
+from dispatcher.settings import Settings
+from dispatcher.storage import Storage
+from tests.k8s_emulator import WRITE_VERBS, EmulatorControl, run_emulator
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+AMQP_URL_ENV = "BUCKETRUN_BENCH_AMQP_URL"
+SERVICES = ("upper", "lower", "count")
+BUCKET = "bench"
+TARGET_RATIO = 0.80
+TARGET_P99_MS = 50.0
+PUBLISH_WINDOW = 256
+"""Publishes awaiting their broker confirm at once when pre-loading a queue (MinIO pipelines too)."""
+PHASE_TIMEOUT_FLOOR = 60.0
+"""Seconds any phase may take at least before the bench gives up on it (plus 20 ms per event)."""
+
+HELP = """\
+Measures, in one run on one machine, how fast bucketrun's dispatcher turns MinIO events into
+Kubernetes Jobs, beside the raw limits of the two clients it is built on.
+
+raw (a)  bare aio-pika: N MinIO-sized messages published with confirms to a fresh quorum queue
+         (window of 256 unconfirmed), then consumed with the dispatcher's prefetch and acked one by
+         one. The consume+ack rate is raw limit (a); the publish rate is shown too.
+raw (b)  bare kubernetes-asyncio: N small valid Jobs created on the emulator with
+         create_namespaced_job(_preload_content=False), as many in flight as the dispatcher's
+         prefetch. That rate is raw limit (b).
+raw (b') the same, with the Jobs bucketrun renders for the same events (bigger documents; shown
+         to separate the emulator's cost per Job from the dispatcher's own; not a target).
+bucketrun  N events for 3 services (one service each) pre-published to the MinIO exchange, then the
+         real dispatcher (run_dispatcher in this process, executor kubernetes, API write rate not
+         limiting) consumes them: events/s from the ingress consumer's start to the last Job's
+         201 Created, and its ratio to the lower raw limit. Target: >= 80%. Per event the dispatcher
+         does two consume+acks and one confirmed publish (ingress -> per-service queue) plus the
+         create, presigning and rendering; 'amqp work per event' shows that composite limit.
+latency  events published at a steady --rate for --duration seconds into the running dispatcher;
+         per Job, publish -> Job created. Target: p99 <= 50 ms. The creation instant is when the
+         Job's ADDED event reaches a watch on Jobs opened by this process: creationTimestamp has
+         1 s resolution, and the emulator's stats count requests without times. The watch is an
+         independent observer outside the code under test and can only be late, never early, so
+         its figure is an upper bound; the dispatcher's own 201-received instant (from its
+         'job created' log line) is shown beside it as a cross-check.
+profile  the saturation run once more under cProfile (its rate is not a result): busy time by
+         library, the dispatcher's hot-path functions in ms per Job, and the top functions by
+         cumulative time.
+
+Read the CPU columns to see what limited a run: on 2 cores the bench process (dispatcher + clients,
+one core at most), the emulator and RabbitMQ compete; 'bench' near 100% means the Python process
+is the bottleneck. The load average before and after is printed: other work on the machine lowers
+every figure, so compare figures of one run with each other, not across runs.
+"""
+
+
+# -- progress and output ---------------------------------------------------------------------------------
+
+
+class Progress:
+    """Progress lines on stderr, stamped with the seconds since the bench started."""
+
+    def __init__(self) -> None:
+        self._started = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        """Write one progress line."""
+        sys.stderr.write(f"[{time.perf_counter() - self._started:6.1f}s] {message}\n")
+        sys.stderr.flush()
+
+
+def out(line: str = "") -> None:
+    """One line of the results on stdout."""
+    sys.stdout.write(line + "\n")
+
+
+# -- pure helpers -----------------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """The nearest-rank percentile of *values* (``fraction`` in (0, 1]); NaN when there are none."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+def latency_summary(latencies: Sequence[float]) -> dict[str, float]:
+    """p50/p95/p99/max of latencies in seconds, as milliseconds."""
+    return {
+        "p50_ms": percentile(latencies, 0.50) * 1000,
+        "p95_ms": percentile(latencies, 0.95) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "max_ms": (max(latencies) if latencies else math.nan) * 1000,
+    }
+
+
+def verdict(passed: bool) -> str:
+    """PASS or FAIL."""
+    return "PASS" if passed else "FAIL"
+
+
+def fdl_text() -> str:
+    """Three services on one bucket, one input folder each, so every event routes to exactly one."""
+    lines = ["functions:", "  oscar:"]
+    for index, name in enumerate(SERVICES):
+        lines += [
+            "  - bench:",
+            f"      name: {name}",
+            "      image: busybox:1.36",
+            f"      cpu: '{0.25 * (index + 1)}'",
+            f"      memory: {64 * (index + 1)}Mi",
+            "      script: |",
+            '        tr a-z A-Z < "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/out.txt"',
+            f"      input: [{{storage_provider: minio, path: {BUCKET}/in/{name}}}]",
+            f"      output: [{{storage_provider: minio, path: {BUCKET}/out/{name}}}]",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def corpus(tag: str, count: int) -> list[tuple[str, bytes]]:
+    """(object key, MinIO message) pairs, round-robin over the services; *tag* makes keys unique per phase."""
+    events = []
+    for index in range(count):
+        key = f"in/{SERVICES[index % len(SERVICES)]}/{tag}/photo-{index:06d}.txt"
+        body = build_message(
+            event_name="s3:ObjectCreated:Put",
+            bucket=BUCKET,
+            key=key,
+            size=1024 + index,
+            etag=f"{index:032x}",
+            sequencer=f"{1_800_000_000_000_000_000 + index:X}",
+            content_type="text/plain",
+        )
+        events.append((key, body))
+    return events
+
+
+def small_job(name: str) -> dict[str, Any]:
+    """A small valid Job: what a bare client creates when it has nothing to render."""
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "labels": {LABEL_MANAGED_BY: "bench"}},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "main", "image": "busybox:1.36", "command": ["true"]}],
+                }
+            },
+        },
+    }
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of process *pid* so far (0 when unknown or gone)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    # After the ")" that ends the command name, utime and stime are the 12th and 13th fields.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rabbitmq_pid() -> int | None:
+    """The local RabbitMQ node's process (Erlang VM running rabbit), for its CPU figure; None if not here."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            command = (entry / "cmdline").read_bytes()
+            if b"beam.smp" in command and b"-s\0rabbit\0boot" in command:
+                return int(entry.name)
+    return None
+
+
+@dataclass
+class Meter:
+    """Over one window: CPU of the bench process, the emulator and RabbitMQ; garbage-collector pauses here.
+
+    A collection stops this process's event loop, dispatcher included, for as long as it lasts.
+    """
+
+    emulator_pid: int
+    rabbit_pid: int | None
+    _start: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    _pauses: list[tuple[int, float]] = field(default_factory=list)
+    _collecting_since: float = 0.0
+
+    def _now(self) -> tuple[float, float, float, float]:
+        return (
+            time.perf_counter(),
+            time.process_time(),
+            cpu_seconds(self.emulator_pid),
+            cpu_seconds(self.rabbit_pid),
+        )
+
+    def _on_gc(self, phase: str, info: Mapping[str, int]) -> None:
+        if phase == "start":
+            self._collecting_since = time.perf_counter()
+        else:
+            self._pauses.append((info["generation"], time.perf_counter() - self._collecting_since))
+
+    def start(self) -> None:
+        """Open the window."""
+        self._pauses = []
+        gc.callbacks.append(self._on_gc)
+        self._start = self._now()
+
+    def stop(self) -> dict[str, float]:
+        """Close the window: % of one core per process (RabbitMQ may use more than one), bench CPU
+        seconds, and GC pauses (all generations, and the full collections of generation 2)."""
+        end = self._now()
+        gc.callbacks.remove(self._on_gc)
+        wall = max(end[0] - self._start[0], 1e-9)
+        names = ("bench_pct", "emulator_pct", "rabbitmq_pct")
+        figures = {name: 100 * (end[i + 1] - self._start[i + 1]) / wall for i, name in enumerate(names)}
+        full = [seconds for generation, seconds in self._pauses if generation == 2]
+        return {
+            **figures,
+            "bench_cpu_s": end[1] - self._start[1],
+            "gc_pause_total_ms": 1000 * sum(seconds for _, seconds in self._pauses),
+            "gc_pause_max_ms": 1000 * max((seconds for _, seconds in self._pauses), default=0.0),
+            "gc_full_collections": len(full),
+            "gc_full_total_ms": 1000 * sum(full),
+        }
+
+
+# -- the dispatcher's log, read in-process -----------------------------------------------------------------
+
+
+@dataclass
+class DispatcherLog:
+    """Instants the bench reads from the dispatcher's own log lines (structlog, in this process).
+
+    Lines are still rendered as JSON (to /dev/null) so that logging costs what it costs in production;
+    warnings and errors are also shown on stderr and kept.
+    """
+
+    consuming_at: float | None = None
+    created_at: dict[str, float] = field(default_factory=dict)
+    """Object key -> ``perf_counter()`` when its Job's 201 Created reached the dispatcher."""
+    exists: int = 0
+    problems: list[str] = field(default_factory=list)
+    expected: int = 0
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def expect(self, count: int) -> None:
+        """Start a phase: forget previous instants; ``done`` is set once *count* Jobs were created."""
+        self.consuming_at = None
+        self.created_at = {}
+        self.exists = 0
+        self.expected = count
+        self.done = asyncio.Event()
+
+    def processor(self, _: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        """A structlog processor: note the instants, pass the event on unchanged."""
+        now = time.perf_counter()
+        name = event.get("event")
+        if name == "job created":
+            self.created_at.setdefault(str(event.get("key")), now)
+            if len(self.created_at) >= self.expected > 0:
+                self.done.set()
+        elif name == "job exists":
+            self.exists += 1
+        elif name == "dispatcher consuming":
+            self.consuming_at = now
+        if method not in {"debug", "info"}:
+            detail = {k: v for k, v in event.items() if k != "event"}
+            line = f"dispatcher {method}: {name} {detail}"
+            self.problems.append(line)
+            sys.stderr.write(f"  ! {line[:500]}\n")
+        return event
+
+
+def configure_dispatcher_logs(log: DispatcherLog, sink: IO[str]) -> None:
+    """Production's processor chain (JSON lines) writing to *sink*, with *log* reading along."""
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            log.processor,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=structlog.PrintLoggerFactory(sink),
+        cache_logger_on_first_use=True,
+    )
+
+
+# -- what the bench runs against ---------------------------------------------------------------------------
+# The test fixtures' helpers (tests/backends) are not imported: they pull in pytest, whose ~10,000 objects
+# every full garbage collection of the dispatcher would walk too. The emulator package does not.
+
+
+@contextlib.contextmanager
+def started_moto(timeout: float = 30.0) -> Iterator[str]:
+    """A moto S3 server on a free loopback port (its own process group, killed on exit); yields host:port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while not _port_open(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"moto server did not listen on 127.0.0.1:{port} within {timeout} s")
+            time.sleep(0.05)
+        yield f"127.0.0.1:{port}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+async def api_client_for(kubeconfig: Path) -> client.ApiClient:
+    """A kubernetes_asyncio client for *kubeconfig*, with the library's defaults (as the dispatcher's)."""
+    configuration = client.Configuration()
+    await config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
+    return client.ApiClient(configuration=configuration)
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The servers of this run and the names it uses on them."""
+
+    amqp_url: str
+    kubeconfig: Path
+    control: EmulatorControl
+    emulator_pid: int
+    s3_endpoint: str
+    fdl: Path
+    prefix: str
+
+    def settings(self, namespace: str) -> Settings:
+        """Dispatcher settings for one phase: unique broker names, its own namespace, writes unlimited."""
+        return Settings.load(
+            amqp={
+                "url": self.amqp_url,
+                "exchange": f"{self.prefix}.events",
+                "ingress_queue": f"{self.prefix}.ingress",
+                "dead_letter_exchange": f"{self.prefix}.dlx",
+                "dead_letter_queue": f"{self.prefix}.dlq",
+                "retry_exchange": f"{self.prefix}.retry",
+                "retry_queue_prefix": f"{self.prefix}.retry",
+                "service_queue_prefix": f"{self.prefix}.svc",
+                "retry_tiers": (1, 5),
+            },
+            storage={
+                "endpoint": self.s3_endpoint,
+                "access_key": "bench",
+                "secret_key": "bench-secret",
+                "region": "us-east-1",
+            },
+            cluster={
+                "executor": "kubernetes",
+                "namespace": namespace,
+                "kubeconfig": self.kubeconfig,
+                "api_write_rate": 1_000_000.0,
+                "api_write_burst": 1_000_000,
+            },
+            services={"paths": (self.fdl,), "reload_interval": 3600.0},
+            dispatch={"drain_timeout": 10.0},
+            metrics={"host": "127.0.0.1", "port": 0},
+        )
+
+    @property
+    def raw_queue(self) -> str:
+        """The quorum queue of the bare aio-pika measurement."""
+        return f"{self.prefix}.raw"
+
+
+@contextlib.contextmanager
+def started_stack(progress: Progress) -> Iterator[Stack]:
+    """Start the emulator and moto, write the service definitions; stop both on exit."""
+    amqp_url = os.environ.get(AMQP_URL_ENV, DEFAULT_AMQP_URL)
+    with tempfile.TemporaryDirectory(prefix="bucketrun-bench-") as tmp:
+        fdl = Path(tmp) / "services.yaml"
+        fdl.write_text(fdl_text())
+        progress("starting the Kubernetes emulator (kubelet off) and a moto S3 server")
+        with run_emulator(Path(tmp), kubelet="off") as emulator, started_moto() as s3_endpoint:
+            try:
+                yield Stack(
+                    amqp_url=amqp_url,
+                    kubeconfig=emulator.kubeconfig,
+                    control=emulator.control,
+                    emulator_pid=emulator.pid,
+                    s3_endpoint=s3_endpoint,
+                    fdl=fdl,
+                    prefix=f"bench-{uuid.uuid4().hex[:10]}",
+                )
+            finally:
+                progress("stopping moto and the emulator")
+
+
+# -- broker helpers --------------------------------------------------------------------------------------
+
+
+async def publish_all(exchange: aio_pika.abc.AbstractExchange, routing_key: str, bodies: list[bytes]) -> None:
+    """Publish persistently with confirms, at most PUBLISH_WINDOW unconfirmed at once."""
+    pending: set[asyncio.Future[Any]] = set()
+    for body in bodies:
+        message = aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+        pending.add(asyncio.ensure_future(exchange.publish(message, routing_key)))
+        if len(pending) >= PUBLISH_WINDOW:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for future in done:
+                future.result()
+    for future in asyncio.as_completed(pending):
+        await future
+
+
+async def queue_depth(url: str, queue: str) -> int:
+    """Messages ready in *queue*, from a fresh passive declare (a robust connection would cache it)."""
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        return declared.declaration_result.message_count or 0
+
+
+async def delete_broker_objects(url: str, queues: Iterable[str], exchanges: Iterable[str]) -> None:
+    """Delete queues and exchanges unconditionally (missing ones are fine)."""
+    connection = await aio_pika.connect(url, timeout=10)
+    async with connection:
+        channel = await connection.channel()
+        for queue in queues:
+            await channel.queue_delete(queue, if_unused=False, if_empty=False)
+        for exchange in exchanges:
+            await channel.exchange_delete(exchange, if_unused=False)
+
+
+def broker_objects(settings: Settings, raw_queue: str) -> tuple[list[str], list[str]]:
+    """(queues, exchanges) that the dispatcher's topology and the raw measurement create."""
+    topology = Topology.from_settings(settings.amqp)
+    queues = [
+        raw_queue,
+        topology.ingress_queue,
+        topology.dead_letter_queue,
+        *(topology.tier_queue(seconds) for seconds in topology.retry_tiers),
+        *(topology.service_queue(name) for name in SERVICES),
+    ]
+    return queues, [topology.exchange, topology.dead_letter_exchange, topology.retry_exchange]
+
+
+async def queue_events(settings: Settings, bodies: list[bytes]) -> None:
+    """Declare what the dispatcher declares at start, then publish *bodies* to the MinIO exchange."""
+    async with await AmqpClient.connect(settings.amqp) as amqp:
+        await amqp.declare_topology()
+        for name in SERVICES:
+            await amqp.declare_service_queue(name)
+    connection = await aio_pika.connect(settings.amqp.url.get_secret_value())
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(settings.amqp.exchange)
+        await publish_all(exchange, settings.amqp.routing_key, bodies)
+    queued = await queue_depth(settings.amqp.url.get_secret_value(), settings.amqp.ingress_queue)
+    if queued != len(bodies):
+        raise RuntimeError(f"expected {len(bodies)} events in the ingress queue, found {queued}")
+
+
+# -- Kubernetes helpers ----------------------------------------------------------------------------------
+
+
+async def create_namespace(kubeconfig: Path, name: str) -> None:
+    """Create a namespace."""
+    async with await api_client_for(kubeconfig) as api:
+        await client.CoreV1Api(api).create_namespace({"metadata": {"name": name}}, _preload_content=False)
+
+
+def api_counts(control: EmulatorControl, namespace: str) -> dict[str, int]:
+    """What the emulator answered in *namespace*: Job creates by outcome, and all writes."""
+    jobs = {"verb": "create", "resource": "jobs", "namespace": namespace}
+    return {
+        "jobs_created_201": control.request_count(**jobs, code=201),
+        "jobs_conflict_409": control.request_count(**jobs, code=409),
+        "writes": control.request_count(verb=WRITE_VERBS, namespace=namespace),
+    }
+
+
+def rendered_jobs(settings: Settings, bodies: list[bytes]) -> list[dict[str, Any]]:
+    """The Jobs the dispatcher creates for *bodies*, made by its own code (outside any timed window)."""
+    catalog = Catalog.of(load_services(settings.services.paths).services)
+    creator = JobCreator(
+        lambda: catalog.services,
+        JobRenderer(RenderSettings(namespace=settings.cluster.namespace)),
+        Storage(settings.storage),
+        _NoSink(),
+        settings.storage.grant_lifetime,
+    )
+    return [
+        creator.prepare(task.service, task.body)[3]
+        for body in bodies
+        for task in plan_ingress(body, catalog.router).tasks
+    ]
+
+
+class _NoSink:
+    """The sink of a JobCreator used for `prepare` only (rendering without creating)."""
+
+    async def ensure_config_map(self, doc: dict[str, Any]) -> None:
+        """Never called: `prepare` does not create."""
+        raise NotImplementedError(doc)
+
+    async def create_job(self, doc: dict[str, Any]) -> Any:
+        """Never called: `prepare` does not create."""
+        raise NotImplementedError(doc)
+
+
+@dataclass
+class JobWatch:
+    """When each Job's ADDED event reached this process, by object key."""
+
+    expected: int
+    seen: dict[str, float] = field(default_factory=dict)
+    opened: asyncio.Event = field(default_factory=asyncio.Event)
+    complete: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run(self, kubeconfig: Path, namespace: str) -> None:
+        """Watch Jobs in *namespace* until cancelled (raw lines: no model building in the way)."""
+        async with await api_client_for(kubeconfig) as api:
+            batch: Any = client.BatchV1Api(api)
+            response = await batch.list_namespaced_job(
+                namespace, watch=True, timeout_seconds=3600, _preload_content=False
+            )
+            self.opened.set()
+            try:
+                async for line in response.content:
+                    now = time.perf_counter()
+                    if line.strip():
+                        self._note(json.loads(line), now)
+            finally:
+                response.release()
+
+    def _note(self, event: Mapping[str, Any], now: float) -> None:
+        if event.get("type") != "ADDED":
+            return
+        annotations = event["object"]["metadata"].get("annotations") or {}
+        self.seen.setdefault(str(annotations.get(ANNOTATION_KEY)), now)
+        if len(self.seen) >= self.expected:
+            self.complete.set()
+
+
+# -- the dispatcher in this process ----------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def running_dispatcher(settings: Settings) -> AsyncIterator[asyncio.Task[None]]:
+    """Run `run_dispatcher` here; yields its task once ready (or raises why it did not start); stops it."""
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(run_dispatcher(settings, stop, ready), name="the dispatcher")
+    try:
+        await until(ready, task, 60, "the dispatcher to be ready")
+        yield task
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+
+
+async def until(done: asyncio.Event, task: asyncio.Task[None], within: float, what: str) -> None:
+    """Wait for *done*; fail naming *what* if *task* (which sets it) ends first or *within* s pass."""
+    waiter = asyncio.create_task(done.wait())
+    await asyncio.wait({waiter, task}, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if done.is_set():
+        return
+    if task.done():
+        task.result()
+        raise RuntimeError(f"{task.get_name()} stopped before {what}")
+    raise TimeoutError(f"timed out after {within:.0f} s waiting for {what}")
+
+
+def phase_timeout(events: int) -> float:
+    """How long a phase of *events* may take before the bench gives up (generous: a hang, not slowness)."""
+    return PHASE_TIMEOUT_FLOOR + events * 0.05
+
+
+# -- the phases ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Bench:
+    """One run: the servers, the dispatcher's log as read in-process, the meter and the results so far."""
+
+    stack: Stack
+    progress: Progress
+    prefetch: int
+    log: DispatcherLog = field(default_factory=DispatcherLog)
+    meter: Meter = field(init=False)
+    results: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.meter = Meter(self.stack.emulator_pid, rabbitmq_pid())
+
+    async def settle(self, *namespaces: str) -> None:
+        """Between phases: empty finished namespaces (every phase meets an emulator of the same size) and
+        collect the bench's own garbage (so the dispatcher's collections walk only its own objects)."""
+        for namespace in namespaces:
+            await asyncio.to_thread(self.stack.control.reset_namespace, namespace)
+        gc.collect()
+
+    async def raw_limits(self, count: int) -> None:
+        """Raw limits (a), (b) and (b'); their documents are garbage once this returns."""
+        bodies = [body for _, body in corpus("raw", count)]
+        self.progress(f"raw (a): aio-pika, {count} messages through a fresh quorum queue")
+        self.results["raw_amqp"] = await self.raw_amqp(bodies)
+        self.progress(f"raw (b): kubernetes-asyncio, {count} small Jobs, {self.prefetch} in flight")
+        small = [small_job(f"raw-{index:06d}") for index in range(count)]
+        self.results["raw_k8s_small"] = await self.raw_creates("bench-raw-small", small)
+        self.progress(
+            f"raw (b'): rendering {count} bucketrun Jobs (untimed), then creating them the bare way"
+        )
+        rendered = rendered_jobs(self.stack.settings("bench-raw-rendered"), bodies)
+        self.results["raw_k8s_rendered"] = await self.raw_creates("bench-raw-rendered", rendered)
+
+    async def raw_amqp(self, bodies: list[bytes]) -> dict[str, Any]:
+        """Bare aio-pika: publish with confirms to a fresh quorum queue, then consume and ack everything."""
+        count, queue_name = len(bodies), self.stack.raw_queue
+        all_acked = asyncio.Event()
+        acked = 0
+
+        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            nonlocal acked
+            await message.ack()
+            acked += 1
+            if acked == count:
+                all_acked.set()
+
+        connection = await aio_pika.connect(self.stack.amqp_url)
+        async with connection:
+            publisher = await connection.channel(publisher_confirms=True)
+            await publisher.declare_queue(queue_name, durable=True, arguments={"x-queue-type": "quorum"})
+            started = time.perf_counter()
+            await publish_all(publisher.default_exchange, queue_name, bodies)
+            publish_seconds = time.perf_counter() - started
+            channel = await connection.channel()
+            await channel.set_qos(prefetch_count=self.prefetch)
+            queue = await channel.get_queue(queue_name)
+            self.meter.start()
+            started = time.perf_counter()
+            tag = await queue.consume(on_message)
+            await asyncio.wait_for(all_acked.wait(), phase_timeout(count))
+            consume_seconds = time.perf_counter() - started
+            usage = self.meter.stop()
+            await queue.cancel(tag)
+        return {
+            "messages": count,
+            "publish_rate": count / publish_seconds,
+            "consume_ack_rate": count / consume_seconds,
+            "left_in_queue": await queue_depth(self.stack.amqp_url, queue_name),
+            "usage": usage,
+        }
+
+    async def raw_creates(self, namespace: str, docs: list[dict[str, Any]]) -> dict[str, Any]:
+        """Bare kubernetes-asyncio: create every Job, ``prefetch`` requests in flight."""
+        await create_namespace(self.stack.kubeconfig, namespace)
+        statuses: dict[int, int] = {}
+        async with await api_client_for(self.stack.kubeconfig) as api:
+            batch: Any = client.BatchV1Api(api)
+            remaining = iter(docs)
+
+            async def worker() -> None:
+                for doc in remaining:
+                    response = await batch.create_namespaced_job(namespace, doc, _preload_content=False)
+                    try:
+                        await response.read()
+                    finally:
+                        response.release()
+                    statuses[response.status] = statuses.get(response.status, 0) + 1
+
+            self.meter.start()
+            started = time.perf_counter()
+            await asyncio.wait_for(
+                asyncio.gather(*(worker() for _ in range(self.prefetch))), phase_timeout(len(docs))
+            )
+            seconds = time.perf_counter() - started
+            usage = self.meter.stop()
+        return {
+            "jobs": len(docs),
+            "rate": len(docs) / seconds,
+            "statuses": {str(code): n for code, n in sorted(statuses.items())},
+            "avg_body_bytes": sum(len(json.dumps(doc)) for doc in docs) / len(docs),
+            "usage": usage,
+        }
+
+    async def saturation(
+        self, tag: str, count: int, profiler: cProfile.Profile | None = None
+    ) -> dict[str, Any]:
+        """Pre-publish *count* events, let the dispatcher drain them: events/s up to the last 201 Created."""
+        namespace = f"bench-{tag}"
+        settings = self.stack.settings(namespace)
+        await create_namespace(self.stack.kubeconfig, namespace)
+        await queue_events(settings, [body for _, body in corpus(tag, count)])
+        self.log.expect(count)
+        self.meter.start()
+        if profiler is not None:
+            profiler.enable()
+        try:
+            async with running_dispatcher(settings) as dispatcher:
+                await until(self.log.done, dispatcher, phase_timeout(count), f"{count} Jobs")
+        finally:
+            if profiler is not None:
+                profiler.disable()
+        usage = self.meter.stop()
+        if self.log.consuming_at is None:
+            raise RuntimeError("the dispatcher never logged 'dispatcher consuming'")
+        seconds = max(self.log.created_at.values()) - self.log.consuming_at
+        return {
+            "events": count,
+            "seconds": seconds,
+            "rate": count / seconds,
+            "cpu_ms_per_event": usage["bench_cpu_s"] * 1000 / count,
+            "jobs_logged_created": len(self.log.created_at),
+            "jobs_logged_existing": self.log.exists,
+            "api": await asyncio.to_thread(api_counts, self.stack.control, namespace),
+            "left_in_ingress": await queue_depth(self.stack.amqp_url, settings.amqp.ingress_queue),
+            "usage": usage,
+        }
+
+    async def latency(self, rate: float, duration: float) -> dict[str, Any]:
+        """Publish at *rate* into the running dispatcher: publish -> created per Job, by watch and by 201."""
+        count = max(2, round(rate * duration))
+        events = corpus("lat", count)
+        namespace = "bench-lat"
+        settings = self.stack.settings(namespace)
+        await create_namespace(self.stack.kubeconfig, namespace)
+        watch = JobWatch(count)
+        self.log.expect(count)
+        async with running_dispatcher(settings) as dispatcher:
+            watcher = asyncio.create_task(watch.run(self.stack.kubeconfig, namespace), name="the Job watch")
+            try:
+                await until(watch.opened, watcher, 30, "the Job watch to open")
+                self.meter.start()
+                published, lateness = await publish_steadily(settings, events, rate)
+                await until(self.log.done, dispatcher, phase_timeout(count), "every Job of the latency run")
+                await until(watch.complete, watcher, 30, "every Job on the watch")
+                usage = self.meter.stop()
+            finally:
+                watcher.cancel()
+                await asyncio.gather(watcher, return_exceptions=True)
+        span = max(published.values()) - min(published.values())
+        return {
+            "events": count,
+            "target_rate": rate,
+            "achieved_rate": (count - 1) / span if span > 0 else math.nan,
+            "publish_lateness": latency_summary(lateness),
+            "publish_to_watch": latency_summary([watch.seen[key] - at for key, at in published.items()]),
+            "publish_to_201": latency_summary(
+                [self.log.created_at[key] - at for key, at in published.items()]
+            ),
+            "api": await asyncio.to_thread(api_counts, self.stack.control, namespace),
+            "usage": usage,
+        }
+
+
+async def publish_steadily(
+    settings: Settings, events: list[tuple[str, bytes]], rate: float
+) -> tuple[dict[str, float], list[float]]:
+    """Publish one event every 1/rate s on an absolute schedule, each confirmed before the next (as MinIO
+    does); returns key -> publish instant, and how late each publish started against the schedule."""
+    published: dict[str, float] = {}
+    lateness: list[float] = []
+    connection = await aio_pika.connect(settings.amqp.url.get_secret_value())
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(settings.amqp.exchange)
+        start = time.perf_counter()
+        for index, (key, body) in enumerate(events):
+            due = start + index / rate
+            # A schedule, not a wait for a condition: the load must arrive at a steady rate.
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            now = time.perf_counter()
+            lateness.append(now - due)
+            published[key] = now
+            message = aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+            await exchange.publish(message, settings.amqp.routing_key)
+    return published, lateness
+
+
+# -- the profile -----------------------------------------------------------------------------------------
+
+HOT_PATH: tuple[tuple[str, str, str], ...] = (
+    ("dispatcher/handlers.py", "on_ingress", "ingress handler: parse, route, publish to service queue"),
+    ("dispatcher/ingress.py", "plan_ingress", "  parse + route the MinIO message"),
+    ("dispatcher/amqp/publisher.py", "publish", "  confirmed publish (CPU part)"),
+    ("dispatcher/handlers.py", "on_task", "task handler: everything per Job below"),
+    ("dispatcher/job_creation.py", "prepare", "  parse task + presign + render"),
+    ("dispatcher/storage.py", "grants_for", "    presign (GET + POST policies)"),
+    ("dispatcher/rendering/render.py", "render", "    render Job + ConfigMap"),
+    ("dispatcher/rendering/render.py", "render_job", "      Job"),
+    ("dispatcher/rendering/render.py", "render_config_map", "      ConfigMap (the same for every Job)"),
+    ("dispatcher/rendering/manifest_checks.py", "check_manifest", "      manifest checks (both)"),
+    ("dispatcher/cluster/client.py", "create_job", "  create Job (CPU part of the request)"),
+)
+IDLE = "idle (waiting in epoll)"
+_NOT_WORK = ("/asyncio/", "/cProfile.py", "/contextlib.py", "bench_dispatch.py")
+"""Files whose functions only drive others (their cumulative time is everyone's): left out of the top."""
+
+
+def library(filename: str, function: str) -> str:
+    """The library a profiled function belongs to: its package under site-packages, or the stdlib module."""
+    if filename == "~":
+        return IDLE if "select.epoll" in function else "builtins"
+    path = filename.replace("\\", "/")
+    if "/site-packages/" in path:
+        return path.split("/site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py")
+    for package in ("dispatcher", "watcher", "tests", "bench"):
+        if f"{REPO_ROOT.as_posix()}/{package}/" in path:
+            return f"bucketrun {package}/"
+    parts = path.split("/")
+    if "/python3" in path and len(parts) > 1:
+        return "stdlib " + (
+            parts[-2] if not parts[-2].startswith("python3") else parts[-1].removesuffix(".py")
+        )
+    return "other"
+
+
+def busy_by_library(stats: Mapping[Any, Any]) -> dict[str, float]:
+    """Self time by library, most first; a builtin's time is charged to its callers' libraries."""
+    totals: dict[str, float] = {}
+    for (filename, _, function), (_, _, self_time, _, callers) in stats.items():
+        owner = library(filename, function)
+        if owner == "builtins" and callers:
+            for (caller_file, _, caller_function), caller_stats in callers.items():
+                caller = library(caller_file, caller_function)
+                totals[caller] = totals.get(caller, 0.0) + caller_stats[2]
+        else:
+            totals[owner] = totals.get(owner, 0.0) + self_time
+    return dict(sorted(totals.items(), key=lambda item: -item[1]))
+
+
+def hot_path(stats: Mapping[Any, Any], jobs: int) -> list[dict[str, Any]]:
+    """Cumulative time of the dispatcher's per-event functions, in total and per Job."""
+    rows = []
+    for suffix, function, label in HOT_PATH:
+        seconds = sum(
+            entry[3]
+            for (filename, _, name), entry in stats.items()
+            if name == function and filename.replace("\\", "/").endswith(suffix)
+        )
+        rows.append(
+            {
+                "function": f"{suffix}:{function}",
+                "label": label,
+                "s": seconds,
+                "ms_per_job": seconds * 1000 / jobs,
+            }
+        )
+    return rows
+
+
+def top_cumulative(stats: Mapping[Any, Any], count: int) -> list[dict[str, Any]]:
+    """The functions with the most cumulative time, the event loop's machinery and this script left out."""
+    rows = []
+    for (filename, line, function), (_, calls, self_time, cumulative, _) in stats.items():
+        if any(part in filename for part in _NOT_WORK) or "_contextvars.Context" in function:
+            continue
+        where = filename.split("/site-packages/", 1)[-1].replace(f"{REPO_ROOT.as_posix()}/", "")
+        rows.append(
+            {"where": f"{where}:{line}({function})", "calls": calls, "self_s": self_time, "cum_s": cumulative}
+        )
+    rows.sort(key=lambda row: -row["cum_s"])
+    return rows[:count]
+
+
+def profile_report(profiler: cProfile.Profile, jobs: int) -> dict[str, Any]:
+    """Busy time by library, the hot path per Job, the top functions, and which of them dominates."""
+    stats: Mapping[Any, Any] = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    libraries = busy_by_library(stats)
+    idle = libraries.pop(IDLE, 0.0)
+    busy = sum(libraries.values())
+    path = {row["function"].rsplit(":", 1)[1]: row for row in hot_path(stats, jobs)}
+    handlers = path["on_ingress"]["s"] + path["on_task"]["s"]
+    report = {
+        "busy_s": busy,
+        "idle_s": idle,
+        "busy_by_library": libraries,
+        "hot_path": list(path.values()),
+        "top_cumulative": top_cumulative(stats, 25),
+        "render_ms_per_job": path["render"]["ms_per_job"],
+        "render_share_of_handlers": path["render"]["s"] / handlers if handlers else math.nan,
+        "render_share_of_busy": path["render"]["s"] / busy if busy else math.nan,
+    }
+    report["conclusion"] = conclusion(report)
+    return report
+
+
+def conclusion(profile: Mapping[str, Any]) -> str:
+    """What dominates the dispatcher's busy time, with the numbers."""
+    busy = profile["busy_s"]
+    top = ", ".join(
+        f"{name} {seconds / busy:.0%}" for name, seconds in list(profile["busy_by_library"].items())[:4]
+    )
+    of_handlers, of_busy = profile["render_share_of_handlers"], profile["render_share_of_busy"]
+    verb = "dominates" if of_handlers >= 0.5 else "does not dominate"
+    return (
+        f"Rendering {verb}: {profile['render_ms_per_job']:.2f} ms per Job under the profiler, "
+        f"{of_handlers:.0%} of the two handlers' CPU and {of_busy:.0%} of all busy time. "
+        f"Busy time by library: {top}."
+    )
+
+
+# -- verdicts and the report -----------------------------------------------------------------------------
+
+
+def judge(results: dict[str, Any]) -> None:
+    """Add the derived figures and PASS/FAIL to *results*."""
+    raw_a, raw_b = results["raw_amqp"], results["raw_k8s_small"]
+    limits = {
+        "(a) aio-pika consume+ack": raw_a["consume_ack_rate"],
+        "(b) kubernetes-asyncio create": raw_b["rate"],
+    }
+    lower = min(limits, key=lambda name: limits[name])
+    results["lower_raw_limit"] = {"name": lower, "rate": limits[lower]}
+    results["amqp_work_per_event_rate"] = 1 / (2 / raw_a["consume_ack_rate"] + 1 / raw_a["publish_rate"])
+    results["ratio"] = results["saturation"]["rate"] / limits[lower]
+    results["verdicts"] = {
+        "throughput": verdict(results["ratio"] >= TARGET_RATIO),
+        "latency": verdict(results["latency"]["publish_to_watch"]["p99_ms"] <= TARGET_P99_MS),
+    }
+
+
+def usage_columns(usage: Mapping[str, float] | None) -> str:
+    """CPU % of the three processes and the GC pauses, as table columns."""
+    if not usage:
+        return ""
+    return (
+        f"{usage['bench_pct']:>6.0f} {usage['emulator_pct']:>6.0f} {usage['rabbitmq_pct']:>6.0f}"
+        f"   {usage['gc_full_collections']:>2.0f} / {usage['gc_pause_total_ms']:>5.0f} ms"
+    )
+
+
+def print_report(results: Mapping[str, Any]) -> None:
+    """The table of figures on stdout."""
+    machine, params = results["machine"], results["parameters"]
+    raw_a, raw_b, raw_r = results["raw_amqp"], results["raw_k8s_small"], results["raw_k8s_rendered"]
+    sat, lat = results["saturation"], results["latency"]
+    prefetch = params["prefetch"]
+    out(
+        f"bucketrun dispatch benchmark: {params['events']} events, {len(SERVICES)} services, prefetch "
+        f"{prefetch}; {machine['cpus']} CPUs, Python {machine['python']}; load average before "
+        f"{machine['load_before']}, after {machine['load_after']}"
+    )
+    out()
+    out(f"{'':62} {'rate':>8}           {'CPU %: bench  emul  rabbit':>26}   GC: full / paused")
+    rows: list[tuple[str, float, str, Mapping[str, float] | None]] = [
+        ("raw (a)  aio-pika publish with confirms (256 unconfirmed)", raw_a["publish_rate"], "msg/s", None),
+        (
+            f"raw (a)  aio-pika consume + ack (prefetch {prefetch})",
+            raw_a["consume_ack_rate"],
+            "msg/s",
+            raw_a["usage"],
+        ),
+        (
+            f"raw (b)  kubernetes-asyncio create, small Job ({prefetch} in flight)",
+            raw_b["rate"],
+            "Jobs/s",
+            raw_b["usage"],
+        ),
+        ("raw (b') same, bucketrun's rendered Jobs (not a target)", raw_r["rate"], "Jobs/s", raw_r["usage"]),
+        (
+            "         amqp work per event: 2 consume+ack + 1 confirmed publish",
+            results["amqp_work_per_event_rate"],
+            "events/s",
+            None,
+        ),
+        ("bucketrun: pre-published events -> Jobs created", sat["rate"], "events/s", sat["usage"]),
+    ]
+    for label, rate, unit, usage in rows:
+        out(f"{label:<62} {rate:>8,.0f} {unit:<9} {usage_columns(usage)}")
+    out()
+    lower = results["lower_raw_limit"]
+    out(
+        f"bucketrun / lower raw limit {lower['name']} ({lower['rate']:,.0f}/s) = {results['ratio']:.0%}"
+        f"   target >= {TARGET_RATIO:.0%}   {results['verdicts']['throughput']}"
+    )
+    api = sat["api"]
+    out(
+        f"dispatcher: {sat['cpu_ms_per_event']:.2f} ms CPU per event in this process "
+        f"(one core: at most {1000 / sat['cpu_ms_per_event']:,.0f} events/s); "
+        f"{api['jobs_created_201']} Jobs created, {api['jobs_conflict_409']} conflicts, "
+        f"{api['writes'] / max(api['jobs_created_201'], 1):.3f} API writes per Job; "
+        f"Job body {raw_r['avg_body_bytes']:,.0f} B (small: {raw_b['avg_body_bytes']:,.0f} B)"
+    )
+    out()
+    out(
+        f"latency at {lat['target_rate']:g} events/s for {params['duration']:g} s: {lat['events']} events, "
+        f"achieved {lat['achieved_rate']:.1f}/s; CPU % / GC: {usage_columns(lat['usage']).strip()}"
+    )
+    out(f"{'':44} {'p50':>8} {'p95':>8} {'p99':>8} {'max':>8}")
+    for label, key in (
+        ("publish -> Job ADDED on a watch (verdict)", "publish_to_watch"),
+        ("publish -> 201 received by the dispatcher", "publish_to_201"),
+        ("publisher's lateness against its schedule", "publish_lateness"),
+    ):
+        figures = lat[key]
+        out(
+            f"{label:<44} {figures['p50_ms']:>6.1f}ms {figures['p95_ms']:>6.1f}ms "
+            f"{figures['p99_ms']:>6.1f}ms {figures['max_ms']:>6.1f}ms"
+        )
+    out(f"p99 publish -> Job created <= {TARGET_P99_MS:.0f} ms   {results['verdicts']['latency']}")
+    if results["problems"]:
+        out(f"\ndispatcher warnings and errors during the run: {len(results['problems'])} (stderr, JSON)")
+    if "profile" in results:
+        print_profile(results["profile"], results["profile_run"], sat)
+
+
+def print_profile(profile: Mapping[str, Any], run: Mapping[str, Any], unprofiled: Mapping[str, Any]) -> None:
+    """Where the dispatcher's time went in the profiled saturation run."""
+    busy = profile["busy_s"]
+    # The profiler slows pure-Python code most; scaling by the CPU ratio gives a rough unprofiled figure.
+    scale = unprofiled["usage"]["bench_cpu_s"] / max(run["usage"]["bench_cpu_s"], 1e-9)
+    out()
+    out(
+        f"profile: cProfile over the saturation run repeated ({run['events']} events at {run['rate']:,.0f}/s "
+        f"under the profiler, not a result): busy {busy:.2f} s, idle {profile['idle_s']:.2f} s; "
+        f"'~unprof.' scales by the CPU ratio to the unprofiled run (x{scale:.2f})"
+    )
+    out("busy time by library (a builtin's time charged to its caller's library):")
+    for name, seconds in list(profile["busy_by_library"].items())[:12]:
+        out(f"  {name:<40} {seconds:>7.2f} s  {seconds / busy:>5.1%}")
+    out("dispatcher hot path (cumulative CPU of coroutine steps; awaiting is not counted):")
+    out(f"  {'':58} {'ms/Job':>8} {'~unprof.':>8} {'busy':>6}")
+    for row in profile["hot_path"]:
+        out(
+            f"  {row['label']:<58} {row['ms_per_job']:>8.3f} {row['ms_per_job'] * scale:>8.3f} "
+            f"{row['s'] / busy:>6.1%}"
+        )
+    out("top functions by cumulative time (event loop machinery left out):")
+    out(f"  {'cum s':>7} {'self s':>7} {'calls':>8}  function")
+    for row in profile["top_cumulative"]:
+        out(f"  {row['cum_s']:>7.2f} {row['self_s']:>7.2f} {row['calls']:>8}  {row['where']}")
+    out(profile["conclusion"])
+
+
+# -- main -------------------------------------------------------------------------------------------------
+
+
+def parse_options(argv: Sequence[str]) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(
+        prog="bench/bench_dispatch.py", description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=2000, help="events per throughput run (default 2000)")
+    parser.add_argument("--rate", type=float, default=100.0, help="events/s of the latency run (default 100)")
+    parser.add_argument(
+        "--duration", type=float, default=10.0, help="seconds of the latency run (default 10)"
+    )
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write every figure to this JSON file")
+    parser.add_argument("--no-profile", action="store_true", help="skip the profiled saturation run")
+    options = parser.parse_args(argv)
+    if options.events < 10 or options.rate <= 0 or options.duration <= 0:
+        parser.error("--events must be at least 10; --rate and --duration must be positive")
+    return options
+
+
+async def measure(stack: Stack, options: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    """Every phase in order; the results as one JSON-able dict. Deletes the broker objects at the end."""
+    settings = stack.settings("bench")
+    bench = Bench(stack, progress, settings.amqp.prefetch)
+    results = bench.results
+    results["problems"] = bench.log.problems
+    results["parameters"] = {
+        "events": options.events,
+        "rate": options.rate,
+        "duration": options.duration,
+        "prefetch": bench.prefetch,
+        "services": list(SERVICES),
+    }
+    queues, exchanges = broker_objects(settings, stack.raw_queue)
+    with Path(os.devnull).open("w") as sink:  # noqa: ASYNC230 - opening /dev/null does not block
+        configure_dispatcher_logs(bench.log, sink)
+        try:
+            await bench.raw_limits(options.events)
+            await bench.settle("bench-raw-small", "bench-raw-rendered")
+            progress(f"bucketrun: {options.events} pre-published events -> dispatcher -> Jobs")
+            results["saturation"] = await bench.saturation("sat", options.events)
+            await bench.settle("bench-sat")
+            progress(
+                f"latency: {options.rate:g} events/s for {options.duration:g} s into the running dispatcher"
+            )
+            results["latency"] = await bench.latency(options.rate, options.duration)
+            await bench.settle("bench-lat")
+            if not options.no_profile:
+                progress(f"profile: the saturation run again under cProfile ({options.events} events)")
+                profiler = cProfile.Profile()
+                results["profile_run"] = await bench.saturation("prof", options.events, profiler)
+                results["profile"] = profile_report(profiler, options.events)
+        finally:
+            progress("deleting the bench's queues and exchanges")
+            await delete_broker_objects(stack.amqp_url, queues, exchanges)
+    judge(results)
+    return results
+
+
+def machine_facts() -> dict[str, Any]:
+    """What the figures depend on besides the code."""
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_before": [round(value, 2) for value in os.getloadavg()],
+        "versions": {name: version(name) for name in ("aio-pika", "aiormq", "kubernetes-asyncio", "aiohttp")},
+    }
+
+
+def main(argv: Sequence[str]) -> int:
+    """Start the servers, measure, print the table (and write the JSON file)."""
+    options = parse_options(argv)
+    progress = Progress()
+    machine = machine_facts()
+    with started_stack(progress) as stack:
+        results = asyncio.run(measure(stack, options, progress))
+    machine["load_after"] = [round(value, 2) for value in os.getloadavg()]
+    results["machine"] = machine
+    results["command"] = shlex.join([".venv/bin/python", "bench/bench_dispatch.py", *argv])
+    print_report(results)
+    if options.json:
+        options.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+        progress(f"wrote {options.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,197 @@
+"""The watcher's composition root: settings in, finished Jobs recorded, until asked to stop.
+
+Start-up refuses a records location that any service input overlaps (records would trigger Jobs),
+then connects to the broker and declares the results exchange. Then, by executor:
+
+- ``kubernetes``: campaigns for the Lease; while leader, list+watches the Jobs and records each
+  finished one (``FinishedJobWatch`` → ``Recorder``); on losing the Lease it stops recording and
+  campaigns again; a standby only reads the Lease.
+- ``local``: records each Job the shared ``LocalExecutor`` reports finished (``bucketrun serve``; no
+  election, the executor's state directory lock already makes it one process).
+
+Stop (or cancellation): stop taking Jobs, let those in hand finish within ``drain_timeout``, release
+the Lease, close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from dispatcher.app import StartupError, connect_amqp, load_catalog
+from dispatcher.backoff import backoff_delay
+from dispatcher.cluster import Cluster, ClusterConfigError
+from dispatcher.errors import PermanentError, TransientError
+from dispatcher.executors.local import LocalExecutor
+from dispatcher.settings import Settings
+from dispatcher.storage import Storage
+from watcher.completion import ClusterSide, LocalSide, Recorder
+from watcher.completion_events import CompletionEvents
+from watcher.job_watch import FinishedJobWatch
+from watcher.leader import LeaderElector
+from watcher.records import RecordsOverlapError, RecordStore, check_records_location
+
+_log = structlog.get_logger(__name__)
+
+
+@dataclass
+class WatcherState:
+    """The running watcher's parts, filled in as they come up (for probes, metrics and tests)."""
+
+    recorder: Recorder | None = None
+    elector: LeaderElector | None = None
+    watch: FinishedJobWatch | None = None
+    """The current term's watch (None while not leading, and in local mode)."""
+
+
+def check_settings(settings: Settings) -> None:
+    """``StartupError`` when the definitions do not load or the records location overlaps an input."""
+    catalog = load_catalog(settings.services.paths)
+    try:
+        check_records_location(
+            settings.storage.records_bucket, settings.storage.records_prefix, catalog.services.values()
+        )
+    except RecordsOverlapError as error:
+        raise StartupError(str(error)) from error
+
+
+async def run_watcher(
+    settings: Settings,
+    stop: asyncio.Event,
+    ready: asyncio.Event | None = None,
+    *,
+    executor: LocalExecutor | None = None,
+    state: WatcherState | None = None,
+) -> None:
+    """Record finished Jobs until *stop* is set; *ready* is set once running. ``StartupError`` for
+    unusable settings. With the local executor, *executor* is the one the dispatcher runs Jobs on."""
+    check_settings(settings)
+    if settings.cluster.executor == "local" and executor is None:
+        raise StartupError(
+            "the local executor's Jobs run inside `bucketrun serve`, which records them itself; "
+            "`bucketrun watcher` alone needs BUCKETRUN_CLUSTER__EXECUTOR=kubernetes"
+        )
+    state = state or WatcherState()
+    ready = ready or asyncio.Event()
+    store = RecordStore(
+        Storage(settings.storage), settings.storage.records_bucket, settings.storage.records_prefix
+    )
+    async with contextlib.AsyncExitStack() as cleanup:
+        amqp = await connect_amqp(settings, stop)
+        if amqp is None:
+            return
+        cleanup.push_async_callback(amqp.close)
+        events = CompletionEvents(amqp, settings.watcher.results_exchange)
+        try:
+            await events.declare()
+        except PermanentError as error:
+            raise StartupError(str(error)) from error
+        tail_lines = settings.watcher.log_tail_lines
+        work: Coroutine[Any, Any, None]
+        if executor is not None:
+            state.recorder = Recorder(LocalSide(executor), store, events, tail_lines=tail_lines)
+            work = _record_local(executor, state.recorder, settings)
+        else:
+            try:
+                cluster = await Cluster.from_settings(settings.cluster)
+            except ClusterConfigError as error:
+                raise StartupError(str(error)) from error
+            cleanup.push_async_callback(cluster.close)
+            recorder = Recorder(ClusterSide(cluster), store, events, tail_lines=tail_lines)
+            elector = LeaderElector(
+                cluster,
+                settings.watcher.lease_name,
+                settings.watcher.identity,
+                duration=settings.watcher.lease_duration,
+                renew_period=settings.watcher.lease_renew_period,
+            )
+            state.recorder, state.elector = recorder, elector
+            work = _lead_and_record(cluster, elector, recorder, state, settings)
+        ready.set()
+        try:
+            await _until_stopped(work, stop)
+        finally:
+            ready.clear()
+
+
+async def _until_stopped(work: Awaitable[None], stop: asyncio.Event) -> None:
+    """Run *work* until *stop* is set (then cancel it); its own failure is re-raised."""
+    task = asyncio.ensure_future(work)
+    task.set_name("bucketrun-watcher")
+    stopper = asyncio.create_task(stop.wait(), name="bucketrun-watcher-stop")
+    try:
+        done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            task.result()
+    finally:
+        stopper.cancel()
+        task.cancel()
+        await asyncio.gather(task, stopper, return_exceptions=True)
+
+
+async def _lead_and_record(
+    cluster: Cluster, elector: LeaderElector, recorder: Recorder, state: WatcherState, settings: Settings
+) -> None:
+    """Campaign for the Lease; record finished Jobs during each term as leader."""
+    campaign = asyncio.create_task(elector.run(), name="bucketrun-watcher-election")
+    try:
+        while True:
+            await elector.leading.wait()
+            watch = FinishedJobWatch(
+                cluster,
+                recorder.record,
+                concurrency=settings.watcher.concurrency,
+                watch_timeout=settings.watcher.watch_timeout,
+            )
+            state.watch = watch
+            term = asyncio.create_task(watch.run(), name="bucketrun-watcher-term")
+            lost = asyncio.create_task(elector.following.wait(), name="bucketrun-watcher-lost")
+            try:
+                done, _ = await asyncio.wait({term, lost, campaign}, return_when=asyncio.FIRST_COMPLETED)
+                for task in done & {term, campaign}:
+                    task.result()  # either ending is a bug: re-raised
+            finally:
+                lost.cancel()
+                term.cancel()
+                await asyncio.gather(term, lost, return_exceptions=True)
+                drained = await asyncio.shield(watch.drain(settings.dispatch.drain_timeout))
+                state.watch = None
+                _log.info("watcher term over", drained=drained, leading=elector.is_leader)
+    finally:
+        campaign.cancel()  # releases the Lease if held
+        await asyncio.gather(campaign, return_exceptions=True)
+
+
+async def _record_local(executor: LocalExecutor, recorder: Recorder, settings: Settings) -> None:
+    """Record each Job the local executor finishes, one at a time, retrying transient failures."""
+    async for _, record in executor.finished():
+        job = record["job"]
+        # Shielded: a stop lets the Job in hand be recorded rather than half-recorded.
+        await asyncio.shield(_record_with_retries(recorder, job, settings))
+
+
+async def _record_with_retries(recorder: Recorder, job: Mapping[str, Any], settings: Settings) -> None:
+    attempt = 0
+    while True:
+        try:
+            await recorder.record(job)
+        except TransientError as error:
+            delay = backoff_delay(
+                attempt,
+                base=settings.dispatch.retry_base_delay,
+                cap=settings.dispatch.max_retry_delay,
+                retry_after=error.retry_after,
+            )
+            attempt += 1
+            _log.warning("recording a local job failed; retrying", error=str(error), delay=round(delay, 2))
+            await asyncio.sleep(delay)
+        except PermanentError as error:
+            _log.error("recording a local job failed for good", error=str(error))
+            return
+        else:
+            return

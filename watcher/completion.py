@@ -1,0 +1,186 @@
+"""One finished Job, recorded: classify, write the record, publish the event, mark the Job.
+
+Every step is idempotent and keyed on the Job's UID, so a Job handled twice (a restarted watcher, a
+new leader, a retried failure) does no harm:
+
+1. a Job whose ``bucketrun.io/recorded`` annotation holds its UID is done: skipped;
+2. a record whose ``status.json`` holds the UID is complete: not written again (the event is
+   published from it);
+3. the event is published with the UID as message id (consumers deduplicate on it);
+4. the Job is annotated with its UID.
+
+Where the Jobs live is a ``JobSide``: the cluster (``ClusterSide``) or the local executor
+(``LocalSide``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import structlog
+
+from dispatcher.cluster import Cluster
+from dispatcher.constants import ANNOTATION_RECORDED, CONTAINER_STAGE_OUT
+from dispatcher.executors.local import LocalExecutor
+from dispatcher.jobs import job_name, job_service
+from watcher.completion_events import CompletionEvents
+from watcher.outcome import classify
+from watcher.records import RecordStore, build_record, container_names, output_keys, tail
+
+_log = structlog.get_logger(__name__)
+
+_TAIL_BYTES_PER_LINE: Final = 1024  # how far back a local log file is read for its last lines
+
+
+def job_uid(job: Mapping[str, Any]) -> str:
+    """``metadata.uid`` of a Job document (empty when it has none)."""
+    uid = (job.get("metadata") or {}).get("uid")
+    return uid if isinstance(uid, str) else ""
+
+
+def is_recorded(job: Mapping[str, Any]) -> bool:
+    """True when the Job carries the recorded annotation with its own UID."""
+    annotations = (job.get("metadata") or {}).get("annotations") or {}
+    uid = job_uid(job)
+    return bool(uid) and annotations.get(ANNOTATION_RECORDED) == uid
+
+
+class JobSide(Protocol):
+    """Where finished Jobs live: their pods, their logs, and the mark that they are recorded."""
+
+    async def pods(self, job: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The Job's pods, oldest first."""
+        ...
+
+    async def log(self, job: Mapping[str, Any], pod: str, container: str, tail_lines: int) -> str | None:
+        """The last *tail_lines* lines of a container's log; None when there is none."""
+        ...
+
+    async def mark_recorded(self, job: Mapping[str, Any]) -> None:
+        """Remember that the Job is recorded, so no watcher handles it again."""
+        ...
+
+
+class ClusterSide:
+    """Jobs in a Kubernetes namespace."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+
+    async def pods(self, job: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The pods with the Job's controller-uid label."""
+        return await self.cluster.job_pods(job_uid(job))
+
+    async def log(self, job: Mapping[str, Any], pod: str, container: str, tail_lines: int) -> str | None:
+        """The kubelet's log of the container (None once the pod is gone)."""
+        del job
+        return await self.cluster.pod_log(pod, container, tail_lines=tail_lines)
+
+    async def mark_recorded(self, job: Mapping[str, Any]) -> None:
+        """Annotate the Job with its UID (a Job deleted meanwhile needs no mark)."""
+        await self.cluster.annotate_job(job_name(job), {ANNOTATION_RECORDED: job_uid(job)})
+
+
+class LocalSide:
+    """Jobs of the local executor: ``finished()`` hands each out once per process, so no mark is kept."""
+
+    def __init__(self, executor: LocalExecutor) -> None:
+        self.executor = executor
+
+    async def pods(self, job: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The pods of the executor's record of the Job."""
+        record = self.executor.job_status(job_name(job))
+        return list(record["pods"]) if record is not None else []
+
+    async def log(self, job: Mapping[str, Any], pod: str, container: str, tail_lines: int) -> str | None:
+        """The container's log file in the newest pod's workdir."""
+        del pod
+        path = self.executor.log_path(job_name(job), container)
+        if path is None:
+            return None
+        return await asyncio.to_thread(_tail_file, path, tail_lines)
+
+    async def mark_recorded(self, job: Mapping[str, Any]) -> None:
+        """Nothing to mark: the executor never hands a finished Job out twice."""
+        del job
+
+
+def _tail_file(path: Path, lines: int) -> str | None:
+    try:
+        with path.open("rb") as file:
+            size = file.seek(0, 2)
+            file.seek(max(0, size - lines * _TAIL_BYTES_PER_LINE))
+            data = file.read()
+    except FileNotFoundError:
+        return None
+    return tail(data.decode("utf-8", "replace"), lines)
+
+
+@dataclass
+class CompletionStats:
+    """What the recorder has done so far (for tests, logs and metrics)."""
+
+    recorded: int = 0
+    """Jobs recorded (record written or found, event published, Job marked)."""
+    records_written: int = 0
+    """``status.json`` writes."""
+    skipped: int = 0
+    """Jobs found already marked recorded."""
+
+
+class Recorder:
+    """Records finished Jobs: the four idempotent steps of the module docstring."""
+
+    def __init__(
+        self, side: JobSide, store: RecordStore, events: CompletionEvents, *, tail_lines: int
+    ) -> None:
+        self.side = side
+        self.store = store
+        self.events = events
+        self.tail_lines = tail_lines
+        self.stats = CompletionStats()
+
+    async def record(self, job: Mapping[str, Any]) -> bool:
+        """Record the finished *job*; False when it was recorded already. Errors are bucketrun's."""
+        if is_recorded(job):
+            self.stats.skipped += 1
+            return False
+        uid = job_uid(job)
+        name = job_name(job)
+        with structlog.contextvars.bound_contextvars(job=name, uid=uid):
+            record = await self._stored(job, uid)
+            await self.events.publish(record)
+            await self.side.mark_recorded(job)
+            self.stats.recorded += 1
+            _log.info("job recorded", outcome=record.get("outcome"), exit_code=record.get("exit_code"))
+        return True
+
+    async def _stored(self, job: Mapping[str, Any], uid: str) -> dict[str, Any]:
+        """The Job's record: the one already stored for this UID, else a new one, written now."""
+        pods = await self.side.pods(job)
+        outcome = classify(job, pods)
+        existing = await self.store.read(job_service(job) or "", job_name(job))
+        if existing is not None and existing.get("uid") == uid:
+            return existing
+        logs: dict[str, str] = {}
+        newest = pods[-1] if pods else None
+        if newest is not None:
+            pod = str((newest.get("metadata") or {}).get("name", ""))
+            for container in container_names(job):
+                text = await self.side.log(job, pod, container, self.tail_lines)
+                if text is not None:
+                    logs[container] = text
+        record = build_record(
+            job,
+            outcome,
+            outputs=output_keys(logs.get(CONTAINER_STAGE_OUT, "")),
+            logs=logs,
+            records_prefix=self.store.prefix,
+        )
+        await self.store.write(record, logs)
+        self.stats.records_written += 1
+        return record

@@ -1,0 +1,278 @@
+"""Finds finished, unrecorded Jobs: list + watch of bucketrun's Jobs, each handed to the recorder once.
+
+The loop is the informer's (``dispatcher.cluster.informer``), over full Job documents instead of
+counts: list every Job with bucketrun's ``managed-by`` label in pages, watch from the list's
+resourceVersion with bookmarks, watch again from the last resourceVersion when a stream ends, list
+again on 410 Expired, back off (capped, full jitter, Retry-After honoured) on errors and on streams
+that end at once.
+
+Each Job that is finished and not marked recorded is queued once (by UID) for ``concurrency``
+workers; the queue is small, so a relist of 10,000 finished Jobs is held back by the workers rather
+than held in memory. A worker retries transient failures with backoff until the Job is recorded.
+
+The handling of one Job runs shielded from cancellation: when the watch is cancelled (a stop, lost
+leadership), ``drain()`` lets the Jobs in hand finish their few requests, so a record, its event and
+its mark are not split by a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+import structlog
+
+from dispatcher.backoff import backoff_delay
+from dispatcher.cluster import DocumentPage
+from dispatcher.cluster.errors import retry_after_seconds
+from dispatcher.cluster.informer import PAGE_SIZE, ResourceExpired
+from dispatcher.errors import BucketrunError, PermanentError, TransientError
+from dispatcher.jobs import finished_condition, job_name
+from watcher.completion import is_recorded, job_uid
+
+_log = structlog.get_logger(__name__)
+
+_QUIET_STREAM_SECONDS: Final = 1.0
+"""A watch that ends sooner than this with no event at all is treated like a failure (back-off)."""
+
+
+class JobDocumentSource(Protocol):
+    """The two API calls the watch needs. Errors are bucketrun's; 410 is ``ResourceExpired``."""
+
+    async def list_job_documents(self, *, limit: int, continue_token: str | None) -> DocumentPage:
+        """One page of bucketrun's Jobs, as full documents."""
+        ...
+
+    def watch_jobs(
+        self, *, resource_version: str, timeout_seconds: int
+    ) -> AbstractAsyncContextManager[AsyncIterator[Mapping[str, Any]]]:
+        """A watch stream of bucketrun's Jobs from *resource_version*, with bookmarks: raw events."""
+        ...
+
+
+Handler = Callable[[Mapping[str, Any]], Awaitable[object]]
+"""Records one finished Job (``Recorder.record``)."""
+
+
+@dataclass
+class WatchStats:
+    """What the watch has done so far (for tests, logs and metrics)."""
+
+    lists: int = 0
+    """Complete lists (the first one included)."""
+    watches: int = 0
+    """Watch streams opened."""
+    events: int = 0
+    """Watch events applied (bookmarks included)."""
+    expired: int = 0
+    """410 Expired answers that forced a new list."""
+    errors: int = 0
+    """Failed list or watch calls (each followed by a back-off)."""
+    queued: int = 0
+    """Finished Jobs handed to the workers."""
+    handled: int = 0
+    """Jobs the handler finished with."""
+    failures: int = 0
+    """Handler failures (each retried, or dropped when permanent)."""
+
+
+class FinishedJobWatch:
+    """Feeds every finished, unrecorded Job to *handle*, once per UID, until cancelled."""
+
+    def __init__(
+        self,
+        source: JobDocumentSource,
+        handle: Handler,
+        *,
+        concurrency: int = 8,
+        watch_timeout: int = 300,
+        backoff_base: float = 0.2,
+        backoff_cap: float = 30.0,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        if watch_timeout < 1:
+            raise ValueError(f"watch_timeout must be at least 1 second, got {watch_timeout}")
+        self._source = source
+        self._handle = handle
+        self._concurrency = concurrency
+        self._watch_timeout = watch_timeout
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+        self._resource_version: str | None = None
+        self._queue: asyncio.Queue[Mapping[str, Any]] = asyncio.Queue(maxsize=2 * concurrency)
+        self._pending: set[str] = set()
+        """UIDs queued or being handled."""
+        self._done: set[str] = set()
+        """UIDs handled here whose recorded mark the watch has not shown yet (stale events may come)."""
+        self._in_hand: set[asyncio.Task[None]] = set()
+        self.synced = asyncio.Event()
+        """Set once the first complete list has been queued."""
+        self.stats = WatchStats()
+
+    async def run(self, *, max_cycles: int | None = None) -> None:
+        """List, watch and record until cancelled (or for *max_cycles* list/watch calls, for tests)."""
+        self._resource_version = None  # a new run (e.g. a new term as leader) starts from a list
+        workers = [
+            asyncio.create_task(self._work(), name=f"bucketrun-watcher-worker-{index}")
+            for index in range(self._concurrency)
+        ]
+        try:
+            await self._list_and_watch(max_cycles)
+            await self._queue.join()
+        finally:
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    async def drain(self, grace: float) -> bool:
+        """Wait (at most *grace* s) for the Jobs in hand to be handled; True if they all were."""
+        if not self._in_hand:
+            return True
+        _, late = await asyncio.wait(list(self._in_hand), timeout=grace)
+        for task in late:
+            task.cancel()
+        return not late
+
+    async def _list_and_watch(self, max_cycles: int | None) -> None:
+        failures = 0
+        cycles = 0
+        while max_cycles is None or cycles < max_cycles:
+            cycles += 1
+            try:
+                if self._resource_version is None:
+                    await self._relist()
+                elif not await self._watch(self._resource_version):
+                    await self._back_off(failures, None, "the watch ended at once without any event")
+                    failures += 1
+                    continue
+                failures = 0
+            except ResourceExpired:
+                self.stats.expired += 1
+                self._resource_version = None
+                _log.info("job watch: resourceVersion expired, listing again")
+            except BucketrunError as error:
+                self.stats.errors += 1
+                retry_after = error.retry_after if isinstance(error, TransientError) else None
+                await self._back_off(failures, retry_after, str(error))
+                failures += 1
+
+    async def _back_off(self, failures: int, retry_after: float | None, why: str) -> None:
+        delay = backoff_delay(
+            failures, base=self._backoff_base, cap=self._backoff_cap, retry_after=retry_after
+        )
+        _log.warning("job watch: backing off", why=why, delay=round(delay, 3), failures=failures + 1)
+        await asyncio.sleep(delay)
+
+    async def _relist(self) -> None:
+        continue_token: str | None = None
+        version: str | None = None
+        while True:
+            page = await self._source.list_job_documents(limit=PAGE_SIZE, continue_token=continue_token)
+            version = version or page.resource_version  # a paged list's version is its first page's
+            for job in page.items:
+                await self._offer(job)
+            continue_token = page.continue_token
+            if not continue_token:
+                break
+        self.stats.lists += 1
+        self._resource_version = version
+        self.synced.set()
+
+    async def _watch(self, resource_version: str) -> bool:
+        """Apply one watch stream's events; False if it ended at once without any."""
+        # Spread the reconnects of many replicas, as client-go does (timeout in [T, 2T)).
+        timeout = self._watch_timeout + random.randrange(self._watch_timeout)  # noqa: S311 - not crypto
+        self.stats.watches += 1
+        loop = asyncio.get_running_loop()
+        opened, events = loop.time(), 0
+        async with self._source.watch_jobs(
+            resource_version=resource_version, timeout_seconds=timeout
+        ) as stream:
+            async for event in stream:
+                events += 1
+                await self._apply(event)
+        return events > 0 or loop.time() - opened >= _QUIET_STREAM_SECONDS
+
+    async def _apply(self, event: Mapping[str, Any]) -> None:
+        kind = event.get("type")
+        obj = event.get("object")
+        if not isinstance(obj, Mapping):
+            raise TransientError(
+                f"job watch sent an event without an object: type {kind!r}", kind="api-watch"
+            )
+        if kind == "ERROR":
+            if obj.get("code") == 410:
+                raise ResourceExpired(str(obj.get("message") or "resourceVersion expired"))
+            raise TransientError(
+                f"job watch sent an ERROR event: {obj.get('code')} {obj.get('message')}",
+                kind="api-watch",
+                retry_after=retry_after_seconds({}, obj),
+            )
+        self.stats.events += 1
+        if kind in ("ADDED", "MODIFIED"):
+            await self._offer(obj)
+        elif kind == "DELETED":
+            self._done.discard(job_uid(obj))
+        # BOOKMARK carries only the resourceVersion; unknown types are skipped but still move it on.
+        version = (obj.get("metadata") or {}).get("resourceVersion")
+        if isinstance(version, str) and version:
+            self._resource_version = version
+
+    async def _offer(self, job: Mapping[str, Any]) -> None:
+        """Queue *job* if it is finished, unrecorded and not queued, handled or being handled already."""
+        if finished_condition(job) is None:
+            return
+        uid = job_uid(job)
+        if is_recorded(job):
+            self._done.discard(uid)  # from here on, every event of this Job shows the mark
+            return
+        if not uid or uid in self._pending or uid in self._done:
+            return
+        self._pending.add(uid)
+        self.stats.queued += 1
+        await self._queue.put(job)
+
+    async def _work(self) -> None:
+        while True:
+            job = await self._queue.get()
+            try:
+                task = asyncio.create_task(self._handle_until_done(job), name=f"record {job_name(job)}")
+                self._in_hand.add(task)
+                task.add_done_callback(self._in_hand.discard)
+                await asyncio.shield(task)
+            finally:
+                self._queue.task_done()
+
+    async def _handle_until_done(self, job: Mapping[str, Any]) -> None:
+        uid = job_uid(job)
+        attempt = 0
+        try:
+            while True:
+                try:
+                    await self._handle(job)
+                except TransientError as error:
+                    self.stats.failures += 1
+                    delay = backoff_delay(
+                        attempt, base=self._backoff_base, cap=self._backoff_cap, retry_after=error.retry_after
+                    )
+                    attempt += 1
+                    _log.warning(
+                        "recording a job failed; retrying", job=job_name(job), error=str(error), delay=delay
+                    )
+                    await asyncio.sleep(delay)
+                    continue
+                except PermanentError as error:
+                    # Left unmarked: the next list (a restart, a new leader) tries it again.
+                    self.stats.failures += 1
+                    _log.error("recording a job failed for good", job=job_name(job), error=str(error))
+                    return
+                self._done.add(uid)
+                self.stats.handled += 1
+                return
+        finally:
+            self._pending.discard(uid)

@@ -1,0 +1,240 @@
+"""Job records: what is kept of a finished Job once its pods are gone, and where it is kept.
+
+A record lives under ``<records_bucket>/<records_prefix><service>/<job-name>/``::
+
+    status.json           the record below (also the body of the completion event)
+    logs/<container>.log  the last lines of each container's log (newest pod)
+
+``status.json`` is written last: it is the commit mark, so a record whose ``status.json`` carries the
+Job's UID is complete, and a watcher that finds it skips the write (records are keyed on the UID;
+writing the same record again would be harmless anyway).
+
+**Output keys** come from the stage-out container's log: it prints one JSON line per uploaded file
+(``{"event": "uploaded", "bucket": ..., "key": ..., ...}``). The log is what the API server still
+serves after the pod's volumes are gone, and it is the same for both executors; the ``outputs.json``
+manifest stage-out writes lives on the pod's emptyDir, which nobody outside the pod can read.
+
+The record builders are pure; ``RecordStore`` does the storage I/O through ``dispatcher.storage``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from dispatcher.constants import ANNOTATION_BUCKET, ANNOTATION_KEY, ANNOTATION_VERSION
+from dispatcher.errors import PermanentError
+from dispatcher.jobs import finished_condition, job_name, job_service
+from dispatcher.services import ServiceDefinition
+from dispatcher.services.storage import DEFAULT_PROVIDER
+from dispatcher.storage import Storage
+from watcher.outcome import Outcome
+
+STATUS_FILE: Final = "status.json"
+LOGS_DIR: Final = "logs"
+RECORD_SCHEMA: Final = "bucketrun.io/job-record/v1"
+UPLOADED_EVENT: Final = "uploaded"
+"""The ``event`` of the stage-out log line that reports one uploaded file."""
+_MAX_OUTPUTS: Final = 10_000  # a record must stay small enough to publish as one message
+
+
+class RecordsOverlapError(ValueError):
+    """The records location could trigger a service: records would start chained Jobs."""
+
+
+def check_records_location(bucket: str, prefix: str, services: Iterable[ServiceDefinition]) -> None:
+    """``RecordsOverlapError`` naming every service whose input path overlaps ``bucket``/``prefix``.
+
+    Only inputs on bucketrun's own storage matter: records are written there.
+    """
+    clashes = [
+        f"service {service.name!r} input {path.path!r}"
+        for service in services
+        for path in service.inputs
+        if path.provider == DEFAULT_PROVIDER and path.overlaps(bucket, prefix)
+    ]
+    if clashes:
+        raise RecordsOverlapError(
+            f"the job records location {bucket}/{prefix} overlaps "
+            + "; ".join(clashes)
+            + ": a record written there would trigger the service. Choose another "
+            "BUCKETRUN_STORAGE__RECORDS_BUCKET or BUCKETRUN_STORAGE__RECORDS_PREFIX."
+        )
+
+
+def record_folder(prefix: str, service: str, name: str) -> str:
+    """``<prefix><service>/<name>/``: the folder of one Job's record."""
+    return f"{prefix}{service}/{name}/"
+
+
+def tail(text: str, lines: int) -> str:
+    """The last *lines* lines of *text* (all of it when shorter)."""
+    if lines <= 0:
+        return ""
+    kept = text.splitlines(keepends=True)[-lines:]
+    return "".join(kept)
+
+
+def output_keys(stage_out_log: str) -> list[dict[str, str]]:
+    """``[{"bucket": ..., "key": ...}]`` for each upload the stage-out log reports, in order, once each."""
+    seen: set[tuple[str, str]] = set()
+    found: list[dict[str, str]] = []
+    for line in stage_out_log.splitlines():
+        stripped = line.strip()
+        if not stripped.startswith("{"):
+            continue
+        try:
+            entry = json.loads(stripped)
+        except ValueError:
+            continue
+        if not isinstance(entry, dict) or entry.get("event") != UPLOADED_EVENT:
+            continue
+        bucket, key = entry.get("bucket"), entry.get("key")
+        if isinstance(bucket, str) and isinstance(key, str) and (bucket, key) not in seen:
+            seen.add((bucket, key))
+            found.append({"bucket": bucket, "key": key})
+            if len(found) >= _MAX_OUTPUTS:
+                break
+    return found
+
+
+def container_names(job: Mapping[str, Any]) -> list[str]:
+    """The Job's init containers, then its containers, as its pod template names them."""
+    spec = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
+    names = [*(spec.get("initContainers") or ()), *(spec.get("containers") or ())]
+    return [str(container.get("name")) for container in names if container.get("name")]
+
+
+def build_record(
+    job: Mapping[str, Any],
+    outcome: Outcome,
+    *,
+    outputs: Sequence[Mapping[str, str]],
+    logs: Mapping[str, str],
+    log_keys: bool = True,
+    records_prefix: str = "",
+) -> dict[str, Any]:
+    """The record of the finished *job* (plain JSON data): what ``status.json`` and the event hold.
+
+    *logs* names the containers whose logs are stored; with *log_keys*, each maps to its object key.
+    """
+    metadata = job.get("metadata") or {}
+    annotations = metadata.get("annotations") or {}
+    status = job.get("status") or {}
+    service = job_service(job) or ""
+    name = job_name(job)
+    folder = record_folder(records_prefix, service, name)
+    return {
+        "schema": RECORD_SCHEMA,
+        "service": service,
+        "bucket": annotations.get(ANNOTATION_BUCKET),
+        "key": annotations.get(ANNOTATION_KEY),
+        "version": annotations.get(ANNOTATION_VERSION) or None,
+        "job": name,
+        "namespace": metadata.get("namespace"),
+        "uid": metadata.get("uid"),
+        "outcome": outcome.kind.value,
+        "reason": outcome.reason,
+        "message": outcome.message,
+        "exit_code": outcome.exit_code,
+        "created": metadata.get("creationTimestamp"),
+        "started": status.get("startTime"),
+        "finished": finished_at(job),
+        "outputs": [dict(entry) for entry in outputs],
+        "logs": {
+            container: f"{folder}{LOGS_DIR}/{container}.log" if log_keys else None for container in logs
+        },
+    }
+
+
+def finished_at(job: Mapping[str, Any]) -> str | None:
+    """When the Job finished: ``completionTime``, else its Complete/Failed condition's transition time."""
+    status = job.get("status") or {}
+    if status.get("completionTime"):
+        return str(status["completionTime"])
+    finished = finished_condition(job)
+    for condition in status.get("conditions") or ():
+        if condition.get("type") == finished and condition.get("lastTransitionTime"):
+            return str(condition["lastTransitionTime"])
+    return None
+
+
+def encode(record: Mapping[str, Any]) -> bytes:
+    """The record as ``status.json`` and event body: UTF-8 JSON, keys in a stable order."""
+    return json.dumps(record, ensure_ascii=False, sort_keys=True, indent=1).encode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """A record found in the records location."""
+
+    key: str
+    record: dict[str, Any]
+
+
+class RecordStore:
+    """Reads and writes job records in ``bucket`` under ``prefix`` (bucketrun's own storage)."""
+
+    def __init__(self, storage: Storage, bucket: str, prefix: str) -> None:
+        self.storage = storage
+        self.bucket = bucket
+        self.prefix = prefix
+
+    def folder(self, service: str, name: str) -> str:
+        """The key prefix of one Job's record."""
+        return record_folder(self.prefix, service, name)
+
+    async def read(self, service: str, name: str) -> dict[str, Any] | None:
+        """The record of Job *name* of *service*, or None when there is none (yet)."""
+        try:
+            body = await self.storage.get_object(self.bucket, self.folder(service, name) + STATUS_FILE)
+        except PermanentError as error:
+            if error.reason == "storage-not-found":
+                return None
+            raise
+        try:
+            record = json.loads(body)
+        except ValueError:
+            return None  # a damaged record is rewritten
+        return record if isinstance(record, dict) else None
+
+    async def write(self, record: Mapping[str, Any], logs: Mapping[str, str]) -> None:
+        """Store the logs, then ``status.json`` (the commit mark)."""
+        folder = self.folder(str(record["service"]), str(record["job"]))
+        for container, text in logs.items():
+            await self.storage.put_object(
+                self.bucket,
+                f"{folder}{LOGS_DIR}/{container}.log",
+                text.encode("utf-8"),
+                content_type="text/plain; charset=utf-8",
+            )
+        await self.storage.put_object(
+            self.bucket, folder + STATUS_FILE, encode(record), content_type="application/json"
+        )
+
+    async def read_log(self, service: str, name: str, container: str) -> str | None:
+        """A container's stored log, or None when the record has none."""
+        try:
+            body = await self.storage.get_object(
+                self.bucket, f"{self.folder(service, name)}{LOGS_DIR}/{container}.log"
+            )
+        except PermanentError as error:
+            if error.reason == "storage-not-found":
+                return None
+            raise
+        return body.decode("utf-8", "replace")
+
+    async def find(self, name: str | None = None, *, service: str | None = None) -> list[StoredRecord]:
+        """Records of Job *name* (any service, unless given), or every record (of *service*)."""
+        prefix = self.prefix + (f"{service}/" if service else "")
+        found: list[StoredRecord] = []
+        for info in await self.storage.list(self.bucket, prefix):
+            parts = info.key[len(self.prefix) :].split("/")
+            if len(parts) != 3 or parts[2] != STATUS_FILE or (name is not None and parts[1] != name):
+                continue
+            record = await self.read(parts[0], parts[1])
+            if record is not None:
+                found.append(StoredRecord(info.key, record))
+        return found
