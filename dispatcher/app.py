@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -278,6 +279,9 @@ async def run_dispatcher(
                 await dispatcher.start()
             except PermanentError as error:
                 raise StartupError(str(error)) from error
+            # Everything allocated so far (clients, modules, definitions) lives as long as the process:
+            # keep it out of the garbage collector's full passes, which otherwise stall the loop.
+            gc.freeze()
             ready.set()
             watcher = asyncio.create_task(
                 _watch_definitions(dispatcher, settings.services.paths, settings.services.reload_interval),

@@ -13,6 +13,7 @@ from pathlib import Path
 from dispatcher import __version__
 from dispatcher.app import StartupError, run_dispatcher
 from dispatcher.dry_run import EXIT_INVALID, inspect_events, render_manifests, validate_services
+from dispatcher.errors import BucketrunError
 from dispatcher.events import EventError
 from dispatcher.logs import configure_logging
 from dispatcher.rendering.context import RenderError, RenderSettings
@@ -97,6 +98,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--print-settings", action="store_true", help="print the effective settings (secrets masked) and exit"
     )
 
+    for name, text in (
+        ("watcher", "run the watcher: record finished Jobs (status, logs) and publish completion events"),
+        ("serve", "run the dispatcher and the watcher in one process (with the local executor: the demo)"),
+    ):
+        runner = commands.add_parser(
+            name,
+            help=text,
+            description=f"{text[0].upper()}{text[1:]}. Configured like the dispatcher (below); SIGTERM "
+            "lets the Jobs in hand be recorded first.",
+            epilog=_environment_help(),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        runner.add_argument(
+            "--print-settings", action="store_true", help="print the effective settings and exit"
+        )
+
+    jobs = commands.add_parser(
+        "jobs", help="list and inspect Jobs: from the cluster, then from the records location"
+    )
+    jobs_commands = jobs.add_subparsers(dest="jobs_command", metavar="SUBCOMMAND", required=True)
+    jobs_list = jobs_commands.add_parser("list", help="one line per Job: name, service, state, finish time")
+    jobs_list.add_argument("--service", help="only this service's Jobs")
+    jobs_show = jobs_commands.add_parser("show", help="a Job's record (JSON), even after the Job is deleted")
+    jobs_show.add_argument("name", help="Job name")
+    jobs_logs = jobs_commands.add_parser("logs", help="a Job's container logs (newest pod, or the record)")
+    jobs_logs.add_argument("name", help="Job name")
+    jobs_logs.add_argument("--container", help="only this container (stage-in, run, stage-out)")
+
     events = commands.add_parser("events", help="inspect MinIO event payloads")
     events_commands = events.add_subparsers(dest="events_command", metavar="SUBCOMMAND", required=True)
     inspect = events_commands.add_parser(
@@ -148,15 +177,17 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[str
             settings=settings,
             template_dirs=args.template_dir,
         )
-    if args.command == "dispatcher":
-        return _run_dispatcher(print_settings=args.print_settings)
+    if args.command in ("dispatcher", "watcher", "serve"):
+        return _run_dispatcher(print_settings=args.print_settings, command=args.command)
+    if args.command == "jobs":
+        return _run_jobs(args)
     if args.command == "events":
         body = sys.stdin.buffer.read() if args.source == "-" else Path(args.source).read_bytes()
         return inspect_events(body, args.fdl, as_json=args.json)
     return parser.format_help(), 0
 
 
-def _run_dispatcher(*, print_settings: bool) -> tuple[str, int]:
+def _run_dispatcher(*, print_settings: bool, command: str = "dispatcher") -> tuple[str, int]:
     try:
         settings = Settings.load()
     except SettingsError as error:
@@ -165,13 +196,13 @@ def _run_dispatcher(*, print_settings: bool) -> tuple[str, int]:
         return "\n".join(describe_lines(settings.describe())), 0
     configure_logging()
     try:
-        asyncio.run(_serve(settings))
+        asyncio.run(_serve(settings, command))
     except StartupError as error:
-        return f"error: cannot start the dispatcher:\n{error}", EXIT_INVALID
+        return f"error: cannot start the {command}:\n{error}", EXIT_INVALID
     return "", 0
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings, command: str = "dispatcher") -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -182,7 +213,34 @@ async def _serve(settings: Settings) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, request_stop)
-    await run_dispatcher(settings, stop)
+    if command == "watcher":
+        # Imported here: the dispatcher package never imports the watcher at module level.
+        from watcher.app import run_watcher  # noqa: PLC0415
+
+        await run_watcher(settings, stop)
+    elif command == "serve":
+        from watcher.serve import run_serve  # noqa: PLC0415
+
+        await run_serve(settings, stop)
+    else:
+        await run_dispatcher(settings, stop)
+
+
+def _run_jobs(args: argparse.Namespace) -> tuple[str, int]:
+    from watcher.jobs_cli import job_logs, list_jobs, show_job  # noqa: PLC0415 - see _serve
+
+    try:
+        settings = Settings.load()
+    except SettingsError as error:
+        return f"error: {error}", EXIT_USAGE
+    try:
+        if args.jobs_command == "list":
+            return asyncio.run(list_jobs(settings, args.service))
+        if args.jobs_command == "show":
+            return asyncio.run(show_job(settings, args.name))
+        return asyncio.run(job_logs(settings, args.name, args.container))
+    except BucketrunError as error:
+        return f"error: {error}", EXIT_INVALID
 
 
 if __name__ == "__main__":

@@ -137,16 +137,19 @@ class Handlers:
         log = _log.bind(service=service, queue=delivery.queue, message_id=delivery.message_id)
         definition = self._catalog().services.get(service)
         cap = definition.options.max_concurrent_jobs if definition else None
-        lock = self._admission.setdefault(service, asyncio.Lock())
         try:
-            # The check and the create are one step per service, so this replica never over-admits.
-            async with lock:
-                if cap is not None and self._executor.active_jobs(service) >= cap:
-                    self.counters.count(self.counters.retried, "at-capacity")
-                    self._pause_service(service)
-                    await delivery.retry_later(0.0, "at-capacity")
-                    return
+            if cap is None:
                 created = await self._creator.create(service, delivery.body)
+            else:
+                # For a capped service the check and the create are one step, so this replica never
+                # over-admits; uncapped services create concurrently, up to the consumer's prefetch.
+                async with self._admission.setdefault(service, asyncio.Lock()):
+                    if self._executor.active_jobs(service) >= cap:
+                        self.counters.count(self.counters.retried, "at-capacity")
+                        self._pause_service(service)
+                        await delivery.retry_later(0.0, "at-capacity")
+                        return
+                    created = await self._creator.create(service, delivery.body)
         except PermanentError as error:
             self.counters.count(self.counters.dead_lettered, error.reason)
             log.warning("task refused", reason=error.reason, error=str(error))

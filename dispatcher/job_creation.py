@@ -22,6 +22,8 @@ from dispatcher.rendering.context import RenderError, StagingGrants
 from dispatcher.rendering.render import JobRenderer
 from dispatcher.services import ServiceDefinition
 
+_MAX_CACHED_CONFIG_MAPS = 1024
+
 
 class GrantSigner(Protocol):
     """Presigns a Job's transfers (the storage adapter)."""
@@ -65,6 +67,7 @@ class JobCreator:
         self._signer = signer
         self._sink = sink
         self._grant_lifetime = grant_lifetime
+        self._config_maps: dict[str, dict[str, Any]] = {}
 
     def prepare(
         self, service_name: str, body: bytes
@@ -85,10 +88,21 @@ class JobCreator:
             version_id=event.version_id if event.version_id not in (None, "null") else None,
         )
         try:
-            rendered = self._renderer.render(service, event, grants)
+            config_map = self._config_map(service)
+            job = self._renderer.render_job(service, event, grants)
         except RenderError as error:
             raise PermanentError(str(error), reason="invalid-manifest") from error
-        return service, event, rendered.config_map, rendered.job
+        return service, event, config_map, job
+
+    def _config_map(self, service: ServiceDefinition) -> dict[str, Any]:
+        # The same for every Job of one service version: render it once per content hash.
+        key = service.content_hash()
+        cached = self._config_maps.get(key)
+        if cached is None:
+            if len(self._config_maps) > _MAX_CACHED_CONFIG_MAPS:
+                self._config_maps.clear()
+            cached = self._config_maps[key] = self._renderer.render_config_map(service)
+        return cached
 
     async def create(self, service_name: str, body: bytes) -> CreatedJob:
         """Create the Job for a task (idempotent)."""

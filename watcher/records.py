@@ -31,11 +31,11 @@ from dispatcher.services import ServiceDefinition
 from dispatcher.services.storage import DEFAULT_PROVIDER
 from dispatcher.storage import Storage
 from watcher.outcome import Outcome
+from watcher.staging.report import UPLOADED_EVENT
 
 STATUS_FILE: Final = "status.json"
 LOGS_DIR: Final = "logs"
 RECORD_SCHEMA: Final = "bucketrun.io/job-record/v1"
-UPLOADED_EVENT: Final = "uploaded"
 """The ``event`` of the stage-out log line that reports one uploaded file."""
 _MAX_OUTPUTS: Final = 10_000  # a record must stay small enough to publish as one message
 

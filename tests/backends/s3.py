@@ -15,12 +15,15 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
+import urllib3
 from minio import Minio  # noqa: TID251 - test infrastructure talks to S3 directly
 from minio.deleteobjects import DeleteObject  # noqa: TID251
 
@@ -53,25 +56,34 @@ class S3Endpoint:
             secret_key=self.secret_key,
             region=self.region,
             secure=self.secure,
+            # Bounded waits: a stuck server must fail the test, not hang the run.
+            http_client=urllib3.PoolManager(
+                timeout=urllib3.Timeout(connect=5, read=30),
+                retries=urllib3.Retry(total=2, backoff_factor=0.2),
+            ),
         )
 
 
 def _start_moto() -> tuple[subprocess.Popen[bytes], int]:
+    # moto logs every request: its output goes to a file, never to a pipe nobody reads (a full pipe
+    # would block the server mid-request once enough requests were logged).
+    log = Path(tempfile.mkstemp(prefix="moto-", suffix=".log")[1])
     for _ in range(5):
         port = free_port()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
+        with log.open("ab") as sink:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + BOOT_TIMEOUT
         while proc.poll() is None and time.monotonic() < deadline:
             if port_open("127.0.0.1", port):
                 return proc, port
             time.sleep(0.05)
         _stop(proc)  # lost a port race or never came up: try another port
-    raise RuntimeError("moto server did not start on any of 5 ports")
+    raise RuntimeError(f"moto server did not start on any of 5 ports: {log.read_text()[-2000:]}")
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -82,8 +94,6 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    if proc.stderr:
-        proc.stderr.close()
 
 
 @pytest.fixture(scope="session")

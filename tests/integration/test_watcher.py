@@ -4,13 +4,18 @@ completion events and a recorded mark; a records location overlapping an input i
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 
 import pytest
 
 from dispatcher.app import StartupError
 from dispatcher.constants import ANNOTATION_RECORDED
 from tests.integration.watcher_support import job_doc, new_env, until, watcher
-from watcher.app import run_watcher
+from watcher.app import WatcherState, run_watcher
+from watcher.completion import LocalSide, is_recorded
+from watcher.jobs_cli import job_logs, list_jobs, show_job
+from watcher.serve import run_serve
 
 pytestmark = [pytest.mark.integration]
 
@@ -84,3 +89,64 @@ async def test_a_records_location_overlapping_an_input_is_refused_naming_the_ser
     )
     with pytest.raises(StartupError, match="upper"):
         await asyncio.wait_for(run_watcher(whole, asyncio.Event()), 10)
+
+
+async def test_jobs_show_list_and_logs_read_the_cluster_then_the_records_after_deletion(env) -> None:
+    await env.create_jobs([job_doc("shown-job", exit_code=1)])
+    async with watcher(env.settings):
+
+        async def marked():
+            jobs = await env.jobs()
+            return jobs if jobs and is_recorded(jobs[0]) else None
+
+        jobs = await until(marked, "the Job marked recorded")
+    uid = jobs[0]["metadata"]["uid"]
+    text, code = await show_job(env.settings, "shown-job")
+    assert code == 0
+    assert (json.loads(text)["uid"], json.loads(text)["outcome"]) == (uid, "failed")
+    text, code = await job_logs(env.settings, "shown-job", "run")
+    assert (text, code) == ("running shown-job", 0)
+
+    await env.delete_job("shown-job")
+    await until(lambda: _gone(env), "the Job deleted")
+    text, code = await show_job(env.settings, "shown-job")
+    shown = json.loads(text)
+    assert code == 0
+    assert (shown["uid"], shown["outcome"], shown["exit_code"]) == (uid, "failed", 1)
+    text, code = await job_logs(env.settings, "shown-job")
+    assert code == 0
+    assert "==> run <==\nrunning shown-job" in text
+    listing, code = await list_jobs(env.settings)
+    assert code == 0
+    assert re.search(r"^shown-job\s+upper\s+failed \(recorded\)", listing, re.MULTILINE), listing
+    assert (await show_job(env.settings, "no-such-job"))[1] == 1
+
+
+async def _gone(env) -> bool:
+    return not await env.jobs()
+
+
+async def test_serve_runs_dispatcher_and_watcher_on_one_local_executor_and_stops_cleanly(
+    env, tmp_path
+) -> None:
+    settings = env.settings.model_copy(
+        update={
+            "cluster": env.settings.cluster.model_copy(
+                update={"executor": "local", "local_state_dir": tmp_path / "state"}
+            )
+        }
+    )
+    state = WatcherState()
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(run_serve(settings, stop, ready, state=state))
+    waiter = asyncio.create_task(ready.wait())
+    await asyncio.wait({task, waiter}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if task.done():
+        task.result()
+    assert ready.is_set()
+    assert isinstance(state.recorder.side, LocalSide)
+    assert state.elector is None  # no election with the local executor
+    stop.set()
+    await asyncio.wait_for(task, 30)
+    assert not ready.is_set()

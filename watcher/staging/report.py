@@ -6,10 +6,14 @@ service's user: what was downloaded, what was uploaded where, what was skipped a
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import TextIO
 
 from watcher.staging.redact import Redactor
+
+UPLOADED_EVENT = "uploaded"
+"""Event of the JSON line stage-out writes per uploaded object; the watcher reads them into records."""
 
 
 class Reporter:
@@ -26,4 +30,12 @@ class Reporter:
         text = self.redactor(message).replace("\r", " ").replace("\n", " ")
         stream = self._stream or sys.stdout
         stream.write(f"{self._prefix}: {text}\n")
+        stream.flush()
+
+    def event(self, name: str, **fields: str | int) -> None:
+        """Write one machine-readable JSON line (the watcher reads these from the logs, e.g. the
+        ``uploaded`` events that become a record's output keys)."""
+        text = self.redactor(json.dumps({"event": name, **fields}, ensure_ascii=False))
+        stream = self._stream or sys.stdout
+        stream.write(text.replace("\r", " ").replace("\n", " ") + "\n")
         stream.flush()

@@ -27,7 +27,7 @@ from watcher.staging.paths import (
     targets_for,
 )
 from watcher.staging.redact import url_secrets
-from watcher.staging.report import Reporter
+from watcher.staging.report import UPLOADED_EVENT, Reporter
 from watcher.staging.transfer import (
     RetryPolicy,
     TransferError,
@@ -154,6 +154,7 @@ def upload_one(
     finally:
         os.close(descriptor)
     report(f"uploaded {file.relative!r} ({size} bytes) to bucket {target.bucket!r} as {key!r}, HTTP {status}")
+    report.event(UPLOADED_EVENT, bucket=target.bucket, key=key, size=size)
     return Uploaded(target.bucket, key, size)
 
 
