@@ -1,6 +1,6 @@
 """Finds finished, unrecorded Jobs: list + watch of bucketrun's Jobs, each handed to the recorder once.
 
-The loop is the informer's (``dispatcher.cluster.informer``), over full Job documents instead of
+The loop is the informer's (``dispatcher.cluster.list_watch``), over full Job documents instead of
 counts: list every Job with bucketrun's ``managed-by`` label in pages, watch from the list's
 resourceVersion with bookmarks, watch again from the last resourceVersion when a stream ends, list
 again on 410 Expired, back off (capped, full jitter, Retry-After honoured) on errors and on streams
@@ -18,26 +18,21 @@ its mark are not split by a restart.
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Protocol
 
 import structlog
 
 from dispatcher.backoff import backoff_delay
 from dispatcher.cluster import DocumentPage
-from dispatcher.cluster.errors import retry_after_seconds
-from dispatcher.cluster.informer import PAGE_SIZE, ResourceExpired
-from dispatcher.errors import BucketrunError, PermanentError, TransientError
+from dispatcher.cluster.list_watch import PAGE_SIZE, ListWatch, ListWatchStats
+from dispatcher.errors import PermanentError, TransientError
 from dispatcher.jobs import finished_condition, job_name
 from watcher.completion import is_recorded, job_uid
 
 _log = structlog.get_logger(__name__)
-
-_QUIET_STREAM_SECONDS: Final = 1.0
-"""A watch that ends sooner than this with no event at all is treated like a failure (back-off)."""
 
 
 class JobDocumentSource(Protocol):
@@ -59,19 +54,9 @@ Handler = Callable[[Mapping[str, Any]], Awaitable[object]]
 
 
 @dataclass
-class WatchStats:
+class WatchStats(ListWatchStats):
     """What the watch has done so far (for tests, logs and metrics)."""
 
-    lists: int = 0
-    """Complete lists (the first one included)."""
-    watches: int = 0
-    """Watch streams opened."""
-    events: int = 0
-    """Watch events applied (bookmarks included)."""
-    expired: int = 0
-    """410 Expired answers that forced a new list."""
-    errors: int = 0
-    """Failed list or watch calls (each followed by a back-off)."""
     queued: int = 0
     """Finished Jobs handed to the workers."""
     handled: int = 0
@@ -80,8 +65,10 @@ class WatchStats:
     """Handler failures (each retried, or dropped when permanent)."""
 
 
-class FinishedJobWatch:
+class FinishedJobWatch(ListWatch):
     """Feeds every finished, unrecorded Job to *handle*, once per UID, until cancelled."""
+
+    label = "job watch"
 
     def __init__(
         self,
@@ -95,24 +82,22 @@ class FinishedJobWatch:
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
-        if watch_timeout < 1:
-            raise ValueError(f"watch_timeout must be at least 1 second, got {watch_timeout}")
+        self.stats: WatchStats
+        super().__init__(
+            watch_timeout=watch_timeout,
+            backoff_base=backoff_base,
+            backoff_cap=backoff_cap,
+            stats=WatchStats(),
+        )
         self._source = source
         self._handle = handle
         self._concurrency = concurrency
-        self._watch_timeout = watch_timeout
-        self._backoff_base = backoff_base
-        self._backoff_cap = backoff_cap
-        self._resource_version: str | None = None
         self._queue: asyncio.Queue[Mapping[str, Any]] = asyncio.Queue(maxsize=2 * concurrency)
         self._pending: set[str] = set()
         """UIDs queued or being handled."""
         self._done: set[str] = set()
         """UIDs handled here whose recorded mark the watch has not shown yet (stale events may come)."""
         self._in_hand: set[asyncio.Task[None]] = set()
-        self.synced = asyncio.Event()
-        """Set once the first complete list has been queued."""
-        self.stats = WatchStats()
 
     async def run(self, *, max_cycles: int | None = None) -> None:
         """List, watch and record until cancelled (or for *max_cycles* list/watch calls, for tests)."""
@@ -138,37 +123,7 @@ class FinishedJobWatch:
             task.cancel()
         return not late
 
-    async def _list_and_watch(self, max_cycles: int | None) -> None:
-        failures = 0
-        cycles = 0
-        while max_cycles is None or cycles < max_cycles:
-            cycles += 1
-            try:
-                if self._resource_version is None:
-                    await self._relist()
-                elif not await self._watch(self._resource_version):
-                    await self._back_off(failures, None, "the watch ended at once without any event")
-                    failures += 1
-                    continue
-                failures = 0
-            except ResourceExpired:
-                self.stats.expired += 1
-                self._resource_version = None
-                _log.info("job watch: resourceVersion expired, listing again")
-            except BucketrunError as error:
-                self.stats.errors += 1
-                retry_after = error.retry_after if isinstance(error, TransientError) else None
-                await self._back_off(failures, retry_after, str(error))
-                failures += 1
-
-    async def _back_off(self, failures: int, retry_after: float | None, why: str) -> None:
-        delay = backoff_delay(
-            failures, base=self._backoff_base, cap=self._backoff_cap, retry_after=retry_after
-        )
-        _log.warning("job watch: backing off", why=why, delay=round(delay, 3), failures=failures + 1)
-        await asyncio.sleep(delay)
-
-    async def _relist(self) -> None:
+    async def _relist(self) -> str:
         continue_token: str | None = None
         version: str | None = None
         while True:
@@ -178,50 +133,18 @@ class FinishedJobWatch:
                 await self._offer(job)
             continue_token = page.continue_token
             if not continue_token:
-                break
-        self.stats.lists += 1
-        self._resource_version = version
-        self.synced.set()
+                return version
 
-    async def _watch(self, resource_version: str) -> bool:
-        """Apply one watch stream's events; False if it ended at once without any."""
-        # Spread the reconnects of many replicas, as client-go does (timeout in [T, 2T)).
-        timeout = self._watch_timeout + random.randrange(self._watch_timeout)  # noqa: S311 - not crypto
-        self.stats.watches += 1
-        loop = asyncio.get_running_loop()
-        opened, events = loop.time(), 0
-        async with self._source.watch_jobs(
-            resource_version=resource_version, timeout_seconds=timeout
-        ) as stream:
-            async for event in stream:
-                events += 1
-                await self._apply(event)
-        return events > 0 or loop.time() - opened >= _QUIET_STREAM_SECONDS
+    def _open_watch(
+        self, resource_version: str, timeout_seconds: int
+    ) -> AbstractAsyncContextManager[AsyncIterator[Mapping[str, Any]]]:
+        return self._source.watch_jobs(resource_version=resource_version, timeout_seconds=timeout_seconds)
 
-    async def _apply(self, event: Mapping[str, Any]) -> None:
-        kind = event.get("type")
-        obj = event.get("object")
-        if not isinstance(obj, Mapping):
-            raise TransientError(
-                f"job watch sent an event without an object: type {kind!r}", kind="api-watch"
-            )
-        if kind == "ERROR":
-            if obj.get("code") == 410:
-                raise ResourceExpired(str(obj.get("message") or "resourceVersion expired"))
-            raise TransientError(
-                f"job watch sent an ERROR event: {obj.get('code')} {obj.get('message')}",
-                kind="api-watch",
-                retry_after=retry_after_seconds({}, obj),
-            )
-        self.stats.events += 1
-        if kind in ("ADDED", "MODIFIED"):
-            await self._offer(obj)
-        elif kind == "DELETED":
+    async def _on_event(self, kind: str, obj: Mapping[str, Any]) -> None:
+        if kind == "DELETED":
             self._done.discard(job_uid(obj))
-        # BOOKMARK carries only the resourceVersion; unknown types are skipped but still move it on.
-        version = (obj.get("metadata") or {}).get("resourceVersion")
-        if isinstance(version, str) and version:
-            self._resource_version = version
+        else:
+            await self._offer(obj)
 
     async def _offer(self, job: Mapping[str, Any]) -> None:
         """Queue *job* if it is finished, unrecorded and not queued, handled or being handled already."""
