@@ -30,7 +30,12 @@ from dispatcher.handlers import Catalog, Handlers
 from dispatcher.job_creation import JobCreator
 from dispatcher.rendering.context import RenderSettings
 from dispatcher.rendering.render import JobRenderer
-from dispatcher.services import ServiceDefinitionError, load_services
+from dispatcher.services import (
+    RecordsOverlapError,
+    ServiceDefinitionError,
+    check_records_location,
+    load_services,
+)
 from dispatcher.settings import Settings
 from dispatcher.storage import Storage
 
@@ -41,16 +46,21 @@ class StartupError(RuntimeError):
     """The dispatcher cannot start with these settings or definitions; the message says why."""
 
 
-def load_catalog(paths: tuple[Path, ...]) -> Catalog:
-    """The services in *paths*; `StartupError` listing every problem when they do not load."""
+def load_catalog(paths: tuple[Path, ...], records: tuple[str, str] | None = None) -> Catalog:
+    """The services in *paths*; `StartupError` listing every problem when they do not load, or when an
+    input path overlaps the *records* location (bucket, prefix) where job records are written."""
     if not paths:
         raise StartupError(
             "no service definitions: set BUCKETRUN_SERVICES__PATHS to FDL files or directories"
         )
     try:
         loaded = load_services(paths)
+        if records is not None:
+            check_records_location(*records, loaded.services)
     except ServiceDefinitionError as error:
         raise StartupError("\n".join(str(problem) for problem in error.problems)) from error
+    except RecordsOverlapError as error:
+        raise StartupError(str(error)) from error
     for warning in loaded.warnings:
         _log.warning("service definition warning", detail=str(warning))
     return Catalog.of(loaded.services)
@@ -178,7 +188,9 @@ async def connect_amqp(settings: Settings, stop: asyncio.Event) -> AmqpClient | 
     return None
 
 
-async def _watch_definitions(dispatcher: Dispatcher, paths: tuple[Path, ...], interval: float) -> None:
+async def _watch_definitions(
+    dispatcher: Dispatcher, paths: tuple[Path, ...], interval: float, records: tuple[str, str]
+) -> None:
     """Reload definitions when their files change; an invalid new version is refused, the old one kept."""
     seen = _fingerprint(paths)
     while True:
@@ -188,7 +200,7 @@ async def _watch_definitions(dispatcher: Dispatcher, paths: tuple[Path, ...], in
             continue
         seen = current
         try:
-            catalog = load_catalog(paths)
+            catalog = load_catalog(paths, records)
         except StartupError as error:
             _log.error("new service definitions refused; keeping the previous ones", error=str(error))
             continue
@@ -255,7 +267,8 @@ async def run_dispatcher(
 
     *executor*, when given, is shared with the caller (``bucketrun serve``), which closes it.
     """
-    catalog = load_catalog(settings.services.paths)
+    records = (settings.storage.records_bucket, settings.storage.records_prefix)
+    catalog = load_catalog(settings.services.paths, records)
     ready = ready or asyncio.Event()
     probes = _Probes(ready)
     async with contextlib.AsyncExitStack() as cleanup:
@@ -284,7 +297,9 @@ async def run_dispatcher(
             gc.freeze()
             ready.set()
             watcher = asyncio.create_task(
-                _watch_definitions(dispatcher, settings.services.paths, settings.services.reload_interval),
+                _watch_definitions(
+                    dispatcher, settings.services.paths, settings.services.reload_interval, records
+                ),
                 name="bucketrun-definitions",
             )
             stopper = asyncio.create_task(stop.wait(), name="bucketrun-stop")

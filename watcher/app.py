@@ -34,7 +34,7 @@ from watcher.completion import ClusterSide, LocalSide, Recorder
 from watcher.completion_events import CompletionEvents
 from watcher.job_watch import FinishedJobWatch
 from watcher.leader import LeaderElector
-from watcher.records import RecordsOverlapError, RecordStore, check_records_location
+from watcher.records import RecordStore
 
 _log = structlog.get_logger(__name__)
 
@@ -51,13 +51,7 @@ class WatcherState:
 
 def check_settings(settings: Settings) -> None:
     """``StartupError`` when the definitions do not load or the records location overlaps an input."""
-    catalog = load_catalog(settings.services.paths)
-    try:
-        check_records_location(
-            settings.storage.records_bucket, settings.storage.records_prefix, catalog.services.values()
-        )
-    except RecordsOverlapError as error:
-        raise StartupError(str(error)) from error
+    load_catalog(settings.services.paths, (settings.storage.records_bucket, settings.storage.records_prefix))
 
 
 async def run_watcher(

@@ -20,15 +20,13 @@ The record builders are pure; ``RecordStore`` does the storage I/O through ``dis
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from dispatcher.constants import ANNOTATION_BUCKET, ANNOTATION_KEY, ANNOTATION_VERSION
 from dispatcher.errors import PermanentError
 from dispatcher.jobs import finished_condition, job_name, job_service
-from dispatcher.services import ServiceDefinition
-from dispatcher.services.storage import DEFAULT_PROVIDER
 from dispatcher.storage import Storage
 from watcher.outcome import Outcome
 from watcher.staging.report import UPLOADED_EVENT
@@ -38,30 +36,6 @@ LOGS_DIR: Final = "logs"
 RECORD_SCHEMA: Final = "bucketrun.io/job-record/v1"
 """The ``event`` of the stage-out log line that reports one uploaded file."""
 _MAX_OUTPUTS: Final = 10_000  # a record must stay small enough to publish as one message
-
-
-class RecordsOverlapError(ValueError):
-    """The records location could trigger a service: records would start chained Jobs."""
-
-
-def check_records_location(bucket: str, prefix: str, services: Iterable[ServiceDefinition]) -> None:
-    """``RecordsOverlapError`` naming every service whose input path overlaps ``bucket``/``prefix``.
-
-    Only inputs on bucketrun's own storage matter: records are written there.
-    """
-    clashes = [
-        f"service {service.name!r} input {path.path!r}"
-        for service in services
-        for path in service.inputs
-        if path.provider == DEFAULT_PROVIDER and path.overlaps(bucket, prefix)
-    ]
-    if clashes:
-        raise RecordsOverlapError(
-            f"the job records location {bucket}/{prefix} overlaps "
-            + "; ".join(clashes)
-            + ": a record written there would trigger the service. Choose another "
-            "BUCKETRUN_STORAGE__RECORDS_BUCKET or BUCKETRUN_STORAGE__RECORDS_PREFIX."
-        )
 
 
 def record_folder(prefix: str, service: str, name: str) -> str:

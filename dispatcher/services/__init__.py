@@ -4,7 +4,7 @@ Modules: ``model`` (``ServiceDefinition``, ``BucketrunOptions``), ``storage`` (i
 storage providers), ``loader`` (files, directories, text; checks across services), ``fdl`` (OSCAR's
 spellings and the policy for fields bucketrun does not implement, documented in ``unsupported``),
 ``script`` (inline text vs script file), ``safe_yaml`` (bounded YAML parsing), ``names`` and
-``quantity`` (value checks), ``errors`` (warnings and the error).
+``records_location`` (records never under an input path), ``errors`` (warnings and the error).
 """
 
 from dispatcher.services.errors import ServiceDefinitionError, ServiceProblem, ServiceWarning
@@ -15,6 +15,7 @@ from dispatcher.services.model import (
     ServiceDefinition,
     is_reserved_variable,
 )
+from dispatcher.services.records_location import RecordsOverlapError, check_records_location
 from dispatcher.services.storage import (
     DEFAULT_EVENTS,
     DEFAULT_PROVIDER,
@@ -31,11 +32,13 @@ __all__ = [
     "InputPath",
     "LoadedServices",
     "OutputPath",
+    "RecordsOverlapError",
     "ServiceDefinition",
     "ServiceDefinitionError",
     "ServiceProblem",
     "ServiceWarning",
     "StorageProvider",
+    "check_records_location",
     "is_reserved_variable",
     "load_services",
     "load_services_text",

@@ -6,12 +6,10 @@ import json
 
 import pytest
 
-from dispatcher.services import load_services
+from dispatcher.services import RecordsOverlapError, check_records_location, load_services
 from watcher.outcome import Outcome, OutcomeKind
 from watcher.records import (
-    RecordsOverlapError,
     build_record,
-    check_records_location,
     encode,
     finished_at,
     output_keys,
