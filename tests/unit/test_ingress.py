@@ -45,10 +45,11 @@ def message(
 
 
 def test_a_shared_folder_yields_one_task_per_service(router) -> None:
-    plan = plan_ingress(message("in/cat.jpg"), router)
+    body = message("in/cat.jpg")
+    plan = plan_ingress(body, router)
     assert [task.service for task in plan.tasks] == ["thumbs", "archive"]
     assert plan.dead_letter_reason is None
-    (event,) = parse_message(message("in/cat.jpg"))
+    (event,) = parse_message(body)
     for task in plan.tasks:
         parsed = parse_task(task.body)
         assert (parsed.bucket, parsed.key, parsed.sequencer) == ("media", "in/cat.jpg", "1A")
