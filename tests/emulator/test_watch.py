@@ -64,13 +64,13 @@ async def test_watch_from_a_resource_version_replays_exactly_the_missed_events(a
 
 
 async def test_watch_without_a_resource_version_starts_with_synthetic_added_events_then_goes_live(
-    api, namespace
+    api, namespace, control
 ):
     core = client.CoreV1Api(api)
     await core.create_namespaced_config_map(namespace, _cm("before"))
 
     async def later_write() -> None:
-        await asyncio.sleep(0.3)
+        await _wait_open_watches(control, 1)  # "after" must arrive live, not in the initial list
         await core.create_namespaced_config_map(namespace, _cm("after"))
 
     writer = asyncio.create_task(later_write())
