@@ -38,11 +38,8 @@ format: $(STAMP) ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-demo: setup ## Run the local demo (the demo itself lands with the deploy/demo issue)
-	@echo "bucketrun demo: will start RabbitMQ, an S3 server (moto), the dispatcher and watcher with the"
-	@echo "local executor and the bucket poller, apply a sample service, upload sample files and show"
-	@echo "each job's progress until the outputs are in the output bucket."
-	@echo "Not implemented yet: it arrives with the deploy/demo issue. Until then: make test."
+demo: setup ## Run the local demo: samples through RabbitMQ, S3 (moto), dispatcher, watcher, poller
+	$(BIN)/bucketrun demo $(DEMO_ARGS)
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

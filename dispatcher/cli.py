@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dispatcher import __version__
 from dispatcher.app import StartupError, run_dispatcher
@@ -16,9 +17,13 @@ from dispatcher.dry_run import EXIT_INVALID, inspect_events, render_manifests, v
 from dispatcher.errors import BucketrunError
 from dispatcher.events import EventError
 from dispatcher.logs import configure_logging
+from dispatcher.poller import run_poller
 from dispatcher.rendering.context import RenderError, RenderSettings
 from dispatcher.services import ServiceDefinitionError
 from dispatcher.settings import Settings, SettingsError, describe_lines, environment_reference
+
+if TYPE_CHECKING:
+    from watcher.demo import DemoOptions
 
 DESCRIPTION = """\
 bucketrun turns uploads to MinIO/S3 buckets into Kubernetes Jobs that run an OSCAR service's script
@@ -114,6 +119,32 @@ def build_parser() -> argparse.ArgumentParser:
             "--print-settings", action="store_true", help="print the effective settings and exit"
         )
 
+    poll = commands.add_parser(
+        "poll",
+        help="run the bucket poller: announce new objects of S3 stores that send no notifications",
+        description="List every service input path every BUCKETRUN_POLLER__INTERVAL seconds and publish a "
+        "MinIO-format s3:ObjectCreated:Put event (with publisher confirms) for each object version not "
+        "seen before, remembered in BUCKETRUN_POLLER__STATE_FILE so a restart announces nothing twice. "
+        "Configured like the dispatcher (below); SIGTERM stops it after the current batch.",
+        epilog=_environment_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    poll.add_argument("--print-settings", action="store_true", help="print the effective settings and exit")
+
+    demo = commands.add_parser(
+        "demo",
+        help="run everything locally on sample files: RabbitMQ, an S3 server, dispatcher, watcher, poller",
+        description="Start (or reuse) RabbitMQ and an S3 server (BUCKETRUN_STORAGE__ENDPOINT, else a moto "
+        "server), run the dispatcher and watcher with the local executor and the bucket poller, upload "
+        "sample files to a sample service and show each job's progress. Files go to ./.bucketrun-demo/. "
+        "Runs until Ctrl-C.",
+    )
+    demo.add_argument("--once", action="store_true", help="exit once every sample's outputs exist")
+    demo.add_argument(
+        "--timeout", type=float, default=180.0, help="seconds --once waits (default %(default)s)"
+    )
+    demo.add_argument("--name", default="bucketrun-demo", help="prefix of its buckets (default %(default)s)")
+
     jobs = commands.add_parser(
         "jobs", help="list and inspect Jobs: from the cluster, then from the records location"
     )
@@ -177,10 +208,10 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[str
             settings=settings,
             template_dirs=args.template_dir,
         )
-    if args.command in ("dispatcher", "watcher", "serve"):
+    if args.command in ("dispatcher", "watcher", "serve", "poll"):
         return _run_dispatcher(print_settings=args.print_settings, command=args.command)
-    if args.command == "jobs":
-        return _run_jobs(args)
+    if args.command in ("jobs", "demo"):
+        return _run_jobs(args) if args.command == "jobs" else _run_demo(args)
     if args.command == "events":
         body = sys.stdin.buffer.read() if args.source == "-" else Path(args.source).read_bytes()
         return inspect_events(body, args.fdl, as_json=args.json)
@@ -218,12 +249,35 @@ async def _serve(settings: Settings, command: str = "dispatcher") -> None:
         from watcher.app import run_watcher  # noqa: PLC0415
 
         await run_watcher(settings, stop)
+    elif command == "poll":
+        await run_poller(settings, stop)
     elif command == "serve":
         from watcher.serve import run_serve  # noqa: PLC0415
 
         await run_serve(settings, stop)
     else:
         await run_dispatcher(settings, stop)
+
+
+def _run_demo(args: argparse.Namespace) -> tuple[str, int]:
+    from watcher.demo import DemoError, DemoOptions  # noqa: PLC0415 - see _serve
+
+    configure_logging(level="WARNING")
+    options = DemoOptions(once=args.once, timeout=args.timeout, name=args.name)
+    try:
+        return "", asyncio.run(_demo(options))
+    except (DemoError, StartupError, SettingsError, BucketrunError) as error:
+        return f"error: {error}", EXIT_INVALID
+
+
+async def _demo(options: DemoOptions) -> int:
+    from watcher.demo import run_demo  # noqa: PLC0415 - see _serve
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    return await run_demo(options, stop)
 
 
 def _run_jobs(args: argparse.Namespace) -> tuple[str, int]:

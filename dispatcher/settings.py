@@ -293,6 +293,18 @@ class WatcherSettings(_Group):
         return self
 
 
+class PollerSettings(_Group):
+    """The bucket poller (``bucketrun poll``): MinIO-format events for S3 stores without notifications."""
+
+    interval: PositiveFloat = 10.0
+    """Seconds between two listings of every service input path. Default 10."""
+    state_file: Path = Path("bucketrun-poller.sqlite3")
+    """SQLite file remembering the objects already announced (key, eTag, LastModified), so a restart
+    emits nothing twice. Default ``./bucketrun-poller.sqlite3``."""
+    batch_size: PositiveInt = Field(default=64, le=10_000)
+    """Events published at once, then recorded in one durable commit. Default 64."""
+
+
 class MetricsSettings(_Group):
     """The Prometheus endpoint."""
 
@@ -324,6 +336,7 @@ class Settings(BaseSettings):
         "services",
         "dispatch",
         "watcher",
+        "poller",
         "metrics",
     )
 
@@ -339,6 +352,8 @@ class Settings(BaseSettings):
     """Retries and draining."""
     watcher: WatcherSettings
     """Completion events, leader election, job records."""
+    poller: PollerSettings
+    """The bucket poller."""
     metrics: MetricsSettings
     """Prometheus endpoint."""
 

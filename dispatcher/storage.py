@@ -301,6 +301,18 @@ class Storage:
 
         return await self._run(f"list {bucket}/{prefix}", listing)
 
+    async def ensure_bucket(self, bucket: str) -> bool:
+        """Create ``bucket`` unless it exists; True when it was created."""
+        client = self._default.client
+
+        def ensure() -> bool:
+            if client.bucket_exists(bucket):
+                return False
+            client.make_bucket(bucket)
+            return True
+
+        return await self._run(f"create bucket {bucket}", ensure)
+
     async def _run(self, what: str, call: Callable[[], _T]) -> _T:
         try:
             return await asyncio.to_thread(call)
