@@ -27,7 +27,7 @@ from pydantic import BaseModel, SecretStr
 
 from dispatcher.settings import ENV_DELIMITER, ENV_PREFIX, Settings
 from tests.backends import free_port
-from tests.integration.test_dispatcher import until
+from tests.integration.stack import until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMMAND = (sys.executable, "-m", "dispatcher.cli", "dispatcher")

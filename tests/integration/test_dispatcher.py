@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from dispatcher.settings import Settings
 from tests.backends.kubernetes import KubeTestEnv
 from tests.backends.rabbitmq import AmqpNames
 from tests.backends.s3 import S3Endpoint
+from tests.integration.stack import amqp_settings, started, storage_settings, until
 
 pytestmark = [pytest.mark.integration]
 
@@ -81,26 +83,9 @@ def event(key: str, *, bucket: str = "photos", sequencer: str = "17A76FE05CF3469
 
 
 def settings_for(names: AmqpNames, s3: S3Endpoint, kube: KubeTestEnv, fdl: Path) -> Settings:
-    for role in ("retry.1s", "retry.2s", "svc.upper", "svc.lower", "svc.capped", "ingress", "dlq"):
-        names.queue(role)
     return Settings.load(
-        amqp={
-            "url": names.url,
-            "exchange": names.exchange("events"),
-            "ingress_queue": f"{names.prefix}.ingress",
-            "dead_letter_exchange": names.exchange("dlx"),
-            "dead_letter_queue": f"{names.prefix}.dlq",
-            "retry_exchange": names.exchange("retry"),
-            "retry_queue_prefix": f"{names.prefix}.retry",
-            "service_queue_prefix": f"{names.prefix}.svc",
-            "retry_tiers": (1, 2),
-        },
-        storage={
-            "endpoint": s3.endpoint,
-            "access_key": s3.access_key,
-            "secret_key": s3.secret_key,
-            "region": s3.region,
-        },
+        amqp=amqp_settings(names, services=("upper", "lower", "capped"), retry_tiers=(1, 2)),
+        storage=storage_settings(s3),
         cluster={
             "executor": "kubernetes",
             "namespace": kube.namespace,
@@ -114,20 +99,9 @@ def settings_for(names: AmqpNames, s3: S3Endpoint, kube: KubeTestEnv, fdl: Path)
     )
 
 
-@contextlib.asynccontextmanager
-async def dispatcher(settings: Settings) -> AsyncIterator[asyncio.Task[None]]:
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run_dispatcher(settings, stop, ready))
-    try:
-        waiter = asyncio.create_task(ready.wait())
-        await asyncio.wait({task, waiter}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
-        if task.done():
-            task.result()  # it failed to start: show why
-        assert ready.is_set(), "dispatcher not ready within 30 s"
-        yield task
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
+def dispatcher(settings: Settings) -> contextlib.AbstractAsyncContextManager[asyncio.Task[None]]:
+    """The dispatcher running in this process until the block ends."""
+    return started(partial(run_dispatcher, settings), "dispatcher")
 
 
 @pytest.fixture
@@ -145,19 +119,6 @@ async def jobs(kube: KubeTestEnv) -> list[dict[str, Any]]:
         batch = client.BatchV1Api(api)
         listed = await batch.list_namespaced_job(kube.namespace, _preload_content=False)
         return (await listed.json())["items"]
-
-
-async def until(check: Callable[[], Any], what: str, within: float = WAIT) -> Any:
-    """Poll *check* (async) until it returns something truthy; fail naming *what* after *within* s."""
-    last: Any = None
-    try:
-        async with asyncio.timeout(within):
-            # The state lives in other servers (cluster, broker): polling is the only way to see it.
-            while not (last := await check()):  # noqa: ASYNC110
-                await asyncio.sleep(0.1)
-    except TimeoutError:
-        pytest.fail(f"timed out after {within}s waiting for {what} (last: {last!r})"[:2000])
-    return last
 
 
 async def dead_letters(

@@ -41,7 +41,8 @@ from tests.integration.dispatcher_process import (
     settings_environment,
     with_settings,
 )
-from tests.integration.test_dispatcher import Running, event, jobs, settings_for, until
+from tests.integration.stack import until
+from tests.integration.test_dispatcher import Running, event, jobs, settings_for
 
 pytestmark = [pytest.mark.integration]
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import io
 import json
 import os
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import aio_pika  # noqa: TID251 - the test plays MinIO
@@ -25,7 +25,8 @@ from tests.backends.kubernetes import KubeTestEnv
 from tests.backends.rabbitmq import AmqpNames
 from tests.backends.s3 import S3Scope
 from tests.integration.dispatcher_process import settings_environment
-from tests.integration.watcher_support import bind_results_queue, make_settings, until
+from tests.integration.stack import started, until
+from tests.integration.watcher_support import bind_results_queue, make_settings
 from watcher.serve import run_serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -155,8 +156,6 @@ async def stack(amqp_names, s3, kube, tmp_path) -> AsyncIterator[Stack]:
     await bind_results_queue(amqp_names, exchange, queue)
     for service in ("upper", "broken", "split-video", "darknet"):
         amqp_names.queue(f"svc.{service}")
-    for role in ("ingress", "dlq", "retry.1s", "retry.5s", "retry.30s", "retry.120s"):
-        amqp_names.queue(role)
     settings = make_settings(amqp_names, s3, kube, fdl, records_bucket=records, exchange=exchange)
     settings = settings.model_copy(
         update={
@@ -165,21 +164,8 @@ async def stack(amqp_names, s3, kube, tmp_path) -> AsyncIterator[Stack]:
             )
         }
     )
-    stack = Stack(settings, amqp_names, kube, s3, data, records, queue)
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run_serve(settings, stop, ready))
-    waiter = asyncio.create_task(ready.wait())
-    await asyncio.wait({task, waiter}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
-    waiter.cancel()
-    if task.done():
-        task.result()
-    assert ready.is_set(), "dispatcher and watcher not ready in 60 s"
-    try:
-        yield stack
-    finally:
-        stop.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 60)
+    async with started(partial(run_serve, settings), "dispatcher and watcher", within=60):
+        yield Stack(settings, amqp_names, kube, s3, data, records, queue)
 
 
 def _secret(value: str) -> Any:

@@ -10,7 +10,8 @@ import asyncio
 import contextlib
 import io
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
 
 import aio_pika  # noqa: TID251 - the test reads the events exchange through its own queue
@@ -25,7 +26,7 @@ from dispatcher.settings import Settings
 from dispatcher.storage import Storage
 from tests.backends.rabbitmq import AmqpNames
 from tests.backends.s3 import S3Scope
-from tests.integration.watcher_support import until
+from tests.integration.stack import amqp_settings, started, storage_settings, until
 
 pytestmark = pytest.mark.integration
 
@@ -66,26 +67,9 @@ class Events:
 
 
 def _settings(names: AmqpNames, s3: S3Scope, fdl: Path, state: Path) -> Settings:
-    for role in ("ingress", "dlq", "retry.1s", "retry.5s", "retry.30s", "retry.120s"):
-        names.queue(role)
     return Settings.load(
-        amqp={
-            "url": names.url,
-            "exchange": names.exchange("events"),
-            "ingress_queue": f"{names.prefix}.ingress",
-            "dead_letter_exchange": names.exchange("dlx"),
-            "dead_letter_queue": f"{names.prefix}.dlq",
-            "retry_exchange": names.exchange("retry"),
-            "retry_queue_prefix": f"{names.prefix}.retry",
-            "service_queue_prefix": f"{names.prefix}.svc",
-        },
-        storage={
-            "endpoint": s3.endpoint.endpoint,
-            "access_key": s3.endpoint.access_key,
-            "secret_key": s3.endpoint.secret_key,
-            "region": s3.endpoint.region,
-            "records_bucket": s3.bucket("records"),
-        },
+        amqp=amqp_settings(names),
+        storage=storage_settings(s3.endpoint, records_bucket=s3.bucket("records")),
         services={"paths": (fdl,)},
         poller={"interval": 0.2, "state_file": state, "batch_size": 50},
     )
@@ -110,21 +94,9 @@ async def setup(amqp_names: AmqpNames, s3: S3Scope, tmp_path: Path) -> tuple[Set
     return settings, data, Events(amqp_names.url, queue_name)
 
 
-@contextlib.asynccontextmanager
-async def poller(settings: Settings) -> AsyncIterator[None]:
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run_poller(settings, stop, ready))
-    waiter = asyncio.create_task(ready.wait())
-    await asyncio.wait({task, waiter}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
-    waiter.cancel()
-    if task.done():
-        task.result()
-    assert ready.is_set(), "poller not ready in 30 s"
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
+def poller(settings: Settings) -> contextlib.AbstractAsyncContextManager[asyncio.Task[None]]:
+    """The poller running in this process until the block ends."""
+    return started(partial(run_poller, settings), "poller")
 
 
 async def _upload(s3: S3Scope, bucket: str, keys: Iterable[str], body: bytes = b"x") -> None:

@@ -11,7 +11,8 @@ import pytest
 
 from dispatcher.app import StartupError
 from dispatcher.constants import ANNOTATION_RECORDED
-from tests.integration.watcher_support import job_doc, new_env, until, watcher
+from tests.integration.stack import until
+from tests.integration.watcher_support import job_doc, new_env, watcher
 from watcher.app import WatcherState, run_watcher
 from watcher.completion import LocalSide, is_recorded
 from watcher.jobs_cli import job_logs, list_jobs, show_job

@@ -12,7 +12,8 @@ import pytest
 
 from dispatcher.constants import ANNOTATION_RECORDED
 from dispatcher.errors import TransientError
-from tests.integration.watcher_support import job_doc, new_env, until, watcher
+from tests.integration.stack import until
+from tests.integration.watcher_support import job_doc, new_env, watcher
 from watcher.app import WatcherState
 
 pytestmark = [pytest.mark.integration]

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import aio_pika  # noqa: TID251 - the tests read the results exchange
-import pytest
 from kubernetes_asyncio import client  # noqa: TID251 - the tests create and inspect Jobs
 
 from dispatcher.constants import (
@@ -26,9 +25,9 @@ from dispatcher.settings import Settings
 from tests.backends.kubernetes import KubeTestEnv, api_client_for
 from tests.backends.rabbitmq import AmqpNames
 from tests.backends.s3 import S3Scope
+from tests.integration.stack import amqp_settings, started, storage_settings
 from watcher.app import WatcherState, run_watcher
 
-WAIT = 30.0
 FDL = """
 functions:
   oscar:
@@ -156,24 +155,8 @@ def make_settings(
     names: AmqpNames, s3: S3Scope, kube: KubeTestEnv, fdl: Path, *, records_bucket: str, exchange: str
 ) -> Settings:
     return Settings.load(
-        amqp={
-            "url": names.url,
-            "exchange": names.exchange("events"),
-            "ingress_queue": f"{names.prefix}.ingress",
-            "dead_letter_exchange": names.exchange("dlx"),
-            "dead_letter_queue": f"{names.prefix}.dlq",
-            "retry_exchange": names.exchange("retry"),
-            "retry_queue_prefix": f"{names.prefix}.retry",
-            "service_queue_prefix": f"{names.prefix}.svc",
-        },
-        storage={
-            "endpoint": s3.endpoint.endpoint,
-            "access_key": s3.endpoint.access_key,
-            "secret_key": s3.endpoint.secret_key,
-            "region": s3.endpoint.region,
-            "records_bucket": records_bucket,
-            "records_prefix": "records/",
-        },
+        amqp=amqp_settings(names),
+        storage=storage_settings(s3.endpoint, records_bucket=records_bucket, records_prefix="records/"),
         cluster={"executor": "kubernetes", "namespace": kube.namespace, "kubeconfig": kube.kubeconfig},
         services={"paths": (fdl,)},
         dispatch={"retry_base_delay": 0.1, "max_retry_delay": 1.0, "drain_timeout": 5.0},
@@ -207,33 +190,8 @@ def _versioning_enabled() -> Any:
     return VersioningConfig(ENABLED)
 
 
-@contextlib.asynccontextmanager
-async def watcher(settings: Settings, state: WatcherState | None = None) -> AsyncIterator[asyncio.Task[None]]:
+def watcher(
+    settings: Settings, state: WatcherState | None = None
+) -> contextlib.AbstractAsyncContextManager[asyncio.Task[None]]:
     """A running watcher (ready), stopped cleanly at the end unless the test ended it already."""
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run_watcher(settings, stop, ready, state=state))
-    waiter = asyncio.create_task(ready.wait())
-    await asyncio.wait({task, waiter}, timeout=WAIT, return_when=asyncio.FIRST_COMPLETED)
-    waiter.cancel()
-    if task.done():
-        task.result()
-    assert ready.is_set(), "watcher not ready in time"
-    try:
-        yield task
-    finally:
-        stop.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, WAIT)
-
-
-async def until(check: Callable[[], Any], what: str, within: float = WAIT) -> Any:
-    """Poll the async *check* until it returns something truthy; fail naming *what* after *within* s."""
-    last: Any = None
-    try:
-        async with asyncio.timeout(within):
-            # The state lives in other servers (cluster, broker, S3): polling is the only way to see it.
-            while not (last := await check()):  # noqa: ASYNC110
-                await asyncio.sleep(0.1)
-    except TimeoutError:
-        pytest.fail(f"timed out after {within}s waiting for {what} (last: {last!r})"[:2000])
-    return last
+    return started(partial(run_watcher, settings, state=state), "watcher")
