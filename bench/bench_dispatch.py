@@ -25,9 +25,6 @@ import os
 import platform
 import pstats
 import shlex
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -55,6 +52,7 @@ from dispatcher.ingress import plan_ingress
 from dispatcher.job_creation import JobCreator
 from dispatcher.rendering.context import RenderSettings
 from dispatcher.rendering.render import JobRenderer
+from dispatcher.s3_server import start_moto
 from dispatcher.services import load_services
 from dispatcher.settings import Settings
 from dispatcher.storage import Storage
@@ -374,41 +372,13 @@ def configure_dispatcher_logs(log: DispatcherLog, sink: TextIO) -> None:
 
 
 @contextlib.contextmanager
-def started_moto(timeout: float = 30.0) -> Iterator[str]:
-    """A moto S3 server on a free loopback port (its own process group, killed on exit); yields host:port."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+def started_moto(log: Path) -> Iterator[str]:
+    """A moto S3 server on a free loopback port (its own process group, stopped on exit); yields host:port."""
+    server = start_moto(log)
     try:
-        deadline = time.monotonic() + timeout
-        while not _port_open(port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"moto server did not listen on 127.0.0.1:{port} within {timeout} s")
-            time.sleep(0.05)
-        yield f"127.0.0.1:{port}"
+        yield server.endpoint
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+        server.stop()
 
 
 async def api_client_for(kubeconfig: Path) -> client.ApiClient:
@@ -476,7 +446,10 @@ def started_stack(progress: Progress) -> Iterator[Stack]:
         fdl = Path(tmp) / "services.yaml"
         fdl.write_text(fdl_text())
         progress("starting the Kubernetes emulator (kubelet off) and a moto S3 server")
-        with run_emulator(Path(tmp), kubelet="off") as emulator, started_moto() as s3_endpoint:
+        with (
+            run_emulator(Path(tmp), kubelet="off") as emulator,
+            started_moto(Path(tmp) / "moto.log") as s3_endpoint,
+        ):
             try:
                 yield Stack(
                     amqp_url=amqp_url,

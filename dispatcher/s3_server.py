@@ -52,7 +52,8 @@ class MotoServer:
             self.process.wait()
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port that was free on 127.0.0.1 a moment ago (callers retry on a bind race)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -80,7 +81,7 @@ def start_moto(log: Path) -> MotoServer:
         )
     log.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(_ATTEMPTS):
-        port = _free_port()
+        port = free_port()
         with log.open("ab") as sink:
             process = subprocess.Popen(
                 [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],

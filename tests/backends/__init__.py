@@ -7,11 +7,22 @@ from __future__ import annotations
 
 import importlib
 import os
-import socket
 import subprocess
 import warnings
 from dataclasses import dataclass
 from typing import Any
+
+from dispatcher.s3_server import free_port, port_open
+
+__all__ = [
+    "BackendChoice",
+    "chosen_backends",
+    "docker_available",
+    "free_port",
+    "import_quietly",
+    "port_open",
+    "record_backend",
+]
 
 _chosen: dict[str, BackendChoice] = {}
 
@@ -52,22 +63,6 @@ def docker_available() -> bool:
     except (OSError, subprocess.TimeoutExpired):
         return False
     return result.returncode == 0 and bool(result.stdout.strip())
-
-
-def free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago (the caller retries on a bind race)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    """True when something accepts TCP connections on host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def import_quietly(module: str) -> Any:

@@ -12,11 +12,7 @@ Each test gets unique bucket names from `s3` and everything it created is remove
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,7 +23,8 @@ import urllib3
 from minio import Minio  # noqa: TID251 - test infrastructure talks to S3 directly
 from minio.deleteobjects import DeleteObject  # noqa: TID251
 
-from tests.backends import docker_available, free_port, import_quietly, port_open, record_backend
+from dispatcher.s3_server import start_moto
+from tests.backends import docker_available, import_quietly, record_backend
 
 BOOT_TIMEOUT = 30.0
 
@@ -64,38 +61,6 @@ class S3Endpoint:
         )
 
 
-def _start_moto() -> tuple[subprocess.Popen[bytes], int]:
-    # moto logs every request: its output goes to a file, never to a pipe nobody reads (a full pipe
-    # would block the server mid-request once enough requests were logged).
-    log = Path(tempfile.mkstemp(prefix="moto-", suffix=".log")[1])
-    for _ in range(5):
-        port = free_port()
-        with log.open("ab") as sink:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + BOOT_TIMEOUT
-        while proc.poll() is None and time.monotonic() < deadline:
-            if port_open("127.0.0.1", port):
-                return proc, port
-            time.sleep(0.05)
-        _stop(proc)  # lost a port race or never came up: try another port
-    raise RuntimeError(f"moto server did not start on any of 5 ports: {log.read_text()[-2000:]}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[S3Endpoint]:
     """The S3 server shared by this test session."""
@@ -117,12 +82,12 @@ def s3_endpoint() -> Iterator[S3Endpoint]:
             backend="env",
         )
         return
-    proc, port = _start_moto()
-    record_backend("s3", "moto", f"127.0.0.1:{port}")
+    server = start_moto(Path(tempfile.mkstemp(prefix="moto-", suffix=".log")[1]))
+    record_backend("s3", "moto", server.endpoint)
     try:
-        yield S3Endpoint(f"127.0.0.1:{port}", "testing", "testing", backend="moto")
+        yield S3Endpoint(server.endpoint, "testing", "testing", backend="moto")
     finally:
-        _stop(proc)
+        server.stop()
 
 
 @dataclass

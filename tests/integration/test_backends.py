@@ -10,10 +10,11 @@ import urllib.request
 import aio_pika  # noqa: TID251 - exercising the broker directly
 import pytest
 
+from dispatcher.s3_server import start_moto
 from tests.backends import port_open
 from tests.backends.rabbit_node import PrivateRabbitNode
 from tests.backends.rabbitmq import AmqpNames
-from tests.backends.s3 import S3Scope, _start_moto, _stop
+from tests.backends.s3 import S3Scope
 
 pytestmark = pytest.mark.integration
 
@@ -122,9 +123,9 @@ def test_s3_scope_cleanup_removes_buckets_with_objects(s3_endpoint) -> None:
     assert not s3_endpoint.client().bucket_exists(bucket)
 
 
-def test_moto_server_stops_and_frees_its_port() -> None:
-    proc, port = _start_moto()
-    assert port_open("127.0.0.1", port)
-    _stop(proc)
-    assert proc.poll() is not None
-    assert not port_open("127.0.0.1", port)
+def test_moto_server_stops_and_frees_its_port(tmp_path) -> None:
+    server = start_moto(tmp_path / "moto.log")
+    assert port_open("127.0.0.1", server.port)
+    server.stop()
+    assert server.process.poll() is not None
+    assert not port_open("127.0.0.1", server.port)
