@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from dispatcher.constants import LABEL_JOB_CONTROLLER_UID
 from tests.k8s_emulator import labels
 from tests.k8s_emulator.resources import JOBS, NAMESPACES, PODS, SECRETS, Resource
 
@@ -56,7 +57,7 @@ def default_job(job: dict[str, Any]) -> None:
     if spec.get("manualSelector") is None:
         spec.pop("manualSelector")
     job_labels = labels.job_pod_labels(meta["name"], meta["uid"])
-    spec.setdefault("selector", {"matchLabels": {labels.CONTROLLER_UID: meta["uid"]}})
+    spec.setdefault("selector", {"matchLabels": {LABEL_JOB_CONTROLLER_UID: meta["uid"]}})
     template = spec.get("template")
     if isinstance(template, dict):
         template_meta = template.setdefault("metadata", {})

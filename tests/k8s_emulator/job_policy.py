@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+# One pod failure policy for both places Jobs run: bucketrun's local executor and this emulator.
+from dispatcher.executors.local_status import PolicyMatch, match_pod_failure_policy
 from tests.k8s_emulator.clock import rfc3339
+
+__all__ = ["PolicyMatch", "match_pod_failure_policy"]  # re-exported for the controller
 
 # Condition reasons and messages as the Kubernetes Job controller writes them.
 BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
@@ -19,72 +23,6 @@ MESSAGES = {
     COMPLETIONS_REACHED: "Reached expected number of succeeded pods",
 }
 FAIL_JOB, IGNORE, COUNT, FAIL_INDEX = "FailJob", "Ignore", "Count", "FailIndex"
-
-
-@dataclass(frozen=True)
-class PolicyMatch:
-    """The first podFailurePolicy rule that matched a failed pod."""
-
-    action: str
-    rule_index: int
-    message: str
-
-
-def _exit_code_match(
-    requirement: Mapping[str, Any], statuses: Iterable[Mapping[str, Any]]
-) -> Mapping[str, Any] | None:
-    wanted_container = requirement.get("containerName")
-    values = set(requirement.get("values") or ())
-    operator = requirement.get("operator")
-    for status in statuses:
-        if wanted_container is not None and status.get("name") != wanted_container:
-            continue
-        terminated = (status.get("state") or {}).get("terminated")
-        if not terminated:
-            continue
-        code = terminated.get("exitCode", 0)
-        # Kubernetes never matches exit code 0, whatever the operator.
-        if code != 0 and ((operator == "In") == (code in values)):
-            return status
-    return None
-
-
-def match_pod_failure_policy(policy: Mapping[str, Any] | None, pod: Mapping[str, Any]) -> PolicyMatch | None:
-    """The first rule of *policy* matching the failed *pod* (regular containers, then init ones), or None."""
-    if not policy:
-        return None
-    status = pod.get("status") or {}
-    containers = list(status.get("containerStatuses") or ())
-    init_containers = list(status.get("initContainerStatuses") or ())
-    conditions = status.get("conditions") or ()
-    meta = pod.get("metadata", {})
-    pod_ref = f"{meta.get('namespace')}/{meta.get('name')}"
-    for index, rule in enumerate(policy.get("rules") or ()):
-        action = rule.get("action", "")
-        if rule.get("onExitCodes") is not None:
-            matched = _exit_code_match(rule["onExitCodes"], containers) or _exit_code_match(
-                rule["onExitCodes"], init_containers
-            )
-            if matched is not None:
-                code = matched["state"]["terminated"]["exitCode"]
-                return PolicyMatch(
-                    action,
-                    index,
-                    f"Container {matched.get('name')} for pod {pod_ref} failed with exit code {code} "
-                    f"matching {action} rule at index {index}",
-                )
-        for pattern in rule.get("onPodConditions") or ():
-            for condition in conditions:
-                if condition.get("type") == pattern.get("type") and condition.get("status") == pattern.get(
-                    "status", "True"
-                ):
-                    return PolicyMatch(
-                        action,
-                        index,
-                        f"Pod {pod_ref} has condition {condition.get('type')} "
-                        f"matching {action} rule at index {index}",
-                    )
-    return None
 
 
 def condition(type_: str, reason: str, message: str, now: str | None = None) -> dict[str, Any]:
