@@ -11,11 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import structlog
 from aiohttp import web
@@ -28,6 +27,7 @@ from dispatcher.executors.kubernetes import connect_kubernetes_executor
 from dispatcher.executors.local import LocalExecutor
 from dispatcher.handlers import Catalog, Handlers
 from dispatcher.job_creation import JobCreator
+from dispatcher.lifecycle import until_stopped
 from dispatcher.rendering.context import RenderSettings
 from dispatcher.rendering.render import JobRenderer
 from dispatcher.services import (
@@ -280,7 +280,7 @@ async def run_dispatcher(
         probes.executor = executor
         # The executor waits for its first Job list (caps need it) and the broker may be away: both
         # retry on their own, and a stop request must still end the wait.
-        if not await _unless_stopped(executor.start(), stop):
+        if not await until_stopped(executor.start(), stop, name="bucketrun-executor-start"):
             return
         amqp = await connect_amqp(settings, stop)
         if amqp is None:
@@ -296,38 +296,12 @@ async def run_dispatcher(
             # keep it out of the garbage collector's full passes, which otherwise stall the loop.
             gc.freeze()
             ready.set()
-            watcher = asyncio.create_task(
-                _watch_definitions(
-                    dispatcher, settings.services.paths, settings.services.reload_interval, records
-                ),
-                name="bucketrun-definitions",
+            definitions = _watch_definitions(
+                dispatcher, settings.services.paths, settings.services.reload_interval, records
             )
-            stopper = asyncio.create_task(stop.wait(), name="bucketrun-stop")
             try:
-                # Whichever ends first: a stop request, or the definitions watcher dying (re-raised).
-                done, _ = await asyncio.wait({watcher, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    task.result()
+                # Until a stop request, or the definitions watcher dying (re-raised).
+                await until_stopped(definitions, stop, name="bucketrun-definitions")
             finally:
                 ready.clear()
-                watcher.cancel()
-                stopper.cancel()
-                await asyncio.gather(watcher, stopper, return_exceptions=True)
                 await asyncio.shield(dispatcher.stop())
-
-
-async def _unless_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
-    """Run *work* to its end (True), or cancel it as soon as *stop* is set (False)."""
-    task = asyncio.ensure_future(work)
-    stopper = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopper.cancel()
-        if not task.done():
-            task.cancel()
-        await asyncio.gather(task, stopper, return_exceptions=True)
-    if task.cancelled():
-        return False
-    task.result()
-    return True

@@ -11,34 +11,19 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from dispatcher.errors import PermanentError
 from dispatcher.events import EventError, ObjectEvent
 from dispatcher.executors.base import Executor
 from dispatcher.ingress import parse_task
 from dispatcher.jobs import CreateOutcome
-from dispatcher.rendering.context import RenderError, StagingGrants
+from dispatcher.rendering.context import RenderError
 from dispatcher.rendering.render import JobRenderer
 from dispatcher.services import ServiceDefinition
+from dispatcher.storage import Storage
 
 _MAX_CACHED_CONFIG_MAPS = 1024
-
-
-class GrantSigner(Protocol):
-    """Presigns a Job's transfers (the storage adapter)."""
-
-    def grants_for(
-        self,
-        service: ServiceDefinition,
-        bucket: str,
-        key: str,
-        *,
-        expires: timedelta,
-        version_id: str | None = None,
-    ) -> StagingGrants:
-        """Expiring grants for one object and the service's outputs."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +43,7 @@ class JobCreator:
         self,
         services: Callable[[], Mapping[str, ServiceDefinition]],
         renderer: JobRenderer,
-        signer: GrantSigner,
+        signer: Storage,
         sink: Executor,
         grant_lifetime: Callable[[int | None], timedelta],
     ) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Coroutine, Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ from dispatcher.backoff import backoff_delay
 from dispatcher.cluster import Cluster, ClusterConfigError
 from dispatcher.errors import PermanentError, TransientError
 from dispatcher.executors.local import LocalExecutor
+from dispatcher.lifecycle import until_stopped
 from dispatcher.settings import Settings
 from dispatcher.storage import Storage
 from watcher.completion import ClusterSide, LocalSide, Recorder
@@ -108,24 +109,9 @@ async def run_watcher(
             work = _lead_and_record(cluster, elector, recorder, state, settings)
         ready.set()
         try:
-            await _until_stopped(work, stop)
+            await until_stopped(work, stop, name="bucketrun-watcher")
         finally:
             ready.clear()
-
-
-async def _until_stopped(work: Awaitable[None], stop: asyncio.Event) -> None:
-    """Run *work* until *stop* is set (then cancel it); its own failure is re-raised."""
-    task = asyncio.ensure_future(work)
-    task.set_name("bucketrun-watcher")
-    stopper = asyncio.create_task(stop.wait(), name="bucketrun-watcher-stop")
-    try:
-        done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if task in done:
-            task.result()
-    finally:
-        stopper.cancel()
-        task.cancel()
-        await asyncio.gather(task, stopper, return_exceptions=True)
 
 
 async def _lead_and_record(
