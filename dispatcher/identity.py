@@ -70,15 +70,22 @@ def job_name(service: str, bucket: str, key: str, version: str) -> str:
     A DNS-1123 label of at most ``JOB_NAME_MAX_LENGTH`` characters; equal inputs give equal names in every
     process (no ``hash()``), different inputs give different names.
     """
-    digest = hashlib.sha256(_HASH_DOMAIN)
-    for part in (service, bucket, key, version):
+    digest = parts_digest((service, bucket, key, version), domain=_HASH_DOMAIN)
+    suffix = base64.b32encode(digest).decode("ascii").lower()[:_HASH_CHARS]
+    prefix = _NOT_LABEL_CHARS.sub("-", service.lower())[:_PREFIX_CHARS].strip("-") or "job"
+    return f"{prefix}-{suffix}"
+
+
+def parts_digest(parts: tuple[str, ...], *, domain: bytes = b"") -> bytes:
+    """SHA-256 over *domain* and a length-prefixed encoding of *parts*: injective, so ("a/b", "c") and
+    ("a", "b/c") differ; stable across processes (no ``hash()``)."""
+    digest = hashlib.sha256(domain)
+    for part in parts:
         # surrogatepass keeps the encoding total and injective for any str, even unpaired surrogates.
         data = part.encode("utf-8", "surrogatepass")
         digest.update(len(data).to_bytes(8, "big"))
         digest.update(data)
-    suffix = base64.b32encode(digest.digest()).decode("ascii").lower()[:_HASH_CHARS]
-    prefix = _NOT_LABEL_CHARS.sub("-", service.lower())[:_PREFIX_CHARS].strip("-") or "job"
-    return f"{prefix}-{suffix}"
+    return digest.digest()
 
 
 def _escape_part(part: str) -> str:

@@ -7,7 +7,6 @@ are tested; templates only lay the data out.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import posixpath
 from collections.abc import Mapping
@@ -16,7 +15,7 @@ from typing import Any
 
 from dispatcher import constants as c
 from dispatcher.events import ObjectEvent
-from dispatcher.identity import job_name, object_version
+from dispatcher.identity import job_name, object_version, parts_digest
 from dispatcher.services import OutputPath, ServiceDefinition
 
 
@@ -83,12 +82,8 @@ RUN_SECURITY_CONTEXT: dict[str, Any] = {"allowPrivilegeEscalation": False}
 
 
 def short_hash(*parts: str, length: int = 16) -> str:
-    """Hex SHA-256 prefix over length-prefixed *parts* (unambiguous: ("a/b","c") != ("a","b/c"))."""
-    digest = hashlib.sha256()
-    for part in parts:
-        raw = part.encode("utf-8", "surrogatepass")
-        digest.update(len(raw).to_bytes(8, "big") + raw)
-    return digest.hexdigest()[:length]
+    """Hex prefix of the length-prefixed SHA-256 of *parts* (unambiguous: ("a/b","c") != ("a","b/c"))."""
+    return parts_digest(parts).hex()[:length]
 
 
 def config_map_name(service: ServiceDefinition) -> str:
