@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 
 import structlog
-from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from dispatcher.amqp import AmqpClient, Consumer, Delivery
 from dispatcher.backoff import backoff_delay
@@ -26,8 +26,10 @@ from dispatcher.executors.base import Executor
 from dispatcher.executors.kubernetes import connect_kubernetes_executor
 from dispatcher.executors.local import LocalExecutor
 from dispatcher.handlers import Catalog, Handlers
+from dispatcher.http_endpoints import serve_endpoints
 from dispatcher.job_creation import JobCreator
-from dispatcher.lifecycle import until_stopped
+from dispatcher.lifecycle import cancelled, until_stopped
+from dispatcher.metrics import DispatcherMetrics, new_registry
 from dispatcher.rendering.context import RenderSettings
 from dispatcher.rendering.render import JobRenderer
 from dispatcher.services import (
@@ -84,7 +86,14 @@ class _ServiceLane:
 class Dispatcher:
     """Consumes the ingress queue and one queue per service until `stop` is set."""
 
-    def __init__(self, settings: Settings, executor: Executor, amqp: AmqpClient, catalog: Catalog) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        executor: Executor,
+        amqp: AmqpClient,
+        catalog: Catalog,
+        metrics: DispatcherMetrics | None = None,
+    ) -> None:
         self.settings = settings
         self.executor = executor
         self.amqp = amqp
@@ -111,7 +120,10 @@ class Dispatcher:
             max_retry_delay=settings.dispatch.max_retry_delay,
             max_message_bytes=settings.dispatch.max_message_bytes,
             pause_service=self._pause,
+            metrics=metrics or DispatcherMetrics(CollectorRegistry()),
         )
+        self.queue_depths: dict[str, int] = {}
+        """Ready messages per queue at the last sample (``sample_queues``)."""
 
     async def start(self) -> None:
         """Declare the topology and every service queue, then consume the services, then the ingress."""
@@ -137,6 +149,21 @@ class Dispatcher:
             await lane.consumer.cancel()
             await lane.consumer.drain(self.settings.dispatch.drain_timeout)
             await lane.consumer.close()
+
+    def queues(self) -> list[str]:
+        """The queues whose depth is worth watching: ingress, each service's, the dead letters."""
+        topology = self.amqp.topology
+        services = [topology.service_queue(name) for name in sorted(self.catalog.services)]
+        return [topology.ingress_queue, *services, topology.dead_letter_queue]
+
+    async def sample_queues(self, interval: float) -> None:
+        """Refresh ``queue_depths`` every *interval* seconds (skipping rounds while the broker is away)."""
+        while True:
+            try:
+                self.queue_depths = await self.amqp.queue_depths(self.queues())
+            except (TransientError, PermanentError) as error:
+                _log.debug("queue depths not sampled", error=str(error))
+            await asyncio.sleep(interval)
 
     async def _on_task(self, service: str, delivery: Delivery) -> None:
         await self.handlers.on_task(service, delivery)
@@ -171,6 +198,14 @@ class Dispatcher:
         for consumer in consumers:
             await consumer.close()
         _log.info("dispatcher drained", clean=all(drained))
+
+
+def _export_state(metrics: DispatcherMetrics, dispatcher: Dispatcher, probes: _Probes) -> None:
+    """Gauges read at scrape time: running Jobs per service, queue depths, broker and readiness."""
+    executor = dispatcher.executor
+    metrics.running_jobs(lambda: {name: executor.active_jobs(name) for name in dispatcher.catalog.services})
+    metrics.queue_depths(lambda: dispatcher.queue_depths)
+    metrics.flags(lambda: {"broker": dispatcher.amqp.connected, "ready": probes.ready.is_set()})
 
 
 async def connect_amqp(settings: Settings, stop: asyncio.Event) -> AmqpClient | None:
@@ -237,43 +272,32 @@ class _Probes:
         )
 
 
-async def _health_server(probes: _Probes, settings: Settings) -> web.AppRunner:
-    async def healthz(_: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
-
-    async def readyz(_: web.Request) -> web.Response:
-        ready = await probes.is_ready()
-        return web.Response(status=200 if ready else 503, text="ready\n" if ready else "not ready\n")
-
-    app = web.Application()
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.metrics.host, settings.metrics.port)
-    await site.start()
-    return runner
-
-
 async def run_dispatcher(
     settings: Settings,
     stop: asyncio.Event,
     ready: asyncio.Event | None = None,
     *,
     executor: Executor | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> None:
     """Run until *stop* is set; *ready* is set while consuming. `StartupError` for unusable
     definitions or topology.
 
-    *executor*, when given, is shared with the caller (``bucketrun serve``), which closes it.
+    *executor*, when given, is shared with the caller (``bucketrun serve``), which closes it. With
+    *registry*, metrics go there and the caller serves the HTTP endpoints; without, this serves its own.
     """
     records = (settings.storage.records_bucket, settings.storage.records_prefix)
     catalog = load_catalog(settings.services.paths, records)
     ready = ready or asyncio.Event()
     probes = _Probes(ready)
     async with contextlib.AsyncExitStack() as cleanup:
-        health = await _health_server(probes, settings)
-        cleanup.push_async_callback(health.cleanup)
+        if registry is None:
+            registry = new_registry("dispatcher")
+            endpoints = await serve_endpoints(
+                settings.metrics.host, settings.metrics.port, probes.is_ready, registry
+            )
+            cleanup.push_async_callback(endpoints.cleanup)
+        metrics = DispatcherMetrics(registry)
         if executor is None:
             executor = await build_executor(settings)
             cleanup.push_async_callback(executor.close)
@@ -287,7 +311,8 @@ async def run_dispatcher(
             return
         probes.amqp = amqp
         async with amqp:
-            dispatcher = Dispatcher(settings, executor, amqp, catalog)
+            dispatcher = Dispatcher(settings, executor, amqp, catalog, metrics)
+            _export_state(metrics, dispatcher, probes)
             try:
                 await dispatcher.start()
             except PermanentError as error:
@@ -299,6 +324,9 @@ async def run_dispatcher(
             definitions = _watch_definitions(
                 dispatcher, settings.services.paths, settings.services.reload_interval, records
             )
+            interval = settings.metrics.queue_sample_interval
+            sampler = asyncio.create_task(dispatcher.sample_queues(interval), name="bucketrun-queue-depths")
+            cleanup.push_async_callback(cancelled, sampler)
             try:
                 # Until a stop request, or the definitions watcher dying (re-raised).
                 await until_stopped(definitions, stop, name="bucketrun-definitions")

@@ -17,40 +17,27 @@ redelivers the message; idempotent Job names make the second attempt a no-op.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
 from dispatcher.amqp import Delivery
+from dispatcher.amqp.headers import received_at_of, received_headers
 from dispatcher.backoff import backoff_delay
 from dispatcher.errors import PermanentError, TransientError
 from dispatcher.events import EventError
 from dispatcher.executors.base import Executor
 from dispatcher.ingress import plan_ingress
-from dispatcher.job_creation import JobCreator
+from dispatcher.job_creation import WORK_CONTEXT_KEYS, JobCreator
 from dispatcher.jobs import CreateOutcome
+from dispatcher.metrics import DispatcherMetrics, seconds_since
 from dispatcher.routing import Router
 from dispatcher.services import ServiceDefinition
 
 _log = structlog.get_logger(__name__)
-
-
-@dataclass
-class Counters:
-    """What the handlers did, by outcome (the metrics issue exports these to Prometheus)."""
-
-    received: int = 0
-    dispatched: int = 0
-    ignored: dict[str, int] = field(default_factory=dict)
-    dead_lettered: dict[str, int] = field(default_factory=dict)
-    retried: dict[str, int] = field(default_factory=dict)
-    created: int = 0
-    existing: int = 0
-
-    def count(self, table: dict[str, int], reason: str) -> None:
-        """Add one to *reason* in *table*."""
-        table[reason] = table.get(reason, 0) + 1
 
 
 @dataclass(frozen=True)
@@ -67,12 +54,12 @@ class Catalog:
 
 
 class Handlers:
-    """The ingress and service-task handlers, sharing the catalog, the executor and the counters."""
+    """The ingress and service-task handlers, sharing the catalog, the executor and the metrics."""
 
     def __init__(
         self,
         catalog: Callable[[], Catalog],
-        publish_task: Callable[[str, bytes], Awaitable[None]],
+        publish_task: Callable[[str, bytes, Mapping[str, Any]], Awaitable[None]],
         creator: JobCreator,
         executor: Executor,
         *,
@@ -80,6 +67,7 @@ class Handlers:
         max_retry_delay: float,
         max_message_bytes: int,
         pause_service: Callable[[str], None],
+        metrics: DispatcherMetrics,
     ) -> None:
         self._catalog = catalog
         self._publish_task = publish_task
@@ -90,7 +78,7 @@ class Handlers:
         self._max_bytes = max_message_bytes
         self._pause_service = pause_service
         self._admission: dict[str, asyncio.Lock] = {}
-        self.counters = Counters()
+        self.metrics = metrics
 
     def _backoff(self, delivery: Delivery, error: TransientError) -> float:
         return backoff_delay(delivery.attempt, base=self._base, cap=self._cap, retry_after=error.retry_after)
@@ -99,31 +87,38 @@ class Handlers:
         """Fan one MinIO message out to the queues of the services it routes to."""
         if await _parked(delivery):
             return
-        self.counters.received += 1
+        metrics = self.metrics
+        metrics.messages_received.inc()
+        received_at = received_at_of(delivery.headers) or time.time()
         log = _log.bind(queue=delivery.queue, message_id=delivery.message_id)
         try:
             plan = plan_ingress(delivery.body, self._catalog().router, max_bytes=self._max_bytes)
         except EventError as error:
-            self.counters.count(self.counters.dead_lettered, str(error.reason))
+            metrics.dead_lettered.labels(str(error.reason)).inc()
             log.warning("message refused", reason=str(error.reason), error=error.message)
             await delivery.dead_letter(str(error.reason), error.message)
             return
+        headers = received_headers(received_at)
         try:
             for task in plan.tasks:
-                await self._publish_task(task.service, task.body)
+                await self._publish_task(task.service, task.body, headers)
         except TransientError as error:
-            self.counters.count(self.counters.retried, error.kind)
+            metrics.retries.labels(error.kind).inc()
             log.warning(
                 "could not hand the event to its services; retrying", kind=error.kind, error=str(error)
             )
             await delivery.retry_later(self._backoff(delivery, error), error.kind)
             return
-        self.counters.dispatched += len(plan.tasks)
+        for task in plan.tasks:
+            metrics.events_dispatched.labels(task.service).inc()
+            waited = seconds_since(task.event_time, received_at)
+            if waited is not None and delivery.attempt == 0:
+                metrics.event_to_received.observe(waited)
         for why in plan.ignored:
-            self.counters.count(self.counters.ignored, str(why.reason))
+            metrics.events_ignored.labels(str(why.reason)).inc()
         if plan.unroutable:
             reason = str(plan.unroutable[0].reason)
-            self.counters.count(self.counters.dead_lettered, reason)
+            metrics.dead_lettered.labels(reason).inc()
             message = "; ".join(why.message for why in plan.unroutable)
             log.warning("event routes to no service", reason=reason, error=message)
             await delivery.dead_letter(reason, message)
@@ -134,7 +129,15 @@ class Handlers:
         """Create the Job of one service task, within the service's cap."""
         if await _parked(delivery):
             return
-        log = _log.bind(service=service, queue=delivery.queue, message_id=delivery.message_id)
+        with structlog.contextvars.bound_contextvars(service=service):
+            try:
+                await self._create(service, delivery)
+            finally:  # bound by the creator once the event is known
+                structlog.contextvars.unbind_contextvars(*WORK_CONTEXT_KEYS)
+
+    async def _create(self, service: str, delivery: Delivery) -> None:
+        metrics = self.metrics
+        log = _log.bind(queue=delivery.queue, message_id=delivery.message_id)
         definition = self._catalog().services.get(service)
         cap = definition.options.max_concurrent_jobs if definition else None
         try:
@@ -145,31 +148,27 @@ class Handlers:
                 # over-admits; uncapped services create concurrently, up to the consumer's prefetch.
                 async with self._admission.setdefault(service, asyncio.Lock()):
                     if self._executor.active_jobs(service) >= cap:
-                        self.counters.count(self.counters.retried, "at-capacity")
+                        metrics.retries.labels("at-capacity").inc()
                         self._pause_service(service)
                         await delivery.retry_later(0.0, "at-capacity")
                         return
                     created = await self._creator.create(service, delivery.body)
         except PermanentError as error:
-            self.counters.count(self.counters.dead_lettered, error.reason)
+            metrics.dead_lettered.labels(error.reason).inc()
             log.warning("task refused", reason=error.reason, error=str(error))
             await delivery.dead_letter(error.reason, str(error), service=service)
             return
         except TransientError as error:
-            self.counters.count(self.counters.retried, error.kind)
+            metrics.retries.labels(error.kind).inc()
             log.info("job creation failed for now; retrying", kind=error.kind, error=str(error))
             await delivery.retry_later(self._backoff(delivery, error), error.kind)
             return
+        metrics.jobs_created.labels(service, created.outcome.value).inc()
         if created.outcome is CreateOutcome.CREATED:
-            self.counters.created += 1
-        else:
-            self.counters.existing += 1
-        log.info(
-            "job " + created.outcome.value,
-            job=created.name,
-            bucket=created.event.bucket,
-            key=created.event.key,
-        )
+            received_at = received_at_of(delivery.headers)
+            if received_at is not None:
+                metrics.received_to_created.labels(service).observe(max(time.time() - received_at, 0.0))
+        log.info("job " + created.outcome.value)
         await delivery.ack()
 
 

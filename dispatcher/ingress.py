@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Final
 
 from dispatcher.events import EventError, EventErrorReason, ObjectEvent, parse_message
@@ -40,6 +41,7 @@ class ServiceTask:
     body: bytes
     bucket: str
     key: str
+    event_time: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,4 +89,4 @@ def parse_task(body: bytes) -> ObjectEvent:
 
 def _task(service: str, event: ObjectEvent) -> ServiceTask:
     body = json.dumps(event.envelope(), ensure_ascii=False, separators=(",", ":")).encode()
-    return ServiceTask(service, body, event.bucket, event.key)
+    return ServiceTask(service, body, event.bucket, event.key, event.event_time)

@@ -13,9 +13,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import structlog
+
 from dispatcher.errors import PermanentError
 from dispatcher.events import EventError, ObjectEvent
 from dispatcher.executors.base import Executor
+from dispatcher.identity import object_version
 from dispatcher.ingress import parse_task
 from dispatcher.jobs import CreateOutcome
 from dispatcher.rendering.context import RenderError
@@ -24,6 +27,10 @@ from dispatcher.services import ServiceDefinition
 from dispatcher.storage import Storage
 
 _MAX_CACHED_CONFIG_MAPS = 1024
+WORK_CONTEXT_KEYS = ("event_id", "bucket", "key", "job")
+"""Log context keys `JobCreator.create` binds for the rest of a task's handling (``event_id`` is the
+object version the event announces, as `identity.object_version` spells it and the Job's annotation
+keeps it, so dispatcher and watcher lines of one upload share it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +99,12 @@ class JobCreator:
     async def create(self, service_name: str, body: bytes) -> CreatedJob:
         """Create the Job for a task (idempotent)."""
         service, event, config_map, job = self.prepare(service_name, body)
+        name = job["metadata"]["name"]
+        # The caller runs each task in its own asyncio task (its own context): every later log line
+        # of this unit of work carries these, including retries' and failures'.
+        structlog.contextvars.bind_contextvars(
+            event_id=object_version(event), bucket=event.bucket, key=event.key, job=name
+        )
         await self._sink.ensure_config_map(config_map)
         outcome = await self._sink.create_job(job)
-        return CreatedJob(service.name, job["metadata"]["name"], event, outcome)
+        return CreatedJob(service.name, name, event, outcome)

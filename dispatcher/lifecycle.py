@@ -24,3 +24,9 @@ async def until_stopped(work: Awaitable[None], stop: asyncio.Event, *, name: str
         return False
     task.result()
     return True
+
+
+async def cancelled(task: asyncio.Task[None]) -> None:
+    """Cancel a background *task* and wait for it to end (for ``AsyncExitStack.push_async_callback``)."""
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

@@ -178,6 +178,20 @@ class StorageSettings(_Group):
     """Bucket of job records (status and logs); never a service input. Default ``bucketrun-records``."""
     records_prefix: str = "records/"
     """Key prefix of job records in that bucket. Default ``records/``."""
+    notify_arn: str = Field(default="arn:minio:sqs::_:amqp", min_length=1, max_length=256)
+    """ARN of MinIO's AMQP notification target that ``bucketrun services apply`` subscribes input paths
+    to: ``arn:minio:sqs::<ID>:amqp``, where ``<ID>`` is the suffix of the ``MINIO_NOTIFY_AMQP_*_<ID>``
+    variables (``_`` for the unsuffixed ``MINIO_NOTIFY_AMQP_ENABLE``). Default ``arn:minio:sqs::_:amqp``."""
+
+    @field_validator("notify_arn")
+    @classmethod
+    def _check_notify_arn(cls, value: str) -> str:
+        parts = value.split(":")
+        if len(parts) != 6 or parts[0] != "arn" or not all(parts[i] for i in (1, 2, 5)):
+            raise ValueError(f"{shown(value)} is not an ARN (arn:partition:service:region:account:resource)")
+        if any(char.isspace() or ord(char) < 0x20 or ord(char) == 0x7F for char in value):
+            raise ValueError(f"ARN {shown(value)} contains spaces or control characters")
+        return value
 
     @field_validator("endpoint")
     @classmethod
@@ -311,7 +325,9 @@ class MetricsSettings(_Group):
     host: str = "0.0.0.0"  # noqa: S104 -- Prometheus scrapes the pod's IP, so listen on every interface
     """Address to listen on. Default ``0.0.0.0`` (all interfaces)."""
     port: int = Field(default=8000, ge=0, le=65535)
-    """TCP port of ``/metrics``; 0 picks a free one. Default 8000."""
+    """TCP port of ``/metrics``, ``/healthz`` and ``/readyz``; 0 picks a free one. Default 8000."""
+    queue_sample_interval: float = Field(default=5.0, gt=0, le=3600)
+    """Seconds between two samples of the queues' depths (``bucketrun_queue_messages``). Default 5."""
 
 
 class SettingsError(ValueError):

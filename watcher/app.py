@@ -22,13 +22,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from prometheus_client import CollectorRegistry
 
+from dispatcher.amqp import AmqpClient
 from dispatcher.app import StartupError, connect_amqp, load_catalog
 from dispatcher.backoff import backoff_delay
 from dispatcher.cluster import Cluster, ClusterConfigError
 from dispatcher.errors import PermanentError, TransientError
 from dispatcher.executors.local import LocalExecutor
+from dispatcher.http_endpoints import serve_endpoints
 from dispatcher.lifecycle import until_stopped
+from dispatcher.metrics import WatcherMetrics, new_registry
 from dispatcher.settings import Settings
 from dispatcher.storage import Storage
 from watcher.completion import ClusterSide, LocalSide, Recorder
@@ -62,9 +66,13 @@ async def run_watcher(
     *,
     executor: LocalExecutor | None = None,
     state: WatcherState | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> None:
     """Record finished Jobs until *stop* is set; *ready* is set once running. ``StartupError`` for
-    unusable settings. With the local executor, *executor* is the one the dispatcher runs Jobs on."""
+    unusable settings. With the local executor, *executor* is the one the dispatcher runs Jobs on.
+    With *registry*, metrics go there and the caller serves the HTTP endpoints; without, this serves
+    its own ``/healthz``, ``/readyz`` (ready while running with the broker connected; a standby is
+    ready too) and ``/metrics``."""
     check_settings(settings)
     if settings.cluster.executor == "local" and executor is None:
         raise StartupError(
@@ -76,10 +84,23 @@ async def run_watcher(
     store = RecordStore(
         Storage(settings.storage), settings.storage.records_bucket, settings.storage.records_prefix
     )
+    connection: list[AmqpClient] = []
+
+    async def is_ready() -> bool:
+        return ready.is_set() and all(client.connected for client in connection)
+
     async with contextlib.AsyncExitStack() as cleanup:
+        if registry is None:
+            registry = new_registry("watcher")
+            endpoints = await serve_endpoints(
+                settings.metrics.host, settings.metrics.port, is_ready, registry
+            )
+            cleanup.push_async_callback(endpoints.cleanup)
+        metrics = WatcherMetrics(registry)
         amqp = await connect_amqp(settings, stop)
         if amqp is None:
             return
+        connection.append(amqp)
         cleanup.push_async_callback(amqp.close)
         events = CompletionEvents(amqp, settings.watcher.results_exchange)
         try:
@@ -89,7 +110,10 @@ async def run_watcher(
         tail_lines = settings.watcher.log_tail_lines
         work: Coroutine[Any, Any, None]
         if executor is not None:
-            state.recorder = Recorder(LocalSide(executor), store, events, tail_lines=tail_lines)
+            state.recorder = Recorder(
+                LocalSide(executor), store, events, tail_lines=tail_lines, metrics=metrics
+            )
+            metrics.leader.set(1)  # one process by construction (the state directory's lock)
             work = _record_local(executor, state.recorder, settings)
         else:
             try:
@@ -97,7 +121,7 @@ async def run_watcher(
             except ClusterConfigError as error:
                 raise StartupError(str(error)) from error
             cleanup.push_async_callback(cluster.close)
-            recorder = Recorder(ClusterSide(cluster), store, events, tail_lines=tail_lines)
+            recorder = Recorder(ClusterSide(cluster), store, events, tail_lines=tail_lines, metrics=metrics)
             elector = LeaderElector(
                 cluster,
                 settings.watcher.lease_name,
@@ -106,6 +130,7 @@ async def run_watcher(
                 renew_period=settings.watcher.lease_renew_period,
             )
             state.recorder, state.elector = recorder, elector
+            metrics.leader.set_function(lambda: 1.0 if elector.is_leader else 0.0)
             work = _lead_and_record(cluster, elector, recorder, state, settings)
         ready.set()
         try:

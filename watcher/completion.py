@@ -16,20 +16,31 @@ Where the Jobs live is a ``JobSide``: the cluster (``ClusterSide``) or the local
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Protocol
 
 import structlog
 
 from dispatcher.cluster import Cluster
-from dispatcher.constants import ANNOTATION_RECORDED, CONTAINER_STAGE_OUT
+from dispatcher.constants import (
+    ANNOTATION_BUCKET,
+    ANNOTATION_KEY,
+    ANNOTATION_RECORDED,
+    ANNOTATION_VERSION,
+    CONTAINER_STAGE_OUT,
+)
+from dispatcher.errors import PermanentError, TransientError
 from dispatcher.executors.local import LocalExecutor
 from dispatcher.jobs import job_name, job_service
+from dispatcher.metrics import WatcherMetrics
 from watcher.completion_events import CompletionEvents
 from watcher.outcome import classify
 from watcher.records import RecordStore, build_record, container_names, output_keys, tail
+from watcher.timings import job_timings
 
 _log = structlog.get_logger(__name__)
 
@@ -120,6 +131,22 @@ def _tail_file(path: Path, lines: int) -> str | None:
     return tail(data.decode("utf-8", "replace"), lines)
 
 
+@contextmanager
+def _work_context(job: Mapping[str, Any]) -> Iterator[None]:
+    """Bind the Job's unit-of-work keys (the same ones the dispatcher's lines for it carry) to every
+    log line written while it is recorded."""
+    annotations = (job.get("metadata") or {}).get("annotations") or {}
+    with structlog.contextvars.bound_contextvars(
+        event_id=annotations.get(ANNOTATION_VERSION),
+        service=job_service(job),
+        bucket=annotations.get(ANNOTATION_BUCKET),
+        key=annotations.get(ANNOTATION_KEY),
+        job=job_name(job),
+        uid=job_uid(job),
+    ):
+        yield
+
+
 @dataclass
 class CompletionStats:
     """What the recorder has done so far (for tests, logs and metrics)."""
@@ -136,13 +163,20 @@ class Recorder:
     """Records finished Jobs: the four idempotent steps of the module docstring."""
 
     def __init__(
-        self, side: JobSide, store: RecordStore, events: CompletionEvents, *, tail_lines: int
+        self,
+        side: JobSide,
+        store: RecordStore,
+        events: CompletionEvents,
+        *,
+        tail_lines: int,
+        metrics: WatcherMetrics | None = None,
     ) -> None:
         self.side = side
         self.store = store
         self.events = events
         self.tail_lines = tail_lines
         self.stats = CompletionStats()
+        self.metrics = metrics
 
     async def record(self, job: Mapping[str, Any]) -> bool:
         """Record the finished *job*; False when it was recorded already. Errors are bucketrun's."""
@@ -150,14 +184,46 @@ class Recorder:
             self.stats.skipped += 1
             return False
         uid = job_uid(job)
-        name = job_name(job)
-        with structlog.contextvars.bound_contextvars(job=name, uid=uid):
+        with _work_context(job), self._counting_errors():
+            written_before = self.stats.records_written
             record = await self._stored(job, uid)
             await self.events.publish(record)
             await self.side.mark_recorded(job)
             self.stats.recorded += 1
+            if self.stats.records_written > written_before:
+                self._observe(job, str(record.get("outcome")))
             _log.info("job recorded", outcome=record.get("outcome"), exit_code=record.get("exit_code"))
         return True
+
+    def _observe(self, job: Mapping[str, Any], outcome: str) -> None:
+        """Count and time a Job recorded for the first time (a re-found record was counted already)."""
+        if self.metrics is None:
+            return
+        service = job_service(job) or ""
+        timings = job_timings(job, datetime.now(UTC))
+        self.metrics.jobs_finished.labels(service, outcome).inc()
+        self.metrics.records_written.inc()
+        for histogram, seconds in (
+            (self.metrics.created_to_started.labels(service), timings.created_to_started),
+            (self.metrics.started_to_finished.labels(service), timings.started_to_finished),
+            (self.metrics.finished_to_recorded, timings.finished_to_recorded),
+            (self.metrics.end_to_end.labels(service), timings.end_to_end),
+        ):
+            if seconds is not None:
+                histogram.observe(seconds)
+
+    @contextmanager
+    def _counting_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except TransientError as error:
+            if self.metrics is not None:
+                self.metrics.record_errors.labels(error.kind).inc()
+            raise
+        except PermanentError as error:
+            if self.metrics is not None:
+                self.metrics.record_errors.labels(error.reason).inc()
+            raise
 
     async def _stored(self, job: Mapping[str, Any], uid: str) -> dict[str, Any]:
         """The Job's record: the one already stored for this UID, else a new one, written now."""

@@ -12,6 +12,8 @@ import contextlib
 
 from dispatcher.app import run_dispatcher
 from dispatcher.executors.local import LocalExecutor
+from dispatcher.http_endpoints import serve_endpoints
+from dispatcher.metrics import new_registry
 from dispatcher.settings import Settings
 from watcher.app import WatcherState, check_settings, run_watcher
 
@@ -28,6 +30,15 @@ async def run_serve(
     check_settings(settings)
     ready = ready or asyncio.Event()
     async with contextlib.AsyncExitStack() as cleanup:
+        # One registry and one set of endpoints for both halves: one port, one scrape target.
+        registry = new_registry("serve")
+        probe = ready
+
+        async def is_ready() -> bool:
+            return probe.is_set()
+
+        endpoints = await serve_endpoints(settings.metrics.host, settings.metrics.port, is_ready, registry)
+        cleanup.push_async_callback(endpoints.cleanup)
         executor: LocalExecutor | None = None
         if settings.cluster.executor == "local":
             executor = LocalExecutor(
@@ -39,11 +50,13 @@ async def run_serve(
         parts_ready = (asyncio.Event(), asyncio.Event())
         tasks = {
             asyncio.create_task(
-                run_dispatcher(settings, inner, parts_ready[0], executor=executor),
+                run_dispatcher(settings, inner, parts_ready[0], executor=executor, registry=registry),
                 name="bucketrun-dispatcher",
             ),
             asyncio.create_task(
-                run_watcher(settings, inner, parts_ready[1], executor=executor, state=state),
+                run_watcher(
+                    settings, inner, parts_ready[1], executor=executor, state=state, registry=registry
+                ),
                 name="bucketrun-watcher",
             ),
         }

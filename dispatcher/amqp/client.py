@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -189,6 +189,28 @@ class AmqpClient:
             await channel.close()
             raise
         return consumer
+
+    async def queue_depths(self, queues: Iterable[str]) -> dict[str, int]:
+        """Messages ready in each of *queues* (passive declarations on a channel of their own, so a
+        missing queue closes only that channel). A queue that does not exist is left out;
+        ``TransientError`` when the broker is away."""
+        depths: dict[str, int] = {}
+        async with _declaring("a channel to sample queue depths"):
+            channel = await self._connection.channel()
+        try:
+            for queue in queues:
+                try:
+                    async with _declaring(f"queue {queue!r}"):
+                        declared = await channel.declare_queue(queue, passive=True)
+                except PermanentError:
+                    if channel.is_closed:
+                        break
+                    continue
+                depths[queue] = declared.declaration_result.message_count or 0
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+        return depths
 
     async def close(self) -> None:
         """Close every channel and the connection (unsettled messages go back to their queues)."""

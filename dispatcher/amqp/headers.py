@@ -32,6 +32,9 @@ ORIGINAL_EXCHANGE: Final = "x-bucketrun-original-exchange"
 """The exchange the message was first published to (kept across retries)."""
 ORIGINAL_ROUTING_KEY: Final = "x-bucketrun-original-routing-key"
 """The routing key the message was first published with (kept across retries)."""
+RECEIVED_AT: Final = "x-bucketrun-received-at"
+"""Unix time in integer milliseconds when the dispatcher took the event off the ingress queue (set on
+service tasks, kept across retries: the start of ``bucketrun_received_to_created_seconds``)."""
 DELIVERY_COUNT: Final = "x-delivery-count"
 """Set by quorum queues: how many times this message was delivered before."""
 
@@ -49,6 +52,19 @@ def truncate(text: str, limit: int = MAX_ERROR_CHARS) -> str:
 def tier_label(seconds: int) -> str:
     """The label of a retry tier: ``"5s"``."""
     return f"{seconds}s"
+
+
+def received_headers(received_at: float) -> dict[str, Any]:
+    """Headers of a service task taken off the ingress queue at *received_at* (Unix seconds)."""
+    return {RECEIVED_AT: round(received_at * 1000)}
+
+
+def received_at_of(headers: Mapping[str, Any]) -> float | None:
+    """When the task's event was received (Unix seconds), or None when the header is absent or bad."""
+    value = headers.get(RECEIVED_AT)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        return None
+    return value / 1000
 
 
 def _own_copy(headers: Mapping[str, Any]) -> dict[str, Any]:
