@@ -20,6 +20,7 @@ from dispatcher.logs import configure_logging
 from dispatcher.poller import run_poller
 from dispatcher.rendering.context import RenderError, RenderSettings
 from dispatcher.services import ServiceDefinitionError
+from dispatcher.services_admin import apply_services, delete_services, list_services
 from dispatcher.settings import Settings, SettingsError, describe_lines, environment_reference
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("paths", nargs="+", type=Path, metavar="FDL", help="FDL file or directory")
     validate.add_argument("--strict", action="store_true", help="treat warnings as errors (exit 1)")
+    _add_services_admin(services_commands)
 
     render = commands.add_parser(
         "render",
@@ -172,6 +174,73 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SERVICES_EXIT_CODES = """\
+exit codes: 0 done, 1 the store or the cluster failed (the lines before the error were applied),
+2 invalid FDL, service name or settings (nothing was contacted), 3 applied except bucket notifications,
+which the store refused (moto and AWS S3 refuse MinIO ARNs: feed events with `bucketrun poll`).
+Configured like the dispatcher (`bucketrun dispatcher --help`): BUCKETRUN_STORAGE__* for the store,
+BUCKETRUN_CLUSTER__EXECUTOR=kubernetes (+ namespace, kubeconfig) for ConfigMaps,
+BUCKETRUN_STORAGE__NOTIFY_ARN for MinIO's AMQP target."""
+
+
+def _add_services_admin(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    apply = commands.add_parser(
+        "apply",
+        help="create buckets, folder markers and ConfigMaps, and wire MinIO notifications, for FDL services",
+        description="Make the store and the cluster ready for the services in FDL: create missing buckets "
+        "(inputs, outputs, records) and folder markers (empty 'folder/' objects), create each service's "
+        "ConfigMap exactly as the dispatcher would (kubernetes executor only), and subscribe each input "
+        "path to MinIO's AMQP target (BUCKETRUN_STORAGE__NOTIFY_ARN) with its prefix/suffix filters and "
+        "events. Notification entries of others on the same bucket are kept: bucketrun's carry the Id "
+        "bucketrun-<service>-<n>. Idempotent: a second run reports 'no changes'. Prints one line per item.",
+        epilog="examples:\n"
+        "  bucketrun services apply services/                  apply every FDL file of a directory\n"
+        "  bucketrun services apply --dry-run svc.yaml         show the plan, change nothing\n"
+        "  bucketrun services apply --skip-notifications svc.yaml   for a store fed by `bucketrun poll`\n\n"
+        + SERVICES_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    apply.add_argument("paths", nargs="+", type=Path, metavar="FDL", help="FDL file or directory")
+    apply.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
+    apply.add_argument(
+        "--skip-notifications",
+        action="store_true",
+        help="leave bucket notifications alone (stores without MinIO notifications, fed by `bucketrun poll`)",
+    )
+
+    listing = commands.add_parser(
+        "list",
+        help="list the services wired in the store and the cluster; with FDL, show drift",
+        description="List the services that have bucketrun notification entries (Id bucketrun-<service>-<n>) "
+        "on any bucket or a bucketrun ConfigMap, with their buckets. Given FDL files, compare each "
+        "defined service with them: notifications wired/drifted/missing, ConfigMap present/outdated/"
+        "missing, and what `services apply` would change. Changes nothing.",
+        epilog="examples:\n"
+        "  bucketrun services list\n"
+        "  bucketrun services list services/ --json\n\n" + SERVICES_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    listing.add_argument("paths", nargs="*", type=Path, metavar="FDL", help="FDL file or directory")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    delete = commands.add_parser(
+        "delete",
+        help="remove services' notification entries and ConfigMaps (never buckets or objects)",
+        description="Remove the bucket notification entries (Id bucketrun-<service>-<n>, on every bucket) "
+        "and the ConfigMaps of the named services. Other notification entries are kept. Buckets, folder "
+        "markers and objects are NEVER deleted: remove them yourself if you want them gone.",
+        epilog="examples:\n"
+        "  bucketrun services delete upper grayify\n"
+        "  bucketrun services delete --fdl old-services/ --dry-run\n\n" + SERVICES_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    delete.add_argument("names", nargs="*", metavar="NAME", help="service name")
+    delete.add_argument(
+        "--fdl", nargs="+", type=Path, default=[], help="also delete every service these FDL files define"
+    )
+    delete.add_argument("--dry-run", action="store_true", help="print what would be removed; remove nothing")
+
+
 def _environment_help() -> str:
     lines = ["settings (environment variables; nested keys of the BUCKETRUN_CONFIG YAML file likewise):"]
     lines += [f"  {name:<40} {doc}" for name, doc in environment_reference()]
@@ -196,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[str, int]:
     if args.command == "services":
-        return validate_services(args.paths, strict=args.strict)
+        return _run_services(args)
     if args.command == "render":
         settings = RenderSettings(namespace=args.namespace, stager_image=args.stager_image)
         return render_manifests(
@@ -225,7 +294,9 @@ def _run_dispatcher(*, print_settings: bool, command: str = "dispatcher") -> tup
         return f"error: {error}", EXIT_USAGE
     if print_settings:
         return "\n".join(describe_lines(settings.describe())), 0
-    configure_logging()
+    configure_logging(
+        level=settings.log.level, json=settings.log.json_lines, secrets=settings.secret_values()
+    )
     try:
         asyncio.run(_serve(settings, command))
     except StartupError as error:
@@ -278,6 +349,25 @@ async def _demo(options: DemoOptions) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     return await run_demo(options, stop)
+
+
+def _run_services(args: argparse.Namespace) -> tuple[str, int]:
+    if args.services_command == "validate":
+        return validate_services(args.paths, strict=args.strict)
+    try:
+        settings = Settings.load()
+    except SettingsError as error:
+        return f"error: {error}", EXIT_USAGE
+    configure_logging(level="WARNING")
+    if args.services_command == "apply":
+        return asyncio.run(
+            apply_services(
+                settings, args.paths, dry_run=args.dry_run, skip_notifications=args.skip_notifications
+            )
+        )
+    if args.services_command == "list":
+        return asyncio.run(list_services(settings, args.paths, as_json=args.json))
+    return asyncio.run(delete_services(settings, args.names, args.fdl, dry_run=args.dry_run))
 
 
 def _run_jobs(args: argparse.Namespace) -> tuple[str, int]:

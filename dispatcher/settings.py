@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Final, Literal, get_args
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import (
     AfterValidator,
@@ -330,6 +330,22 @@ class MetricsSettings(_Group):
     """Seconds between two samples of the queues' depths (``bucketrun_queue_messages``). Default 5."""
 
 
+class LogSettings(_Group):
+    """What the processes log and how."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Lowest level written. Libraries (aio-pika, aiohttp, ...) log from WARNING up unless DEBUG. Default
+    ``INFO``."""
+    format: Literal["auto", "json", "console"] = "auto"
+    """``json``: one JSON object per line (for log collectors); ``console``: aligned, coloured lines;
+    ``auto``: console on a terminal, JSON otherwise. Default ``auto``."""
+
+    @property
+    def json_lines(self) -> bool | None:
+        """True/False for a forced format, None to decide by the terminal."""
+        return None if self.format == "auto" else self.format == "json"
+
+
 class SettingsError(ValueError):
     """Settings that cannot be used; the message names each bad setting's variable and file key."""
 
@@ -354,6 +370,7 @@ class Settings(BaseSettings):
         "watcher",
         "poller",
         "metrics",
+        "log",
     )
 
     amqp: AmqpSettings
@@ -372,6 +389,8 @@ class Settings(BaseSettings):
     """The bucket poller."""
     metrics: MetricsSettings
     """Prometheus endpoint."""
+    log: LogSettings
+    """Log level and format."""
 
     @model_validator(mode="before")
     @classmethod
@@ -414,6 +433,21 @@ class Settings(BaseSettings):
         described = self.model_dump(mode="json")
         described["amqp"]["url"] = self.amqp.redacted_url()
         return described
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Every credential these settings hold, as the log redactor must scrub them: each secret field's
+        value, and the broker URL's password (raw and percent-decoded)."""
+        values: set[str] = set()
+        for path in _SECRETS:
+            node: Any = self
+            for part in path:
+                node = getattr(node, part, None)
+            if isinstance(node, SecretStr):
+                values.add(node.get_secret_value())
+        password = urlsplit(self.amqp.url.get_secret_value()).password
+        if password:
+            values.update({password, unquote(password)})
+        return tuple(value for value in values if value)
 
 
 def redact_url(url: str) -> str:

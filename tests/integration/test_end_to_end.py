@@ -18,6 +18,7 @@ from typing import Any
 
 import aio_pika  # noqa: TID251 - the test plays MinIO
 import pytest
+import structlog
 
 from dispatcher.events import build_message
 from dispatcher.settings import Settings
@@ -295,6 +296,34 @@ async def test_no_pod_spec_holds_a_storage_credential(stack: Stack) -> None:
         policy = json.loads(base64.b64decode(output["fields"]["policy"]))
         assert policy["expiration"]
         assert ["starts-with", "$key", f"{output['folder']}/"] in policy["conditions"]
+
+
+async def test_log_lines_of_one_upload_carry_its_context_and_no_credential(stack: Stack) -> None:
+    # Captured before any rendering or redaction: what the code itself hands to the logger.
+    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as lines:
+        stack.put("in/logged.txt", b"context please\n")
+        await stack.notify("in/logged.txt")
+
+        async def recorded() -> dict[str, Any] | None:
+            record = stack.record("upper")
+            return record if record and record["key"] == "in/logged.txt" else None
+
+        record = await until(recorded, "the job record", within=90)
+
+        async def recorded_line() -> list[dict[str, Any]]:
+            return [line for line in lines if line["event"] == "job recorded"]
+
+        await until(recorded_line, "the watcher's 'job recorded' line", within=30)
+    expected = {"service": "upper", "bucket": stack.data, "key": "in/logged.txt", "job": record["job"]}
+    created = [line for line in lines if line["event"] == "job created"]
+    done = await recorded_line()
+    for line in (*created, *done):
+        assert {name: line.get(name) for name in expected} == expected, line
+        assert line["event_id"] == record["version"], line
+    assert created, [line["event"] for line in lines]
+    dumped = json.dumps(lines, default=str)
+    for secret in ("X-Amz-Signature", "X-Amz-Credential", "x-amz-signature", SECRET_KEY, "guest:guest"):
+        assert secret not in dumped
 
 
 async def _jobs(kube: KubeTestEnv) -> list[dict[str, Any]]:

@@ -1,0 +1,113 @@
+"""The log pipeline: redaction of credentials wherever they hide, and library loggers routed through it."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+import structlog
+from minio import Minio  # noqa: TID251 - a real presigned URL, made offline
+
+from dispatcher.logs import REDACTED, Redactor, configure_logging, redact_text
+from dispatcher.settings import Settings
+
+SECRET_KEY = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
+
+
+def _presigned_url() -> str:
+    client = Minio("s3.example.org:9000", access_key="AKIAEXAMPLE", secret_key=SECRET_KEY, region="us-east-1")
+    return client.presigned_get_object("data", "in/photo one.jpg", expires=timedelta(minutes=5))
+
+
+def test_a_presigned_url_keeps_its_path_and_loses_its_query() -> None:
+    url = _presigned_url()
+    assert "X-Amz-Signature=" in url  # the fixture is what it claims to be
+    text = redact_text(f"GET {url} failed")
+    assert "X-Amz-" not in text
+    assert text == f"GET {url.split('?')[0]}?{REDACTED} failed"
+
+
+@pytest.mark.parametrize(
+    ("raw", "kept", "gone"),
+    [
+        ("amqp://bucketrun:s3cr3t%21@rabbit:5672/", "amqp://bucketrun:***@rabbit:5672/", "s3cr3t"),
+        ("connect to https://user:pw@minio.local/x", "https://user:***@minio.local/x", ":pw@"),
+        ("Authorization: Bearer eyJhbGciOi.payload.sig", "Bearer ***", "eyJhbGciOi"),
+        (
+            "AWS4-HMAC-SHA256 Credential=AKIA/20261125/us-east-1/s3/aws4_request, Signature=abcdef",
+            "AWS4-HMAC-SHA256 ***",
+            "abcdef",
+        ),
+        ("http://old-style/?AWSAccessKeyId=AKIA&Signature=zz&Expires=1", "http://old-style/?***", "AKIA"),
+    ],
+)
+def test_credentials_in_text_are_replaced(raw: str, kept: str, gone: str) -> None:
+    text = redact_text(raw)
+    assert kept in text
+    assert gone not in text
+
+
+def test_known_secret_values_and_secret_named_fields_are_scrubbed_in_nested_values() -> None:
+    redactor = Redactor()
+    redactor.add_secrets([SECRET_KEY, "abc"])  # too short to scrub without shredding text: ignored
+    event = {
+        "event": f"storage said: bad key {SECRET_KEY}",
+        "secret_key": "anything",
+        "password": None,
+        "fields": {"policy": "eyJleHBpcmF0aW9uIjoi", "key": "in/abc.txt", "x-amz-signature": "ff"},
+        "urls": [_presigned_url()],
+        "exception": f"Traceback ...\nValueError: {SECRET_KEY}",
+        "key": "in/abc.txt",
+        "size": 3,
+    }
+    out = redactor(None, "info", event)
+    dumped = json.dumps(out)
+    assert SECRET_KEY not in dumped
+    assert "X-Amz-Signature" not in dumped
+    assert out["secret_key"] == REDACTED
+    assert out["password"] is None  # nothing there to hide: say so rather than mask it
+    assert out["fields"] == {"policy": REDACTED, "key": "in/abc.txt", "x-amz-signature": REDACTED}
+    assert (out["key"], out["size"]) == ("in/abc.txt", 3)  # an object key is not a secret
+
+
+def test_settings_name_every_credential_they_hold() -> None:
+    settings = Settings.load(
+        amqp={"url": "amqp://app:p%40ss%2Fword@rabbit:5672/"},
+        storage={"access_key": "AKIAEXAMPLE", "secret_key": SECRET_KEY},
+    )
+    values = set(settings.secret_values())
+    assert {SECRET_KEY, "p%40ss%2Fword", "p@ss/word"} <= values
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.reset_defaults()
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_library_lines_go_through_the_same_pipeline_with_context_and_redaction(capsys) -> None:
+    configure_logging(level="INFO", json=True, secrets=[SECRET_KEY])
+    with structlog.contextvars.bound_contextvars(service="upper", job="upper-abc"):
+        logging.getLogger("aio_pika.robust_connection").warning(
+            "Connection attempt to amqp://app:%s@rabbit/ failed", SECRET_KEY
+        )
+        logging.getLogger("aiohttp.access").info("below WARNING: a library's chatter stays out")
+        structlog.get_logger("bucketrun.test").info("job created", url=_presigned_url())
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [line["event"].split(" ")[0] for line in lines] == ["Connection", "job"]
+    library, own = lines
+    assert library["logger"] == "aio_pika.robust_connection"
+    assert library["level"] == "warning"
+    for line in lines:
+        assert (line["service"], line["job"]) == ("upper", "upper-abc")
+        assert "timestamp" in line
+    assert SECRET_KEY not in json.dumps(lines)
+    assert own["url"].endswith(f"?{REDACTED}")

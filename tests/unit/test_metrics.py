@@ -1,0 +1,71 @@
+"""Metric definitions and the pure timing rules behind the stage histograms."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from prometheus_client import generate_latest
+
+from dispatcher.constants import ANNOTATION_EVENT_TIME
+from dispatcher.metrics import DispatcherMetrics, WatcherMetrics, new_registry, seconds_since
+from watcher.timings import job_timings
+
+T0 = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
+
+
+def _job(**status: object) -> dict[str, object]:
+    return {
+        "metadata": {
+            "name": "upper-abc",
+            "creationTimestamp": "2026-11-25T12:00:02Z",
+            "annotations": {ANNOTATION_EVENT_TIME: "2026-11-25T12:00:00.250Z"},
+        },
+        "status": status,
+    }
+
+
+def test_stage_durations_come_from_the_jobs_own_timestamps() -> None:
+    job = _job(startTime="2026-11-25T12:00:05Z", completionTime="2026-11-25T12:01:05Z")
+    timings = job_timings(job, T0 + timedelta(seconds=66))
+    assert timings.created_to_started == 3.0
+    assert timings.started_to_finished == 60.0
+    assert timings.finished_to_recorded == 1.0
+    assert timings.end_to_end == 65.75
+
+
+def test_unknown_bounds_give_no_observation_rather_than_a_guess() -> None:
+    never_started = _job(conditions=[{"type": "Failed", "status": "True"}])
+    timings = job_timings(never_started, T0)
+    assert (timings.created_to_started, timings.started_to_finished, timings.finished_to_recorded) == (
+        None,
+        None,
+        None,
+    )
+    garbled = _job(startTime="yesterday-ish")
+    assert job_timings(garbled, T0).created_to_started is None
+
+
+def test_clock_skew_clamps_to_zero_but_a_far_future_event_time_is_refused() -> None:
+    assert seconds_since(T0 + timedelta(seconds=2), now=T0.timestamp()) == 0.0
+    assert seconds_since(T0 + timedelta(minutes=5), now=T0.timestamp()) is None
+    assert seconds_since(T0.replace(tzinfo=None), now=T0.timestamp() + 1.5) == 1.5
+    assert seconds_since(None) is None
+
+
+def test_one_registry_holds_both_halves_and_scrape_time_gauges_follow_their_source() -> None:
+    registry = new_registry("serve")
+    dispatcher, watcher = DispatcherMetrics(registry), WatcherMetrics(registry)
+    running = {"upper": 2}
+    dispatcher.running_jobs(lambda: running)
+    dispatcher.jobs_created.labels("upper", "created").inc()
+    watcher.leader.set(1)
+    first = generate_latest(registry).decode()
+    running["upper"] = 0
+    running["broken"] = 1
+    second = generate_latest(registry).decode()
+    assert 'bucketrun_build_info{component="serve"' in first
+    assert 'bucketrun_jobs_created_total{result="created",service="upper"} 1.0' in first
+    assert 'bucketrun_running_jobs{service="upper"} 2.0' in first
+    assert 'bucketrun_running_jobs{service="upper"} 0.0' in second
+    assert 'bucketrun_running_jobs{service="broken"} 1.0' in second
+    assert "bucketrun_watcher_leader 1.0" in first
