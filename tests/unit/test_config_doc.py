@@ -1,0 +1,24 @@
+"""docs/CONFIGURATION.md is the generator's output: every setting documented, none stale."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dispatcher.config_doc import reference_markdown
+from dispatcher.settings import environment_reference
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "CONFIGURATION.md"
+
+
+def test_the_committed_reference_is_up_to_date() -> None:
+    assert DOC.read_text(encoding="utf-8") == reference_markdown(), (
+        "regenerate: python -m dispatcher.config_doc > docs/CONFIGURATION.md"
+    )
+
+
+def test_every_variable_is_in_the_reference_with_a_documentation() -> None:
+    text = reference_markdown()
+    for variable, doc in environment_reference():
+        assert f"**`{variable}`**" in text
+        assert doc, f"{variable} has no documentation"
+    assert "(undocumented)" not in text
