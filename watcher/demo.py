@@ -227,9 +227,12 @@ def _report(
     print(f"local executor state: {settings.cluster.local_state_dir}", file=out)
     metrics = settings.metrics
     if metrics.port:
-        print(f"health: http://{metrics.host}:{metrics.port}/healthz and /readyz", file=out)
+        base = f"http://{metrics.host}:{metrics.port}"
+        print(f"metrics: {base}/metrics (Prometheus); health: {base}/healthz and {base}/readyz", file=out)
     else:
-        print(f"health: /healthz and /readyz on {metrics.host}, a system-chosen port", file=out)
+        print(
+            f"metrics, health: /metrics, /healthz, /readyz on {metrics.host}, a system-chosen port", file=out
+        )
     if not options.once:
         print(f"upload more files to {options.name}-in/in/ to run more jobs; Ctrl-C stops the demo", file=out)
     out.flush()
