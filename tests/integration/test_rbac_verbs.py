@@ -1,0 +1,196 @@
+"""The Roles of deploy/kubernetes grant exactly what bucketrun's code calls: no more, no less.
+
+Each component's real code runs against the Kubernetes API emulator, one at a time, and the emulator's
+request counters (every /api and /apis request, as verb, resource, subresource and namespace, the way
+the apiserver's RBAC sees it: GET item = get, GET collection = list, ?watch = watch, POST = create,
+PUT = update, PATCH = patch, DELETE = delete, pods/log a resource of its own) give what it used:
+
+1. the dispatcher turns a MinIO event into a Job (ConfigMap, Job, the Job informer's list + watch);
+2. the watcher leads through the Lease (create, get, renew, release) and records the finished Job
+   (list + watch Jobs, list its pods, read its logs, annotate it);
+3. `bucketrun jobs list|show|logs` read the cluster as an operator does.
+
+Used must equal granted, per Role; the failure message lists both differences.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import aio_pika  # noqa: TID251 - the test plays MinIO: it publishes the bucket notification
+import pytest
+
+from dispatcher.app import run_dispatcher
+from dispatcher.events import build_message
+from dispatcher.settings import Settings
+from tests.backends.kubernetes import KubeTestEnv
+from tests.backends.rabbitmq import AmqpNames
+from tests.backends.s3 import S3Scope
+from tests.deploy_support import KUSTOMIZE, load_documents
+from tests.integration.stack import amqp_settings, started, storage_settings, until
+from tests.k8s_emulator import EmulatorControl
+from tests.k8s_emulator.resources import by_plural
+from watcher.app import run_watcher
+from watcher.jobs_cli import job_logs, list_jobs, show_job
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+Permission = tuple[str, str, str]
+"""(API group, resource[/subresource], verb), as an RBAC rule names it."""
+
+FDL = """
+functions:
+  oscar:
+  - c:
+      name: upper
+      image: busybox:1.36
+      script: |
+        tr a-z A-Z < "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/out.txt"
+      input: [{storage_provider: minio, path: INPUT/in}]
+      output: [{storage_provider: minio, path: INPUT/out}]
+"""
+
+
+def granted(role: str) -> set[Permission]:
+    """What Role *role* of deploy/kubernetes/base/rbac.yaml allows (resourceNames aside)."""
+    (found,) = [
+        doc
+        for doc in load_documents(KUSTOMIZE / "base" / "rbac.yaml")
+        if doc["kind"] == "Role" and doc["metadata"]["name"] == role
+    ]
+    return {
+        (group, resource, verb)
+        for rule in found["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+def used(control: EmulatorControl, namespace: str) -> set[Permission]:
+    """Every permission the requests in *namespace* needed since the last `reset_stats`."""
+    permissions = set()
+    for row in control.stats():
+        if row["namespace"] != namespace or not row["resource"]:
+            continue
+        resource = row["resource"] + (f"/{row['subresource']}" if row["subresource"] else "")
+        permissions.add((by_plural(row["resource"]).group, resource, row["verb"]))
+    return permissions
+
+
+def assert_same(role: str, calls: set[Permission]) -> None:
+    grants = granted(role)
+    missing, unused = sorted(calls - grants), sorted(grants - calls)
+    difference = f"Role {role}: called but not granted {missing}; granted but never called {unused}"
+    assert not missing, difference
+    assert not unused, difference
+
+
+def count(
+    control: EmulatorControl, namespace: str, verb: str, resource: str, **extra: Any
+) -> Callable[[], Any]:
+    async def check() -> int:
+        return control.request_count(verb=verb, resource=resource, namespace=namespace, **extra)
+
+    return check
+
+
+def _watching(control: EmulatorControl) -> Callable[[], Any]:
+    async def check() -> bool:
+        return control.open_watches() > 0
+
+    return check
+
+
+def settings_for(names: AmqpNames, s3: S3Scope, kube: KubeTestEnv, fdl: Path, records: str) -> Settings:
+    return Settings.load(
+        amqp=amqp_settings(names, services=("upper",), retry_tiers=(1,)),
+        storage=storage_settings(s3.endpoint, records_bucket=records, records_prefix="records/"),
+        cluster={"executor": "kubernetes", "namespace": kube.namespace, "kubeconfig": kube.kubeconfig},
+        services={"paths": (fdl,)},
+        dispatch={"retry_base_delay": 0.1, "max_retry_delay": 1.0, "drain_timeout": 5.0},
+        watcher={
+            "results_exchange": names.exchange("results"),
+            "lease_duration": 2.0,
+            "lease_renew_period": 0.3,
+            "identity": "rbac-watcher",
+            "watch_timeout": 5,
+        },
+        metrics={"host": "127.0.0.1", "port": 0},
+    )
+
+
+async def publish(settings: Settings, body: bytes) -> None:
+    connection = await aio_pika.connect(settings.amqp.url.get_secret_value())
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(settings.amqp.exchange)
+        await exchange.publish(aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT), "")
+
+
+async def test_each_role_grants_exactly_what_its_code_calls(amqp_names, s3, kube, tmp_path) -> None:
+    control = kube.require_control()
+    control.set_kubelet("instant")  # pods finish at once (exit 0): the Job completes for the watcher
+    namespace = kube.namespace
+    inputs, records = s3.bucket("inputs"), s3.bucket("records")
+    fdl = tmp_path / "services.yaml"
+    fdl.write_text(FDL.replace("INPUT", inputs))
+    settings = settings_for(amqp_names, s3, kube, fdl, records)
+
+    # 1. The dispatcher: an event becomes a ConfigMap and a Job; the informer lists and watches Jobs.
+    control.reset_stats()
+    async with started(partial(run_dispatcher, settings), "dispatcher"):
+        await publish(
+            settings,
+            build_message(
+                event_name="s3:ObjectCreated:Put",
+                bucket=inputs,
+                key="in/a.txt",
+                etag="e" * 32,
+                sequencer="1A",
+            ),
+        )
+        await until(count(control, namespace, "create", "jobs", code=201), "the Job created")
+        await until(_watching(control), "the dispatcher's Job watch open")
+    # A watch is counted when its stream ends, here when the dispatcher stops.
+    await until(count(control, namespace, "watch", "jobs"), "the dispatcher's Job watch counted")
+    assert_same("bucketrun-dispatcher", used(control, namespace))
+
+    # 2. The watcher: leads through the Lease, records the finished Job, releases the Lease on stop.
+    control.reset_stats()
+    async with started(partial(run_watcher, settings), "watcher"):
+        await until(count(control, namespace, "patch", "jobs", code=200), "the Job annotated as recorded")
+        await until(count(control, namespace, "update", "leases", code=200), "a Lease renewal")
+    await until(count(control, namespace, "watch", "jobs"), "the watcher's Job watch counted")
+    assert_same("bucketrun-watcher", used(control, namespace))
+    assert control.request_count(verb="get", resource="pods", subresource="log", namespace=namespace)
+
+    # 3. The operator's read-only commands, with the Job still in the cluster.
+    name = await _only_job_name(settings)
+    control.reset_stats()
+    listing, code = await list_jobs(settings)
+    assert code == 0
+    assert name in listing
+    shown, code = await show_job(settings, name)
+    assert code == 0
+    assert json.loads(shown)["job"] == name
+    _, code = await job_logs(settings, name)
+    assert code == 0
+    assert_same("bucketrun-operator", used(control, namespace))
+
+
+async def _only_job_name(settings: Settings) -> str:
+    from dispatcher.cluster import Cluster  # noqa: PLC0415 - the one place the test reads the cluster
+
+    cluster = await Cluster.from_settings(settings.cluster)
+    try:
+        page = await asyncio.wait_for(cluster.list_job_documents(limit=10, continue_token=None), 10)
+    finally:
+        await cluster.close()
+    (job,) = page.items
+    return str(job["metadata"]["name"])

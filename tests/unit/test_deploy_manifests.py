@@ -1,0 +1,542 @@
+"""deploy/: the Dockerfile, the kustomize tree and the compose stack, checked without Docker or kustomize.
+
+The kustomizations are built by tests/deploy_support.py (kustomize's behaviour for the fields used
+here) and every object is validated against the Kubernetes schema (kubernetes-validate, strict). Then
+the rules of the deployment: namespaced least-privilege RBAC, non-root pods without privilege
+escalation, probes, the drain bound, credentials only through Secret references, settings that exist,
+one image for dispatcher, watcher and stager. The compose file: pinned images, MinIO's real AMQP
+variable names agreeing with bucketrun's AMQP defaults, mounted files that exist.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from dispatcher.app import load_catalog
+from dispatcher.rendering.context import STAGER_SECURITY_CONTEXT
+from dispatcher.settings import (
+    ENV_PREFIX,
+    AmqpSettings,
+    DispatchSettings,
+    MetricsSettings,
+    StorageSettings,
+    WatcherSettings,
+    env_name,
+    environment_reference,
+    secret_fields,
+)
+from tests.deploy_support import (
+    CLUSTER_SCOPED,
+    DEPLOY,
+    KUSTOMIZE,
+    REPO,
+    build,
+    compose_bind_mounts,
+    dockerfile_instructions,
+    load_documents,
+)
+
+K8S_VERSION = "1.33.0"
+COMPOSE_DIR = DEPLOY / "compose"
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
+
+# Every environment variable MinIO reads for an AMQP notification target, copied from the constants
+# EnvAMQP* of minio/minio, internal/event/target/amqp.go (RELEASE.2025). Note the spelling
+# PUBLISHING_CONFIRMS (not PUBLISHER_): a misspelt name is silently ignored by MinIO.
+MINIO_AMQP_ENV = frozenset(
+    {
+        "MINIO_NOTIFY_AMQP_ENABLE",
+        "MINIO_NOTIFY_AMQP_URL",
+        "MINIO_NOTIFY_AMQP_EXCHANGE",
+        "MINIO_NOTIFY_AMQP_ROUTING_KEY",
+        "MINIO_NOTIFY_AMQP_EXCHANGE_TYPE",
+        "MINIO_NOTIFY_AMQP_DELIVERY_MODE",
+        "MINIO_NOTIFY_AMQP_MANDATORY",
+        "MINIO_NOTIFY_AMQP_IMMEDIATE",
+        "MINIO_NOTIFY_AMQP_DURABLE",
+        "MINIO_NOTIFY_AMQP_INTERNAL",
+        "MINIO_NOTIFY_AMQP_NO_WAIT",
+        "MINIO_NOTIFY_AMQP_AUTO_DELETED",
+        "MINIO_NOTIFY_AMQP_EXCLUSIVE",
+        "MINIO_NOTIFY_AMQP_TLS_SKIP_VERIFY",
+        "MINIO_NOTIFY_AMQP_ARGUMENTS",
+        "MINIO_NOTIFY_AMQP_PUBLISHING_CONFIRMS",
+        "MINIO_NOTIFY_AMQP_QUEUE_DIR",
+        "MINIO_NOTIFY_AMQP_QUEUE_LIMIT",
+        "MINIO_NOTIFY_AMQP_QUEUE",
+        "MINIO_NOTIFY_AMQP_CLIENT_TLS_CERT",
+        "MINIO_NOTIFY_AMQP_CLIENT_TLS_KEY",
+    }
+)
+SETTINGS_ENV = frozenset(name for name, _ in environment_reference())
+SECRET_ENV = frozenset(env_name(path) for path in secret_fields())
+# A URL with a password in it, or a variable named like a credential holding a literal value.
+_URL_WITH_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/@\s:]+:[^/@\s]+@", re.IGNORECASE)
+_CREDENTIAL_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|ACCESS_KEY|PRIVATE_KEY|(^|_)URL$", re.IGNORECASE)
+_PINNED_TAG = re.compile(r"^(?!latest$)[A-Za-z0-9_.-]*\d[A-Za-z0-9_.-]*$")
+
+BUILDS = {
+    "base": lambda: build(KUSTOMIZE / "base"),
+    "example": lambda: build(KUSTOMIZE / "overlays" / "example"),
+    # The example overlay with the optional ServiceMonitor component, composed in memory.
+    "example+servicemonitor": lambda: build(
+        KUSTOMIZE / "overlays" / "example",
+        {
+            **load_documents(KUSTOMIZE / "overlays" / "example" / "kustomization.yaml")[0],
+            "components": ["../../components/servicemonitor"],
+        },
+    ),
+}
+
+
+@cache
+def built(name: str) -> tuple[dict[str, Any], ...]:
+    return tuple(BUILDS[name]())
+
+
+def objects(name: str, kind: str) -> list[dict[str, Any]]:
+    return [obj for obj in built(name) if obj["kind"] == kind]
+
+
+def one(name: str, kind: str, object_name: str) -> dict[str, Any]:
+    (found,) = [obj for obj in objects(name, kind) if obj["metadata"]["name"] == object_name]
+    return found
+
+
+def pod_specs(name: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    for obj in built(name):
+        if obj["kind"] in WORKLOAD_KINDS:
+            yield obj["metadata"]["name"], obj["spec"]["template"]["spec"]
+
+
+def containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return [*(spec.get("initContainers") or []), *spec["containers"]]
+
+
+def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {entry["name"]: entry for entry in container.get("env") or []}
+
+
+def all_ids() -> list[tuple[str, int]]:
+    return [(name, index) for name in BUILDS for index in range(len(built(name)))]
+
+
+# -- Dockerfile -----------------------------------------------------------------------------------------
+
+
+def _dockerfile() -> list[Any]:
+    return dockerfile_instructions(DEPLOY / "Dockerfile")
+
+
+def _args() -> dict[str, str]:
+    found = {}
+    for instruction in _dockerfile():
+        if instruction.keyword == "ARG" and "=" in instruction.arguments:
+            key, _, value = instruction.arguments.partition("=")
+            found[key] = value
+    return found
+
+
+def _final_stage() -> list[Any]:
+    instructions = _dockerfile()
+    last = max(i.stage for i in instructions)
+    return [i for i in instructions if i.stage == last]
+
+
+def test_every_base_image_is_pinned_to_an_exact_version_or_digest() -> None:
+    froms = [i for i in _dockerfile() if i.keyword == "FROM"]
+    assert len(froms) >= 2, "expected a multi-stage build"
+    args = _args()
+    for instruction in froms:
+        image = instruction.arguments.split()[0]
+        image = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: args.get(m[1] or m[2], m[0]), image)
+        if "$" in image:
+            pytest.fail(f"FROM {instruction.arguments}: {image!r} uses an ARG without a default")
+        if image in {i.arguments.split()[-1] for i in froms if " AS " in i.arguments.upper()}:
+            continue  # a previous stage
+        pinned = "@sha256:" in image or re.search(r":\d+\.\d+\.\d+[^:/]*$", image)
+        assert pinned, f"FROM {image!r} is not pinned to an exact version (x.y.z) or a digest"
+
+
+def test_the_final_stage_runs_as_the_stagers_numeric_non_root_user() -> None:
+    users = [i.arguments for i in _final_stage() if i.keyword == "USER"]
+    assert users, "the final stage sets no USER: it would run as root"
+    user, _, group = users[-1].partition(":")
+    assert user.isdigit(), f"USER {users[-1]!r} must be numeric, so runAsNonRoot can check it"
+    assert int(user) != 0, "USER 0 is root"
+    # The Job template runs the stager containers (this image) as this uid: keep them the same.
+    assert int(user) == STAGER_SECURITY_CONTEXT["runAsUser"]
+    assert not group or int(group) == STAGER_SECURITY_CONTEXT["runAsGroup"]
+
+
+def test_the_final_stage_installs_no_build_tools() -> None:
+    for instruction in _final_stage():
+        if instruction.keyword == "RUN":
+            assert not re.search(
+                r"apt-get|apk |pip install|gcc|build-essential|make ", instruction.arguments
+            ), f"the runtime stage installs something: RUN {instruction.arguments}"
+    copies = [i for i in _final_stage() if i.keyword == "COPY"]
+    assert all(i.arguments.startswith("--from=") for i in copies), "the runtime stage copies source files"
+
+
+def test_healthcheck_asks_healthz_with_python_and_entrypoint_is_the_console_script() -> None:
+    final = _final_stage()
+    (health,) = [i.arguments for i in final if i.keyword == "HEALTHCHECK"]
+    assert "/healthz" in health
+    assert "python" in health
+    assert not re.search(r"\b(curl|wget)\b", health), "a slim image has neither curl nor wget"
+    (entrypoint,) = [i.arguments for i in final if i.keyword == "ENTRYPOINT"]
+    assert yaml.safe_load(entrypoint) == ["bucketrun"], "ENTRYPOINT must be the exec form ['bucketrun']"
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert "bucketrun" in scripts
+    exposed = [i.arguments for i in final if i.keyword == "EXPOSE"]
+    assert exposed == [str(MetricsSettings().port)]
+
+
+def test_copied_paths_exist_and_the_dockerignore_lets_them_through() -> None:
+    ignore = [line for line in (REPO / ".dockerignore").read_text().splitlines() if line and line[0] != "#"]
+    assert ignore[0] == "*", "the .dockerignore is an allow-list starting with '*'"
+    allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    for instruction in _dockerfile():
+        if instruction.keyword != "COPY" or instruction.arguments.startswith("--from="):
+            continue
+        *sources, _destination = instruction.arguments.split()
+        for source in sources:
+            assert (REPO / source).exists(), f"COPY {source}: no such path in the build context (repo root)"
+            assert source.rstrip("/") in allowed, f"COPY {source}: excluded by .dockerignore"
+
+
+# -- kustomize: schema --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("build_name", "index"), all_ids(), ids=str)
+def test_every_object_validates_against_the_kubernetes_schema(build_name: str, index: int) -> None:
+    obj = built(build_name)[index]
+    if obj["apiVersion"].startswith("monitoring.coreos.com/"):
+        pytest.skip(f"{obj['kind']}: a Prometheus Operator CRD, not in the Kubernetes schemas")
+    kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+
+
+def test_the_servicemonitor_selects_the_metrics_services_by_their_named_port() -> None:
+    (monitor,) = objects("example+servicemonitor", "ServiceMonitor")
+    services = objects("example+servicemonitor", "Service")
+    wanted = monitor["spec"]["selector"]["matchLabels"]
+    selected = [s for s in services if wanted.items() <= s["metadata"].get("labels", {}).items()]
+    assert {s["metadata"]["name"] for s in selected} == {
+        "bucketrun-dispatcher-metrics",
+        "bucketrun-watcher-metrics",
+    }
+    for endpoint in monitor["spec"]["endpoints"]:
+        assert all(endpoint["port"] in {p["name"] for p in s["spec"]["ports"]} for s in selected)
+        # The alert rules and the dashboard expect job="bucketrun-<component>".
+        (relabel,) = [r for r in endpoint["relabelings"] if r["targetLabel"] == "job"]
+        assert relabel["sourceLabels"] == ["__meta_kubernetes_service_label_app_kubernetes_io_component"]
+        assert relabel["replacement"] == "bucketrun-$1"
+    assert monitor["metadata"]["namespace"] == "bucketrun-example"
+    assert not objects("example", "ServiceMonitor"), "the ServiceMonitor must stay optional (needs a CRD)"
+
+
+# -- kustomize: RBAC and scope ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("build_name", list(BUILDS))
+def test_everything_is_namespaced_in_one_namespace_but_the_namespace_itself(build_name: str) -> None:
+    (namespace,) = objects(build_name, "Namespace")
+    name = namespace["metadata"]["name"]
+    for obj in built(build_name):
+        if obj["kind"] == "Namespace":
+            continue
+        assert obj["kind"] not in CLUSTER_SCOPED, f"{obj['kind']} {obj['metadata']['name']} is cluster-wide"
+        assert obj["metadata"].get("namespace") == name, f"{obj['kind']} {obj['metadata']['name']}"
+
+
+@pytest.mark.parametrize("build_name", list(BUILDS))
+def test_roles_grant_no_wildcards_and_bindings_name_this_namespaces_accounts(build_name: str) -> None:
+    roles = {role["metadata"]["name"]: role for role in objects(build_name, "Role")}
+    assert roles, "no Role"
+    for name, role in roles.items():
+        for rule in role["rules"]:
+            for field in ("apiGroups", "resources", "verbs", "resourceNames"):
+                assert "*" not in (rule.get(field) or []), f"Role {name}: wildcard in {field}: {rule}"
+            assert not rule.get("nonResourceURLs"), f"Role {name}: nonResourceURLs are cluster-wide"
+    accounts = {sa["metadata"]["name"] for sa in objects(build_name, "ServiceAccount")}
+    namespace = objects(build_name, "Namespace")[0]["metadata"]["name"]
+    for binding in objects(build_name, "RoleBinding"):
+        assert binding["roleRef"]["kind"] == "Role", "bind Roles, never ClusterRoles"
+        assert binding["roleRef"]["name"] in roles
+        for subject in binding["subjects"]:
+            assert subject["kind"] == "ServiceAccount"
+            assert subject["name"] in accounts
+            assert subject["namespace"] == namespace
+    for name, spec in pod_specs(build_name):
+        assert spec["serviceAccountName"] in accounts, f"{name} runs as an account the build lacks"
+
+
+def test_the_lease_rule_names_the_lease_the_watcher_uses() -> None:
+    watcher = one("base", "Deployment", "bucketrun-watcher")
+    env = env_of(watcher["spec"]["template"]["spec"]["containers"][0])
+    lease = env.get("BUCKETRUN_WATCHER__LEASE_NAME", {}).get(
+        "value", WatcherSettings.model_fields["lease_name"].default
+    )
+    rules = [r for r in one("base", "Role", "bucketrun-watcher")["rules"] if "leases" in r["resources"]]
+    named = [r for r in rules if r.get("resourceNames")]
+    assert named, "get/update on leases should be limited to the watcher's Lease"
+    assert all(r["resourceNames"] == [lease] for r in named)
+
+
+# -- kustomize: pods --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("build_name", list(BUILDS))
+def test_every_container_is_non_root_without_privilege_escalation(build_name: str) -> None:
+    for name, spec in pod_specs(build_name):
+        pod = spec.get("securityContext") or {}
+        assert (pod.get("seccompProfile") or {}).get("type") == "RuntimeDefault", name
+        for container in containers(spec):
+            context = container.get("securityContext") or {}
+            where = f"{name}/{container['name']}"
+            assert context.get("runAsNonRoot", pod.get("runAsNonRoot")) is True, where
+            assert context.get("runAsUser", pod.get("runAsUser", 1)) != 0, where
+            assert context.get("allowPrivilegeEscalation") is False, where
+            assert context.get("readOnlyRootFilesystem") is True, where
+            assert context.get("capabilities", {}).get("drop") == ["ALL"], where
+            assert not context.get("capabilities", {}).get("add"), where
+            assert not context.get("privileged"), where
+
+
+@pytest.mark.parametrize("build_name", list(BUILDS))
+def test_probes_resources_and_a_grace_period_longer_than_the_drain(build_name: str) -> None:
+    for name, spec in pod_specs(build_name):
+        for container in spec["containers"]:
+            where = f"{name}/{container['name']}"
+            ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+            for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+                http = container[probe]["httpGet"]
+                assert http["path"] == path, where
+                assert http["port"] in ports or http["port"] in ports.values(), where
+            env = env_of(container)
+            port = int(env.get("BUCKETRUN_METRICS__PORT", {}).get("value", MetricsSettings().port))
+            assert port in ports.values(), f"{where}: the metrics port {port} is not a container port"
+            resources = container["resources"]
+            assert resources["requests"].get("cpu"), where
+            assert resources["requests"].get("memory"), where
+            assert resources["limits"].get("memory"), where
+            drain = float(
+                env.get("BUCKETRUN_DISPATCH__DRAIN_TIMEOUT", {}).get(
+                    "value", DispatchSettings.model_fields["drain_timeout"].default
+                )
+            )
+            grace = spec.get("terminationGracePeriodSeconds", 30)
+            assert grace > drain + 5, f"{where}: terminationGracePeriodSeconds {grace} <= drain {drain} + 5 s"
+
+
+@pytest.mark.parametrize("build_name", list(BUILDS))
+def test_two_replicas_of_each_and_leader_election_through_a_lease(build_name: str) -> None:
+    dispatcher = one(build_name, "Deployment", "bucketrun-dispatcher")
+    watcher = one(build_name, "Deployment", "bucketrun-watcher")
+    assert dispatcher["spec"]["replicas"] >= 2
+    assert watcher["spec"]["replicas"] == 2
+    watcher_env = env_of(watcher["spec"]["template"]["spec"]["containers"][0])
+    assert watcher_env["BUCKETRUN_CLUSTER__EXECUTOR"]["value"] == "kubernetes"
+    # Each replica needs its own identity in the Lease: the pod's name.
+    assert watcher_env["BUCKETRUN_WATCHER__IDENTITY"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    verbs = {
+        verb
+        for rule in one(build_name, "Role", "bucketrun-watcher")["rules"]
+        if "coordination.k8s.io" in rule["apiGroups"]
+        for verb in rule["verbs"]
+    }
+    assert {"get", "create", "update"} <= verbs
+
+
+@pytest.mark.parametrize("build_name", list(BUILDS))
+def test_env_names_are_real_settings_and_credentials_come_only_from_secrets(build_name: str) -> None:
+    for name, spec in pod_specs(build_name):
+        for container in containers(spec):
+            for entry in container.get("env") or []:
+                where = f"{name}/{container['name']} env {entry['name']}"
+                if entry["name"].startswith(ENV_PREFIX):
+                    assert entry["name"] in SETTINGS_ENV, f"{where}: no such setting (settings.py)"
+                if entry["name"] in SECRET_ENV:
+                    assert "secretKeyRef" in entry.get("valueFrom", {}), (
+                        f"{where}: a credential not from a Secret"
+                    )
+                value = str(entry.get("value", ""))
+                assert not _URL_WITH_PASSWORD.search(value), f"{where}: a URL with a password"
+                if _CREDENTIAL_NAME.search(entry["name"]):
+                    assert "value" not in entry, f"{where}: literal value for a credential-like variable"
+            assert not container.get("envFrom"), f"{name}: envFrom hides which variables are set"
+    assert not objects(build_name, "Secret"), "Secrets are created by the operator, never shipped"
+
+
+@pytest.mark.parametrize("build_name", list(BUILDS))
+def test_dispatcher_watcher_and_stager_use_one_image(build_name: str) -> None:
+    dispatcher = one(build_name, "Deployment", "bucketrun-dispatcher")["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    watcher = one(build_name, "Deployment", "bucketrun-watcher")["spec"]["template"]["spec"]["containers"][0]
+    stager = env_of(dispatcher)["BUCKETRUN_CLUSTER__STAGER_IMAGE"]["value"]
+    assert dispatcher["image"] == watcher["image"] == stager
+    if build_name != "base":
+        assert not dispatcher["image"].endswith(":latest"), "an overlay pins the image"
+
+
+@pytest.mark.parametrize("build_name", list(BUILDS))
+def test_metrics_services_select_their_pods_and_announce_the_port(build_name: str) -> None:
+    for component in ("dispatcher", "watcher"):
+        service = one(build_name, "Service", f"bucketrun-{component}-metrics")
+        pod = one(build_name, "Deployment", f"bucketrun-{component}")["spec"]["template"]
+        assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+        (port,) = service["spec"]["ports"]
+        container_ports = {p["name"]: p["containerPort"] for p in pod["spec"]["containers"][0]["ports"]}
+        assert container_ports[port["targetPort"]] == port["port"]
+        annotations = service["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/port"] == str(port["port"])
+        assert annotations["prometheus.io/path"] == "/metrics"
+
+
+def test_the_services_configmap_is_mounted_where_the_settings_look_and_loads(tmp_path: Path) -> None:
+    (config_map,) = objects("base", "ConfigMap")
+    for name, spec in pod_specs("base"):
+        container = spec["containers"][0]
+        paths = yaml.safe_load(env_of(container)["BUCKETRUN_SERVICES__PATHS"]["value"])
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+        for path in paths:
+            mount = mounts[path]
+            assert "subPath" not in mount, f"{name}: a subPath mount never sees ConfigMap updates"
+            assert volumes[mount["name"]]["configMap"]["name"] == config_map["metadata"]["name"]
+    # The FDL as the dispatcher will read it: through the real loader, with the default records place.
+    storage = StorageSettings.model_fields
+    for filename, text in config_map["data"].items():
+        (tmp_path / filename).write_text(text)
+    records = (storage["records_bucket"].default, storage["records_prefix"].default)
+    catalog = load_catalog((tmp_path,), records)
+    assert catalog.services, "the ConfigMap defines no service"
+
+
+# -- compose --------------------------------------------------------------------------------------
+
+
+@cache
+def compose() -> dict[str, Any]:
+    document = yaml.safe_load((COMPOSE_DIR / "compose.yaml").read_text())
+    assert isinstance(document, dict)
+    return document
+
+
+def _env(service: str) -> dict[str, str]:
+    environment = compose()["services"][service].get("environment") or {}
+    if isinstance(environment, list):
+        environment = dict(item.split("=", 1) for item in environment)
+    return {key: "" if value is None else str(value) for key, value in environment.items()}
+
+
+def test_every_compose_image_is_pinned() -> None:
+    for name, service in compose()["services"].items():
+        image = service.get("image")
+        assert image, f"service {name} has no image"
+        if "@sha256:" in image:
+            continue
+        repository, _, tag = image.rpartition(":")
+        assert repository, f"service {name}: image {image!r} has no tag"
+        assert "/" not in tag, f"service {name}: image {image!r} has no tag"
+        assert _PINNED_TAG.match(tag), f"service {name}: image {image!r} is not pinned to a version"
+
+
+def test_minio_amqp_variables_are_real_names_and_match_bucketruns_amqp_defaults() -> None:
+    env = _env("minio")
+    amqp = {key: value for key, value in env.items() if key.startswith("MINIO_NOTIFY_AMQP_")}
+    target = amqp and next(k for k in amqp if k.startswith("MINIO_NOTIFY_AMQP_ENABLE_")).rsplit("_", 1)[-1]
+    assert target, "no AMQP target configured"
+    for key in amqp:
+        assert key.endswith(f"_{target}"), f"{key}: not of target {target}"
+        assert key.removesuffix(f"_{target}") in MINIO_AMQP_ENV, f"{key}: MinIO reads no such variable"
+
+    def setting(name: str) -> str:
+        return amqp[f"MINIO_NOTIFY_AMQP_{name}_{target}"]
+
+    defaults = AmqpSettings()
+    assert setting("ENABLE") == "on"
+    assert setting("EXCHANGE") == defaults.exchange
+    assert setting("EXCHANGE_TYPE") == defaults.exchange_type
+    assert setting("ROUTING_KEY") == defaults.routing_key
+    assert setting("DURABLE") == ("on" if defaults.exchange_durable else "off")
+    assert setting("AUTO_DELETED") == "off"  # bucketrun declares it without auto-delete
+    # The durable way: persistent messages, a local queue while the broker is away, broker confirms.
+    assert setting("DELIVERY_MODE") == "2"
+    assert setting("PUBLISHING_CONFIRMS") == "on"
+    queue_dir = setting("QUEUE_DIR")
+    assert queue_dir.startswith("/")
+    volumes = [str(v).split(":") for v in compose()["services"]["minio"]["volumes"]]
+    assert any(queue_dir == target_path for _, target_path, *_ in volumes), "queue_dir is not on a volume"
+    assert "@rabbitmq:5672" in setting("URL")
+    # bucketrun consumes what MinIO publishes: same broker, default exchange.
+    for service in ("bucketrun", "dispatcher", "watcher", "poller"):
+        assert "BUCKETRUN_AMQP__EXCHANGE" not in _env(service)
+        assert "@rabbitmq:5672" in _env(service)["BUCKETRUN_AMQP__URL"]
+
+
+def test_compose_bucketrun_variables_are_real_settings_and_credentials_are_interpolated() -> None:
+    for name in compose()["services"]:
+        for key, value in _env(name).items():
+            if key.startswith(ENV_PREFIX):
+                assert key in SETTINGS_ENV, f"service {name}: {key} is not a setting"
+            if _CREDENTIAL_NAME.search(key) or key in SECRET_ENV or _URL_WITH_PASSWORD.search(value):
+                literal = re.sub(r"\$\{[^}]+\}", "", value)
+                assert not _URL_WITH_PASSWORD.search(literal), f"service {name}: {key} holds a password"
+                if _CREDENTIAL_NAME.search(key) and not key.endswith("URL"):
+                    assert value.startswith("${"), f"service {name}: {key} is a literal credential"
+    example = dict(
+        line.split("=", 1)
+        for line in (COMPOSE_DIR / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    used = set(re.findall(r"\$\{(\w+)", (COMPOSE_DIR / "compose.yaml").read_text()))
+    assert used <= example.keys(), f".env.example lacks {sorted(used - example.keys())}"
+    assert not (COMPOSE_DIR / ".env").exists() or ".env" in (COMPOSE_DIR / ".gitignore").read_text()
+
+
+def test_compose_runs_the_processes_and_profiles_the_issue_asks_for() -> None:
+    services = compose()["services"]
+    assert services["bucketrun"]["command"] == ["serve"]
+    assert _env("bucketrun")["BUCKETRUN_CLUSTER__EXECUTOR"] == "local"
+    assert services["dispatcher"]["command"] == ["dispatcher"]
+    assert services["watcher"]["command"] == ["watcher"]
+    assert services["poller"]["command"] == ["poll"]
+    assert "poller" in services["poller"]["profiles"]
+    assert _env("dispatcher")["BUCKETRUN_CLUSTER__STAGER_IMAGE"] == services["dispatcher"]["image"]
+    plugins = (COMPOSE_DIR / "rabbitmq" / "enabled_plugins").read_text().strip()
+    assert re.fullmatch(r"\[[a-z_, ]+\]\.", plugins), "enabled_plugins is an Erlang list term"
+    assert "rabbitmq_prometheus" in plugins
+
+
+def test_every_mounted_file_exists() -> None:
+    missing = []
+    for name, service in compose()["services"].items():
+        for source, _ in compose_bind_mounts(service):
+            if source.startswith("${"):
+                continue  # the user's own file, named in .env (e.g. BUCKETRUN_KUBECONFIG)
+            if not (COMPOSE_DIR / source).exists():
+                missing.append(f"{name}: {source}")
+    assert not missing, f"mounted paths that do not exist: {missing}"
+    mounts = {
+        source for service in compose()["services"].values() for source, _ in compose_bind_mounts(service)
+    }
+    for expected in (
+        "../prometheus/prometheus.yml",
+        "../prometheus/rules",
+        "../grafana/provisioning",
+        "../grafana/dashboards",
+    ):
+        assert expected in mounts, f"{expected} is not mounted"
