@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import urllib3
@@ -32,7 +32,17 @@ from minio import Minio  # noqa: TID251
 from minio.datatypes import PostPolicy  # noqa: TID251
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError  # noqa: TID251
 from minio.helpers import BaseURL  # noqa: TID251
+from minio.notificationconfig import (  # noqa: TID251
+    CloudFuncConfig,
+    CommonConfig,
+    NotificationConfig,
+    PrefixFilterRule,
+    QueueConfig,
+    SuffixFilterRule,
+    TopicConfig,
+)
 
+from dispatcher.bucket_notifications import NotificationRule
 from dispatcher.errors import PermanentError, TransientError
 from dispatcher.rendering.context import OutputGrant, StagingGrants
 from dispatcher.services import OutputPath, ServiceDefinition
@@ -58,6 +68,10 @@ _TRANSIENT_CODES: Final = frozenset(
     {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "OperationAborted", "Busy"}
 )
 _LIST_LIMIT: Final = 10_000
+# What a store answers to a notification configuration it cannot hold: moto and AWS refuse MinIO ARNs
+# ("The ARN is not well formed"), MinIO refuses a target it has not configured, other S3 servers may
+# not implement notifications at all.
+_NOTIFICATION_REFUSED: Final = frozenset({"InvalidArgument", "NotImplemented", "MethodNotAllowed"})
 _AWS_ENDPOINT: Final = "https://s3.amazonaws.com"
 
 
@@ -313,11 +327,135 @@ class Storage:
 
         return await self._run(f"create bucket {bucket}", ensure)
 
+    async def bucket_exists(self, bucket: str) -> bool:
+        """Whether ``bucket`` exists (and is visible to bucketrun's key)."""
+        client = self._default.client
+        return await self._run(f"look up bucket {bucket}", lambda: client.bucket_exists(bucket))
+
+    async def list_buckets(self) -> tuple[str, ...]:
+        """Names of every bucket bucketrun's key can see."""
+        client = self._default.client
+        return await self._run("list buckets", lambda: tuple(item.name for item in client.list_buckets()))
+
+    async def object_exists(self, bucket: str, key: str) -> bool:
+        """Whether ``bucket``/``key`` exists (a missing bucket is an error, a missing key is False)."""
+        client = self._default.client
+
+        def exists() -> bool:
+            try:
+                client.stat_object(bucket, key)
+            except S3Error as error:
+                if error.code in ("NoSuchKey", "NoSuchVersion") or (
+                    error.code != "NoSuchBucket" and error.response.status == 404
+                ):
+                    return False
+                raise
+            return True
+
+        return await self._run(f"stat {bucket}/{key}", exists)
+
+    async def bucket_notification(self, bucket: str) -> tuple[NotificationRule, ...]:
+        """``bucket``'s notification configuration; ``NotificationsRefusedError`` if the store has none."""
+        client = self._default.client
+
+        def read() -> tuple[NotificationRule, ...]:
+            try:
+                config = client.get_bucket_notification(bucket)
+            except S3Error as error:
+                if error.code in _NOTIFICATION_REFUSED:
+                    raise NotificationsRefusedError(
+                        bucket, None, error.message or error.code or ""
+                    ) from error
+                raise
+            return _rules_of(config)
+
+        return await self._run(f"read the notification configuration of {bucket}", read)
+
+    async def set_bucket_notification(self, bucket: str, rules: tuple[NotificationRule, ...]) -> None:
+        """Replace ``bucket``'s notification configuration with ``rules`` (callers merge first).
+
+        ``NotificationsRefusedError`` when the store refuses it (an ARN it does not know or accept).
+        """
+        client = self._default.client
+
+        def write() -> None:
+            try:
+                if rules:
+                    client.set_bucket_notification(bucket, _config_of(rules))
+                else:
+                    client.delete_bucket_notification(bucket)
+            except S3Error as error:
+                if error.code in _NOTIFICATION_REFUSED:
+                    arns = ", ".join(sorted({rule.arn for rule in rules})) or None
+                    raise NotificationsRefusedError(
+                        bucket, arns, error.message or error.code or ""
+                    ) from error
+                raise
+
+        await self._run(f"write the notification configuration of {bucket}", write)
+
     async def _run(self, what: str, call: Callable[[], _T]) -> _T:
         try:
             return await asyncio.to_thread(call)
         except (MinioException, urllib3.exceptions.HTTPError, OSError) as error:
             raise storage_error(what, error) from error
+
+
+class NotificationsRefusedError(PermanentError):
+    """The store refused (or cannot report) a bucket notification configuration.
+
+    moto and AWS S3 answer InvalidArgument to MinIO ARNs; MinIO answers it for a target it has not been
+    configured with. ``arn`` is what was being written (None when reading).
+    """
+
+    def __init__(self, bucket: str, arn: str | None, detail: str) -> None:
+        what = f"the notification target {arn}" if arn else "bucket notifications"
+        super().__init__(
+            f"storage refused {what} on bucket {bucket}: {detail}", reason="notification-refused"
+        )
+        self.bucket = bucket
+        self.arn = arn
+        self.detail = detail
+
+
+def _rule_of(kind: str, arn: str, config: CommonConfig) -> NotificationRule:
+    prefix = config.prefix_filter_rule.value if config.prefix_filter_rule else ""
+    suffix = config.suffix_filter_rule.value if config.suffix_filter_rule else ""
+    return NotificationRule(
+        kind,  # type: ignore[arg-type]  # one of the RuleKind literals, by construction
+        arn,
+        tuple(config.events),
+        prefix,
+        suffix,
+        config.config_id,
+    )
+
+
+def _rules_of(config: NotificationConfig) -> tuple[NotificationRule, ...]:
+    rules = [
+        _rule_of("cloud-function", item.cloud_func or "", item) for item in config.cloud_func_config_list
+    ]
+    rules += [_rule_of("queue", item.queue or "", item) for item in config.queue_config_list]
+    rules += [_rule_of("topic", item.topic or "", item) for item in config.topic_config_list]
+    return tuple(rules)
+
+
+def _config_of(rules: tuple[NotificationRule, ...]) -> NotificationConfig:
+    lists: dict[str, list[Any]] = {"cloud-function": [], "queue": [], "topic": []}
+    for rule in rules:
+        common: dict[str, Any] = {
+            "events": list(rule.events),
+            "config_id": rule.rule_id,
+            "prefix_filter_rule": PrefixFilterRule(rule.prefix) if rule.prefix else None,
+            "suffix_filter_rule": SuffixFilterRule(rule.suffix) if rule.suffix else None,
+        }
+        if rule.kind == "queue":
+            lists["queue"].append(QueueConfig(queue=rule.arn, **common))
+        elif rule.kind == "topic":
+            lists["topic"].append(TopicConfig(topic=rule.arn, **common))
+        else:
+            lists["cloud-function"].append(CloudFuncConfig(cloud_func=rule.arn, **common))
+    return NotificationConfig(lists["cloud-function"], lists["queue"], lists["topic"])
 
 
 def storage_error(what: str, error: Exception) -> TransientError | PermanentError:

@@ -249,6 +249,60 @@ class Cluster:
         self._config_map_locks.pop(name, None)
         return answer.status != 409
 
+    async def read_config_map(self, name: str) -> dict[str, Any] | None:
+        """ConfigMap *name* as the API has it, or None when there is none."""
+        action = f"read ConfigMap {self.namespace}/{name}"
+        answer = await self._send(
+            action,
+            self._core.read_namespaced_config_map(
+                name, self.namespace, _preload_content=False, _request_timeout=self._timeout
+            ),
+        )
+        if answer.status == 404:
+            return None
+        self._raise_unless_ok(answer, action)
+        return status_object(answer.body)
+
+    async def list_config_maps(self, label_selector: str = MANAGED_SELECTOR) -> list[dict[str, Any]]:
+        """The namespace's ConfigMaps matching *label_selector* (default: bucketrun's), all pages."""
+        action = f"list ConfigMaps in {self.namespace}"
+        found: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            answer = await self._send(
+                action,
+                self._core.list_namespaced_config_map(
+                    self.namespace,
+                    label_selector=label_selector,
+                    limit=500,
+                    _continue=token,
+                    _preload_content=False,
+                    _request_timeout=self._timeout,
+                ),
+            )
+            self._raise_unless_ok(answer, action)
+            listing = status_object(answer.body)
+            items = listing.get("items")
+            found += [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+            token = (listing.get("metadata") or {}).get("continue") or None
+            if token is None:
+                return found
+
+    async def delete_config_map(self, name: str) -> bool:
+        """Delete ConfigMap *name*; False when it did not exist."""
+        action = f"delete ConfigMap {self.namespace}/{name}"
+        answer = await self._send(
+            action,
+            self._core.delete_namespaced_config_map(
+                name, self.namespace, _preload_content=False, _request_timeout=self._timeout
+            ),
+        )
+        self._known_config_maps.discard(name)
+        if answer.status == 404:
+            return False
+        self._raise_unless_ok(answer, action)
+        return True
+
     async def ensure_secret(
         self, name: str, data: Mapping[str, str | bytes], *, labels: Mapping[str, str] | None = None
     ) -> bool:

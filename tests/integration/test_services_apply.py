@@ -1,0 +1,337 @@
+"""`bucketrun services apply|list|delete` run as a command against the real S3 server and cluster.
+
+The S3 server is moto here (a MinIO container where Docker answers): moto refuses MinIO ARNs with
+InvalidArgument "The ARN is not well formed", which is the rejection path; it accepts an AWS SQS ARN
+and round-trips the configuration, which is how the wiring itself is checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes_asyncio import client  # noqa: TID251 - the test inspects the cluster directly
+from minio.notificationconfig import NotificationConfig, QueueConfig, TopicConfig  # noqa: TID251
+
+from dispatcher.cli import main
+from dispatcher.cluster.client import MANAGED_SELECTOR, Cluster
+from dispatcher.rendering.context import RenderSettings
+from dispatcher.rendering.render import JobRenderer
+from dispatcher.s3_server import free_port
+from dispatcher.services import load_services
+from tests.backends.kubernetes import KubeTestEnv
+from tests.backends.s3 import S3Scope
+
+pytestmark = pytest.mark.integration
+
+AWS_ARN = "arn:aws:sqs:us-east-1:123456789012:bucketrun-events"
+FOREIGN_ARN = "arn:aws:sqs:us-east-1:123456789012:someone-else"
+FOREIGN_TOPIC = "arn:aws:sns:us-east-1:123456789012:audit"
+RUN_TIMEOUT = 90.0
+
+FDL = """\
+functions:
+  oscar:
+  - test:
+      name: upper
+      image: alpine:3.20
+      script: |
+        #!/bin/sh
+        tr a-z A-Z < "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/out.txt"
+      input:
+      - storage_provider: minio
+        path: {inbox}/in
+        suffix: [{suffix}]
+      output:
+      - storage_provider: minio
+        path: {outbox}/results
+"""
+
+
+class Stack:
+    """One test's buckets, namespace and FDL, and a way to run `bucketrun` against them."""
+
+    def __init__(
+        self, s3: S3Scope, kube: KubeTestEnv, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        self.capsys = capsys
+        self.s3 = s3
+        self.kube = kube
+        self.inbox = s3.bucket("in", create=False)
+        self.outbox = s3.bucket("out", create=False)
+        self.records = s3.bucket("records", create=False)
+        self.fdl = tmp_path / "services.yaml"
+        self.write_fdl('".txt", ".md"')
+
+    def write_fdl(self, suffix: str) -> None:
+        self.fdl.write_text(FDL.format(inbox=self.inbox, outbox=self.outbox, suffix=suffix))
+
+    def env(self, **extra: str) -> dict[str, str]:
+        endpoint = self.s3.endpoint
+        base = {key: value for key, value in os.environ.items() if not key.startswith("BUCKETRUN_")}
+        return {
+            **base,
+            "BUCKETRUN_STORAGE__ENDPOINT": endpoint.endpoint,
+            "BUCKETRUN_STORAGE__ACCESS_KEY": endpoint.access_key,
+            "BUCKETRUN_STORAGE__SECRET_KEY": endpoint.secret_key,
+            "BUCKETRUN_STORAGE__REGION": endpoint.region,
+            "BUCKETRUN_STORAGE__SECURE": str(endpoint.secure).lower(),
+            "BUCKETRUN_STORAGE__RECORDS_BUCKET": self.records,
+            "BUCKETRUN_CLUSTER__EXECUTOR": "kubernetes",
+            "BUCKETRUN_CLUSTER__NAMESPACE": self.kube.namespace,
+            "BUCKETRUN_CLUSTER__KUBECONFIG": str(self.kube.kubeconfig),
+            **extra,
+        }
+
+    async def run(self, *args: str, **env: str) -> tuple[int, str, str]:
+        """`bucketrun ARGS` through `main(argv)` in a worker thread (it runs its own event loop) with this
+        stack's settings in the environment: (exit code, stdout, stderr)."""
+        with pytest.MonkeyPatch.context() as patch:
+            for key in [key for key in os.environ if key.startswith("BUCKETRUN_")]:
+                patch.delenv(key)
+            for key, value in self.env(**env).items():
+                if key.startswith("BUCKETRUN_"):
+                    patch.setenv(key, value)
+            self.capsys.readouterr()
+            async with asyncio.timeout(RUN_TIMEOUT):
+                code = await asyncio.to_thread(main, list(args))
+            out, err = self.capsys.readouterr()
+        return code, out, err
+
+    async def run_installed(self, *args: str, **env: str) -> tuple[int, str, str]:
+        """`python -m dispatcher.cli ARGS` as a separate process, as a user runs it."""
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "dispatcher.cli",
+            *args,
+            env=self.env(**env),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            async with asyncio.timeout(RUN_TIMEOUT):
+                out, err = await process.communicate()
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            pytest.fail(f"bucketrun {' '.join(args)} did not finish within {RUN_TIMEOUT} s")
+        assert process.returncode is not None
+        return process.returncode, out.decode(), err.decode()
+
+    async def snapshot(self, api: client.ApiClient) -> dict[str, Any]:
+        """Every bucket of this test with its objects and notification entries, and the ConfigMaps."""
+
+        def store() -> dict[str, Any]:
+            minio = self.s3.endpoint.client()
+            found: dict[str, Any] = {}
+            for bucket in (self.inbox, self.outbox, self.records):
+                if not minio.bucket_exists(bucket):
+                    continue
+                objects = sorted(
+                    item.object_name or "" for item in minio.list_objects(bucket, recursive=True)
+                )
+                found[bucket] = (objects, repr(minio.get_bucket_notification(bucket)))
+            return found
+
+        maps = await client.CoreV1Api(api).list_namespaced_config_map(
+            self.kube.namespace, label_selector=MANAGED_SELECTOR
+        )
+        return {
+            "store": await asyncio.to_thread(store),
+            "configmaps": sorted(m.metadata.name for m in maps.items),
+        }
+
+    def notification(self, bucket: str) -> NotificationConfig:
+        return self.s3.endpoint.client().get_bucket_notification(bucket)
+
+    def expected_config_map(self) -> dict[str, Any]:
+        service = load_services([self.fdl]).services[0]
+        return JobRenderer(RenderSettings(namespace=self.kube.namespace)).render_config_map(service)
+
+
+@pytest.fixture
+def stack(s3: S3Scope, kube: KubeTestEnv, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Stack:
+    return Stack(s3, kube, tmp_path, capsys)
+
+
+def needs_moto(stack: Stack) -> None:
+    if stack.s3.endpoint.backend != "moto":
+        pytest.skip(f"needs moto's acceptance of AWS ARNs; the S3 backend is {stack.s3.endpoint.backend}")
+
+
+async def test_apply_creates_everything_and_a_second_run_changes_nothing(
+    stack: Stack, kube_api: client.ApiClient
+) -> None:
+    needs_moto(stack)
+    code, out, err = await stack.run_installed(
+        "services", "apply", str(stack.fdl), BUCKETRUN_STORAGE__NOTIFY_ARN=AWS_ARN
+    )
+    assert code == 0, err
+    for line in (
+        f"create bucket {stack.inbox}",
+        f"create bucket {stack.outbox}",
+        f"create bucket {stack.records}",
+        f"create marker {stack.inbox}/in/",
+        f"create marker {stack.outbox}/results/",
+    ):
+        assert line in out.splitlines()
+    assert f"create configmap {stack.expected_config_map()['metadata']['name']}" in out
+    assert f"update notification {stack.inbox}: add bucketrun-upper-0" in out
+
+    wiring = stack.notification(stack.inbox).queue_config_list
+    assert sorted(
+        (q.config_id, q.queue, tuple(q.events), q.prefix_filter_rule.value, q.suffix_filter_rule.value)  # type: ignore[union-attr]
+        for q in wiring
+    ) == [
+        ("bucketrun-upper-0", AWS_ARN, ("s3:ObjectCreated:*",), "in/", ".txt"),
+        ("bucketrun-upper-1", AWS_ARN, ("s3:ObjectCreated:*",), "in/", ".md"),
+    ]
+    # The dispatcher renders the same ConfigMap and finds it there (409: nothing to create).
+    cluster = await Cluster.connect(stack.kube.namespace, kubeconfig=stack.kube.kubeconfig)
+    try:
+        assert await cluster.ensure_config_map(stack.expected_config_map()) is False
+    finally:
+        await cluster.close()
+
+    before = await stack.snapshot(kube_api)
+    code, out, err = await stack.run(
+        "services", "apply", str(stack.fdl), BUCKETRUN_STORAGE__NOTIFY_ARN=AWS_ARN
+    )
+    assert code == 0, err
+    assert out.splitlines()[-1].startswith("no changes")
+    assert f"notification {stack.inbox} unchanged" in out
+    assert await stack.snapshot(kube_api) == before
+
+
+async def test_dry_run_changes_nothing(stack: Stack, kube_api: client.ApiClient) -> None:
+    empty = await stack.snapshot(kube_api)
+    code, out, err = await stack.run("services", "apply", "--dry-run", str(stack.fdl))
+    assert code == 0, err
+    assert f"would create bucket {stack.inbox}" in out
+    assert "nothing was changed" in out.splitlines()[-1]
+    assert await stack.snapshot(kube_api) == empty == {"store": {}, "configmaps": []}
+
+    # Half applied (no notifications), then a dry run that would change the script: still nothing.
+    code, _, err = await stack.run("services", "apply", "--skip-notifications", str(stack.fdl))
+    assert code == 0, err
+    before = await stack.snapshot(kube_api)
+    stack.write_fdl('".png"')
+    code, out, err = await stack.run("services", "apply", "--dry-run", str(stack.fdl))
+    assert "would update notification" in out, err
+    assert await stack.snapshot(kube_api) == before
+
+
+async def test_a_store_refusing_minio_arns_gets_the_rest_and_a_poller_hint(
+    stack: Stack, kube_api: client.ApiClient
+) -> None:
+    if stack.s3.endpoint.backend == "minio":
+        pytest.skip("a MinIO container may have an AMQP target; this checks a store that refuses the ARN")
+    code, out, err = await stack.run("services", "apply", str(stack.fdl))  # default arn:minio:sqs::_:amqp
+    assert code == 3, (out, err)
+    assert f"refused: update notification {stack.inbox}" in out
+    assert "arn:minio:sqs::_:amqp" in err
+    assert stack.inbox in err
+    assert "bucketrun poll" in err
+    assert "Everything else was applied" in err
+    state = await stack.snapshot(kube_api)
+    assert state["store"][stack.inbox][0] == ["in/"]
+    assert state["store"][stack.outbox][0] == ["results/"]
+    assert stack.records in state["store"]
+    assert state["configmaps"] == [stack.expected_config_map()["metadata"]["name"]]
+
+    code, out, err = await stack.run("services", "apply", "--skip-notifications", str(stack.fdl))
+    assert code == 0, err
+    assert out.splitlines()[-1].startswith("no changes")
+
+
+async def test_delete_removes_only_bucketruns_entries_and_configmaps(
+    stack: Stack, kube_api: client.ApiClient
+) -> None:
+    needs_moto(stack)
+    await asyncio.to_thread(stack.s3.bucket, "in")  # exists already, with someone else's wiring
+    foreign = NotificationConfig(
+        queue_config_list=[QueueConfig(queue=FOREIGN_ARN, events=["s3:ObjectRemoved:*"], config_id="audit")],
+        topic_config_list=[TopicConfig(topic=FOREIGN_TOPIC, events=["s3:ObjectCreated:Put"], config_id="t1")],
+    )
+    stack.s3.endpoint.client().set_bucket_notification(stack.inbox, foreign)
+
+    code, _, err = await stack.run("services", "apply", str(stack.fdl), BUCKETRUN_STORAGE__NOTIFY_ARN=AWS_ARN)
+    assert code == 0, err
+    merged = stack.notification(stack.inbox)
+    assert {q.config_id for q in merged.queue_config_list} == {
+        "audit",
+        "bucketrun-upper-0",
+        "bucketrun-upper-1",
+    }
+    assert [t.config_id for t in merged.topic_config_list] == ["t1"]
+
+    before = await stack.snapshot(kube_api)
+    code, out, err = await stack.run("services", "delete", "upper", "--dry-run")
+    assert code == 0, err
+    assert f"would update notification {stack.inbox}: remove bucketrun-upper-0, bucketrun-upper-1" in out
+    assert await stack.snapshot(kube_api) == before
+
+    code, out, err = await stack.run("services", "delete", "--fdl", str(stack.fdl))
+    assert code == 0, err
+    assert f"delete configmap {stack.expected_config_map()['metadata']['name']}" in out
+    left = stack.notification(stack.inbox)
+    assert [q.config_id for q in left.queue_config_list] == ["audit"]
+    assert [t.config_id for t in left.topic_config_list] == ["t1"]
+    after = await stack.snapshot(kube_api)
+    assert after["configmaps"] == []
+    # Buckets and objects stay.
+    assert {bucket: objects for bucket, (objects, _) in after["store"].items()} == {
+        stack.inbox: ["in/"],
+        stack.outbox: ["results/"],
+        stack.records: [],
+    }
+
+
+async def test_list_shows_wiring_and_drift_against_the_fdl(stack: Stack) -> None:
+    needs_moto(stack)
+    code, _, err = await stack.run("services", "apply", str(stack.fdl), BUCKETRUN_STORAGE__NOTIFY_ARN=AWS_ARN)
+    assert code == 0, err
+
+    def upper(out: str) -> dict[str, Any]:
+        return next(s for s in json.loads(out)["services"] if s["name"] == "upper")
+
+    code, out, err = await stack.run(
+        "services", "list", str(stack.fdl), "--json", BUCKETRUN_STORAGE__NOTIFY_ARN=AWS_ARN
+    )
+    assert code == 0, err
+    status = upper(out)
+    assert (status["notifications"], status["config_map"], status["in_fdl"]) == ("wired", "present", True)
+    assert stack.inbox in status["buckets"]
+
+    stack.write_fdl('".png"')
+    code, out, err = await stack.run(
+        "services", "list", str(stack.fdl), "--json", BUCKETRUN_STORAGE__NOTIFY_ARN=AWS_ARN
+    )
+    assert code == 0, err
+    status = upper(out)
+    assert status["notifications"] == "drifted"
+    assert status["config_map"] == "outdated"  # the content hash covers the inputs: a new version is due
+    assert any("suffix '.txt' -> '.png'" in line for line in status["drift"])
+
+
+async def test_bad_fdl_exits_2_before_contacting_anything(stack: Stack, kube_api: client.ApiClient) -> None:
+    stack.fdl.write_text(stack.fdl.read_text().replace("name: upper", "name: Upper_Case"))
+    code, out, err = await stack.run("services", "apply", str(stack.fdl))
+    assert code == 2
+    assert "Upper_Case" in err
+    assert out == ""
+    assert await stack.snapshot(kube_api) == {"store": {}, "configmaps": []}
+
+
+async def test_an_unreachable_store_exits_1_naming_what_failed(stack: Stack) -> None:
+    dead = f"127.0.0.1:{free_port()}"  # nothing listens there
+    code, out, err = await stack.run("services", "apply", str(stack.fdl), BUCKETRUN_STORAGE__ENDPOINT=dead)
+    assert code == 1, (out, err)
+    assert "error: cannot reach storage" in err
+    assert stack.inbox in err or stack.records in err  # the bucket it was looking up
