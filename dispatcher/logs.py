@@ -57,6 +57,9 @@ LIBRARY_LOGGERS: Final = (
     "asyncio",
 )
 """Library loggers routed through the pipeline, quiet below WARNING unless the level asks for DEBUG."""
+_BODY_LOGGERS: Final = frozenset({"kubernetes_asyncio"})
+"""Never below INFO: at DEBUG they log whole API bodies, and a Job's body holds its presigned grants
+(POST policies are JSON inside a string, beyond what redaction can see reliably)."""
 
 
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
@@ -139,4 +142,6 @@ def configure_logging(*, level: str = "INFO", json: bool | None = None, secrets:
     root.setLevel(numeric_level)
     library_level = numeric_level if numeric_level <= logging.DEBUG else max(numeric_level, logging.WARNING)
     for name in LIBRARY_LOGGERS:
-        logging.getLogger(name).setLevel(library_level)
+        logging.getLogger(name).setLevel(
+            max(library_level, logging.INFO) if name in _BODY_LOGGERS else library_level
+        )

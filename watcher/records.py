@@ -1,6 +1,6 @@
 """Job records: what is kept of a finished Job once its pods are gone, and where it is kept.
 
-A record lives under ``<records_bucket>/<records_prefix><service>/<job-name>/``::
+A record lives under ``<records_bucket>/<records_prefix (a folder)>/<service>/<job-name>/``::
 
     status.json           the record below (also the body of the completion event)
     logs/<container>.log  the last lines of each container's log (newest pod)
@@ -39,8 +39,13 @@ _MAX_OUTPUTS: Final = 10_000  # a record must stay small enough to publish as on
 
 
 def record_folder(prefix: str, service: str, name: str) -> str:
-    """``<prefix><service>/<name>/``: the folder of one Job's record."""
-    return f"{prefix}{service}/{name}/"
+    """``<prefix>/<service>/<name>/``: the folder of one Job's record.
+
+    The prefix is a folder, as the overlap check at start (``check_records_location``) reads it: glued
+    on as text, a prefix ``i`` and a service ``n`` would write under ``in/``, which the check never saw.
+    """
+    folder = prefix.strip("/")
+    return f"{folder}/{service}/{name}/" if folder else f"{service}/{name}/"
 
 
 def tail(text: str, lines: int) -> str:
@@ -154,7 +159,7 @@ class RecordStore:
     def __init__(self, storage: Storage, bucket: str, prefix: str) -> None:
         self.storage = storage
         self.bucket = bucket
-        self.prefix = prefix
+        self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""  # a folder, as record_folder
 
     def folder(self, service: str, name: str) -> str:
         """The key prefix of one Job's record."""

@@ -111,3 +111,12 @@ def test_library_lines_go_through_the_same_pipeline_with_context_and_redaction(c
         assert "timestamp" in line
     assert SECRET_KEY not in json.dumps(lines)
     assert own["url"].endswith(f"?{REDACTED}")
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_debug_level_still_keeps_api_bodies_out(capsys) -> None:
+    configure_logging(level="DEBUG", json=True)
+    logging.getLogger("kubernetes_asyncio.client.rest").debug("response body: {'policy': 'eyJ...'}")
+    logging.getLogger("aiormq.connection").debug("frame sent")
+    events = [json.loads(line)["event"] for line in capsys.readouterr().err.splitlines()]
+    assert events == ["frame sent"]

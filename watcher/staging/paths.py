@@ -4,6 +4,8 @@ The user's script is not trusted with the stager's reach: it may leave symlinks 
 would block a reader forever, or names that are not UTF-8. Stage-out uploads only regular files found
 under ``TMP_OUTPUT_DIR`` without following a symlink, and checks each resolved path again before opening
 it (with ``O_NOFOLLOW``). Stage-in writes the input only inside ``TMP_INPUT_DIR``, whatever the key was.
+The work directories themselves are checked too: the script shares the volume, so it could replace
+``output/`` (or ``state/``) by a symlink to a directory the stager can read or write.
 """
 
 from __future__ import annotations
@@ -46,10 +48,24 @@ class Skipped:
 
 
 def make_shared_dir(path: Path) -> None:
-    """Create ``path`` (and missing parents) and make it writable by every UID in the pod."""
+    """Create ``path`` (and missing parents) and make it writable by every UID in the pod; a symlink in
+    its place is refused (``UnsafePathError``), since chmod would change the link's target."""
+    if path.is_symlink():
+        raise UnsafePathError(f"work directory {str(path)!r} is a symbolic link")
     path.mkdir(parents=True, exist_ok=True)
     # mkdir's mode is filtered by the umask; the shared directories must really be 0777.
     path.chmod(SHARED_DIR_MODE)
+
+
+def real_dir(directory: Path, variable: str) -> Path:
+    """``directory`` with its parents resolved, or ``UnsafePathError`` if the directory itself is a symlink.
+
+    Resolving the whole path would follow a link the script planted in place of a work directory and
+    silently move the stager's reads or writes outside the job's volume.
+    """
+    if directory.is_symlink():
+        raise UnsafePathError(f"{variable} {str(directory)!r} is a symbolic link")
+    return directory.parent.resolve() / directory.name
 
 
 def checked_input_file(input_file: Path, input_dir: Path) -> Path:
@@ -61,7 +77,7 @@ def checked_input_file(input_file: Path, input_dir: Path) -> Path:
     name = input_file.name
     if name in {"", ".", ".."}:
         raise UnsafePathError(f"INPUT_FILE_PATH {str(input_file)!r} does not name a file")
-    root = input_dir.resolve()
+    root = real_dir(input_dir, "TMP_INPUT_DIR")
     parent = input_file.parent.resolve()
     if not parent.is_relative_to(root):
         raise UnsafePathError(f"INPUT_FILE_PATH {str(input_file)!r} is outside TMP_INPUT_DIR {str(root)!r}")
@@ -72,10 +88,14 @@ def scan_outputs(output_dir: Path) -> tuple[list[OutputFile], list[Skipped]]:
     """Every regular file under ``output_dir`` (recursively, in name order) and what was skipped.
 
     Symlinks are neither followed nor uploaded; FIFOs, sockets and devices are skipped; names that are
-    not valid UTF-8 cannot become keys and are skipped. A missing ``output_dir`` holds nothing.
+    not valid UTF-8 cannot become keys and are skipped. A missing ``output_dir`` holds nothing; one that
+    is a symlink is not followed and reported as unreadable (the script tampered with the work volume).
     """
     files: list[OutputFile] = []
     skipped: list[Skipped] = []
+    if output_dir.is_symlink():
+        skipped.append(Skipped(".", "TMP_OUTPUT_DIR is a symbolic link: not followed", unreadable=True))
+        return files, skipped
     if not output_dir.is_dir():
         return files, skipped
     _walk(output_dir, (), files, skipped)
@@ -158,7 +178,7 @@ def open_output(file: OutputFile, output_dir: Path) -> int:
     """A read-only descriptor of ``file``, refused (``UnsafePathError``) unless it is a regular file
     that really lies inside ``output_dir``: checked again at open time, since the scan may be stale."""
     check_relative(file.relative)
-    root = output_dir.resolve()
+    root = real_dir(output_dir, "TMP_OUTPUT_DIR")
     resolved = (root / PurePosixPath(file.relative)).resolve()
     if not resolved.is_relative_to(root) or resolved != root / PurePosixPath(file.relative):
         raise UnsafePathError(f"output {file.relative!r} resolves outside TMP_OUTPUT_DIR or through a link")

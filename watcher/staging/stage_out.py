@@ -21,8 +21,10 @@ from watcher.staging.exit_codes import EXIT_OK, EXIT_RUN_KILLED, EXIT_UPLOAD_FAI
 from watcher.staging.multipart import form_envelope
 from watcher.staging.paths import (
     OutputFile,
+    UnsafePathError,
     open_output,
     output_key,
+    real_dir,
     scan_outputs,
     targets_for,
 )
@@ -101,8 +103,9 @@ def stage_out(
         report(f"nothing uploaded: outputs are uploaded only on success ({config.upload.value})")
     try:
         write_manifest(config.state_dir / MANIFEST_FILE, result.uploaded)
-    except OSError as error:
-        report(f"cannot write {MANIFEST_FILE}: {error.strerror or error}")
+    except (OSError, UnsafePathError) as error:
+        detail = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        report(f"cannot write {MANIFEST_FILE}: {detail}")
         result.failures += 1
     if result.failures:
         report(f"{result.failures} upload(s) failed")
@@ -167,12 +170,14 @@ def content_type(relative: str) -> str:
 def write_manifest(path: Path, uploaded: list[Uploaded]) -> None:
     """Write ``outputs.json`` atomically (temporary file, then rename), readable by every UID."""
     document = [{"bucket": u.bucket, "key": u.key, "size": u.size} for u in uploaded]
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".outputs-")
+    # The script shares the volume: a state dir it replaced by a symlink must not move the write.
+    directory = real_dir(path.parent, "BUCKETRUN_STATE_DIR")
+    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".outputs-")
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as sink:
             json.dump(document, sink, ensure_ascii=False, indent=1)
             os.fchmod(sink.fileno(), 0o644)
-        Path(temporary).replace(path)
+        Path(temporary).replace(directory / path.name)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
