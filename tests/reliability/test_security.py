@@ -8,7 +8,7 @@
   captured, the stdlib loggers captured, this process's stdout/stderr captured and the pod's logs read.
 - Containers run without privilege: the stagers non-root with no capabilities, no container may
   escalate, the pod has no service-account token.
-- /healthz, /readyz and /metrics expose no secret of the dispatcher's settings.
+- /healthz, /readyz and /metrics of the dispatcher and the watcher expose no secret of their settings.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from tests.backends.rabbit_node import CTL
 from tests.backends.rabbitmq import AmqpNames
 from tests.integration.stack import amqp_settings, started, until
 from tests.integration.test_dispatcher import jobs
+from watcher.app import run_watcher
 
 pytestmark = pytest.mark.reliability
 
@@ -234,7 +235,7 @@ async def test_dispatch_and_stage_log_no_grant_and_endpoints_expose_no_secret(  
     add_broker_user(private_rabbitmq)
     url = f"amqp://{AMQP_USER}:{AMQP_PASSWORD}@127.0.0.1:{private_rabbitmq.amqp_port}/"
     names = AmqpNames(url)
-    inputs, outputs = s3.bucket("in"), s3.bucket("out")
+    inputs, outputs, records = s3.bucket("in"), s3.bucket("out"), s3.bucket("records")
     key = "in/report.txt"
     s3.endpoint.client().put_object(inputs, key, io.BytesIO(b"hello"), 5)
     fdl = tmp_path / "services.yaml"
@@ -248,15 +249,23 @@ async def test_dispatch_and_stage_log_no_grant_and_endpoints_expose_no_secret(  
             "access_key": ACCESS_KEY,
             "secret_key": S3_SECRET,
             "region": s3.endpoint.region,
+            "records_bucket": records,
         },
         cluster={"executor": "kubernetes", "namespace": kube.namespace, "kubeconfig": kube.kubeconfig},
         services={"paths": (fdl,)},
         metrics={"host": "127.0.0.1", "port": port},
     )
     assert isinstance(settings.storage.secret_key, SecretStr)
+    watcher_port = free_port()
+    watcher_settings = settings.model_copy(
+        update={"metrics": settings.metrics.model_copy(update={"port": watcher_port})}
+    )
     caplog.set_level(logging.DEBUG)
     with structlog.testing.capture_logs() as logged:
-        async with started(partial(run_dispatcher, settings), "dispatcher"):
+        async with (
+            started(partial(run_dispatcher, settings), "dispatcher"),
+            started(partial(run_watcher, watcher_settings), "watcher"),
+        ):
             answers = {path: await http_get(port, path) for path in ("/healthz", "/readyz", "/metrics")}
             connection = await aio_pika.connect(url)
             async with connection:
@@ -283,8 +292,20 @@ async def test_dispatch_and_stage_log_no_grant_and_endpoints_expose_no_secret(  
             logs = await pod_logs(kube)
             answers |= {f"{path} (running)": await http_get(port, path) for path in ("/readyz", "/metrics")}
 
+            async def recorded() -> bool:
+                found = s3.endpoint.client().list_objects(records, "records/", recursive=True)
+                return any((o.object_name or "").endswith("/status.json") for o in found)
+
+            await until(recorded, "the watcher's job record", within=60)
+            answers |= {
+                f"watcher {path}": await http_get(watcher_port, path)
+                for path in ("/healthz", "/readyz", "/metrics")
+            }
+
     assert_holds_only_scoped_grants(job, inputs=inputs, key=key, outputs=outputs)
     assert answers["/healthz"][0] == 200
+    assert answers["watcher /readyz"][0] == 200
+    assert "bucketrun_records_written_total 1.0" in str(answers["watcher /metrics"])
     assert "uploaded 'out.txt'" in logs, logs
     out, err = capfd.readouterr()
     everything = {
