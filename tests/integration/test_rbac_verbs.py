@@ -8,7 +8,9 @@ PUT = update, PATCH = patch, DELETE = delete, pods/log a resource of its own) gi
 1. the dispatcher turns a MinIO event into a Job (ConfigMap, Job, the Job informer's list + watch);
 2. the watcher leads through the Lease (create, get, renew, release) and records the finished Job
    (list + watch Jobs, list its pods, read its logs, annotate it);
-3. `bucketrun jobs list|show|logs` read the cluster as an operator does.
+3. `bucketrun jobs list|show|logs` read the cluster as an operator does (Role `bucketrun-operator`);
+4. `bucketrun services apply|list|delete` manage the services' ConfigMaps (Role `bucketrun-admin`):
+   apply creates, finds unchanged and replaces an outdated one, list reads, delete removes.
 
 Used must equal granted, per Role; the failure message lists both differences.
 """
@@ -27,6 +29,7 @@ import pytest
 
 from dispatcher.app import run_dispatcher
 from dispatcher.events import build_message
+from dispatcher.services_admin import EXIT_OK, apply_services, delete_services, list_services
 from dispatcher.settings import Settings
 from tests.backends.kubernetes import KubeTestEnv
 from tests.backends.rabbitmq import AmqpNames
@@ -182,6 +185,65 @@ async def test_each_role_grants_exactly_what_its_code_calls(amqp_names, s3, kube
     _, code = await job_logs(settings, name)
     assert code == 0
     assert_same("bucketrun-operator", used(control, namespace))
+
+
+async def test_the_admin_role_grants_exactly_what_services_apply_list_delete_call(s3, kube, tmp_path) -> None:
+    control = kube.require_control()
+    namespace = kube.namespace
+    inputs, records = s3.bucket("inputs", create=False), s3.bucket("records", create=False)
+    fdl = tmp_path / "services.yaml"
+    fdl.write_text(FDL.replace("INPUT", inputs))
+    settings = Settings.load(
+        storage=storage_settings(s3.endpoint, records_bucket=records),
+        cluster={"executor": "kubernetes", "namespace": namespace, "kubeconfig": kube.kubeconfig},
+    )
+    # The cluster verbs do not depend on the store taking MinIO's ARN (moto refuses it): leave the
+    # notifications out, so the commands run the same on every S3 backend.
+    apply = partial(apply_services, settings, [fdl], skip_notifications=True)
+    calls: set[Permission] = set()
+
+    # Apply on an empty namespace: reads the ConfigMap (404), creates it.
+    control.reset_stats()
+    out: list[str] = []
+    assert await apply(emit=out.append) == ("", EXIT_OK)
+    (config_map,) = [line.split()[-1] for line in out if line.startswith("create configmap ")]
+    calls |= used(control, namespace)
+
+    # Apply over an outdated ConfigMap of that name (immutable): reads it, deletes it, creates it again.
+    await _tamper_with(settings, config_map)
+    control.reset_stats()
+    out.clear()
+    assert await apply(emit=out.append) == ("", EXIT_OK)
+    assert any(line.startswith(f"replace configmap {config_map}") for line in out), out
+    calls |= used(control, namespace)
+
+    # List (against the FDL too), then delete by name: both find bucketrun's ConfigMaps by label.
+    control.reset_stats()
+    out.clear()
+    assert await list_services(settings, [fdl], emit=out.append) == ("", EXIT_OK)
+    assert any(line.startswith("upper") for line in out), out
+    out.clear()
+    assert await delete_services(settings, ["upper"], [], emit=out.append) == ("", EXIT_OK)
+    assert f"delete configmap {config_map}" in out, out
+    calls |= used(control, namespace)
+
+    assert_same("bucketrun-admin", calls)
+
+
+async def _tamper_with(settings: Settings, name: str) -> None:
+    """Put ConfigMap *name* back with other data, as an older template would have rendered it."""
+    from dispatcher.cluster import Cluster  # noqa: PLC0415 - see _only_job_name
+
+    cluster = await Cluster.from_settings(settings.cluster)
+    try:
+        found = await cluster.read_config_map(name)
+        assert found is not None
+        assert await cluster.delete_config_map(name)
+        metadata = {key: found["metadata"][key] for key in ("name", "labels") if key in found["metadata"]}
+        older = {**found, "metadata": metadata, "data": {**found["data"], "run.sh": "#!/bin/sh\nexit 1\n"}}
+        assert await cluster.ensure_config_map(older)
+    finally:
+        await cluster.close()
 
 
 async def _only_job_name(settings: Settings) -> str:

@@ -5,7 +5,8 @@ here) and every object is validated against the Kubernetes schema (kubernetes-va
 the rules of the deployment: namespaced least-privilege RBAC, non-root pods without privilege
 escalation, probes, the drain bound, credentials only through Secret references, settings that exist,
 one image for dispatcher, watcher and stager. The compose file: pinned images, MinIO's real AMQP
-variable names agreeing with bucketrun's AMQP defaults, mounted files that exist.
+variable names agreeing with bucketrun's AMQP defaults, the ARN `bucketrun services apply` subscribes
+inputs to being the target MinIO defines, that one-shot gating the processes, mounted files that exist.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import yaml
 
 from dispatcher.app import load_catalog
 from dispatcher.rendering.context import STAGER_SECURITY_CONTEXT
+from dispatcher.services import load_services
 from dispatcher.settings import (
     ENV_PREFIX,
     AmqpSettings,
@@ -495,6 +497,61 @@ def test_minio_amqp_variables_are_real_names_and_match_bucketruns_amqp_defaults(
     for service in ("bucketrun", "dispatcher", "watcher", "poller"):
         assert "BUCKETRUN_AMQP__EXCHANGE" not in _env(service)
         assert "@rabbitmq:5672" in _env(service)["BUCKETRUN_AMQP__URL"]
+
+
+def _bucketrun_containers() -> list[str]:
+    """The compose services running the bucketrun image (built from deploy/Dockerfile)."""
+    return [name for name, service in compose()["services"].items() if "build" in service]
+
+
+def test_the_arn_bucketrun_subscribes_inputs_to_is_the_amqp_target_minio_defines() -> None:
+    minio = _env("minio")
+    enable = "MINIO_NOTIFY_AMQP_ENABLE_"
+    (target,) = [key.removeprefix(enable) for key, value in minio.items() if key.startswith(enable)]
+    assert minio[enable + target] == "on"
+    # MinIO puts its region in the ARN (arn:minio:sqs:REGION:ID:amqp); none is set here.
+    region = minio.get("MINIO_SITE_REGION", minio.get("MINIO_REGION", ""))
+    expected = f"arn:minio:sqs:{region}:{target}:amqp"
+    default = StorageSettings.model_fields["notify_arn"].default
+    containers = _bucketrun_containers()
+    assert "services-apply" in containers
+    for name in containers:
+        arn = _env(name).get("BUCKETRUN_STORAGE__NOTIFY_ARN", default)
+        assert arn == expected, f"service {name}: notifications go to {arn}, MinIO's target is {expected}"
+        StorageSettings(notify_arn=arn, access_key="k", secret_key="s")  # and bucketrun takes it
+
+
+def test_services_apply_is_a_one_shot_that_the_processes_wait_for(tmp_path: Path) -> None:
+    services = compose()["services"]
+    apply = services["services-apply"]
+    assert apply["command"][:2] == ["services", "apply"]
+    assert "--skip-notifications" not in apply["command"], "MinIO here has the target: wire it"
+    assert apply["restart"] == "no", "a one-shot that restarts never completes"
+    assert apply["healthcheck"] == {"disable": True}
+    assert "profiles" not in apply, "every profile needs the buckets and the notification"
+    assert {name: dep["condition"] for name, dep in apply["depends_on"].items()} == {
+        "rabbitmq": "service_healthy",
+        "minio": "service_healthy",
+        "minio-setup": "service_completed_successfully",  # bucketrun's MinIO user
+    }
+    # What it applies is what the processes load: the same host directory, through the real loader.
+    mounts = {target: source for source, target in compose_bind_mounts(apply)}
+    paths = [arg for arg in apply["command"][2:] if not arg.startswith("-")]
+    assert paths, "services apply names no FDL"
+    for path in paths:
+        assert path in mounts, f"{path} is not mounted into services-apply"
+        assert load_services([COMPOSE_DIR / mounts[path]]).services
+    for name in _bucketrun_containers():
+        if name == "services-apply":
+            continue
+        theirs = {target: source for source, target in compose_bind_mounts(services[name])}
+        assert mounts.items() <= theirs.items(), f"{name} loads other services than services-apply applied"
+        condition = services[name]["depends_on"]["services-apply"]["condition"]
+        assert condition == "service_completed_successfully", f"{name} starts before services apply"
+    # The mc stopgap no longer wires notifications or makes the services' buckets: services apply does.
+    script = (COMPOSE_DIR / "minio-setup.sh").read_text()
+    assert "mc event" not in script
+    assert re.findall(r"^mc mb .*$", script, re.MULTILINE) == ["mc mb --ignore-existing local/uploads"]
 
 
 def test_compose_bucketrun_variables_are_real_settings_and_credentials_are_interpolated() -> None:
