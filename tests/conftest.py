@@ -1,10 +1,15 @@
-"""Shared pytest set-up: the real-server backends, a summary of which ones this run used, and a
-check that the run left no process behind."""
+"""Shared pytest set-up: the real-server backends, a summary of which ones this run used, a check that
+the run left no process behind, and process-wide logging set-up put back after each test."""
 
 from __future__ import annotations
 
-import pytest
+import logging
+from collections.abc import Iterator
 
+import pytest
+import structlog
+
+from dispatcher.logs import LIBRARY_LOGGERS
 from tests.backends import chosen_backends
 from tests.backends.leaks import descendants
 
@@ -15,6 +20,22 @@ pytest_plugins = [
 ]
 
 _leftovers: dict[int, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """A test that runs a CLI command in-process configures logging for the whole process (as the
+    command must); put structlog and the stdlib loggers back so later tests see the defaults."""
+    config = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    levels = {name: logging.getLogger(name).level for name in LIBRARY_LOGGERS}
+    yield
+    structlog.configure(**config)
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, saved in levels.items():
+        logging.getLogger(name).setLevel(saved)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

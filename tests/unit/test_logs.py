@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -82,17 +81,6 @@ def test_settings_name_every_credential_they_hold() -> None:
     assert {SECRET_KEY, "p%40ss%2Fword", "p@ss/word"} <= values
 
 
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.reset_defaults()
-
-
-@pytest.mark.usefixtures("restore_logging")
 def test_library_lines_go_through_the_same_pipeline_with_context_and_redaction(capsys) -> None:
     configure_logging(level="INFO", json=True, secrets=[SECRET_KEY])
     with structlog.contextvars.bound_contextvars(service="upper", job="upper-abc"):
@@ -113,7 +101,6 @@ def test_library_lines_go_through_the_same_pipeline_with_context_and_redaction(c
     assert own["url"].endswith(f"?{REDACTED}")
 
 
-@pytest.mark.usefixtures("restore_logging")
 def test_debug_level_still_keeps_api_bodies_out(capsys) -> None:
     configure_logging(level="DEBUG", json=True)
     logging.getLogger("kubernetes_asyncio.client.rest").debug("response body: {'policy': 'eyJ...'}")
