@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help setup system-deps test test-fast lint format demo clean
+.PHONY: help setup system-deps test test-fast lint format demo bench clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
@@ -15,10 +15,10 @@ system-deps: ## Install RabbitMQ and Prometheus from Debian's packages if missin
 	@bash .ci/install-system-deps
 
 $(STAMP): pyproject.toml
-	@echo "==> creating $(VENV) and installing bucketrun with its dev extras"
+	@echo "==> creating $(VENV) and installing bucketrun with its dev and bench extras"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --upgrade pip
-	@$(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev]'
+	@$(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev,bench]'
 	@touch $(STAMP)
 
 setup: system-deps $(STAMP) ## Install everything the demo and the tests need
@@ -40,6 +40,9 @@ format: $(STAMP) ## Apply ruff's formatting and safe fixes
 
 demo: setup ## Run the local demo: samples through RabbitMQ, S3 (moto), dispatcher, watcher, poller
 	$(BIN)/bucketrun demo $(DEMO_ARGS)
+
+bench: setup ## Performance report (issue #8): writes bench/results/ (BENCH_ARGS=--quick for a smoke run)
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -439,15 +439,16 @@ class Stack:
 
 
 @contextlib.contextmanager
-def started_stack(progress: Progress) -> Iterator[Stack]:
-    """Start the emulator and moto, write the service definitions; stop both on exit."""
+def started_stack(progress: Progress, kubelet: str = "off") -> Iterator[Stack]:
+    """Start the emulator (with *kubelet*: off, or instant for pods that finish at once) and moto, write
+    the service definitions; stop both on exit."""
     amqp_url = os.environ.get(AMQP_URL_ENV, DEFAULT_AMQP_URL)
     with tempfile.TemporaryDirectory(prefix="bucketrun-bench-") as tmp:
         fdl = Path(tmp) / "services.yaml"
         fdl.write_text(fdl_text())
-        progress("starting the Kubernetes emulator (kubelet off) and a moto S3 server")
+        progress(f"starting the Kubernetes emulator (kubelet {kubelet}) and a moto S3 server")
         with (
-            run_emulator(Path(tmp), kubelet="off") as emulator,
+            run_emulator(Path(tmp), kubelet=kubelet) as emulator,
             started_moto(Path(tmp) / "moto.log") as s3_endpoint,
         ):
             try:
@@ -514,8 +515,9 @@ def broker_objects(settings: Settings, raw_queue: str) -> tuple[list[str], list[
     return queues, [topology.exchange, topology.dead_letter_exchange, topology.retry_exchange]
 
 
-async def queue_events(settings: Settings, bodies: list[bytes]) -> None:
-    """Declare what the dispatcher declares at start, then publish *bodies* to the MinIO exchange."""
+async def queue_events(settings: Settings, bodies: list[bytes], *, check_queued: bool = True) -> None:
+    """Declare what the dispatcher declares at start, then publish *bodies* to the MinIO exchange (and
+    check they all wait in the ingress queue, unless a running dispatcher may be consuming them)."""
     async with await AmqpClient.connect(settings.amqp) as amqp:
         await amqp.declare_topology()
         for name in SERVICES:
@@ -525,6 +527,8 @@ async def queue_events(settings: Settings, bodies: list[bytes]) -> None:
         channel = await connection.channel(publisher_confirms=True)
         exchange = await channel.get_exchange(settings.amqp.exchange)
         await publish_all(exchange, settings.amqp.routing_key, bodies)
+    if not check_queued:
+        return
     queued = await queue_depth(settings.amqp.url.get_secret_value(), settings.amqp.ingress_queue)
     if queued != len(bodies):
         raise RuntimeError(f"expected {len(bodies)} events in the ingress queue, found {queued}")
@@ -547,6 +551,9 @@ def api_counts(control: EmulatorControl, namespace: str) -> dict[str, int]:
         "jobs_created_201": control.request_count(**jobs, code=201),
         "jobs_conflict_409": control.request_count(**jobs, code=409),
         "writes": control.request_count(verb=WRITE_VERBS, namespace=namespace),
+        "config_map_writes": control.request_count(
+            verb=WRITE_VERBS, resource="configmaps", namespace=namespace
+        ),
     }
 
 
@@ -844,11 +851,11 @@ class Bench:
             "usage": usage,
         }
 
-    async def latency(self, rate: float, duration: float) -> dict[str, Any]:
+    async def latency(self, rate: float, duration: float, tag: str = "lat") -> dict[str, Any]:
         """Publish at *rate* into the running dispatcher: publish -> created per Job, by watch and by 201."""
         count = max(2, round(rate * duration))
-        events = corpus("lat", count)
-        namespace = "bench-lat"
+        events = corpus(tag, count)
+        namespace = f"bench-{tag}"
         settings = self.stack.settings(namespace)
         await create_namespace(self.stack.kubeconfig, namespace)
         watch, load = JobWatch(count), SteadyLoad(rate)

@@ -30,8 +30,7 @@ from dispatcher.http_endpoints import serve_endpoints
 from dispatcher.job_creation import JobCreator
 from dispatcher.lifecycle import cancelled, until_stopped
 from dispatcher.metrics import DispatcherMetrics, new_registry
-from dispatcher.rendering.context import RenderSettings
-from dispatcher.rendering.render import JobRenderer
+from dispatcher.rendering.render import renderer_from_settings
 from dispatcher.services import (
     RecordsOverlapError,
     ServiceDefinitionError,
@@ -100,13 +99,9 @@ class Dispatcher:
         self.catalog = catalog
         self._lanes: dict[str, _ServiceLane] = {}
         self._ingress: Consumer | None = None
-        render = RenderSettings(
-            namespace=settings.cluster.namespace, stager_image=settings.cluster.stager_image
-        )
-        templates = (settings.cluster.template_dir,) if settings.cluster.template_dir else ()
         creator = JobCreator(
             lambda: self.catalog.services,
-            JobRenderer(render, templates),
+            renderer_from_settings(settings.cluster),
             Storage(settings.storage),
             executor,
             settings.storage.grant_lifetime,

@@ -21,8 +21,8 @@ from typing import Any, Final
 from dispatcher import constants as c
 from dispatcher.cluster.client import Cluster
 from dispatcher.errors import BucketrunError
-from dispatcher.rendering.context import RenderError, RenderSettings
-from dispatcher.rendering.render import JobRenderer
+from dispatcher.rendering.context import RenderError
+from dispatcher.rendering.render import renderer_from_settings
 from dispatcher.services import (
     RecordsOverlapError,
     ServiceDefinition,
@@ -78,13 +78,6 @@ async def _connected(settings: Settings) -> AsyncIterator[_Backends]:
             await cluster.close()
 
 
-def renderer_for(settings: Settings) -> JobRenderer:
-    """The renderer the dispatcher builds from ``settings`` (its ConfigMaps are these ConfigMaps)."""
-    render = RenderSettings(namespace=settings.cluster.namespace, stager_image=settings.cluster.stager_image)
-    templates = (settings.cluster.template_dir,) if settings.cluster.template_dir else ()
-    return JobRenderer(render, templates)
-
-
 def _load(paths: Sequence[Path], settings: Settings) -> tuple[list[ServiceDefinition], list[str]]:
     """The services of ``paths`` and their warnings; raises what ``_refusal`` explains."""
     loaded = load_services(paths)
@@ -96,7 +89,7 @@ def _load(paths: Sequence[Path], settings: Settings) -> tuple[list[ServiceDefini
 def _desired(settings: Settings, services: Sequence[ServiceDefinition], *, notifications: bool) -> Desired:
     config_maps = None
     if settings.cluster.executor == "kubernetes":
-        renderer = renderer_for(settings)
+        renderer = renderer_from_settings(settings.cluster)  # the dispatcher's own: same ConfigMaps
         config_maps = [renderer.render_config_map(service) for service in services]
     return desired_state(
         services,

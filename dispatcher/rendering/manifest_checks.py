@@ -8,6 +8,7 @@ reaches the cluster.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -39,6 +40,7 @@ def check_manifest(doc: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+@functools.lru_cache(maxsize=4096)
 def valid_label_key(key: str) -> bool:
     """True for a Kubernetes label/annotation key: optional DNS-1123 subdomain prefix + '/' + name."""
     prefix, _, name = key.rpartition("/")
@@ -113,7 +115,7 @@ def _check_container(
     for kind in ("requests", "limits"):
         for resource, amount in ((container.get("resources") or {}).get(kind) or {}).items():
             try:
-                value = parse_quantity(amount)
+                value = _quantity(amount)
             except ValueError:
                 yield f"{where}.resources.{kind}[{resource!r}] {amount!r} is not a quantity"
                 continue
@@ -136,3 +138,16 @@ def _check_config_map(doc: Mapping[str, Any]) -> Iterator[str]:
         size += len(key.encode()) + len(str(value).encode("utf-8", "surrogatepass"))
     if size > MAX_CONFIG_MAP_BYTES:
         yield f"data is {size} bytes, over the {MAX_CONFIG_MAP_BYTES}-byte ConfigMap limit"
+
+
+@functools.lru_cache(maxsize=1024, typed=True)
+def _cached_quantity(amount: Any) -> Any:
+    return parse_quantity(amount)
+
+
+def _quantity(amount: Any) -> Any:
+    # A service's few amounts recur in every one of its Jobs: parse each once (Fractions are slow).
+    try:
+        return _cached_quantity(amount)
+    except TypeError:  # unhashable: not a quantity anyway, let parse_quantity say why
+        return parse_quantity(amount)

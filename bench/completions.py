@@ -1,0 +1,233 @@
+"""The outbound side: bare watch-event rate; the watcher's completions/s and finished -> recorded latency.
+
+The watcher's real path runs here (``FinishedJobWatch`` -> ``Recorder``: list+watch, per Job list its
+pods, read each container's log, classify, build the record, annotate the Job) against the emulator
+with the instant kubelet, as in ``bench_watcher.py``, whose in-memory record store and event sink it
+reuses: the figures are the watcher's and the API's, not moto's or the broker's (measured elsewhere).
+
+"Finished" is when the Job's Complete/Failed status reaches a watch opened by the bench (an outside
+observer that can only be late, so the latency is a lower bound here and the bench says so);
+"recorded" is when the watcher hands the record to the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench_dispatch import api_client_for, create_namespace, latency_summary
+from bench_watcher import MemoryEvents, MemoryStore
+from kubernetes_asyncio import client  # noqa: TID251 - the bench measures the bare client's watch
+
+from dispatcher.cluster import Cluster
+from dispatcher.constants import LABEL_MANAGED_BY, LABEL_SERVICE, MANAGED_BY
+from dispatcher.jobs import finished_condition
+from watcher.completion import ClusterSide, Recorder
+from watcher.job_watch import FinishedJobWatch
+
+WATCHER_CONCURRENCY = 8
+"""Jobs the watcher records at once (its default)."""
+
+
+class TimedStore(MemoryStore):
+    """The in-memory record store, noting when each Job's record was written (by uid)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written_at: dict[str, float] = {}
+
+    async def write(self, record: dict[str, Any], logs: dict[str, str]) -> None:
+        """Keep the size and the instant."""
+        self.written_at.setdefault(str(record["uid"]), time.perf_counter())
+        await super().write(record, logs)
+
+
+def finishing_job(name: str) -> dict[str, Any]:
+    """A Job the watcher records (bucketrun's labels); the instant kubelet finishes it at once."""
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "labels": {LABEL_MANAGED_BY: MANAGED_BY, LABEL_SERVICE: "upper"},
+            "annotations": {"bucketrun.io/bucket": "bench", "bucketrun.io/key": f"in/upper/{name}.txt"},
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "run", "image": "busybox:1.36", "command": ["true"]}],
+                }
+            },
+        },
+    }
+
+
+async def resource_version(kubeconfig: Path, namespace: str) -> str:
+    """The current resourceVersion of the Jobs in *namespace* (from a list of one)."""
+    async with await api_client_for(kubeconfig) as api:
+        batch: Any = client.BatchV1Api(api)
+        response = await batch.list_namespaced_job(namespace, limit=1, _preload_content=False)
+        try:
+            return str((await response.json())["metadata"]["resourceVersion"])
+        finally:
+            response.release()
+
+
+async def raw_watch_rate(kubeconfig: Path, namespace: str, since: str, added: int) -> dict[str, Any]:
+    """Bare kubernetes-asyncio watch replaying the Job events of *namespace* since *since*: events/s until
+    *added* ADDED events were read (raw lines, parsed with json.loads)."""
+    events = 0
+    seen_added = 0
+    async with await api_client_for(kubeconfig) as api:
+        batch: Any = client.BatchV1Api(api)
+        started = time.perf_counter()
+        response = await batch.list_namespaced_job(
+            namespace, watch=True, resource_version=since, timeout_seconds=120, _preload_content=False
+        )
+        try:
+            async for line in response.content:
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                if event.get("type") == "ERROR":
+                    raise RuntimeError(f"the watch answered {event}")
+                events += 1
+                seen_added += event.get("type") == "ADDED"
+                if seen_added >= added:
+                    break
+        finally:
+            response.release()
+        seconds = time.perf_counter() - started
+    return {"events": events, "added": seen_added, "seconds": seconds, "rate": events / seconds}
+
+
+@dataclass
+class FinishWatch:
+    """When each Job's finished status reached this process, by uid."""
+
+    seen: dict[str, float] = field(default_factory=dict)
+    opened: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run(self, kubeconfig: Path, namespace: str) -> None:
+        """Watch Jobs in *namespace* until cancelled."""
+        async with await api_client_for(kubeconfig) as api:
+            batch: Any = client.BatchV1Api(api)
+            response = await batch.list_namespaced_job(
+                namespace, watch=True, timeout_seconds=3600, _preload_content=False
+            )
+            self.opened.set()
+            try:
+                async for line in response.content:
+                    now = time.perf_counter()
+                    if line.strip():
+                        self._note(json.loads(line)["object"], now)
+            finally:
+                response.release()
+
+    def _note(self, job: Mapping[str, Any], now: float) -> None:
+        if finished_condition(job) is not None:
+            self.seen.setdefault(str(job["metadata"].get("uid")), now)
+
+
+async def until_count(count: Any, target: int, within: float, what: str) -> None:
+    """Poll *count()* until it reaches *target* (counters of the in-memory sink have no event to await)."""
+    deadline = time.monotonic() + within
+    while count() < target:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {within:.0f} s waiting for {what} ({count()} of {target})")
+        await asyncio.sleep(0.05)
+
+
+async def create_jobs(kubeconfig: Path, namespace: str, names: list[str], rate: float | None) -> None:
+    """Create Jobs: all at once (64 in flight) when *rate* is None, else each at its scheduled instant."""
+    async with await api_client_for(kubeconfig) as api:
+        batch: Any = client.BatchV1Api(api)
+
+        async def create(name: str) -> None:
+            response = await batch.create_namespaced_job(
+                namespace, finishing_job(name), _preload_content=False
+            )
+            response.release()
+
+        if rate is None:
+            remaining = iter(names)
+
+            async def worker() -> None:
+                for name in remaining:
+                    await create(name)
+
+            await asyncio.gather(*(worker() for _ in range(64)))
+            return
+        tasks = []
+        start = time.perf_counter()
+        for index, name in enumerate(names):
+            # A schedule, not a wait for a condition: Jobs must finish at a steady rate.
+            await asyncio.sleep(max(0.0, start + index / rate - time.perf_counter()))
+            tasks.append(asyncio.create_task(create(name)))
+        await asyncio.gather(*tasks)
+
+
+async def watcher_completions(kubeconfig: Path, namespace: str, count: int) -> dict[str, Any]:
+    """*count* finished Jobs already in *namespace*: the watcher's completions/s recording them all."""
+    await create_namespace(kubeconfig, namespace)
+    await create_jobs(kubeconfig, namespace, [f"done-{index:06d}" for index in range(count)], None)
+    cluster = await Cluster.connect(namespace, kubeconfig=kubeconfig, request_timeout=30)
+    try:
+        store, events = TimedStore(), MemoryEvents()
+        recorder = Recorder(ClusterSide(cluster), store, events, tail_lines=100)  # type: ignore[arg-type]
+        watch = FinishedJobWatch(cluster, recorder.record, concurrency=WATCHER_CONCURRENCY, watch_timeout=60)
+        cpu, started = time.process_time(), time.perf_counter()
+        task = asyncio.create_task(watch.run())
+        try:
+            await until_count(lambda: events.published, count, 60 + count * 0.1, "every completion recorded")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await watch.drain(10)  # records still in hand (a retry) finish before the client closes
+        seconds = time.perf_counter() - started
+        return {
+            "jobs": count,
+            "seconds": seconds,
+            "rate": count / seconds,
+            "cpu_ms_per_completion": (time.process_time() - cpu) * 1000 / count,
+        }
+    finally:
+        await cluster.close()
+
+
+async def completion_latency(
+    kubeconfig: Path, namespace: str, rate: float, duration: float
+) -> dict[str, Any]:
+    """Jobs created (so finished) at *rate* for *duration*, the watcher running: finished -> recorded."""
+    count = max(2, round(rate * duration))
+    await create_namespace(kubeconfig, namespace)
+    cluster = await Cluster.connect(namespace, kubeconfig=kubeconfig, request_timeout=30)
+    finish = FinishWatch()
+    observer = asyncio.create_task(finish.run(kubeconfig, namespace))
+    try:
+        await asyncio.wait_for(finish.opened.wait(), 30)
+        store, events = TimedStore(), MemoryEvents()
+        recorder = Recorder(ClusterSide(cluster), store, events, tail_lines=100)  # type: ignore[arg-type]
+        watch = FinishedJobWatch(cluster, recorder.record, concurrency=WATCHER_CONCURRENCY, watch_timeout=60)
+        task = asyncio.create_task(watch.run())
+        try:
+            await create_jobs(kubeconfig, namespace, [f"lat-{index:06d}" for index in range(count)], rate)
+            await until_count(lambda: events.published, count, 60 + count * 0.1, "every completion recorded")
+            await until_count(lambda: len(finish.seen), count, 30, "every finish on the bench's watch")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await watch.drain(10)  # records still in hand (a retry) finish before the client closes
+        latencies = [max(0.0, store.written_at[uid] - seen) for uid, seen in finish.seen.items()]
+        return {"target_rate": rate, "jobs": count, "finished_to_recorded": latency_summary(latencies)}
+    finally:
+        observer.cancel()
+        await asyncio.gather(observer, return_exceptions=True)
+        await cluster.close()
