@@ -123,12 +123,14 @@ class Dispatcher:
     async def start(self) -> None:
         """Declare the topology and every service queue, then consume the services, then the ingress."""
         await self.amqp.declare_topology()
+        self.handlers.metrics.prepare_services(self.catalog.services)
         await self._sync_lanes(self.catalog.services)
         self._ingress = await self.amqp.consume(self.amqp.topology.ingress_queue, self.handlers.on_ingress)
         _log.info("dispatcher consuming", services=sorted(self.catalog.services))
 
     async def reload(self, catalog: Catalog) -> None:
         """Swap in new definitions: new services get queues and consumers, removed ones are drained."""
+        self.handlers.metrics.prepare_services(catalog.services)
         await self._sync_lanes(catalog.services)  # queues first: the ingress may publish to them at once
         self.catalog = catalog
         _log.info("service definitions reloaded", services=sorted(catalog.services))

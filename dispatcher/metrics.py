@@ -24,11 +24,40 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from dispatcher.events import EventErrorReason
+from dispatcher.ingress import IGNORED_REASONS
+from dispatcher.routing import NoRouteReason
+
 LATENCY_BUCKETS: Final = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
     1800.0, 3600.0,
 )  # fmt: skip
 """Seconds: from a fast create (ms) to a long GPU Job (an hour); beyond lands in +Inf."""
+
+
+DEAD_LETTER_REASONS: Final = (
+    *(str(reason) for reason in EventErrorReason),
+    *(str(reason) for reason in NoRouteReason if reason not in IGNORED_REASONS),
+    "unknown-service",
+    "invalid-manifest",
+    "api-4xx",
+    "forbidden",
+)
+"""Reasons a message is commonly dead-lettered for, created at 0 so the first one shows in ``rate()``
+(a series born at its first event hides that event from ``increase``)."""
+RETRY_KINDS: Final = (
+    "amqp",
+    "amqp-nack",
+    "amqp-unroutable",
+    "api-5xx",
+    "api-429",
+    "api-connection",
+    "api-timeout",
+    "storage-5xx",
+    "storage-connection",
+    "at-capacity",
+)
+"""Kinds of retried failures created at 0 (see `DEAD_LETTER_REASONS`)."""
 
 
 def bucketrun_version() -> str:
@@ -134,6 +163,21 @@ class DispatcherMetrics:
             registry=registry,
         )
 
+        for reason in DEAD_LETTER_REASONS:
+            self.dead_lettered.labels(reason)
+        for kind in RETRY_KINDS:
+            self.retries.labels(kind)
+        for why in IGNORED_REASONS:
+            self.events_ignored.labels(str(why))
+
+    def prepare_services(self, services: Iterable[str]) -> None:
+        """Create every per-service series at 0 (idempotent; called when definitions load or reload)."""
+        for service in services:
+            self.events_dispatched.labels(service)
+            self.jobs_created.labels(service, "created")
+            self.jobs_created.labels(service, "exists")
+            self.received_to_created.labels(service)
+
     def running_jobs(self, read: Callable[[], Mapping[str, int]]) -> None:
         """Export ``bucketrun_running_jobs{service}`` from *read* (the executor's counts) at scrape time."""
         self.registry.register(
@@ -158,14 +202,19 @@ class DispatcherMetrics:
 
     def flags(self, read: Callable[[], Mapping[str, bool]]) -> None:
         """Export ``bucketrun_up{part}`` (1/0) for the broker connection and readiness, from *read*."""
-        self.registry.register(
-            _Gauges(
-                "bucketrun_up",
-                "1 while the named part is up: broker (connected), ready (consuming).",
-                ("part",),
-                lambda: {(part,): 1.0 if up else 0.0 for part, up in read().items()},
-            )
+        export_flags(self.registry, read)
+
+
+def export_flags(registry: CollectorRegistry, read: Callable[[], Mapping[str, bool]]) -> None:
+    """Register ``bucketrun_up{part}``: 1 while each named part (broker, ready) is up, read at scrape time."""
+    registry.register(
+        _Gauges(
+            "bucketrun_up",
+            "1 while the named part is up: broker (connected), ready (consuming, or recording).",
+            ("part",),
+            lambda: {(part,): 1.0 if up else 0.0 for part, up in read().items()},
         )
+    )
 
 
 class WatcherMetrics:
@@ -220,3 +269,14 @@ class WatcherMetrics:
             "1 while this watcher holds the Lease and records Jobs (always 1 with the local executor).",
             registry=registry,
         )
+        for kind in RETRY_KINDS:
+            self.record_errors.labels(kind)
+
+    def prepare(self, services: Iterable[str], outcomes: Iterable[str]) -> None:
+        """Create every per-service series at 0, for each of *outcomes* (see `DEAD_LETTER_REASONS`)."""
+        kinds = tuple(outcomes)
+        for service in services:
+            for outcome in kinds:
+                self.jobs_finished.labels(service, outcome)
+            for histogram in (self.created_to_started, self.started_to_finished, self.end_to_end):
+                histogram.labels(service)

@@ -32,13 +32,14 @@ from dispatcher.errors import PermanentError, TransientError
 from dispatcher.executors.local import LocalExecutor
 from dispatcher.http_endpoints import serve_endpoints
 from dispatcher.lifecycle import until_stopped
-from dispatcher.metrics import WatcherMetrics, new_registry
+from dispatcher.metrics import WatcherMetrics, export_flags, new_registry
 from dispatcher.settings import Settings
 from dispatcher.storage import Storage
 from watcher.completion import ClusterSide, LocalSide, Recorder
 from watcher.completion_events import CompletionEvents
 from watcher.job_watch import FinishedJobWatch
 from watcher.leader import LeaderElector
+from watcher.outcome import OutcomeKind
 from watcher.records import RecordStore
 
 _log = structlog.get_logger(__name__)
@@ -54,9 +55,11 @@ class WatcherState:
     """The current term's watch (None while not leading, and in local mode)."""
 
 
-def check_settings(settings: Settings) -> None:
-    """``StartupError`` when the definitions do not load or the records location overlaps an input."""
-    load_catalog(settings.services.paths, (settings.storage.records_bucket, settings.storage.records_prefix))
+def check_settings(settings: Settings) -> tuple[str, ...]:
+    """The services' names; ``StartupError`` when the definitions do not load or the records location
+    overlaps an input."""
+    records = (settings.storage.records_bucket, settings.storage.records_prefix)
+    return tuple(load_catalog(settings.services.paths, records).services)
 
 
 async def run_watcher(
@@ -73,7 +76,7 @@ async def run_watcher(
     With *registry*, metrics go there and the caller serves the HTTP endpoints; without, this serves
     its own ``/healthz``, ``/readyz`` (ready while running with the broker connected; a standby is
     ready too) and ``/metrics``."""
-    check_settings(settings)
+    services = check_settings(settings)
     if settings.cluster.executor == "local" and executor is None:
         raise StartupError(
             "the local executor's Jobs run inside `bucketrun serve`, which records them itself; "
@@ -96,7 +99,13 @@ async def run_watcher(
                 settings.metrics.host, settings.metrics.port, is_ready, registry
             )
             cleanup.push_async_callback(endpoints.cleanup)
+            # Under `serve` the dispatcher's half exports these for the process.
+            export_flags(
+                registry,
+                lambda: {"broker": bool(connection) and connection[0].connected, "ready": ready.is_set()},
+            )
         metrics = WatcherMetrics(registry)
+        metrics.prepare(services, [str(kind) for kind in OutcomeKind])
         amqp = await connect_amqp(settings, stop)
         if amqp is None:
             return

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from prometheus_client import generate_latest
 
 from dispatcher.constants import ANNOTATION_EVENT_TIME
+from dispatcher.events import EventErrorReason
 from dispatcher.metrics import DispatcherMetrics, WatcherMetrics, new_registry, seconds_since
 from watcher.timings import job_timings
 
@@ -69,3 +70,21 @@ def test_one_registry_holds_both_halves_and_scrape_time_gauges_follow_their_sour
     assert 'bucketrun_running_jobs{service="upper"} 0.0' in second
     assert 'bucketrun_running_jobs{service="broken"} 1.0' in second
     assert "bucketrun_watcher_leader 1.0" in first
+
+
+def test_series_exist_at_zero_before_their_first_event_so_rate_sees_it() -> None:
+    registry = new_registry("dispatcher")
+    metrics = DispatcherMetrics(registry)
+    metrics.prepare_services(["upper"])
+    watcher = WatcherMetrics(registry)
+    watcher.prepare(["upper"], ["succeeded", "failed"])
+    text = generate_latest(registry).decode()
+    for reason in EventErrorReason:
+        assert f'bucketrun_dead_lettered_total{{reason="{reason}"}} 0.0' in text
+    assert 'bucketrun_dead_lettered_total{reason="unknown-bucket"} 0.0' in text
+    assert 'bucketrun_events_ignored_total{reason="filtered"} 0.0' in text
+    assert 'bucketrun_retries_total{kind="api-429"} 0.0' in text
+    assert 'bucketrun_jobs_created_total{result="exists",service="upper"} 0.0' in text
+    assert 'bucketrun_received_to_created_seconds_count{service="upper"} 0.0' in text
+    assert 'bucketrun_jobs_finished_total{outcome="failed",service="upper"} 0.0' in text
+    assert 'bucketrun_end_to_end_seconds_count{service="upper"} 0.0' in text
