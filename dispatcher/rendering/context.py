@@ -81,6 +81,19 @@ STAGER_SECURITY_CONTEXT: dict[str, Any] = {
 RUN_SECURITY_CONTEXT: dict[str, Any] = {"allowPrivilegeEscalation": False}
 
 
+def run_security_context(run_as_user: int | None) -> dict[str, Any]:
+    """The script container's security context: the image's user by default (OSCAR compatibility), or
+    ``bucketrun.run_as_user``: that non-root UID with every capability dropped."""
+    if run_as_user is None:
+        return dict(RUN_SECURITY_CONTEXT)
+    return {
+        **RUN_SECURITY_CONTEXT,
+        "runAsNonRoot": True,
+        "runAsUser": run_as_user,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
 def short_hash(*parts: str, length: int = 16) -> str:
     """Hex prefix of the length-prefixed SHA-256 of *parts* (unambiguous: ("a/b","c") != ("a","b/c"))."""
     return parts_digest(parts).hex()[:length]
@@ -184,7 +197,7 @@ def job_context(
             "command": ["/bin/sh", f"{settings.config_dir}/{c.CONFIG_WRAPPER}"],
             "env": _run_env(service, event, name, paths, input_path),
             "resources": _run_resources(service, settings),
-            "security_context": RUN_SECURITY_CONTEXT,
+            "security_context": run_security_context(options.run_as_user),
         },
         "stager": {
             "image": settings.stager_image,

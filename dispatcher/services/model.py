@@ -135,6 +135,9 @@ class BucketrunOptions(BaseModel):
     (one hour) when unset. Job records outlive the Job either way."""
     upload_outputs: Literal["on_success", "always"] = "on_success"
     """When results in ``TMP_OUTPUT_DIR`` are uploaded: only after the script succeeded, or always."""
+    run_as_user: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = None
+    """UID the script's container runs as, non-root and without capabilities. Unset: the image's own
+    user, as OSCAR runs it (most OSCAR images expect root), still without privilege escalation."""
     events: EventPatterns = DEFAULT_EVENTS
     """MinIO event-name patterns that trigger the service; default ``s3:ObjectCreated:*``."""
 

@@ -156,6 +156,25 @@ def test_gpu_service_requests_gpus_on_gpu_nodes_and_waits_for_kueue(renderer: Jo
     assert job["spec"]["backoffLimit"] == 1
 
 
+def test_run_as_user_makes_the_script_container_non_root_without_capabilities(renderer: JobRenderer) -> None:
+    text = """
+name: nonroot
+image: python:3.12-slim
+script: python -c 'print(1)'
+input: [{storage_provider: minio, path: data/in}]
+output: [{storage_provider: minio, path: data/out}]
+bucketrun: {run_as_user: 1000}
+"""
+    for service, expected in (
+        (service_from(text), {"runAsNonRoot": True, "runAsUser": 1000, "capabilities": {"drop": ["ALL"]}}),
+        (service_from(text.replace("bucketrun: {run_as_user: 1000}", "")), {}),
+    ):
+        job = renderer.render_job(service, event("data", "in/x.txt"), grants_for(service))
+        validate(job)
+        run = next(x for x in job["spec"]["template"]["spec"]["containers"] if x["name"] == c.CONTAINER_RUN)
+        assert run["securityContext"] == {"allowPrivilegeEscalation": False, **expected}
+
+
 def test_secrets_reach_the_pod_only_as_secret_references(renderer: JobRenderer) -> None:
     service = load_services([FDL / "gpu-secrets.yaml"]).by_name("vllm-batch")
     rendered = renderer.render(service, event("prompts", "in/q.json"), grants_for(service))
