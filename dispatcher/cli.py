@@ -175,9 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 SERVICES_EXIT_CODES = """\
-exit codes: 0 done, 1 the store or the cluster failed (the lines before the error were applied),
-2 invalid FDL, service name or settings (nothing was contacted), 3 applied except bucket notifications,
-which the store refused (moto and AWS S3 refuse MinIO ARNs: feed events with `bucketrun poll`).
+exit codes: 0 done, 1 invalid FDL or service name, 2 usage or settings error (nothing was contacted for
+either), 3 applied except bucket notifications, which the store refused (moto and AWS S3 refuse MinIO
+ARNs: feed events with `bucketrun poll`), 4 the store or the cluster failed (the lines before the
+error were applied).
 Configured like the dispatcher (`bucketrun dispatcher --help`): BUCKETRUN_STORAGE__* for the store,
 BUCKETRUN_CLUSTER__EXECUTOR=kubernetes (+ namespace, kubeconfig) for ConfigMaps,
 BUCKETRUN_STORAGE__NOTIFY_ARN for MinIO's AMQP target."""

@@ -48,13 +48,14 @@ from dispatcher.services_plan import (
 from dispatcher.settings import Settings
 from dispatcher.storage import NotificationsRefusedError, Storage
 
+# The CLI's conventions (1 invalid input, 2 usage or settings), then this command's own outcomes.
 EXIT_OK: Final = 0
-EXIT_STORE: Final = 1
-"""The store or the cluster failed (unreachable, access denied, ...)."""
-EXIT_BAD_FDL: Final = 2
+EXIT_BAD_FDL: Final = 1
 """The definitions (or the service names) were refused; nothing was contacted."""
 EXIT_NOTIFICATIONS_REFUSED: Final = 3
 """Everything was applied except bucket notifications, which the store refused."""
+EXIT_STORE: Final = 4
+"""The store or the cluster failed (unreachable, access denied, ...)."""
 
 Emit = Callable[[str], None]
 

@@ -320,18 +320,18 @@ async def test_list_shows_wiring_and_drift_against_the_fdl(stack: Stack) -> None
     assert any("suffix '.txt' -> '.png'" in line for line in status["drift"])
 
 
-async def test_bad_fdl_exits_2_before_contacting_anything(stack: Stack, kube_api: client.ApiClient) -> None:
+async def test_bad_fdl_exits_1_before_contacting_anything(stack: Stack, kube_api: client.ApiClient) -> None:
     stack.fdl.write_text(stack.fdl.read_text().replace("name: upper", "name: Upper_Case"))
     code, out, err = await stack.run("services", "apply", str(stack.fdl))
-    assert code == 2
+    assert code == 1
     assert "Upper_Case" in err
     assert out == ""
     assert await stack.snapshot(kube_api) == {"store": {}, "configmaps": []}
 
 
-async def test_an_unreachable_store_exits_1_naming_what_failed(stack: Stack) -> None:
+async def test_an_unreachable_store_exits_4_naming_what_failed(stack: Stack) -> None:
     dead = f"127.0.0.1:{free_port()}"  # nothing listens there
     code, out, err = await stack.run("services", "apply", str(stack.fdl), BUCKETRUN_STORAGE__ENDPOINT=dead)
-    assert code == 1, (out, err)
+    assert code == 4, (out, err)
     assert "error: cannot reach storage" in err
     assert stack.inbox in err or stack.records in err  # the bucket it was looking up
