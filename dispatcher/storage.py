@@ -1,7 +1,8 @@
 """The storage adapter: presigned, expiring grants for a job's transfers, and a few object helpers.
 
 The only module of ``dispatcher`` that imports ``minio``. Every client is built with an explicit region,
-so presigning is pure computation (no request to ask the server for a bucket's region); the few
+so presigning is pure computation (no request to ask the server for a bucket's region); the SDK builds and
+checks the URLs, `dispatcher.sigv4` signs them (the signing key made once a day, not on every call). The few
 calls that do talk to the server run in a worker thread (the SDK blocks) and translate the SDK's
 exceptions into ``TransientError`` / ``PermanentError``, raised ``from`` the original.
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,9 +29,8 @@ import urllib3
 
 # This is the storage adapter: the one module allowed to import the SDK.
 from minio import Minio  # noqa: TID251
-from minio.datatypes import PostPolicy  # noqa: TID251
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError  # noqa: TID251
-from minio.helpers import BaseURL  # noqa: TID251
+from minio.helpers import BaseURL, check_bucket_name, check_object_name  # noqa: TID251
 from minio.notificationconfig import (  # noqa: TID251
     CloudFuncConfig,
     CommonConfig,
@@ -42,6 +41,7 @@ from minio.notificationconfig import (  # noqa: TID251
     TopicConfig,
 )
 
+from dispatcher import sigv4
 from dispatcher.bucket_notifications import NotificationRule
 from dispatcher.errors import PermanentError, TransientError
 from dispatcher.rendering.context import OutputGrant, StagingGrants
@@ -90,11 +90,13 @@ class ObjectInfo:
 
 @dataclass(frozen=True, slots=True)
 class _Target:
-    """One S3 server as bucketrun signs for it: a client and the base URL to build POST URLs with."""
+    """One S3 server as bucketrun signs for it: a client, the base URL to build presigned URLs with, and
+    its signing keys (presigning is `dispatcher.sigv4`'s, the SDK only builds and checks the URLs)."""
 
     client: Minio
     base_url: BaseURL
     region: str
+    keys: sigv4.SigningKeys
 
 
 def _utc_now() -> datetime:
@@ -126,7 +128,8 @@ def _target(
         http_client=_pool(timeout=timeout, verify=verify),
         cert_check=verify,
     )
-    return _Target(client, BaseURL(url, region), region)
+    base_url = BaseURL(url, region)
+    return _Target(client, base_url, region, sigv4.SigningKeys(access_key, secret_key, region))
 
 
 def _settings_target(settings: StorageSettings) -> _Target:
@@ -212,26 +215,36 @@ class Storage:
         now = self._clock().astimezone(UTC).replace(microsecond=0)
         expires_at = now + expires
         source = self._target_for(service, provider)
-        input_url = source.client.presigned_get_object(
-            bucket, key, expires=expires, request_date=now, version_id=version_id
+        # The SDK's own checks and URL builder (path or virtual-host style, key quoting); the signing
+        # is dispatcher.sigv4's, equal to the SDK's for the same inputs.
+        check_bucket_name(bucket, s3_check=source.base_url.is_aws_host)
+        check_object_name(key)
+        unsigned = source.base_url.build(
+            method="GET",
+            region=source.region,
+            bucket_name=bucket,
+            object_name=key,
+            query_params={"versionId": version_id} if version_id else {},
         )
-        outputs = tuple(self._output_grant(service, output, expires_at) for output in service.outputs)
+        input_url = sigv4.presign(
+            source.keys, "GET", unsigned, now=now, expires_s=int(expires.total_seconds())
+        )
+        outputs = tuple(self._output_grant(service, output, now, expires_at) for output in service.outputs)
         return StagingGrants(input_url=input_url, outputs=outputs, expires_at=rfc3339(expires_at))
 
     def _output_grant(
-        self, service: ServiceDefinition, output: OutputPath, expires_at: datetime
+        self, service: ServiceDefinition, output: OutputPath, now: datetime, expires_at: datetime
     ) -> OutputGrant:
         target = self._target_for(service, output.provider)
-        policy = PostPolicy(output.bucket, expires_at)
-        policy.add_starts_with_condition("key", output_key_prefix(output))
-        # The stager may label what it uploads; any type is fine, but S3 requires every form field
-        # to be named by a condition.
-        policy.add_starts_with_condition("Content-Type", "")
-        policy.add_content_length_range_condition(0, self._settings.max_upload_bytes)
-        with warnings.catch_warnings():
-            # The SDK signs with datetime.utcnow(), deprecated from Python 3.12; the value is right.
-            warnings.filterwarnings("ignore", "datetime.datetime.utcnow", DeprecationWarning)
-            fields = target.client.presigned_post_policy(policy)
+        check_bucket_name(output.bucket, s3_check=target.base_url.is_aws_host)
+        fields = sigv4.post_policy_fields(
+            target.keys,
+            bucket=output.bucket,
+            key_prefix=output_key_prefix(output),
+            max_bytes=self._settings.max_upload_bytes,
+            now=now,
+            expires_at=expires_at,
+        )
         url = urlunsplit(
             target.base_url.build(method="POST", region=target.region, bucket_name=output.bucket)
         )

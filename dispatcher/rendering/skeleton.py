@@ -136,7 +136,13 @@ def plain_copy(value: Any, surrogates: Callable[[str], object]) -> Any:
                 raise NotPlainError(f"mapping key {key!r:.40} is not a string")
             if not key.isascii():
                 surrogates(key)
-            copied[key] = plain_copy(item, surrogates)
+            # Strings are most leaves (labels, env values): taken here without a call per leaf.
+            if type(item) is str:
+                if not item.isascii():
+                    surrogates(item)
+                copied[key] = item
+            else:
+                copied[key] = plain_copy(item, surrogates)
         return copied
     if kind is list or kind is tuple:
         return [plain_copy(item, surrogates) for item in value]
