@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help setup system-deps test test-fast lint format demo bench clean
+.PHONY: help setup system-deps test test-fast lint format demo bench soak mutant clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
@@ -43,6 +43,12 @@ demo: setup ## Run the local demo: samples through RabbitMQ, S3 (moto), dispatch
 
 bench: setup ## Performance report (issue #8): writes bench/results/ (BENCH_ARGS=--quick for a smoke run)
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
+
+soak: setup ## Full soak with faults (10,000 events, 5 services; ~40 min); report in soak-report.json
+	BUCKETRUN_SOAK_EVENTS=10000 BUCKETRUN_SOAK_REPORT=soak-report.json $(BIN)/pytest tests/reliability/test_soak.py -k soak_with_faults -s $(PYTEST_ARGS)
+
+mutant: setup ## Prove the soak catches a broken build: it must fail on the ack-before-create mutant
+	tests/reliability/run_mutant.sh
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
