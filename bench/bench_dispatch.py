@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -586,6 +586,47 @@ class _NoSink:
         raise NotImplementedError(doc)
 
 
+def bench_job(name: str, labels: Mapping[str, str], annotations: Mapping[str, str]) -> dict[str, Any]:
+    """A one-container Job that runs `true` (the emulator's instant kubelet finishes it at once)."""
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "labels": dict(labels), "annotations": dict(annotations)},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "run", "image": "busybox:1.36", "command": ["true"]}],
+                }
+            },
+        },
+    }
+
+
+async def watch_job_events(
+    kubeconfig: Path,
+    namespace: str,
+    opened: asyncio.Event,
+    note: Callable[[Mapping[str, Any], float], None],
+) -> None:
+    """Watch Jobs in *namespace* until cancelled, setting *opened* once the watch is open and calling
+    *note(event, arrival instant)* per event (raw lines: no model building in the way of the timing)."""
+    async with await api_client_for(kubeconfig) as api:
+        batch: Any = client.BatchV1Api(api)
+        response = await batch.list_namespaced_job(
+            namespace, watch=True, timeout_seconds=3600, _preload_content=False
+        )
+        opened.set()
+        try:
+            async for line in response.content:
+                now = time.perf_counter()
+                if line.strip():
+                    note(json.loads(line), now)
+        finally:
+            response.release()
+
+
 @dataclass
 class JobWatch:
     """When each Job's ADDED event reached this process, by object key."""
@@ -596,20 +637,8 @@ class JobWatch:
     complete: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self, kubeconfig: Path, namespace: str) -> None:
-        """Watch Jobs in *namespace* until cancelled (raw lines: no model building in the way)."""
-        async with await api_client_for(kubeconfig) as api:
-            batch: Any = client.BatchV1Api(api)
-            response = await batch.list_namespaced_job(
-                namespace, watch=True, timeout_seconds=3600, _preload_content=False
-            )
-            self.opened.set()
-            try:
-                async for line in response.content:
-                    now = time.perf_counter()
-                    if line.strip():
-                        self._note(json.loads(line), now)
-            finally:
-                response.release()
+        """Watch Jobs in *namespace* until cancelled."""
+        await watch_job_events(kubeconfig, namespace, self.opened, self._note)
 
     def _note(self, event: Mapping[str, Any], now: float) -> None:
         if event.get("type") != "ADDED":

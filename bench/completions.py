@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench_dispatch import api_client_for, create_namespace, latency_summary
+from bench_dispatch import api_client_for, bench_job, create_namespace, latency_summary, watch_job_events
 from bench_watcher import MemoryEvents, MemoryStore
 from kubernetes_asyncio import client  # noqa: TID251 - the bench measures the bare client's watch
 
@@ -49,24 +49,11 @@ class TimedStore(MemoryStore):
 
 def finishing_job(name: str) -> dict[str, Any]:
     """A Job the watcher records (bucketrun's labels); the instant kubelet finishes it at once."""
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": name,
-            "labels": {LABEL_MANAGED_BY: MANAGED_BY, LABEL_SERVICE: "upper"},
-            "annotations": {"bucketrun.io/bucket": "bench", "bucketrun.io/key": f"in/upper/{name}.txt"},
-        },
-        "spec": {
-            "backoffLimit": 0,
-            "template": {
-                "spec": {
-                    "restartPolicy": "Never",
-                    "containers": [{"name": "run", "image": "busybox:1.36", "command": ["true"]}],
-                }
-            },
-        },
-    }
+    return bench_job(
+        name,
+        labels={LABEL_MANAGED_BY: MANAGED_BY, LABEL_SERVICE: "upper"},
+        annotations={"bucketrun.io/bucket": "bench", "bucketrun.io/key": f"in/upper/{name}.txt"},
+    )
 
 
 async def resource_version(kubeconfig: Path, namespace: str) -> str:
@@ -117,21 +104,10 @@ class FinishWatch:
 
     async def run(self, kubeconfig: Path, namespace: str) -> None:
         """Watch Jobs in *namespace* until cancelled."""
-        async with await api_client_for(kubeconfig) as api:
-            batch: Any = client.BatchV1Api(api)
-            response = await batch.list_namespaced_job(
-                namespace, watch=True, timeout_seconds=3600, _preload_content=False
-            )
-            self.opened.set()
-            try:
-                async for line in response.content:
-                    now = time.perf_counter()
-                    if line.strip():
-                        self._note(json.loads(line)["object"], now)
-            finally:
-                response.release()
+        await watch_job_events(kubeconfig, namespace, self.opened, self._note)
 
-    def _note(self, job: Mapping[str, Any], now: float) -> None:
+    def _note(self, event: Mapping[str, Any], now: float) -> None:
+        job = event["object"]
         if finished_condition(job) is not None:
             self.seen.setdefault(str(job["metadata"].get("uid")), now)
 

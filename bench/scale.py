@@ -35,6 +35,7 @@ from bench_dispatch import (
     Stack,
     api_client_for,
     api_counts,
+    bench_job,
     corpus,
     create_namespace,
     queue_depth,
@@ -172,24 +173,11 @@ def started_child(command: str, settings: Settings, log: Path) -> Iterator[Child
 
 def tracked_job(name: str, service: str) -> dict[str, Any]:
     """A small Job the dispatcher and the watcher both count as bucketrun's."""
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": name,
-            "labels": {LABEL_MANAGED_BY: MANAGED_BY, LABEL_SERVICE: service},
-            "annotations": {ANNOTATION_KEY: f"preloaded/{name}"},
-        },
-        "spec": {
-            "backoffLimit": 0,
-            "template": {
-                "spec": {
-                    "restartPolicy": "Never",
-                    "containers": [{"name": "run", "image": "busybox:1.36", "command": ["true"]}],
-                }
-            },
-        },
-    }
+    return bench_job(
+        name,
+        labels={LABEL_MANAGED_BY: MANAGED_BY, LABEL_SERVICE: service},
+        annotations={ANNOTATION_KEY: f"preloaded/{name}"},
+    )
 
 
 async def preload(kubeconfig: Path, namespace: str, first: int, last: int, in_flight: int = 64) -> None:

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,28 @@ def child_environment(settings: Settings) -> dict[str, str]:
     return {**inherited, **settings_environment(settings)}
 
 
+def start_in_group(command: Sequence[str], settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    """Run *command* configured by *settings*' environment only, as in a pod, in a process group of its
+    own (so a SIGKILL takes everything it started), stdout and stderr appended to *log_path*."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            command,
+            env=child_environment(settings),
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,  # its own process group: killed whole, never left behind
+        )
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL *proc*'s whole process group and reap it (safe to call again)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def with_settings(settings: Settings, **groups: Mapping[str, Any]) -> Settings:
     """*settings* with some fields of some groups replaced: ``with_settings(s, amqp={"prefetch": 8})``."""
     updates = {
@@ -86,16 +108,7 @@ class DispatcherProcess:
     proc: subprocess.Popen[bytes] = field(init=False)
 
     def __post_init__(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                COMMAND,
-                env=child_environment(self.settings),
-                cwd=REPO_ROOT,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,  # its own process group: killed whole, never left behind
-            )
+        self.proc = start_in_group(COMMAND, self.settings, self.log_path)
 
     @property
     def pid(self) -> int:
@@ -113,9 +126,7 @@ class DispatcherProcess:
 
     def kill(self) -> None:
         """SIGKILL its whole process group and reap it (a crash; safe to call again)."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
+        kill_group(self.proc)
 
     def log(self) -> str:
         """Everything it wrote to stdout and stderr so far."""

@@ -35,7 +35,8 @@ from tests.backends.kubernetes import KubeTestEnv
 from tests.backends.rabbitmq import AmqpNames
 from tests.backends.s3 import S3Scope
 from tests.deploy_support import KUSTOMIZE, load_documents
-from tests.integration.stack import amqp_settings, started, storage_settings, until
+from tests.integration.stack import started, storage_settings, until
+from tests.integration.watcher_support import FDL, make_settings
 from tests.k8s_emulator import EmulatorControl
 from tests.k8s_emulator.resources import by_plural
 from watcher.app import run_watcher
@@ -45,18 +46,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 Permission = tuple[str, str, str]
 """(API group, resource[/subresource], verb), as an RBAC rule names it."""
-
-FDL = """
-functions:
-  oscar:
-  - c:
-      name: upper
-      image: busybox:1.36
-      script: |
-        tr a-z A-Z < "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/out.txt"
-      input: [{storage_provider: minio, path: INPUT/in}]
-      output: [{storage_provider: minio, path: INPUT/out}]
-"""
 
 
 def granted(role: str) -> set[Permission]:
@@ -111,20 +100,17 @@ def _watching(control: EmulatorControl) -> Callable[[], Any]:
 
 
 def settings_for(names: AmqpNames, s3: S3Scope, kube: KubeTestEnv, fdl: Path, records: str) -> Settings:
-    return Settings.load(
-        amqp=amqp_settings(names, services=("upper",), retry_tiers=(1,)),
-        storage=storage_settings(s3.endpoint, records_bucket=records, records_prefix="records/"),
-        cluster={"executor": "kubernetes", "namespace": kube.namespace, "kubeconfig": kube.kubeconfig},
-        services={"paths": (fdl,)},
-        dispatch={"retry_base_delay": 0.1, "max_retry_delay": 1.0, "drain_timeout": 5.0},
-        watcher={
-            "results_exchange": names.exchange("results"),
-            "lease_duration": 2.0,
-            "lease_renew_period": 0.3,
-            "identity": "rbac-watcher",
-            "watch_timeout": 5,
-        },
-        metrics={"host": "127.0.0.1", "port": 0},
+    return make_settings(
+        names,
+        s3,
+        kube,
+        fdl,
+        records_bucket=records,
+        exchange=names.exchange("results"),
+        services=("upper",),
+        retry_tiers=(1,),
+        lease_renew_period=0.3,
+        identity="rbac-watcher",
     )
 
 

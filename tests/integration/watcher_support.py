@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -25,7 +26,7 @@ from dispatcher.settings import Settings
 from tests.backends.kubernetes import KubeTestEnv, api_client_for
 from tests.backends.rabbitmq import AmqpNames
 from tests.backends.s3 import S3Scope
-from tests.integration.stack import amqp_settings, started, storage_settings
+from tests.integration.stack import DEFAULT_TIERS, amqp_settings, started, storage_settings
 from watcher.app import WatcherState, run_watcher
 
 FDL = """
@@ -152,10 +153,21 @@ async def bind_results_queue(names: AmqpNames, exchange: str, queue_name: str) -
 
 
 def make_settings(
-    names: AmqpNames, s3: S3Scope, kube: KubeTestEnv, fdl: Path, *, records_bucket: str, exchange: str
+    names: AmqpNames,
+    s3: S3Scope,
+    kube: KubeTestEnv,
+    fdl: Path,
+    *,
+    records_bucket: str,
+    exchange: str,
+    services: Sequence[str] = (),
+    retry_tiers: Sequence[int] = DEFAULT_TIERS,
+    **watcher: Any,
 ) -> Settings:
+    """Settings for the dispatcher and the watcher on this test's servers, with short leases and waits;
+    *services* and *retry_tiers* as `amqp_settings` takes them, *watcher* replacing `watcher` fields."""
     return Settings.load(
-        amqp=amqp_settings(names),
+        amqp=amqp_settings(names, services=services, retry_tiers=retry_tiers),
         storage=storage_settings(s3.endpoint, records_bucket=records_bucket, records_prefix="records/"),
         cluster={"executor": "kubernetes", "namespace": kube.namespace, "kubeconfig": kube.kubeconfig},
         services={"paths": (fdl,)},
@@ -166,6 +178,7 @@ def make_settings(
             "lease_renew_period": 0.4,
             "identity": "watcher-a",
             "watch_timeout": 5,
+            **watcher,
         },
         metrics={"host": "127.0.0.1", "port": 0},
     )

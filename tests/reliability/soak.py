@@ -56,14 +56,7 @@ from dispatcher.identity import job_name, object_version
 from tests.backends import port_open
 from tests.backends.rabbit_node import PrivateRabbitNode
 from tests.reliability import soak_faults as faults
-from tests.reliability.soak_report import (
-    JobSeen,
-    Observed,
-    SentEvent,
-    broken_targets,
-    build_report,
-    render_table,
-)
+from tests.reliability import soak_report
 from tests.reliability.soak_stack import SERVICES, SoakError, SoakStack
 
 BATCH = 20
@@ -107,7 +100,7 @@ class Profile:
 class Planned:
     """One event to send: what it must end as, and how to make it (upload, then publish)."""
 
-    sent: SentEvent
+    sent: soak_report.SentEvent
     content: bytes | None
     """The object's bytes (None: nothing to upload)."""
 
@@ -119,15 +112,17 @@ def plan_events(stack: SoakStack, count: int) -> list[Planned]:
     for index in range(count):
         service = stack.services[index % len(stack.services)]
         if index % 100 == 37:
-            sent = SentEvent(index, "dead-letter", stack.dead_bucket, f"in/stray-{index:05d}.txt")
+            sent = soak_report.SentEvent(index, "dead-letter", stack.dead_bucket, f"in/stray-{index:05d}.txt")
             planned.append(Planned(sent, None))
         elif index % 50 == 11:
-            sent = SentEvent(index, "ignore", stack.input_bucket(service), f"in/gone-{index:05d}.txt")
+            sent = soak_report.SentEvent(
+                index, "ignore", stack.input_bucket(service), f"in/gone-{index:05d}.txt"
+            )
             planned.append(Planned(sent, None))
         else:
             key = f"in/object-{index:05d}.txt"
             content = f"soak object {index}\n".encode() * (1 + index % 7)
-            sent = SentEvent(index, "job", stack.input_bucket(service), key, service)
+            sent = soak_report.SentEvent(index, "job", stack.input_bucket(service), key, service)
             planned.append(Planned(sent, content))
     return planned
 
@@ -137,7 +132,7 @@ def _sequencer() -> str:
     return f"{time.time_ns():016X}"
 
 
-def make_message(stack: SoakStack, item: Planned) -> tuple[SentEvent, bytes]:
+def make_message(stack: SoakStack, item: Planned) -> tuple[soak_report.SentEvent, bytes]:
     """Upload the object (if any) and build the notification MinIO would send for it; the event with
     its expected Job name filled in."""
     sent = item.sent
@@ -169,7 +164,7 @@ def make_message(stack: SoakStack, item: Planned) -> tuple[SentEvent, bytes]:
     (parsed,) = parse_message(body)
     assert sent.service is not None
     name = job_name(sent.service, sent.bucket, sent.key, object_version(parsed))
-    return SentEvent(sent.index, sent.kind, sent.bucket, sent.key, sent.service, name), body
+    return soak_report.SentEvent(sent.index, sent.kind, sent.bucket, sent.key, sent.service, name), body
 
 
 class Publisher:
@@ -239,10 +234,10 @@ async def feed(
     *,
     gate: faults.Gate | None = None,
     jobs_before: int = 0,
-) -> list[SentEvent]:
+) -> list[soak_report.SentEvent]:
     """Upload and publish *items* in batches, paced at *rate* events a second and never past the
     *gate* (counted in Job events, *jobs_before* of them sent earlier); the events as sent."""
-    sent: list[SentEvent] = []
+    sent: list[soak_report.SentEvent] = []
     started = time.monotonic()
     jobs, position = jobs_before, 0
     while position < len(items):
@@ -358,10 +353,10 @@ async def read_dead_letters(stack: SoakStack) -> list[tuple[str, str, str]]:
     return found
 
 
-async def observe(stack: SoakStack) -> Observed:
+async def observe(stack: SoakStack) -> soak_report.Observed:
     """Everything the verdict needs, read from the API, the records bucket and the broker."""
     jobs = [
-        JobSeen(
+        soak_report.JobSeen(
             job["metadata"]["name"],
             (job["metadata"].get("labels") or {}).get(LABEL_SERVICE, "?"),
             (job["metadata"].get("annotations") or {}).get(ANNOTATION_BUCKET, "?"),
@@ -371,7 +366,7 @@ async def observe(stack: SoakStack) -> Observed:
         for job in await list_jobs(stack)
     ]
     now = await faults.progress(stack)
-    return Observed(
+    return soak_report.Observed(
         jobs,
         await asyncio.to_thread(record_versions, stack),
         await read_dead_letters(stack),
@@ -458,12 +453,12 @@ async def _run(
         "duration_s": round(time.monotonic() - origin, 1),
         "ending": ending,
     }
-    return build_report(sent, observed, runner.records, profile=shape)
+    return soak_report.build_report(sent, observed, runner.records, profile=shape)
 
 
 def summarise(report: dict[str, Any]) -> tuple[str, list[str]]:
     """The printed table and the list of missed targets."""
-    return render_table(report), broken_targets(report)
+    return soak_report.render_table(report), soak_report.broken_targets(report)
 
 
 # -- command line ----------------------------------------------------------------------------------------

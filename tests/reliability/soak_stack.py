@@ -36,9 +36,9 @@ from tests.backends.rabbit_node import PrivateRabbitNode
 from tests.backends.rabbitmq import AmqpNames
 from tests.backends.s3 import S3Endpoint
 from tests.integration.dispatcher_process import (
-    REPO_ROOT,
     DispatcherProcess,
-    child_environment,
+    kill_group,
+    start_in_group,
     with_settings,
 )
 from tests.integration.stack import amqp_settings, storage_settings
@@ -84,16 +84,7 @@ class ChildProcess:
     proc: subprocess.Popen[bytes] = field(init=False)
 
     def __post_init__(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                WATCHER_COMMAND,
-                env=child_environment(self.settings),
-                cwd=REPO_ROOT,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
+        self.proc = start_in_group(WATCHER_COMMAND, self.settings, self.log_path)
 
     @property
     def identity(self) -> str:
@@ -102,9 +93,7 @@ class ChildProcess:
 
     def kill(self) -> None:
         """SIGKILL its process group and reap it (a crash; safe to call again)."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
+        kill_group(self.proc)
 
 
 @dataclass
