@@ -321,17 +321,40 @@ async def settle(stack: SoakStack, jobs: int, within: float = SETTLE_WITHIN) -> 
 
 
 def record_versions(stack: SoakStack) -> dict[str, int]:
-    """Job name -> versions of its status.json in the (versioned) records bucket."""
+    """Job name -> distinct records among the versions of its status.json (versioned records bucket).
+
+    A watcher whose write timed out (S3 frozen) retries it; when the first PUT lands late, the bucket
+    keeps two versions of the same bytes. That is one record written twice, not a second record: only
+    versions with different contents count as duplicates (their number is printed by the soak).
+    """
     storage = stack.settings.storage
-    found: dict[str, int] = {}
-    for obj in stack.minio().list_objects(
+    client = stack.minio()
+    versions: dict[str, list[str | None]] = {}
+    for obj in client.list_objects(
         storage.records_bucket, prefix=storage.records_prefix, recursive=True, include_version=True
     ):
         name = obj.object_name or ""
         if name.endswith("/status.json") and not obj.is_delete_marker:
-            job = name.split("/")[-2]
-            found[job] = found.get(job, 0) + 1
+            versions.setdefault(name, []).append(obj.version_id)
+    found: dict[str, int] = {}
+    rewrites = 0
+    for name, ids in versions.items():
+        bucket = storage.records_bucket
+        contents = {_version_bytes(client, bucket, name, v) for v in ids} if len(ids) > 1 else {b""}
+        rewrites += len(ids) - len(contents)
+        found[name.split("/")[-2]] = len(contents)
+    if rewrites:
+        print(f"[soak] status.json rewritten with identical contents: {rewrites}", flush=True)
     return found
+
+
+def _version_bytes(client: Any, bucket: str, key: str, version_id: str | None) -> bytes:
+    response = client.get_object(bucket, key, version_id=version_id)
+    try:
+        return bytes(response.read())
+    finally:
+        response.close()
+        response.release_conn()
 
 
 async def read_dead_letters(stack: SoakStack) -> list[tuple[str, str, str]]:

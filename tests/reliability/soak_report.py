@@ -182,7 +182,7 @@ def render_table(report: Mapping[str, Any]) -> str:
         ("Jobs created (API 201)", report["jobs_created"], ""),
         ("Jobs listed at the end", report["jobs_listed"], ""),
         ("creates answered 409 (redeliveries)", report["creates_answered_409"], ""),
-        ("records written (status.json versions)", report["records_written"], ""),
+        ("records written (distinct status.json contents)", report["records_written"], ""),
         ("duplicate Jobs", report["duplicate_jobs"], "0"),
         ("duplicate records", report["duplicate_records"], "0"),
         ("lost: events without a Job", report["lost_jobs"], "0"),
