@@ -29,7 +29,7 @@ from dispatcher.handlers import Catalog, Handlers
 from dispatcher.http_endpoints import serve_endpoints
 from dispatcher.job_creation import JobCreator
 from dispatcher.lifecycle import cancelled, until_stopped
-from dispatcher.metrics import DispatcherMetrics, new_registry
+from dispatcher.metrics import DispatcherMetrics, export_flags, new_registry
 from dispatcher.rendering.render import renderer_from_settings
 from dispatcher.services import (
     RecordsOverlapError,
@@ -202,7 +202,9 @@ def _export_state(metrics: DispatcherMetrics, dispatcher: Dispatcher, probes: _P
     executor = dispatcher.executor
     metrics.running_jobs(lambda: {name: executor.active_jobs(name) for name in dispatcher.catalog.services})
     metrics.queue_depths(lambda: dispatcher.queue_depths)
-    metrics.flags(lambda: {"broker": dispatcher.amqp.connected, "ready": probes.ready.is_set()})
+    export_flags(
+        metrics.registry, lambda: {"broker": dispatcher.amqp.connected, "ready": probes.ready.is_set()}
+    )
 
 
 async def connect_amqp(settings: Settings, stop: asyncio.Event) -> AmqpClient | None:

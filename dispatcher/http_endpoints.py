@@ -37,11 +37,3 @@ async def serve_endpoints(
     site = web.TCPSite(runner, host, port)
     await site.start()
     return runner
-
-
-def bound_port(runner: web.AppRunner) -> int:
-    """The TCP port the endpoints listen on (useful after asking for port 0)."""
-    for address in runner.addresses:
-        if isinstance(address, tuple) and len(address) >= 2:  # (host, port[, flow, scope])
-            return int(address[1])
-    raise RuntimeError("the endpoints server has no TCP address")

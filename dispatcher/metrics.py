@@ -200,10 +200,6 @@ class DispatcherMetrics:
             )
         )
 
-    def flags(self, read: Callable[[], Mapping[str, bool]]) -> None:
-        """Export ``bucketrun_up{part}`` (1/0) for the broker connection and readiness, from *read*."""
-        export_flags(self.registry, read)
-
 
 def export_flags(registry: CollectorRegistry, read: Callable[[], Mapping[str, bool]]) -> None:
     """Register ``bucketrun_up{part}``: 1 while each named part (broker, ready) is up, read at scrape time."""

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from prometheus_client import CollectorRegistry
 
-from dispatcher.metrics import DispatcherMetrics, WatcherMetrics, new_registry
+from dispatcher.metrics import DispatcherMetrics, WatcherMetrics, export_flags, new_registry
 
 REPO = Path(__file__).resolve().parents[1]
 PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
@@ -149,7 +149,7 @@ def bucketrun_metric_names() -> set[str]:
     dispatcher = DispatcherMetrics(registry)
     dispatcher.running_jobs(dict)
     dispatcher.queue_depths(dict)
-    dispatcher.flags(dict)
+    export_flags(registry, dict)
     WatcherMetrics(registry)
     return _exposed_names(registry)
 

@@ -89,8 +89,11 @@ async def run_watcher(
     )
     connection: list[AmqpClient] = []
 
+    def broker_up() -> bool:
+        return bool(connection) and connection[0].connected
+
     async def is_ready() -> bool:
-        return ready.is_set() and all(client.connected for client in connection)
+        return ready.is_set() and broker_up()
 
     async with contextlib.AsyncExitStack() as cleanup:
         if registry is None:
@@ -102,7 +105,7 @@ async def run_watcher(
             # Under `serve` the dispatcher's half exports these for the process.
             export_flags(
                 registry,
-                lambda: {"broker": bool(connection) and connection[0].connected, "ready": ready.is_set()},
+                lambda: {"broker": broker_up(), "ready": ready.is_set()},
             )
         metrics = WatcherMetrics(registry)
         metrics.prepare(services, [str(kind) for kind in OutcomeKind])

@@ -216,13 +216,10 @@ class Recorder:
     def _counting_errors(self) -> Iterator[None]:
         try:
             yield
-        except TransientError as error:
+        except (TransientError, PermanentError) as error:
             if self.metrics is not None:
-                self.metrics.record_errors.labels(error.kind).inc()
-            raise
-        except PermanentError as error:
-            if self.metrics is not None:
-                self.metrics.record_errors.labels(error.reason).inc()
+                label = error.kind if isinstance(error, TransientError) else error.reason
+                self.metrics.record_errors.labels(label).inc()
             raise
 
     async def _stored(self, job: Mapping[str, Any], uid: str) -> dict[str, Any]:
