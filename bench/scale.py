@@ -81,7 +81,6 @@ def child_environment(settings: Settings, port: int) -> dict[str, str]:
         key: value for key, value in os.environ.items() if not key.startswith("BUCKETRUN_")
     } | settings_environment(settings)
     environment["BUCKETRUN_METRICS__PORT"] = str(port)
-    environment["BUCKETRUN_LOGGING__LEVEL"] = "warning"
     environment["PYTHONPATH"] = str(REPO_ROOT)
     return environment
 

@@ -116,6 +116,7 @@ class Dispatcher:
             max_message_bytes=settings.dispatch.max_message_bytes,
             pause_service=self._pause,
             metrics=metrics or DispatcherMetrics(CollectorRegistry()),
+            direct_creates=settings.dispatch.direct_creates,
         )
         self.queue_depths: dict[str, int] = {}
         """Ready messages per queue at the last sample (``sample_queues``)."""

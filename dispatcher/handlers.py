@@ -1,5 +1,11 @@
 """The dispatcher's two message handlers: ingress (fan out to services) and service tasks (create Jobs).
 
+An ingress message whose one event routes to one uncapped service is turned into its Job by the ingress
+handler itself while fewer than ``direct_creates`` such creates are in flight: one publish and one
+consume fewer per event. Everything else (capped services, several tasks in one message, the ingress
+busy past that bound) is handed to the services' queues, so a flood or a slow create for one service
+never holds the ingress for the others.
+
 Outcomes map to broker actions, never to lost messages:
 
 - tasks published, or nothing to do on purpose: ack;
@@ -30,7 +36,8 @@ from dispatcher.backoff import backoff_delay
 from dispatcher.errors import PermanentError, TransientError
 from dispatcher.events import EventError
 from dispatcher.executors.base import Executor
-from dispatcher.ingress import plan_ingress
+from dispatcher.identity import object_version
+from dispatcher.ingress import IngressPlan, ServiceTask, plan_ingress
 from dispatcher.job_creation import WORK_CONTEXT_KEYS, JobCreator
 from dispatcher.jobs import CreateOutcome
 from dispatcher.metrics import DispatcherMetrics, seconds_since
@@ -68,6 +75,7 @@ class Handlers:
         max_message_bytes: int,
         pause_service: Callable[[str], None],
         metrics: DispatcherMetrics,
+        direct_creates: int = 0,
     ) -> None:
         self._catalog = catalog
         self._publish_task = publish_task
@@ -78,6 +86,8 @@ class Handlers:
         self._max_bytes = max_message_bytes
         self._pause_service = pause_service
         self._admission: dict[str, asyncio.Lock] = {}
+        self._direct_limit = direct_creates
+        self._direct_in_flight = 0
         self.metrics = metrics
 
     def _backoff(self, delivery: Delivery, error: TransientError) -> float:
@@ -97,6 +107,10 @@ class Handlers:
             metrics.dead_lettered.labels(str(error.reason)).inc()
             log.warning("message refused", reason=str(error.reason), error=error.message)
             await delivery.dead_letter(str(error.reason), error.message)
+            return
+        direct = self._direct_task(plan)
+        if direct is not None:
+            await self._create_direct(direct, delivery, received_at)
             return
         headers = received_headers(received_at)
         try:
@@ -123,6 +137,61 @@ class Handlers:
             log.warning("event routes to no service", reason=reason, error=message)
             await delivery.dead_letter(reason, message)
             return
+        await delivery.ack()
+
+    def _direct_task(self, plan: IngressPlan) -> ServiceTask | None:
+        """The plan's one task when the ingress handler may create its Job itself, else None."""
+        if self._direct_in_flight >= self._direct_limit or len(plan.tasks) != 1 or plan.unroutable:
+            return None
+        (task,) = plan.tasks
+        definition = self._catalog().services.get(task.service)
+        if definition is None or definition.options.max_concurrent_jobs is not None:
+            return None  # a capped service's events wait in its queue while it is at its cap
+        return task
+
+    async def _create_direct(self, task: ServiceTask, delivery: Delivery, received_at: float) -> None:
+        """Create the Job of an ingress message's one task; settle the ingress message by the outcome."""
+        metrics = self.metrics
+        log = _log.bind(queue=delivery.queue, message_id=delivery.message_id, path="direct")
+        self._direct_in_flight += 1
+        try:
+            with structlog.contextvars.bound_contextvars(service=task.service):
+                created = await self._creator.create_event(task.service, task.event)
+        except PermanentError as error:
+            metrics.dead_lettered.labels(error.reason).inc()
+            log.warning("task refused", service=task.service, reason=error.reason, error=str(error))
+            await delivery.dead_letter(error.reason, str(error), service=task.service)
+            return
+        except TransientError as error:
+            # Back to the ingress through a retry tier; the next attempt may take either path.
+            metrics.retries.labels(error.kind).inc()
+            log.info(
+                "job creation failed for now; retrying",
+                service=task.service,
+                kind=error.kind,
+                error=str(error),
+            )
+            await delivery.retry_later(self._backoff(delivery, error), error.kind)
+            return
+        finally:
+            self._direct_in_flight -= 1
+            structlog.contextvars.unbind_contextvars(*WORK_CONTEXT_KEYS)  # bound by the creator
+        metrics.events_dispatched.labels(task.service).inc()
+        metrics.direct_creates.inc()
+        waited = seconds_since(task.event_time, received_at)
+        if waited is not None and delivery.attempt == 0:
+            metrics.event_to_received.observe(waited)
+        metrics.jobs_created.labels(task.service, created.outcome.value).inc()
+        if created.outcome is CreateOutcome.CREATED:
+            metrics.received_to_created.labels(task.service).observe(max(time.time() - received_at, 0.0))
+        log.info(
+            "job " + created.outcome.value,
+            service=task.service,
+            event_id=object_version(created.event),
+            bucket=created.event.bucket,
+            key=created.event.key,
+            job=created.name,
+        )
         await delivery.ack()
 
     async def on_task(self, service: str, delivery: Delivery) -> None:

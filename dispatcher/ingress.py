@@ -35,13 +35,20 @@ IGNORED_REASONS: Final = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class ServiceTask:
-    """One Job to create: a single-record MinIO message for one service."""
+    """One Job to create: an event routed to one service."""
 
     service: str
-    body: bytes
-    bucket: str
-    key: str
-    event_time: datetime | None = None
+    event: ObjectEvent
+
+    @property
+    def body(self) -> bytes:
+        """The task as its service queue carries it: a single-record MinIO message."""
+        return json.dumps(self.event.envelope(), ensure_ascii=False, separators=(",", ":")).encode()
+
+    @property
+    def event_time(self) -> datetime | None:
+        """When the event happened, as MinIO stamped it."""
+        return self.event.event_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +75,7 @@ def plan_ingress(body: bytes, router: Router[ServiceDefinition], *, max_bytes: i
         routes = router.route(event)
         if routes:
             object_version(event)  # an unidentifiable version can't be deduplicated: refuse it now
-            tasks.extend(_task(route.service.name, event) for route in routes)
+            tasks.extend(ServiceTask(route.service.name, event) for route in routes)
             continue
         why = router.explain(event)
         if why is None:  # pragma: no cover - route() and explain() agree by construction
@@ -85,8 +92,3 @@ def parse_task(body: bytes) -> ObjectEvent:
             EventErrorReason.BAD_RECORD, f"a service task must hold exactly one record, got {len(events)}"
         )
     return events[0]
-
-
-def _task(service: str, event: ObjectEvent) -> ServiceTask:
-    body = json.dumps(event.envelope(), ensure_ascii=False, separators=(",", ":")).encode()
-    return ServiceTask(service, body, event.bucket, event.key, event.event_time)

@@ -69,6 +69,12 @@ class JobCreator:
             event = parse_task(body)
         except EventError as error:
             raise PermanentError(error.message, reason=str(error.reason)) from error
+        return self.prepare_event(service_name, event)
+
+    def prepare_event(
+        self, service_name: str, event: ObjectEvent
+    ) -> tuple[ServiceDefinition, ObjectEvent, dict[str, Any], dict[str, Any]]:
+        """``prepare`` for an event already parsed (the ingress consumer's direct creates)."""
         service = self._services().get(service_name)
         if service is None:
             raise PermanentError(f"no service named {service_name!r} is loaded", reason="unknown-service")
@@ -97,8 +103,16 @@ class JobCreator:
         return cached
 
     async def create(self, service_name: str, body: bytes) -> CreatedJob:
-        """Create the Job for a task (idempotent)."""
-        service, event, config_map, job = self.prepare(service_name, body)
+        """Create the Job for a task body (idempotent)."""
+        return await self._create(*self.prepare(service_name, body))
+
+    async def create_event(self, service_name: str, event: ObjectEvent) -> CreatedJob:
+        """Create the Job for an event already parsed (idempotent)."""
+        return await self._create(*self.prepare_event(service_name, event))
+
+    async def _create(
+        self, service: ServiceDefinition, event: ObjectEvent, config_map: dict[str, Any], job: dict[str, Any]
+    ) -> CreatedJob:
         name = job["metadata"]["name"]
         # The caller runs each task in its own asyncio task (its own context): every later log line
         # of this unit of work carries these, including retries' and failures'.

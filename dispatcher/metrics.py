@@ -121,8 +121,14 @@ class DispatcherMetrics:
         )
         self.events_dispatched = Counter(
             "bucketrun_events_dispatched",
-            "Events handed to a service's queue (one per record and routed service).",
+            "Events handed to their service: to its queue, or made into a Job by the ingress consumer "
+            "(one per record and routed service).",
             ["service"],
+            registry=registry,
+        )
+        self.direct_creates = Counter(
+            "bucketrun_direct_creates",
+            "Jobs the ingress consumer created itself (201 or 409), skipping the service queue.",
             registry=registry,
         )
         self.events_ignored = Counter(

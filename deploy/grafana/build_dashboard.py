@@ -133,14 +133,16 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
         (
             Panel(
                 "Events and Jobs per second",
-                "Messages taken off the ingress queue, events handed to each service's queue, Jobs "
-                "created and Jobs finished, per second. In a steady state the four follow each other.",
+                "Messages taken off the ingress queue, events handed to each service (through its "
+                "queue, or made into Jobs by the ingress consumer directly), Jobs created and Jobs "
+                "finished, per second. In a steady state they follow each other.",
                 (
                     Query(f"sum({_rate('bucketrun_messages_received_total')})", "messages received"),
                     Query(
                         f"sum by (service) ({_rate('bucketrun_events_dispatched_total', SERVICE)})",
                         "dispatched: {{service}}",
                     ),
+                    Query(f"sum({_rate('bucketrun_direct_creates_total')})", "of which created directly"),
                     Query(
                         f"sum by (service) ({_rate('bucketrun_jobs_created_total', CREATED)})",
                         "Jobs created: {{service}}",

@@ -13,6 +13,7 @@ from typing import Any
 
 import aio_pika  # noqa: TID251 - the test plays MinIO and reads the dead-letter queue
 import pytest
+import structlog
 from kubernetes_asyncio import client  # noqa: TID251 - the test inspects the cluster
 
 from dispatcher.app import run_dispatcher
@@ -55,6 +56,13 @@ functions:
       input: [{storage_provider: minio, path: queue/in}]
       bucketrun:
         max_concurrent_jobs: 2
+  - c:
+      name: solo
+      image: busybox:1.36
+      memory: 32Mi
+      script: |
+        cat "$INPUT_FILE_PATH"
+      input: [{storage_provider: minio, path: solo/in}]
 """
 WAIT = 60.0
 
@@ -84,7 +92,7 @@ def event(key: str, *, bucket: str = "photos", sequencer: str = "17A76FE05CF3469
 
 def settings_for(names: AmqpNames, s3: S3Endpoint, kube: KubeTestEnv, fdl: Path) -> Settings:
     return Settings.load(
-        amqp=amqp_settings(names, services=("upper", "lower", "capped"), retry_tiers=(1, 2)),
+        amqp=amqp_settings(names, services=("upper", "lower", "capped", "solo"), retry_tiers=(1, 2)),
         storage=storage_settings(s3),
         cluster={
             "executor": "kubernetes",
@@ -287,3 +295,119 @@ def _by_service(found: list[dict[str, Any]]) -> dict[str, int]:
     for job in found:
         counts[_service(job)] = counts.get(_service(job), 0) + 1
     return counts
+
+
+# -- the ingress consumer's direct creates (an event for one uncapped service skips its queue) ----------
+
+
+def _with_direct_creates(settings: Settings, limit: int) -> Settings:
+    return settings.model_copy(
+        update={"dispatch": settings.dispatch.model_copy(update={"direct_creates": limit})}
+    )
+
+
+def _created_lines(lines: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The "job created" lines, by path: "direct" (ingress consumer) or "queue" (service queue)."""
+    by_path: dict[str, list[dict[str, Any]]] = {"direct": [], "queue": []}
+    for line in lines:
+        if line["event"] == "job created":
+            by_path[line.get("path", "queue")].append(line)
+    return by_path
+
+
+async def test_an_event_for_one_uncapped_service_is_created_without_its_service_queue(
+    running: Running,
+) -> None:
+    solo = [f"in/s-{index}.txt" for index in range(20)]
+    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as lines:
+        async with dispatcher(running.settings):
+            await running.publish([event(key, bucket="solo") for key in solo])
+            await running.publish([event(f"in/p-{index}.txt") for index in range(5)])  # two services each
+            await running.publish([event(f"in/q-{index}.txt", bucket="queue") for index in range(2)])
+
+            async def all_jobs() -> bool:
+                return len(await jobs(running.kube)) >= 32
+
+            await until(all_jobs, "32 Jobs (20 solo, 5 x 2 photos, 2 capped)")
+            # The same solo events again: the direct path meets 409 and acks, as the queue path does.
+            await running.publish([event(key, bucket="solo") for key in solo])
+
+            async def exists_answered() -> bool:
+                return len([line for line in lines if line["event"] == "job exists"]) >= 20
+
+            await until(exists_answered, "20 redelivered solo events answered 409")
+    assert len(await jobs(running.kube)) == 32
+    by_path = _created_lines(lines)
+    assert sorted(line["key"] for line in by_path["direct"]) == sorted(solo)
+    assert {line["service"] for line in by_path["direct"]} == {"solo"}
+    for line in by_path["direct"]:  # the unit-of-work keys the queue path's lines carry
+        assert line["job"]
+        assert line["event_id"]
+        assert line["bucket"] == "solo"
+    # Several services per event, and capped services, always go through their queues.
+    assert (
+        sorted(line["service"] for line in by_path["queue"]) == ["capped"] * 2 + ["lower"] * 5 + ["upper"] * 5
+    )
+
+
+async def test_direct_creates_retry_api_errors_through_the_ingress_without_duplicates(
+    running: Running,
+) -> None:
+    control = running.kube.require_control()
+    control.set_faults(
+        error_rates={500: 0.2, 503: 0.1, 429: 0.1}, retry_after_seconds=1, verbs=["create"], seed=11
+    )
+    keys = [f"in/flaky-{index}.txt" for index in range(15)]
+    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as lines:
+        async with dispatcher(running.settings):
+            await running.publish([event(key, bucket="solo") for key in keys])
+
+            async def fifteen() -> bool:
+                return len(await jobs(running.kube)) >= 15
+
+            await until(fifteen, "15 Jobs despite 40% injected API errors", within=90)
+    control.clear_faults()
+    found = await jobs(running.kube)
+    assert sorted(job["metadata"]["annotations"]["bucketrun.io/key"] for job in found) == sorted(keys)
+    assert await _dlq_count(running) == 0
+    retried = [line for line in lines if line["event"] == "job creation failed for now; retrying"]
+    assert retried
+    assert all(line["path"] == "direct" for line in retried)
+
+
+async def test_a_direct_create_the_api_refuses_is_dead_lettered_with_its_service(running: Running) -> None:
+    control = running.kube.require_control()
+    control.set_faults(error_rates={422: 1.0}, verbs=["create"], resources=["jobs"])
+    async with dispatcher(running.settings):
+        await running.publish([event("in/refused.txt", bucket="solo")])
+        (letter,) = await dead_letters(running.names, running.settings.amqp.dead_letter_queue, 1)
+    control.clear_faults()
+    assert letter.headers["x-bucketrun-reason"] == "invalid-manifest"
+    assert letter.headers["x-bucketrun-service"] == "solo"
+    assert parse_message(letter.body)[0].key == "in/refused.txt"  # the MinIO message itself, kept whole
+    assert await jobs(running.kube) == []
+
+
+@pytest.mark.parametrize("limit", [0, 1])
+async def test_past_the_direct_bound_events_go_through_their_service_queue(
+    running: Running, limit: int
+) -> None:
+    control = running.kube.require_control()
+    control.set_faults(latency=0.3, verbs=["create"], resources=["jobs"])  # creates overlap
+    keys = [f"in/slow-{index}.txt" for index in range(10)]
+    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as lines:
+        async with dispatcher(_with_direct_creates(running.settings, limit)):
+            await running.publish([event(key, bucket="solo") for key in keys])
+
+            async def ten() -> bool:
+                return len(await jobs(running.kube)) >= 10
+
+            await until(ten, "10 solo Jobs", within=90)
+    control.clear_faults()
+    assert len(await jobs(running.kube)) == 10
+    by_path = _created_lines(lines)
+    assert len(by_path["direct"]) + len(by_path["queue"]) == 10
+    if limit == 0:
+        assert by_path["direct"] == []
+    else:
+        assert 1 <= len(by_path["direct"]) < 10
