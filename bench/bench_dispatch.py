@@ -917,18 +917,19 @@ class Bench:
 # -- the profile -----------------------------------------------------------------------------------------
 
 HOT_PATH: tuple[tuple[str, str, str], ...] = (
-    ("dispatcher/handlers.py", "on_ingress", "ingress handler: parse, route, publish to service queue"),
+    ("dispatcher/handlers.py", "on_ingress", "ingress handler: parse, route, create directly or hand over"),
     ("dispatcher/ingress.py", "plan_ingress", "  parse + route the MinIO message"),
-    ("dispatcher/amqp/publisher.py", "publish", "  confirmed publish (CPU part)"),
-    ("dispatcher/handlers.py", "on_task", "task handler: everything per Job below"),
-    ("dispatcher/job_creation.py", "prepare", "  parse task + presign + render"),
-    ("dispatcher/storage.py", "grants_for", "    presign (GET + POST policies)"),
-    ("dispatcher/rendering/render.py", "_render", "    render (Jinja, skeleton, checks), both objects"),
-    ("dispatcher/rendering/render.py", "render_job", "      Job"),
-    ("dispatcher/rendering/render.py", "render_config_map", "      ConfigMap (the same for every Job)"),
-    ("yaml/__init__.py", "load", "      YAML parsing of the rendered text (both)"),
-    ("dispatcher/rendering/manifest_checks.py", "check_manifest", "      manifest checks (both)"),
-    ("dispatcher/cluster/client.py", "create_job", "  create Job (CPU part of the request)"),
+    ("dispatcher/handlers.py", "_create_direct", "  direct create: the per-Job work below"),
+    ("dispatcher/amqp/publisher.py", "publish", "  confirmed publish to a service queue (CPU part)"),
+    ("dispatcher/handlers.py", "on_task", "service-queue handler: the per-Job work below"),
+    ("dispatcher/job_creation.py", "prepare_event", "per Job, either path: presign + render"),
+    ("dispatcher/storage.py", "grants_for", "  presign (GET + POST policies)"),
+    ("dispatcher/rendering/render.py", "_render", "  render (Jinja, skeleton, checks), both objects"),
+    ("dispatcher/rendering/render.py", "render_job", "    Job"),
+    ("dispatcher/rendering/render.py", "render_config_map", "    ConfigMap (the same for every Job)"),
+    ("yaml/__init__.py", "load", "    YAML parsing of the rendered text (both)"),
+    ("dispatcher/rendering/manifest_checks.py", "check_manifest", "    manifest checks (both)"),
+    ("dispatcher/cluster/client.py", "create_job", "per Job: create Job (CPU part of the request)"),
 )
 IDLE = "idle (waiting in epoll)"
 _NOT_WORK = ("/asyncio/", "/cProfile.py", "/contextlib.py", "bench_dispatch.py")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
@@ -25,11 +26,13 @@ from typing import Any, Final, NoReturn
 from urllib.parse import quote
 
 import aiohttp
+from aiohttp.helpers import get_env_proxy_for_url
 
 # This is the cluster adapter: the one module allowed to import the client library.
 from kubernetes_asyncio import client, config  # noqa: TID251
 from kubernetes_asyncio.client.exceptions import ApiException  # noqa: TID251
 from kubernetes_asyncio.config.config_exception import ConfigException  # noqa: TID251
+from yarl import URL
 
 from dispatcher.cluster.errors import error_for_exception, error_for_status, status_object
 from dispatcher.cluster.informer import JobInformer, JobPage, ResourceExpired
@@ -95,6 +98,8 @@ class Cluster:
         self._config_map_locks: dict[str, asyncio.Lock] = {}
         self._index = JobIndex()
         self._informer = JobInformer(self, self._index, watch_timeout=watch_timeout)
+        self._create_session: aiohttp.ClientSession | None = None
+        self._create_proxy: dict[str, Any] = {}
 
     @classmethod
     async def connect(
@@ -164,6 +169,8 @@ class Cluster:
     async def close(self) -> None:
         """Stop the informer and close the HTTP connections."""
         await self._informer.stop()
+        if self._create_session is not None:
+            await self._create_session.close()  # its connector is the API client's, closed next
         await self._api.close()
 
     # -- Job counting --------------------------------------------------------------------------------
@@ -563,16 +570,18 @@ class Cluster:
     # -- plumbing ------------------------------------------------------------------------------------
 
     async def _post_json(self, path: str, doc: Mapping[str, Any]) -> aiohttp.ClientResponse:
-        """POST *doc* to *path* as one ``json.dumps``, with the API client's own session and auth.
+        """POST *doc* to *path* as one ``json.dumps``, with the API client's own connection pool and auth.
 
         For the per-event create: the generated method walks the document with
         ``sanitize_for_serialization`` and runs its generic request building, which cost more CPU than
         the request itself; plain dicts need neither. Everything else still comes from the client: host,
         default headers, token (``update_params_for_auth``, which runs its refresh hook), TLS (the
-        session's connector), proxy and TLS server name.
+        client's connector), proxy and TLS server name. The proxy from the environment
+        (``HTTPS_PROXY``/``NO_PROXY``) is looked up once, not on every request as the client's session
+        does (two thread-pool round trips per request: proxy variables and ``~/.netrc``, which a
+        token-authenticated request cannot use anyway).
         """
         api = self._api
-        rest = api.rest_client
         headers: dict[str, str] = {
             **api.default_headers,
             "Accept": "application/json",
@@ -581,21 +590,35 @@ class Cluster:
         if api.cookie:
             headers["Cookie"] = api.cookie
         await api.update_params_for_auth(headers, [], _AUTH_SETTINGS)
-        extra: dict[str, Any] = {}
-        if rest.proxy:
-            extra["proxy"] = rest.proxy
-        if rest.proxy_headers:
-            extra["proxy_headers"] = rest.proxy_headers
-        if rest.server_hostname:
-            extra["server_hostname"] = rest.server_hostname
-        response: aiohttp.ClientResponse = await rest.pool_manager.post(
-            f"{api.configuration.host}{path}",
+        url = f"{api.configuration.host}{path}"
+        session = self._create_session or self._open_create_session(url)
+        response: aiohttp.ClientResponse = await session.post(
+            url,
             data=json.dumps(doc, separators=(",", ":")).encode(),
             headers=headers,
             timeout=aiohttp.ClientTimeout(total=self._timeout),
-            **extra,
+            **self._create_proxy,
         )
         return response
+
+    def _open_create_session(self, url: str) -> aiohttp.ClientSession:
+        """The session for creates: the client's connector, the proxy settings resolved once."""
+        rest = self._api.rest_client
+        extra: dict[str, Any] = {}
+        if rest.proxy:
+            extra["proxy"] = rest.proxy
+            if rest.proxy_headers:
+                extra["proxy_headers"] = rest.proxy_headers
+        else:
+            with contextlib.suppress(LookupError):  # no proxy for this host in the environment
+                extra["proxy"], extra["proxy_auth"] = get_env_proxy_for_url(URL(url))
+        if rest.server_hostname:
+            extra["server_hostname"] = rest.server_hostname
+        self._create_proxy = extra
+        self._create_session = aiohttp.ClientSession(
+            connector=rest.pool_manager.connector, connector_owner=False, trust_env=False
+        )
+        return self._create_session
 
     async def _send(self, action: str, request: Awaitable[Any]) -> _Answer:
         try:

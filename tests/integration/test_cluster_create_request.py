@@ -81,3 +81,27 @@ async def test_create_posts_the_json_body_with_the_clients_token_and_headers(rec
     assert first["headers"]["Content-Type"] == "application/json"
     assert first["headers"]["User-Agent"] == api.user_agent
     assert json.loads(first["body"]) == JOB
+
+
+@pytest.mark.parametrize("bypassed", [False, True])
+async def test_create_goes_through_the_proxy_the_environment_names(recorder, monkeypatch, bypassed):
+    """``HTTP_PROXY`` is honoured as the client's own session would (looked up once, not per request),
+    and ``NO_PROXY`` bypasses it: the recorder plays the proxy, the API host is one that never answers."""
+    proxy, seen = recorder
+    api_host = "127.0.0.1" if bypassed else "api.invalid"  # .invalid never resolves: only a proxy reaches it
+    target = proxy if bypassed else f"http://{api_host}"
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9" if bypassed else proxy)  # port 9: nobody
+    if bypassed:
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    configuration = client.Configuration(host=target)
+    cluster = Cluster(client.ApiClient(configuration=configuration), "ns", request_timeout=5.0)
+    try:
+        assert await cluster.create_job(JOB) is CreateOutcome.CREATED
+        assert await cluster.create_job(JOB) is CreateOutcome.EXISTS
+    finally:
+        await cluster.close()
+    assert [item["path"] for item in seen] == ["/apis/batch/v1/namespaces/ns/jobs"] * 2
+    host_header = seen[0]["headers"]["Host"]
+    assert host_header.startswith("127.0.0.1" if bypassed else api_host)
