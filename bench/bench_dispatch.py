@@ -1111,7 +1111,7 @@ def print_report(results: Mapping[str, Any]) -> None:
         ),
         ("raw (b') same, bucketrun's rendered Jobs (not a target)", raw_r["rate"], "Jobs/s", raw_r["usage"]),
         (
-            "         amqp work per event: 2 consume+ack + 1 confirmed publish",
+            "         amqp per event via a service queue: 2 consume+ack + 1 publish",
             results["amqp_work_per_event_rate"],
             "events/s",
             None,
