@@ -31,7 +31,12 @@ def test_run_all_tiny_writes_a_complete_report(rabbitmq_url: str, tmp_path: Path
     )
     assert answer.returncode == 0, answer.stderr[-4000:]
     results = json.loads((tmp_path / "latest.json").read_text())
-    assert "## Targets (issue #8)" in (tmp_path / "latest.md").read_text()
+    report = (tmp_path / "latest.md").read_text()
+    assert "## Targets (issue #8)" in report
+    assert "## With API latency (informational)" in report
+    delayed = results["api_latency"]["5"]
+    assert delayed["bucketrun"]["jobs_logged_created"] == delayed["bucketrun"]["events"]
+    assert delayed["naive"]["rate"] > 0
     assert len(results["targets"]) == 7
     assert {row["verdict"] for row in results["targets"]} <= {"PASS", "FAIL"}
     burst = results["burst"]
