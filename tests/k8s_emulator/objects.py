@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
+import itertools
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -211,24 +213,48 @@ class Objects:
         if continue_token:
             list_revision, start_after = self._decode_continue(continue_token)
         namespace = selection.namespace if resource.namespaced else None
-        items = [
-            obj
-            for obj in self.store.list_objects(resource.plural, namespace)
-            if selection.matches(obj) and (start_after is None or self._sort_key(obj) > start_after)
-        ]
+        keys = self._candidates(resource, selection, namespace)
+        first = bisect.bisect_right(keys, start_after) if start_after is not None else 0
+        enough = limit + 1 if limit is not None and limit > 0 else None  # one more: is there a next page?
+        items: list[dict[str, Any]] = []
+        for ns_key, name in itertools.islice(keys, first, None):
+            obj = self.store.get(resource.plural, ns_key, name)
+            if obj is not None and selection.matches(obj):
+                items.append(obj)
+                if len(items) == enough:
+                    break
         metadata: dict[str, Any] = {"resourceVersion": str(list_revision)}
         if limit is not None and 0 < limit < len(items):
-            remaining = len(items) - limit
             items = items[:limit]
             metadata["continue"] = self._encode_continue(list_revision, self._sort_key(items[-1]))
             if not selection.labels.requirements and not selection.fields.terms:
-                metadata["remainingItemCount"] = remaining
+                # Without selectors every key after the token is an item: the rest is counted, not read.
+                metadata["remainingItemCount"] = len(keys) - first - limit
         return {
             "kind": resource.list_kind,
             "apiVersion": resource.api_version,
             "metadata": metadata,
             "items": items,
         }
+
+    def _candidates(
+        self, resource: Resource, selection: Selection, namespace: str | None
+    ) -> list[tuple[str, str]]:
+        """Keys (namespace, name) of the objects a list must look at, in etcd key order: those the
+        label index names for the selector's most selective `=`/`in` requirement, else every object."""
+        plural = resource.plural
+        narrowest: list[Set[tuple[str, str]]] | None = None
+        size = self.store.count(plural, namespace)
+        for requirement in selection.labels.requirements:
+            if requirement.operator not in ("=", "in"):
+                continue
+            found = [self.store.labelled(plural, requirement.key, value) for value in requirement.values]
+            if sum(len(keys) for keys in found) < size:
+                narrowest, size = found, sum(len(keys) for keys in found)
+        if narrowest is None:
+            return self.store.keys(plural, namespace)
+        named = narrowest[0] if len(narrowest) == 1 else set().union(*narrowest)  # `in (a, a)` names a once
+        return sorted(key for key in named if namespace is None or key[0] == namespace)
 
     @staticmethod
     def _sort_key(obj: dict[str, Any]) -> tuple[str, str]:

@@ -4,6 +4,11 @@ Every write takes the next revision and stamps it into the object's `metadata.re
 are synchronous (the store is used from one event loop), so a write and the delivery of its event to
 every watcher and controller happen atomically. Stored objects are never mutated: a writer builds a new
 dict and hands it over, which lets lists and watches share them without copying.
+
+Labels are indexed (resource, label key and value -> object keys), so that a list by an equality
+selector (a Job's pods by `controller-uid`) reads the few objects it names instead of every object of the
+resource: a scan costs about 2 ms per 1,000 pods, which at 10,000 finished Jobs made the pod list the
+emulator's busiest request.
 """
 
 from __future__ import annotations
@@ -12,13 +17,16 @@ import asyncio
 import json
 import logging
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Set
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
 Key = tuple[str, str, str]
 """(resource plural, namespace or "" for cluster-scoped, name)"""
+ObjectKey = tuple[str, str]
+"""(namespace or "" for cluster-scoped, name): an object's place within its resource, in etcd key order."""
+_NONE: frozenset[ObjectKey] = frozenset()
 
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
 
@@ -133,6 +141,8 @@ class Store:
         self._subscriptions: dict[str, set[Subscription]] = {}
         self._listeners: list[Listener] = []
         self._dependents: dict[str, set[Key]] = {}
+        self._labels: dict[str, dict[tuple[str, str], set[ObjectKey]]] = {}
+        """resource -> (label key, value) -> keys of the objects carrying that label."""
 
     # -- reads -------------------------------------------------------------------------------------
 
@@ -153,9 +163,23 @@ class Store:
         for bucket in self._objects.get(resource, {}).values():
             yield from bucket.values()
 
-    def count(self, resource: str) -> int:
-        """How many objects of *resource* are stored."""
-        return sum(len(bucket) for bucket in self._objects.get(resource, {}).values())
+    def keys(self, resource: str, namespace: str | None = None) -> list[ObjectKey]:
+        """Keys of the stored objects of *resource*, sorted (etcd key order); all namespaces when None."""
+        by_namespace = self._objects.get(resource, {})
+        if namespace is not None:
+            return [(namespace, name) for name in sorted(by_namespace.get(namespace, ()))]
+        return [(ns, name) for ns in sorted(by_namespace) for name in sorted(by_namespace[ns])]
+
+    def labelled(self, resource: str, key: str, value: str) -> Set[ObjectKey]:
+        """Keys of the objects of *resource* whose label *key* is *value*, unordered (never mutate)."""
+        return self._labels.get(resource, {}).get((key, value), _NONE)
+
+    def count(self, resource: str, namespace: str | None = None) -> int:
+        """How many objects of *resource* are stored (in *namespace*, unless None)."""
+        by_namespace = self._objects.get(resource, {})
+        if namespace is not None:
+            return len(by_namespace.get(namespace, ()))
+        return sum(len(bucket) for bucket in by_namespace.values())
 
     def namespaces_in_use(self) -> set[str]:
         """Every namespace holding at least one object."""
@@ -180,6 +204,10 @@ class Store:
         if previous is not None:
             self._unindex_owners(key, previous)
         self._index_owners(key, obj)
+        old_labels = previous["metadata"].get("labels") if previous is not None else None
+        if meta.get("labels") != old_labels:  # most writes (status, annotations) keep the labels
+            self._unindex_labels(resource, (namespace, name), old_labels)
+            self._index_labels(resource, (namespace, name), meta.get("labels"))
         self._emit(
             WatchEvent(self.revision, MODIFIED if previous is not None else ADDED, resource, obj, previous)
         )
@@ -196,6 +224,7 @@ class Store:
         self.revision += 1
         final = {**previous, "metadata": {**previous["metadata"], "resourceVersion": str(self.revision)}}
         self._unindex_owners((resource, namespace, name), previous)
+        self._unindex_labels(resource, (namespace, name), previous["metadata"].get("labels"))
         self._emit(WatchEvent(self.revision, DELETED, resource, final, previous))
         return final
 
@@ -270,3 +299,24 @@ class Store:
                     dependents.discard(key)
                     if not dependents:
                         del self._dependents[ref["uid"]]
+
+    # -- label index -------------------------------------------------------------------------------
+
+    def _index_labels(self, resource: str, key: ObjectKey, labels: Any) -> None:
+        if not isinstance(labels, dict):
+            return
+        index = self._labels.setdefault(resource, {})
+        for label, value in labels.items():
+            if isinstance(value, str):  # only a string can equal a selector's value
+                index.setdefault((label, value), set()).add(key)
+
+    def _unindex_labels(self, resource: str, key: ObjectKey, labels: Any) -> None:
+        if not isinstance(labels, dict):
+            return
+        index = self._labels.get(resource, {})
+        for label, value in labels.items():
+            keys = index.get((label, value)) if isinstance(value, str) else None
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del index[(label, value)]

@@ -65,11 +65,16 @@ SETTLE_WITHIN = 600.0
 """Least seconds the soak waits, after the last event is published, for every Job and record and an
 empty set of queues; a run that needs longer is reported as it stands (with its losses)."""
 SETTLE_PER_EVENT = 0.2
-"""...and at least this many seconds per event: the watcher records ~10 Jobs/s on a loaded 2-core
-machine once 10,000 Jobs exist (each record is a pod read, three log reads, five S3 writes, a publish
-and an annotation, each through the 5% of injected 500s), so a 10,000-event run needs ~15 minutes."""
+"""...and at least this many seconds per event, a wide margin: each record is a pod list, a record read,
+three log reads, four S3 writes, a publish and an annotation, each through the 5% of injected 500s. On 2
+shared cores the watcher drained its backlog at ~65 Jobs/s with 4,850 Jobs in the namespace (5,000-event
+run); it was 5-10 Jobs/s at 10,000 Jobs while the emulator scanned every pod for each Job's pod list."""
 PUBLISH_WITHIN = 300.0
 """Seconds one batch may take to be confirmed, broker outages included."""
+LIST_ALL = 10_000_000
+"""Keys asked for in one page of the records listing: all of them (see `record_versions`)."""
+LIST_READ_TIMEOUT = 600.0
+"""Seconds that one listing may take to answer (moto needs ~10 s per 40,000 versions, more when loaded)."""
 
 
 @dataclass(frozen=True)
@@ -326,12 +331,22 @@ def record_versions(stack: SoakStack) -> dict[str, int]:
     A watcher whose write timed out (S3 frozen) retries it; when the first PUT lands late, the bucket
     keeps two versions of the same bytes. That is one record written twice, not a second record: only
     versions with different contents count as duplicates (their number is printed by the soak).
+
+    Every version of the records is listed in one answer: moto (5.2) deep-copies and sorts every version
+    in the bucket for each page of ListObjectVersions, whatever the prefix, so the ~40,000 versions of a
+    10,000-event soak (status.json and three logs per Job) took it over four minutes in pages of 1,000
+    and take ~10 s in one. The SDK's public `list_objects` has no max-keys; its paging loop
+    `_list_objects` has, and still follows the pages of a server that caps them (S3 and MinIO: 1,000).
     """
     storage = stack.settings.storage
-    client = stack.minio()
+    client = stack.minio(read_timeout=LIST_READ_TIMEOUT)
     versions: dict[str, list[str | None]] = {}
-    for obj in client.list_objects(
-        storage.records_bucket, prefix=storage.records_prefix, recursive=True, include_version=True
+    for obj in client._list_objects(
+        storage.records_bucket,
+        prefix=storage.records_prefix,
+        include_version=True,
+        max_keys=LIST_ALL,
+        encoding_type="url",
     ):
         name = obj.object_name or ""
         if name.endswith("/status.json") and not obj.is_delete_marker:
@@ -443,6 +458,7 @@ async def _run(
     await asyncio.to_thread(control.set_kubelet, "instant")
 
     log(f"[soak] phase 2: {len(bulk)} events (kubelet instant) with faults by progress")
+    bulk_from, bulk_started = await faults.progress(stack), time.monotonic()
     gate = faults.Gate(0)
     timed, limits = faults.schedule(faults.bulk_faults(stack), first_jobs, bulk_jobs)
     feeding = asyncio.create_task(
@@ -457,13 +473,24 @@ async def _run(
             task.cancel()
         await asyncio.gather(feeding, injecting, return_exceptions=True)
     log(f"[soak] all {len(sent)} events published ({publisher.retries} batch retries); settling")
+    settling = time.monotonic()
     ending = await settle(
         stack, first_jobs + bulk_jobs, max(SETTLE_WITHIN, profile.events * SETTLE_PER_EVENT)
     )
+    settle_s = round(time.monotonic() - settling, 1)
     if ending != "settled":
         log(f"[soak] {ending} before every Job was created and recorded; reporting as it stands")
+    recorded = (await faults.progress(stack)).records - bulk_from.records
+    record_rate = round(recorded / max(time.monotonic() - bulk_started, 0.001), 1)
+    log(
+        f"[soak] phase 2 recorded {recorded} Jobs at {record_rate} Jobs/s (first event to settled); "
+        f"{ending} {settle_s} s after the last event was published"
+    )
     await asyncio.to_thread(control.clear_faults)
+    verifying = time.monotonic()
     observed = await observe(stack)
+    verify_s = round(time.monotonic() - verifying, 1)
+    log(f"[soak] verification (every Job, record version and dead letter read back) took {verify_s} s")
     shape = {
         "events": profile.events,
         "services": profile.services,
@@ -474,6 +501,9 @@ async def _run(
         "watchers": 2,
         "publish_batch_retries": publisher.retries,
         "duration_s": round(time.monotonic() - origin, 1),
+        "bulk_records_per_s": record_rate,
+        "settle_s": settle_s,
+        "verify_s": verify_s,
         "ending": ending,
     }
     return soak_report.build_report(sent, observed, runner.records, profile=shape)

@@ -10,14 +10,19 @@ The verdict's accounting is checked first on canned facts, so a broken accountin
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from minio.versioningconfig import ENABLED, VersioningConfig  # noqa: TID251 - a versioned bucket, as the soak's
 
 from tests.backends.rabbit_node import PrivateRabbitNode
-from tests.reliability.soak import Profile, run_soak, summarise
+from tests.backends.s3 import S3Scope
+from tests.reliability.soak import Profile, record_versions, run_soak, summarise
 from tests.reliability.soak_report import (
     FaultRecord,
     JobSeen,
@@ -123,6 +128,38 @@ def test_a_fault_after_which_nothing_moved_fails_the_soak() -> None:
     broken = _broken(_observed(), [stuck, never])
     assert any("dispatcher SIGKILL #1" in line for line in broken)
     assert any("forced 410 Gone" in line for line in broken)
+
+
+@pytest.mark.reliability
+@pytest.mark.integration
+def test_record_versions_reads_every_version_of_every_record(s3: S3Scope) -> None:
+    """More records than one page of a listing holds, logs among them; a rewrite of the same bytes is
+    one record, a second status.json with other contents is a second record."""
+    bucket = s3.bucket("records")
+    client = s3.endpoint.client()
+    client.set_bucket_versioning(bucket, VersioningConfig(ENABLED))
+
+    def put(key: str, body: bytes) -> None:
+        client.put_object(bucket, key, io.BytesIO(body), len(body))
+
+    def write(index: int) -> None:
+        folder = f"records/svc{index % 3}/job-{index:04d}/"
+        put(folder + "logs/run.log", b"")
+        put(folder + "status.json", b'{"job": %d}' % index)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(write, range(1100)))
+    put("records/svc1/job-0007/status.json", b'{"job": 7}')  # the same record, written twice
+    put("records/svc2/job-1001/status.json", b'{"job": 1001, "again": true}')  # a second record
+    stack = SimpleNamespace(
+        settings=SimpleNamespace(storage=SimpleNamespace(records_bucket=bucket, records_prefix="records/")),
+        minio=lambda read_timeout: s3.endpoint.client(),
+    )
+    found = record_versions(stack)  # type: ignore[arg-type]
+    assert len(found) == 1100
+    assert found["job-1001"] == 2
+    assert found["job-0007"] == 1
+    assert sum(found.values()) == 1101
 
 
 @pytest.mark.reliability
