@@ -44,7 +44,7 @@ demo: setup ## Run the local demo: samples through RabbitMQ, S3 (moto), dispatch
 bench: setup ## Performance report (issue #8): writes bench/results/ (BENCH_ARGS=--quick for a smoke run)
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
-soak: setup ## Full soak with faults (10,000 events, 5 services; ~40 min); report in soak-report.json
+soak: setup ## Full soak with faults (10,000 events, 5 services; ~8 min); report in soak-report.json
 	BUCKETRUN_SOAK_EVENTS=10000 BUCKETRUN_SOAK_REPORT=soak-report.json $(BIN)/pytest tests/reliability/test_soak.py -k soak_with_faults -s $(PYTEST_ARGS)
 
 mutant: setup ## Prove the soak catches a broken build: it must fail on the ack-before-create mutant
