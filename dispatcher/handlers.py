@@ -153,6 +153,9 @@ class Handlers:
         """Create the Job of an ingress message's one task; settle the ingress message by the outcome."""
         metrics = self.metrics
         log = _log.bind(queue=delivery.queue, message_id=delivery.message_id, path="direct")
+        waited = seconds_since(task.event_time, received_at)
+        if waited is not None and delivery.attempt == 0:  # observed at receipt, as on the queue path
+            metrics.event_to_received.observe(waited)
         self._direct_in_flight += 1
         try:
             with structlog.contextvars.bound_contextvars(service=task.service):
@@ -178,9 +181,6 @@ class Handlers:
             structlog.contextvars.unbind_contextvars(*WORK_CONTEXT_KEYS)  # bound by the creator
         metrics.events_dispatched.labels(task.service).inc()
         metrics.direct_creates.inc()
-        waited = seconds_since(task.event_time, received_at)
-        if waited is not None and delivery.attempt == 0:
-            metrics.event_to_received.observe(waited)
         metrics.jobs_created.labels(task.service, created.outcome.value).inc()
         if created.outcome is CreateOutcome.CREATED:
             metrics.received_to_created.labels(task.service).observe(max(time.time() - received_at, 0.0))
