@@ -297,6 +297,11 @@ async def test_dispatch_and_stage_log_no_grant_and_endpoints_expose_no_secret(  
                 return any((o.object_name or "").endswith("/status.json") for o in found)
 
             await until(recorded, "the watcher's job record", within=60)
+
+            async def counted() -> bool:  # status.json lands before the watcher's counters move
+                return "bucketrun_records_written_total 1.0" in str(await http_get(watcher_port, "/metrics"))
+
+            await until(counted, "the watcher's metrics counting the record", within=30)
             answers |= {
                 f"watcher {path}": await http_get(watcher_port, path)
                 for path in ("/healthz", "/readyz", "/metrics")
