@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,9 +37,8 @@ from dispatcher.backoff import backoff_delay
 from dispatcher.errors import PermanentError, TransientError
 from dispatcher.events import EventError
 from dispatcher.executors.base import Executor
-from dispatcher.identity import object_version
 from dispatcher.ingress import IngressPlan, ServiceTask, plan_ingress
-from dispatcher.job_creation import WORK_CONTEXT_KEYS, JobCreator
+from dispatcher.job_creation import WORK_CONTEXT_KEYS, CreatedJob, JobCreator
 from dispatcher.jobs import CreateOutcome
 from dispatcher.metrics import DispatcherMetrics, seconds_since
 from dispatcher.routing import Router
@@ -150,95 +150,99 @@ class Handlers:
         return task
 
     async def _create_direct(self, task: ServiceTask, delivery: Delivery, received_at: float) -> None:
-        """Create the Job of an ingress message's one task; settle the ingress message by the outcome."""
-        metrics = self.metrics
-        log = _log.bind(queue=delivery.queue, message_id=delivery.message_id, path="direct")
+        """Create the Job of an ingress message's one task and settle the ingress message by the outcome
+        (a transient failure sends it back to the ingress through a retry tier; the next attempt may take
+        either path)."""
         waited = seconds_since(task.event_time, received_at)
         if waited is not None and delivery.attempt == 0:  # observed at receipt, as on the queue path
-            metrics.event_to_received.observe(waited)
+            self.metrics.event_to_received.observe(waited)
+        log = _log.bind(queue=delivery.queue, message_id=delivery.message_id, path="direct")
         self._direct_in_flight += 1
         try:
-            with structlog.contextvars.bound_contextvars(service=task.service):
-                created = await self._creator.create_event(task.service, task.event)
-        except PermanentError as error:
-            metrics.dead_lettered.labels(error.reason).inc()
-            log.warning("task refused", service=task.service, reason=error.reason, error=str(error))
-            await delivery.dead_letter(error.reason, str(error), service=task.service)
-            return
-        except TransientError as error:
-            # Back to the ingress through a retry tier; the next attempt may take either path.
-            metrics.retries.labels(error.kind).inc()
-            log.info(
-                "job creation failed for now; retrying",
-                service=task.service,
-                kind=error.kind,
-                error=str(error),
-            )
-            await delivery.retry_later(self._backoff(delivery, error), error.kind)
-            return
+            with _unit_of_work(task.service):
+                created = await self._settle(
+                    task.service,
+                    delivery,
+                    received_at,
+                    lambda: self._creator.create_event(task.service, task.event),
+                    log,
+                )
         finally:
             self._direct_in_flight -= 1
-            structlog.contextvars.unbind_contextvars(*WORK_CONTEXT_KEYS)  # bound by the creator
-        metrics.events_dispatched.labels(task.service).inc()
-        metrics.direct_creates.inc()
-        metrics.jobs_created.labels(task.service, created.outcome.value).inc()
-        if created.outcome is CreateOutcome.CREATED:
-            metrics.received_to_created.labels(task.service).observe(max(time.time() - received_at, 0.0))
-        log.info(
-            "job " + created.outcome.value,
-            service=task.service,
-            event_id=object_version(created.event),
-            bucket=created.event.bucket,
-            key=created.event.key,
-            job=created.name,
-        )
-        await delivery.ack()
+        if created is not None:
+            self.metrics.events_dispatched.labels(task.service).inc()
+            self.metrics.direct_creates.inc()
 
     async def on_task(self, service: str, delivery: Delivery) -> None:
         """Create the Job of one service task, within the service's cap."""
         if await _parked(delivery):
             return
-        with structlog.contextvars.bound_contextvars(service=service):
-            try:
-                await self._create(service, delivery)
-            finally:  # bound by the creator once the event is known
-                structlog.contextvars.unbind_contextvars(*WORK_CONTEXT_KEYS)
+        with _unit_of_work(service):
+            await self._create(service, delivery)
 
     async def _create(self, service: str, delivery: Delivery) -> None:
-        metrics = self.metrics
-        log = _log.bind(queue=delivery.queue, message_id=delivery.message_id)
         definition = self._catalog().services.get(service)
         cap = definition.options.max_concurrent_jobs if definition else None
-        try:
+
+        async def create() -> CreatedJob | None:
             if cap is None:
-                created = await self._creator.create(service, delivery.body)
-            else:
-                # For a capped service the check and the create are one step, so this replica never
-                # over-admits; uncapped services create concurrently, up to the consumer's prefetch.
-                async with self._admission.setdefault(service, asyncio.Lock()):
-                    if self._executor.active_jobs(service) >= cap:
-                        metrics.retries.labels("at-capacity").inc()
-                        self._pause_service(service)
-                        await delivery.retry_later(0.0, "at-capacity")
-                        return
-                    created = await self._creator.create(service, delivery.body)
+                return await self._creator.create(service, delivery.body)
+            # For a capped service the check and the create are one step, so this replica never
+            # over-admits; uncapped services create concurrently, up to the consumer's prefetch.
+            async with self._admission.setdefault(service, asyncio.Lock()):
+                if self._executor.active_jobs(service) >= cap:
+                    self.metrics.retries.labels("at-capacity").inc()
+                    self._pause_service(service)
+                    await delivery.retry_later(0.0, "at-capacity")
+                    return None
+                return await self._creator.create(service, delivery.body)
+
+        log = _log.bind(queue=delivery.queue, message_id=delivery.message_id)
+        await self._settle(service, delivery, received_at_of(delivery.headers), create, log)
+
+    async def _settle(
+        self,
+        service: str,
+        delivery: Delivery,
+        received_at: float | None,
+        create: Callable[[], Awaitable[CreatedJob | None]],
+        log: Any,
+    ) -> CreatedJob | None:
+        """Run *create*, then settle *delivery* by its outcome: ack after 201 or 409, dead-letter a permanent
+        failure naming the service, park a transient one for its backoff. The Job, or None when there is
+        none (*create* returns None once it has settled the delivery itself)."""
+        metrics = self.metrics
+        try:
+            created = await create()
         except PermanentError as error:
             metrics.dead_lettered.labels(error.reason).inc()
             log.warning("task refused", reason=error.reason, error=str(error))
             await delivery.dead_letter(error.reason, str(error), service=service)
-            return
+            return None
         except TransientError as error:
             metrics.retries.labels(error.kind).inc()
             log.info("job creation failed for now; retrying", kind=error.kind, error=str(error))
             await delivery.retry_later(self._backoff(delivery, error), error.kind)
-            return
+            return None
+        if created is None:
+            return None
         metrics.jobs_created.labels(service, created.outcome.value).inc()
-        if created.outcome is CreateOutcome.CREATED:
-            received_at = received_at_of(delivery.headers)
-            if received_at is not None:
-                metrics.received_to_created.labels(service).observe(max(time.time() - received_at, 0.0))
+        if created.outcome is CreateOutcome.CREATED and received_at is not None:
+            metrics.received_to_created.labels(service).observe(max(time.time() - received_at, 0.0))
         log.info("job " + created.outcome.value)
         await delivery.ack()
+        return created
+
+
+@contextmanager
+def _unit_of_work(service: str) -> Iterator[None]:
+    """The service on every log line of one task's handling, and the event's keys the creator binds
+    (``WORK_CONTEXT_KEYS``) taken off again at the end."""
+    with structlog.contextvars.bound_contextvars(service=service):
+        try:
+            yield
+        finally:
+            structlog.contextvars.unbind_contextvars(*WORK_CONTEXT_KEYS)
 
 
 async def _parked(delivery: Delivery) -> bool:
