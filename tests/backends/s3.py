@@ -45,8 +45,10 @@ class S3Endpoint:
         """The endpoint as a URL."""
         return f"{'https' if self.secure else 'http'}://{self.endpoint}"
 
-    def client(self) -> Minio:
-        """A minio client for this endpoint (region set so presigning needs no network call)."""
+    def client(self, *, read_timeout: float = 30.0, resend_reads: bool = True) -> Minio:
+        """A minio client for this endpoint (region set so presigning needs no network call); a request
+        may take *read_timeout* seconds to answer, and without *resend_reads* one that timed out is not
+        sent again (for a slow listing: resending only piles up work on the server)."""
         return Minio(
             self.endpoint,
             access_key=self.access_key,
@@ -55,8 +57,8 @@ class S3Endpoint:
             secure=self.secure,
             # Bounded waits: a stuck server must fail the test, not hang the run.
             http_client=urllib3.PoolManager(
-                timeout=urllib3.Timeout(connect=5, read=30),
-                retries=urllib3.Retry(total=2, backoff_factor=0.2),
+                timeout=urllib3.Timeout(connect=5, read=read_timeout),
+                retries=urllib3.Retry(total=2, read=None if resend_reads else 0, backoff_factor=0.2),
             ),
         )
 

@@ -23,6 +23,7 @@ from dispatcher.settings import Settings
 from tests.backends.kubernetes import KubeTestEnv
 from tests.backends.rabbitmq import AmqpNames
 from tests.backends.s3 import S3Endpoint
+from tests.integration.dispatcher_process import with_settings
 from tests.integration.stack import amqp_settings, started, storage_settings, until
 
 pytestmark = [pytest.mark.integration]
@@ -300,12 +301,6 @@ def _by_service(found: list[dict[str, Any]]) -> dict[str, int]:
 # -- the ingress consumer's direct creates (an event for one uncapped service skips its queue) ----------
 
 
-def _with_direct_creates(settings: Settings, limit: int) -> Settings:
-    return settings.model_copy(
-        update={"dispatch": settings.dispatch.model_copy(update={"direct_creates": limit})}
-    )
-
-
 def _created_lines(lines: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """The "job created" lines, by path: "direct" (ingress consumer) or "queue" (service queue)."""
     by_path: dict[str, list[dict[str, Any]]] = {"direct": [], "queue": []}
@@ -396,7 +391,7 @@ async def test_past_the_direct_bound_events_go_through_their_service_queue(
     control.set_faults(latency=0.3)  # every API answer 0.3 s late, so the creates overlap
     keys = [f"in/slow-{index}.txt" for index in range(10)]
     with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as lines:
-        async with dispatcher(_with_direct_creates(running.settings, limit)):
+        async with dispatcher(with_settings(running.settings, dispatch={"direct_creates": limit})):
             await running.publish([event(key, bucket="solo") for key in keys])
 
             async def ten() -> bool:

@@ -339,7 +339,7 @@ def record_versions(stack: SoakStack) -> dict[str, int]:
     `_list_objects` has, and still follows the pages of a server that caps them (S3 and MinIO: 1,000).
     """
     storage = stack.settings.storage
-    client = stack.minio(read_timeout=LIST_READ_TIMEOUT)
+    client = stack.minio(read_timeout=LIST_READ_TIMEOUT, resend_reads=False)
     versions: dict[str, list[str | None]] = {}
     for obj in client._list_objects(
         storage.records_bucket,

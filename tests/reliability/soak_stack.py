@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import urllib3
 from minio import Minio  # noqa: TID251 - the soak plays MinIO's users: it uploads the objects
 from minio.versioningconfig import ENABLED, VersioningConfig  # noqa: TID251
 
@@ -237,21 +236,9 @@ class SoakStack:
         """The bucket *service* watches (its input folder is ``in/``)."""
         return f"{self.prefix}-{service}"
 
-    def minio(self, *, read_timeout: float | None = None) -> Minio:
-        """A client of the soak's S3 server (with *read_timeout*: one whose requests may take that long)."""
-        if read_timeout is None:
-            return self.s3.client()
-        return Minio(
-            self.s3.endpoint,
-            access_key=self.s3.access_key,
-            secret_key=self.s3.secret_key,
-            region=self.s3.region,
-            secure=self.s3.secure,
-            http_client=urllib3.PoolManager(
-                timeout=urllib3.Timeout(connect=5, read=read_timeout),
-                retries=urllib3.Retry(total=2, read=0, backoff_factor=0.2),  # never resend a slow read
-            ),
-        )
+    def minio(self, **options: Any) -> Minio:
+        """A client of the soak's S3 server (*options* as ``S3Endpoint.client`` takes them)."""
+        return self.s3.client(**options)
 
     # -- processes --------------------------------------------------------------------------------------
 
