@@ -153,7 +153,7 @@ def test_record_versions_reads_every_version_of_every_record(s3: S3Scope) -> Non
     put("records/svc2/job-1001/status.json", b'{"job": 1001, "again": true}')  # a second record
     stack = SimpleNamespace(
         settings=SimpleNamespace(storage=SimpleNamespace(records_bucket=bucket, records_prefix="records/")),
-        minio=lambda read_timeout: s3.endpoint.client(),
+        minio=s3.endpoint.client,
     )
     found = record_versions(stack)  # type: ignore[arg-type]
     assert len(found) == 1100
