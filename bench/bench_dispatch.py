@@ -284,7 +284,7 @@ class Meter:
         self._start = self._now()
 
     def stop(self) -> dict[str, float]:
-        """Close the window: % of one core per process (RabbitMQ may use more than one), bench CPU
+        """Close the window: % of one core per process (RabbitMQ may use more than one), each process's CPU
         seconds, and GC pauses (all generations, and the full collections of generation 2)."""
         end = self._now()
         gc.callbacks.remove(self._on_gc)
@@ -294,7 +294,10 @@ class Meter:
         full = [seconds for generation, seconds in self._pauses if generation == 2]
         return {
             **figures,
+            "wall_s": wall,
             "bench_cpu_s": end[1] - self._start[1],
+            "emulator_cpu_s": end[2] - self._start[2],
+            "rabbitmq_cpu_s": end[3] - self._start[3],
             "gc_pause_total_ms": 1000 * sum(seconds for _, seconds in self._pauses),
             "gc_pause_max_ms": 1000 * max((seconds for _, seconds in self._pauses), default=0.0),
             "gc_full_collections": len(full),

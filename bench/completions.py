@@ -25,7 +25,14 @@ from bench_watcher import MemoryEvents, MemoryStore
 from kubernetes_asyncio import client  # noqa: TID251 - the bench measures the bare client's watch
 
 from dispatcher.cluster import Cluster
-from dispatcher.constants import LABEL_MANAGED_BY, LABEL_SERVICE, MANAGED_BY
+from dispatcher.constants import (
+    CONTAINER_RUN,
+    CONTAINER_STAGE_IN,
+    CONTAINER_STAGE_OUT,
+    LABEL_MANAGED_BY,
+    LABEL_SERVICE,
+    MANAGED_BY,
+)
 from dispatcher.jobs import finished_condition
 from watcher.completion import ClusterSide, Recorder
 from watcher.job_watch import FinishedJobWatch
@@ -48,12 +55,18 @@ class TimedStore(MemoryStore):
 
 
 def finishing_job(name: str) -> dict[str, Any]:
-    """A Job the watcher records (bucketrun's labels); the instant kubelet finishes it at once."""
-    return bench_job(
+    """A Job the watcher records: bucketrun's labels and its three containers (so three logs to read, as
+    for a rendered Job); the instant kubelet finishes it at once."""
+    job = bench_job(
         name,
         labels={LABEL_MANAGED_BY: MANAGED_BY, LABEL_SERVICE: "upper"},
         annotations={"bucketrun.io/bucket": "bench", "bucketrun.io/key": f"in/upper/{name}.txt"},
     )
+    pod = job["spec"]["template"]["spec"]
+    step = pod["containers"][0]
+    pod["initContainers"] = [{**step, "name": CONTAINER_STAGE_IN}]
+    pod["containers"] = [{**step, "name": CONTAINER_RUN}, {**step, "name": CONTAINER_STAGE_OUT}]
+    return job
 
 
 async def resource_version(kubeconfig: Path, namespace: str) -> str:

@@ -238,11 +238,13 @@ async def measure(
 
 
 def summary(results: dict[str, Any]) -> str:
-    """The targets, one line each, for the terminal."""
+    """The targets, one line each, and what the throughput targets ask of this machine, for the terminal."""
     width = max(len(row["target"]) for row in results["targets"])
-    return "\n".join(
+    verdicts = [
         f"{row['verdict']:<4}  {row['target']:<{width}}  {row['measured']}" for row in results["targets"]
-    )
+    ]
+    budget = [line.replace("**", "") for line in report.cpu_budget_lines(results) if line.startswith("- ")]
+    return "\n".join([*verdicts, "", "What the throughput targets ask of this machine:", *budget])
 
 
 def main(argv: list[str]) -> int:

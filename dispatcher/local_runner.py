@@ -50,12 +50,13 @@ The caller owns the workdir and removes it when it no longer needs the logs.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dispatcher.concurrency import all_or_none, cancel_all
 from dispatcher.localpod.environment import (
     ContainerConfigError,
     PodSources,
@@ -255,14 +256,14 @@ class LocalPodRunner:
         sidecars: list[tuple[ContainerSpec, asyncio.Task[ContainerState]]] = []
         try:
             if await self._run_init_containers(sidecars):
-                await _all_or_none(
+                await all_or_none(
                     asyncio.create_task(
                         self._run_to_completion(container), name=f"container {container.name}"
                     )
                     for container in self._plan.containers
                 )
         except BaseException:
-            await _cancel([task for _, task in sidecars])
+            await cancel_all([task for _, task in sidecars])
             raise
         self._decided = True
         await self._stop_sidecars(sidecars)
@@ -350,7 +351,7 @@ class LocalPodRunner:
                     process.terminate(self._grace)
                 await task
         finally:
-            await _cancel([task for _, task in sidecars])
+            await cancel_all([task for _, task in sidecars])
 
     async def _back_off(self, restarts: int, stop: asyncio.Event) -> None:
         """Wait before restart number *restarts*; return early when *stop* is set."""
@@ -461,24 +462,3 @@ class LocalPodRunner:
                 async with asyncio.timeout(_REAP_TIMEOUT):
                     await asyncio.gather(*(process.wait() for process in remaining), return_exceptions=True)
             self._processes.clear()
-
-
-async def _all_or_none(tasks: Iterable[asyncio.Task[ContainerState]]) -> None:
-    """Await every task; if one fails or this is cancelled, cancel the others and re-raise as is.
-
-    Unlike a TaskGroup, this does not wrap an error (say, from the caller's on_change) in an
-    ExceptionGroup: run() raises exactly what went wrong.
-    """
-    started = list(tasks)
-    try:
-        await asyncio.gather(*started)
-    except BaseException:
-        await _cancel(started)
-        raise
-
-
-async def _cancel(tasks: list[asyncio.Task[ContainerState]]) -> None:
-    """Cancel *tasks* (a no-op for finished ones) and wait until they are done."""
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)

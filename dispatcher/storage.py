@@ -105,10 +105,11 @@ def _utc_now() -> datetime:
 
 def _pool(*, timeout: float, verify: bool) -> urllib3.PoolManager:
     # bucketrun retries at its own level (with backoff and the broker's retry tiers), so the SDK's
-    # own 5x retry of 5xx answers is replaced by a single retry of a dropped connection.
+    # own 5x retry of 5xx answers is replaced by a single retry of a dropped connection. Calls run on
+    # asyncio's default executor (at most 32 threads), so up to 32 connections per host are kept.
     return urllib3.PoolManager(
         timeout=urllib3.Timeout(connect=timeout, read=timeout),
-        maxsize=10,
+        maxsize=32,
         cert_reqs="CERT_REQUIRED" if verify else "CERT_NONE",
         ca_certs=os.environ.get("SSL_CERT_FILE"),  # else the system's trust store
         retries=urllib3.Retry(total=1, read=0, status=0, redirect=0, backoff_factor=0.1),

@@ -26,6 +26,7 @@ from typing import Any, Final, Protocol
 import structlog
 
 from dispatcher.cluster import Cluster
+from dispatcher.concurrency import all_or_none, both
 from dispatcher.constants import (
     ANNOTATION_BUCKET,
     ANNOTATION_KEY,
@@ -224,19 +225,20 @@ class Recorder:
 
     async def _stored(self, job: Mapping[str, Any], uid: str) -> dict[str, Any]:
         """The Job's record: the one already stored for this UID, else a new one, written now."""
-        pods = await self.side.pods(job)
-        outcome = classify(job, pods)
-        existing = await self.store.read(job_service(job) or "", job_name(job))
+        # Independent reads go out together: a record costs round trips, not CPU.
+        pods, existing = await both(
+            self.side.pods(job), self.store.read(job_service(job) or "", job_name(job))
+        )
         if existing is not None and existing.get("uid") == uid:
             return existing
+        outcome = classify(job, pods)
         logs: dict[str, str] = {}
         newest = pods[-1] if pods else None
         if newest is not None:
             pod = str((newest.get("metadata") or {}).get("name", ""))
-            for container in container_names(job):
-                text = await self.side.log(job, pod, container, self.tail_lines)
-                if text is not None:
-                    logs[container] = text
+            names = container_names(job)
+            texts = await all_or_none(self.side.log(job, pod, name, self.tail_lines) for name in names)
+            logs = {name: text for name, text in zip(names, texts, strict=True) if text is not None}
         record = build_record(
             job,
             outcome,

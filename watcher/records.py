@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from dispatcher.concurrency import all_or_none
 from dispatcher.constants import ANNOTATION_BUCKET, ANNOTATION_KEY, ANNOTATION_VERSION
 from dispatcher.errors import PermanentError
 from dispatcher.jobs import finished_condition, job_name, job_service
@@ -180,15 +181,17 @@ class RecordStore:
         return record if isinstance(record, dict) else None
 
     async def write(self, record: Mapping[str, Any], logs: Mapping[str, str]) -> None:
-        """Store the logs, then ``status.json`` (the commit mark)."""
+        """Store the logs (together), then ``status.json`` (the commit mark)."""
         folder = self.folder(str(record["service"]), str(record["job"]))
-        for container, text in logs.items():
-            await self.storage.put_object(
+        await all_or_none(
+            self.storage.put_object(
                 self.bucket,
                 f"{folder}{LOGS_DIR}/{container}.log",
                 text.encode("utf-8"),
                 content_type="text/plain; charset=utf-8",
             )
+            for container, text in logs.items()
+        )
         await self.storage.put_object(
             self.bucket, folder + STATUS_FILE, encode(record), content_type="application/json"
         )

@@ -34,6 +34,10 @@ def test_run_all_tiny_writes_a_complete_report(rabbitmq_url: str, tmp_path: Path
     report = (tmp_path / "latest.md").read_text()
     assert "## Targets (issue #8)" in report
     assert "## With API latency (informational)" in report
+    assert "## What the throughput targets ask of this machine" in report
+    for phase in ("raw_k8s_small", "raw_k8s_rendered", "saturation"):
+        assert results[phase]["usage"]["emulator_cpu_s"] > 0, phase
+    assert "What the throughput targets ask of this machine:" in answer.stdout
     delayed = results["api_latency"]["5"]
     assert delayed["bucketrun"]["jobs_logged_created"] == delayed["bucketrun"]["events"]
     assert delayed["naive"]["rate"] > 0

@@ -68,6 +68,37 @@ async def test_finished_jobs_are_recorded_published_and_marked(env) -> None:
     }
 
 
+async def test_a_jobs_container_logs_are_read_together(env, kube) -> None:
+    # Every API answer takes 150 ms, so reads sent one after the other never overlap; the emulator
+    # counts how many log reads were in progress at once.
+    await env.create_jobs([job_doc("two-logs", exit_code=0)])
+    control = kube.require_control()
+    await until(lambda: _finished(env), "the Job finished")
+    control.set_faults(latency=0.15)
+    control.reset_stats()
+    async with watcher(env.settings):
+        jobs = await until(lambda: _all_marked(env), "the Job marked recorded")
+    control.clear_faults()
+    assert control.request_count(verb="get", resource="pods", subresource="log") == 2
+    assert control.peak_in_flight(verb="get", resource="pods", subresource="log") == 2
+    minio = env.s3.endpoint.client()
+    record = minio.get_object(env.records_bucket, "records/upper/two-logs/status.json").json()
+    assert record["uid"] == jobs[0]["metadata"]["uid"]
+    assert list(record["logs"]) == ["run", "stage-out"]
+    log = minio.get_object(env.records_bucket, "records/upper/two-logs/logs/run.log").data.decode()
+    assert log == "running two-logs\n"
+
+
+async def _finished(env):
+    jobs = await env.jobs()
+    return jobs if jobs and all((job.get("status") or {}).get("completionTime") for job in jobs) else None
+
+
+async def _all_marked(env):
+    jobs = await env.jobs()
+    return jobs if jobs and all(is_recorded(job) for job in jobs) else None
+
+
 async def _at_least(env, count: int):
     events = await env.drain_events()
     return events if len(events) >= count else None

@@ -141,8 +141,15 @@ class EmulatorControl:
         return result
 
     def reset_stats(self) -> None:
-        """Zero every request count."""
+        """Zero every request count and peak."""
         self._call("DELETE", "stats")
+
+    def peak_in_flight(self, *, verb: str, resource: str, subresource: str = "") -> int:
+        """The most requests of this kind that were in progress at once since the last reset (0: none)."""
+        for row in self._call("GET", "stats/peaks"):
+            if (row["verb"], row["resource"], row["subresource"]) == (verb, resource, subresource):
+                return int(row["peak"])
+        return 0
 
     def request_count(
         self,

@@ -11,6 +11,7 @@ PUT  job-controller              {"backoff_seconds": s}
 POST reset                       every knob back to its start-up value (objects are kept)
 DELETE namespaces/{ns}           delete every object in the namespace  -> {"deleted": n}
 GET  stats / DELETE stats        request counts by verb, resource, subresource, namespace, code
+GET  stats/peaks                 most requests of one verb, resource, subresource in progress at once
 """
 
 from __future__ import annotations
@@ -129,6 +130,9 @@ def add_routes(app: web.Application, emulator: Emulator) -> None:
     async def stats(_: web.Request) -> web.Response:
         return _json(emulator.stats.to_json())
 
+    async def peaks(_: web.Request) -> web.Response:
+        return _json(emulator.stats.peaks_to_json())
+
     async def reset_stats(_: web.Request) -> web.Response:
         emulator.stats.reset()
         return _json([])
@@ -146,3 +150,4 @@ def add_routes(app: web.Application, emulator: Emulator) -> None:
     app.router.add_delete(f"{PREFIX}/namespaces/{{namespace}}", reset_namespace)
     app.router.add_get(f"{PREFIX}/stats", stats)
     app.router.add_delete(f"{PREFIX}/stats", reset_stats)
+    app.router.add_get(f"{PREFIX}/stats/peaks", peaks)

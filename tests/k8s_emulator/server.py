@@ -146,9 +146,12 @@ class Emulator:
             return await self._plain(request, handler)
         info = RequestInfo("unknown")
         response: web.StreamResponse | None = None
+        in_flight: tuple[str, str, str] | None = None
         try:
             info = resolve(request.method, path, request.query)
             request[INFO_KEY] = info
+            in_flight = (info.verb, info.resource_name, info.subresource or "")
+            self.stats.started(*in_flight)
             response = await self._serve_with_faults(request, handler, info)
         except ApiError as error:
             response = error_response(error)
@@ -158,6 +161,8 @@ class Emulator:
             logger.exception("%s %s failed", request.method, request.path_qs)
             response = error_response(ApiError(500, f"Internal error occurred: {error!r}"))
         finally:
+            if in_flight is not None:
+                self.stats.finished(*in_flight)
             # No response: the request was cancelled because the client went away (nginx logs that as 499).
             code = response.status if response is not None else 499
             self.stats.record(
