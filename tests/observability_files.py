@@ -4,10 +4,8 @@ the Prometheus rules, and the metric names a PromQL expression uses."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -17,6 +15,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from dispatcher.metrics import DispatcherMetrics, WatcherMetrics, export_flags, new_registry
+from tests.script_modules import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
@@ -34,13 +33,7 @@ covers the integration test's whole workload)."""
 def load_builder() -> ModuleType:
     """deploy/grafana/build_dashboard.py as a module (registered in ``sys.modules``, as its dataclasses
     need; loaded afresh each call, so a test may patch it)."""
-    spec = importlib.util.spec_from_file_location("bucketrun_build_dashboard", BUILDER_FILE)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BUILDER_FILE, "bucketrun_build_dashboard")
 
 
 def committed_dashboard() -> dict[str, Any]:

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
+from tests.script_modules import load_script
+
 REPORT = Path(__file__).resolve().parents[2] / "bench" / "report.py"
 
 
 @pytest.fixture(scope="module")
 def report() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_report_under_test", REPORT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(REPORT, "bench_report_under_test")
 
 
 def usage(bench: float, emulator: float, rabbitmq: float = 0.0) -> dict[str, float]:
