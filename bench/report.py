@@ -178,31 +178,41 @@ def cpu_budget_lines(results: Mapping[str, Any]) -> list[str]:
             f"| {row['what']} | {ms['bench']:.2f} ms | {ms['emulator']:.2f} ms | {ms['rabbitmq']:.2f} ms | "
             f"{ms['total']:.2f} ms | {row['ceiling']:,.0f}/s | {row['measured']:,.0f}/s |"
         )
+    lines.append("")
+    lines += [f"- **{title}** {text}" for title, text in budget_conclusions(budget)]
+    return lines
+
+
+def budget_conclusions(budget: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What the CPU budget says of each throughput target: (the target, the sentence), plain text."""
     own = budget["rows"][1]
-    lines += [
-        "",
-        f"- **{TARGET_RAW_RATIO:.0%} of the lower raw limit** ({budget['lower_name']}, "
-        f"{budget['lower']:,.0f}/s) is {budget['needed']:,.0f} events/s: at most "
-        f"{budget['allowed_ms']:.2f} ms of CPU per event for all processes together. "
-        "Creating bucketrun's own Job the bare way, with no queue, rendering or "
-        f"bookkeeping, costs {own['ms']['total']:.2f} ms ({own['ms']['total'] / budget['allowed_ms']:.1f}x "
-        f"that) and tops out at {own['ceiling']:,.0f}/s, "
-        + (
-            "so the Job's own cost does not rule the target out: the gap is bucketrun's own work."
-            if budget["raw_target_reachable"]
-            else "so no dispatcher that creates these Jobs can reach the target on this machine."
+    return [
+        (
+            f"{TARGET_RAW_RATIO:.0%} of the lower raw limit",
+            f"({budget['lower_name']}, {budget['lower']:,.0f}/s) is {budget['needed']:,.0f} events/s: at "
+            f"most {budget['allowed_ms']:.2f} ms of CPU per event for all processes together. "
+            "Creating bucketrun's own Job the bare way, with no queue, rendering or bookkeeping, "
+            f"costs {own['ms']['total']:.2f} ms ({own['ms']['total'] / budget['allowed_ms']:.1f}x that) "
+            f"and tops out at {own['ceiling']:,.0f}/s, "
+            + (
+                "so the Job's own cost does not rule the target out: the gap is bucketrun's own work."
+                if budget["raw_target_reachable"]
+                else "so no dispatcher that creates these Jobs can reach the target on this machine."
+            ),
         ),
-        f"- **{TARGET_NAIVE_RATIO:.0f}x the naive baseline** is {budget['naive_needed']:,.0f} events/s; the "
-        f"fastest bare create in this run made {budget['fastest_create']:,.0f} Jobs/s"
-        + (
-            ", so the target is within reach."
-            if budget["naive_target_reachable"]
-            else " on this emulator, and no dispatcher creates Jobs faster than the bare client does: the "
-            "target needs an API server slow enough that the naive script waits on it (see the API "
-            "latency table)."
+        (
+            f"{TARGET_NAIVE_RATIO:.0f}x the naive baseline",
+            f"is {budget['naive_needed']:,.0f} events/s; the "
+            f"fastest bare create in this run made {budget['fastest_create']:,.0f} Jobs/s"
+            + (
+                ", so the target is within reach."
+                if budget["naive_target_reachable"]
+                else " on this emulator, and no dispatcher creates Jobs faster than the bare client "
+                "does: the target needs an API server slow enough that the naive script waits on it (see "
+                "the API latency table)."
+            ),
         ),
     ]
-    return lines
 
 
 def markdown(results: Mapping[str, Any]) -> str:

@@ -243,7 +243,7 @@ def summary(results: dict[str, Any]) -> str:
     verdicts = [
         f"{row['verdict']:<4}  {row['target']:<{width}}  {row['measured']}" for row in results["targets"]
     ]
-    budget = [line.replace("**", "") for line in report.cpu_budget_lines(results) if line.startswith("- ")]
+    budget = [f"- {title} {text}" for title, text in report.budget_conclusions(report.cpu_budget(results))]
     return "\n".join([*verdicts, "", "What the throughput targets ask of this machine:", *budget])
 
 
