@@ -98,7 +98,7 @@ class ClusterSide:
 
 
 class LocalSide:
-    """Jobs of the local executor: ``finished()`` hands each out once per process, so no mark is kept."""
+    """Jobs of the local executor, whose ``status.json`` keeps the recorded mark."""
 
     def __init__(self, executor: LocalExecutor) -> None:
         self.executor = executor
@@ -117,8 +117,8 @@ class LocalSide:
         return await asyncio.to_thread(_tail_file, path, tail_lines)
 
     async def mark_recorded(self, job: Mapping[str, Any]) -> None:
-        """Nothing to mark: the executor never hands a finished Job out twice."""
-        del job
+        """Mark the Job recorded on disk: no restart hands it out again."""
+        await self.executor.mark_recorded(job_name(job), job_uid(job))
 
 
 def _tail_file(path: Path, lines: int) -> str | None:

@@ -3,8 +3,8 @@
 The only module of ``dispatcher`` that imports ``kubernetes_asyncio``. Documents go out as plain dicts
 and answers come back as raw JSON (``_preload_content=False``): building and parsing the generated
 models costs more than the request itself. Every failure becomes a ``TransientError`` or
-``PermanentError`` (``dispatcher.cluster.errors``) raised from the original; a create's 409 is the
-outcome ``EXISTS``.
+``PermanentError`` (``dispatcher.cluster.errors``) raised from the original; a create's 409
+``AlreadyExists`` is the outcome ``EXISTS`` (any other 409 is a transient conflict).
 
 Writes are not rate-limited here: the executor that calls them holds the token bucket
 (``dispatcher.executors.kubernetes``); ``ensure_secret`` is for one-off commands.
@@ -34,7 +34,7 @@ from kubernetes_asyncio.client.exceptions import ApiException  # noqa: TID251
 from kubernetes_asyncio.config.config_exception import ConfigException  # noqa: TID251
 from yarl import URL
 
-from dispatcher.cluster.errors import error_for_exception, error_for_status, status_object
+from dispatcher.cluster.errors import already_exists, error_for_exception, error_for_status, status_object
 from dispatcher.cluster.informer import JobInformer, JobPage, ResourceExpired
 from dispatcher.constants import LABEL_JOB_CONTROLLER_UID, LABEL_MANAGED_BY, MANAGED_BY
 from dispatcher.errors import BucketrunError, TransientError
@@ -212,7 +212,7 @@ class Cluster:
         action = f"create Job {self.namespace}/{name}"
         path = f"/apis/batch/v1/namespaces/{quote(self.namespace, safe='')}/jobs"
         answer = await self._send(action, self._post_json(path, doc))
-        if answer.status == 409:
+        if already_exists(answer.status, answer.body):
             return CreateOutcome.EXISTS
         self._raise_unless_ok(answer, action)
         service = job_service(doc)
@@ -249,11 +249,12 @@ class Cluster:
                     self.namespace, doc, _preload_content=False, _request_timeout=self._timeout
                 ),
             )
-            if answer.status != 409:
+            existed = already_exists(answer.status, answer.body)
+            if not existed:
                 self._raise_unless_ok(answer, action)
             self._known_config_maps.add(name)
         self._config_map_locks.pop(name, None)
-        return answer.status != 409
+        return not existed
 
     async def read_config_map(self, name: str) -> dict[str, Any] | None:
         """ConfigMap *name* as the API has it, or None when there is none."""

@@ -5,14 +5,17 @@
 | 429 | ``TransientError(kind="api-429", retry_after=…)``: ``Retry-After``, else ``retryAfterSeconds`` |
 | 5xx | ``TransientError(kind="api-5xx")`` (a 429-style wait is honoured there too, if the server gave one) |
 | 400, 422 | ``PermanentError(reason="invalid-manifest")`` with the API's message and the fields it names |
+| 403 "exceeded quota" | ``TransientError(kind="api-quota")``: the ResourceQuota admits it once Jobs finish |
 | 403 | ``PermanentError(reason="forbidden")`` |
+| 409 not ``AlreadyExists`` | ``TransientError(kind="api-409")``: a conflict (quota admission racing) |
 | 404 | ``PermanentError(reason="api-not-found")`` (e.g. the namespace does not exist) |
 | other 4xx | ``PermanentError(reason="api-4xx")`` |
 | connection failure | ``TransientError(kind="api-connection")`` |
 | timeout | ``TransientError(kind="api-timeout")`` |
 
-409 on create is not an error at all (the caller turns it into ``CreateOutcome.EXISTS``), so it is not
-handled here.
+A 409 whose Status ``reason`` is ``AlreadyExists`` (``already_exists``) is not an error on create: the
+caller turns it into ``CreateOutcome.EXISTS``. Every other 409 is a conflict, and treating it as "exists"
+would ack an event that has no Job.
 """
 
 from __future__ import annotations
@@ -32,12 +35,17 @@ KIND_THROTTLED: Final = "api-429"
 KIND_SERVER: Final = "api-5xx"
 KIND_CONNECTION: Final = "api-connection"
 KIND_TIMEOUT: Final = "api-timeout"
+KIND_CONFLICT: Final = "api-409"
+KIND_QUOTA: Final = "api-quota"
 REASON_INVALID: Final = "invalid-manifest"
 REASON_FORBIDDEN: Final = "forbidden"
 REASON_NOT_FOUND: Final = "api-not-found"
 REASON_CLIENT: Final = "api-4xx"
 
 _MAX_MESSAGE: Final = 2000  # an error message goes into a dead-letter header: keep it bounded
+_REASON_ALREADY_EXISTS: Final = "AlreadyExists"
+_QUOTA_MARK: Final = "exceeded quota"
+"""The quota admission plugin's 403 message says this (``forbidden: exceeded quota: <name>, requested``)."""
 
 
 def status_object(body: bytes) -> dict[str, Any]:
@@ -47,6 +55,11 @@ def status_object(body: bytes) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError):
         return {}
     return parsed if isinstance(parsed, dict) else {}
+
+
+def already_exists(code: int, body: bytes) -> bool:
+    """True for the API's "the name is taken" answer: 409 with Status ``reason: AlreadyExists``."""
+    return code == 409 and status_object(body).get("reason") == _REASON_ALREADY_EXISTS
 
 
 def retry_after_seconds(
@@ -68,24 +81,38 @@ def retry_after_seconds(
 
 
 def error_for_status(code: int, headers: Mapping[str, str], body: bytes, *, action: str) -> BucketrunError:
-    """The bucketrun error for an API answer with HTTP status *code* (not 2xx, not a create's 409).
+    """The bucketrun error for an API answer with HTTP status *code* (not 2xx, not ``already_exists``).
 
     *action* says what was attempted ("create Job ns/name"); it starts the message.
     """
     status = status_object(body)
     message = _server_message(code, status, body)
     text = f"{action}: HTTP {code} {message}"[:_MAX_MESSAGE]
+    transient = _transient_kind(code, message)
+    if transient is not None:
+        return TransientError(text, retry_after=retry_after_seconds(headers, status), kind=transient)
+    return PermanentError(text, reason=_PERMANENT_REASONS.get(code, REASON_CLIENT))
+
+
+_PERMANENT_REASONS: Final = {
+    400: REASON_INVALID,
+    422: REASON_INVALID,
+    403: REASON_FORBIDDEN,
+    404: REASON_NOT_FOUND,
+}
+
+
+def _transient_kind(code: int, message: str) -> str | None:
+    """The kind of a transient answer (a retry may succeed), or None for a permanent one."""
     if code == 429:
-        return TransientError(text, retry_after=retry_after_seconds(headers, status), kind=KIND_THROTTLED)
+        return KIND_THROTTLED
     if code >= 500:
-        return TransientError(text, retry_after=retry_after_seconds(headers, status), kind=KIND_SERVER)
-    if code in (400, 422):
-        return PermanentError(text, reason=REASON_INVALID)
-    if code == 403:
-        return PermanentError(text, reason=REASON_FORBIDDEN)
-    if code == 404:
-        return PermanentError(text, reason=REASON_NOT_FOUND)
-    return PermanentError(text, reason=REASON_CLIENT)
+        return KIND_SERVER
+    if code == 409:
+        return KIND_CONFLICT
+    if code == 403 and _QUOTA_MARK in message:
+        return KIND_QUOTA
+    return None
 
 
 def error_for_exception(error: BaseException, *, action: str) -> TransientError | None:

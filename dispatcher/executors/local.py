@@ -31,6 +31,12 @@ does not count against ``backoffLimit``; the Job's ``startTime`` (and so its dea
 Kubernetes does when a suspended Job resumes. Their names are in ``recovered``. ``close()`` leaves the
 Jobs that are running unfinished on disk, the same way (their processes are killed).
 
+**Recorded, durably.** ``finished()`` hands out each finished Job that is not yet marked recorded:
+those that finish in this process, and, first, those that finished before a restart without being
+marked (a crash between the final status and the watcher's record). ``mark_recorded`` stores the mark
+as the ``bucketrun.io/recorded`` annotation (the Job's UID) in ``status.json``, flushed to disk, as the
+watcher annotates a Job on a cluster; a Job is handed out again after every restart until it is marked.
+
 **Concurrency.** At most ``max_running`` pods run at once; other Jobs wait, in creation order, with a
 Pending pod, and count as active meanwhile.
 
@@ -56,6 +62,7 @@ from typing import Any, Final
 
 import structlog
 
+from dispatcher.constants import ANNOTATION_RECORDED
 from dispatcher.errors import PermanentError, TransientError
 from dispatcher.executors.local_status import (
     DEFAULT_BACKOFF_LIMIT,
@@ -154,6 +161,8 @@ class LocalExecutor:
         self._closed = False
         self.recovered: tuple[str, ...] = ()
         """Jobs found unfinished by ``start()`` and run again, in creation order."""
+        self.unrecorded: tuple[str, ...] = ()
+        """Jobs found finished but not marked recorded by ``start()``, handed out first by ``finished()``."""
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -173,8 +182,11 @@ class LocalExecutor:
             config_map = read_json(path)
             if isinstance(config_map, dict):
                 self._config_maps[path.stem] = dict(config_map.get("data") or {})
-        recovered = self._load_jobs()
+        recovered, unrecorded = self._load_jobs()
         self.recovered = tuple(job.name for job in recovered)
+        self.unrecorded = unrecorded
+        for name in unrecorded:
+            self._finished.put_nowait(name)
         for job in recovered:
             _log.warning("local executor: running an unfinished Job again", job=job.name)
             self._launch(job)
@@ -295,7 +307,8 @@ class LocalExecutor:
         return self._jobs_dir / name / "pods" / pod / "logs" / f"{container}.log"
 
     async def finished(self) -> AsyncIterator[tuple[str, JobRecord]]:
-        """Each Job finishing in this process, once, as ``(name, record)``; ends after ``close()``.
+        """Each Job not marked recorded, once per process, as ``(name, record)``: first those found
+        finished by ``start()``, then each one finishing here. Ends after ``close()``.
 
         Meant for one consumer: two iterators would share the notifications between them.
         """
@@ -307,6 +320,25 @@ class LocalExecutor:
             record = self.job_status(name)
             if record is not None:
                 yield name, record
+
+    async def mark_recorded(self, name: str, uid: str) -> None:
+        """Mark finished Job *name* (of UID *uid*) recorded, durably: ``finished()`` never hands it out
+        again, in this process or after a restart. A Job unknown, unfinished or of another UID is left
+        alone (the mark is for the Job that was recorded, not for a later one of the same name)."""
+        await asyncio.to_thread(self._mark_recorded, name, uid)
+
+    def _mark_recorded(self, name: str, uid: str) -> None:
+        if name in self._jobs or not _NAME.fullmatch(name):
+            return
+        path = self._jobs_dir / name / STATUS
+        record = read_json(path)
+        if not isinstance(record, dict) or finished_condition(record["job"]) is None:
+            return
+        metadata = record["job"]["metadata"]
+        if metadata.get("uid") != uid:
+            return
+        metadata.setdefault("annotations", {})[ANNOTATION_RECORDED] = uid
+        write_json_atomic(path, record, durable=True)
 
     # -- running -------------------------------------------------------------------------------------
 
@@ -443,9 +475,11 @@ class LocalExecutor:
         # Progress is written without fsync: it is replaced atomically, and the final status is durable.
         write_json_atomic(job.directory / STATUS, job.record(), durable=False)
 
-    def _load_jobs(self) -> list[_LocalJob]:
-        """Index every Job on disk; the unfinished ones, made ready to run again, in creation order."""
+    def _load_jobs(self) -> tuple[list[_LocalJob], tuple[str, ...]]:
+        """Index every Job on disk. The unfinished ones, made ready to run again, and the names of the
+        finished ones not marked recorded, each in creation order."""
         unfinished: list[_LocalJob] = []
+        unrecorded: list[tuple[str, str]] = []
         for directory in self._jobs_dir.iterdir():
             manifest = read_json(directory / MANIFEST)
             if not isinstance(manifest, dict):
@@ -457,6 +491,8 @@ class LocalExecutor:
             job_doc = record.get("job") or manifest
             if finished_condition(job_doc) is not None:
                 self._index.observe(JobFacts.of(job_doc))
+                if not _is_marked(job_doc):
+                    unrecorded.append((job_doc["metadata"].get("creationTimestamp", ""), directory.name))
                 continue
             job = _LocalJob(manifest, directory, _now(), pods=list(record.get("pods") or []))
             job.failed = int((job_doc.get("status") or {}).get("failed", 0))
@@ -467,7 +503,13 @@ class LocalExecutor:
                 job.pods.append(self._pending_pod(job))
             unfinished.append(job)
         unfinished.sort(key=lambda job: (job.manifest["metadata"].get("creationTimestamp", ""), job.name))
-        return unfinished
+        return unfinished, tuple(name for _, name in sorted(unrecorded))
+
+
+def _is_marked(job_doc: Mapping[str, Any]) -> bool:
+    metadata = job_doc.get("metadata") or {}
+    uid = metadata.get("uid")
+    return bool(uid) and (metadata.get("annotations") or {}).get(ANNOTATION_RECORDED) == uid
 
 
 def _check_job(doc: Mapping[str, Any]) -> str:

@@ -83,6 +83,24 @@ async def test_creating_a_job_twice_is_created_then_exists(kube, cluster):
     assert control.request_count(verb="create", resource="jobs", namespace=kube.namespace, code=409) == 1
 
 
+async def test_a_409_conflict_is_transient_and_never_taken_for_an_existing_object(kube, cluster):
+    """Quota admission answers 409 Conflict when its quota update races another write: nothing exists."""
+    control = kube.require_control()
+    control.set_kubelet("off")
+    control.set_faults(error_rates={409: 1.0}, verbs=["create"])
+    try:
+        with pytest.raises(TransientError) as raised:
+            await cluster.create_job(job("conflicted"))
+        assert raised.value.kind == "api-409"
+        with pytest.raises(TransientError):
+            await cluster.ensure_config_map(config_map("bucketrun-svc-conflicted"))
+    finally:
+        control.clear_faults()
+    # Retried once the conflict is gone: both are created now (neither was remembered as existing).
+    assert await cluster.create_job(job("conflicted")) is CreateOutcome.CREATED
+    assert await cluster.ensure_config_map(config_map("bucketrun-svc-conflicted")) is True
+
+
 async def test_a_config_map_ensured_for_100_jobs_costs_one_write(kube, cluster):
     control = kube.require_control()
     control.set_kubelet("off")

@@ -246,6 +246,33 @@ async def test_api_errors_and_throttling_are_retried_until_every_job_exists(runn
     assert await _dlq_count(running) == 0
 
 
+async def test_a_409_conflict_on_create_is_retried_not_acked_as_an_existing_job(running: Running) -> None:
+    control = running.kube.require_control()
+    control.set_faults(error_rates={409: 1.0}, verbs=["create"], resources=["jobs"])
+    keys = [f"in/conflict-{index}.txt" for index in range(5)]
+    async with dispatcher(running.settings):
+        await running.publish([event(key, bucket="solo") for key in keys])
+
+        async def conflicted() -> bool:
+            return (
+                control.request_count(
+                    verb="create", resource="jobs", namespace=running.kube.namespace, code=409
+                )
+                >= 10
+            )
+
+        await until(conflicted, "every create answered 409 Conflict at least twice")
+        assert await jobs(running.kube) == []
+        control.clear_faults()
+
+        async def five() -> bool:
+            return len(await jobs(running.kube)) >= 5
+
+        await until(five, "the 5 Jobs once the conflicts stop")
+    assert len(await jobs(running.kube)) == 5
+    assert await _dlq_count(running) == 0
+
+
 async def _dlq_count(running: Running) -> int:
     connection = await aio_pika.connect(running.names.url)
     async with connection:

@@ -314,6 +314,45 @@ class TestLocalExecutor(ExecutorContract):
             ("note-3", "Failed"),
         ]
 
+    async def test_finished_jobs_not_marked_recorded_are_handed_out_again_after_a_restart(self, tmp_path):
+        state = tmp_path / "state"
+        first = LocalExecutor(state, max_running=2)
+        await first.start()
+        for name in ("kept", "marked"):
+            await first.create_job(job(name, "exit 0"))
+        seen: dict[str, str] = {}
+        async with asyncio.timeout(WITHIN):
+            async for name, record in first.finished():
+                seen[name] = record["job"]["metadata"]["uid"]
+                if len(seen) == 2:
+                    break
+        await first.mark_recorded("marked", seen["marked"])
+        await first.mark_recorded("kept", "the-uid-of-another-job")  # not this Job: no mark
+        await first.close()  # what is on disk is all a SIGKILLed process leaves: the marks are flushed
+
+        second = LocalExecutor(state, max_running=2)
+        await second.start()
+        try:
+            assert second.unrecorded == ("kept",)
+            notes = second.finished()
+            async with asyncio.timeout(WITHIN):
+                name, record = await anext(notes)
+            assert (name, record["job"]["metadata"]["uid"]) == ("kept", seen["kept"])
+            await second.mark_recorded("kept", seen["kept"])
+        finally:
+            await second.close()
+        assert [item async for item in notes] == []
+
+        third = LocalExecutor(state, max_running=2)
+        await third.start()
+        try:
+            assert third.unrecorded == ()
+            assert third.job_status("kept")["job"]["metadata"]["annotations"] == {
+                "bucketrun.io/recorded": seen["kept"]
+            }
+        finally:
+            await third.close()
+
     async def test_at_most_max_running_pods_run_and_the_others_wait_in_order(self, tmp_path):
         gate = tmp_path / "gate"
         gate.mkdir()

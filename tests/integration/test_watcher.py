@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from functools import partial
 
 import pytest
 
 from dispatcher.app import StartupError
 from dispatcher.constants import ANNOTATION_RECORDED
-from tests.integration.stack import until
+from dispatcher.executors.local import LocalExecutor
+from dispatcher.jobs import finished_condition
+from tests.integration.stack import started, until
 from tests.integration.watcher_support import job_doc, new_env, watcher
 from watcher.app import WatcherState, run_watcher
 from watcher.completion import LocalSide, is_recorded
@@ -156,6 +159,46 @@ async def test_jobs_show_list_and_logs_read_the_cluster_then_the_records_after_d
 
 async def _gone(env) -> bool:
     return not await env.jobs()
+
+
+async def test_local_jobs_that_finished_before_a_crash_are_recorded_after_the_restart(env, tmp_path) -> None:
+    """`serve` killed between a Job's end and its record: the next start records it, exactly once."""
+    settings = env.settings.model_copy(
+        update={
+            "cluster": env.settings.cluster.model_copy(
+                update={"executor": "local", "local_state_dir": tmp_path / "state"}
+            )
+        }
+    )
+    names = ("crashed-0", "crashed-1")
+    before = LocalExecutor(tmp_path / "state", max_running=2)
+    await before.start()
+    for name in names:
+        await before.create_job(job_doc(name))
+
+    async def both_finished():
+        return all(finished_condition(before.job_status(name)["job"]) for name in names)
+
+    await until(both_finished, "both local Jobs finished")
+    await before.close()  # the process is gone before its watcher recorded them
+
+    for attempt in range(2):  # the second start finds both marked: nothing is recorded again
+        executor = LocalExecutor(tmp_path / "state", max_running=2)
+        await executor.start()
+        try:
+            assert executor.unrecorded == (names if attempt == 0 else ())
+            async with started(partial(run_watcher, settings, executor=executor), "watcher"):
+
+                async def both_marked(executor=executor):
+                    return all(is_recorded(executor.job_status(name)["job"]) for name in names)
+
+                await until(both_marked, "both Jobs recorded and marked")
+        finally:
+            await executor.close()
+    versions = env.record_versions()
+    assert sorted(len(keys) for keys in versions.values()) == [1, 1]
+    events = await until(lambda: _at_least(env, 2), "two completion events")
+    assert sorted(event["job"] for event in events) == list(names)
 
 
 async def test_serve_runs_dispatcher_and_watcher_on_one_local_executor_and_stops_cleanly(

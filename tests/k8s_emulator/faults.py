@@ -12,6 +12,9 @@ from typing import Any
 from tests.k8s_emulator.errors import REASONS, ApiError
 
 _MESSAGES = {
+    # What quota admission answers when its ResourceQuota update races another write.
+    409: 'Operation cannot be fulfilled on resourcequotas "quota": the object has been modified; '
+    "please apply your changes to the latest version and try again",
     429: "Too many requests, please try again later.",
     500: "Internal error occurred: fault injected by the emulator",
     503: "the server is currently unable to handle the request (fault injected by the emulator)",

@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 
 from dispatcher.cluster.errors import (
+    already_exists,
     error_for_exception,
     error_for_status,
     retry_after_seconds,
@@ -17,8 +18,10 @@ from dispatcher.cluster.errors import (
 from dispatcher.errors import PermanentError, TransientError
 
 
-def status(code: int, message: str = "", **details) -> bytes:
+def status(code: int, message: str = "", reason: str = "", **details) -> bytes:
     body = {"kind": "Status", "status": "Failure", "code": code, "message": message}
+    if reason:
+        body["reason"] = reason
     if details:
         body["details"] = details
     return json.dumps(body).encode()
@@ -51,6 +54,49 @@ def test_client_errors_are_permanent_with_a_reason(code, reason):
     error = error_for_status(code, {}, status(code, "no"), action="create Job ns/x")
     assert isinstance(error, PermanentError)
     assert error.reason == reason
+
+
+# The Status bodies below are the API server's own wording (k8s.io/apimachinery errors.NewAlreadyExists,
+# NewConflict; the quota admission plugin's NewForbidden "exceeded quota").
+ALREADY_EXISTS = status(409, 'jobs.batch "a" already exists', reason="AlreadyExists")
+QUOTA_CONFLICT = status(
+    409,
+    'Operation cannot be fulfilled on resourcequotas "q": the object has been modified; '
+    "please apply your changes to the latest version and try again",
+    reason="Conflict",
+)
+QUOTA_EXCEEDED = status(
+    403,
+    'jobs.batch "a" is forbidden: exceeded quota: q, requested: count/jobs.batch=1, '
+    "used: count/jobs.batch=2, limited: count/jobs.batch=2",
+    reason="Forbidden",
+)
+
+
+def test_only_a_409_whose_reason_is_already_exists_means_the_name_is_taken():
+    assert already_exists(409, ALREADY_EXISTS)
+    assert not already_exists(409, QUOTA_CONFLICT)
+    assert not already_exists(409, b"")  # no Status at all: nothing says the object exists
+    assert not already_exists(409, status(409, "already exists"))  # the message is not the reason
+    assert not already_exists(200, ALREADY_EXISTS)
+
+
+@pytest.mark.parametrize("body", [QUOTA_CONFLICT, b"", status(409, "gone", reason="Conflict")])
+def test_every_other_409_is_a_transient_conflict(body):
+    error = error_for_status(409, {}, body, action="create Job ns/a")
+    assert isinstance(error, TransientError)
+    assert error.kind == "api-409"
+
+
+def test_an_exceeded_quota_is_transient_and_other_403s_are_not():
+    error = error_for_status(403, {}, QUOTA_EXCEEDED, action="create Job ns/a")
+    assert isinstance(error, TransientError)
+    assert error.kind == "api-quota"
+    assert "exceeded quota: q" in str(error)
+    refused = error_for_status(
+        403, {}, status(403, 'jobs.batch is forbidden: User "x" cannot create'), action="a"
+    )
+    assert isinstance(refused, PermanentError)
 
 
 def test_a_422_names_the_fields_even_when_the_message_does_not():
