@@ -38,6 +38,11 @@ LABEL_LEGACY_JOB_CONTROLLER_UID: Final = "controller-uid"
 LABEL_LEGACY_JOB_NAME: Final = "job-name"
 GPU_RESOURCE: Final = "nvidia.com/gpu"
 
+# OSCAR's defaults for a service that sets no `cpu`/`memory` (grycap/oscar, pkg/handlers/create.go,
+# `checkValues`); OSCAR sets them as limits only, so Kubernetes makes the requests equal.
+DEFAULT_CPU: Final = "0.2"
+DEFAULT_MEMORY: Final = "256Mi"
+
 # The containers of every bucketrun pod.
 CONTAINER_STAGE_IN: Final = "stage-in"
 CONTAINER_RUN: Final = "run"
@@ -50,3 +55,7 @@ CONFIG_WRAPPER: Final = "run.sh"
 # Exit codes of the stager that no retry can fix (the pod failure policy fails the Job at once)
 EXIT_INPUT_MISSING: Final = 64
 EXIT_INPUT_FORBIDDEN: Final = 65
+
+DEFAULT_RUN_START_TIMEOUT: Final = 900
+"""Seconds stage-out waits for the run container to start when its Job does not say
+(``BUCKETRUN_RUN_START_TIMEOUT``): an image pull, with the kubelet's retries, fits in 15 minutes."""

@@ -38,6 +38,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from dispatcher.constants import DEFAULT_CPU, DEFAULT_MEMORY
+from dispatcher.quantity import positive_quantity
 from dispatcher.services.errors import shown
 from dispatcher.services.names import check_bucket_name
 
@@ -62,6 +64,15 @@ def _amqp_name(value: str) -> str:
 
 
 AmqpName = Annotated[str, AfterValidator(_amqp_name)]
+
+
+def _quantity(value: str) -> str:
+    positive_quantity(value)  # ValueError naming the value when it is not a positive quantity
+    return value
+
+
+Quantity = Annotated[str, AfterValidator(_quantity)]
+"""A positive Kubernetes quantity, kept as written."""
 
 
 class _Group(BaseModel):
@@ -239,6 +250,12 @@ class ClusterSettings(_Group):
     ``ghcr.io/bucketrun/bucketrun:latest``."""
     template_dir: Path | None = None
     """Directory whose templates override ``job_templates/`` file by file. Default none."""
+    default_cpu: Quantity = DEFAULT_CPU
+    """CPU, in cores as a Kubernetes quantity (``0.5``, ``500m``), that the script container of a service
+    without ``cpu`` requests and is limited to. Default ``0.2``, OSCAR's default."""
+    default_memory: Quantity = DEFAULT_MEMORY
+    """Memory, in bytes as a Kubernetes quantity (``512Mi``, ``1Gi``), that the script container of a
+    service without ``memory`` requests and is limited to. Default ``256Mi``, OSCAR's default."""
     local_state_dir: Path = Path("bucketrun-state")
     """``local`` executor: where Job claims, status and logs are kept (survives restarts). Default
     ``./bucketrun-state``."""

@@ -41,6 +41,12 @@ class RenderSettings:
     """TTL of finished Jobs when a service sets none (records outlive the Job); None keeps them."""
     gpu_resource: str = c.GPU_RESOURCE
     """Extended resource name requested for GPUs."""
+    default_cpu: str | None = c.DEFAULT_CPU
+    """CPU of the script container (request and limit) when the service sets no ``cpu``; None leaves it
+    unset. Default OSCAR's, ``0.2``."""
+    default_memory: str | None = c.DEFAULT_MEMORY
+    """Memory of the script container (request and limit) when the service sets no ``memory``; None
+    leaves it unset. Default OSCAR's, ``256Mi``."""
     stager_resources: Mapping[str, Mapping[str, str]] = field(
         default_factory=lambda: {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
     )
@@ -257,12 +263,15 @@ def secret_name(service: ServiceDefinition) -> str:
 
 def _run_resources(service: ServiceDefinition, settings: RenderSettings) -> dict[str, dict[str, Any]]:
     # Requests equal limits: the scheduler reserves what the script may use (Guaranteed QoS when
-    # both are set), as OSCAR does.
+    # both are set), as OSCAR does. A service without cpu or memory gets the deployment's defaults, as
+    # OSCAR gives it its own, rather than no requests at all (BestEffort: first evicted, unbounded).
     amounts: dict[str, Any] = {}
-    if service.cpu is not None:
-        amounts["cpu"] = service.cpu
-    if service.memory is not None:
-        amounts["memory"] = service.memory
+    cpu = service.cpu if service.cpu is not None else settings.default_cpu
+    memory = service.memory if service.memory is not None else settings.default_memory
+    if cpu is not None:
+        amounts["cpu"] = cpu
+    if memory is not None:
+        amounts["memory"] = memory
     limits: dict[str, Any] = dict(amounts)
     if service.enable_gpu:
         limits[settings.gpu_resource] = service.gpus

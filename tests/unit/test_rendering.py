@@ -23,8 +23,9 @@ from dispatcher.events import ObjectEvent, build_message, parse_message
 from dispatcher.identity import job_name, object_version
 from dispatcher.rendering.context import OutputGrant, RenderSettings, StagingGrants, placeholder_grants
 from dispatcher.rendering.manifest_checks import check_manifest
-from dispatcher.rendering.render import DEFAULT_TEMPLATE_DIR, JobRenderer, RenderError
+from dispatcher.rendering.render import DEFAULT_TEMPLATE_DIR, JobRenderer, RenderError, renderer_from_settings
 from dispatcher.services import ServiceDefinition, ServiceDefinitionError, load_services, load_services_text
+from dispatcher.settings import ClusterSettings
 
 HERE = Path(__file__).resolve().parent
 FDL = HERE / "fixtures" / "fdl"
@@ -154,6 +155,58 @@ def test_gpu_service_requests_gpus_on_gpu_nodes_and_waits_for_kueue(renderer: Jo
     assert job["metadata"]["labels"][c.LABEL_KUEUE_QUEUE] == "gpu-queue"
     assert job["spec"]["activeDeadlineSeconds"] == 3600
     assert job["spec"]["backoffLimit"] == 1
+
+
+NO_RESOURCES = MINIMAL.replace("      cpu: '0.5'\n      memory: 256Mi\n", "")
+
+
+def run_resources(renderer: JobRenderer, service: ServiceDefinition) -> dict[str, Any]:
+    job = renderer.render_job(service, event("photos", "in/cat.txt"), grants_for(service))
+    validate(job)
+    run = next(x for x in job["spec"]["template"]["spec"]["containers"] if x["name"] == c.CONTAINER_RUN)
+    resources: dict[str, Any] = run["resources"]
+    return resources
+
+
+def test_a_service_without_cpu_or_memory_gets_oscars_defaults_not_best_effort(renderer: JobRenderer) -> None:
+    service = service_from(NO_RESOURCES)
+    assert service.cpu is None
+    assert service.memory is None
+    # OSCAR's defaults (pkg/handlers/create.go checkValues): cpu 0.2, memory 256Mi; requests equal limits.
+    expected = {"cpu": "0.2", "memory": "256Mi"}
+    assert run_resources(renderer, service) == {"requests": expected, "limits": expected}
+
+
+@pytest.mark.parametrize(
+    ("fdl", "expected"),
+    [
+        ("      cpu: '1.5'\n      memory: 2Gi\n", {"cpu": "1.5", "memory": "2Gi"}),
+        ("      cpu: 750m\n", {"cpu": "750m", "memory": "256Mi"}),
+        ("      memory: 1Gi\n", {"cpu": "0.2", "memory": "1Gi"}),
+    ],
+)
+def test_the_fdls_cpu_and_memory_win_over_the_defaults_each_on_its_own(
+    fdl: str, expected: dict[str, str], renderer: JobRenderer
+) -> None:
+    service = service_from(NO_RESOURCES.replace("      script: |", fdl + "      script: |"))
+    assert run_resources(renderer, service) == {"requests": expected, "limits": expected}
+
+
+def test_the_deployments_defaults_replace_oscars(renderer: JobRenderer) -> None:
+    cluster = ClusterSettings(default_cpu="500m", default_memory="1Gi")
+    configured = renderer_from_settings(cluster)
+    expected = {"cpu": "500m", "memory": "1Gi"}
+    assert run_resources(configured, service_from(NO_RESOURCES)) == {"requests": expected, "limits": expected}
+    # A service's own values still win, and the stager containers keep their own small resources.
+    given = {"cpu": "0.5", "memory": "256Mi"}
+    assert run_resources(configured, service_from(MINIMAL)) == {"requests": given, "limits": given}
+    bare, cat = service_from(NO_RESOURCES), event("photos", "in/cat.txt")
+    job = configured.render_job(bare, cat, placeholder_grants(bare, cat))
+    stager = job["spec"]["template"]["spec"]["initContainers"][0]
+    assert stager["resources"] == {
+        "requests": {"cpu": "50m", "memory": "64Mi"},
+        "limits": {"memory": "256Mi"},
+    }
 
 
 def test_run_as_user_makes_the_script_container_non_root_without_capabilities(renderer: JobRenderer) -> None:

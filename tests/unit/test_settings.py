@@ -195,3 +195,17 @@ def test_grant_lifetime_is_timeout_plus_margin_capped_at_seven_days(timeout, sec
 def test_explicit_overrides_win_over_everything(monkeypatch):
     monkeypatch.setenv("BUCKETRUN_AMQP__PREFETCH", "3")
     assert Settings.load(amqp={"prefetch": 99}).amqp.prefetch == 99
+
+
+def test_default_run_resources_are_oscars_and_settable_as_quantities(monkeypatch):
+    assert (Settings.load().cluster.default_cpu, Settings.load().cluster.default_memory) == ("0.2", "256Mi")
+    monkeypatch.setenv("BUCKETRUN_CLUSTER__DEFAULT_CPU", "1500m")
+    monkeypatch.setenv("BUCKETRUN_CLUSTER__DEFAULT_MEMORY", "1Gi")
+    cluster = Settings.load().cluster
+    assert (cluster.default_cpu, cluster.default_memory) == ("1500m", "1Gi")
+    monkeypatch.setenv("BUCKETRUN_CLUSTER__DEFAULT_MEMORY", "lots")
+    with pytest.raises(SettingsError, match=r"BUCKETRUN_CLUSTER__DEFAULT_MEMORY .*invalid quantity"):
+        Settings.load()
+    monkeypatch.setenv("BUCKETRUN_CLUSTER__DEFAULT_MEMORY", "0")
+    with pytest.raises(SettingsError, match="BUCKETRUN_CLUSTER__DEFAULT_MEMORY"):
+        Settings.load()
