@@ -15,6 +15,7 @@ import yaml
 
 from dispatcher.events import EventError, ObjectEvent, build_message, parse_message
 from dispatcher.identity import job_name, object_version
+from dispatcher.ingress import IGNORED_REASONS
 from dispatcher.rendering.context import RenderError, RenderSettings, placeholder_grants
 from dispatcher.rendering.render import JobRenderer
 from dispatcher.routing import Router
@@ -125,7 +126,11 @@ def _inspect_one(index: int, event: ObjectEvent, loaded: LoadedServices | None) 
             for route in routes
         ]
         if not routes and (why := router.explain(event)) is not None:
-            report["no_route"] = {"reason": str(why.reason), "message": why.message}
+            report["no_route"] = {
+                "reason": str(why.reason),
+                "message": why.message,
+                "dispatcher": "acked, ignored" if why.reason in IGNORED_REASONS else "dead-lettered",
+            }
     return report
 
 
@@ -140,9 +145,9 @@ def _format_report(report: dict[str, Any]) -> str:
         for route in report["routes"]:
             lines.append(f"  routes to: {route['service']} (Job {route['job']})")
         if "no_route" in report:
-            lines.append(
-                f"  routes nowhere ({report['no_route']['reason']}): {report['no_route']['message']}"
-            )
+            no_route = report["no_route"]
+            lines.append(f"  routes nowhere ({no_route['reason']}): {no_route['message']}")
+            lines.append(f"  the dispatcher: {no_route['dispatcher']}")
     return "\n".join(lines)
 
 

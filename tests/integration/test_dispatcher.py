@@ -19,6 +19,7 @@ from kubernetes_asyncio import client  # noqa: TID251 - the test inspects the cl
 from dispatcher.app import run_dispatcher
 from dispatcher.events import build_message, parse_message
 from dispatcher.identity import job_name, object_version
+from dispatcher.metrics import new_registry
 from dispatcher.settings import Settings
 from tests.backends.kubernetes import KubeTestEnv
 from tests.backends.rabbitmq import AmqpNames
@@ -214,7 +215,8 @@ async def test_bad_messages_are_dead_lettered_with_reasons_and_good_ones_still_b
     interleaved: list[bytes] = []
     for index, body in enumerate(bad.values()):
         interleaved += [body, good[index]]
-    async with dispatcher(running.settings):
+    registry = new_registry("dispatcher")
+    async with started(partial(run_dispatcher, running.settings, registry=registry), "dispatcher"):
         await running.publish(interleaved)
         letters = await dead_letters(running.names, running.settings.amqp.dead_letter_queue, len(bad))
 
@@ -226,6 +228,10 @@ async def test_bad_messages_are_dead_lettered_with_reasons_and_good_ones_still_b
     assert reasons == sorted(bad)
     for letter in letters:
         assert letter.headers.get("x-bucketrun-error")
+    # A key outside every input folder is a wiring mistake: counted as a dead letter, never as ignored.
+    for reason in bad:
+        assert registry.get_sample_value("bucketrun_dead_lettered_total", {"reason": reason}) == 1, reason
+        assert not registry.get_sample_value("bucketrun_events_ignored_total", {"reason": reason}), reason
 
 
 async def test_api_errors_and_throttling_are_retried_until_every_job_exists(running: Running) -> None:

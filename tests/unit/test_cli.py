@@ -135,6 +135,7 @@ def test_events_inspect_explains_no_route_and_refusals(capsys, tmp_path) -> None
     code, out, _ = run(capsys, "events", "inspect", str(message), "--fdl", str(FDL / "workflow"))
     assert code == 0
     assert "routes nowhere (folder-mismatch)" in out
+    assert "the dispatcher: dead-lettered" in out  # a notification wider than the inputs: an operator sees it
     message.write_bytes(b"\xff\xfe not json")
     code, _, err = run(capsys, "events", "inspect", str(message))
     assert code == 1
