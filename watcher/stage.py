@@ -4,7 +4,8 @@
   downloads the input object through its presigned GET URL to ``INPUT_FILE_PATH``.
 - ``out`` (the ``stage-out`` container, running beside ``run``) waits until the wrapper records the
   script's exit code, or until the run container's process is gone without one, then uploads the
-  outputs through presigned POST policies and writes ``outputs.json``.
+  outputs through presigned POST policies and writes ``outputs.json``. A run container that never
+  starts (no ``run.pid`` within ``BUCKETRUN_RUN_START_TIMEOUT``) ends it with nothing uploaded.
 
 The stager holds no storage credentials, only the expiring grants in its environment, and never prints
 them. Exit codes: see ``watcher.staging.exit_codes``. The mechanism is explained in
@@ -39,7 +40,10 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         if args == ["in"]:
             return stage_in(stage_in_config(environ), report)
         config = stage_out_config(environ)
-        return stage_out(config, report, Watcher(config.state_dir, expires_at=config.grants_expire))
+        watcher = Watcher(
+            config.state_dir, expires_at=config.grants_expire, start_timeout=config.run_start_timeout
+        )
+        return stage_out(config, report, watcher)
     except ConfigError as error:  # only the parsing raises it: the stages report their own failures
         report(f"bad configuration: {error}")
         return EXIT_FAILED

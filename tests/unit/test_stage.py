@@ -23,6 +23,7 @@ from watcher.staging.completion import (
     Expired,
     Finished,
     Killed,
+    NeverStarted,
     Observation,
     ProcessId,
     Watcher,
@@ -139,6 +140,29 @@ def test_bad_outputs_name_the_field_not_the_value(text, message):
         parse_outputs(text)
     assert str(error.value).startswith(message)
     assert "SECRETSIG" not in str(error.value)
+
+
+def stage_out_env(tmp_path, **extra) -> dict[str, str]:
+    return {
+        "BUCKETRUN_OUTPUTS": "[]",
+        "BUCKETRUN_UPLOAD_OUTPUTS": "on_success",
+        "TMP_OUTPUT_DIR": str(tmp_path / "o"),
+        "BUCKETRUN_STATE_DIR": str(tmp_path / "s"),
+        "BUCKETRUN_GRANTS_EXPIRE": "2026-11-25T21:00:00Z",
+        **extra,
+    }
+
+
+def test_the_run_start_timeout_comes_from_the_environment_with_a_default(tmp_path):
+    assert stage_out_config(stage_out_env(tmp_path)).run_start_timeout == 900
+    timed = stage_out_env(tmp_path, BUCKETRUN_RUN_START_TIMEOUT="2.5")
+    assert stage_out_config(timed).run_start_timeout == 2.5
+
+
+@pytest.mark.parametrize("text", ["soon", "0", "-3", "inf", "nan"])
+def test_a_bad_run_start_timeout_is_named(tmp_path, text):
+    with pytest.raises(ConfigError, match="BUCKETRUN_RUN_START_TIMEOUT must be"):
+        stage_out_config(stage_out_env(tmp_path, BUCKETRUN_RUN_START_TIMEOUT=text))
 
 
 def test_missing_and_relative_variables_are_named(tmp_path):
@@ -400,10 +424,30 @@ def test_reused_pid_counts_as_gone():
     assert verdicts == [None, None, Killed(42)]
 
 
-def test_without_a_pid_file_only_expiry_ends_the_wait():
-    observations = [seen(t, pid=None, process=None) for t in (0, 100, 10_000)]
-    observations.append(seen(20_000, pid=None, process=None, expired=True))
-    assert run_decisions(observations) == [None, None, None, Expired()]
+def run_start(observations, start_timeout):
+    state, verdicts = WatchState(), []
+    for observation in observations:
+        state, verdict = decide(state, observation, start_timeout=start_timeout)
+        verdicts.append(verdict)
+    return verdicts
+
+
+def test_a_run_container_that_never_starts_ends_the_wait_after_the_start_timeout():
+    # The clock runs from stage-out's first look, not from zero.
+    observations = [seen(t, pid=None, process=None) for t in (1000, 1100, 1599, 1600)]
+    assert run_start(observations, start_timeout=600) == [None, None, None, NeverStarted(600)]
+
+
+def test_a_pid_or_an_exit_code_within_the_start_timeout_stops_that_clock():
+    started = [seen(0, pid=None, process=None), seen(5), seen(700), seen(5000)]
+    assert run_start(started, start_timeout=600) == [None] * 4
+    fast = [seen(0, pid=None, process=None), seen(599, exit_code=0, pid=None, process=None)]
+    assert run_start(fast, start_timeout=600) == [None, Finished(0)]
+
+
+def test_expiry_before_the_start_timeout_is_expiry():
+    observations = [seen(0, pid=None, process=None), seen(10, pid=None, process=None, expired=True)]
+    assert run_start(observations, start_timeout=600) == [None, Expired()]
 
 
 @pytest.mark.parametrize(
@@ -490,6 +534,21 @@ def test_watcher_gives_up_when_the_grants_expire(tmp_path):
     assert clock.now == 30
 
 
+def test_watcher_gives_up_on_a_run_container_that_never_starts(tmp_path):
+    clock = FakeClock()
+    watcher = Watcher(
+        tmp_path,
+        expires_at=datetime(2999, 1, 1, tzinfo=UTC),
+        poll=1.0,
+        start_timeout=45.0,
+        proc=tmp_path,
+        monotonic=clock.monotonic,
+        sleep=clock.sleep,
+    )
+    assert watcher.wait() == NeverStarted(45.0)
+    assert clock.now == 45
+
+
 # -- what stage-out does with a verdict ----------------------------------------------------------------------
 
 
@@ -502,6 +561,8 @@ def test_watcher_gives_up_when_the_grants_expire(tmp_path):
         (Finished(1), UploadWhen.ALWAYS, True),
         (Killed(1), UploadWhen.ALWAYS, True),
         (Expired(), UploadWhen.ALWAYS, False),
+        (NeverStarted(900), UploadWhen.ALWAYS, False),
+        (NeverStarted(900), UploadWhen.ON_SUCCESS, False),
     ],
 )
 def test_when_outputs_are_uploaded(verdict, when, upload):
@@ -517,6 +578,7 @@ def test_when_outputs_are_uploaded(verdict, when, upload):
         (Killed(1), 0, 3),
         (Killed(1), 2, 2),
         (Expired(), 0, 3),
+        (NeverStarted(900), 0, 4),
     ],
 )
 def test_stage_out_exit_codes(verdict, failures, code):

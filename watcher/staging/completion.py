@@ -4,9 +4,12 @@ The wrapper (``job_templates/run.sh``) writes ``run.pid`` when it starts and ``e
 rename) when the script ends. A container killed outright (OOMKilled, evicted, SIGKILL) writes no exit
 code, so stage-out also watches the recorded process through ``/proc`` (the pod shares one process
 namespace): once that process is gone and no exit code appeared within a short grace, it was killed.
-Until ``run.pid`` exists (the run container has not started: image pull, scheduling) the only bound is
-the expiry of the grants, after which no upload could succeed anyway; the Job's activeDeadlineSeconds
-bounds the pod as a whole.
+Until ``run.pid`` exists the run container has not started: its image is being pulled, or it never
+will start (an image that cannot be pulled, a missing Secret, ConfigMap or key, a command that cannot
+run). If neither ``run.pid`` nor ``exit-code`` appears within ``start_timeout`` of stage-out's first look,
+it gives up (``NeverStarted``); the grants' expiry ends any wait too. On a cluster the watcher usually
+ends such a pod first (it records and deletes Jobs stuck in those waiting states); the local executor,
+which ends a container that cannot run at once, relies on this bound.
 
 ``decide`` is a pure function of (state, observation); ``wait_for_run`` is the loop that feeds it.
 """
@@ -19,6 +22,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
+
+from dispatcher.constants import DEFAULT_RUN_START_TIMEOUT
 
 PID_FILE: Final = "run.pid"
 EXIT_CODE_FILE: Final = "exit-code"
@@ -72,7 +77,16 @@ class Expired:
     """The grants expired before the script ended (or before the run container even started)."""
 
 
-Verdict = Finished | Killed | Expired
+@dataclass(frozen=True)
+class NeverStarted:
+    """Neither ``run.pid`` nor ``exit-code`` appeared within the start timeout: the run container never
+    started (or its wrapper never ran)."""
+
+    waited: float
+    """Seconds stage-out waited for it."""
+
+
+Verdict = Finished | Killed | Expired | NeverStarted
 
 
 @dataclass(frozen=True)
@@ -83,21 +97,30 @@ class WatchState:
     """The run process as first seen alive (a different start time later means a reused PID)."""
     gone_since: float | None = None
     """When the run process was first seen gone."""
+    first_look: float | None = None
+    """When stage-out first looked (the start timeout counts from there)."""
 
 
 def decide(
-    state: WatchState, seen: Observation, *, grace: float = DEFAULT_GRACE_SECONDS
+    state: WatchState,
+    seen: Observation,
+    *,
+    grace: float = DEFAULT_GRACE_SECONDS,
+    start_timeout: float = DEFAULT_RUN_START_TIMEOUT,
 ) -> tuple[WatchState, Verdict | None]:
     """The new state, and the verdict if the run container has ended (None: keep waiting)."""
+    first_look = seen.at if state.first_look is None else state.first_look
+    state = replace(state, first_look=first_look)
     if seen.exit_code is not None:
         return state, Finished(seen.exit_code)
     if seen.expired:
         return state, Expired()
     if seen.pid is None:
-        return state, None
+        waited = seen.at - first_look
+        return state, NeverStarted(waited) if waited >= start_timeout else None
     alive = seen.process is not None and (state.process is None or seen.process == state.process)
     if alive:
-        return WatchState(process=state.process or seen.process, gone_since=None), None
+        return replace(state, process=state.process or seen.process, gone_since=None), None
     gone_since = state.gone_since if state.gone_since is not None else seen.at
     # The wrapper renames exit-code into place before it exits; the grace covers a slow filesystem.
     if seen.at - gone_since >= grace:
@@ -156,6 +179,7 @@ class Watcher:
     expires_at: datetime
     poll: float = DEFAULT_POLL_SECONDS
     grace: float = DEFAULT_GRACE_SECONDS
+    start_timeout: float = DEFAULT_RUN_START_TIMEOUT
     proc: Path = Path("/proc")
     monotonic: Callable[[], float] = time.monotonic
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -177,10 +201,10 @@ class Watcher:
         )
 
     def wait(self) -> Verdict:
-        """Block until the run container has ended (or the grants expired); how it ended."""
+        """Block until the run container has ended (or never started, or the grants expired); how."""
         state = WatchState()
         while True:
-            state, verdict = decide(state, self.observe(), grace=self.grace)
+            state, verdict = decide(state, self.observe(), grace=self.grace, start_timeout=self.start_timeout)
             if verdict is not None:
                 return verdict
             self.sleep(self.poll)

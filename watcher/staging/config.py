@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from dispatcher.constants import DEFAULT_RUN_START_TIMEOUT
+
 INPUT_URL: Final = "BUCKETRUN_INPUT_URL"
 INPUT_FILE_PATH: Final = "INPUT_FILE_PATH"
 TMP_INPUT_DIR: Final = "TMP_INPUT_DIR"
@@ -23,6 +25,7 @@ STATE_DIR: Final = "BUCKETRUN_STATE_DIR"
 OUTPUTS: Final = "BUCKETRUN_OUTPUTS"
 UPLOAD_OUTPUTS: Final = "BUCKETRUN_UPLOAD_OUTPUTS"
 GRANTS_EXPIRE: Final = "BUCKETRUN_GRANTS_EXPIRE"
+RUN_START_TIMEOUT: Final = "BUCKETRUN_RUN_START_TIMEOUT"
 
 
 class ConfigError(ValueError):
@@ -71,6 +74,8 @@ class StageOutConfig:
     output_dir: Path
     state_dir: Path
     grants_expire: datetime
+    run_start_timeout: float = DEFAULT_RUN_START_TIMEOUT
+    """Seconds to wait for the run container to start before giving up (optional variable)."""
 
 
 def stage_in_config(env: Mapping[str, str]) -> StageInConfig:
@@ -98,7 +103,19 @@ def stage_out_config(env: Mapping[str, str]) -> StageOutConfig:
         output_dir=_path(env, TMP_OUTPUT_DIR),
         state_dir=_path(env, STATE_DIR),
         grants_expire=parse_expiry(_required(env, GRANTS_EXPIRE)),
+        run_start_timeout=parse_seconds(env.get(RUN_START_TIMEOUT) or str(DEFAULT_RUN_START_TIMEOUT)),
     )
+
+
+def parse_seconds(text: str) -> float:
+    """A positive, finite number of seconds (``BUCKETRUN_RUN_START_TIMEOUT``)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise ConfigError(f"{RUN_START_TIMEOUT} must be a number of seconds, got {text!r}") from None
+    if not 0 < seconds < float("inf"):
+        raise ConfigError(f"{RUN_START_TIMEOUT} must be a positive number of seconds, got {text!r}")
+    return seconds
 
 
 def parse_expiry(text: str) -> datetime:

@@ -9,6 +9,7 @@
 | stage-out | 0 | every upload due succeeded (or none was due: the script failed under ``on_success``) |
 | stage-out | 2 | an upload failed after its retries (what did succeed is in ``outputs.json``) |
 | stage-out | 3 | the run container ended without an exit code (killed), or the grants expired first |
+| stage-out | 4 | the run container never started within ``BUCKETRUN_RUN_START_TIMEOUT``: nothing uploaded |
 | both | 1 | the stager's environment is incomplete or malformed |
 """
 
@@ -22,6 +23,7 @@ EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_UPLOAD_FAILED: Final = 2
 EXIT_RUN_KILLED: Final = 3
+EXIT_RUN_NEVER_STARTED: Final = 4
 
 __all__ = [
     "EXIT_FAILED",
@@ -29,5 +31,6 @@ __all__ = [
     "EXIT_INPUT_MISSING",
     "EXIT_OK",
     "EXIT_RUN_KILLED",
+    "EXIT_RUN_NEVER_STARTED",
     "EXIT_UPLOAD_FAILED",
 ]

@@ -15,9 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from watcher.staging.completion import Expired, Finished, Killed, Verdict, Watcher
+from watcher.staging.completion import Expired, Finished, Killed, NeverStarted, Verdict, Watcher
 from watcher.staging.config import OutputTarget, StageOutConfig, UploadWhen
-from watcher.staging.exit_codes import EXIT_OK, EXIT_RUN_KILLED, EXIT_UPLOAD_FAILED
+from watcher.staging.exit_codes import (
+    EXIT_OK,
+    EXIT_RUN_KILLED,
+    EXIT_RUN_NEVER_STARTED,
+    EXIT_UPLOAD_FAILED,
+)
 from watcher.staging.multipart import form_envelope
 from watcher.staging.paths import (
     OutputFile,
@@ -61,8 +66,8 @@ class UploadReport:
 
 def should_upload(verdict: Verdict, when: UploadWhen) -> bool:
     """Whether the outputs are uploaded after the run container ended as ``verdict``."""
-    if isinstance(verdict, Expired):
-        return False  # the grants no longer work
+    if isinstance(verdict, Expired | NeverStarted):
+        return False  # the grants no longer work; the script never ran
     if when is UploadWhen.ALWAYS:
         return True
     return isinstance(verdict, Finished) and verdict.exit_code == 0
@@ -72,6 +77,8 @@ def stage_out_exit_code(verdict: Verdict, upload_failures: int) -> int:
     """The container's exit code: a failed upload first, then a run that ended without an exit code."""
     if upload_failures:
         return EXIT_UPLOAD_FAILED
+    if isinstance(verdict, NeverStarted):
+        return EXIT_RUN_NEVER_STARTED
     if isinstance(verdict, Killed | Expired):
         return EXIT_RUN_KILLED
     return EXIT_OK
@@ -83,6 +90,11 @@ def describe(verdict: Verdict) -> str:
         return f"the script exited with code {verdict.exit_code}"
     if isinstance(verdict, Killed):
         return f"the run container's process {verdict.pid} ended without an exit code (killed)"
+    if isinstance(verdict, NeverStarted):
+        return (
+            f"the run container did not start within {verdict.waited:.0f} s (no run.pid, no exit code): "
+            "its image cannot be pulled, a Secret, ConfigMap or key it needs is missing, or it cannot run"
+        )
     return "the grants expired before the script ended"
 
 
@@ -99,6 +111,8 @@ def stage_out(
         result = upload_all(config, report, policy or RetryPolicy())
     elif isinstance(verdict, Expired):
         report("nothing uploaded: the grants have expired")
+    elif isinstance(verdict, NeverStarted):
+        report("nothing uploaded: the script never ran")
     else:
         report(f"nothing uploaded: outputs are uploaded only on success ({config.upload.value})")
     try:
