@@ -1,9 +1,10 @@
 """The dispatcher's composition root: settings in, running consumers out, drained on SIGTERM.
 
-Start-up order matters for "nothing lost" and caps: the executor is started (its Job counts synced)
-before any message is consumed, and every service queue is declared before the ingress consumer may
-publish to it. Shutdown: stop consuming, let in-flight creates finish within `drain_timeout`, then close
-(unsettled messages are redelivered by the broker).
+Start-up order matters for "nothing lost" and caps: the executor is given the services' Secrets, then
+started (its Job counts synced) before any message is consumed, and every service queue is declared
+before the ingress consumer may publish to it. A reload gives the executor the new Secrets before any
+Job of the new definitions can be created. Shutdown: stop consuming, let in-flight creates finish
+within `drain_timeout`, then close (unsettled messages are redelivered by the broker).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from dispatcher.job_creation import JobCreator
 from dispatcher.lifecycle import cancelled, until_stopped
 from dispatcher.metrics import DispatcherMetrics, export_flags, new_registry
 from dispatcher.rendering.render import renderer_from_settings
+from dispatcher.rendering.secrets import service_secrets
 from dispatcher.services import (
     RecordsOverlapError,
     ServiceDefinitionError,
@@ -131,6 +133,7 @@ class Dispatcher:
 
     async def reload(self, catalog: Catalog) -> None:
         """Swap in new definitions: new services get queues and consumers, removed ones are drained."""
+        await self.executor.provide_secrets(service_secrets(catalog.services.values()))
         self.handlers.metrics.prepare_services(catalog.services)
         await self._sync_lanes(catalog.services)  # queues first: the ingress may publish to them at once
         self.catalog = catalog
@@ -302,6 +305,8 @@ async def run_dispatcher(
             executor = await build_executor(settings)
             cleanup.push_async_callback(executor.close)
         probes.executor = executor
+        # Before start: the local executor runs a previous process's unfinished Jobs at once.
+        await executor.provide_secrets(service_secrets(catalog.services.values()))
         # The executor waits for its first Job list (caps need it) and the broker may be away: both
         # retry on their own, and a stop request must still end the wait.
         if not await until_stopped(executor.start(), stop, name="bucketrun-executor-start"):

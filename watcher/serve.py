@@ -41,10 +41,11 @@ async def run_serve(
         cleanup.push_async_callback(endpoints.cleanup)
         executor: LocalExecutor | None = None
         if settings.cluster.executor == "local":
+            # Started by the dispatcher's half, once it has given the executor the services' Secrets
+            # (start runs a previous process's unfinished Jobs at once).
             executor = LocalExecutor(
                 settings.cluster.local_state_dir, max_running=settings.cluster.local_max_running
             )
-            await executor.start()
             cleanup.push_async_callback(executor.close)
         inner = asyncio.Event()  # set by the first part to end, so the other stops too
         parts_ready = (asyncio.Event(), asyncio.Event())

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from dispatcher.jobs import CreateOutcome
+from dispatcher.rendering.secrets import ServiceSecret
 
 
 class Executor(Protocol):
@@ -25,6 +26,14 @@ class Executor(Protocol):
 
     async def ready(self) -> bool:
         """True when Jobs can be created now (for readiness probes); never raises."""
+        ...
+
+    async def provide_secrets(self, secrets: Sequence[ServiceSecret]) -> None:
+        """Make the services' Secrets available to the Jobs that reference them, before any is created.
+
+        The dispatcher calls it before ``start`` and on every reload. The local executor keeps them for
+        its pods; in a cluster ``bucketrun services apply`` writes them, and this does nothing.
+        """
         ...
 
     async def ensure_config_map(self, doc: Mapping[str, Any]) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from dispatcher.cluster import Cluster
 from dispatcher.errors import TransientError
 from dispatcher.jobs import CreateOutcome
 from dispatcher.ratelimit import TokenBucket
+from dispatcher.rendering.secrets import ServiceSecret
 from dispatcher.settings import ClusterSettings
 
 
@@ -54,6 +55,11 @@ class KubernetesExecutor:
     async def ready(self) -> bool:
         """The API answers and the Job counts are loaded."""
         return self.cluster.synced.is_set() and await self.cluster.ready()
+
+    async def provide_secrets(self, secrets: Sequence[ServiceSecret]) -> None:
+        """Nothing: in a cluster the Secrets are ``services apply``'s, and the dispatcher's Role grants
+        no access to Secrets (the kubelet resolves the Jobs' references)."""
+        del secrets
 
     async def ensure_config_map(self, doc: Mapping[str, Any]) -> None:
         """Create the immutable ConfigMap once; known names cost no request and no token."""

@@ -2,7 +2,7 @@
 
 The embedded default: no cluster, the same rendered Job. Each Job's pod (its ``spec.template``, with
 the name, labels and owner the Job controller would give it) runs through ``LocalPodRunner``, with the
-ConfigMaps from ``ensure_config_map`` and the Secrets from ``ensure_secret``. What the Job controller
+ConfigMaps from ``ensure_config_map`` and the Secrets from ``provide_secrets``. What the Job controller
 does around it is done here: ``backoffLimit`` (a new pod per failed attempt), ``podFailurePolicy``,
 ``activeDeadlineSeconds`` (counted from the Job's start, queueing included) and the status.
 
@@ -54,7 +54,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,6 +90,7 @@ from dispatcher.local_runner import LocalPodRunner, PodSpecError, StaticPodRefs
 from dispatcher.localpod.model import ContainerState
 from dispatcher.localpod.spec import parse_pod
 from dispatcher.rendering.manifest_checks import check_manifest
+from dispatcher.rendering.secrets import ServiceSecret
 
 _log = structlog.get_logger(__name__)
 
@@ -232,6 +233,12 @@ class LocalExecutor:
         stored = {"metadata": {"name": name}, "data": dict(data)}
         await asyncio.to_thread(write_json_atomic, self._config_dir / f"{name}.json", stored, durable=True)
         self._config_maps[name] = stored["data"]
+
+    async def provide_secrets(self, secrets: Sequence[ServiceSecret]) -> None:
+        """Keep the services' Secrets for the pods that refer to them (in memory only: never on disk, so
+        give them before ``start`` runs the unfinished Jobs of a previous process again)."""
+        for secret in secrets:
+            await self.ensure_secret(secret.name, secret.plain_values())
 
     async def ensure_secret(self, name: str, data: Mapping[str, str | bytes]) -> bool:
         """Keep Secret *name* for the pods that refer to it (in memory only); True if it changed."""
