@@ -59,3 +59,7 @@ EXIT_INPUT_FORBIDDEN: Final = 65
 DEFAULT_RUN_START_TIMEOUT: Final = 900
 """Seconds stage-out waits for the run container to start when its Job does not say
 (``BUCKETRUN_RUN_START_TIMEOUT``): an image pull, with the kubelet's retries, fits in 15 minutes."""
+LOCAL_RUN_START_TIMEOUT: Final = 60
+"""The same bound under the local executor, which pulls nothing: its run container starts at once or never."""
+DEFAULT_JOB_TIMEOUT: Final = 24 * 3600
+"""``activeDeadlineSeconds`` of a Job whose service sets no ``bucketrun.timeout``: every Job ends."""

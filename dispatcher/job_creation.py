@@ -82,7 +82,8 @@ class JobCreator:
             service,
             event.bucket,
             event.key,
-            expires=self._grant_lifetime(service.options.timeout),
+            # The grants outlive the Job's deadline, the default one included.
+            expires=self._grant_lifetime(self._renderer.settings.deadline(service.options.timeout)),
             version_id=event.version_id if event.version_id not in (None, "null") else None,
         )
         try:

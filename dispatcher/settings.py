@@ -38,7 +38,13 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from dispatcher.constants import DEFAULT_CPU, DEFAULT_MEMORY
+from dispatcher.constants import (
+    DEFAULT_CPU,
+    DEFAULT_JOB_TIMEOUT,
+    DEFAULT_MEMORY,
+    DEFAULT_RUN_START_TIMEOUT,
+    LOCAL_RUN_START_TIMEOUT,
+)
 from dispatcher.quantity import positive_quantity
 from dispatcher.services.errors import shown
 from dispatcher.services.names import check_bucket_name
@@ -256,11 +262,26 @@ class ClusterSettings(_Group):
     default_memory: Quantity = DEFAULT_MEMORY
     """Memory, in bytes as a Kubernetes quantity (``512Mi``, ``1Gi``), that the script container of a
     service without ``memory`` requests and is limited to. Default ``256Mi``, OSCAR's default."""
+    default_timeout: PositiveInt = DEFAULT_JOB_TIMEOUT
+    """Seconds a Job of a service without ``bucketrun.timeout`` may stay active (its
+    ``activeDeadlineSeconds``): then Kubernetes fails it, whatever held it (a script that never ends, a pod
+    that never starts), and its ``max_concurrent_jobs`` slot comes back. Its presigned URLs live this long
+    plus ``grant_margin``. Default 86400 (24 h)."""
+    run_start_timeout: PositiveInt | None = None
+    """Seconds stage-out waits for the run container to start (its wrapper writes ``run.pid``) before it
+    gives up: exit code 4, nothing uploaded. Default 900 (15 min: an image pull, with the kubelet's
+    retries) with the ``kubernetes`` executor, 60 with the ``local`` one (nothing to pull)."""
     local_state_dir: Path = Path("bucketrun-state")
     """``local`` executor: where Job claims, status and logs are kept (survives restarts). Default
     ``./bucketrun-state``."""
     local_max_running: PositiveInt = 4
     """``local`` executor: Jobs run at once; more wait in creation order. Default 4."""
+
+    def run_start_bound(self) -> int:
+        """``run_start_timeout``, or the executor's default when it is not set."""
+        if self.run_start_timeout is not None:
+            return self.run_start_timeout
+        return LOCAL_RUN_START_TIMEOUT if self.executor == "local" else DEFAULT_RUN_START_TIMEOUT
 
 
 class ServicesSettings(_Group):

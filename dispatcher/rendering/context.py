@@ -39,6 +39,10 @@ class RenderSettings:
     """Where the per-service ConfigMap (script and wrapper) is mounted."""
     default_ttl_seconds_after_finished: int | None = 3600
     """TTL of finished Jobs when a service sets none (records outlive the Job); None keeps them."""
+    default_timeout: int | None = c.DEFAULT_JOB_TIMEOUT
+    """``activeDeadlineSeconds`` of Jobs whose service sets no ``timeout``; None leaves them unbounded."""
+    run_start_timeout: int = c.DEFAULT_RUN_START_TIMEOUT
+    """Seconds stage-out waits for the run container to start (``BUCKETRUN_RUN_START_TIMEOUT``)."""
     gpu_resource: str = c.GPU_RESOURCE
     """Extended resource name requested for GPUs."""
     default_cpu: str | None = c.DEFAULT_CPU
@@ -51,6 +55,10 @@ class RenderSettings:
         default_factory=lambda: {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
     )
     """Resources of each stager container."""
+
+    def deadline(self, timeout: int | None) -> int | None:
+        """A Job's ``activeDeadlineSeconds``: the service's ``timeout``, else the default."""
+        return timeout if timeout is not None else self.default_timeout
 
 
 @dataclass(frozen=True)
@@ -182,7 +190,7 @@ def job_context(
             "labels": labels,
             "annotations": annotations,
             "backoff_limit": options.retries,
-            "active_deadline_seconds": options.timeout,
+            "active_deadline_seconds": settings.deadline(options.timeout),
             "ttl_seconds_after_finished": ttl
             if ttl is not None
             else settings.default_ttl_seconds_after_finished,
@@ -223,6 +231,7 @@ def job_context(
                 {"name": "TMP_OUTPUT_DIR", "value": paths["output_dir"]},
                 {"name": "BUCKETRUN_STATE_DIR", "value": paths["state_dir"]},
                 {"name": "BUCKETRUN_GRANTS_EXPIRE", "value": grants.expires_at},
+                {"name": "BUCKETRUN_RUN_START_TIMEOUT", "value": str(settings.run_start_timeout)},
             ],
             "resources": {k: dict(v) for k, v in settings.stager_resources.items()},
             "security_context": STAGER_SECURITY_CONTEXT,

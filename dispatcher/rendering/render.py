@@ -166,12 +166,15 @@ def renderer_from_settings(cluster: ClusterSettings) -> JobRenderer:
     """The renderer configured by ``BUCKETRUN_CLUSTER__*``: the one place both the dispatcher and
     ``bucketrun services apply`` build it, so the ConfigMaps apply creates are byte for byte the ones the
     dispatcher renders (same namespace, stager image and template directory) and it never re-creates them;
-    the run container's default resources come from there too."""
+    the run container's default resources, the default deadline and the run start bound come from there
+    too."""
     render = RenderSettings(
         namespace=cluster.namespace,
         stager_image=cluster.stager_image,
         default_cpu=cluster.default_cpu,
         default_memory=cluster.default_memory,
+        default_timeout=cluster.default_timeout,
+        run_start_timeout=cluster.run_start_bound(),
     )
     return JobRenderer(render, (cluster.template_dir,) if cluster.template_dir else ())
 

@@ -21,11 +21,13 @@ from hypothesis import strategies as st
 from dispatcher import constants as c
 from dispatcher.events import ObjectEvent, build_message, parse_message
 from dispatcher.identity import job_name, object_version
+from dispatcher.job_creation import JobCreator
 from dispatcher.rendering.context import OutputGrant, RenderSettings, StagingGrants, placeholder_grants
 from dispatcher.rendering.manifest_checks import check_manifest
 from dispatcher.rendering.render import DEFAULT_TEMPLATE_DIR, JobRenderer, RenderError, renderer_from_settings
 from dispatcher.services import ServiceDefinition, ServiceDefinitionError, load_services, load_services_text
 from dispatcher.settings import ClusterSettings
+from watcher.staging.config import stage_out_config
 
 HERE = Path(__file__).resolve().parent
 FDL = HERE / "fixtures" / "fdl"
@@ -482,3 +484,70 @@ def test_grants_never_show_their_urls_or_policies_in_reprs() -> None:
     assert "X-Amz-Signature" not in shown
     assert "https://s3.example" not in shown
     assert "policy" not in shown
+
+
+# -- every Job ends: a deadline, and a bound on the run container's start ------------------------------------
+
+
+def deadline_of(renderer: JobRenderer, service: ServiceDefinition) -> Any:
+    return renderer.render_job(service, event("photos", "in/cat.txt"), grants_for(service))["spec"].get(
+        "activeDeadlineSeconds"
+    )
+
+
+def test_a_service_without_a_timeout_gets_the_default_deadline_and_its_own_timeout_wins(
+    renderer: JobRenderer,
+) -> None:
+    bare = service_from(MINIMAL)
+    timed = load_services([FDL / "gpu-secrets.yaml"]).by_name("vllm-batch")
+    assert (bare.options.timeout, timed.options.timeout) == (None, 3600)
+    assert deadline_of(renderer, bare) == 24 * 3600
+    assert deadline_of(renderer, timed) == 3600
+    configured = renderer_from_settings(ClusterSettings(default_timeout=600))
+    assert deadline_of(configured, bare) == 600
+    assert deadline_of(configured, timed) == 3600
+
+
+def test_the_grants_outlive_the_default_deadline() -> None:
+    lifetimes: list[int | None] = []
+
+    class Signer:
+        def grants_for(self, service: ServiceDefinition, bucket: str, key: str, **options: Any) -> Any:
+            lifetimes.append(options["expires"])
+            return grants_for(service)
+
+    bare = service_from(MINIMAL)
+    creator = JobCreator(
+        lambda: {bare.name: bare},
+        renderer_from_settings(ClusterSettings(default_timeout=600)),
+        Signer(),  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type] - prepare_event never touches the executor
+        lambda timeout: timeout,  # type: ignore[arg-type,return-value]
+    )
+    creator.prepare_event(bare.name, event("photos", "in/cat.txt"))
+    assert lifetimes == [600]
+
+
+def stage_out_env(renderer: JobRenderer) -> dict[str, str]:
+    service = service_from(MINIMAL)
+    job = renderer.render_job(service, event("photos", "in/cat.txt"), grants_for(service))
+    stage_out = job["spec"]["template"]["spec"]["containers"][1]
+    assert stage_out["name"] == c.CONTAINER_STAGE_OUT
+    return {entry["name"]: entry["value"] for entry in stage_out["env"]}
+
+
+@pytest.mark.parametrize(
+    ("cluster", "seconds"),
+    [
+        ({"executor": "kubernetes"}, "900"),
+        ({"executor": "local"}, "60"),
+        ({"executor": "kubernetes", "run_start_timeout": 5}, "5"),
+    ],
+)
+def test_stage_out_is_told_how_long_the_run_container_may_take_to_start(
+    cluster: dict[str, Any], seconds: str
+) -> None:
+    env = stage_out_env(renderer_from_settings(ClusterSettings(**cluster)))
+    assert env["BUCKETRUN_RUN_START_TIMEOUT"] == seconds
+    # The stager reads what the dispatcher renders.
+    assert stage_out_config(env).run_start_timeout == float(seconds)
