@@ -25,7 +25,9 @@ from tests.backends.kubernetes import KubeTestEnv
 from tests.backends.rabbitmq import AmqpNames
 from tests.backends.s3 import S3Endpoint
 from tests.integration.dispatcher_process import with_settings
+from tests.integration.job_peaks import active_peaks
 from tests.integration.stack import amqp_settings, started, storage_settings, until
+from tests.metric_labels import unbounded_labels
 
 pytestmark = [pytest.mark.integration]
 
@@ -228,6 +230,9 @@ async def test_bad_messages_are_dead_lettered_with_reasons_and_good_ones_still_b
     assert reasons == sorted(bad)
     for letter in letters:
         assert letter.headers.get("x-bucketrun-error")
+    per_event = [*(job["metadata"]["name"] for job in await jobs(running.kube)), "in/x.txt", "other/x.txt"]
+    per_event += [f"in/good-{index}.txt" for index in range(6)]
+    assert unbounded_labels(registry, per_event) == []
     # A key outside every input folder is a wiring mistake: counted as a dead letter, never as ignored.
     for reason in bad:
         assert registry.get_sample_value("bucketrun_dead_lettered_total", {"reason": reason}) == 1, reason
@@ -292,7 +297,7 @@ async def test_a_capped_service_holds_its_backlog_without_blocking_others(runnin
     # The issue's case: cap 2, 20 events for the capped service and 5 for another.
     capped = [event(f"in/q-{index}.txt", bucket="queue") for index in range(20)]
     others = [event(f"in/o-{index}.txt") for index in range(5)]
-    async with dispatcher(running.settings):
+    async with active_peaks(running.kube) as peaks, dispatcher(running.settings):
         await running.publish(capped + others)
 
         async def settled() -> list[dict[str, Any]] | None:
@@ -305,12 +310,42 @@ async def test_a_capped_service_holds_its_backlog_without_blocking_others(runnin
         control.set_kubelet("instant")  # Jobs now finish at once: the backlog drains, 2 at a time
 
         async def all_capped() -> bool:
-            found = await jobs(running.kube)
-            active = [j for j in found if _service(j) == "capped" and not _finished(j)]
-            assert len(active) <= 2, f"{len(active)} capped Jobs active at once"
-            return _by_service(found).get("capped", 0) == 20
+            return _by_service(await jobs(running.kube)).get("capped", 0) == 20
 
         await until(all_capped, "all 20 capped Jobs", within=90)
+    # Every change of every Job went through the watch: the cap held at each one, not only when polled.
+    assert peaks.peak["capped"] == 2
+
+
+async def test_the_cap_holds_across_a_dispatcher_restart(running: Running) -> None:
+    """A restarted dispatcher counts the Jobs its predecessor left running before it admits any."""
+    control = running.kube.require_control()
+    capped = [event(f"in/r-{index}.txt", bucket="queue") for index in range(8)]
+    async with active_peaks(running.kube) as peaks:
+        async with dispatcher(running.settings):
+            await running.publish(capped)
+
+            async def two() -> bool:
+                return _by_service(await jobs(running.kube)).get("capped", 0) == 2
+
+            await until(two, "2 capped Jobs, pending")
+        registry = new_registry("dispatcher")
+        restarted = partial(run_dispatcher, running.settings, registry=registry)
+        async with started(restarted, "the restarted dispatcher"):
+
+            async def refused_at_capacity() -> bool:
+                sample = registry.get_sample_value("bucketrun_retries_total", {"kind": "at-capacity"})
+                return bool(sample)
+
+            await until(refused_at_capacity, "the restarted dispatcher to hold a task at the cap")
+            assert _by_service(await jobs(running.kube))["capped"] == 2
+            control.set_kubelet("instant")
+
+            async def all_capped() -> bool:
+                return _by_service(await jobs(running.kube)).get("capped", 0) == 8
+
+            await until(all_capped, "all 8 capped Jobs after the restart", within=90)
+    assert peaks.peak["capped"] == 2
 
 
 def _service(job: dict[str, Any]) -> str:

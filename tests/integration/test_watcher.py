@@ -4,6 +4,7 @@ completion events and a recorded mark; a records location overlapping an input i
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import re
 from functools import partial
@@ -14,8 +15,10 @@ from dispatcher.app import StartupError
 from dispatcher.constants import ANNOTATION_RECORDED
 from dispatcher.executors.local import LocalExecutor
 from dispatcher.jobs import finished_condition
+from dispatcher.metrics import new_registry
 from tests.integration.stack import started, until
 from tests.integration.watcher_support import job_doc, new_env, watcher
+from tests.metric_labels import unbounded_labels
 from watcher.app import WatcherState, run_watcher
 from watcher.completion import LocalSide, is_recorded
 from watcher.jobs_cli import job_logs, list_jobs, show_job
@@ -32,7 +35,8 @@ async def env(amqp_names, s3, kube, tmp_path):
 
 async def test_finished_jobs_are_recorded_published_and_marked(env) -> None:
     await env.create_jobs([job_doc("ok-job", exit_code=0), job_doc("bad-job", exit_code=1)])
-    async with watcher(env.settings):
+    registry = new_registry("watcher")
+    async with started(partial(run_watcher, env.settings, registry=registry), "watcher"):
 
         async def both_marked():
             jobs = await env.jobs()
@@ -69,6 +73,26 @@ async def test_finished_jobs_are_recorded_published_and_marked(env) -> None:
         "ok-job": "succeeded",
         "bad-job": "failed",
     }
+    assert registry.get_sample_value("bucketrun_records_written_total") == 2
+    assert unbounded_labels(registry, [*uids, *uids.values(), "in/photo.txt", "out/ok-job.txt"]) == []
+
+
+async def test_a_record_already_stored_for_the_job_s_uid_is_published_never_rewritten(env) -> None:
+    """A watcher that stored the record but died before marking the Job: the next one publishes that
+    record as it is, and writes nothing (one version of status.json, the stored content in the event)."""
+    await env.create_jobs([job_doc("stored-job", exit_code=0)])
+    await until(lambda: _finished(env), "the Job finished")
+    (job,) = await env.jobs()
+    stored = {"uid": job["metadata"]["uid"], "job": "stored-job", "service": "upper", "outcome": "stored"}
+    body = json.dumps(stored).encode()
+    env.s3.endpoint.client().put_object(
+        env.records_bucket, "records/upper/stored-job/status.json", io.BytesIO(body), len(body)
+    )
+    async with watcher(env.settings):
+        await until(lambda: _all_marked(env), "the Job marked recorded")
+    assert {uid: len(keys) for uid, keys in env.record_versions().items()} == {stored["uid"]: 1}
+    events = await until(lambda: _at_least(env, 1), "the completion event")
+    assert [(event["uid"], event["outcome"]) for event in events] == [(stored["uid"], "stored")]
 
 
 async def test_a_jobs_container_logs_are_read_together(env, kube) -> None:

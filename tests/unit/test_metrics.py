@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from dispatcher.constants import ANNOTATION_EVENT_TIME
 from dispatcher.events import EventErrorReason
 from dispatcher.metrics import DispatcherMetrics, WatcherMetrics, new_registry, seconds_since
+from tests.metric_labels import unbounded_labels
 from watcher.timings import job_timings
 
 T0 = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
@@ -88,3 +89,13 @@ def test_series_exist_at_zero_before_their_first_event_so_rate_sees_it() -> None
     assert 'bucketrun_received_to_created_seconds_count{service="upper"} 0.0' in text
     assert 'bucketrun_jobs_finished_total{outcome="failed",service="upper"} 0.0' in text
     assert 'bucketrun_end_to_end_seconds_count{service="upper"} 0.0' in text
+
+
+def test_the_label_check_names_a_per_event_value_and_an_unknown_label() -> None:
+    registry = CollectorRegistry()
+    Counter("demo_by_key", "a metric labelled by key: what must never ship", ["key"], registry=registry)
+    Counter("demo_by_reason", "a bounded one", ["reason"], registry=registry).labels("in/a.txt").inc()
+    assert 'demo_by_reason_total{reason="in/a.txt"}' in unbounded_labels(registry, ["in/a.txt"])
+    assert unbounded_labels(registry, ["in/b.txt"]) == []
+    Counter("demo_by_object", "an unknown label", ["object"], registry=registry).labels("x").inc()
+    assert 'demo_by_object_total{object="x"}' in unbounded_labels(registry, [])

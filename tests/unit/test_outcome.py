@@ -70,6 +70,34 @@ CASES = {
         "ScriptFailed",
         3,
     ),
+    # The newest pod's `run` gives the exit code even where the outcome comes from elsewhere: a Job that
+    # succeeded on its second attempt exited 0, not with the first attempt's code.
+    "succeeded on a retry: the newest run's exit code": (
+        job("Complete", "CompletionsReached"),
+        [
+            pod(terminated("run", 1), terminated("stage-out", 0), init=STAGE_IN_OK, name="j-1"),
+            pod(
+                terminated("run", 0),
+                terminated("stage-out", 0),
+                init=STAGE_IN_OK,
+                name="j-2",
+                phase="Succeeded",
+            ),
+        ],
+        OutcomeKind.SUCCEEDED,
+        "Completed",
+        0,
+    ),
+    "deadline on a retry: the newest run's exit code": (
+        job("Failed", "DeadlineExceeded", "Job was active longer than specified deadline"),
+        [
+            pod(terminated("run", 4), init=STAGE_IN_OK, name="j-1"),
+            pod(terminated("run", 143), init=STAGE_IN_OK, name="j-2", reason="DeadlineExceeded"),
+        ],
+        OutcomeKind.DEADLINE_EXCEEDED,
+        "DeadlineExceeded",
+        143,
+    ),
     "OOM killed": (
         job("Failed", "BackoffLimitExceeded"),
         [pod(terminated("run", 137, "OOMKilled"), terminated("stage-out", 3), init=STAGE_IN_OK)],
