@@ -37,6 +37,10 @@ LABEL_JOB_NAME: Final = "batch.kubernetes.io/job-name"
 LABEL_LEGACY_JOB_CONTROLLER_UID: Final = "controller-uid"
 LABEL_LEGACY_JOB_NAME: Final = "job-name"
 GPU_RESOURCE: Final = "nvidia.com/gpu"
+BOOKMARK_INTERVAL: Final = 60.0
+"""Seconds between the BOOKMARK events an API server sends on an idle watch that asked for them."""
+DEFAULT_WATCH_READ_TIMEOUT: Final = 2 * BOOKMARK_INTERVAL + 10.0
+"""Seconds a watch stream may stay silent before it is taken for a dead connection: two bookmarks missed."""
 
 # OSCAR's defaults for a service that sets no `cpu`/`memory` (grycap/oscar, pkg/handlers/create.go,
 # `checkValues`); OSCAR sets them as limits only, so Kubernetes makes the requests equal.

@@ -43,6 +43,7 @@ from dispatcher.constants import (
     DEFAULT_JOB_TIMEOUT,
     DEFAULT_MEMORY,
     DEFAULT_RUN_START_TIMEOUT,
+    DEFAULT_WATCH_READ_TIMEOUT,
     LOCAL_RUN_START_TIMEOUT,
 )
 from dispatcher.quantity import positive_quantity
@@ -251,6 +252,10 @@ class ClusterSettings(_Group):
     """API writes allowed at once (token bucket size). Default 40."""
     request_timeout: PositiveFloat = 10.0
     """Seconds to wait for one API request. Default 10."""
+    watch_read_timeout: PositiveFloat = DEFAULT_WATCH_READ_TIMEOUT
+    """Seconds a Job watch stream may send nothing, not even a bookmark, before its connection is taken
+    for dead (half-open) and the watch reopened from the last resourceVersion. The API server sends a
+    bookmark about every 60 s, so keep it above that. Default 130: two bookmarks missed, plus a margin."""
     stager_image: str = Field(default="ghcr.io/bucketrun/bucketrun:latest", min_length=1)
     """Image of the stage-in/stage-out containers (bucketrun's own). Default
     ``ghcr.io/bucketrun/bucketrun:latest``."""

@@ -36,7 +36,13 @@ from yarl import URL
 
 from dispatcher.cluster.errors import already_exists, error_for_exception, error_for_status, status_object
 from dispatcher.cluster.informer import JobInformer, JobPage, ResourceExpired
-from dispatcher.constants import LABEL_JOB_CONTROLLER_UID, LABEL_MANAGED_BY, MANAGED_BY
+from dispatcher.cluster.list_watch import WatchStalled
+from dispatcher.constants import (
+    DEFAULT_WATCH_READ_TIMEOUT,
+    LABEL_JOB_CONTROLLER_UID,
+    LABEL_MANAGED_BY,
+    MANAGED_BY,
+)
 from dispatcher.errors import BucketrunError, TransientError
 from dispatcher.jobs import CreateOutcome, JobFacts, JobIndex, job_name, job_service
 from dispatcher.settings import ClusterSettings
@@ -82,10 +88,18 @@ class Cluster:
     """
 
     def __init__(
-        self, api: client.ApiClient, namespace: str, *, request_timeout: float, watch_timeout: int = 300
+        self,
+        api: client.ApiClient,
+        namespace: str,
+        *,
+        request_timeout: float,
+        watch_timeout: int = 300,
+        watch_read_timeout: float = DEFAULT_WATCH_READ_TIMEOUT,
     ) -> None:
         if request_timeout <= 0:
             raise ValueError(f"request_timeout must be positive, got {request_timeout}")
+        if watch_read_timeout <= 0:
+            raise ValueError(f"watch_read_timeout must be positive, got {watch_read_timeout}")
         self.namespace = namespace
         self._api = api
         # Typed as Any on purpose: with _preload_content=False the generated methods take plain dicts and
@@ -94,6 +108,7 @@ class Cluster:
         self._core: Any = client.CoreV1Api(api)
         self._coordination: Any = client.CoordinationV1Api(api)
         self._timeout = request_timeout
+        self._watch_read_timeout = watch_read_timeout
         self._known_config_maps: set[str] = set()
         self._config_map_locks: dict[str, asyncio.Lock] = {}
         self._index = JobIndex()
@@ -111,6 +126,7 @@ class Cluster:
         request_timeout: float = 10.0,
         context: str | None = None,
         watch_timeout: int = 300,
+        watch_read_timeout: float = DEFAULT_WATCH_READ_TIMEOUT,
     ) -> Cluster:
         """A client from the pod's service account (``in_cluster``) or from a kubeconfig file.
 
@@ -135,7 +151,13 @@ class Cluster:
                 f"cannot configure the Kubernetes client from {where}: {error}"
             ) from error
         api = client.ApiClient(configuration=configuration)
-        return cls(api, namespace, request_timeout=request_timeout, watch_timeout=watch_timeout)
+        return cls(
+            api,
+            namespace,
+            request_timeout=request_timeout,
+            watch_timeout=watch_timeout,
+            watch_read_timeout=watch_read_timeout,
+        )
 
     @classmethod
     async def from_settings(
@@ -149,6 +171,7 @@ class Cluster:
             in_cluster=runs_in_cluster(settings.kubeconfig, environ),
             request_timeout=settings.request_timeout,
             context=settings.context,
+            watch_read_timeout=settings.watch_read_timeout,
         )
 
     async def __aenter__(self) -> Cluster:
@@ -417,12 +440,17 @@ class Cluster:
     async def watch_jobs(
         self, *, resource_version: str, timeout_seconds: int
     ) -> AsyncIterator[AsyncIterator[Mapping[str, Any]]]:
-        """A watch stream of bucketrun's Jobs from *resource_version*, with bookmarks: raw events."""
+        """A watch stream of bucketrun's Jobs from *resource_version*, with bookmarks: raw events.
+
+        A stream that sends nothing for ``watch_read_timeout`` seconds raises ``WatchStalled``.
+        """
         action = f"watch Jobs in {self.namespace}"
-        # No total timeout: the stream lasts timeout_seconds; a silent connection is cut after that plus
-        # a margin (bookmarks keep a healthy stream talking).
+        # No total timeout: the stream lasts timeout_seconds. The read timeout is independent of it: the
+        # API server sends a bookmark about every minute, so a stream silent for about two of them sits
+        # on a dead (half-open) connection, and waiting for the end of timeout_seconds would blind the
+        # loop for up to 10 minutes.
         timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=self._timeout, sock_read=timeout_seconds + self._timeout
+            total=None, sock_connect=self._timeout, sock_read=self._watch_read_timeout
         )
         try:
             response = await self._batch.list_namespaced_job(
@@ -442,7 +470,7 @@ class Cluster:
                 raise ResourceExpired(f"{action}: resourceVersion {resource_version} expired")
             if response.status != 200:
                 _raise_for_status(response.status, response.headers, await response.read(), action)
-            events = _watch_events(response, action)
+            events = _watch_events(response, action, self._watch_read_timeout)
             try:
                 yield events
             finally:
@@ -638,8 +666,11 @@ class Cluster:
             _raise_for_status(answer.status, answer.headers, answer.body, action)
 
 
-async def _watch_events(response: aiohttp.ClientResponse, action: str) -> AsyncGenerator[Mapping[str, Any]]:
-    """The events of a watch response, one JSON object per line."""
+async def _watch_events(
+    response: aiohttp.ClientResponse, action: str, read_timeout: float
+) -> AsyncGenerator[Mapping[str, Any]]:
+    """The events of a watch response, one JSON object per line; ``WatchStalled`` after *read_timeout*
+    seconds without a byte."""
     try:
         async for line in response.content:
             if not line.strip():
@@ -650,7 +681,11 @@ async def _watch_events(response: aiohttp.ClientResponse, action: str) -> AsyncG
                     f"{action}: a watch line is not an event: {line[:200]!r}", kind="api-watch"
                 )
             yield event
-    except (aiohttp.ClientError, TimeoutError, ConnectionError) as error:
+    except TimeoutError as error:  # the socket read timeout (aiohttp.SocketTimeoutError is one)
+        raise WatchStalled(
+            f"{action}: nothing received for {read_timeout:g} s, not even a bookmark"
+        ) from error
+    except (aiohttp.ClientError, ConnectionError) as error:
         raise _mapped(error, action) from error
     except ValueError as error:  # bad JSON, or a line longer than the read buffer
         raise TransientError(f"{action}: unreadable watch stream: {error}", kind="api-watch") from error

@@ -5,6 +5,9 @@ bookmarks (each event and bookmark moves the resourceVersion on), and
 
 - when the stream ends (server timeout, dropped connection), watch again from the last
   resourceVersion: nothing is missed and nothing is listed again;
+- when the stream goes silent for longer than its read timeout (`WatchStalled`: no event and no
+  bookmark, which a live API server sends about every minute), take the connection for dead (half-open)
+  and do the same, at once: the silence was the wait;
 - when the API says that resourceVersion is gone (410 Expired, as an HTTP status or as an ERROR
   event), list again;
 - on errors, back off (capped exponential with full jitter) and honour the server's Retry-After; a
@@ -42,6 +45,14 @@ class ResourceExpired(Exception):  # noqa: N818 - named after the API's own "Exp
     """The API no longer has the resourceVersion (or continue token) asked for: list again."""
 
 
+class WatchStalled(TransientError):  # noqa: N818 - a loop signal, named like ResourceExpired
+    """A watch stream sent nothing, not even a bookmark, for longer than its read timeout: the connection
+    is taken for dead and the watch reopened from the last resourceVersion (no relist, no back-off)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, kind="api-watch-stalled")
+
+
 @dataclass
 class ListWatchStats:
     """What a list/watch loop has done so far (for tests, logs and metrics)."""
@@ -56,6 +67,9 @@ class ListWatchStats:
     """410 Expired answers that forced a new list."""
     errors: int = 0
     """Failed list or watch calls (each followed by a back-off)."""
+    stalled: int = 0
+    """Watch streams that went silent past their read timeout (each reopened at once from the last
+    resourceVersion; not counted in ``errors``)."""
 
 
 class ListWatch(ABC):
@@ -112,6 +126,10 @@ class ListWatch(ABC):
                 self.stats.expired += 1
                 self._resource_version = None
                 _log.info(f"{self.label}: resourceVersion expired, listing again")
+            except WatchStalled as stall:
+                self.stats.stalled += 1
+                failures = 0  # the stream had been opened: like one that ended, not like a failed call
+                _log.warning(f"{self.label}: the watch went silent; watching again", why=str(stall))
             except BucketrunError as error:
                 self.stats.errors += 1
                 retry_after = error.retry_after if isinstance(error, TransientError) else None

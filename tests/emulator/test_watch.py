@@ -272,6 +272,42 @@ async def test_watch_forever_reconnects_after_a_drop_without_losing_or_repeating
     assert served >= 2
 
 
+async def test_a_stalled_stream_goes_silent_but_stays_open_until_the_client_leaves(api, namespace, control):
+    core = client.CoreV1Api(api)
+    start = (await core.list_namespaced_config_map(namespace)).metadata.resource_version
+    response = await core.list_namespaced_config_map(
+        namespace,
+        watch=True,
+        allow_watch_bookmarks=True,
+        resource_version=start,
+        timeout_seconds=1,
+        _preload_content=False,
+    )
+    try:
+        async with asyncio.timeout(10):
+            first = json.loads(await response.content.readline())
+        assert first["type"] == "BOOKMARK"  # the stream is alive
+        assert control.stall_watches() == 1
+        await core.create_namespaced_config_map(namespace, _cm("unseen"))
+        # Nothing more arrives: no event, no bookmark, no end at timeoutSeconds (a real end would be EOF).
+        silence = 1 + 3 * BOOKMARK_INTERVAL
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(silence):
+                await response.content.readline()
+        assert control.stalled_watches() == 1
+        assert control.open_watches() == 0
+    finally:
+        response.close()
+
+    async def released() -> bool | None:
+        return True if control.stalled_watches() == 0 else None
+
+    await wait_for(released, what="the stalled stream to end once its client left")
+    # Later streams are served normally, and resume from where the stalled one was.
+    events = await _collect(core.list_namespaced_config_map, namespace, resource_version=start, count=1)
+    assert [(e["type"], e["name"]) for e in events] == [("ADDED", "unseen")]
+
+
 async def test_drop_after_events_ends_every_stream_after_that_many_events(api, namespace, control):
     core = client.CoreV1Api(api)
     control.set_watch_knobs(drop_after_events=2)

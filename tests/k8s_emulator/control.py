@@ -83,6 +83,11 @@ class EmulatorControl:
         """Close every open watch stream now; returns how many were open."""
         return int(self._call("POST", "watches/drop")["dropped"])
 
+    def stall_watches(self) -> int:
+        """Make every open watch stream go silent but stay open (a half-open connection): no event, no
+        bookmark, no end at timeoutSeconds, until the client gives up. Returns how many were open."""
+        return int(self._call("POST", "watches/stall")["stalled"])
+
     def expire_next_watch(self, count: int = 1) -> None:
         """The next *count* watch calls get 410 Expired whatever resourceVersion they ask for."""
         self._call("POST", "watches/expire-next", {"count": count})
@@ -107,6 +112,10 @@ class EmulatorControl:
     def open_watches(self) -> int:
         """Watch streams open right now."""
         return int(self.state()["watches"]["open"])
+
+    def stalled_watches(self) -> int:
+        """Stalled watch streams whose clients are still connected."""
+        return int(self.state()["watches"]["stalled"])
 
     def compact(self, revision: int | None = None) -> int:
         """Compact the event history up to *revision* (default: now); returns the compacted revision."""

@@ -4,6 +4,7 @@ GET  state                       revision, compaction, open watches, kubelet and
 PUT  faults / DELETE faults      replace the fault plan (rules, latency, retry_after_seconds, seed) / clear it
 PUT  watches                     watch knobs: bookmark_interval, drop_after_events, drop_after_seconds
 POST watches/drop                close every open watch now            -> {"dropped": n}
+POST watches/stall               every open watch goes silent, open    -> {"stalled": n}
 POST watches/expire-next         the next N watch calls get 410        body {"count": n}
 POST compact                     compact the history (body {"revision": r} optional) -> {"compacted": r}
 PUT  kubelet                     {"mode": "run|instant|off", "max_running_pods": n}
@@ -94,6 +95,9 @@ def add_routes(app: web.Application, emulator: Emulator) -> None:
     async def drop_watches(_: web.Request) -> web.Response:
         return _json({"dropped": emulator.watches.drop_all()})
 
+    async def stall_watches(_: web.Request) -> web.Response:
+        return _json({"stalled": emulator.watches.stall_all()})
+
     async def expire_next(request: web.Request) -> web.Response:
         data = await _payload(request)
         emulator.watches.knobs.expire_next += int(data.get("count", 1))
@@ -142,6 +146,7 @@ def add_routes(app: web.Application, emulator: Emulator) -> None:
     app.router.add_delete(f"{PREFIX}/faults", clear_faults)
     app.router.add_put(f"{PREFIX}/watches", put_watches)
     app.router.add_post(f"{PREFIX}/watches/drop", drop_watches)
+    app.router.add_post(f"{PREFIX}/watches/stall", stall_watches)
     app.router.add_post(f"{PREFIX}/watches/expire-next", expire_next)
     app.router.add_post(f"{PREFIX}/compact", compact)
     app.router.add_put(f"{PREFIX}/kubelet", put_kubelet)

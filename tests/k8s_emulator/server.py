@@ -75,6 +75,7 @@ class Emulator:
             "history_window": self.store.history_window,
             "watches": {
                 "open": self.watches.open_count,
+                "stalled": self.watches.stalled_count,
                 "served": self.watches.served,
                 "bookmark_interval": knobs.bookmark_interval,
                 "drop_after_events": knobs.drop_after_events,

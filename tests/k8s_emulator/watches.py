@@ -4,10 +4,15 @@ Follows the apiserver: a resourceVersion older than the compacted revision gets 
 ERROR event (410 Expired); selectors apply to events, and an object that stops matching is sent as
 DELETED (one that starts matching as ADDED); BOOKMARK events carry the revision the watcher has seen
 up to; `timeoutSeconds` ends the stream cleanly (after a last bookmark when bookmarks were asked for).
+
+Faults: streams can be dropped (ended cleanly, now or after N events or T seconds) or stalled: a stalled
+stream sends nothing more, not even bookmarks or its end at `timeoutSeconds`, and stays open until the
+client leaves -- what a client sees of a half-open connection (a peer or a middlebox gone silently).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -98,18 +103,39 @@ class WatchHub:
         self.store = store
         self.knobs = knobs
         self._open: dict[Subscription, str] = {}
+        self._stalled: dict[Subscription, asyncio.Event] = {}
+        """Stalled streams (no longer in ``_open``), each held open until its event is set."""
         self.served = 0
 
     @property
     def open_count(self) -> int:
-        """Watch streams currently open."""
+        """Watch streams currently open and served (stalled ones are not)."""
         return len(self._open)
 
+    @property
+    def stalled_count(self) -> int:
+        """Stalled watch streams still held open (their clients have not left yet)."""
+        return len(self._stalled)
+
     def drop_all(self, reason: str = "dropped by the emulator's control API") -> int:
-        """End every open watch stream now; returns how many were open."""
+        """End every open watch stream now, stalled ones included; returns how many were open."""
         subscriptions = list(self._open)
         for subscription in subscriptions:
             subscription.close(reason)
+        held = list(self._stalled.values())
+        for release in held:
+            release.set()
+        return len(subscriptions) + len(held)
+
+    def stall_all(self) -> int:
+        """Make every open watch stream go silent for good (see the module docstring); returns how many.
+
+        Streams opened afterwards are served normally.
+        """
+        subscriptions = list(self._open)
+        for subscription in subscriptions:
+            self._stalled[subscription] = asyncio.Event()
+            subscription.close("stalled by the emulator's control API")  # no more events pile up for it
         return len(subscriptions)
 
     def _take_forced_expiry(self) -> bool:
@@ -152,6 +178,14 @@ class WatchHub:
         finally:
             self.store.unsubscribe(subscription)
             self._open.pop(subscription, None)
+        release = self._stalled.get(subscription)
+        if release is not None:
+            try:
+                # Silent until drop_all; the handler is cancelled when the client leaves
+                # (the server runs with handler_cancellation).
+                await release.wait()
+            finally:
+                self._stalled.pop(subscription, None)
         await response.write_eof()
         return response
 

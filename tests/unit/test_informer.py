@@ -10,6 +10,7 @@ import pytest
 
 from dispatcher.cluster import informer as informer_module
 from dispatcher.cluster.informer import JobInformer, JobPage, ResourceExpired
+from dispatcher.cluster.list_watch import WatchStalled
 from dispatcher.constants import LABEL_SERVICE
 from dispatcher.errors import PermanentError, TransientError
 from dispatcher.jobs import JobFacts, JobIndex
@@ -50,6 +51,8 @@ class ScriptedSource:
 
         async def events():
             for event in answer:
+                if isinstance(event, Exception):  # the stream fails after the events before it
+                    raise event
                 yield event
 
         yield events()
@@ -128,6 +131,24 @@ async def test_errors_back_off_honouring_retry_after_and_resume_from_the_last_ve
     assert no_sleep[2] >= 3.0
     assert all(delay <= 1.0 for delay in (no_sleep[0], no_sleep[3], no_sleep[4]))
     assert informer.stats.errors == 4
+
+
+async def test_a_stalled_stream_is_watched_again_at_once_from_its_last_version_and_counted(no_sleep):
+    source = ScriptedSource()
+    source.lists = [[JobPage([], "10", None)]]
+    source.watches = [
+        [{"type": "ADDED", "object": obj("j1", "11")}, WatchStalled("watch Jobs: silent for 130 s")],
+        [WatchStalled("watch Jobs: silent for 130 s")],  # silent from the start: still no relist
+        [{"type": "ADDED", "object": obj("j2", "12")}],
+    ]
+    index = JobIndex()
+    informer = JobInformer(source, index)
+    await informer.run(max_cycles=4)
+    assert source.list_calls == [None]  # no relist: nothing was lost, the resourceVersion still holds
+    assert source.watch_calls == ["10", "11", "11"]
+    assert no_sleep == []  # the silence itself took the read timeout: no back-off on top
+    assert (informer.stats.stalled, informer.stats.errors, informer.stats.watches) == (2, 0, 3)
+    assert index.active("a") == 2
 
 
 async def test_start_and_stop_run_the_loop_as_a_named_task():

@@ -209,3 +209,12 @@ def test_default_run_resources_are_oscars_and_settable_as_quantities(monkeypatch
     monkeypatch.setenv("BUCKETRUN_CLUSTER__DEFAULT_MEMORY", "0")
     with pytest.raises(SettingsError, match="BUCKETRUN_CLUSTER__DEFAULT_MEMORY"):
         Settings.load()
+
+
+def test_the_watch_read_timeout_is_two_bookmark_intervals_and_settable(monkeypatch):
+    assert Settings.load().cluster.watch_read_timeout == 130.0  # the API server bookmarks every 60 s
+    monkeypatch.setenv("BUCKETRUN_CLUSTER__WATCH_READ_TIMEOUT", "75")
+    assert Settings.load().cluster.watch_read_timeout == 75.0
+    monkeypatch.setenv("BUCKETRUN_CLUSTER__WATCH_READ_TIMEOUT", "0")
+    with pytest.raises(SettingsError, match="BUCKETRUN_CLUSTER__WATCH_READ_TIMEOUT"):
+        Settings.load()
