@@ -7,14 +7,20 @@ still shows what was done. Buckets and objects are only ever created, never dele
 
 The per-service ConfigMap is rendered exactly as the dispatcher renders it (same namespace, stager
 image and template directory), so the dispatcher later finds it existing and never writes it again.
+
+Each service's Secret (its ``environment.secrets``) is written here and nowhere else in a cluster: the
+running components have no access to Secrets. Its values are read back only to compare them, and are
+never printed (the plan's lines name keys, ``services list`` says whether it exists and matches).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -23,6 +29,7 @@ from dispatcher.cluster.client import Cluster
 from dispatcher.errors import BucketrunError
 from dispatcher.rendering.context import RenderError
 from dispatcher.rendering.render import renderer_from_settings
+from dispatcher.rendering.secrets import secret_name
 from dispatcher.services import (
     RecordsOverlapError,
     ServiceDefinition,
@@ -30,7 +37,7 @@ from dispatcher.services import (
     check_records_location,
     load_services,
 )
-from dispatcher.services_inventory import inventory
+from dispatcher.services_inventory import inventory, service_names
 from dispatcher.services_plan import (
     Action,
     BucketView,
@@ -39,6 +46,7 @@ from dispatcher.services_plan import (
     Desired,
     Observed,
     PlanError,
+    SecretView,
     check_names,
     desired_state,
     plan_apply,
@@ -129,8 +137,34 @@ def _config_map_view(document: dict[str, Any]) -> ConfigMapView:
     return ConfigMapView(str(metadata.get("name", "")), labels.get(c.LABEL_SERVICE), dict(data))
 
 
+def _secret_view(document: dict[str, Any]) -> SecretView:
+    metadata = document.get("metadata") or {}
+    labels = metadata.get("labels") or {}
+    data: dict[str, bytes] = {}
+    for key, value in (document.get("data") or {}).items():
+        try:
+            data[key] = base64.b64decode(str(value), validate=True)
+        except binascii.Error:
+            data[key] = b""  # not what bucketrun writes: it compares as different and is replaced
+    managed = labels.get(c.LABEL_MANAGED_BY) == c.MANAGED_BY
+    return SecretView(str(metadata.get("name", "")), labels.get(c.LABEL_SERVICE), managed, data)
+
+
+async def _observe_secrets(backends: _Backends, services: Iterable[str]) -> dict[str, SecretView] | None:
+    """The Secrets of ``services`` that exist, by name; None without a cluster."""
+    if backends.cluster is None:
+        return None
+    found = {}
+    for service in sorted(set(services)):
+        document = await backends.cluster.read_secret(secret_name(service))
+        if document is not None:
+            view = _secret_view(document)
+            found[view.name] = view
+    return found
+
+
 async def _observe_desired(backends: _Backends, desired: Desired) -> Observed:
-    """The buckets, markers, notification configurations and ConfigMaps ``desired`` names."""
+    """The buckets, markers, notification configurations, ConfigMaps and Secrets ``desired`` names."""
     buckets: dict[str, BucketView] = {}
     for bucket in sorted({*desired.buckets, *(desired.rules or {})}):
         if not await backends.storage.bucket_exists(bucket):
@@ -149,7 +183,7 @@ async def _observe_desired(backends: _Backends, desired: Desired) -> Observed:
             if found is not None:
                 view_of = _config_map_view(found)
                 config_maps[view_of.name] = view_of
-    return Observed(buckets, config_maps)
+    return Observed(buckets, config_maps, await _observe_secrets(backends, desired.services))
 
 
 async def _observe_everything(backends: _Backends) -> Observed:
@@ -174,6 +208,11 @@ async def _carry_out(change: Change, backends: _Backends) -> None:
         await storage.put_object(bucket, key, b"")
     elif change.action is Action.SET_NOTIFICATION:
         await storage.set_bucket_notification(change.target, change.rules)
+    elif cluster is not None and change.secret is not None:
+        secret = change.secret
+        await cluster.ensure_secret(secret.name, secret.plain_values(), labels=secret.labels)
+    elif cluster is not None and change.action is Action.DELETE_SECRET:
+        await cluster.delete_secret(change.target)
     elif cluster is not None and change.document is not None:
         if change.action is Action.REPLACE_CONFIG_MAP:
             await cluster.delete_config_map(change.target)
@@ -263,6 +302,8 @@ async def list_services(
     try:
         async with _connected(settings) as backends:
             observed = await _observe_everything(backends)
+            secrets = await _observe_secrets(backends, service_names(observed, desired))
+            observed = replace(observed, secrets=secrets)
     except BucketrunError as error:
         return f"error: {error}", EXIT_STORE
     statuses = inventory(observed, desired)
@@ -292,7 +333,7 @@ async def delete_services(
     dry_run: bool = False,
     emit: Emit = print,
 ) -> tuple[str, int]:
-    """Remove the notification entries and ConfigMaps of the services ``names`` (and ``fdl``'s)."""
+    """Remove the notification entries, ConfigMaps and Secrets of the services ``names`` (and ``fdl``'s)."""
     try:
         wanted = list(check_names(names))
         if fdl:
@@ -303,7 +344,9 @@ async def delete_services(
         return "error: name at least one service (NAME... or --fdl FDL)", EXIT_BAD_FDL
     try:
         async with _connected(settings) as backends:
-            changes = plan_delete(wanted, await _observe_everything(backends))
+            observed = await _observe_everything(backends)
+            observed = replace(observed, secrets=await _observe_secrets(backends, wanted))
+            changes = plan_delete(wanted, observed)
             refused = await _run_plan(changes, backends, dry_run=dry_run, emit=emit)
     except BucketrunError as error:
         return f"error: {error}\nstopped; the lines above were applied", EXIT_STORE

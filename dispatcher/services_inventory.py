@@ -1,5 +1,6 @@
 """What ``bucketrun services list`` reports: the services found in the store and the cluster, and, given
-FDL, whether each one's wiring is in place or has drifted. Pure: it reads ``Observed`` and ``Desired``."""
+FDL, whether each one's wiring is in place or has drifted. Pure: it reads ``Observed`` and ``Desired``.
+Of a service's Secret it reports whether it exists and matches the FDL, never what it holds."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from dispatcher import constants as c
 from dispatcher.bucket_notifications import NotificationRule
+from dispatcher.rendering.secrets import ServiceSecret, secret_name
 from dispatcher.services_plan import Desired, Observed, describe_difference
 
 
@@ -32,12 +34,18 @@ class ServiceStatus:
     ``present``/``none``; ``not checked`` without a cluster."""
     drift: tuple[str, ...] = ()
     """What ``services apply`` would change in its notifications."""
+    secret: str = "not checked"  # noqa: S105 - a state, not a credential
+    """Its Secret (``environment.secrets``): ``present`` or ``none``; against the FDL ``present``,
+    ``drifted`` (other values), ``missing``, ``not needed`` or ``left over`` (the FDL has no secrets
+    any more); ``not checked`` without a cluster. Never a value."""
 
     def line(self) -> str:
-        """``name: notifications wired (2 entries), configmap present, buckets photos``."""
+        """``name: notifications wired (2 entries), configmap present, buckets photos`` (plus
+        ``, secret present`` and the like when the service has or needs one)."""
         notifications = self.notifications + (f" ({self.entries} entries)" if self.entries else "")
+        secret = "" if self.secret in _QUIET_SECRET_STATES else f", secret {self.secret}"
         text = (
-            f"{self.name}: notifications {notifications}, configmap {self.config_map}, "
+            f"{self.name}: notifications {notifications}, configmap {self.config_map}{secret}, "
             f"buckets {', '.join(self.buckets) or '-'}"
         )
         if self.in_fdl is False:
@@ -47,6 +55,9 @@ class ServiceStatus:
     def to_json(self) -> dict[str, Any]:
         """The status as JSON-able data."""
         return asdict(self)
+
+
+_QUIET_SECRET_STATES = frozenset({"none", "not needed", "not checked"})
 
 
 def _ours(observed: Observed, name: str) -> list[tuple[str, NotificationRule]]:
@@ -89,6 +100,29 @@ def _config_map_state(observed: Observed, wanted: Mapping[str, Any] | None, foun
     return "present" if dict(current.data) == dict(wanted.get("data") or {}) else "drifted"
 
 
+def _secret_state(observed: Observed, name: str, *, defined: bool, wanted: ServiceSecret | None) -> str:
+    if observed.secrets is None:
+        return "not checked"
+    found = observed.secrets.get(secret_name(name))
+    ours = found is not None and found.belongs_to(name)
+    if not defined:
+        return "present" if ours else "none"
+    if wanted is None:
+        return "left over" if ours else "not needed"
+    if found is None:
+        return "missing"
+    return "present" if ours and wanted.same_values(found.data) else "drifted"
+
+
+def service_names(observed: Observed, desired: Desired | None) -> set[str]:
+    """The services with bucketrun notification entries or ConfigMaps, plus every defined one."""
+    return (
+        {rule.owner for view in observed.buckets.values() for rule in view.rules or () if rule.owner}
+        | {view.service for view in (observed.config_maps or {}).values() if view.service}
+        | (set(desired.services) if desired is not None else set())
+    )
+
+
 def inventory(observed: Observed, desired: Desired | None) -> tuple[ServiceStatus, ...]:
     """Every service with bucketrun notification entries or ConfigMaps, plus every defined one."""
     config_maps = observed.config_maps or {}
@@ -97,13 +131,9 @@ def inventory(observed: Observed, desired: Desired | None) -> tuple[ServiceStatu
         str(document["metadata"]["labels"][c.LABEL_SERVICE]): document
         for document in (desired.config_maps or () if desired is not None else ())
     }
-    names = (
-        {rule.owner for view in observed.buckets.values() for rule in view.rules or () if rule.owner}
-        | {view.service for view in config_maps.values() if view.service}
-        | defined
-    )
+    wanted_secrets = {secret.service: secret for secret in (desired.secrets if desired is not None else ())}
     found = []
-    for name in sorted(names):
+    for name in sorted(service_names(observed, desired)):
         current = _ours(observed, name)
         maps = tuple(sorted(view.name for view in config_maps.values() if view.service == name))
         drift: list[str] = []
@@ -129,6 +159,9 @@ def inventory(observed: Observed, desired: Desired | None) -> tuple[ServiceStatu
                 notifications=state,
                 config_map=config_map,
                 drift=tuple(drift),
+                secret=_secret_state(
+                    observed, name, defined=name in defined, wanted=wanted_secrets.get(name)
+                ),
             )
         )
     return tuple(found)

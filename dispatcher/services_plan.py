@@ -1,6 +1,6 @@
 """What ``bucketrun services apply|delete`` must change: desired state vs observed state, as pure data.
 
-``desired_state`` turns service definitions into the buckets, folder markers, ConfigMaps and
+``desired_state`` turns service definitions into the buckets, folder markers, ConfigMaps, Secrets and
 notification entries they need; ``plan_apply`` and ``plan_delete`` compare that with what the store and
 the cluster hold (``Observed``, gathered by ``dispatcher.services_admin``) and return one ``Change`` per
 thing looked at, changed or not, so the same list drives ``--dry-run``, the applying and the report.
@@ -8,6 +8,11 @@ thing looked at, changed or not, so the same list drives ``--dry-run``, the appl
 Bucket notifications are merged, never replaced: a bucket has one configuration shared by every
 subscriber, and only entries with a ``bucketrun-<service>-<n>`` Id of a service being applied (or
 deleted) are touched. Nothing here ever deletes a bucket or an object.
+
+A service's Secret (``bucketrun-<service>-secrets``, its ``environment.secrets``) is written only when
+its values differ, removed when the service no longer has secrets, and deleted by ``plan_delete`` only
+when labelled as bucketrun's and that service's. Values never reach a ``Change``'s text or repr: a line
+names the keys that change, not what they hold.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from dispatcher.bucket_notifications import NotificationRule, arns_match, check_filter_value, rule_id
+from dispatcher.rendering.secrets import ServiceSecret, secret_name, service_secrets
 from dispatcher.services import DEFAULT_PROVIDER, ServiceDefinition
 from dispatcher.services.errors import shown
 from dispatcher.services.names import check_bucket_name, check_service_name
@@ -38,6 +44,9 @@ class Action(StrEnum):
     CREATE_CONFIG_MAP = "create-configmap"
     REPLACE_CONFIG_MAP = "replace-configmap"
     DELETE_CONFIG_MAP = "delete-configmap"
+    CREATE_SECRET = "create-secret"  # noqa: S105 - an action's name, not a credential
+    UPDATE_SECRET = "update-secret"  # noqa: S105 - an action's name, not a credential
+    DELETE_SECRET = "delete-secret"  # noqa: S105 - an action's name, not a credential
     SET_NOTIFICATION = "set-notification"
     UNCHANGED = "unchanged"
     NOTE = "note"
@@ -49,13 +58,15 @@ class Change:
 
     action: Action
     target: str
-    """Bucket, ``bucket/key``, or ConfigMap name."""
+    """Bucket, ``bucket/key``, ConfigMap or Secret name."""
     text: str
     """The line printed for it."""
     rules: tuple[NotificationRule, ...] = ()
     """``SET_NOTIFICATION``: the bucket's whole configuration to write (others' entries included)."""
     document: Mapping[str, Any] | None = None
     """``CREATE_CONFIG_MAP``/``REPLACE_CONFIG_MAP``: the ConfigMap."""
+    secret: ServiceSecret | None = None
+    """``CREATE_SECRET``/``UPDATE_SECRET``: the Secret to write (its values print as ``**********``)."""
 
     @property
     def is_write(self) -> bool:
@@ -75,6 +86,8 @@ class Desired:
     """Per bucket, the services' notification entries; None when notifications are not managed."""
     config_maps: tuple[Mapping[str, Any], ...] | None
     """The services' ConfigMaps as the dispatcher renders them; None without a cluster."""
+    secrets: tuple[ServiceSecret, ...] = ()
+    """The Secrets of the services that have ``environment.secrets`` (the others need none)."""
     notes: tuple[str, ...] = ()
     """What is left out (paths on other storage providers)."""
 
@@ -100,12 +113,31 @@ class ConfigMapView:
 
 
 @dataclass(frozen=True, slots=True)
+class SecretView:
+    """A Secret named after a service, as found; its values stay out of every repr."""
+
+    name: str
+    service: str | None
+    """Its ``bucketrun.io/service`` label."""
+    managed: bool
+    """Whether it is labelled as bucketrun's (``app.kubernetes.io/managed-by``)."""
+    data: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+    """Its decoded values: compared, never printed."""
+
+    def belongs_to(self, service: str) -> bool:
+        """Whether bucketrun wrote it for *service* (only such a Secret is ever deleted)."""
+        return self.managed and self.service == service
+
+
+@dataclass(frozen=True, slots=True)
 class Observed:
     """The store and the cluster as found."""
 
     buckets: Mapping[str, BucketView]
     config_maps: Mapping[str, ConfigMapView] | None
     """By name; None when no cluster is configured (local executor)."""
+    secrets: Mapping[str, SecretView] | None = None
+    """The services' Secrets that exist, by name; None when they were not looked up (no cluster)."""
 
 
 # -- desired state ---------------------------------------------------------------------------------
@@ -181,6 +213,7 @@ def desired_state(
         markers=tuple(sorted(markers)),
         rules={bucket: tuple(found) for bucket, found in sorted(rules.items())} if notifications else None,
         config_maps=tuple(config_maps) if config_maps is not None else None,
+        secrets=service_secrets(services),
         notes=tuple(notes),
     )
 
@@ -193,6 +226,7 @@ def plan_apply(desired: Desired, observed: Observed) -> tuple[Change, ...]:
     changes = [Change(Action.NOTE, "", note) for note in desired.notes]
     changes += _bucket_changes(desired, observed)
     changes += _config_map_changes(desired, observed)
+    changes += _secret_changes(desired, observed)
     changes += _notification_changes(desired, observed)
     return tuple(changes)
 
@@ -240,6 +274,46 @@ def _config_map_changes(desired: Desired, observed: Observed) -> list[Change]:
         else:
             changes.append(Change(Action.UNCHANGED, name, f"configmap {name} unchanged"))
     return changes
+
+
+def _secret_changes(desired: Desired, observed: Observed) -> list[Change]:
+    """Each applied service's Secret: written when missing or different, removed once not needed."""
+    if observed.secrets is None:
+        if not desired.secrets:
+            return []
+        text = "secrets skipped: no cluster (`bucketrun serve` gives them to the local executor from the FDL)"
+        return [Change(Action.NOTE, "", text)]
+    wanted = {secret.service: secret for secret in desired.secrets}
+    changes = []
+    for service in desired.services:
+        name = secret_name(service)
+        found, secret = observed.secrets.get(name), wanted.get(service)
+        if secret is None:
+            if found is not None and found.belongs_to(service):
+                text = f"delete secret {name} (the service has no secrets any more)"
+                changes.append(Change(Action.DELETE_SECRET, name, text))
+            continue
+        if found is None:
+            text = f"create secret {name} (keys {', '.join(secret.values)})"
+            changes.append(Change(Action.CREATE_SECRET, name, text, secret=secret))
+        elif not found.belongs_to(service):
+            text = f"update secret {name}: take it over (it is not labelled as bucketrun's {service}'s)"
+            changes.append(Change(Action.UPDATE_SECRET, name, text, secret=secret))
+        elif not secret.same_values(found.data):
+            text = f"update secret {name}: {'; '.join(secret_difference(secret, found.data))}"
+            changes.append(Change(Action.UPDATE_SECRET, name, text, secret=secret))
+        else:
+            changes.append(Change(Action.UNCHANGED, name, f"secret {name} unchanged"))
+    return changes
+
+
+def secret_difference(secret: ServiceSecret, data: Mapping[str, bytes]) -> list[str]:
+    """What turns *data* into *secret*'s values, by key name only (never a value), one phrase each."""
+    wanted = {key: value.encode() for key, value in secret.plain_values().items()}
+    phrases = [f"add {key}" for key in wanted if key not in data]
+    phrases += [f"change {key}" for key in wanted if key in data and data[key] != wanted[key]]
+    phrases += [f"remove {key}" for key in sorted(data) if key not in wanted]
+    return phrases
 
 
 def _notification_changes(desired: Desired, observed: Observed) -> list[Change]:
@@ -325,7 +399,8 @@ def check_names(names: Iterable[str]) -> tuple[str, ...]:
 
 
 def plan_delete(names: Sequence[str], observed: Observed) -> tuple[Change, ...]:
-    """Remove the notification entries and ConfigMaps of the services ``names``; nothing else."""
+    """Remove the notification entries, ConfigMaps and Secrets of the services ``names``; nothing else
+    (a Secret only when labelled as bucketrun's and that service's)."""
     doomed = set(check_names(names))
     changes: list[Change] = []
     found: set[str] = set()
@@ -352,6 +427,11 @@ def plan_delete(names: Sequence[str], observed: Observed) -> tuple[Change, ...]:
             if config_map.service in doomed:
                 found.add(config_map.service)
                 changes.append(Change(Action.DELETE_CONFIG_MAP, name, f"delete configmap {name}"))
+    for service in sorted(doomed):
+        secret = (observed.secrets or {}).get(secret_name(service))
+        if secret is not None and secret.belongs_to(service):
+            found.add(service)
+            changes.append(Change(Action.DELETE_SECRET, secret.name, f"delete secret {secret.name}"))
     changes += [
         Change(Action.NOTE, name, f"service {name}: nothing of bucketrun's found")
         for name in sorted(doomed - found)

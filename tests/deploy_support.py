@@ -5,7 +5,8 @@ refuses any other field by name, so a manifest change that needs more fails loud
 validated wrongly:
 
 - ``resources`` (files and directories holding a kustomization) and ``components``;
-- ``configMapGenerator`` (``files``, ``literals``) with ``generatorOptions.disableNameSuffixHash``;
+- ``configMapGenerator`` and ``secretGenerator`` (``files``, ``literals``, a Secret's ``type``) with
+  ``generatorOptions.disableNameSuffixHash``;
 - transformers, in kustomize's built-in order: ``patches`` (strategic merge, matched by kind and
   name), ``namespace`` (including a Namespace object's own name and the namespace of RoleBinding
   subjects naming a ServiceAccount of the build), ``labels``, ``replicas``, ``images``,
@@ -16,6 +17,7 @@ Also the shared readers of the tests: YAML documents, Dockerfile instructions, c
 
 from __future__ import annotations
 
+import base64
 import copy
 import re
 from collections.abc import Iterator, Mapping
@@ -41,6 +43,7 @@ _SUPPORTED = frozenset(
         "namespace",
         "labels",
         "configMapGenerator",
+        "secretGenerator",
         "generatorOptions",
         "patches",
         "replicas",
@@ -97,7 +100,7 @@ def build(directory: Path, kustomization: Mapping[str, Any] | None = None) -> li
         objects += build(target) if target.is_dir() else [copy.deepcopy(d) for d in load_documents(target)]
     for entry in spec.get("components") or []:
         objects = _apply_component((directory / entry).resolve(), objects)
-    objects += _generate_config_maps(directory, spec)
+    objects += _generate(directory, spec)
     _check_unique(objects, directory)
     return _transform(directory, spec, objects)
 
@@ -113,27 +116,40 @@ def _apply_component(directory: Path, objects: list[dict[str, Any]]) -> list[dic
     return _transform(directory, own, objects + added)
 
 
-def _generate_config_maps(directory: Path, spec: Mapping[str, Any]) -> list[dict[str, Any]]:
-    generators = spec.get("configMapGenerator") or []
-    if generators and not (spec.get("generatorOptions") or {}).get("disableNameSuffixHash"):
-        raise KustomizeError(
-            f"{directory}: configMapGenerator with a name hash is not emulated (nor the renaming of its "
-            "references); set generatorOptions.disableNameSuffixHash or teach tests/deploy_support.py"
-        )
+def _generate(directory: Path, spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The ConfigMaps and Secrets of the kustomization's generators (a Secret's data base64-encoded)."""
     generated = []
-    for generator in generators:
-        data: dict[str, str] = {}
-        for entry in generator.get("files") or []:
-            key, _, source = entry.rpartition("=") if "=" in entry else ("", "", entry)
-            path = directory / source
-            data[key or path.name] = path.read_text(encoding="utf-8")
-        for literal in generator.get("literals") or []:
-            key, _, value = literal.partition("=")
-            data[key] = value
-        generated.append(
-            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": generator["name"]}, "data": data}
-        )
+    for field, kind in (("configMapGenerator", "ConfigMap"), ("secretGenerator", "Secret")):
+        generators = spec.get(field) or []
+        if generators and not (spec.get("generatorOptions") or {}).get("disableNameSuffixHash"):
+            raise KustomizeError(
+                f"{directory}: {field} with a name hash is not emulated (nor the renaming of its "
+                "references); set generatorOptions.disableNameSuffixHash or teach tests/deploy_support.py"
+            )
+        for generator in generators:
+            data = _generated_data(directory, generator)
+            document: dict[str, Any] = {
+                "apiVersion": "v1",
+                "kind": kind,
+                "metadata": {"name": generator["name"]},
+            }
+            if kind == "Secret":
+                document["type"] = generator.get("type", "Opaque")
+                data = {key: base64.b64encode(value.encode()).decode("ascii") for key, value in data.items()}
+            generated.append({**document, "data": data})
     return generated
+
+
+def _generated_data(directory: Path, generator: Mapping[str, Any]) -> dict[str, str]:
+    data: dict[str, str] = {}
+    for entry in generator.get("files") or []:
+        key, _, source = entry.rpartition("=") if "=" in entry else ("", "", entry)
+        path = directory / source
+        data[key or path.name] = path.read_text(encoding="utf-8")
+    for literal in generator.get("literals") or []:
+        key, _, value = literal.partition("=")
+        data[key] = value
+    return data
 
 
 def _check_unique(objects: list[dict[str, Any]], directory: Path) -> None:

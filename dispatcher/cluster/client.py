@@ -7,7 +7,7 @@ models costs more than the request itself. Every failure becomes a ``TransientEr
 ``AlreadyExists`` is the outcome ``EXISTS`` (any other 409 is a transient conflict).
 
 Writes are not rate-limited here: the executor that calls them holds the token bucket
-(``dispatcher.executors.kubernetes``); ``ensure_secret`` is for one-off commands.
+(``dispatcher.executors.kubernetes``); the Secret calls are for ``services apply|list|delete``.
 """
 
 from __future__ import annotations
@@ -333,10 +333,39 @@ class Cluster:
         self._raise_unless_ok(answer, action)
         return True
 
+    async def read_secret(self, name: str) -> dict[str, Any] | None:
+        """Secret *name* as the API has it, values included (never log it), or None when there is none."""
+        action = f"read Secret {self.namespace}/{name}"
+        answer = await self._send(
+            action,
+            self._core.read_namespaced_secret(
+                name, self.namespace, _preload_content=False, _request_timeout=self._timeout
+            ),
+        )
+        if answer.status == 404:
+            return None
+        self._raise_unless_ok(answer, action)
+        return status_object(answer.body)
+
+    async def delete_secret(self, name: str) -> bool:
+        """Delete Secret *name*; False when it did not exist."""
+        action = f"delete Secret {self.namespace}/{name}"
+        answer = await self._send(
+            action,
+            self._core.delete_namespaced_secret(
+                name, self.namespace, _preload_content=False, _request_timeout=self._timeout
+            ),
+        )
+        if answer.status == 404:
+            return False
+        self._raise_unless_ok(answer, action)
+        return True
+
     async def ensure_secret(
         self, name: str, data: Mapping[str, str | bytes], *, labels: Mapping[str, str] | None = None
     ) -> bool:
-        """Create Secret *name* holding *data*, or replace its data when it differs; True if it changed."""
+        """Create Secret *name* holding *data*, or replace it when its data differ or it lacks one of the
+        labels; True if it changed. (For ``services apply``: no running component may write Secrets.)"""
         encoded = {key: _b64(value) for key, value in data.items()}
         body: dict[str, Any] = {
             "apiVersion": "v1",
@@ -363,7 +392,9 @@ class Cluster:
         )
         self._raise_unless_ok(current, f"read {where}")
         existing = status_object(current.body)
-        if (existing.get("data") or {}) == encoded:
+        found_labels = (existing.get("metadata") or {}).get("labels") or {}
+        labelled = body["metadata"]["labels"].items() <= found_labels.items()
+        if (existing.get("data") or {}) == encoded and labelled:
             return False
         version = (existing.get("metadata") or {}).get("resourceVersion")
         body["metadata"] = {**body["metadata"], "resourceVersion": version}

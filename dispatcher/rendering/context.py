@@ -16,6 +16,7 @@ from typing import Any
 from dispatcher import constants as c
 from dispatcher.events import ObjectEvent
 from dispatcher.identity import job_name, object_version, parts_digest
+from dispatcher.rendering.secrets import secret_name
 from dispatcher.services import OutputPath, ServiceDefinition
 
 
@@ -244,7 +245,7 @@ def _run_env(
 ) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(service.variables.items())]
     env += [
-        {"name": k, "valueFrom": {"secretKeyRef": {"name": secret_name(service), "key": k}}}
+        {"name": k, "valueFrom": {"secretKeyRef": {"name": secret_name(service.name), "key": k}}}
         for k in sorted(service.secrets)
     ]
     env += [
@@ -263,11 +264,6 @@ def _run_env(
         {"name": "BUCKETRUN_STATE_DIR", "value": paths["state_dir"]},
     ]
     return env
-
-
-def secret_name(service: ServiceDefinition) -> str:
-    """Name of the Secret holding the service's `environment.secrets` (created by `services apply`)."""
-    return f"bucketrun-{service.name}-secrets"
 
 
 def _run_resources(service: ServiceDefinition, settings: RenderSettings) -> dict[str, dict[str, Any]]:

@@ -9,8 +9,9 @@ PUT = update, PATCH = patch, DELETE = delete, pods/log a resource of its own) gi
 2. the watcher leads through the Lease (create, get, renew, release) and records the finished Job
    (list + watch Jobs, list its pods, read its logs, annotate it);
 3. `bucketrun jobs list|show|logs` read the cluster as an operator does (Role `bucketrun-operator`);
-4. `bucketrun services apply|list|delete` manage the services' ConfigMaps (Role `bucketrun-admin`):
-   apply creates, finds unchanged and replaces an outdated one, list reads, delete removes.
+4. `bucketrun services apply|list|delete` manage the services' ConfigMaps and Secrets (Role
+   `bucketrun-admin`): apply creates, finds unchanged and replaces an outdated ConfigMap, creates and
+   updates a Secret, list reads, delete removes both.
 
 Used must equal granted, per Role; the failure message lists both differences.
 """
@@ -128,7 +129,10 @@ async def test_each_role_grants_exactly_what_its_code_calls(amqp_names, s3, kube
     namespace = kube.namespace
     inputs, records = s3.bucket("inputs"), s3.bucket("records")
     fdl = tmp_path / "services.yaml"
-    fdl.write_text(FDL.replace("INPUT", inputs))
+    # With a secret: its Jobs reference the service's Secret, yet no component reads or writes Secrets.
+    fdl.write_text(
+        FDL.replace("INPUT", inputs) + "      environment:\n        secrets:\n          TOKEN: x1\n"
+    )
     settings = settings_for(amqp_names, s3, kube, fdl, records)
 
     # 1. The dispatcher: an event becomes a ConfigMap and a Job; the informer lists and watches Jobs.
@@ -178,7 +182,8 @@ async def test_the_admin_role_grants_exactly_what_services_apply_list_delete_cal
     namespace = kube.namespace
     inputs, records = s3.bucket("inputs", create=False), s3.bucket("records", create=False)
     fdl = tmp_path / "services.yaml"
-    fdl.write_text(FDL.replace("INPUT", inputs))
+    secrets = "      environment:\n        secrets:\n          TOKEN: {}\n"
+    fdl.write_text(FDL.replace("INPUT", inputs) + secrets.format("first-value"))
     settings = Settings.load(
         storage=storage_settings(s3.endpoint, records_bucket=records),
         cluster={"executor": "kubernetes", "namespace": namespace, "kubeconfig": kube.kubeconfig},
@@ -188,7 +193,7 @@ async def test_the_admin_role_grants_exactly_what_services_apply_list_delete_cal
     apply = partial(apply_services, settings, [fdl], skip_notifications=True)
     calls: set[Permission] = set()
 
-    # Apply on an empty namespace: reads the ConfigMap (404), creates it.
+    # Apply on an empty namespace: reads the ConfigMap and the Secret (404), creates them.
     control.reset_stats()
     out: list[str] = []
     assert await apply(emit=out.append) == ("", EXIT_OK)
@@ -203,7 +208,16 @@ async def test_the_admin_role_grants_exactly_what_services_apply_list_delete_cal
     assert any(line.startswith(f"replace configmap {config_map}") for line in out), out
     calls |= used(control, namespace)
 
-    # List (against the FDL too), then delete by name: both find bucketrun's ConfigMaps by label.
+    # Apply with a new secret value: reads the Secret, updates it.
+    fdl.write_text(FDL.replace("INPUT", inputs) + secrets.format("second-value"))
+    control.reset_stats()
+    out.clear()
+    assert await apply(emit=out.append) == ("", EXIT_OK)
+    assert "update secret bucketrun-upper-secrets: change TOKEN" in out, out
+    calls |= used(control, namespace)
+
+    # List (against the FDL too), then delete by name: both find bucketrun's ConfigMaps by label and
+    # read the services' Secrets by name.
     control.reset_stats()
     out.clear()
     assert await list_services(settings, [fdl], emit=out.append) == ("", EXIT_OK)
@@ -211,6 +225,7 @@ async def test_the_admin_role_grants_exactly_what_services_apply_list_delete_cal
     out.clear()
     assert await delete_services(settings, ["upper"], [], emit=out.append) == ("", EXIT_OK)
     assert f"delete configmap {config_map}" in out, out
+    assert "delete secret bucketrun-upper-secrets" in out, out
     calls |= used(control, namespace)
 
     assert_same("bucketrun-admin", calls)

@@ -8,6 +8,7 @@ and round-trips the configuration, which is how the wiring itself is checked.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import sys
@@ -20,7 +21,8 @@ from minio.notificationconfig import NotificationConfig, QueueConfig, TopicConfi
 
 from dispatcher.cli import main
 from dispatcher.cluster.client import MANAGED_SELECTOR, Cluster
-from dispatcher.rendering.context import RenderSettings
+from dispatcher.events import build_message, parse_message
+from dispatcher.rendering.context import RenderSettings, placeholder_grants
 from dispatcher.rendering.render import JobRenderer
 from dispatcher.s3_server import free_port
 from dispatcher.services import load_services
@@ -335,3 +337,148 @@ async def test_an_unreachable_store_exits_4_naming_what_failed(stack: Stack) -> 
     assert code == 4, (out, err)
     assert "error: cannot reach storage" in err
     assert stack.inbox in err or stack.records in err  # the bucket it was looking up
+
+
+# -- the services' Secrets (environment.secrets) ------------------------------------------------------
+
+API_KEY = "api-key-Vq3zL8wApplyTest"
+DB_PASSWORD = "db-pass-Rt5nK2mApplyTest"
+ROTATED_KEY = "api-key-Rotated7Hc4ApplyTest"
+SECRET_NAME = "bucketrun-upper-secrets"
+
+
+def with_secrets(stack: Stack, **secrets: str) -> None:
+    """The test's FDL with these `environment.secrets` (the service's last key)."""
+    stack.write_fdl('".txt"')
+    lines = "".join(f"          {name}: {json.dumps(value)}\n" for name, value in secrets.items())
+    stack.fdl.write_text(stack.fdl.read_text() + "      environment:\n        secrets:\n" + lines)
+
+
+async def read_secret(api: client.ApiClient, namespace: str, name: str) -> Any:
+    try:
+        return await client.CoreV1Api(api).read_namespaced_secret(name, namespace)
+    except client.ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def decoded(secret: Any) -> dict[str, str]:
+    return {key: base64.b64decode(value).decode() for key, value in (secret.data or {}).items()}
+
+
+async def test_apply_creates_the_secret_updates_it_only_when_it_changed_and_delete_removes_it(
+    stack: Stack, kube_api: client.ApiClient
+) -> None:
+    namespace = stack.kube.namespace
+    values = (API_KEY, DB_PASSWORD, ROTATED_KEY)
+    printed: list[str] = []
+
+    async def apply() -> str:
+        code, out, err = await stack.run("services", "apply", "--skip-notifications", str(stack.fdl))
+        assert code == 0, err
+        printed.extend((out, err))
+        return out
+
+    # Someone else's Secrets in the namespace: one of their own, one with a bucketrun-like name.
+    core = client.CoreV1Api(kube_api)
+    for name in ("their-own", "bucketrun-other-secrets"):
+        body = {"metadata": {"name": name}, "stringData": {"K": "theirs"}}
+        await core.create_namespaced_secret(namespace, body)
+
+    with_secrets(stack, API_KEY=API_KEY, DB_PASSWORD=DB_PASSWORD)
+    out = await apply()
+    assert f"create secret {SECRET_NAME} (keys API_KEY, DB_PASSWORD)" in out.splitlines()
+    secret = await read_secret(kube_api, namespace, SECRET_NAME)
+    assert decoded(secret) == {"API_KEY": API_KEY, "DB_PASSWORD": DB_PASSWORD}
+    assert secret.metadata.labels == {
+        "app.kubernetes.io/managed-by": "bucketrun",
+        "bucketrun.io/service": "upper",
+    }
+    version = secret.metadata.resource_version
+    # The Job the dispatcher renders references exactly that Secret and its keys, and holds no value.
+    job = JobRenderer(RenderSettings(namespace=namespace)).render_job(
+        load_services([stack.fdl]).services[0], *render_inputs(stack)
+    )
+    refs = [
+        e["valueFrom"]["secretKeyRef"]
+        for c in job_containers(job)
+        for e in c["env"]
+        if "valueFrom" in e and "secretKeyRef" in e["valueFrom"]
+    ]
+    assert refs == [{"name": SECRET_NAME, "key": "API_KEY"}, {"name": SECRET_NAME, "key": "DB_PASSWORD"}]
+
+    # Applied again: nothing to change, nothing written.
+    out = await apply()
+    assert f"secret {SECRET_NAME} unchanged" in out
+    assert out.splitlines()[-1].startswith("no changes")
+    assert (await read_secret(kube_api, namespace, SECRET_NAME)).metadata.resource_version == version
+
+    # A new value: updated in place, the line names the key only.
+    with_secrets(stack, API_KEY=ROTATED_KEY, DB_PASSWORD=DB_PASSWORD)
+    out = await apply()
+    assert f"update secret {SECRET_NAME}: change API_KEY" in out.splitlines()
+    assert decoded(await read_secret(kube_api, namespace, SECRET_NAME)) == {
+        "API_KEY": ROTATED_KEY,
+        "DB_PASSWORD": DB_PASSWORD,
+    }
+
+    # `services list` says it is there and matches the FDL, never what it holds.
+    code, out, err = await stack.run("services", "list", str(stack.fdl), "--json")
+    assert code == 0, err
+    printed.extend((out, err))
+    (status,) = [s for s in json.loads(out)["services"] if s["name"] == "upper"]
+    assert status["secret"] == "present"
+    code, out, err = await stack.run("services", "list")
+    assert code == 0, err
+    printed.extend((out, err))
+    assert "secret present" in out
+
+    # `services delete` removes it, and leaves Secrets that are not bucketrun's alone.
+    code, out, err = await stack.run("services", "delete", "upper", "other")
+    assert code == 0, err
+    printed.extend((out, err))
+    assert f"delete secret {SECRET_NAME}" in out.splitlines()
+    assert "bucketrun-other-secrets" not in out
+    assert await read_secret(kube_api, namespace, SECRET_NAME) is None
+    for name in ("their-own", "bucketrun-other-secrets"):
+        assert decoded(await read_secret(kube_api, namespace, name)) == {"K": "theirs"}
+
+    everything = "\n".join(printed)
+    for value in values:
+        assert value not in everything
+
+
+async def test_apply_removes_the_secret_once_the_service_has_no_secrets(
+    stack: Stack, kube_api: client.ApiClient
+) -> None:
+    with_secrets(stack, API_KEY=API_KEY)
+    code, _, err = await stack.run("services", "apply", "--skip-notifications", str(stack.fdl))
+    assert code == 0, err
+    assert await read_secret(kube_api, stack.kube.namespace, SECRET_NAME) is not None
+
+    stack.write_fdl('".txt"')  # no environment.secrets any more
+    code, out, err = await stack.run("services", "apply", "--skip-notifications", "--dry-run", str(stack.fdl))
+    assert code == 0, err
+    assert f"would delete secret {SECRET_NAME} (the service has no secrets any more)" in out
+    assert await read_secret(kube_api, stack.kube.namespace, SECRET_NAME) is not None
+    code, out, err = await stack.run("services", "apply", "--skip-notifications", str(stack.fdl))
+    assert code == 0, err
+    assert f"delete secret {SECRET_NAME} (the service has no secrets any more)" in out
+    assert await read_secret(kube_api, stack.kube.namespace, SECRET_NAME) is None
+
+
+def render_inputs(stack: Stack) -> tuple[Any, Any]:
+    """An event for the service's input and the dry-run grants, as `bucketrun render` uses them."""
+    service = load_services([stack.fdl]).services[0]
+    (event,) = parse_message(
+        build_message(
+            event_name="s3:ObjectCreated:Put", bucket=stack.inbox, key="in/a.txt", size=1, sequencer="1"
+        )
+    )
+    return event, placeholder_grants(service, event)
+
+
+def job_containers(job: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = job["spec"]["template"]["spec"]
+    return [*spec.get("initContainers", []), *spec["containers"]]

@@ -11,6 +11,7 @@ inputs to being the target MinIO defines, that one-shot gating the processes, mo
 
 from __future__ import annotations
 
+import base64
 import re
 import tomllib
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ import yaml
 
 from dispatcher.app import load_catalog
 from dispatcher.rendering.context import STAGER_SECURITY_CONTEXT
-from dispatcher.services import load_services
+from dispatcher.services import load_services, load_services_text
 from dispatcher.settings import (
     ENV_PREFIX,
     AmqpSettings,
@@ -387,7 +388,14 @@ def test_env_names_are_real_settings_and_credentials_come_only_from_secrets(buil
                 if _CREDENTIAL_NAME.search(entry["name"]):
                     assert "value" not in entry, f"{where}: literal value for a credential-like variable"
             assert not container.get("envFrom"), f"{name}: envFrom hides which variables are set"
-    assert not objects(build_name, "Secret"), "Secrets are created by the operator, never shipped"
+    # Credentials are created by the operator, never shipped: the one Secret of the build is the services'
+    # FDL, and the sample FDL in it carries no secret value.
+    secrets = objects(build_name, "Secret")
+    assert [secret["metadata"]["name"] for secret in secrets] == ["bucketrun-services"]
+    for encoded in secrets[0]["data"].values():
+        text = base64.b64decode(encoded).decode()
+        services = load_services_text(text, source="sample", base_dir=None).services
+        assert not any(service.secrets or service.storage_providers for service in services)
 
 
 @pytest.mark.parametrize("build_name", list(BUILDS))
@@ -417,8 +425,11 @@ def test_metrics_services_select_their_pods_and_announce_the_port(build_name: st
         assert annotations["prometheus.io/path"] == "/metrics"
 
 
-def test_the_services_configmap_is_mounted_where_the_settings_look_and_loads(tmp_path: Path) -> None:
-    (config_map,) = objects("base", "ConfigMap")
+def test_the_services_fdl_is_a_secret_mounted_where_the_settings_look_and_loads(tmp_path: Path) -> None:
+    # A Secret, not a ConfigMap: the FDL may hold environment.secrets values and storage-provider keys.
+    assert [obj["metadata"]["name"] for obj in objects("base", "ConfigMap")] == []
+    (secret,) = objects("base", "Secret")
+    assert (secret["metadata"]["name"], secret["type"]) == ("bucketrun-services", "Opaque")
     for name, spec in pod_specs("base"):
         container = spec["containers"][0]
         paths = yaml.safe_load(env_of(container)["BUCKETRUN_SERVICES__PATHS"]["value"])
@@ -426,15 +437,15 @@ def test_the_services_configmap_is_mounted_where_the_settings_look_and_loads(tmp
         mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
         for path in paths:
             mount = mounts[path]
-            assert "subPath" not in mount, f"{name}: a subPath mount never sees ConfigMap updates"
-            assert volumes[mount["name"]]["configMap"]["name"] == config_map["metadata"]["name"]
+            assert "subPath" not in mount, f"{name}: a subPath mount never sees the Secret's updates"
+            assert volumes[mount["name"]]["secret"]["secretName"] == secret["metadata"]["name"]
     # The FDL as the dispatcher will read it: through the real loader, with the default records place.
     storage = StorageSettings.model_fields
-    for filename, text in config_map["data"].items():
-        (tmp_path / filename).write_text(text)
+    for filename, encoded in secret["data"].items():
+        (tmp_path / filename).write_bytes(base64.b64decode(encoded))
     records = (storage["records_bucket"].default, storage["records_prefix"].default)
     catalog = load_catalog((tmp_path,), records)
-    assert catalog.services, "the ConfigMap defines no service"
+    assert catalog.services, "the Secret defines no service"
 
 
 # -- compose --------------------------------------------------------------------------------------
