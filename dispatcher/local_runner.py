@@ -24,6 +24,10 @@ pods everywhere. Kubernetes semantics, mapped to local processes:
   the workdir; a hostPath volume is that host path. Other volume types, and a missing ConfigMap,
   Secret or key that is not optional (in a volume or an env ref), make the containers that use them
   end as ContainerCannotRun (Kubernetes would keep them waiting; a local run must end).
+- With `wait_when_unstartable` (the emulator's kubelet) such a container waits instead, as on a
+  kubelet: CreateContainerConfigError for a missing env ref, ContainerCreating for a missing volume
+  source, and ErrImagePull, then ImagePullBackOff, for an image that `pull_image` refuses. It is tried
+  again every `retry_seconds` until it can start or the pod is killed.
   ConfigMap/secret/downwardAPI files are written read-only; readOnly on other mounts is not enforced.
 - **Mounts are rewritten, not mounted.** A process cannot mount anything, so every occurrence of a
   mountPath (or mountPath + subPath) in env values, command, args and workingDir is replaced by the
@@ -66,6 +70,10 @@ from dispatcher.localpod.environment import (
 )
 from dispatcher.localpod.expansion import expand_with
 from dispatcher.localpod.model import (
+    REASON_CONTAINER_CREATING,
+    REASON_CREATE_CONFIG_ERROR,
+    REASON_ERR_IMAGE_PULL,
+    REASON_IMAGE_PULL_BACK_OFF,
     ContainerState,
     NoPodRefs,
     PodOutcome,
@@ -74,12 +82,14 @@ from dispatcher.localpod.model import (
     StaticPodRefs,
 )
 from dispatcher.localpod.outcome import (
+    CANNOT_RUN_EXIT_CODE,
     back_off_state,
     cannot_run_state,
     exited_state,
     initial_state,
     pod_outcome,
     running_state,
+    waiting_state,
 )
 from dispatcher.localpod.processes import ContainerProcess, exit_status, start_error_exit_code
 from dispatcher.localpod.spec import ContainerSpec, parse_pod
@@ -114,6 +124,16 @@ class _Launch:
     cwd: Path
 
 
+@dataclass(frozen=True)
+class _Refusal:
+    """Why a container cannot start now."""
+
+    message: str
+    waiting_reason: str | None = None
+    """The kubelet's waiting reason when the cause may go away (a Secret created later); None: never."""
+    exit_code: int = CANNOT_RUN_EXIT_CODE
+
+
 class LocalPodRunner:
     """Runs one Pod manifest once as local processes; see the module docstring for the semantics.
 
@@ -122,7 +142,9 @@ class LocalPodRunner:
     ConfigMaps and Secrets. *on_change* is called synchronously, in the event loop, with every new
     container state: first one waiting state per container, then each transition. Exceptions it
     raises propagate out of run() once every process is stopped. *base_env* is added to the minimal
-    base environment. *grace_seconds* is the time between SIGTERM and SIGKILL.
+    base environment. *grace_seconds* is the time between SIGTERM and SIGKILL. *wait_when_unstartable*,
+    *pull_image* (an image in, None or why it cannot be pulled out) and *retry_seconds*: see the module
+    docstring.
     """
 
     def __init__(
@@ -135,6 +157,9 @@ class LocalPodRunner:
         base_env: Mapping[str, str] | None = None,
         grace_seconds: float = 5.0,
         max_restarts: int = DEFAULT_MAX_RESTARTS,
+        wait_when_unstartable: bool = False,
+        pull_image: Callable[[str], str | None] | None = None,
+        retry_seconds: float = 1.0,
     ) -> None:
         if grace_seconds < 0:
             raise ValueError(f"grace_seconds must not be negative, got {grace_seconds}")
@@ -147,6 +172,9 @@ class LocalPodRunner:
         self._base_env = dict(base_env or {})
         self._grace = grace_seconds
         self._max_restarts = max_restarts
+        self._wait_when_unstartable = wait_when_unstartable
+        self._pull_image = pull_image
+        self._retry_seconds = retry_seconds
         self._states = {c.name: initial_state(c, self._plan) for c in self._plan.all_containers()}
         self._processes: dict[str, ContainerProcess] = {}
         self._volume_dirs: dict[str, Path] = {}
@@ -286,7 +314,7 @@ class LocalPodRunner:
 
     async def _run_to_completion(self, container: ContainerSpec) -> ContainerState:
         """Run a container until it exits for good (restarting it in place if the policy says so)."""
-        launch = self._launch(container)
+        launch = await self._launch_when_startable(container)
         if isinstance(launch, ContainerState):
             return launch
         restarts = 0
@@ -313,8 +341,8 @@ class LocalPodRunner:
     async def _start_sidecar(self, container: ContainerSpec) -> asyncio.Task[ContainerState] | ContainerState:
         """Start a native sidecar and a task restarting it until the pod stops; a state if it cannot start."""
         launch = self._launch(container)
-        if isinstance(launch, ContainerState):
-            return launch
+        if isinstance(launch, _Refusal):
+            return self._emit(cannot_run_state(container, launch.message, exit_code=launch.exit_code))
         process = await self._start(container, launch, 0)
         if isinstance(process, ContainerState):
             return process
@@ -360,27 +388,62 @@ class LocalPodRunner:
             async with asyncio.timeout(delay):
                 await stop.wait()
 
-    def _launch(self, container: ContainerSpec) -> _Launch | ContainerState:
-        """What to start for *container*, or (emitted) its ContainerCannotRun state."""
+    async def _launch_when_startable(self, container: ContainerSpec) -> _Launch | ContainerState:
+        """What to start for *container*; else its state: ContainerCannotRun (emitted), or, with
+        ``wait_when_unstartable``, waiting until the cause goes away or the pod is killed."""
+        attempt = 0
+        while True:
+            launch = self._launch(container, attempt)
+            if isinstance(launch, _Launch):
+                return launch
+            if not self._wait_when_unstartable or launch.waiting_reason is None:
+                return self._emit(cannot_run_state(container, launch.message, exit_code=launch.exit_code))
+            waiting = waiting_state(container, launch.waiting_reason, launch.message)
+            if self._states[container.name] != waiting:
+                self._emit(waiting)
+            with suppress(TimeoutError):
+                async with asyncio.timeout(self._retry_seconds):
+                    await self._kill_event.wait()
+            if self._kill_event.is_set():
+                return self._states[container.name]
+            attempt += 1
+
+    def _refusal_before_config(self, container: ContainerSpec, attempt: int) -> _Refusal | None:
+        """Why *container* cannot start before its configuration is even read: no command, or an image
+        that ``pull_image`` refuses (ErrImagePull on the first try, ImagePullBackOff after)."""
         if container.command is None:
-            return self._emit(
-                cannot_run_state(
-                    container,
-                    f"container {container.name!r} has no command; the local runner ignores images, "
-                    "so the pod spec must give the command to run",
-                )
+            return _Refusal(
+                f"container {container.name!r} has no command; the local runner ignores images, "
+                "so the pod spec must give the command to run"
             )
+        refused = self._pull_image(container.image) if self._pull_image is not None else None
+        if refused is None:
+            return None
+        if attempt:
+            return _Refusal(f'Back-off pulling image "{container.image}"', REASON_IMAGE_PULL_BACK_OFF)
+        return _Refusal(refused, REASON_ERR_IMAGE_PULL)
+
+    def _launch(self, container: ContainerSpec, attempt: int = 0) -> _Launch | _Refusal:
+        """What to start for *container*, or why it cannot start (*attempt*: tries so far)."""
+        refusal = self._refusal_before_config(container, attempt)
+        if refusal is not None:
+            return refusal
+        command = container.command or ()  # no command at all was refused above
+        where = f"container {container.name!r}"
         try:
             declared = declared_environment(container, self._pod_sources())
             rewrite = PathRewriter(self._mount_sources(container, declared))
-            argv = tuple(rewrite(expand_with(part, declared)) for part in container.command + container.args)
+        except ContainerConfigError as error:  # a missing ConfigMap, Secret or key of the env
+            return _Refusal(f"{where}: {error}", REASON_CREATE_CONFIG_ERROR)
+        except VolumeError as error:  # a volume whose source is missing (the kubelet: FailedMount)
+            return _Refusal(f"{where}: {error}", REASON_CONTAINER_CREATING)
+        try:
+            argv = tuple(rewrite(expand_with(part, declared)) for part in command + container.args)
             cwd = self._working_dir(container, rewrite)
         except (ContainerConfigError, VolumeError, OSError) as error:
-            return self._emit(cannot_run_state(container, f"container {container.name!r}: {error}"))
+            return _Refusal(f"{where}: {error}")
         if not argv:
-            return self._emit(
-                cannot_run_state(container, f"container {container.name!r} has an empty command")
-            )
+            return _Refusal(f"{where} has an empty command")
         env = {
             **base_environment(
                 hostname=self._plan.hostname, home=self._workdir / "home", base_env=self._base_env

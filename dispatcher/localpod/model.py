@@ -17,6 +17,9 @@ REASON_CANNOT_RUN = "ContainerCannotRun"
 REASON_POD_INITIALIZING = "PodInitializing"
 REASON_CONTAINER_CREATING = "ContainerCreating"
 REASON_BACK_OFF = "CrashLoopBackOff"
+REASON_CREATE_CONFIG_ERROR = "CreateContainerConfigError"
+REASON_ERR_IMAGE_PULL = "ErrImagePull"
+REASON_IMAGE_PULL_BACK_OFF = "ImagePullBackOff"
 
 
 class PodSpecError(ValueError):
@@ -39,7 +42,8 @@ class ContainerState:
     """The signal number when the process was killed by a signal (then exit_code is 128 + signal)."""
     reason: str | None = None
     """terminated: Completed | Error | ContainerCannotRun; waiting: PodInitializing | ContainerCreating |
-    CrashLoopBackOff."""
+    CrashLoopBackOff, and with ``wait_when_unstartable`` CreateContainerConfigError | ErrImagePull |
+    ImagePullBackOff."""
     message: str | None = None
     started_at: datetime | None = None
     """Timezone-aware UTC."""

@@ -78,6 +78,11 @@ def cannot_run_state(
     )
 
 
+def waiting_state(container: ContainerSpec, reason: str, message: str) -> ContainerState:
+    """The state of a container that cannot start yet, waiting for its cause to go away."""
+    return ContainerState(container.name, container.init, "waiting", reason=reason, message=message)
+
+
 def back_off_state(container: ContainerSpec, last: ContainerState, *, restart_count: int) -> ContainerState:
     """The state of a failed container waiting to be restarted in place."""
     return ContainerState(

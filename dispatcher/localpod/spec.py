@@ -52,6 +52,8 @@ class ContainerSpec:
     mounts: tuple[VolumeMount, ...]
     working_dir: str | None
     resources: Resources
+    image: str = ""
+    """Never pulled (the local runner ignores images); a kubelet that emulates pull failures reads it."""
 
 
 @dataclass(frozen=True)
@@ -194,6 +196,7 @@ def _container(
         mounts=_mounts(container.get("volumeMounts"), f"{where}.volumeMounts", volumes),
         working_dir=None if not working_dir else _string(working_dir, f"{where}.workingDir"),
         resources=_resources(container.get("resources"), f"{where}.resources"),
+        image=str(container.get("image") or ""),
     )
 
 

@@ -125,13 +125,22 @@ class EmulatorControl:
 
     # -- controllers ------------------------------------------------------------------------------------
 
-    def set_kubelet(self, mode: str | None = None, *, max_running_pods: int | None = None) -> None:
-        """Kubelet mode (run | instant | off) and/or how many pods may run at once."""
+    def set_kubelet(
+        self,
+        mode: str | None = None,
+        *,
+        max_running_pods: int | None = None,
+        failing_images: list[str] | None = None,
+    ) -> None:
+        """Kubelet mode (run | instant | off), how many pods may run at once, and/or the image patterns
+        whose pulls fail (the image-pull fault; `[]` clears it)."""
         body: dict[str, Any] = {}
         if mode is not None:
             body["mode"] = mode
         if max_running_pods is not None:
             body["max_running_pods"] = max_running_pods
+        if failing_images is not None:
+            body["failing_images"] = list(failing_images)
         self._call("PUT", "kubelet", body)
 
     def set_job_backoff(self, seconds: float) -> None:

@@ -7,7 +7,7 @@ POST watches/drop                close every open watch now            -> {"drop
 POST watches/stall               every open watch goes silent, open    -> {"stalled": n}
 POST watches/expire-next         the next N watch calls get 410        body {"count": n}
 POST compact                     compact the history (body {"revision": r} optional) -> {"compacted": r}
-PUT  kubelet                     {"mode": "run|instant|off", "max_running_pods": n}
+PUT  kubelet                     {"mode": "run|instant|off", "max_running_pods": n, "failing_images": [...]}
 PUT  job-controller              {"backoff_seconds": s}
 POST reset                       every knob back to its start-up value (objects are kept)
 DELETE namespaces/{ns}           delete every object in the namespace  -> {"deleted": n}
@@ -111,7 +111,12 @@ def add_routes(app: web.Application, emulator: Emulator) -> None:
     async def put_kubelet(request: web.Request) -> web.Response:
         data = await _payload(request)
         try:
-            emulator.kubelet.set_knobs(data.get("mode"), data.get("max_running_pods"))
+            failing = data.get("failing_images")
+            emulator.kubelet.set_knobs(
+                data.get("mode"),
+                data.get("max_running_pods"),
+                tuple(failing) if isinstance(failing, list) else failing,
+            )
         except (ValueError, TypeError) as error:
             return _bad(error)
         return _json(emulator.state()["kubelet"])

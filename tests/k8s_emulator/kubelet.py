@@ -4,6 +4,11 @@ Modes: `run` (real processes, at most `max_running_pods` at once; the rest stay 
 (no processes: pods go straight to Succeeded, or Failed with the exit code in the
 `emulator.bucketrun.io/exit-code` annotation) and `off` (pods stay Pending). Every container state the
 runner reports becomes a pod status write, so watchers see Pending → Running → Succeeded/Failed.
+
+As on a node, a container that cannot be created keeps the pod Pending and is tried again: a missing
+Secret, ConfigMap or key of its env waits with `CreateContainerConfigError`; an image matching one of
+the `failing_images` patterns (the image-pull fault) waits with `ErrImagePull`, then `ImagePullBackOff`
+(in `instant` mode too). Creating the Secret or clearing the fault lets it start at the next try.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import fnmatch
 import logging
 import shutil
 from collections.abc import Mapping
@@ -30,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 MODES = ("run", "instant", "off")
 DEADLINE_REASON = "DeadlineExceeded"
+RETRY_SECONDS = 0.5
+"""How often a container that cannot be created is tried again (a kubelet backs off from 10 s to 5 min)."""
 
 
 @dataclass
@@ -42,6 +50,8 @@ class KubeletKnobs:
     """Pods running at once in `run` mode; more stay Pending until a slot frees."""
     max_grace_seconds: float = 2.0
     """Cap on terminationGracePeriodSeconds between SIGTERM and SIGKILL (tests should not wait 30 s)."""
+    failing_images: tuple[str, ...] = ()
+    """Image patterns (fnmatch: `registry.invalid/*`) whose pulls fail: the image-pull fault."""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -54,6 +64,17 @@ class KubeletKnobs:
             raise ValueError(f"max_running_pods must be at least 1, got {self.max_running_pods}")
         if self.max_grace_seconds < 0:
             raise ValueError(f"max_grace_seconds must not be negative, got {self.max_grace_seconds}")
+        if not all(isinstance(pattern, str) and pattern for pattern in self.failing_images):
+            raise ValueError(f"failing_images must be non-empty image patterns, got {self.failing_images!r}")
+
+    def pull_error(self, image: str) -> str | None:
+        """Why pulling *image* fails (the image-pull fault), or None when it does not."""
+        if not any(fnmatch.fnmatchcase(image, pattern) for pattern in self.failing_images):
+            return None
+        return (
+            f'rpc error: code = NotFound desc = failed to pull and unpack image "{image}": not found '
+            "(the emulator's failing_images fault)"
+        )
 
 
 class StoreRefs:
@@ -123,12 +144,19 @@ class Kubelet:
         """Pods waiting to be scheduled."""
         return len(self._pending)
 
-    def set_knobs(self, mode: str | None = None, max_running_pods: int | None = None) -> None:
-        """Change mode and/or concurrency; pending pods are reconsidered at once."""
+    def set_knobs(
+        self,
+        mode: str | None = None,
+        max_running_pods: int | None = None,
+        failing_images: tuple[str, ...] | None = None,
+    ) -> None:
+        """Change mode, concurrency and/or the failing images; pending pods are reconsidered at once (a
+        waiting container sees new failing images at its next try)."""
         knobs = KubeletKnobs(
             mode if mode is not None else self.knobs.mode,
             max_running_pods if max_running_pods is not None else self.knobs.max_running_pods,
             self.knobs.max_grace_seconds,
+            tuple(failing_images) if failing_images is not None else self.knobs.failing_images,
         )
         self.knobs = knobs
         self._wakeup.set()
@@ -210,6 +238,8 @@ class Kubelet:
             exit_code = 1
         moment = utc_now()
         spec = pod.get("spec") or {}
+        if self._hold_on_pull(pod):
+            return
         statuses = {}
         for key, init, code in (("initContainers", True, 0), ("containers", False, exit_code)):
             for container in spec.get(key) or []:
@@ -236,7 +266,47 @@ class Kubelet:
 
         self.objects.mutate(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"], bind_and_finish)
 
+    def _hold_on_pull(self, pod: dict[str, Any]) -> bool:
+        """Instant mode under the image-pull fault: bind *pod* and leave it Pending, its first container
+        whose image fails waiting with ImagePullBackOff (the containers before it done or running, those
+        after it not started); False when no image of the pod fails."""
+        spec = pod.get("spec") or {}
+        uid = pod["metadata"]["uid"]
+        statuses = pod_status.initial_statuses(pod)
+        moment = utc_now()
+        for init, container in [(True, c) for c in spec.get("initContainers") or []] + [
+            (False, c) for c in spec.get("containers") or []
+        ]:
+            image = str(container.get("image") or "")
+            if self.knobs.pull_error(image) is not None:
+                statuses[container["name"]] = pod_status.waiting_status(
+                    container, "ImagePullBackOff", f'Back-off pulling image "{image}"'
+                )
+                break
+            state = ContainerState(
+                container["name"],
+                init,
+                "terminated" if init else "running",
+                exit_code=0 if init else None,
+                started_at=moment,
+                finished_at=moment if init else None,
+            )
+            statuses[container["name"]] = pod_status.container_status(container, state, uid)
+        else:
+            return False
+
+        def bind_and_hold(obj: dict[str, Any]) -> None:
+            obj["spec"]["nodeName"] = labels.NODE_NAME
+            obj["status"] = pod_status.build_status(obj, statuses, "Pending", start_time=rfc3339(moment))
+
+        self.objects.mutate(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"], bind_and_hold)
+        return True
+
     # -- run mode ---------------------------------------------------------------------------------------
+
+    def _pull_error(self, image: str) -> str | None:
+        # The knobs in force at each try: set_knobs replaces them.
+        return self.knobs.pull_error(image)
 
     def _grace_seconds(self, pod: dict[str, Any]) -> float:
         requested = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
@@ -268,6 +338,9 @@ class Kubelet:
                 refs=StoreRefs(self.objects, run.namespace),
                 on_change=lambda state: self._on_change(run, state),
                 grace_seconds=self._grace_seconds(bound),
+                wait_when_unstartable=True,
+                pull_image=self._pull_error,
+                retry_seconds=RETRY_SECONDS,
             )
         except PodSpecError as error:
             # Kubernetes keeps such a pod waiting with CreateContainerConfigError; so does the emulator.

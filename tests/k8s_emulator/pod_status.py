@@ -190,12 +190,17 @@ def pod_conditions(
 
 
 def running_phase(pod: Mapping[str, Any], statuses: Mapping[str, Mapping[str, Any]]) -> str:
-    """Pending until a main container has started, then Running (terminal phases come from the outcome)."""
+    """Pending while a main container has not started yet, else Running (terminal phases come from the
+    outcome). As the kubelet's getPhase: one container waiting (to be created, for its image, for a
+    missing Secret) keeps the pod Pending even while another runs; one waiting to be restarted has run."""
+    started = False
     for name in _names(pod.get("spec", {}).get("containers") or []):
-        state = statuses.get(name, {}).get("state", {})
-        if "running" in state or "terminated" in state:
-            return "Running"
-    return "Pending"
+        status = statuses.get(name, {})
+        state = status.get("state", {})
+        if "waiting" in state and not status.get("restartCount"):
+            return "Pending"
+        started = started or "running" in state or "terminated" in state
+    return "Running" if started else "Pending"
 
 
 def build_status(

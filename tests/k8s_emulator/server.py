@@ -63,7 +63,7 @@ class Emulator:
         """Every runtime knob back to its start-up value (faults, watches, kubelet, Job backoff)."""
         self.faults.set_plan(self.config.fault_plan())
         self.watches.knobs = self._initial_watch_knobs()
-        self.kubelet.set_knobs(self.config.kubelet, self.config.max_running_pods)
+        self.kubelet.set_knobs(self.config.kubelet, self.config.max_running_pods, failing_images=())
         self.jobs.knobs.backoff_seconds = self.config.job_backoff_seconds
 
     def state(self) -> dict[str, Any]:
@@ -85,6 +85,7 @@ class Emulator:
             "kubelet": {
                 "mode": self.kubelet.knobs.mode,
                 "max_running_pods": self.kubelet.knobs.max_running_pods,
+                "failing_images": list(self.kubelet.knobs.failing_images),
                 "running": self.kubelet.running,
                 "pending": self.kubelet.pending,
             },

@@ -297,6 +297,88 @@ async def test_a_missing_config_map_or_secret_makes_the_container_unable_to_run(
     assert "uses-volume cannot run" in outcome.message
 
 
+SECRET_ENV = [{"name": "T", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]
+
+
+async def test_a_kubelet_keeps_a_container_with_a_missing_secret_waiting_until_the_secret_appears(tmp_path):
+    # The emulator's kubelet (wait_when_unstartable): CreateContainerConfigError, tried again until the
+    # Secret exists, as on a node; the container beside it runs meanwhile.
+    secrets: dict[str, dict[str, bytes]] = {}
+    pod = make_pod([sh("uses-secret", 'echo "$T"', env=SECRET_ENV), sh("fine", "true")])
+    events: list[ContainerState] = []
+    pod_runner = runner(
+        tmp_path,
+        pod,
+        refs=StaticPodRefs(secrets=secrets),
+        on_change=events.append,
+        wait_when_unstartable=True,
+        retry_seconds=0.05,
+    )
+    task = asyncio.create_task(pod_runner.run())
+    await wait_for(lambda: any(e.name == "fine" and e.state == "terminated" for e in events))
+    waiting = [e for e in events if e.name == "uses-secret" and e.reason == "CreateContainerConfigError"]
+    assert len(waiting) == 1  # reported once, not at every try
+    assert waiting[0].state == "waiting"
+    assert "secret 's' not found" in (waiting[0].message or "")
+    assert not task.done()
+
+    secrets["s"] = {"k": b"found"}
+    outcome = await asyncio.wait_for(task, TIMEOUT)
+
+    assert outcome.phase == "Succeeded"
+    assert (tmp_path / "pod" / "logs" / "uses-secret.log").read_text() == "found\n"
+
+
+async def test_a_kill_ends_a_container_waiting_for_its_image_or_configuration(tmp_path):
+    pod = make_pod(
+        [
+            sh("pulls", "true", image="registry.invalid/nope:1"),
+            sh("uses-secret", "true", env=SECRET_ENV),
+        ]
+    )
+    events: list[ContainerState] = []
+
+    def pull(image: str) -> str | None:
+        return "not found" if image.startswith("registry.invalid/") else None
+
+    pod_runner = runner(
+        tmp_path,
+        pod,
+        on_change=events.append,
+        wait_when_unstartable=True,
+        retry_seconds=0.05,
+        pull_image=pull,
+    )
+    task = asyncio.create_task(pod_runner.run())
+    await wait_for(lambda: any(e.reason == "ImagePullBackOff" for e in events))
+    await pod_runner.kill("DeadlineExceeded", "too long")
+    outcome = await asyncio.wait_for(task, TIMEOUT)
+
+    assert (outcome.phase, outcome.reason) == ("Failed", "DeadlineExceeded")
+    pulls, uses_secret = outcome.containers
+    assert (pulls.state, pulls.reason, pulls.message) == (
+        "waiting",
+        "ImagePullBackOff",
+        'Back-off pulling image "registry.invalid/nope:1"',
+    )
+    assert [e.reason for e in events if e.name == "pulls"][1:3] == ["ErrImagePull", "ImagePullBackOff"]
+    assert (uses_secret.state, uses_secret.reason) == ("waiting", "CreateContainerConfigError")
+
+
+async def test_without_waiting_a_refused_image_cannot_run(tmp_path):
+    pod = make_pod([sh("pulls", "true", image="registry.invalid/nope:1")])
+
+    outcome = await runner(tmp_path, pod, pull_image=lambda image: "not found").run()
+
+    [pulls] = outcome.containers
+    assert (outcome.phase, pulls.reason, pulls.exit_code, pulls.message) == (
+        "Failed",
+        "ContainerCannotRun",
+        128,
+        "not found",
+    )
+
+
 async def test_host_environment_does_not_leak_into_containers(tmp_path, monkeypatch):
     monkeypatch.setenv("BUCKETRUN_TEST_FAKE_SECRET", "do-not-leak")
     script = "import json, os, sys; print(sys.prefix); print(json.dumps(dict(os.environ)))"
