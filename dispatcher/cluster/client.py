@@ -282,16 +282,12 @@ class Cluster:
     async def read_config_map(self, name: str) -> dict[str, Any] | None:
         """ConfigMap *name* as the API has it, or None when there is none."""
         action = f"read ConfigMap {self.namespace}/{name}"
-        answer = await self._send(
+        return await self._read(
             action,
             self._core.read_namespaced_config_map(
                 name, self.namespace, _preload_content=False, _request_timeout=self._timeout
             ),
         )
-        if answer.status == 404:
-            return None
-        self._raise_unless_ok(answer, action)
-        return status_object(answer.body)
 
     async def list_config_maps(self, label_selector: str = MANAGED_SELECTOR) -> list[dict[str, Any]]:
         """The namespace's ConfigMaps matching *label_selector* (default: bucketrun's), all pages."""
@@ -321,45 +317,33 @@ class Cluster:
     async def delete_config_map(self, name: str) -> bool:
         """Delete ConfigMap *name*; False when it did not exist."""
         action = f"delete ConfigMap {self.namespace}/{name}"
-        answer = await self._send(
+        self._known_config_maps.discard(name)
+        return await self._delete(
             action,
             self._core.delete_namespaced_config_map(
                 name, self.namespace, _preload_content=False, _request_timeout=self._timeout
             ),
         )
-        self._known_config_maps.discard(name)
-        if answer.status == 404:
-            return False
-        self._raise_unless_ok(answer, action)
-        return True
 
     async def read_secret(self, name: str) -> dict[str, Any] | None:
         """Secret *name* as the API has it, values included (never log it), or None when there is none."""
         action = f"read Secret {self.namespace}/{name}"
-        answer = await self._send(
+        return await self._read(
             action,
             self._core.read_namespaced_secret(
                 name, self.namespace, _preload_content=False, _request_timeout=self._timeout
             ),
         )
-        if answer.status == 404:
-            return None
-        self._raise_unless_ok(answer, action)
-        return status_object(answer.body)
 
     async def delete_secret(self, name: str) -> bool:
         """Delete Secret *name*; False when it did not exist."""
         action = f"delete Secret {self.namespace}/{name}"
-        answer = await self._send(
+        return await self._delete(
             action,
             self._core.delete_namespaced_secret(
                 name, self.namespace, _preload_content=False, _request_timeout=self._timeout
             ),
         )
-        if answer.status == 404:
-            return False
-        self._raise_unless_ok(answer, action)
-        return True
 
     async def ensure_secret(
         self, name: str, data: Mapping[str, str | bytes], *, labels: Mapping[str, str] | None = None
@@ -514,16 +498,12 @@ class Cluster:
     async def read_job(self, name: str) -> dict[str, Any] | None:
         """Job *name* as the API has it, or None when there is no such Job."""
         action = f"read Job {self.namespace}/{name}"
-        answer = await self._send(
+        return await self._read(
             action,
             self._batch.read_namespaced_job(
                 name, self.namespace, _preload_content=False, _request_timeout=self._timeout
             ),
         )
-        if answer.status == 404:
-            return None
-        self._raise_unless_ok(answer, action)
-        return status_object(answer.body)
 
     async def job_pods(self, job_uid: str) -> list[dict[str, Any]]:
         """The pods the Job with UID *job_uid* created (by the controller-uid label), oldest first."""
@@ -586,16 +566,12 @@ class Cluster:
     async def read_lease(self, name: str) -> dict[str, Any] | None:
         """Lease *name* (``coordination.k8s.io/v1``), or None when it does not exist."""
         action = f"read Lease {self.namespace}/{name}"
-        answer = await self._send(
+        return await self._read(
             action,
             self._coordination.read_namespaced_lease(
                 name, self.namespace, _preload_content=False, _request_timeout=self._timeout
             ),
         )
-        if answer.status == 404:
-            return None
-        self._raise_unless_ok(answer, action)
-        return status_object(answer.body)
 
     async def create_lease(self, doc: Mapping[str, Any]) -> dict[str, Any] | None:
         """Create the Lease *doc*; the stored Lease, or None when one of that name exists already."""
@@ -679,6 +655,22 @@ class Cluster:
             connector=rest.pool_manager.connector, connector_owner=False, trust_env=False
         )
         return self._create_session
+
+    async def _read(self, action: str, request: Awaitable[Any]) -> dict[str, Any] | None:
+        """The object a GET *request* answers, or None when there is none (404)."""
+        answer = await self._send(action, request)
+        if answer.status == 404:
+            return None
+        self._raise_unless_ok(answer, action)
+        return status_object(answer.body)
+
+    async def _delete(self, action: str, request: Awaitable[Any]) -> bool:
+        """Whether the DELETE *request* removed something (False: there was nothing, 404)."""
+        answer = await self._send(action, request)
+        if answer.status == 404:
+            return False
+        self._raise_unless_ok(answer, action)
+        return True
 
     async def _send(self, action: str, request: Awaitable[Any]) -> _Answer:
         try:

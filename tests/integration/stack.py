@@ -1,5 +1,6 @@
 """What the integration tests share to run bucketrun's processes in-process against the real servers:
-settings pointing at one test's unique names, a bounded wait on a condition, and a running process."""
+settings pointing at one test's unique names, a bounded wait on a condition, a running process, and
+MinIO's part played by hand (the notification of an upload, an object read back)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
+import aio_pika  # noqa: TID251 - the tests play MinIO: they publish its bucket notifications
 import pytest
 
+from dispatcher.events import build_message
 from tests.backends.rabbitmq import AmqpNames
 from tests.backends.s3 import S3Endpoint
 
@@ -86,3 +89,37 @@ async def started(
         stop.set()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(task, within)
+
+
+async def notify_upload(
+    url: str, exchange: str, endpoint: S3Endpoint, bucket: str, key: str, *, sequencer: str
+) -> None:
+    """Publish to *exchange* the notification MinIO would send for the object now at *bucket*/*key*."""
+    stat = endpoint.client().stat_object(bucket, key)
+    body = build_message(
+        event_name="s3:ObjectCreated:Put",
+        bucket=bucket,
+        key=key,
+        size=stat.size,
+        etag=stat.etag,
+        sequencer=sequencer,
+    )
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        target = await channel.get_exchange(exchange)
+        await target.publish(aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT), "")
+
+
+def read_object(endpoint: S3Endpoint, bucket: str, key: str) -> bytes | None:
+    """The object's body, or None while there is none."""
+    client = endpoint.client()
+    try:
+        response = client.get_object(bucket, key)
+    except Exception:  # noqa: BLE001 - absent (yet)
+        return None
+    try:
+        return response.read()
+    finally:
+        response.close()
+        response.release_conn()

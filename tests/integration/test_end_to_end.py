@@ -20,13 +20,12 @@ import aio_pika  # noqa: TID251 - the test plays MinIO
 import pytest
 import structlog
 
-from dispatcher.events import build_message
 from dispatcher.settings import Settings
 from tests.backends.kubernetes import KubeTestEnv
 from tests.backends.rabbitmq import AmqpNames
 from tests.backends.s3 import S3Scope
 from tests.integration.dispatcher_process import settings_environment
-from tests.integration.stack import started, until
+from tests.integration.stack import notify_upload, read_object, started, until
 from tests.integration.watcher_support import bind_results_queue, make_settings
 from watcher.serve import run_serve
 
@@ -95,33 +94,14 @@ class Stack:
 
     async def notify(self, key: str) -> None:
         """Publish the notification MinIO would send for the object now at *key*."""
-        stat = self.s3.endpoint.client().stat_object(self.data, key)
         self.sequencer += 1
-        body = build_message(
-            event_name="s3:ObjectCreated:Put",
-            bucket=self.data,
-            key=key,
-            size=stat.size,
-            etag=stat.etag,
-            sequencer=f"{self.sequencer:X}",
+        exchange = self.settings.amqp.exchange
+        await notify_upload(
+            self.names.url, exchange, self.s3.endpoint, self.data, key, sequencer=f"{self.sequencer:X}"
         )
-        connection = await aio_pika.connect(self.names.url)
-        async with connection:
-            channel = await connection.channel(publisher_confirms=True)
-            exchange = await channel.get_exchange(self.settings.amqp.exchange)
-            await exchange.publish(aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT), "")
 
     def read(self, bucket: str, key: str) -> bytes | None:
-        client = self.s3.endpoint.client()
-        try:
-            response = client.get_object(bucket, key)
-        except Exception:  # noqa: BLE001 - absent (yet)
-            return None
-        try:
-            return response.read()
-        finally:
-            response.close()
-            response.release_conn()
+        return read_object(self.s3.endpoint, bucket, key)
 
     def keys(self, bucket: str, prefix: str) -> list[str]:
         return sorted(

@@ -17,16 +17,21 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import aio_pika  # noqa: TID251 - the test plays MinIO
 import pytest
 import structlog
 
-from dispatcher.events import build_message
 from dispatcher.executors.local import LocalExecutor
 from dispatcher.settings import Settings
 from tests.backends.rabbitmq import AmqpNames
 from tests.backends.s3 import S3Scope
-from tests.integration.stack import amqp_settings, started, storage_settings, until
+from tests.integration.stack import (
+    amqp_settings,
+    notify_upload,
+    read_object,
+    started,
+    storage_settings,
+    until,
+)
 from watcher.serve import run_serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -83,37 +88,15 @@ class Embedded:
 
     async def upload(self, key: str, body: bytes) -> None:
         """Put the object, then publish the notification MinIO would send for it."""
-        client = self.s3.endpoint.client()
-        client.put_object(self.data, key, io.BytesIO(body), len(body))
-        stat = client.stat_object(self.data, key)
+        self.s3.endpoint.client().put_object(self.data, key, io.BytesIO(body), len(body))
         self.sequencer += 1
-        message = build_message(
-            event_name="s3:ObjectCreated:Put",
-            bucket=self.data,
-            key=key,
-            size=stat.size,
-            etag=stat.etag,
-            sequencer=f"{self.sequencer:X}",
+        exchange = self.settings.amqp.exchange
+        await notify_upload(
+            self.names.url, exchange, self.s3.endpoint, self.data, key, sequencer=f"{self.sequencer:X}"
         )
-        connection = await aio_pika.connect(self.names.url)
-        async with connection:
-            channel = await connection.channel(publisher_confirms=True)
-            exchange = await channel.get_exchange(self.settings.amqp.exchange)
-            await exchange.publish(
-                aio_pika.Message(message, delivery_mode=aio_pika.DeliveryMode.PERSISTENT), ""
-            )
 
     async def output(self, key: str) -> bytes | None:
-        client = self.s3.endpoint.client()
-        try:
-            response = client.get_object(self.data, key)
-        except Exception:  # noqa: BLE001 - absent (yet)
-            return None
-        try:
-            return response.read()
-        finally:
-            response.close()
-            response.release_conn()
+        return read_object(self.s3.endpoint, self.data, key)
 
 
 def embedded_settings(names: AmqpNames, s3: S3Scope, tmp_path: Path, **cluster: Any) -> Embedded:

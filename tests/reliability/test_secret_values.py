@@ -19,19 +19,17 @@ import logging
 from functools import partial
 from pathlib import Path
 
-import aio_pika  # noqa: TID251 - the test plays MinIO
 import pytest
 import structlog
 from kubernetes_asyncio import client  # noqa: TID251 - the test reads the cluster's objects
 
 from dispatcher.app import run_dispatcher
 from dispatcher.cli import main
-from dispatcher.events import build_message
 from dispatcher.services_admin import EXIT_OK, apply_services, list_services
 from tests.backends.kubernetes import KubeTestEnv, api_client_for
 from tests.backends.rabbitmq import AmqpNames
 from tests.backends.s3 import S3Scope
-from tests.integration.stack import started, until
+from tests.integration.stack import notify_upload, read_object, started, until
 from tests.integration.watcher_support import bind_results_queue, make_settings
 from watcher.app import run_watcher
 
@@ -97,18 +95,6 @@ def stored_objects(s3: S3Scope, bucket: str) -> str:
     return "\n".join(texts)
 
 
-async def publish_upload(names: AmqpNames, exchange_name: str, s3: S3Scope, bucket: str, key: str) -> None:
-    s3.endpoint.client().put_object(bucket, key, io.BytesIO(b"payload"), 7)
-    body = build_message(
-        event_name="s3:ObjectCreated:Put", bucket=bucket, key=key, size=7, etag="e" * 32, sequencer="1"
-    )
-    connection = await aio_pika.connect(names.url)
-    async with connection:
-        channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.get_exchange(exchange_name)
-        await exchange.publish(aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT), "")
-
-
 async def test_a_secret_value_reaches_the_script_and_nothing_else(  # noqa: PLR0917
     amqp_names: AmqpNames,
     s3: S3Scope,
@@ -142,18 +128,13 @@ async def test_a_secret_value_reaches_the_script_and_nothing_else(  # noqa: PLR0
             started(partial(run_dispatcher, settings), "dispatcher"),
             started(partial(run_watcher, settings), "watcher"),
         ):
-            await publish_upload(amqp_names, settings.amqp.exchange, s3, bucket, "in/x.txt")
+            s3.endpoint.client().put_object(bucket, "in/x.txt", io.BytesIO(b"payload"), 7)
+            await notify_upload(
+                amqp_names.url, settings.amqp.exchange, s3.endpoint, bucket, "in/x.txt", sequencer="1"
+            )
 
             async def digest() -> bytes | None:
-                minio = s3.endpoint.client()
-                if not any(o.object_name == "out/digest.txt" for o in minio.list_objects(bucket, "out/")):
-                    return None
-                response = minio.get_object(bucket, "out/digest.txt")
-                try:
-                    return response.read()
-                finally:
-                    response.close()
-                    response.release_conn()
+                return read_object(s3.endpoint, bucket, "out/digest.txt")
 
             arrived = await until(digest, "the script's digest of its secret", within=90)
             assert arrived.strip() == hashlib.sha256(SECRET_VALUE.encode()).hexdigest().encode()
