@@ -293,8 +293,8 @@ class ServicesSettings(_Group):
     """Where service definitions (OSCAR FDL) are read from."""
 
     paths: tuple[Path, ...] = ()
-    """FDL files or directories of ``*.yaml``/``*.yml`` (a mounted ConfigMap in production). Default
-    none."""
+    """FDL files or directories of ``*.yaml``/``*.yml`` (in Kubernetes, the mounted Secret
+    ``bucketrun-services``: an FDL may hold secret values). Default none."""
     reload_interval: PositiveFloat = 5.0
     """Seconds between checks for changed definitions. Default 5."""
 

@@ -9,6 +9,7 @@ session's S3 server; this test plays MinIO by publishing the notification of eac
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -149,6 +150,35 @@ async def test_the_script_gets_its_secret_at_start_and_the_new_value_after_a_rel
                 partial(embedded.output, "keyed-out/c.txt.sha256"), "the output after the reload", within=60
             )
             assert second == digest(SECOND_TOKEN)
+
+            async def all_recorded() -> list[str]:
+                records = embedded.settings.storage.records_bucket
+                found = embedded.s3.endpoint.client().list_objects(records, recursive=True)
+                keys = [item.object_name or "" for item in found]
+                return keys if sum(key.endswith("/status.json") for key in keys) == 3 else []
+
+            record_keys = await until(all_recorded, "the three Jobs' records")
+        records = embedded.settings.storage.records_bucket
+        stored = [read_object(embedded.s3.endpoint, records, key) or b"" for key in record_keys]
+    # The values reached the scripts and nothing else: not the executor's state (the Jobs as created,
+    # their status, the pods' logs and files), not a record, not a log line.
+    places = {
+        **{
+            f"state {path.relative_to(tmp_path)}": path.read_bytes()
+            for path in state_files(tmp_path / "state")
+        },
+        **{f"record {key}": body for key, body in zip(record_keys, stored, strict=True)},
+        "log lines": repr(logged).encode(),
+    }
+    assert any("manifest.json" in where for where in places)
+    for where, content in places.items():
+        for value in (FIRST_TOKEN, SECOND_TOKEN):
+            assert value.encode() not in content, f"a secret value is in {where}"
+            assert base64.b64encode(value.encode()) not in content, f"a secret value is in {where}"
+
+
+def state_files(directory: Path) -> list[Path]:
+    return [path for path in directory.rglob("*") if path.is_file() and not path.is_symlink()]
 
 
 async def test_a_job_left_unfinished_by_a_previous_process_gets_its_secret_after_a_restart(
