@@ -18,7 +18,7 @@ import structlog
 from dispatcher.errors import PermanentError
 from dispatcher.events import EventError, ObjectEvent
 from dispatcher.executors.base import Executor
-from dispatcher.identity import object_version
+from dispatcher.identity import job_name, object_version
 from dispatcher.ingress import parse_task
 from dispatcher.jobs import CreateOutcome
 from dispatcher.rendering.context import RenderError
@@ -85,6 +85,7 @@ class JobCreator:
             # The grants outlive the Job's deadline, the default one included.
             expires=self._grant_lifetime(self._renderer.settings.deadline(service.options.timeout)),
             version_id=event.version_id if event.version_id not in (None, "null") else None,
+            job=job_name(service.name, event.bucket, event.key, object_version(event)),
         )
         try:
             config_map = self._config_map(service)

@@ -341,6 +341,10 @@ class WatcherSettings(_Group):
     """This replica's name in the Lease. Default ``<hostname>-<pid>``."""
     log_tail_lines: PositiveInt = Field(default=2000, le=100_000)
     """Last lines of each container's log kept in the job record. Default 2000."""
+    log_read_timeout: PositiveFloat = Field(default=30.0, le=3600)
+    """Seconds the watcher spends reading one container's log, retries of 5xx, 429 and timeouts
+    included: a log still unread then (its node is dead, say) is left out of the job record, whose
+    ``logs_missing`` says why, and the record is written without it. Default 30."""
     concurrency: PositiveInt = Field(default=8, le=256)
     """Finished Jobs recorded at once. Default 8."""
     watch_timeout: PositiveInt = 300

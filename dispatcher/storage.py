@@ -11,7 +11,9 @@ A job never gets a credential, only:
 - a presigned GET for exactly the object (and version) that triggered it;
 - per output path, a presigned POST policy: one bucket, keys under the output's folder, a size
   bound, and the same expiry. The form fields include the access key *id* inside the signed
-  credential scope (S3 needs it to find the key); the secret key never leaves this process.
+  credential scope (S3 needs it to find the key); the secret key never leaves this process;
+- a presigned PUT of exactly one key, the Job's outputs manifest in its record folder
+  (``dispatcher.services.records_location``), where stage-out lists everything it uploaded.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from dispatcher.bucket_notifications import NotificationRule
 from dispatcher.errors import PermanentError, TransientError
 from dispatcher.rendering.context import OutputGrant, StagingGrants
 from dispatcher.services import OutputPath, ServiceDefinition
+from dispatcher.services.records_location import outputs_manifest_key
 from dispatcher.services.storage import DEFAULT_PROVIDER, StorageProvider
 from dispatcher.settings import StorageSettings
 
@@ -206,8 +209,10 @@ class Storage:
         expires: timedelta,
         version_id: str | None = None,
         provider: str = DEFAULT_PROVIDER,
+        job: str | None = None,
     ) -> StagingGrants:
-        """Presigned GET of ``bucket``/``key`` (that version, if given) and a POST policy per output.
+        """Presigned GET of ``bucket``/``key`` (that version, if given) and a POST policy per output;
+        with the Job's name *job*, also the presigned PUT of its outputs manifest.
 
         Everything expires ``expires`` from now (1 second to 7 days, S3's limits). Pure computation.
         """
@@ -231,7 +236,27 @@ class Storage:
             source.keys, "GET", unsigned, now=now, expires_s=int(expires.total_seconds())
         )
         outputs = tuple(self._output_grant(service, output, now, expires_at) for output in service.outputs)
-        return StagingGrants(input_url=input_url, outputs=outputs, expires_at=rfc3339(expires_at))
+        manifest_url = (
+            self._manifest_url(service.name, job, now, int(expires.total_seconds())) if job else None
+        )
+        return StagingGrants(
+            input_url=input_url,
+            outputs=outputs,
+            expires_at=rfc3339(expires_at),
+            outputs_manifest_url=manifest_url,
+        )
+
+    def _manifest_url(self, service: str, job: str, now: datetime, expires_s: int) -> str:
+        """Presigned PUT of Job *job*'s outputs manifest, in its record folder on bucketrun's storage."""
+        bucket = self._settings.records_bucket
+        key = outputs_manifest_key(self._settings.records_prefix, service, job)
+        target = self._default
+        check_bucket_name(bucket, s3_check=target.base_url.is_aws_host)
+        check_object_name(key)
+        unsigned = target.base_url.build(
+            method="PUT", region=target.region, bucket_name=bucket, object_name=key
+        )
+        return sigv4.presign(target.keys, "PUT", unsigned, now=now, expires_s=expires_s)
 
     def _output_grant(
         self, service: ServiceDefinition, output: OutputPath, now: datetime, expires_at: datetime
@@ -271,14 +296,17 @@ class Storage:
 
         return await self._run(f"put {bucket}/{key}", put)
 
-    async def get_object(self, bucket: str, key: str, *, version_id: str | None = None) -> bytes:
-        """The content of ``bucket``/``key`` (read whole: for records and small files)."""
+    async def get_object(
+        self, bucket: str, key: str, *, version_id: str | None = None, max_bytes: int | None = None
+    ) -> bytes:
+        """The content of ``bucket``/``key`` (read whole: for records and small files), or only its
+        first *max_bytes* bytes when it is longer (the connection is dropped rather than the rest read)."""
         client = self._default.client
 
         def get() -> bytes:
             response = client.get_object(bucket, key, version_id=version_id)
             try:
-                return response.read()
+                return response.read() if max_bytes is None else response.read(max_bytes)
             finally:
                 response.close()
                 response.release_conn()

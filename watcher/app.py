@@ -123,7 +123,12 @@ async def run_watcher(
         work: Coroutine[Any, Any, None]
         if executor is not None:
             state.recorder = Recorder(
-                LocalSide(executor), store, events, tail_lines=tail_lines, metrics=metrics
+                LocalSide(executor),
+                store,
+                events,
+                tail_lines=tail_lines,
+                log_read_timeout=settings.watcher.log_read_timeout,
+                metrics=metrics,
             )
             metrics.leader.set(1)  # one process by construction (the state directory's lock)
             work = _record_local(executor, state.recorder, settings)
@@ -133,7 +138,14 @@ async def run_watcher(
             except ClusterConfigError as error:
                 raise StartupError(str(error)) from error
             cleanup.push_async_callback(cluster.close)
-            recorder = Recorder(ClusterSide(cluster), store, events, tail_lines=tail_lines, metrics=metrics)
+            recorder = Recorder(
+                ClusterSide(cluster),
+                store,
+                events,
+                tail_lines=tail_lines,
+                log_read_timeout=settings.watcher.log_read_timeout,
+                metrics=metrics,
+            )
             elector = LeaderElector(
                 cluster,
                 settings.watcher.lease_name,

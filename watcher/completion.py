@@ -38,14 +38,19 @@ from dispatcher.errors import PermanentError, TransientError
 from dispatcher.executors.local import LocalExecutor
 from dispatcher.jobs import job_name, job_service
 from dispatcher.metrics import WatcherMetrics
+from dispatcher.retrying import OutOfTimeError, retry_within
 from watcher.completion_events import CompletionEvents
 from watcher.outcome import classify
-from watcher.records import RecordStore, build_record, container_names, output_keys, tail
+from watcher.records import OutputList, RecordStore, build_record, container_names, output_keys, tail
 from watcher.timings import job_timings
 
 _log = structlog.get_logger(__name__)
 
 _TAIL_BYTES_PER_LINE: Final = 1024  # how far back a local log file is read for its last lines
+_LOG_RETRY_BASE: Final = 0.2  # seconds: backoff between tries of one log read (ceiling doubles)
+_LOG_RETRY_CAP: Final = 5.0
+NO_POD: Final = "no pod: the Job started none, or its pods are gone"
+NO_LOG: Final = "no log: the container never started, or its pod is gone"
 
 
 def job_uid(job: Mapping[str, Any]) -> str:
@@ -170,12 +175,15 @@ class Recorder:
         events: CompletionEvents,
         *,
         tail_lines: int,
+        log_read_timeout: float = 30.0,
         metrics: WatcherMetrics | None = None,
     ) -> None:
         self.side = side
         self.store = store
         self.events = events
         self.tail_lines = tail_lines
+        self.log_read_timeout = log_read_timeout
+        """Seconds one container's log may take, retries included, before it is recorded as missing."""
         self.stats = CompletionStats()
         self.metrics = metrics
 
@@ -232,20 +240,52 @@ class Recorder:
         if existing is not None and existing.get("uid") == uid:
             return existing
         outcome = classify(job, pods)
-        logs: dict[str, str] = {}
-        newest = pods[-1] if pods else None
-        if newest is not None:
-            pod = str((newest.get("metadata") or {}).get("name", ""))
-            names = container_names(job)
-            texts = await all_or_none(self.side.log(job, pod, name, self.tail_lines) for name in names)
-            logs = {name: text for name, text in zip(names, texts, strict=True) if text is not None}
+        (logs, logs_missing), manifest = await both(
+            self._logs(job, pods), self.store.read_outputs(job_service(job) or "", job_name(job))
+        )
         record = build_record(
             job,
             outcome,
-            outputs=output_keys(logs.get(CONTAINER_STAGE_OUT, "")),
+            outputs=manifest if manifest is not None else _outputs_from_log(logs),
             logs=logs,
+            logs_missing=logs_missing,
             records_prefix=self.store.prefix,
         )
         await self.store.write(record, logs)
         self.stats.records_written += 1
         return record
+
+    async def _logs(
+        self, job: Mapping[str, Any], pods: list[dict[str, Any]]
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """The newest pod's container logs that could be read (together), and why each other is missing."""
+        names = container_names(job)
+        if not pods:
+            return {}, dict.fromkeys(names, NO_POD)
+        pod = str((pods[-1].get("metadata") or {}).get("name", ""))
+        reads = await all_or_none(self._log(job, pod, name) for name in names)
+        logs = {name: text for name, (text, _) in zip(names, reads, strict=True) if text is not None}
+        missing = {name: why for name, (_, why) in zip(names, reads, strict=True) if why is not None}
+        return logs, missing
+
+    async def _log(self, job: Mapping[str, Any], pod: str, container: str) -> tuple[str | None, str | None]:
+        """(log, None), or (None, why not). Transient failures are retried for ``log_read_timeout``
+        seconds, no longer: a dead node answers 5xx for its pods' logs until they are deleted, and the
+        record must not wait for that (nor hold up a worker)."""
+        try:
+            text = await retry_within(
+                lambda: self.side.log(job, pod, container, self.tail_lines),
+                seconds=self.log_read_timeout,
+                base=_LOG_RETRY_BASE,
+                cap=_LOG_RETRY_CAP,
+            )
+        except (OutOfTimeError, PermanentError) as error:
+            _log.warning("recording without a container's log", container=container, error=str(error))
+            return None, f"unreadable: {error}"
+        return (text, None) if text is not None else (None, NO_LOG)
+
+
+def _outputs_from_log(logs: Mapping[str, str]) -> OutputList:
+    """A record's outputs when stage-out stored no manifest: its log's upload lines, if there is a log."""
+    stage_out = logs.get(CONTAINER_STAGE_OUT)
+    return output_keys(stage_out) if stage_out is not None else OutputList()

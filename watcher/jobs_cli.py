@@ -18,7 +18,7 @@ from dispatcher.settings import Settings
 from dispatcher.storage import Storage
 from watcher.completion import ClusterSide, is_recorded
 from watcher.outcome import classify
-from watcher.records import RecordStore, build_record, container_names
+from watcher.records import OutputList, RecordStore, build_record, container_names
 
 EXIT_NOT_FOUND: Final = 1
 _PAGE: Final = 500
@@ -98,7 +98,7 @@ async def show_job(settings: Settings, name: str) -> tuple[str, int]:
                 record = build_record(
                     job,
                     classify(job, pods),
-                    outputs=(),
+                    outputs=OutputList(),
                     logs={},
                     records_prefix=settings.storage.records_prefix,
                 )

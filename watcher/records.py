@@ -4,23 +4,43 @@ A record lives under ``<records_bucket>/<records_prefix (a folder)>/<service>/<j
 
     status.json           the record below (also the body of the completion event)
     logs/<container>.log  the last lines of each container's log (newest pod)
+    outputs.json          every object stage-out uploaded (written by stage-out itself, see below)
 
 ``status.json`` is written last: it is the commit mark, so a record whose ``status.json`` carries the
 Job's UID is complete, and a watcher that finds it skips the write (records are keyed on the UID;
 writing the same record again would be harmless anyway).
 
-**Output keys** come from the stage-out container's log: it prints one JSON line per uploaded file
-(``{"event": "uploaded", "bucket": ..., "key": ..., ...}``). The log is what the API server still
-serves after the pod's volumes are gone, and it is the same for both executors; the ``outputs.json``
-manifest stage-out writes lives on the pod's emptyDir, which nobody outside the pod can read.
+**Output keys** come from ``outputs.json``, which stage-out PUTs into the record folder through a
+presigned grant of exactly that key (``dispatcher.services.records_location`` names it for both
+sides), listing everything it uploaded, also after a partial failure. The watcher reads at most
+``MAX_MANIFEST_BYTES`` of it and the record lists at most ``MAX_OUTPUTS`` objects (it says when it was
+cut short; the manifest beside it stays complete). A Job without a manifest (rendered before there
+was one, or its PUT failed) falls back on the stage-out log, whose JSON lines report each upload
+(``{"event": "uploaded", "bucket": ..., "key": ..., ...}``), as far as the kept tail reaches.
+
+Fields of ``status.json`` (schema ``bucketrun.io/job-record/v1``):
+
+- ``schema``, ``service``, ``job``, ``namespace``, ``uid``: what the record is of;
+- ``bucket``, ``key``, ``version``: the object version that triggered the Job;
+- ``outcome``, ``reason``, ``message``, ``exit_code``: how it ended (``watcher.outcome``);
+- ``created``, ``started``, ``finished``: the Job's timestamps;
+- ``outputs``: ``[{"bucket", "key"}]``, what stage-out uploaded, in order, at most ``MAX_OUTPUTS``;
+- ``outputs_source``: ``manifest`` (from ``outputs.json``: complete), ``log`` (no manifest: the upload
+  lines of the stage-out log, as far as its kept tail reaches) or ``missing`` (neither; ``outputs`` is
+  empty);
+- ``outputs_truncated``: true when there were more outputs than ``outputs`` lists;
+- ``logs``: container → key of its stored log;
+- ``logs_missing``: container → why its log is not stored (no pod, no log, or reads that kept failing
+  for ``BUCKETRUN_WATCHER__LOG_READ_TIMEOUT`` seconds).
 
 The record builders are pure; ``RecordStore`` does the storage I/O through ``dispatcher.storage``.
 """
 
 from __future__ import annotations
 
+import enum
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -28,6 +48,7 @@ from dispatcher.concurrency import all_or_none
 from dispatcher.constants import ANNOTATION_BUCKET, ANNOTATION_KEY, ANNOTATION_VERSION
 from dispatcher.errors import PermanentError
 from dispatcher.jobs import finished_condition, job_name, job_service
+from dispatcher.services.records_location import outputs_manifest_key, record_folder
 from dispatcher.storage import Storage
 from watcher.outcome import Outcome
 from watcher.staging.report import UPLOADED_EVENT
@@ -35,18 +56,30 @@ from watcher.staging.report import UPLOADED_EVENT
 STATUS_FILE: Final = "status.json"
 LOGS_DIR: Final = "logs"
 RECORD_SCHEMA: Final = "bucketrun.io/job-record/v1"
-"""The ``event`` of the stage-out log line that reports one uploaded file."""
-_MAX_OUTPUTS: Final = 10_000  # a record must stay small enough to publish as one message
+MAX_OUTPUTS: Final = 10_000
+"""Outputs a record lists at most: a record must stay small enough to publish as one message."""
+MAX_MANIFEST_BYTES: Final = 16 * 1024**2
+"""Bytes of ``outputs.json`` the watcher reads at most: ``MAX_OUTPUTS`` entries with 1,024-byte keys."""
 
 
-def record_folder(prefix: str, service: str, name: str) -> str:
-    """``<prefix>/<service>/<name>/``: the folder of one Job's record.
+class OutputsSource(enum.StrEnum):
+    """Where a record's ``outputs`` come from."""
 
-    The prefix is a folder, as the overlap check at start (``check_records_location``) reads it: glued
-    on as text, a prefix ``i`` and a service ``n`` would write under ``in/``, which the check never saw.
-    """
-    folder = prefix.strip("/")
-    return f"{folder}/{service}/{name}/" if folder else f"{service}/{name}/"
+    MANIFEST = "manifest"
+    """``outputs.json`` in the record folder, as stage-out wrote it: complete."""
+    LOG = "log"
+    """No manifest: the upload lines of the stage-out log, as far as its kept tail reaches."""
+    MISSING = "missing"
+    """Neither a manifest nor a stage-out log: nothing is known about outputs."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutputList:
+    """A record's outputs: ``[{"bucket", "key"}]``, where they come from, and whether more were left out."""
+
+    entries: tuple[dict[str, str], ...] = ()
+    source: OutputsSource = OutputsSource.MISSING
+    truncated: bool = False
 
 
 def tail(text: str, lines: int) -> str:
@@ -57,27 +90,44 @@ def tail(text: str, lines: int) -> str:
     return "".join(kept)
 
 
-def output_keys(stage_out_log: str) -> list[dict[str, str]]:
-    """``[{"bucket": ..., "key": ...}]`` for each upload the stage-out log reports, in order, once each."""
+def output_keys(stage_out_log: str) -> OutputList:
+    """The uploads the stage-out log's JSON lines report (``{"event": "uploaded", ...}``)."""
+    lines = (line.strip() for line in stage_out_log.splitlines())
+    return _output_list(lines, OutputsSource.LOG, event=UPLOADED_EVENT)
+
+
+def manifest_outputs(manifest: bytes, *, cut: bool = False) -> OutputList:
+    """The uploads stage-out's ``outputs.json`` lists (one JSON object per line).
+
+    *cut*: *manifest* is only the beginning of a longer document; its whole lines are used, and the list
+    is marked truncated.
+    """
+    lines = (line.strip().rstrip(b",").decode("utf-8", "replace") for line in manifest.split(b"\n"))
+    found = _output_list(lines, OutputsSource.MANIFEST)
+    return OutputList(found.entries, found.source, found.truncated or cut)
+
+
+def _output_list(lines: Iterable[str], source: OutputsSource, *, event: str | None = None) -> OutputList:
+    """``{"bucket", "key"}`` of each line that is a JSON object (with ``event``, if given), in order, once
+    each, at most ``MAX_OUTPUTS``."""
     seen: set[tuple[str, str]] = set()
     found: list[dict[str, str]] = []
-    for line in stage_out_log.splitlines():
-        stripped = line.strip()
-        if not stripped.startswith("{"):
+    for line in lines:
+        if not line.startswith("{"):
             continue
         try:
-            entry = json.loads(stripped)
+            entry = json.loads(line)
         except ValueError:
             continue
-        if not isinstance(entry, dict) or entry.get("event") != UPLOADED_EVENT:
+        if not isinstance(entry, dict) or (event is not None and entry.get("event") != event):
             continue
         bucket, key = entry.get("bucket"), entry.get("key")
         if isinstance(bucket, str) and isinstance(key, str) and (bucket, key) not in seen:
+            if len(found) >= MAX_OUTPUTS:
+                return OutputList(tuple(found), source, truncated=True)
             seen.add((bucket, key))
             found.append({"bucket": bucket, "key": key})
-            if len(found) >= _MAX_OUTPUTS:
-                break
-    return found
+    return OutputList(tuple(found), source)
 
 
 def container_names(job: Mapping[str, Any]) -> list[str]:
@@ -91,14 +141,16 @@ def build_record(
     job: Mapping[str, Any],
     outcome: Outcome,
     *,
-    outputs: Sequence[Mapping[str, str]],
+    outputs: OutputList,
     logs: Mapping[str, str],
+    logs_missing: Mapping[str, str] | None = None,
     log_keys: bool = True,
     records_prefix: str = "",
 ) -> dict[str, Any]:
     """The record of the finished *job* (plain JSON data): what ``status.json`` and the event hold.
 
     *logs* names the containers whose logs are stored; with *log_keys*, each maps to its object key.
+    *logs_missing* says, per container, why its log is not.
     """
     metadata = job.get("metadata") or {}
     annotations = metadata.get("annotations") or {}
@@ -122,10 +174,13 @@ def build_record(
         "created": metadata.get("creationTimestamp"),
         "started": status.get("startTime"),
         "finished": finished_at(job),
-        "outputs": [dict(entry) for entry in outputs],
+        "outputs": [dict(entry) for entry in outputs.entries],
+        "outputs_source": outputs.source.value,
+        "outputs_truncated": outputs.truncated,
         "logs": {
             container: f"{folder}{LOGS_DIR}/{container}.log" if log_keys else None for container in logs
         },
+        "logs_missing": dict(logs_missing or {}),
     }
 
 
@@ -195,6 +250,18 @@ class RecordStore:
         await self.storage.put_object(
             self.bucket, folder + STATUS_FILE, encode(record), content_type="application/json"
         )
+
+    async def read_outputs(self, service: str, name: str) -> OutputList | None:
+        """The outputs the Job's ``outputs.json`` lists (its first ``MAX_MANIFEST_BYTES``), or None when
+        stage-out stored none."""
+        key = outputs_manifest_key(self.prefix, service, name)
+        try:
+            body = await self.storage.get_object(self.bucket, key, max_bytes=MAX_MANIFEST_BYTES + 1)
+        except PermanentError as error:
+            if error.reason == "storage-not-found":
+                return None
+            raise
+        return manifest_outputs(body[:MAX_MANIFEST_BYTES], cut=len(body) > MAX_MANIFEST_BYTES)
 
     async def read_log(self, service: str, name: str, container: str) -> str | None:
         """A container's stored log, or None when the record has none."""

@@ -82,6 +82,8 @@ class StagingGrants:
     input_url: str = field(repr=False)  # a credential until it expires: never in logs or reprs
     outputs: tuple[OutputGrant, ...]
     expires_at: str  # RFC 3339
+    outputs_manifest_url: str | None = field(default=None, repr=False)
+    """Presigned PUT of the Job's outputs manifest in its record folder (None: stage-out stores none)."""
 
 
 STAGER_SECURITY_CONTEXT: dict[str, Any] = {
@@ -228,6 +230,7 @@ def job_context(
             ],
             "stage_out_env": [
                 {"name": "BUCKETRUN_OUTPUTS", "value": _outputs_json(grants)},
+                *_manifest_env(grants),
                 {"name": "BUCKETRUN_UPLOAD_OUTPUTS", "value": options.upload_outputs},
                 {"name": "TMP_OUTPUT_DIR", "value": paths["output_dir"]},
                 {"name": "BUCKETRUN_STATE_DIR", "value": paths["state_dir"]},
@@ -307,12 +310,19 @@ def _outputs_json(grants: StagingGrants) -> str:
     )
 
 
+def _manifest_env(grants: StagingGrants) -> list[dict[str, str]]:
+    if grants.outputs_manifest_url is None:
+        return []
+    return [{"name": "BUCKETRUN_OUTPUTS_MANIFEST_URL", "value": grants.outputs_manifest_url}]
+
+
 def placeholder_grants(service: ServiceDefinition, event: ObjectEvent) -> StagingGrants:
     """Grants for dry runs (`bucketrun render`): shaped like the real ones, granting nothing."""
     return StagingGrants(
         input_url=f"https://presigned.invalid/get/{short_hash(event.bucket, event.key)}",
         outputs=tuple(_placeholder_output(o) for o in service.outputs),
         expires_at="1970-01-01T00:00:00Z",
+        outputs_manifest_url="https://presigned.invalid/put/outputs.json",
     )
 
 

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import aio_pika  # noqa: TID251 - the test plays MinIO
@@ -127,15 +129,24 @@ class Stack:
         return found
 
 
-@pytest.fixture
-async def stack(amqp_names, s3, kube, tmp_path) -> AsyncIterator[Stack]:
+@contextlib.asynccontextmanager
+async def running_stack(
+    amqp_names: AmqpNames,
+    s3: S3Scope,
+    kube: KubeTestEnv,
+    tmp_path: Path,
+    *,
+    fdl_text: str,
+    services: Sequence[str],
+) -> AsyncIterator[Stack]:
+    """`bucketrun serve` on the test's servers with the services of *fdl_text* (``DATA``: the data bucket)."""
     kube.require_control().set_kubelet("run")
     data, records = s3.bucket("data"), s3.bucket("records")
     fdl = tmp_path / "services.yaml"
-    fdl.write_text(FDL.replace("DATA", data))
+    fdl.write_text(fdl_text.replace("DATA", data))
     exchange, queue = amqp_names.exchange("results"), amqp_names.queue("results")
     await bind_results_queue(amqp_names, exchange, queue)
-    for service in ("upper", "broken", "split-video", "darknet"):
+    for service in services:
         amqp_names.queue(f"svc.{service}")
     settings = make_settings(amqp_names, s3, kube, fdl, records_bucket=records, exchange=exchange)
     settings = settings.model_copy(
@@ -147,6 +158,13 @@ async def stack(amqp_names, s3, kube, tmp_path) -> AsyncIterator[Stack]:
     )
     async with started(partial(run_serve, settings), "dispatcher and watcher", within=60):
         yield Stack(settings, amqp_names, kube, s3, data, records, queue)
+
+
+@pytest.fixture
+async def stack(amqp_names, s3, kube, tmp_path) -> AsyncIterator[Stack]:
+    services = ("upper", "broken", "split-video", "darknet")
+    async with running_stack(amqp_names, s3, kube, tmp_path, fdl_text=FDL, services=services) as running:
+        yield running
 
 
 def _secret(value: str) -> Any:

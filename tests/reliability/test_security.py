@@ -125,6 +125,15 @@ def assert_holds_only_scoped_grants(job: dict[str, Any], *, inputs: str, key: st
     expires = datetime.fromisoformat(env_of(job, "stage-out")["BUCKETRUN_GRANTS_EXPIRE"])
     assert expires <= datetime.now(UTC) + timedelta(seconds=MAX_PRESIGN_SECONDS)
 
+    # One PUT, of exactly this Job's outputs manifest in its record folder (never under an input path).
+    manifest = urlsplit(env_of(job, "stage-out")["BUCKETRUN_OUTPUTS_MANIFEST_URL"])
+    service, name = job["metadata"]["labels"][c.LABEL_SERVICE], job["metadata"]["name"]
+    records_bucket, _, folder = manifest.path.lstrip("/").partition("/")
+    assert folder == f"records/{service}/{name}/outputs.json"
+    assert records_bucket not in (inputs, outputs)
+    assert set(parse_qs(manifest.query)) == set(query)
+    assert int(parse_qs(manifest.query)["X-Amz-Expires"][0]) == int(query["X-Amz-Expires"][0])
+
     grants = json.loads(env_of(job, "stage-out")["BUCKETRUN_OUTPUTS"])
     assert [(g["bucket"], g["folder"]) for g in grants] == [(outputs, "results"), (outputs, "thumbs")]
     for grant in grants:

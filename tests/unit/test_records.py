@@ -1,4 +1,5 @@
-"""Job records (pure parts): the record, output keys from the stage-out log, tails, the overlap check."""
+"""Job records (pure parts): the record, output keys from the manifest or the stage-out log, tails, the
+overlap check."""
 
 from __future__ import annotations
 
@@ -9,13 +10,18 @@ import pytest
 from dispatcher.services import RecordsOverlapError, check_records_location, load_services
 from watcher.outcome import Outcome, OutcomeKind
 from watcher.records import (
+    MAX_OUTPUTS,
+    OutputList,
+    OutputsSource,
     build_record,
     encode,
     finished_at,
+    manifest_outputs,
     output_keys,
     record_folder,
     tail,
 )
+from watcher.staging.stage_out import Uploaded, manifest_bytes
 
 JOB = {
     "metadata": {
@@ -46,7 +52,12 @@ JOB = {
 def test_the_record_holds_input_job_outcome_timings_outputs_and_log_keys() -> None:
     outcome = Outcome(OutcomeKind.FAILED, "ScriptFailed", "the script exited with code 1", 1)
     record = build_record(
-        JOB, outcome, outputs=[{"bucket": "out", "key": "x/y"}], logs={"run": "…"}, records_prefix="records/"
+        JOB,
+        outcome,
+        outputs=OutputList(({"bucket": "out", "key": "x/y"},), OutputsSource.MANIFEST),
+        logs={"run": "…"},
+        logs_missing={"stage-in": "unreadable: HTTP 503"},
+        records_prefix="records/",
     )
     assert record == {
         "schema": "bucketrun.io/job-record/v1",
@@ -65,7 +76,10 @@ def test_the_record_holds_input_job_outcome_timings_outputs_and_log_keys() -> No
         "started": "2026-01-01T00:00:01Z",
         "finished": "2026-01-01T00:00:10Z",
         "outputs": [{"bucket": "out", "key": "x/y"}],
+        "outputs_source": "manifest",
+        "outputs_truncated": False,
         "logs": {"run": "records/upper/upper-abc/logs/run.log"},
+        "logs_missing": {"stage-in": "unreadable: HTTP 503"},
     }
     assert json.loads(encode(record)) == record
 
@@ -87,8 +101,45 @@ def test_output_keys_come_from_the_stage_out_upload_lines_once_each() -> None:
             json.dumps({"event": "uploaded", "bucket": "c", "key": "deep/ü.bin"}),
         ]
     )
-    assert output_keys(log) == [{"bucket": "b", "key": "out/1.txt"}, {"bucket": "c", "key": "deep/ü.bin"}]
-    assert output_keys("") == []
+    assert output_keys(log) == OutputList(
+        ({"bucket": "b", "key": "out/1.txt"}, {"bucket": "c", "key": "deep/ü.bin"}), OutputsSource.LOG
+    )
+    assert output_keys("") == OutputList((), OutputsSource.LOG)
+
+
+def uploads(count: int, bucket: str = "out") -> list[Uploaded]:
+    return [Uploaded(bucket, f"res/{index:05d}.txt", index) for index in range(count)]
+
+
+def test_a_manifest_of_5000_outputs_gives_all_of_them_in_order() -> None:
+    written = uploads(5000)
+    found = manifest_outputs(manifest_bytes(written))
+    assert found.source is OutputsSource.MANIFEST
+    assert not found.truncated
+    assert list(found.entries) == [{"bucket": u.bucket, "key": u.key} for u in written]
+
+
+def test_manifest_lines_survive_keys_with_newlines_and_unicode_line_separators() -> None:
+    written = [Uploaded("b", "a\nb", 1), Uploaded("b", "c\u2028d\x85e", 2), Uploaded("b", "ü 写真", 3)]
+    document = manifest_bytes(written)
+    assert json.loads(document) == [{"bucket": u.bucket, "key": u.key, "size": u.size} for u in written]
+    assert [e["key"] for e in manifest_outputs(document).entries] == [u.key for u in written]
+    assert manifest_outputs(manifest_bytes([])) == OutputList((), OutputsSource.MANIFEST)
+
+
+def test_a_manifest_cut_short_keeps_its_whole_lines_and_says_it_is_truncated() -> None:
+    document = manifest_bytes(uploads(100))
+    cut = document[: document.index(b"res/00050.txt") + 3]  # in the middle of line 51
+    found = manifest_outputs(cut, cut=True)
+    assert found.truncated
+    assert [e["key"] for e in found.entries] == [f"res/{index:05d}.txt" for index in range(50)]
+
+
+def test_a_record_lists_at_most_max_outputs_and_says_so() -> None:
+    found = manifest_outputs(manifest_bytes(uploads(MAX_OUTPUTS + 1)))
+    assert (len(found.entries), found.truncated) == (MAX_OUTPUTS, True)
+    exactly = manifest_outputs(manifest_bytes(uploads(MAX_OUTPUTS)))
+    assert (len(exactly.entries), exactly.truncated) == (MAX_OUTPUTS, False)
 
 
 @pytest.mark.parametrize(

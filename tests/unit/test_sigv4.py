@@ -106,6 +106,18 @@ def test_presigned_get_equals_the_sdk_for_any_key(key, version):
     )
 
 
+@pytest.mark.parametrize(("endpoint", "secure", "region"), ENDPOINTS)
+@pytest.mark.parametrize("job", ["upper-0123456789abcdef", "a" * 63])
+def test_presigned_manifest_put_equals_the_sdk(endpoint, secure, region, job):
+    storage = _storage(endpoint, secure=secure, region=region)
+    ours = storage.grants_for(_service(), "incoming", "in/x", expires=EXPIRES, job=job).outputs_manifest_url
+    key = f"records/upper/{job}/outputs.json"  # the default records location
+    client = _sdk(endpoint, secure=secure, region=region)
+    assert ours == client.get_presigned_url(
+        "PUT", "bucketrun-records", key, expires=EXPIRES, request_date=NOW
+    )
+
+
 def _sdk_post_fields(
     monkeypatch: pytest.MonkeyPatch, client: Minio, bucket: str, prefix: str, max_bytes: int
 ) -> dict[str, str]:

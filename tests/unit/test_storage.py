@@ -63,6 +63,19 @@ def grants(storage=None, svc=None, **kwargs):
     return storage.grants_for(svc or service(), "incoming", "in/photo 1+2.jpg", **kwargs)
 
 
+def test_the_manifest_grant_is_a_put_of_exactly_the_jobs_outputs_json_in_its_record_folder():
+    storage = Storage(settings(records_bucket="recs", records_prefix="/deep/records/"), clock=lambda: NOW)
+    result = grants(storage, job="upper-0123")
+    url = urlsplit(result.outputs_manifest_url)
+    assert (url.netloc, url.path) == ("127.0.0.1:1", "/recs/deep/records/upper/upper-0123/outputs.json")
+    query = parse_qs(url.query)
+    assert query["X-Amz-Expires"] == ["7200"]
+    assert query["X-Amz-SignedHeaders"] == ["host"]
+    assert SECRET not in result.outputs_manifest_url
+    assert result.outputs_manifest_url not in repr(result)
+    assert grants().outputs_manifest_url is None  # no Job name, no manifest grant
+
+
 def policy_of(grant) -> dict:
     return json.loads(base64.b64decode(grant.form_fields["policy"]))
 

@@ -23,6 +23,7 @@ TMP_INPUT_DIR: Final = "TMP_INPUT_DIR"
 TMP_OUTPUT_DIR: Final = "TMP_OUTPUT_DIR"
 STATE_DIR: Final = "BUCKETRUN_STATE_DIR"
 OUTPUTS: Final = "BUCKETRUN_OUTPUTS"
+OUTPUTS_MANIFEST_URL: Final = "BUCKETRUN_OUTPUTS_MANIFEST_URL"
 UPLOAD_OUTPUTS: Final = "BUCKETRUN_UPLOAD_OUTPUTS"
 GRANTS_EXPIRE: Final = "BUCKETRUN_GRANTS_EXPIRE"
 RUN_START_TIMEOUT: Final = "BUCKETRUN_RUN_START_TIMEOUT"
@@ -76,6 +77,8 @@ class StageOutConfig:
     grants_expire: datetime
     run_start_timeout: float = DEFAULT_RUN_START_TIMEOUT
     """Seconds to wait for the run container to start before giving up (optional variable)."""
+    manifest_url: str | None = field(default=None, repr=False)
+    """Presigned PUT of the outputs manifest in the Job's record (None: a Job rendered without one)."""
 
 
 def stage_in_config(env: Mapping[str, str]) -> StageInConfig:
@@ -104,6 +107,7 @@ def stage_out_config(env: Mapping[str, str]) -> StageOutConfig:
         state_dir=_path(env, STATE_DIR),
         grants_expire=parse_expiry(_required(env, GRANTS_EXPIRE)),
         run_start_timeout=parse_seconds(env.get(RUN_START_TIMEOUT) or str(DEFAULT_RUN_START_TIMEOUT)),
+        manifest_url=env.get(OUTPUTS_MANIFEST_URL) or None,
     )
 
 

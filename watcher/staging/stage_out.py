@@ -2,7 +2,10 @@
 
 Every regular file under ``TMP_OUTPUT_DIR`` goes to every output whose filters accept its relative path,
 as ``<output folder>/<relative path>``, through that output's presigned POST policy. What was uploaded is
-listed in ``$BUCKETRUN_STATE_DIR/outputs.json`` (``[{"bucket", "key", "size"}]``).
+listed in ``$BUCKETRUN_STATE_DIR/outputs.json`` (``[{"bucket", "key", "size"}]``, one object per line) and,
+through the presigned PUT in ``BUCKETRUN_OUTPUTS_MANIFEST_URL``, as ``outputs.json`` in the Job's record
+folder: the watcher takes the record's output keys from there, complete, however many there are and
+however long the log.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import json
 import mimetypes
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -40,6 +44,7 @@ from watcher.staging.transfer import (
     TransferError,
     TransientTransferError,
     post_file,
+    put_bytes,
     with_retries,
 )
 
@@ -104,23 +109,29 @@ def stage_out(
     """Wait for the run container, upload as ``config.upload`` says, write the manifest; the exit code."""
     for target in config.outputs:
         report.redactor.add([*url_secrets(target.url), *target.fields.values()])
+    if config.manifest_url is not None:
+        report.redactor.add(url_secrets(config.manifest_url))
+    policy = policy or RetryPolicy()
     verdict = watcher.wait()
     report(describe(verdict))
     result = UploadReport()
     if should_upload(verdict, config.upload):
-        result = upload_all(config, report, policy or RetryPolicy())
+        result = upload_all(config, report, policy)
     elif isinstance(verdict, Expired):
         report("nothing uploaded: the grants have expired")
     elif isinstance(verdict, NeverStarted):
         report("nothing uploaded: the script never ran")
     else:
         report(f"nothing uploaded: outputs are uploaded only on success ({config.upload.value})")
+    document = manifest_bytes(result.uploaded)
     try:
-        write_manifest(config.state_dir / MANIFEST_FILE, result.uploaded)
+        write_manifest(config.state_dir / MANIFEST_FILE, document)
     except (OSError, UnsafePathError) as error:
         detail = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
         report(f"cannot write {MANIFEST_FILE}: {detail}")
         result.failures += 1
+    if not isinstance(verdict, Expired):  # an expired grant would only be refused
+        store_manifest(config.manifest_url, document, len(result.uploaded), report, policy)
     if result.failures:
         report(f"{result.failures} upload(s) failed")
     return stage_out_exit_code(verdict, result.failures)
@@ -181,15 +192,51 @@ def content_type(relative: str) -> str:
     return guessed or _DEFAULT_TYPE
 
 
-def write_manifest(path: Path, uploaded: list[Uploaded]) -> None:
-    """Write ``outputs.json`` atomically (temporary file, then rename), readable by every UID."""
-    document = [{"bucket": u.bucket, "key": u.key, "size": u.size} for u in uploaded]
+def manifest_bytes(uploaded: Sequence[Uploaded]) -> bytes:
+    """``outputs.json``: a JSON array of ``{"bucket", "key", "size"}``, one object per line.
+
+    JSON strings escape every newline, so each object is exactly one line: a reader that has only the
+    beginning of a long manifest (``watcher.records`` reads a bounded prefix) still uses every whole line.
+    """
+    lines = [
+        json.dumps({"bucket": u.bucket, "key": u.key, "size": u.size}, ensure_ascii=False) for u in uploaded
+    ]
+    return ("[\n" + ",\n".join(lines) + ("\n" if lines else "") + "]\n").encode("utf-8")
+
+
+def store_manifest(
+    url: str | None, document: bytes, count: int, report: Reporter, policy: RetryPolicy
+) -> None:
+    """PUT the manifest into the Job's record folder (retrying transient failures). A failure is reported,
+    not fatal: the outputs themselves are in place, and the record then says its list came from the log."""
+    if url is None:
+        report("no grant for the outputs list in the job record: the record takes it from this log")
+        return
+
+    def retrying(error: TransientTransferError, delay: float) -> None:
+        report(f"storing the outputs list failed ({error}); retrying in {delay:.1f} s")
+
+    try:
+        with_retries(
+            lambda: put_bytes(url, document, content_type="application/json", timeout=policy.timeout),
+            policy,
+            on_retry=retrying,
+        )
+    except TransferError as error:
+        report(f"FAILED to store the outputs list in the job record: {error}")
+        return
+    report(f"stored the list of {count} uploaded object(s) in the job record")
+
+
+def write_manifest(path: Path, document: bytes) -> None:
+    """Write ``outputs.json`` (``manifest_bytes``) atomically (temporary file, then rename), readable by
+    every UID."""
     # The script shares the volume: a state dir it replaced by a symlink must not move the write.
     directory = real_dir(path.parent, "BUCKETRUN_STATE_DIR")
     descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".outputs-")
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as sink:
-            json.dump(document, sink, ensure_ascii=False, indent=1)
+        with os.fdopen(descriptor, "wb") as sink:
+            sink.write(document)
             os.fchmod(sink.fileno(), 0o644)
         Path(temporary).replace(directory / path.name)
     except BaseException:

@@ -1,6 +1,6 @@
 """HTTP transfers through presigned grants (stdlib ``urllib``), with bounded retries and backoff.
 
-A presigned GET or POST needs no SDK and no credentials: the grant is the URL (and form fields). Errors
+A presigned GET, PUT or POST needs no SDK and no credentials: the grant is the URL (and form fields). Errors
 are split the way a retry loop needs them: ``TransientTransferError`` (connection trouble, 408, 429,
 5xx, S3's SlowDown) is retried with capped exponential backoff and full jitter until a time window
 closes; ``PermanentTransferError`` (404, 403, any other 4xx) is not. Messages carry the status and S3's
@@ -147,6 +147,16 @@ def post_file(url: str, envelope: FormEnvelope, descriptor: int, size: int, *, t
             "Content-Type": envelope.content_type,
             "Content-Length": str(envelope.content_length(size)),
         },
+    )
+    with _open(request, timeout) as response:
+        _read(response, _ERROR_BODY_BYTES)
+        return int(response.status)
+
+
+def put_bytes(url: str, data: bytes, *, content_type: str, timeout: float) -> int:
+    """PUT ``data`` to the presigned ``url``; the status."""
+    request = urllib.request.Request(  # noqa: S310 - a presigned http(s) URL from the dispatcher
+        url, data=data, method="PUT", headers={"Content-Type": content_type}
     )
     with _open(request, timeout) as response:
         _read(response, _ERROR_BODY_BYTES)
