@@ -56,7 +56,7 @@ async def test_jobs_whose_log_reads_all_fail_are_recorded_in_bounded_time_naming
     # Each record waited about one log-read budget (its logs are read together), plus a few requests.
     assert took < len(names) * LOG_READ_TIMEOUT + 10, took
     reads = control.request_count(verb="get", resource="pods", subresource="log")
-    assert len(names) * 2 * 2 <= reads, reads  # retried: more than one try per container …
+    assert reads > len(names) * 2, reads  # retried (more tries than containers) …
     assert control.request_count(verb="get", resource="pods", subresource="log", code=200) == 0
     minio = env.s3.endpoint.client()
     for name in names:
