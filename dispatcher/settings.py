@@ -349,6 +349,15 @@ class WatcherSettings(_Group):
     """Finished Jobs recorded at once. Default 8."""
     watch_timeout: PositiveInt = 300
     """Seconds a Job watch stream lasts before it is renewed (randomised up to twice that). Default 300."""
+    stuck_grace: PositiveFloat = 300.0
+    """Seconds a pod may show that it can never start (a container waiting with ``ErrImagePull``,
+    ``ImagePullBackOff``, ``InvalidImageName``, ``ErrImageNeverPull``, ``CreateContainerConfigError`` or
+    ``CreateContainerError``, or ``PodScheduled=False`` with reason ``Unschedulable``) before the watcher
+    records its Job with that reason and deletes it, which frees its ``max_concurrent_jobs`` slot.
+    Kubernetes keeps such a pod Pending until the Job's deadline. Raise it where a cluster autoscaler
+    adds nodes for unschedulable pods (a GPU node can take 10 minutes). Default 300 (5 min)."""
+    stuck_interval: PositiveFloat = 30.0
+    """Seconds between two looks at bucketrun's Pending pods for ones that can never start. Default 30."""
 
     @model_validator(mode="after")
     def _renew_within_lease(self) -> WatcherSettings:

@@ -4,8 +4,9 @@ Start-up refuses a records location that any service input overlaps (records wou
 then connects to the broker and declares the results exchange. Then, by executor:
 
 - ``kubernetes``: campaigns for the Lease; while leader, list+watches the Jobs and records each
-  finished one (``FinishedJobWatch`` → ``Recorder``); on losing the Lease it stops recording and
-  campaigns again; a standby only reads the Lease.
+  finished one (``FinishedJobWatch`` → ``Recorder``), and records and deletes each Job whose pod can
+  never start (``StuckJobSweep``); on losing the Lease it stops both and campaigns again; a standby
+  only reads the Lease.
 - ``local``: records each Job the shared ``LocalExecutor`` reports finished (``bucketrun serve``; no
   election, the executor's state directory lock already makes it one process).
 
@@ -41,6 +42,7 @@ from watcher.job_watch import FinishedJobWatch
 from watcher.leader import LeaderElector
 from watcher.outcome import OutcomeKind
 from watcher.records import RecordStore
+from watcher.stuck_jobs import StuckJobSweep
 
 _log = structlog.get_logger(__name__)
 
@@ -53,6 +55,8 @@ class WatcherState:
     elector: LeaderElector | None = None
     watch: FinishedJobWatch | None = None
     """The current term's watch (None while not leading, and in local mode)."""
+    sweep: StuckJobSweep | None = None
+    """The current term's sweep for Jobs whose pod cannot start (None while not leading, and locally)."""
 
 
 def check_settings(settings: Settings) -> tuple[str, ...]:
@@ -166,7 +170,7 @@ async def run_watcher(
 async def _lead_and_record(
     cluster: Cluster, elector: LeaderElector, recorder: Recorder, state: WatcherState, settings: Settings
 ) -> None:
-    """Campaign for the Lease; record finished Jobs during each term as leader."""
+    """Campaign for the Lease; during each term as leader, record finished Jobs and end stuck ones."""
     campaign = asyncio.create_task(elector.run(), name="bucketrun-watcher-election")
     try:
         while True:
@@ -177,19 +181,29 @@ async def _lead_and_record(
                 concurrency=settings.watcher.concurrency,
                 watch_timeout=settings.watcher.watch_timeout,
             )
-            state.watch = watch
+            sweep = StuckJobSweep(
+                cluster,
+                recorder.record,
+                grace=settings.watcher.stuck_grace,
+                interval=settings.watcher.stuck_interval,
+            )
+            state.watch, state.sweep = watch, sweep
             term = asyncio.create_task(watch.run(), name="bucketrun-watcher-term")
+            sweeping = asyncio.create_task(sweep.run(), name="bucketrun-watcher-stuck-jobs")
             lost = asyncio.create_task(elector.following.wait(), name="bucketrun-watcher-lost")
             try:
-                done, _ = await asyncio.wait({term, lost, campaign}, return_when=asyncio.FIRST_COMPLETED)
-                for task in done & {term, campaign}:
-                    task.result()  # either ending is a bug: re-raised
+                done, _ = await asyncio.wait(
+                    {term, sweeping, lost, campaign}, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in done & {term, sweeping, campaign}:
+                    task.result()  # any of these ending is a bug: re-raised
             finally:
-                lost.cancel()
-                term.cancel()
-                await asyncio.gather(term, lost, return_exceptions=True)
-                drained = await asyncio.shield(watch.drain(settings.dispatch.drain_timeout))
-                state.watch = None
+                for task in (lost, term, sweeping):
+                    task.cancel()
+                await asyncio.gather(term, sweeping, lost, return_exceptions=True)
+                grace = settings.dispatch.drain_timeout
+                drained = all(await asyncio.shield(asyncio.gather(watch.drain(grace), sweep.drain(grace))))
+                state.watch = state.sweep = None
                 _log.info("watcher term over", drained=drained, leading=elector.is_leader)
     finally:
         campaign.cancel()  # releases the Lease if held

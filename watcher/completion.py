@@ -40,7 +40,7 @@ from dispatcher.jobs import job_name, job_service
 from dispatcher.metrics import WatcherMetrics
 from dispatcher.retrying import OutOfTimeError, retry_within
 from watcher.completion_events import CompletionEvents
-from watcher.outcome import classify
+from watcher.outcome import NOT_FINISHED, classify
 from watcher.records import OutputList, RecordStore, build_record, container_names, output_keys, tail
 from watcher.timings import job_timings
 
@@ -240,6 +240,10 @@ class Recorder:
         if existing is not None and existing.get("uid") == uid:
             return existing
         outcome = classify(job, pods)
+        if outcome.reason == NOT_FINISHED:
+            # Records are for finished Jobs, and for Jobs whose pod can never start (classify says why):
+            # one whose pod just got going again is left running.
+            raise PermanentError(f"Job {job_name(job)} has not finished", reason="not-finished")
         (logs, logs_missing), manifest = await both(
             self._logs(job, pods), self.store.read_outputs(job_service(job) or "", job_name(job))
         )

@@ -6,7 +6,10 @@ the cause a user cares about, most specific first:
 | order | outcome | evidence |
 |---|---|---|
 | 1 | ``succeeded`` | the Job's ``Complete`` condition |
-| 2 | ``image-pull-failed`` | a container waiting: ``ErrImagePull``, ``ImagePullBackOff`` or similar |
+| 2 | ``image-pull-failed`` | a container waiting: ``ErrImagePull``, ``ImagePullBackOff``, ... |
+| 2 | ``config-error`` | a container waiting: ``CreateContainerConfigError`` (no such Secret, ConfigMap |
+|   |                  | or key), ``CreateContainerError``; or ended ``ContainerCannotRun``, ``StartError`` |
+| 2 | ``unschedulable`` | the pod's ``PodScheduled`` condition False with reason ``Unschedulable`` |
 | 3 | ``evicted`` | the pod's ``DisruptionTarget`` condition, or pod reason ``Evicted`` |
 | 4 | ``oom-killed`` | a container terminated with reason ``OOMKilled`` |
 | 5 | ``input-missing`` | stage-in exited 64 (missing) or 65 (forbidden) |
@@ -16,10 +19,15 @@ the cause a user cares about, most specific first:
 | 9 | ``stage-out-failed`` | stage-out exited non-zero after the script succeeded |
 | 10 | ``unknown`` | none of the above: the Job condition's reason and message are kept |
 
-Image pulls come before the deadline because a pod stuck pulling its image is usually ended by
-``activeDeadlineSeconds``: the deadline is the symptom, the image the cause. Pod-level evidence is
-read from the newest pod that has any (earlier attempts of a retried Job may have failed otherwise,
-e.g. evicted and retried); within it, the deadline outranks exit codes (the deadline killed it).
+The pod that never got going (row 2, first match in container order) comes before the deadline because
+such a pod is usually ended by ``activeDeadlineSeconds``: the deadline is the symptom, the image, the
+missing Secret or the missing node the cause. Pod-level evidence is read from the newest pod that has
+any (earlier attempts of a retried Job may have failed otherwise, e.g. evicted and retried); within it,
+the deadline outranks exit codes (the deadline killed it).
+
+A Job that has not finished is ``unknown`` (``NotFinished``) unless its newest pod shows row 2: that is
+how the watcher records a Job it ends because its pod can never start. ``stuck_reason(pod, now, grace)``
+is that decision: row 2's evidence, held for at least *grace*, in a pod that is still waiting.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from dispatcher.constants import (
@@ -38,9 +47,21 @@ from dispatcher.constants import (
 )
 from dispatcher.jobs import finished_condition
 
-IMAGE_PULL_REASONS: Final = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
+IMAGE_PULL_REASONS: Final = frozenset(
+    {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
+)
 """Waiting reasons the kubelet gives a container whose image cannot be pulled."""
+CONFIG_ERROR_REASONS: Final = frozenset({"CreateContainerConfigError", "CreateContainerError"})
+"""Waiting reasons the kubelet gives a container it cannot create: a Secret, ConfigMap or key its env
+needs is missing (``CreateContainerConfigError``), or the runtime refused to create it."""
+CANNOT_RUN_REASONS: Final = frozenset({"ContainerCannotRun", "StartError"})
+"""Terminated reasons of a container whose process never started (the local runner's, containerd's)."""
+UNSCHEDULABLE: Final = "Unschedulable"
+"""Reason of the ``PodScheduled=False`` condition of a pod no node can take."""
+_STILL_WAITING: Final = frozenset({"Pending", "Running"})
+"""Pod phases in which a container can still be waiting to start."""
 _DEADLINE: Final = "DeadlineExceeded"
+NOT_FINISHED: Final = "NotFinished"
 
 
 class OutcomeKind(enum.StrEnum):
@@ -52,10 +73,19 @@ class OutcomeKind(enum.StrEnum):
     DEADLINE_EXCEEDED = "deadline-exceeded"
     EVICTED = "evicted"
     IMAGE_PULL_FAILED = "image-pull-failed"
+    CONFIG_ERROR = "config-error"
+    UNSCHEDULABLE = "unschedulable"
     INPUT_MISSING = "input-missing"
     STAGE_IN_FAILED = "stage-in-failed"
     STAGE_OUT_FAILED = "stage-out-failed"
     UNKNOWN = "unknown"
+
+
+_WAITING_KINDS: Final[Mapping[str, tuple[OutcomeKind, str]]] = {
+    **dict.fromkeys(IMAGE_PULL_REASONS, (OutcomeKind.IMAGE_PULL_FAILED, "the image cannot be pulled")),
+    **dict.fromkeys(CONFIG_ERROR_REASONS, (OutcomeKind.CONFIG_ERROR, "the container cannot be created")),
+}
+"""Each waiting reason of a container that may never start: its outcome kind and a default detail."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +111,7 @@ class _Container:
 
     pod: str
     name: str
+    init: bool
     waiting: Mapping[str, Any] | None
     terminated: Mapping[str, Any] | None
 
@@ -101,7 +132,10 @@ def classify(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> Outco
     if finished == "Complete":
         return Outcome(OutcomeKind.SUCCEEDED, "Completed", "the script exited 0", run_exit)
     if finished is None:
-        return Outcome(OutcomeKind.UNKNOWN, "NotFinished", "the Job has not finished", run_exit)
+        stuck = _never_started(pods[-1], run_exit) if pods else None
+        if stuck is not None:
+            return stuck[0]
+        return Outcome(OutcomeKind.UNKNOWN, NOT_FINISHED, "the Job has not finished", run_exit)
     deadline = None
     if condition.get("reason") == _DEADLINE:
         message = str(condition.get("message") or "the Job ran longer than its deadline")
@@ -118,16 +152,90 @@ def classify(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> Outco
     return Outcome(OutcomeKind.UNKNOWN, reason, message, run_exit)
 
 
+def stuck_reason(pod: Mapping[str, Any], now: datetime, grace: timedelta) -> Outcome | None:
+    """Why *pod* can never start on its own, once it has shown it for at least *grace*; else None.
+
+    The evidence is row 2 of the table: a container waiting on an image that cannot be pulled or a
+    configuration that cannot be satisfied, or a pod no node can take. It counts from the moment the
+    pod could have started that container: ``PodScheduled``'s transition for an unschedulable pod;
+    ``Initialized``'s for a regular container (the kubelet starts them once the init containers are
+    done); the pod's ``startTime`` for an init container. A pod that has ended, or is being deleted,
+    is not stuck.
+    """
+    status = pod.get("status") or {}
+    if status.get("phase", "Pending") not in _STILL_WAITING or (pod.get("metadata") or {}).get(
+        "deletionTimestamp"
+    ):
+        return None
+    found = _never_started(pod, None)
+    if found is None:
+        return None
+    outcome, since = found
+    return outcome if since is not None and now - since >= grace else None
+
+
+def _never_started(pod: Mapping[str, Any], run_exit: int | None) -> tuple[Outcome, datetime | None] | None:
+    """Row 2 of the table in one pod (first container in order, then scheduling), and since when."""
+    status = pod.get("status") or {}
+    for container in _containers(pod):
+        found = _never_ran(container)
+        if found is not None:
+            kind, reason, detail = found
+            message = f"container {container.name} of pod {container.pod}: {detail}"
+            since = _time(status.get("startTime")) if container.init else _turn_of_containers(pod)
+            return Outcome(kind, reason, message, run_exit), since
+    scheduled = _pod_condition(status, "PodScheduled", status_="False")
+    if scheduled is not None and scheduled.get("reason") == UNSCHEDULABLE:
+        detail = scheduled.get("message") or "no node can run it"
+        since = _time(scheduled.get("lastTransitionTime")) or _time(
+            (pod.get("metadata") or {}).get("creationTimestamp")
+        )
+        outcome = Outcome(OutcomeKind.UNSCHEDULABLE, UNSCHEDULABLE, f"pod {_name(pod)}: {detail}", run_exit)
+        return outcome, since
+    return None
+
+
+def _never_ran(container: _Container) -> tuple[OutcomeKind, str, str] | None:
+    """(kind, reason, detail) of a container that cannot be pulled, created or started; else None."""
+    waiting, terminated = container.waiting or {}, container.terminated or {}
+    reason = str(waiting.get("reason"))
+    if reason in _WAITING_KINDS:
+        kind, default = _WAITING_KINDS[reason]
+        return kind, reason, str(waiting.get("message") or default)
+    ended = str(terminated.get("reason"))
+    if ended in CANNOT_RUN_REASONS:
+        return OutcomeKind.CONFIG_ERROR, ended, str(terminated.get("message") or "it cannot run")
+    return None
+
+
+def _turn_of_containers(pod: Mapping[str, Any]) -> datetime | None:
+    """When the kubelet began starting the regular containers: when the init containers were done (else
+    when the pod started)."""
+    status = pod.get("status") or {}
+    initialized = _pod_condition(status, "Initialized")
+    if initialized is not None and initialized.get("lastTransitionTime"):
+        return _time(initialized["lastTransitionTime"])
+    return _time(status.get("startTime"))
+
+
+def _time(text: Any) -> datetime | None:
+    """An RFC 3339 timestamp of the API (``2026-01-02T03:04:05Z``), or None when absent or unreadable."""
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
 def _pod_evidence(pod: Mapping[str, Any], run_exit: int | None) -> Outcome | None:
-    """Image pull, eviction, OOM kill or missing input in one pod, in that order."""
+    """A pod that never got going, eviction, OOM kill or missing input in one pod, in that order."""
     status = pod.get("status") or {}
     containers = list(_containers(pod))
-    for container in containers:
-        reason = (container.waiting or {}).get("reason")
-        if reason in IMAGE_PULL_REASONS:
-            detail = (container.waiting or {}).get("message") or "the image cannot be pulled"
-            message = f"container {container.name} of pod {container.pod}: {detail}"
-            return Outcome(OutcomeKind.IMAGE_PULL_FAILED, str(reason), message, run_exit)
+    never_started = _never_started(pod, run_exit)
+    if never_started is not None:
+        return never_started[0]
     disruption = _pod_condition(status, "DisruptionTarget")
     if status.get("reason") == "Evicted" or disruption is not None:
         evidence = disruption or {}
@@ -178,16 +286,24 @@ def _run_exit_code(pods: Sequence[Mapping[str, Any]]) -> int | None:
 
 def _containers(pod: Mapping[str, Any]) -> Iterator[_Container]:
     status = pod.get("status") or {}
-    for entry in (*(status.get("initContainerStatuses") or ()), *(status.get("containerStatuses") or ())):
-        if not isinstance(entry, Mapping):
-            continue
-        state = entry.get("state") or {}
-        yield _Container(
-            _name(pod),
-            str(entry.get("name", "")),
-            state.get("waiting") if isinstance(state.get("waiting"), Mapping) else None,
-            state.get("terminated") if isinstance(state.get("terminated"), Mapping) else None,
-        )
+    for init, entries in (
+        (True, status.get("initContainerStatuses")),
+        (False, status.get("containerStatuses")),
+    ):
+        for entry in entries or ():
+            if isinstance(entry, Mapping):
+                yield _container(_name(pod), init, entry)
+
+
+def _container(pod: str, init: bool, entry: Mapping[str, Any]) -> _Container:
+    state = entry.get("state") or {}
+    return _Container(
+        pod,
+        str(entry.get("name", "")),
+        init,
+        state.get("waiting") if isinstance(state.get("waiting"), Mapping) else None,
+        state.get("terminated") if isinstance(state.get("terminated"), Mapping) else None,
+    )
 
 
 def _named(containers: Sequence[_Container], name: str) -> _Container | None:
@@ -198,9 +314,11 @@ def _name(pod: Mapping[str, Any]) -> str:
     return str((pod.get("metadata") or {}).get("name", "?"))
 
 
-def _pod_condition(status: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+def _pod_condition(
+    status: Mapping[str, Any], type_: str, *, status_: str = "True"
+) -> Mapping[str, Any] | None:
     for condition in status.get("conditions") or ():
-        if condition.get("type") == type_ and condition.get("status") == "True":
+        if condition.get("type") == type_ and condition.get("status") == status_:
             return condition  # type: ignore[no-any-return]
     return None
 

@@ -561,6 +561,52 @@ class Cluster:
         self._raise_unless_ok(answer, action)
         return True
 
+    async def pending_pods(self) -> list[dict[str, Any]]:
+        """bucketrun's pods in phase Pending (waiting to be scheduled, or a container waiting to start),
+        every page: where the watcher looks for pods that can never start."""
+        action = f"list pending pods in {self.namespace}"
+        found: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            answer = await self._send(
+                action,
+                self._core.list_namespaced_pod(
+                    self.namespace,
+                    label_selector=MANAGED_SELECTOR,
+                    field_selector="status.phase=Pending",
+                    limit=500,
+                    _continue=token,
+                    _preload_content=False,
+                    _request_timeout=self._timeout,
+                ),
+            )
+            self._raise_unless_ok(answer, action)
+            listing = status_object(answer.body)
+            items = listing.get("items")
+            found += [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+            token = (listing.get("metadata") or {}).get("continue") or None
+            if token is None:
+                return found
+
+    async def delete_job(self, name: str, uid: str) -> bool:
+        """Delete Job *name* and its pods (propagationPolicy Background) if it is still the Job with UID
+        *uid*; False when it is gone (404) or the name is another Job's now (409: the UID precondition)."""
+        action = f"delete Job {self.namespace}/{name}"
+        answer = await self._send(
+            action,
+            self._batch.delete_namespaced_job(
+                name,
+                self.namespace,
+                body={"propagationPolicy": "Background", "preconditions": {"uid": uid}},
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            ),
+        )
+        if answer.status in (404, 409):
+            return False
+        self._raise_unless_ok(answer, action)
+        return True
+
     # -- Leases, for leader election -----------------------------------------------------------------
 
     async def read_lease(self, name: str) -> dict[str, Any] | None:

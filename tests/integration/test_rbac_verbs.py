@@ -6,8 +6,9 @@ the apiserver's RBAC sees it: GET item = get, GET collection = list, ?watch = wa
 PUT = update, PATCH = patch, DELETE = delete, pods/log a resource of its own) give what it used:
 
 1. the dispatcher turns a MinIO event into a Job (ConfigMap, Job, the Job informer's list + watch);
-2. the watcher leads through the Lease (create, get, renew, release) and records the finished Job
-   (list + watch Jobs, list its pods, read its logs, annotate it);
+2. the watcher leads through the Lease (create, get, renew, release), records the finished Job
+   (list + watch Jobs, list its pods, read its logs, annotate it) and ends a Job whose pod can never
+   start (list the Pending pods, get the Job, record it, delete it);
 3. `bucketrun jobs list|show|logs` read the cluster as an operator does (Role `bucketrun-operator`);
 4. `bucketrun services apply|list|delete` manage the services' ConfigMaps and Secrets (Role
    `bucketrun-admin`): apply creates, finds unchanged and replaces an outdated ConfigMap, creates and
@@ -37,7 +38,7 @@ from tests.backends.rabbitmq import AmqpNames
 from tests.backends.s3 import S3Scope
 from tests.deploy_support import KUSTOMIZE, load_documents
 from tests.integration.stack import started, storage_settings, until
-from tests.integration.watcher_support import FDL, make_settings
+from tests.integration.watcher_support import FDL, job_doc, make_settings
 from tests.k8s_emulator import EmulatorControl
 from tests.k8s_emulator.resources import by_plural
 from watcher.app import run_watcher
@@ -112,6 +113,8 @@ def settings_for(names: AmqpNames, s3: S3Scope, kube: KubeTestEnv, fdl: Path, re
         retry_tiers=(1,),
         lease_renew_period=0.3,
         identity="rbac-watcher",
+        stuck_grace=0.5,
+        stuck_interval=0.2,
     )
 
 
@@ -154,11 +157,14 @@ async def test_each_role_grants_exactly_what_its_code_calls(amqp_names, s3, kube
     await until(count(control, namespace, "watch", "jobs"), "the dispatcher's Job watch counted")
     assert_same("bucketrun-dispatcher", used(control, namespace))
 
-    # 2. The watcher: leads through the Lease, records the finished Job, releases the Lease on stop.
+    # 2. The watcher: leads through the Lease, records the finished Job, ends a Job whose image cannot
+    # be pulled (the emulator's image-pull fault holds its pod Pending), releases the Lease on stop.
+    await _create_stuck_job(settings, control)
     control.reset_stats()
     async with started(partial(run_watcher, settings), "watcher"):
         await until(count(control, namespace, "patch", "jobs", code=200), "the Job annotated as recorded")
         await until(count(control, namespace, "update", "leases", code=200), "a Lease renewal")
+        await until(count(control, namespace, "delete", "jobs", code=200), "the stuck Job deleted")
     await until(count(control, namespace, "watch", "jobs"), "the watcher's Job watch counted")
     assert_same("bucketrun-watcher", used(control, namespace))
     assert control.request_count(verb="get", resource="pods", subresource="log", namespace=namespace)
@@ -229,6 +235,21 @@ async def test_the_admin_role_grants_exactly_what_services_apply_list_delete_cal
     calls |= used(control, namespace)
 
     assert_same("bucketrun-admin", calls)
+
+
+async def _create_stuck_job(settings: Settings, control: EmulatorControl) -> None:
+    """A Job whose `run` image cannot be pulled: its pod stays Pending, waiting with ImagePullBackOff."""
+    from kubernetes_asyncio import client  # noqa: PLC0415, TID251 - the test plays a user's Job
+
+    from tests.backends.kubernetes import api_client_for  # noqa: PLC0415
+
+    control.set_kubelet(failing_images=["registry.invalid/*"])
+    doc = job_doc("cannot-pull")
+    doc["spec"]["template"]["spec"]["containers"][0]["image"] = "registry.invalid/tools/upper:1.0"
+    doc["spec"]["template"]["metadata"]["labels"] = doc["metadata"]["labels"]  # as bucketrun's pods are
+    assert settings.cluster.kubeconfig is not None
+    async with await api_client_for(settings.cluster.kubeconfig) as api:
+        await client.BatchV1Api(api).create_namespaced_job(settings.cluster.namespace, doc)
 
 
 async def _tamper_with(settings: Settings, name: str) -> None:

@@ -1,0 +1,135 @@
+"""The stuck-Job sweep with a fake API: which Jobs it ends, in which order, and what it leaves alone."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from dispatcher.errors import TransientError
+from tests.unit.test_stuck import AFTER_INIT, GRACE, unschedulable_pod, waiting_run_pod
+from watcher.stuck_jobs import StuckJobSweep, owning_job
+
+LATER = AFTER_INIT + GRACE + timedelta(seconds=1)
+
+
+def job(name: str = "upper-abc", uid: str = "5b1f-job", **status: Any) -> dict[str, Any]:
+    return {"metadata": {"name": name, "uid": uid}, "status": status}
+
+
+class FakeApi:
+    """Pending pods, Jobs by name, and a log of the calls the sweep makes."""
+
+    def __init__(self, pods: list[dict[str, Any]], jobs: list[dict[str, Any]]) -> None:
+        self.pods = pods
+        self.jobs = {j["metadata"]["name"]: j for j in jobs}
+        self.calls: list[tuple[str, str]] = []
+        self.fail_delete: list[Exception] = []
+
+    async def pending_pods(self) -> list[dict[str, Any]]:
+        return copy.deepcopy(self.pods)
+
+    async def read_job(self, name: str) -> dict[str, Any] | None:
+        return copy.deepcopy(self.jobs.get(name))
+
+    async def delete_job(self, name: str, uid: str) -> bool:
+        self.calls.append(("delete", name))
+        if self.fail_delete:
+            raise self.fail_delete.pop(0)
+        found = self.jobs.get(name)
+        if found is None or found["metadata"]["uid"] != uid:
+            return False
+        del self.jobs[name]
+        self.pods = [p for p in self.pods if owning_job(p) != (name, uid)]
+        return True
+
+
+def sweep_over(api: FakeApi, now: datetime = LATER) -> StuckJobSweep:
+    async def record(doc: Any) -> bool:
+        api.calls.append(("record", doc["metadata"]["name"]))
+        return True
+
+    return StuckJobSweep(api, record, grace=GRACE.total_seconds(), interval=0.01, clock=lambda: now)
+
+
+def secret_pod() -> dict[str, Any]:
+    return waiting_run_pod("CreateContainerConfigError", 'secret "bucketrun-upper-secrets" not found')
+
+
+async def test_a_stuck_pods_job_is_recorded_then_deleted() -> None:
+    api = FakeApi([secret_pod()], [job()])
+    sweep = sweep_over(api)
+    assert await sweep.sweep() == 1
+    assert api.calls == [("record", "upper-abc"), ("delete", "upper-abc")]
+    assert api.jobs == {}
+    assert await sweep.sweep() == 0  # nothing left to do
+    assert (sweep.stats.sweeps, sweep.stats.ended) == (2, 1)
+
+
+async def test_pods_within_the_grace_or_on_their_way_are_left_alone() -> None:
+    creating = waiting_run_pod("ContainerCreating", "")
+    api = FakeApi([secret_pod(), creating], [job()])
+    assert await sweep_over(api, now=AFTER_INIT + GRACE - timedelta(seconds=1)).sweep() == 0
+    assert api.calls == []
+
+
+async def test_a_job_finished_meanwhile_replaced_or_gone_is_not_touched() -> None:
+    finished = job(conditions=[{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}])
+    for jobs in ([finished], [job(uid="a-new-job-of-that-name")], []):
+        api = FakeApi([secret_pod()], jobs)
+        assert await sweep_over(api).sweep() == 0
+        assert api.calls == []
+
+
+async def test_a_failed_delete_is_tried_again_at_the_next_sweep_and_the_record_is_not_lost() -> None:
+    # The record is written first: a delete that fails leaves a recorded Job, which the next sweep
+    # deletes (the Recorder skips a Job already marked recorded, keyed on its UID).
+    api = FakeApi([secret_pod()], [job()])
+    api.fail_delete.append(TransientError("delete Job: HTTP 503", kind="api-5xx"))
+    sweep = sweep_over(api)
+    assert await sweep.sweep() == 0
+    assert sweep.stats.failures == 1
+    assert await sweep.sweep() == 1
+    assert api.calls == [("record", "upper-abc"), ("delete", "upper-abc")] * 2
+    assert api.jobs == {}
+
+
+async def test_one_jobs_failure_does_not_stop_the_others() -> None:
+    other = unschedulable_pod()
+    other["metadata"]["ownerReferences"][0].update(name="other", uid="other-uid")
+    api = FakeApi([secret_pod(), other], [job(), job("other", "other-uid")])
+    api.fail_delete.append(TransientError("HTTP 500", kind="api-5xx"))
+    assert await sweep_over(api, now=datetime(2026, 3, 2, tzinfo=UTC)).sweep() == 1
+    assert list(api.jobs) == ["upper-abc"]
+
+
+async def test_run_keeps_sweeping_through_failed_lists() -> None:
+    api = FakeApi([secret_pod()], [job()])
+    failures = [TransientError("list pods: HTTP 503", kind="api-5xx")]
+    listing = api.pending_pods
+
+    async def flaky() -> list[dict[str, Any]]:
+        if failures:
+            raise failures.pop()
+        return await listing()
+
+    api.pending_pods = flaky  # type: ignore[method-assign]
+    sweep = sweep_over(api)
+    await sweep.run(max_sweeps=2)
+    assert (sweep.stats.sweeps, sweep.stats.failures, sweep.stats.ended) == (2, 1, 1)
+
+
+def test_the_owning_job_comes_from_the_controller_reference_else_the_labels() -> None:
+    pod = secret_pod()
+    assert owning_job(pod) == ("upper-abc", "5b1f-job")
+    del pod["metadata"]["ownerReferences"]
+    assert owning_job(pod) == ("upper-abc", "5b1f-job")
+    del pod["metadata"]["labels"]
+    assert owning_job(pod) is None
+
+
+def test_grace_and_interval_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        StuckJobSweep(FakeApi([], []), sweep_over(FakeApi([], []))._record, grace=0, interval=1)

@@ -1,0 +1,161 @@
+"""Ends Jobs whose pod can never start: records each with the pod's reason, then deletes it.
+
+On a cluster, a pod whose image cannot be pulled, whose Secret, ConfigMap or key does not exist, or
+that no node can take stays Pending until its Job's ``activeDeadlineSeconds`` (24 h by default): no
+record all that time, and a ``max_concurrent_jobs`` slot held. While leading, the watcher lists
+bucketrun's Pending pods every ``interval`` seconds; a pod that ``stuck_reason`` finds stuck for at
+least ``grace`` has its Job recorded (``classify`` names the pod's reason: ``config-error``,
+``image-pull-failed``, ``unschedulable``) and then deleted with its pods (propagationPolicy
+Background), so the slot comes back.
+
+Exactly once, keyed on the Job's UID like every record: the record is written and the Job marked
+before the delete, so a stop between the two leaves a recorded Job that the next sweep only deletes;
+the delete carries the UID as a precondition, so a new Job of the same name is never deleted, and a
+Job already gone is fine. A Job that finished meanwhile is left to the finished-Job watch. The
+handling of one Job runs shielded from cancellation, as the watch's does (``drain``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import structlog
+
+from dispatcher.constants import LABEL_JOB_CONTROLLER_UID, LABEL_JOB_NAME
+from dispatcher.errors import PermanentError, TransientError
+from dispatcher.jobs import finished_condition
+from watcher.completion import job_uid
+from watcher.outcome import Outcome, stuck_reason
+
+_log = structlog.get_logger(__name__)
+
+
+class StuckJobSource(Protocol):
+    """The API calls the sweep needs. Errors are bucketrun's."""
+
+    async def pending_pods(self) -> list[dict[str, Any]]:
+        """bucketrun's pods in phase Pending."""
+        ...
+
+    async def read_job(self, name: str) -> dict[str, Any] | None:
+        """Job *name*, or None when there is none."""
+        ...
+
+    async def delete_job(self, name: str, uid: str) -> bool:
+        """Delete Job *name* with its pods if its UID is *uid*; False when it is gone or another Job's."""
+        ...
+
+
+Recorder = Callable[[Mapping[str, Any]], Awaitable[object]]
+"""Records one Job (``Recorder.record``: skips a Job already marked recorded)."""
+
+
+def owning_job(pod: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(name, UID) of the Job that controls *pod*: its controller ownerReference, else its Job labels."""
+    metadata = pod.get("metadata") or {}
+    for owner in metadata.get("ownerReferences") or ():
+        if owner.get("controller") and owner.get("kind") == "Job" and owner.get("name") and owner.get("uid"):
+            return str(owner["name"]), str(owner["uid"])
+    labels = metadata.get("labels") or {}
+    name, uid = labels.get(LABEL_JOB_NAME), labels.get(LABEL_JOB_CONTROLLER_UID)
+    return (str(name), str(uid)) if name and uid else None
+
+
+@dataclass
+class SweepStats:
+    """What the sweep has done so far (for tests and logs)."""
+
+    sweeps: int = 0
+    """Looks at the Pending pods."""
+    ended: int = 0
+    """Jobs recorded and deleted (or found deleted) because their pod could never start."""
+    failures: int = 0
+    """Failed looks or Jobs (each tried again at the next sweep)."""
+
+
+class StuckJobSweep:
+    """Records and deletes the Jobs whose pods ``stuck_reason`` finds stuck, every *interval* seconds."""
+
+    def __init__(
+        self,
+        source: StuckJobSource,
+        record: Recorder,
+        *,
+        grace: float,
+        interval: float,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        if grace <= 0 or interval <= 0:
+            raise ValueError(f"grace and interval must be positive, got {grace} and {interval}")
+        self._source = source
+        self._record = record
+        self._grace = timedelta(seconds=grace)
+        self._interval = interval
+        self._clock = clock
+        self._in_hand: set[asyncio.Task[bool]] = set()
+        self.stats = SweepStats()
+
+    async def run(self, *, max_sweeps: int | None = None) -> None:
+        """Sweep every *interval* seconds until cancelled (or *max_sweeps* times, for tests)."""
+        while max_sweeps is None or self.stats.sweeps < max_sweeps:
+            try:
+                await self.sweep()
+            except TransientError as error:
+                self.stats.failures += 1
+                _log.warning("looking for pods that cannot start failed; trying again", error=str(error))
+            if max_sweeps is None or self.stats.sweeps < max_sweeps:
+                await asyncio.sleep(self._interval)
+
+    async def sweep(self) -> int:
+        """One look at the Pending pods; how many Jobs it ended. Errors of one Job are logged, not raised."""
+        self.stats.sweeps += 1
+        pods = await self._source.pending_pods()
+        now = self._clock()
+        ended = 0
+        for pod in pods:
+            outcome = stuck_reason(pod, now, self._grace)
+            owner = owning_job(pod) if outcome is not None else None
+            if outcome is None or owner is None:
+                continue
+            task = asyncio.create_task(self._end(*owner, outcome), name=f"end stuck Job {owner[0]}")
+            self._in_hand.add(task)
+            task.add_done_callback(self._in_hand.discard)
+            if await asyncio.shield(task):
+                ended += 1
+        return ended
+
+    async def drain(self, grace: float) -> bool:
+        """Wait (at most *grace* s) for the Job in hand to be recorded and deleted; True if it was."""
+        if not self._in_hand:
+            return True
+        _, late = await asyncio.wait(list(self._in_hand), timeout=grace)
+        for task in late:
+            task.cancel()
+        return not late
+
+    async def _end(self, name: str, uid: str, outcome: Outcome) -> bool:
+        """Record Job *name* (UID *uid*), then delete it; False when there was nothing to do or it failed."""
+        try:
+            job = await self._source.read_job(name)
+            if job is None or job_uid(job) != uid or finished_condition(job) is not None:
+                return False  # gone, replaced by a new Job of that name, or for the finished-Job watch
+            await self._record(job)
+            deleted = await self._source.delete_job(name, uid)
+        except (TransientError, PermanentError) as error:
+            self.stats.failures += 1
+            _log.warning("ending a Job whose pod cannot start failed", job=name, error=str(error))
+            return False
+        self.stats.ended += 1
+        _log.info(
+            "ended a Job whose pod cannot start",
+            job=name,
+            outcome=outcome.kind.value,
+            reason=outcome.reason,
+            detail=outcome.message,
+            deleted=deleted,
+        )
+        return True
