@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from dispatcher.errors import TransientError
+from dispatcher.errors import PermanentError, TransientError
 from tests.unit.test_stuck import AFTER_INIT, GRACE, unschedulable_pod, waiting_run_pod
+from watcher.completion import Recorder
 from watcher.stuck_jobs import StuckJobSweep, owning_job
 
 LATER = AFTER_INIT + GRACE + timedelta(seconds=1)
@@ -133,3 +134,68 @@ def test_the_owning_job_comes_from_the_controller_reference_else_the_labels() ->
 def test_grace_and_interval_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         StuckJobSweep(FakeApi([], []), sweep_over(FakeApi([], []))._record, grace=0, interval=1)
+
+
+# -- the Recorder records an unfinished Job only while its pod shows it can never start ------------------
+
+
+class FakeSide:
+    def __init__(self, pods: list[dict[str, Any]]) -> None:
+        self.pods_of_job = pods
+        self.marked: list[str] = []
+
+    async def pods(self, job: Any) -> list[dict[str, Any]]:
+        return copy.deepcopy(self.pods_of_job)
+
+    async def log(self, job: Any, pod: str, container: str, tail_lines: int) -> str | None:
+        return None
+
+    async def mark_recorded(self, job: Any) -> None:
+        self.marked.append(job["metadata"]["uid"])
+
+
+class FakeStore:
+    prefix = "records/"
+
+    def __init__(self) -> None:
+        self.written: list[dict[str, Any]] = []
+
+    async def read(self, service: str, name: str) -> None:
+        return None
+
+    async def read_outputs(self, service: str, name: str) -> None:
+        return None
+
+    async def write(self, record: dict[str, Any], logs: Any) -> None:
+        self.written.append(record)
+
+
+class FakeEvents:
+    def __init__(self) -> None:
+        self.published: list[str] = []
+
+    async def publish(self, record: Any) -> None:
+        self.published.append(record["uid"])
+
+
+def recorder_for(pods: list[dict[str, Any]]) -> tuple[Recorder, FakeSide, FakeStore, FakeEvents]:
+    side, store, events = FakeSide(pods), FakeStore(), FakeEvents()
+    return Recorder(side, store, events, tail_lines=10), side, store, events  # type: ignore[arg-type]
+
+
+async def test_a_stuck_jobs_record_says_why_its_pod_never_started() -> None:
+    recorder, side, store, events = recorder_for([secret_pod()])
+    assert await recorder.record(job())
+    (record,) = store.written
+    assert (record["outcome"], record["reason"]) == ("config-error", "CreateContainerConfigError")
+    assert events.published == side.marked == ["5b1f-job"]
+
+
+async def test_an_unfinished_job_whose_pod_got_going_again_is_not_recorded() -> None:
+    # The sweep decided on one listing; the Recorder reads the pods again: a pod that started meanwhile
+    # (the Secret was created) must not get a record, nor then be deleted.
+    recorder, side, store, events = recorder_for([waiting_run_pod("ContainerCreating", "")])
+    with pytest.raises(PermanentError) as raised:
+        await recorder.record(job())
+    assert raised.value.reason == "not-finished"
+    assert (store.written, events.published, side.marked) == ([], [], [])
