@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help setup system-deps test test-fast lint format demo bench soak mutant clean
+.PHONY: help setup system-deps servers test test-fast lint format demo bench soak mutant clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
@@ -23,7 +23,10 @@ $(STAMP): pyproject.toml
 
 setup: system-deps $(STAMP) ## Install everything the demo and the tests need
 
-test: setup ## Run the whole test suite against real servers (prints the backends it chose)
+servers: ## Build MinIO and mc from source (versions in .ci/servers.env) into ~/.cache/bucketrun/servers (or BUCKETRUN_SERVERS_DIR), once per version
+	@bash .ci/build-servers
+
+test: setup servers ## Run the whole test suite against real servers (prints the backends it chose)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## Only the pure unit tests (no servers)

@@ -16,6 +16,7 @@ from tests.backends.leaks import descendants
 pytest_plugins = [
     "tests.backends.rabbitmq",
     "tests.backends.s3",
+    "tests.backends.minio_server",
     "tests.backends.kubernetes",
 ]
 

@@ -1,8 +1,10 @@
 """The stager against a real S3 server over HTTP, with real presigned grants from `dispatcher.storage`.
 
-moto checks neither signatures nor POST policies, so these prove the stager's requests are well-formed
-and aimed at the right objects; the grants' restrictions are tested in test_storage. The last tests run
-a whole rendered pod (stage-in, the wrapper and script, stage-out) through the local runner.
+Against the general S3 server (moto where nothing else answers, which checks neither signatures nor POST
+policies) these prove the stager's requests are well-formed and aimed at the right objects; against the
+MinIO built from source (`minio_s3`, `make servers`) the stager's uploads meet a real policy check, and
+what it refuses is tested in test_storage. The last tests run a whole rendered pod (stage-in, the wrapper
+and script, stage-out) through the local runner, on both servers.
 """
 
 from __future__ import annotations
@@ -44,19 +46,16 @@ ROOT = Path(__file__).resolve().parents[2]
 FAST = RetryPolicy(window=5.0, base=0.01, cap=0.05, timeout=5.0)
 
 
-def storage_for(endpoint: S3Endpoint) -> Storage:
-    return Storage(
-        StorageSettings.model_validate(
-            {
-                "endpoint": endpoint.endpoint,
-                "access_key": endpoint.access_key,
-                "secret_key": endpoint.secret_key,
-                "region": endpoint.region,
-                "secure": endpoint.secure,
-                "request_timeout": 5.0,
-            }
-        )
-    )
+def storage_for(endpoint: S3Endpoint, **overrides) -> Storage:
+    values = {
+        "endpoint": endpoint.endpoint,
+        "access_key": endpoint.access_key,
+        "secret_key": endpoint.secret_key,
+        "region": endpoint.region,
+        "secure": endpoint.secure,
+        "request_timeout": 5.0,
+    }
+    return Storage(StorageSettings.model_validate(values | overrides))
 
 
 def service(
@@ -247,6 +246,27 @@ def test_failed_script_uploads_only_when_always(s3, buckets, tmp_path, upload, e
     assert [m["key"] for m in manifest] == expected
 
 
+def test_stage_out_to_minio_uploads_what_the_policy_allows_and_fails_on_the_rest(minio_s3, tmp_path, capfd):
+    inputs, outputs = minio_s3.bucket("in"), minio_s3.bucket("out")
+    svc = service(inputs, [{"bucket": outputs, "folder": "out"}])
+    given = storage_for(minio_s3.endpoint, max_upload_bytes=8).grants_for(
+        svc, inputs, "in/x", expires=timedelta(hours=1)
+    )
+    env = out_env(tmp_path, svc, given)
+    write_outputs(Path(env["TMP_OUTPUT_DIR"]), {"fits.txt": b"8 bytes!", "too big.txt": b"9 bytes!!"})
+    finish_script(Path(env["BUCKETRUN_STATE_DIR"]), 0)
+
+    assert main(["out"], env) == 2
+
+    assert keys(minio_s3, outputs) == ["out/fits.txt"]
+    manifest = json.loads((Path(env["BUCKETRUN_STATE_DIR"]) / MANIFEST_FILE).read_text())
+    assert manifest == [{"bucket": outputs, "key": "out/fits.txt", "size": 8}]
+    out, err = capfd.readouterr()
+    assert f"FAILED to upload 'too big.txt' to bucket '{outputs}': HTTP 400 EntityTooLarge" in out
+    assert "retrying" not in out
+    assert_no_secrets(out + err, given)
+
+
 def test_killed_run_process_ends_stage_out_promptly_with_exit_3(s3, buckets, tmp_path):
     inputs, images, _ = buckets
     svc = service(inputs, [{"bucket": images}])
@@ -432,13 +452,15 @@ async def run_pod(s3_endpoint: S3Endpoint, inputs: str, outputs: str, script: st
     return outcome, logs, given
 
 
-async def test_whole_pod_upper_cases_the_input_into_the_output_bucket(s3_endpoint, s3, tmp_path):
-    inputs, outputs = s3.bucket("in"), s3.bucket("out")
+@pytest.mark.parametrize("store", ["s3", "minio_s3"])
+async def test_whole_pod_upper_cases_the_input_into_the_output_bucket(request, store, tmp_path):
+    scope: S3Scope = request.getfixturevalue(store)
+    inputs, outputs = scope.bucket("in"), scope.bucket("out")
     script = 'tr a-z A-Z < "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/out.txt"'
-    outcome, logs, given = await run_pod(s3_endpoint, inputs, outputs, script, tmp_path)
+    outcome, logs, given = await run_pod(scope.endpoint, inputs, outputs, script, tmp_path)
 
     assert outcome.phase == "Succeeded", (outcome, logs)
-    assert await storage_for(s3_endpoint).get_object(outputs, "out/out.txt") == b"HELLO FROM THE BUCKET\n"
+    assert await storage_for(scope.endpoint).get_object(outputs, "out/out.txt") == b"HELLO FROM THE BUCKET\n"
     assert "uploaded 'out.txt'" in logs["stage-out"]
     assert_no_secrets("".join(logs.values()), given)
 

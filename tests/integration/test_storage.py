@@ -1,16 +1,22 @@
 """The storage adapter against a real S3 server over HTTP: grants used as a job's stager uses them.
 
-Against moto (no signature or policy checks) these prove the URLs and forms are well-formed and aimed at
-the right objects; what a policy forbids is checked on the signed document in tests/unit/test_storage.py,
-and for real by the refusal test below where a MinIO answers.
+The general S3 server (`s3_endpoint`; moto where nothing else answers, which checks no signature or
+policy) proves the URLs and forms are well-formed and aimed at the right objects. What the grants forbid
+is proved against the MinIO built from source (`minio_s3`, `make servers`), which enforces signatures and
+POST policies, in every run including CI: each refusal comes with the legitimate request it differs from
+by one thing, accepted by the same server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import urllib.error
 import urllib.request
-from datetime import timedelta
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
@@ -28,7 +34,9 @@ from tests.backends.s3 import S3Endpoint, S3Scope
 pytestmark = pytest.mark.integration
 
 
-def storage_for(s3_server: S3Endpoint, **overrides) -> Storage:
+def storage_for(
+    s3_server: S3Endpoint, *, clock: Callable[[], datetime] | None = None, **overrides
+) -> Storage:
     values = {
         "endpoint": s3_server.endpoint,
         "access_key": s3_server.access_key,
@@ -37,7 +45,8 @@ def storage_for(s3_server: S3Endpoint, **overrides) -> Storage:
         "secure": s3_server.secure,
         "request_timeout": 5.0,
     }
-    return Storage(StorageSettings.model_validate(values | overrides))
+    settings = StorageSettings.model_validate(values | overrides)
+    return Storage(settings) if clock is None else Storage(settings, clock=clock)
 
 
 def service_for(inputs: str, outputs: str) -> ServiceDefinition:
@@ -57,16 +66,40 @@ def download(url: str) -> bytes:
         return response.read()
 
 
-async def upload(grant: OutputGrant, key: str, data: bytes) -> tuple[int, str]:
+def download_status(url: str) -> tuple[int, str]:
+    """The HTTP status and body of a GET, refusals included."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - a presigned http(s) URL
+            return response.status, response.read().decode(errors="replace")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(errors="replace")
+
+
+@dataclass(frozen=True)
+class Post:
+    """One form POST made with an output grant: where to, with which fields, which key and what content."""
+
+    url: str
+    fields: dict[str, str]
+    key: str
+    data: bytes
+
+
+async def post(attempt: Post) -> tuple[int, str]:
     """POST a file the way a browser (and the stager) does: the policy's fields, then the file last."""
     form = aiohttp.FormData()
-    for name, value in grant.form_fields.items():
+    for name, value in attempt.fields.items():
         form.add_field(name, value)
-    form.add_field("key", key)
+    form.add_field("key", attempt.key)
     form.add_field("Content-Type", "text/plain")
-    form.add_field("file", data, filename="out.txt", content_type="text/plain")
-    async with aiohttp.ClientSession() as session, session.post(grant.url, data=form) as response:
+    form.add_field("file", attempt.data, filename="out.txt", content_type="text/plain")
+    async with aiohttp.ClientSession() as session, session.post(attempt.url, data=form) as response:
         return response.status, await response.text()
+
+
+async def upload(grant: OutputGrant, key: str, data: bytes) -> tuple[int, str]:
+    """POST *data* as *key* with the grant as it was given."""
+    return await post(Post(grant.url, dict(grant.form_fields), key, data))
 
 
 @pytest.fixture
@@ -116,23 +149,6 @@ async def test_presigned_post_uploads_under_the_output_folder(s3_endpoint, bucke
     assert [item.key for item in listed] == ["results/copy/x.txt"]
 
 
-async def test_presigned_post_outside_the_folder_is_refused(s3_endpoint, buckets):
-    # The MinIO variant (testcontainers where a Docker engine answers, or BUCKETRUN_TEST_S3_ENDPOINT):
-    # only a real S3 server enforces the policy; moto checks none. Decided at run time, since which
-    # server the fixture picked is known only once it has run.
-    if s3_endpoint.backend == "moto":
-        pytest.skip(
-            "MinIO variant (testcontainers, needs a Docker engine, or BUCKETRUN_TEST_S3_ENDPOINT): moto "
-            "enforces no POST policy; the policy document is unit-tested in tests/unit/test_storage.py"
-        )
-    inputs, outputs = buckets
-    storage = storage_for(s3_endpoint)
-    grants = storage.grants_for(service_for(inputs, outputs), inputs, "in/x.txt", expires=timedelta(hours=1))
-    status, _ = await upload(grants.outputs[0], "elsewhere/x.txt", b"sneaky")
-    assert status == 403
-    assert await storage.list(outputs, "elsewhere/") == ()
-
-
 async def test_missing_object_and_bucket_are_permanent(s3_endpoint, buckets):
     inputs, _ = buckets
     storage = storage_for(s3_endpoint)
@@ -151,3 +167,120 @@ async def test_unreachable_server_is_transient(s3_endpoint):
         await storage.stat("some-bucket", "k")
     assert caught.value.kind == "storage-connection"
     assert isinstance(caught.value.__cause__, Exception)
+
+
+# -- what only a real server enforces: the MinIO built from source (`make servers`) ------------------------
+
+MAX_BYTES = 16  # the grants' content-length-range in these tests
+KEY = "results/copy/x.txt"  # inside the output folder of service_for()
+
+
+@pytest.fixture
+def minio_buckets(minio_s3: S3Scope) -> tuple[str, str]:
+    return minio_s3.bucket("in"), minio_s3.bucket("out")
+
+
+def output_grant(
+    endpoint: S3Endpoint,
+    buckets: tuple[str, str],
+    *,
+    clock: Callable[[], datetime] | None = None,
+    expires: timedelta = timedelta(hours=1),
+) -> OutputGrant:
+    """The grant a job gets for its one output, with uploads limited to MAX_BYTES."""
+    inputs, outputs = buckets
+    storage = storage_for(endpoint, clock=clock, max_upload_bytes=MAX_BYTES)
+    (grant,) = storage.grants_for(service_for(inputs, outputs), inputs, "in/x.txt", expires=expires).outputs
+    return grant
+
+
+def widened(fields: dict[str, str]) -> dict[str, str]:
+    """The form fields with the signed policy rewritten to allow any key, the signature left as it was."""
+    policy = json.loads(base64.b64decode(fields["policy"]))
+    policy["conditions"] = [
+        ["starts-with", "$key", ""] if cond[:2] == ["starts-with", "$key"] else cond
+        for cond in policy["conditions"]
+    ]
+    return fields | {"policy": base64.b64encode(json.dumps(policy).encode()).decode()}
+
+
+def other_signature(fields: dict[str, str]) -> dict[str, str]:
+    """The form fields with the last hex digit of the signature changed."""
+    signature = fields["x-amz-signature"]
+    return fields | {"x-amz-signature": signature[:-1] + ("0" if signature[-1] != "0" else "1")}
+
+
+CONDITION_FAILED = ("<Code>AccessDenied</Code>", "Invalid according to Policy: Policy Condition failed")
+SIGNATURE_WRONG = ("<Code>SignatureDoesNotMatch</Code>",)
+
+# Each attempt differs from the legitimate upload (KEY, MAX_BYTES bytes, the grant as given) by one thing;
+# the server's answer: status and what its error body must say.
+ATTEMPTS: dict[str, tuple[Callable[[Post, str], Post], int, tuple[str, ...]]] = {
+    "within the grant": (lambda p, _: p, 204, ()),
+    "key outside the folder": (lambda p, _: replace(p, key="elsewhere/x.txt"), 403, CONDITION_FAILED),
+    "key in a sibling folder": (lambda p, _: replace(p, key="results/copycat/x.txt"), 403, CONDITION_FAILED),
+    "one byte over the size limit": (
+        lambda p, _: replace(p, data=p.data + b"x"),
+        400,
+        ("<Code>EntityTooLarge</Code>",),
+    ),
+    "another bucket": (
+        lambda p, inputs: replace(p, url=p.url.rsplit("/", 1)[0] + f"/{inputs}"),
+        403,
+        CONDITION_FAILED,
+    ),
+    "policy widened after signing": (
+        lambda p, _: replace(p, key="elsewhere/x.txt", fields=widened(p.fields)),
+        403,
+        SIGNATURE_WRONG,
+    ),
+    "signature altered": (lambda p, _: replace(p, fields=other_signature(p.fields)), 403, SIGNATURE_WRONG),
+}
+
+
+@pytest.mark.parametrize("attempt", list(ATTEMPTS))
+async def test_minio_enforces_the_post_policy(minio_endpoint, minio_buckets, attempt):
+    inputs, outputs = minio_buckets
+    grant = output_grant(minio_endpoint, minio_buckets)
+    change, status, says = ATTEMPTS[attempt]
+    made = change(Post(grant.url, dict(grant.form_fields), KEY, b"x" * MAX_BYTES), inputs)
+
+    answer, body = await post(made)
+
+    assert answer == status, body
+    assert all(text in body for text in says), body
+    storage = storage_for(minio_endpoint)
+    written = [item.key for bucket in (inputs, outputs) for item in await storage.list(bucket, "")]
+    assert written == ([KEY] if status == 204 else [])
+
+
+async def test_minio_refuses_an_expired_post_policy(minio_endpoint, minio_buckets):
+    signed = datetime.now(UTC) - timedelta(minutes=2)  # within the clock skew S3 allows for signing
+    grant = output_grant(minio_endpoint, minio_buckets, clock=lambda: signed, expires=timedelta(minutes=1))
+
+    status, body = await upload(grant, KEY, b"late")
+
+    assert status == 403, body
+    assert "<Code>AccessDenied</Code>" in body
+    assert "Invalid according to Policy: Policy expired" in body
+    assert await storage_for(minio_endpoint).list(minio_buckets[1], "") == ()
+
+
+async def test_minio_serves_a_presigned_get_for_exactly_one_object_until_it_expires(
+    minio_endpoint, minio_buckets
+):
+    inputs, outputs = minio_buckets
+    storage = storage_for(minio_endpoint)
+    await storage.put_object(inputs, "in/x.txt", b"the input")
+    await storage.put_object(inputs, "in/other.txt", b"not this one")
+    service = service_for(inputs, outputs)
+    url = storage.grants_for(service, inputs, "in/x.txt", expires=timedelta(hours=1)).input_url
+    signed = datetime.now(UTC) - timedelta(minutes=2)
+    late = storage_for(minio_endpoint, clock=lambda: signed)
+    expired = late.grants_for(service, inputs, "in/x.txt", expires=timedelta(minutes=1)).input_url
+
+    assert await asyncio.to_thread(download_status, url) == (200, "the input")
+    status, body = await asyncio.to_thread(download_status, url.replace("/in/x.txt?", "/in/other.txt?"))
+    assert (status, "<Code>SignatureDoesNotMatch</Code>" in body) == (403, True), body
+    status, body = await asyncio.to_thread(download_status, expired)
+    assert (status, "<Message>Request has expired</Message>" in body) == (403, True), body
