@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -38,3 +38,27 @@ async def cancel_all(tasks: Iterable[asyncio.Future[T]]) -> None:
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
+
+
+class InHand:
+    """Units of work a cancellation must not cut in half (a record, its event and its mark): each runs
+    as a task of its own, shielded; ``drain`` lets those in hand finish when their caller stops."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def run(self, work: Coroutine[Any, Any, T], *, name: str) -> T:
+        """Run *work* to its end even if the awaiting task is cancelled meanwhile; its result."""
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return await asyncio.shield(task)
+
+    async def drain(self, grace: float) -> bool:
+        """Wait (at most *grace* s) for the work in hand; cancel what is late. True if none was."""
+        if not self._tasks:
+            return True
+        _, late = await asyncio.wait(list(self._tasks), timeout=grace)
+        for task in late:
+            task.cancel()
+        return not late

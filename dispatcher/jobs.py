@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from dispatcher.constants import LABEL_SERVICE
@@ -40,6 +41,18 @@ def job_service(job: Mapping[str, Any]) -> str | None:
     labels = (job.get("metadata") or {}).get("labels") or {}
     service = labels.get(LABEL_SERVICE)
     return service if isinstance(service, str) and service else None
+
+
+def api_time(value: object) -> datetime | None:
+    """An RFC 3339 timestamp of a Kubernetes document (``2026-01-02T03:04:05Z``) as an aware datetime
+    (naive = UTC); None when absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def finished_condition(job: Mapping[str, Any]) -> str | None:

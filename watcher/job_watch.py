@@ -28,6 +28,7 @@ import structlog
 from dispatcher.backoff import backoff_delay
 from dispatcher.cluster import DocumentPage
 from dispatcher.cluster.list_watch import PAGE_SIZE, ListWatch, ListWatchStats
+from dispatcher.concurrency import InHand
 from dispatcher.errors import PermanentError, TransientError
 from dispatcher.jobs import finished_condition, job_name
 from watcher.completion import is_recorded, job_uid
@@ -97,7 +98,7 @@ class FinishedJobWatch(ListWatch):
         """UIDs queued or being handled."""
         self._done: set[str] = set()
         """UIDs handled here whose recorded mark the watch has not shown yet (stale events may come)."""
-        self._in_hand: set[asyncio.Task[None]] = set()
+        self._in_hand = InHand()
 
     async def run(self, *, max_cycles: int | None = None) -> None:
         """List, watch and record until cancelled (or for *max_cycles* list/watch calls, for tests)."""
@@ -116,12 +117,7 @@ class FinishedJobWatch(ListWatch):
 
     async def drain(self, grace: float) -> bool:
         """Wait (at most *grace* s) for the Jobs in hand to be handled; True if they all were."""
-        if not self._in_hand:
-            return True
-        _, late = await asyncio.wait(list(self._in_hand), timeout=grace)
-        for task in late:
-            task.cancel()
-        return not late
+        return await self._in_hand.drain(grace)
 
     async def _relist(self) -> str:
         continue_token: str | None = None
@@ -164,10 +160,7 @@ class FinishedJobWatch(ListWatch):
         while True:
             job = await self._queue.get()
             try:
-                task = asyncio.create_task(self._handle_until_done(job), name=f"record {job_name(job)}")
-                self._in_hand.add(task)
-                task.add_done_callback(self._in_hand.discard)
-                await asyncio.shield(task)
+                await self._in_hand.run(self._handle_until_done(job), name=f"record {job_name(job)}")
             finally:
                 self._queue.task_done()
 

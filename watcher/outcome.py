@@ -45,7 +45,7 @@ from dispatcher.constants import (
     EXIT_INPUT_FORBIDDEN,
     EXIT_INPUT_MISSING,
 )
-from dispatcher.jobs import finished_condition
+from dispatcher.jobs import api_time, finished_condition
 
 IMAGE_PULL_REASONS: Final = frozenset(
     {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
@@ -182,12 +182,12 @@ def _never_started(pod: Mapping[str, Any], run_exit: int | None) -> tuple[Outcom
         if found is not None:
             kind, reason, detail = found
             message = f"container {container.name} of pod {container.pod}: {detail}"
-            since = _time(status.get("startTime")) if container.init else _turn_of_containers(pod)
+            since = api_time(status.get("startTime")) if container.init else _turn_of_containers(pod)
             return Outcome(kind, reason, message, run_exit), since
     scheduled = _pod_condition(status, "PodScheduled", status_="False")
     if scheduled is not None and scheduled.get("reason") == UNSCHEDULABLE:
         detail = scheduled.get("message") or "no node can run it"
-        since = _time(scheduled.get("lastTransitionTime")) or _time(
+        since = api_time(scheduled.get("lastTransitionTime")) or api_time(
             (pod.get("metadata") or {}).get("creationTimestamp")
         )
         outcome = Outcome(OutcomeKind.UNSCHEDULABLE, UNSCHEDULABLE, f"pod {_name(pod)}: {detail}", run_exit)
@@ -214,19 +214,8 @@ def _turn_of_containers(pod: Mapping[str, Any]) -> datetime | None:
     status = pod.get("status") or {}
     initialized = _pod_condition(status, "Initialized")
     if initialized is not None and initialized.get("lastTransitionTime"):
-        return _time(initialized["lastTransitionTime"])
-    return _time(status.get("startTime"))
-
-
-def _time(text: Any) -> datetime | None:
-    """An RFC 3339 timestamp of the API (``2026-01-02T03:04:05Z``), or None when absent or unreadable."""
-    if not isinstance(text, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None
+        return api_time(initialized["lastTransitionTime"])
+    return api_time(status.get("startTime"))
 
 
 def _pod_evidence(pod: Mapping[str, Any], run_exit: int | None) -> Outcome | None:

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from dispatcher.concurrency import InHand
 from dispatcher.constants import LABEL_JOB_CONTROLLER_UID, LABEL_JOB_NAME
 from dispatcher.errors import PermanentError, TransientError
 from dispatcher.jobs import finished_condition
@@ -96,7 +97,7 @@ class StuckJobSweep:
         self._grace = timedelta(seconds=grace)
         self._interval = interval
         self._clock = clock
-        self._in_hand: set[asyncio.Task[bool]] = set()
+        self._in_hand = InHand()
         self.stats = SweepStats()
 
     async def run(self, *, max_sweeps: int | None = None) -> None:
@@ -121,21 +122,13 @@ class StuckJobSweep:
             owner = owning_job(pod) if outcome is not None else None
             if outcome is None or owner is None:
                 continue
-            task = asyncio.create_task(self._end(*owner, outcome), name=f"end stuck Job {owner[0]}")
-            self._in_hand.add(task)
-            task.add_done_callback(self._in_hand.discard)
-            if await asyncio.shield(task):
+            if await self._in_hand.run(self._end(*owner, outcome), name=f"end stuck Job {owner[0]}"):
                 ended += 1
         return ended
 
     async def drain(self, grace: float) -> bool:
         """Wait (at most *grace* s) for the Job in hand to be recorded and deleted; True if it was."""
-        if not self._in_hand:
-            return True
-        _, late = await asyncio.wait(list(self._in_hand), timeout=grace)
-        for task in late:
-            task.cancel()
-        return not late
+        return await self._in_hand.drain(grace)
 
     async def _end(self, name: str, uid: str, outcome: Outcome) -> bool:
         """Record Job *name* (UID *uid*), then delete it; False when there was nothing to do or it failed."""

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from dispatcher.constants import ANNOTATION_EVENT_TIME
+from dispatcher.jobs import api_time
 from watcher.records import finished_at
 
 
@@ -31,27 +32,16 @@ def job_timings(job: Mapping[str, Any], recorded_at: datetime) -> JobTimings:
     """The stage durations of the finished *job*, recorded at *recorded_at*."""
     metadata = job.get("metadata") or {}
     status = job.get("status") or {}
-    event = _instant((metadata.get("annotations") or {}).get(ANNOTATION_EVENT_TIME))
-    created = _instant(metadata.get("creationTimestamp"))
-    started = _instant(status.get("startTime"))
-    finished = _instant(finished_at(job))
+    event = api_time((metadata.get("annotations") or {}).get(ANNOTATION_EVENT_TIME))
+    created = api_time(metadata.get("creationTimestamp"))
+    started = api_time(status.get("startTime"))
+    finished = api_time(finished_at(job))
     return JobTimings(
         created_to_started=_between(created, started),
         started_to_finished=_between(started, finished),
         finished_to_recorded=_between(finished, recorded_at),
         end_to_end=_between(event, recorded_at),
     )
-
-
-def _instant(value: object) -> datetime | None:
-    """An RFC 3339 timestamp as an aware datetime (naive = UTC); None when absent or unreadable."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _between(start: datetime | None, end: datetime | None) -> float | None:

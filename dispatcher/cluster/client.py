@@ -291,28 +291,11 @@ class Cluster:
 
     async def list_config_maps(self, label_selector: str = MANAGED_SELECTOR) -> list[dict[str, Any]]:
         """The namespace's ConfigMaps matching *label_selector* (default: bucketrun's), all pages."""
-        action = f"list ConfigMaps in {self.namespace}"
-        found: list[dict[str, Any]] = []
-        token: str | None = None
-        while True:
-            answer = await self._send(
-                action,
-                self._core.list_namespaced_config_map(
-                    self.namespace,
-                    label_selector=label_selector,
-                    limit=500,
-                    _continue=token,
-                    _preload_content=False,
-                    _request_timeout=self._timeout,
-                ),
-            )
-            self._raise_unless_ok(answer, action)
-            listing = status_object(answer.body)
-            items = listing.get("items")
-            found += [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
-            token = (listing.get("metadata") or {}).get("continue") or None
-            if token is None:
-                return found
+        return await self._list_all(
+            f"list ConfigMaps in {self.namespace}",
+            self._core.list_namespaced_config_map,
+            label_selector=label_selector,
+        )
 
     async def delete_config_map(self, name: str) -> bool:
         """Delete ConfigMap *name*; False when it did not exist."""
@@ -564,29 +547,12 @@ class Cluster:
     async def pending_pods(self) -> list[dict[str, Any]]:
         """bucketrun's pods in phase Pending (waiting to be scheduled, or a container waiting to start),
         every page: where the watcher looks for pods that can never start."""
-        action = f"list pending pods in {self.namespace}"
-        found: list[dict[str, Any]] = []
-        token: str | None = None
-        while True:
-            answer = await self._send(
-                action,
-                self._core.list_namespaced_pod(
-                    self.namespace,
-                    label_selector=MANAGED_SELECTOR,
-                    field_selector="status.phase=Pending",
-                    limit=500,
-                    _continue=token,
-                    _preload_content=False,
-                    _request_timeout=self._timeout,
-                ),
-            )
-            self._raise_unless_ok(answer, action)
-            listing = status_object(answer.body)
-            items = listing.get("items")
-            found += [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
-            token = (listing.get("metadata") or {}).get("continue") or None
-            if token is None:
-                return found
+        return await self._list_all(
+            f"list pending pods in {self.namespace}",
+            self._core.list_namespaced_pod,
+            label_selector=MANAGED_SELECTOR,
+            field_selector="status.phase=Pending",
+        )
 
     async def delete_job(self, name: str, uid: str) -> bool:
         """Delete Job *name* and its pods (propagationPolicy Background) if it is still the Job with UID
@@ -728,6 +694,32 @@ class Cluster:
         except (aiohttp.ClientError, TimeoutError, ConnectionError) as error:
             raise _mapped(error, action) from error
         return _Answer(response.status, response.headers, body)
+
+    async def _list_all(
+        self, action: str, list_page: Callable[..., Any], **query: Any
+    ) -> list[dict[str, Any]]:
+        """Every item of a namespaced list, page after page (500 a page), as the API sent them."""
+        found: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            answer = await self._send(
+                action,
+                list_page(
+                    self.namespace,
+                    limit=500,
+                    _continue=token,
+                    _preload_content=False,
+                    _request_timeout=self._timeout,
+                    **query,
+                ),
+            )
+            self._raise_unless_ok(answer, action)
+            listing = status_object(answer.body)
+            items = listing.get("items")
+            found += [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+            token = (listing.get("metadata") or {}).get("continue") or None
+            if token is None:
+                return found
 
     @staticmethod
     def _raise_unless_ok(answer: _Answer, action: str) -> None:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from dispatcher.concurrency import all_or_none, both
+from dispatcher.concurrency import InHand, all_or_none, both
 from dispatcher.errors import TransientError
 
 
@@ -74,3 +74,33 @@ async def test_both_returns_a_typed_pair() -> None:
         return "seven"
 
     assert await both(number(), text()) == (7, "seven")
+
+
+async def test_work_in_hand_outlives_its_callers_cancellation_and_drain_waits_for_it() -> None:
+    in_hand = InHand()
+    release, done = asyncio.Event(), []
+
+    async def unit() -> str:
+        await release.wait()
+        done.append("finished")
+        return "ok"
+
+    caller = asyncio.create_task(in_hand.run(unit(), name="unit"))
+    await asyncio.sleep(0)  # the unit starts
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert done == []  # the caller is gone; the unit is still in hand
+    release.set()
+    assert await in_hand.drain(5.0)
+    assert done == ["finished"]
+
+
+async def test_drain_cancels_what_is_late() -> None:
+    in_hand = InHand()
+    caller = asyncio.create_task(in_hand.run(asyncio.sleep(60), name="slow"))
+    await asyncio.sleep(0)
+    assert not await in_hand.drain(0.01)
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert await in_hand.drain(0.01)  # nothing left in hand

@@ -388,10 +388,10 @@ def seen(at: float, *, exit_code=None, pid=42, process=ALIVE, expired=False) -> 
     return Observation(at=at, exit_code=exit_code, pid=pid, process=process, expired=expired)
 
 
-def run_decisions(observations, grace=2.0):
+def run_decisions(observations, grace=2.0, start_timeout=900.0):
     state, verdicts = WatchState(), []
     for observation in observations:
-        state, verdict = decide(state, observation, grace=grace)
+        state, verdict = decide(state, observation, grace=grace, start_timeout=start_timeout)
         verdicts.append(verdict)
     return verdicts
 
@@ -424,30 +424,22 @@ def test_reused_pid_counts_as_gone():
     assert verdicts == [None, None, Killed(42)]
 
 
-def run_start(observations, start_timeout):
-    state, verdicts = WatchState(), []
-    for observation in observations:
-        state, verdict = decide(state, observation, start_timeout=start_timeout)
-        verdicts.append(verdict)
-    return verdicts
-
-
 def test_a_run_container_that_never_starts_ends_the_wait_after_the_start_timeout():
     # The clock runs from stage-out's first look, not from zero.
     observations = [seen(t, pid=None, process=None) for t in (1000, 1100, 1599, 1600)]
-    assert run_start(observations, start_timeout=600) == [None, None, None, NeverStarted(600)]
+    assert run_decisions(observations, start_timeout=600) == [None, None, None, NeverStarted(600)]
 
 
 def test_a_pid_or_an_exit_code_within_the_start_timeout_stops_that_clock():
     started = [seen(0, pid=None, process=None), seen(5), seen(700), seen(5000)]
-    assert run_start(started, start_timeout=600) == [None] * 4
+    assert run_decisions(started, start_timeout=600) == [None] * 4
     fast = [seen(0, pid=None, process=None), seen(599, exit_code=0, pid=None, process=None)]
-    assert run_start(fast, start_timeout=600) == [None, Finished(0)]
+    assert run_decisions(fast, start_timeout=600) == [None, Finished(0)]
 
 
 def test_expiry_before_the_start_timeout_is_expiry():
     observations = [seen(0, pid=None, process=None), seen(10, pid=None, process=None, expired=True)]
-    assert run_start(observations, start_timeout=600) == [None, Expired()]
+    assert run_decisions(observations, start_timeout=600) == [None, Expired()]
 
 
 @pytest.mark.parametrize(
