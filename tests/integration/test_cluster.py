@@ -340,3 +340,34 @@ async def test_the_executor_is_built_from_the_cluster_settings(kube):
     assert runs_in_cluster(None, {"KUBERNETES_SERVICE_HOST": "10.0.0.1"}) is True
     assert runs_in_cluster(kube.kubeconfig, {"KUBERNETES_SERVICE_HOST": "10.0.0.1"}) is False
     assert runs_in_cluster(None, {}) is False
+
+
+async def test_pending_pods_and_a_delete_that_takes_only_the_job_of_that_uid_with_its_pods(kube, cluster):
+    # What the watcher's stuck-Job sweep calls: the Pending pods (one held by the image-pull fault), then
+    # a delete with the Job's UID as precondition (Background: the pods go too).
+    kube.require_control().set_kubelet("instant", failing_images=["registry.invalid/*"])
+    stuck = job("stuck")
+    stuck["spec"]["template"]["spec"]["containers"][0]["image"] = "registry.invalid/tools/upper:1.0"
+    await cluster.create_job(stuck)
+    await cluster.create_job(job("fine"))
+
+    async def pending_names() -> list[str]:
+        return sorted(pod["metadata"]["name"] for pod in await cluster.pending_pods())
+
+    async with asyncio.timeout(WITHIN):
+        while not (names := await pending_names()):  # noqa: ASYNC110 - the kubelet works in the server
+            await asyncio.sleep(0.05)
+    assert [name.rsplit("-", 1)[0] for name in names] == ["stuck"]
+    found = await cluster.read_job("stuck")
+    assert found is not None
+    uid = found["metadata"]["uid"]
+
+    assert not await cluster.delete_job("stuck", "the-uid-of-another-job")  # 409 on the precondition
+    assert await cluster.read_job("stuck") is not None
+    assert await cluster.delete_job("stuck", uid)
+    assert await cluster.read_job("stuck") is None
+    async with asyncio.timeout(WITHIN):
+        while await pending_names():  # noqa: ASYNC110 - the garbage collector works in the server
+            await asyncio.sleep(0.05)
+    assert not await cluster.delete_job("stuck", uid)  # gone: 404
+    assert await cluster.read_job("fine") is not None
