@@ -42,6 +42,10 @@ class MemoryStore:
     async def read(self, service: str, name: str) -> dict[str, Any] | None:
         del service, name
 
+    async def read_outputs(self, service: str, name: str) -> None:
+        """No manifest: the outputs come from the stage-out log, as for a Job without one."""
+        del service, name
+
     async def write(self, record: dict[str, Any], logs: dict[str, str]) -> None:
         self.written[str(record["uid"])] = sum(len(text) for text in logs.values())
 

@@ -36,7 +36,7 @@ from dispatcher.lifecycle import until_stopped
 from dispatcher.metrics import WatcherMetrics, export_flags, new_registry
 from dispatcher.settings import Settings
 from dispatcher.storage import Storage
-from watcher.completion import ClusterSide, LocalSide, Recorder
+from watcher.completion import ClusterSide, JobSide, LocalSide, Recorder
 from watcher.completion_events import CompletionEvents
 from watcher.job_watch import FinishedJobWatch
 from watcher.leader import LeaderElector
@@ -123,17 +123,20 @@ async def run_watcher(
             await events.declare()
         except PermanentError as error:
             raise StartupError(str(error)) from error
-        tail_lines = settings.watcher.log_tail_lines
-        work: Coroutine[Any, Any, None]
-        if executor is not None:
-            state.recorder = Recorder(
-                LocalSide(executor),
+
+        def recorder_on(side: JobSide) -> Recorder:
+            return Recorder(
+                side,
                 store,
                 events,
-                tail_lines=tail_lines,
+                tail_lines=settings.watcher.log_tail_lines,
                 log_read_timeout=settings.watcher.log_read_timeout,
                 metrics=metrics,
             )
+
+        work: Coroutine[Any, Any, None]
+        if executor is not None:
+            state.recorder = recorder_on(LocalSide(executor))
             metrics.leader.set(1)  # one process by construction (the state directory's lock)
             work = _record_local(executor, state.recorder, settings)
         else:
@@ -142,14 +145,7 @@ async def run_watcher(
             except ClusterConfigError as error:
                 raise StartupError(str(error)) from error
             cleanup.push_async_callback(cluster.close)
-            recorder = Recorder(
-                ClusterSide(cluster),
-                store,
-                events,
-                tail_lines=tail_lines,
-                log_read_timeout=settings.watcher.log_read_timeout,
-                metrics=metrics,
-            )
+            recorder = recorder_on(ClusterSide(cluster))
             elector = LeaderElector(
                 cluster,
                 settings.watcher.lease_name,

@@ -5,14 +5,14 @@ what stage-out stores when some uploads fail or the manifest cannot be stored; t
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.backends.http_stub import serving
 from tests.integration.stack import until
 from tests.integration.test_end_to_end import Stack, running_stack
 from tests.integration.test_stage import FAST, dirs, finish_script, write_outputs
@@ -110,15 +110,8 @@ class _Storage(BaseHTTPRequestHandler):
 @pytest.fixture
 def storage_server() -> Iterator[tuple[str, type[_Storage]]]:
     handler = type("Storage", (_Storage,), {"puts": [], "put_failures": 0})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", handler
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(handler) as url:
+        yield url, handler
 
 
 MANIFEST_SIGNATURE = "feedface0123456789manifest"

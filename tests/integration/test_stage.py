@@ -14,11 +14,10 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -31,6 +30,7 @@ from dispatcher.rendering.render import JobRenderer
 from dispatcher.services import ServiceDefinition, load_services_text
 from dispatcher.settings import StorageSettings
 from dispatcher.storage import Storage
+from tests.backends.http_stub import serving
 from tests.backends.s3 import S3Endpoint, S3Scope
 from watcher.stage import main
 from watcher.staging.completion import EXIT_CODE_FILE, PID_FILE, Watcher
@@ -343,15 +343,8 @@ class _Flaky(BaseHTTPRequestHandler):
 @pytest.fixture
 def flaky_server() -> Iterator[tuple[str, type[_Flaky]]]:
     handler = type("Flaky", (_Flaky,), {"failures_left": 3, "bodies": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/bucket", handler
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(handler) as url:
+        yield f"{url}/bucket", handler
 
 
 def flaky_env(tmp_path: Path, url: str) -> dict[str, str]:
