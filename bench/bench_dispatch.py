@@ -43,19 +43,19 @@ import aio_pika  # noqa: TID251 - the bench plays MinIO and measures the bare cl
 import structlog
 from kubernetes_asyncio import client, config  # noqa: TID251 - the bench measures the bare client, watches Jobs
 
-from dispatcher.amqp import AmqpClient, Topology
-from dispatcher.app import run_dispatcher
-from dispatcher.constants import ANNOTATION_KEY, LABEL_MANAGED_BY
-from dispatcher.events import build_message
-from dispatcher.handlers import Catalog
-from dispatcher.ingress import plan_ingress
-from dispatcher.job_creation import JobCreator
+from bucketrun.devtools.moto_server import start_moto
+from dispatcher.adapters.amqp import AmqpClient, Topology
+from dispatcher.adapters.s3.storage import Storage
+from dispatcher.domain.constants import ANNOTATION_KEY, LABEL_MANAGED_BY
+from dispatcher.domain.events import build_message
+from dispatcher.domain.ingress import plan_ingress
+from dispatcher.fdl import load_services
+from dispatcher.fdl.catalog import Catalog
+from dispatcher.process.app import run_dispatcher
+from dispatcher.process.job_creation import JobCreator
 from dispatcher.rendering.context import RenderSettings
 from dispatcher.rendering.render import JobRenderer
-from dispatcher.s3_server import start_moto
-from dispatcher.services import load_services
-from dispatcher.settings import Settings
-from dispatcher.storage import Storage
+from dispatcher.runtime.settings import Settings
 from tests.k8s_emulator import WRITE_VERBS, EmulatorControl, run_emulator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -920,19 +920,23 @@ class Bench:
 # -- the profile -----------------------------------------------------------------------------------------
 
 HOT_PATH: tuple[tuple[str, str, str], ...] = (
-    ("dispatcher/handlers.py", "on_ingress", "ingress handler: parse, route, create directly or hand over"),
-    ("dispatcher/ingress.py", "plan_ingress", "  parse + route the MinIO message"),
-    ("dispatcher/handlers.py", "_create_direct", "  direct create: the per-Job work below"),
-    ("dispatcher/amqp/publisher.py", "publish", "  confirmed publish to a service queue (CPU part)"),
-    ("dispatcher/handlers.py", "on_task", "service-queue handler: the per-Job work below"),
-    ("dispatcher/job_creation.py", "prepare_event", "per Job, either path: presign + render"),
-    ("dispatcher/storage.py", "grants_for", "  presign (GET + POST policies)"),
+    (
+        "dispatcher/process/handlers.py",
+        "on_ingress",
+        "ingress handler: parse, route, create directly or hand over",
+    ),
+    ("dispatcher/domain/ingress.py", "plan_ingress", "  parse + route the MinIO message"),
+    ("dispatcher/process/handlers.py", "_create_direct", "  direct create: the per-Job work below"),
+    ("dispatcher/adapters/amqp/publisher.py", "publish", "  confirmed publish to a service queue (CPU part)"),
+    ("dispatcher/process/handlers.py", "on_task", "service-queue handler: the per-Job work below"),
+    ("dispatcher/process/job_creation.py", "prepare_event", "per Job, either path: presign + render"),
+    ("dispatcher/adapters/s3/storage.py", "grants_for", "  presign (GET + POST policies)"),
     ("dispatcher/rendering/render.py", "_render", "  render (Jinja, skeleton, checks), both objects"),
     ("dispatcher/rendering/render.py", "render_job", "    Job"),
     ("dispatcher/rendering/render.py", "render_config_map", "    ConfigMap (the same for every Job)"),
     ("yaml/__init__.py", "load", "    YAML parsing of the rendered text (both)"),
     ("dispatcher/rendering/manifest_checks.py", "check_manifest", "    manifest checks (both)"),
-    ("dispatcher/cluster/client.py", "create_job", "per Job: create Job (CPU part of the request)"),
+    ("dispatcher/adapters/kube/client.py", "create_job", "per Job: create Job (CPU part of the request)"),
 )
 IDLE = "idle (waiting in epoll)"
 _NOT_WORK = ("/asyncio/", "/cProfile.py", "/contextlib.py", "bench_dispatch.py")

@@ -18,12 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from dispatcher.events import ObjectEvent, build_message, parse_message
-from dispatcher.identity import job_name, object_version
+from dispatcher.domain.events import ObjectEvent, build_message, parse_message
+from dispatcher.domain.identity import job_name, object_version
+from dispatcher.domain.routing import Router
+from dispatcher.fdl import ServiceDefinition, load_services_text
 from dispatcher.rendering.context import placeholder_grants
 from dispatcher.rendering.render import JobRenderer
-from dispatcher.routing import Router
-from dispatcher.services import ServiceDefinition, load_services_text
 
 BUCKETS = 10
 SUFFIXES = (".jpg", ".png", ".tif", ".csv")

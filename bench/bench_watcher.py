@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dispatcher.cluster import Cluster
-from dispatcher.constants import LABEL_MANAGED_BY, LABEL_SERVICE, MANAGED_BY
+from dispatcher.adapters.kube import Cluster
+from dispatcher.domain.constants import LABEL_MANAGED_BY, LABEL_SERVICE, MANAGED_BY
 from tests.k8s_emulator import run_emulator
 from watcher.completion import ClusterSide, Recorder
 from watcher.job_watch import FinishedJobWatch

@@ -24,8 +24,8 @@ from bench_dispatch import api_client_for, bench_job, create_namespace, latency_
 from bench_watcher import MemoryEvents, MemoryStore
 from kubernetes_asyncio import client  # noqa: TID251 - the bench measures the bare client's watch
 
-from dispatcher.cluster import Cluster
-from dispatcher.constants import (
+from dispatcher.adapters.kube import Cluster
+from dispatcher.domain.constants import (
     CONTAINER_RUN,
     CONTAINER_STAGE_IN,
     CONTAINER_STAGE_OUT,
@@ -33,7 +33,7 @@ from dispatcher.constants import (
     LABEL_SERVICE,
     MANAGED_BY,
 )
-from dispatcher.jobs import finished_condition
+from dispatcher.domain.jobs import finished_condition
 from watcher.completion import ClusterSide, Recorder
 from watcher.job_watch import FinishedJobWatch
 

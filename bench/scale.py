@@ -1,6 +1,6 @@
 """Dispatcher and watcher as their own processes: memory and CPU with N tracked Jobs, and the 10k burst.
 
-Each process is started as a pod would start it (``python -m dispatcher.cli dispatcher|watcher``,
+Each process is started as a pod would start it (``python -m bucketrun.cli.main dispatcher|watcher``,
 configured by ``BUCKETRUN_*`` variables only), so its RSS and CPU are its own: read from
 ``/proc/<pid>/status`` (VmRSS, VmHWM = peak) and ``/proc/<pid>/stat`` (user + system time).
 
@@ -43,8 +43,8 @@ from bench_dispatch import (
 )
 from kubernetes_asyncio import client  # noqa: TID251 - the bench pre-loads and lists Jobs with the bare client
 
-from dispatcher.constants import ANNOTATION_KEY, LABEL_MANAGED_BY, LABEL_SERVICE, MANAGED_BY
-from dispatcher.settings import Settings
+from dispatcher.domain.constants import ANNOTATION_KEY, LABEL_MANAGED_BY, LABEL_SERVICE, MANAGED_BY
+from dispatcher.runtime.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -156,7 +156,7 @@ def started_child(command: str, settings: Settings, log: Path) -> Iterator[Child
     port = free_port()
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "dispatcher.cli", command],
+            [sys.executable, "-m", "bucketrun.cli.main", command],
             env=child_environment(settings, port),
             stdout=sink,
             stderr=subprocess.STDOUT,

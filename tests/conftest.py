@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from dispatcher.logs import LIBRARY_LOGGERS
+from dispatcher.runtime.logs import LIBRARY_LOGGERS
 from tests.backends import chosen_backends
 from tests.backends.leaks import descendants
 

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from prometheus_client import CollectorRegistry
 
-from dispatcher.metrics import DispatcherMetrics, WatcherMetrics, export_flags, new_registry
+from dispatcher.runtime.metrics import DispatcherMetrics, WatcherMetrics, export_flags, new_registry
 from tests.script_modules import load_script
 
 REPO = Path(__file__).resolve().parents[1]

@@ -25,22 +25,23 @@ from typing import Any
 import structlog
 from prometheus_client import CollectorRegistry
 
-from dispatcher.amqp import AmqpClient
-from dispatcher.app import StartupError, connect_amqp, load_catalog
-from dispatcher.backoff import backoff_delay
-from dispatcher.cluster import Cluster, ClusterConfigError
-from dispatcher.errors import PermanentError, TransientError
-from dispatcher.executors.local import LocalExecutor
-from dispatcher.http_endpoints import serve_endpoints
-from dispatcher.lifecycle import until_stopped
-from dispatcher.metrics import WatcherMetrics, export_flags, new_registry
-from dispatcher.settings import Settings
-from dispatcher.storage import Storage
+from dispatcher.adapters.amqp import AmqpClient
+from dispatcher.adapters.amqp.connect import connect_amqp
+from dispatcher.adapters.kube import Cluster, ClusterConfigError
+from dispatcher.adapters.s3.storage import Storage
+from dispatcher.domain.backoff import backoff_delay
+from dispatcher.domain.errors import PermanentError, StartupError, TransientError
+from dispatcher.domain.outcome import OutcomeKind
+from dispatcher.executors.local.executor import LocalExecutor
+from dispatcher.fdl.catalog import load_catalog
+from dispatcher.runtime.lifecycle import until_stopped
+from dispatcher.runtime.metrics import WatcherMetrics, export_flags, new_registry
+from dispatcher.runtime.probes import serve_endpoints
+from dispatcher.runtime.settings import Settings
 from watcher.completion import ClusterSide, JobSide, LocalSide, Recorder
 from watcher.completion_events import CompletionEvents
 from watcher.job_watch import FinishedJobWatch
 from watcher.leader import LeaderElector
-from watcher.outcome import OutcomeKind
 from watcher.records import RecordStore
 from watcher.stuck_jobs import StuckJobSweep
 

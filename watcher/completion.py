@@ -25,22 +25,22 @@ from typing import Any, Final, Protocol
 
 import structlog
 
-from dispatcher.cluster import Cluster
-from dispatcher.concurrency import all_or_none, both
-from dispatcher.constants import (
+from dispatcher.adapters.kube import Cluster
+from dispatcher.domain.constants import (
     ANNOTATION_BUCKET,
     ANNOTATION_KEY,
     ANNOTATION_RECORDED,
     ANNOTATION_VERSION,
     CONTAINER_STAGE_OUT,
 )
-from dispatcher.errors import PermanentError, TransientError
-from dispatcher.executors.local import LocalExecutor
-from dispatcher.jobs import job_name, job_service
-from dispatcher.metrics import WatcherMetrics
-from dispatcher.retrying import OutOfTimeError, retry_within
+from dispatcher.domain.errors import PermanentError, TransientError
+from dispatcher.domain.jobs import job_name, job_service
+from dispatcher.domain.outcome import NOT_FINISHED, classify
+from dispatcher.executors.local.executor import LocalExecutor
+from dispatcher.runtime.concurrency import all_or_none, both
+from dispatcher.runtime.metrics import WatcherMetrics
+from dispatcher.runtime.retrying import OutOfTimeError, retry_within
 from watcher.completion_events import CompletionEvents
-from watcher.outcome import NOT_FINISHED, classify
 from watcher.records import OutputList, RecordStore, build_record, container_names, output_keys, tail
 from watcher.timings import job_timings
 

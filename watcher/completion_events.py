@@ -13,8 +13,8 @@ from typing import Any, Final
 
 import structlog
 
-from dispatcher.amqp import AmqpClient
-from dispatcher.errors import TransientError
+from dispatcher.adapters.amqp import AmqpClient
+from dispatcher.domain.errors import TransientError
 from watcher.records import encode
 
 _log = structlog.get_logger(__name__)

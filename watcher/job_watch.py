@@ -1,6 +1,6 @@
 """Finds finished, unrecorded Jobs: list + watch of bucketrun's Jobs, each handed to the recorder once.
 
-The loop is the informer's (``dispatcher.cluster.list_watch``), over full Job documents instead of
+The loop is the informer's (``dispatcher.adapters.kube.list_watch``), over full Job documents instead of
 counts: list every Job with bucketrun's ``managed-by`` label in pages, watch from the list's
 resourceVersion with bookmarks, watch again from the last resourceVersion when a stream ends, list
 again on 410 Expired, back off (capped, full jitter, Retry-After honoured) on errors and on streams
@@ -25,12 +25,12 @@ from typing import Any, Protocol
 
 import structlog
 
-from dispatcher.backoff import backoff_delay
-from dispatcher.cluster import DocumentPage
-from dispatcher.cluster.list_watch import PAGE_SIZE, ListWatch, ListWatchStats
-from dispatcher.concurrency import InHand
-from dispatcher.errors import PermanentError, TransientError
-from dispatcher.jobs import finished_condition, job_name
+from dispatcher.adapters.kube import DocumentPage
+from dispatcher.adapters.kube.list_watch import PAGE_SIZE, ListWatch, ListWatchStats
+from dispatcher.domain.backoff import backoff_delay
+from dispatcher.domain.errors import PermanentError, TransientError
+from dispatcher.domain.jobs import finished_condition, job_name
+from dispatcher.runtime.concurrency import InHand
 from watcher.completion import is_recorded, job_uid
 
 _log = structlog.get_logger(__name__)

@@ -27,14 +27,14 @@ from typing import Any, Protocol
 
 import structlog
 
-from dispatcher.constants import LABEL_MANAGED_BY, MANAGED_BY
-from dispatcher.errors import BucketrunError
+from dispatcher.domain.constants import LABEL_MANAGED_BY, MANAGED_BY
+from dispatcher.domain.errors import BucketrunError
 
 _log = structlog.get_logger(__name__)
 
 
 class LeaseApi(Protocol):
-    """The Lease calls of ``dispatcher.cluster.Cluster``."""
+    """The Lease calls of ``dispatcher.adapters.kube.Cluster``."""
 
     async def read_lease(self, name: str) -> dict[str, Any] | None:
         """The Lease, or None when it does not exist."""

@@ -11,7 +11,7 @@ Job's UID is complete, and a watcher that finds it skips the write (records are 
 writing the same record again would be harmless anyway).
 
 **Output keys** come from ``outputs.json``, which stage-out PUTs into the record folder through a
-presigned grant of exactly that key (``dispatcher.services.records_location`` names it for both
+presigned grant of exactly that key (``dispatcher.fdl.records_location`` names it for both
 sides), listing everything it uploaded, also after a partial failure. The watcher reads at most
 ``MAX_MANIFEST_BYTES`` of it and the record lists at most ``MAX_OUTPUTS`` objects (it says when it was
 cut short; the manifest beside it stays complete). A Job without a manifest (rendered before there
@@ -22,7 +22,7 @@ Fields of ``status.json`` (schema ``bucketrun.io/job-record/v1``):
 
 - ``schema``, ``service``, ``job``, ``namespace``, ``uid``: what the record is of;
 - ``bucket``, ``key``, ``version``: the object version that triggered the Job;
-- ``outcome``, ``reason``, ``message``, ``exit_code``: how it ended (``watcher.outcome``);
+- ``outcome``, ``reason``, ``message``, ``exit_code``: how it ended (``dispatcher.domain.outcome``);
 - ``created``, ``started``, ``finished``: the Job's timestamps;
 - ``outputs``: ``[{"bucket", "key"}]``, what stage-out uploaded, in order, at most ``MAX_OUTPUTS``;
 - ``outputs_source``: ``manifest`` (from ``outputs.json``: complete), ``log`` (no manifest: the upload
@@ -33,7 +33,7 @@ Fields of ``status.json`` (schema ``bucketrun.io/job-record/v1``):
 - ``logs_missing``: container → why its log is not stored (no pod, no log, or reads that kept failing
   for ``BUCKETRUN_WATCHER__LOG_READ_TIMEOUT`` seconds).
 
-The record builders are pure; ``RecordStore`` does the storage I/O through ``dispatcher.storage``.
+The record builders are pure; ``RecordStore`` does the storage I/O through ``dispatcher.adapters.s3.storage``.
 """
 
 from __future__ import annotations
@@ -44,14 +44,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from dispatcher.concurrency import all_or_none
-from dispatcher.constants import ANNOTATION_BUCKET, ANNOTATION_KEY, ANNOTATION_VERSION
-from dispatcher.errors import PermanentError
-from dispatcher.jobs import finished_condition, job_name, job_service
-from dispatcher.services.records_location import outputs_manifest_key, record_folder
-from dispatcher.storage import Storage
-from watcher.outcome import Outcome
-from watcher.staging.report import UPLOADED_EVENT
+from dispatcher.adapters.s3.storage import Storage
+from dispatcher.domain.constants import ANNOTATION_BUCKET, ANNOTATION_KEY, ANNOTATION_VERSION
+from dispatcher.domain.errors import PermanentError
+from dispatcher.domain.jobs import finished_condition, job_name, job_service
+from dispatcher.domain.outcome import Outcome
+from dispatcher.fdl.records_location import outputs_manifest_key, record_folder
+from dispatcher.runtime.concurrency import all_or_none
+from job_templates.stager.report import UPLOADED_EVENT
 
 STATUS_FILE: Final = "status.json"
 LOGS_DIR: Final = "logs"

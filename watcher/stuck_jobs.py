@@ -25,12 +25,12 @@ from typing import Any, Protocol
 
 import structlog
 
-from dispatcher.concurrency import InHand
-from dispatcher.constants import LABEL_JOB_CONTROLLER_UID, LABEL_JOB_NAME
-from dispatcher.errors import PermanentError, TransientError
-from dispatcher.jobs import finished_condition
+from dispatcher.domain.constants import LABEL_JOB_CONTROLLER_UID, LABEL_JOB_NAME
+from dispatcher.domain.errors import PermanentError, TransientError
+from dispatcher.domain.jobs import finished_condition
+from dispatcher.domain.outcome import Outcome, stuck_reason
+from dispatcher.runtime.concurrency import InHand
 from watcher.completion import job_uid
-from watcher.outcome import Outcome, stuck_reason
 
 _log = structlog.get_logger(__name__)
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from dispatcher.constants import ANNOTATION_EVENT_TIME
-from dispatcher.jobs import api_time
+from dispatcher.domain.constants import ANNOTATION_EVENT_TIME
+from dispatcher.domain.jobs import api_time
 from watcher.records import finished_at
 
 

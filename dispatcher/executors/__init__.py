@@ -7,7 +7,7 @@ the same rendered pod as local processes. Import the one you need from its modul
 
 from __future__ import annotations
 
+from dispatcher.domain.jobs import CreateOutcome
 from dispatcher.executors.base import Executor
-from dispatcher.jobs import CreateOutcome
 
 __all__ = ["CreateOutcome", "Executor"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from dispatcher.jobs import CreateOutcome
+from dispatcher.domain.jobs import CreateOutcome
 from dispatcher.rendering.secrets import ServiceSecret
 
 

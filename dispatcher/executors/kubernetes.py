@@ -6,12 +6,12 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from dispatcher.cluster import Cluster
-from dispatcher.errors import TransientError
-from dispatcher.jobs import CreateOutcome
-from dispatcher.ratelimit import TokenBucket
+from dispatcher.adapters.kube import Cluster
+from dispatcher.domain.errors import TransientError
+from dispatcher.domain.jobs import CreateOutcome
 from dispatcher.rendering.secrets import ServiceSecret
-from dispatcher.settings import ClusterSettings
+from dispatcher.runtime.ratelimit import TokenBucket
+from dispatcher.runtime.settings import ClusterSettings
 
 
 async def connect_kubernetes_executor(settings: ClusterSettings) -> KubernetesExecutor:

@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dispatcher import constants as c
-from dispatcher.events import ObjectEvent
-from dispatcher.identity import job_name, object_version, parts_digest
+from dispatcher.domain import constants as c
+from dispatcher.domain.events import ObjectEvent
+from dispatcher.domain.identity import job_name, object_version, parts_digest
+from dispatcher.fdl import OutputPath, ServiceDefinition
 from dispatcher.rendering.secrets import secret_name
-from dispatcher.services import OutputPath, ServiceDefinition
 
 
 class RenderError(ValueError):
@@ -219,8 +219,8 @@ def job_context(
         "stager": {
             "image": settings.stager_image,
             "pull_policy": settings.stager_pull_policy,
-            "stage_in_command": ["python", "-m", "watcher.stage", "in"],
-            "stage_out_command": ["python", "-m", "watcher.stage", "out"],
+            "stage_in_command": ["python", "-m", "job_templates.stager", "in"],
+            "stage_out_command": ["python", "-m", "job_templates.stager", "out"],
             "stage_in_env": [
                 {"name": "BUCKETRUN_INPUT_URL", "value": grants.input_url},
                 {"name": "INPUT_FILE_PATH", "value": input_path},

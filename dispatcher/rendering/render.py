@@ -11,7 +11,8 @@ import jinja2
 import yaml
 
 import job_templates
-from dispatcher.events import ObjectEvent
+from dispatcher.domain.events import ObjectEvent
+from dispatcher.fdl import ServiceDefinition
 from dispatcher.rendering.context import (
     RenderError,
     RenderSettings,
@@ -27,8 +28,7 @@ from dispatcher.rendering.template_env import (
     make_environment,
     recording_slots,
 )
-from dispatcher.services import ServiceDefinition
-from dispatcher.settings import ClusterSettings
+from dispatcher.runtime.settings import ClusterSettings
 
 DEFAULT_TEMPLATE_DIR = Path(job_templates.__file__).resolve().parent
 JOB_TEMPLATE = "job.yaml.j2"

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from pydantic import SecretStr
 
-from dispatcher import constants as c
-from dispatcher.services import ServiceDefinition
+from dispatcher.domain import constants as c
+from dispatcher.fdl import ServiceDefinition
 
 
 def secret_name(service: str) -> str:

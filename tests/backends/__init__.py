@@ -12,7 +12,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from dispatcher.s3_server import free_port, port_open
+from bucketrun.devtools.moto_server import free_port, port_open
 
 __all__ = [
     "BackendChoice",

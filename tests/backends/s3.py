@@ -23,7 +23,7 @@ import urllib3
 from minio import Minio  # noqa: TID251 - test infrastructure talks to S3 directly
 from minio.deleteobjects import DeleteObject  # noqa: TID251
 
-from dispatcher.s3_server import start_moto
+from bucketrun.devtools.moto_server import start_moto
 from tests.backends import docker_available, import_quietly, record_backend
 
 BOOT_TIMEOUT = 30.0

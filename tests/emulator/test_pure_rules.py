@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from dispatcher.local_runner import ContainerState
+from dispatcher.executors.local.runner import ContainerState
 from tests.k8s_emulator import job_policy, pod_status
 from tests.k8s_emulator.errors import ApiError
 from tests.k8s_emulator.faults import FaultInjector, FaultPlan, FaultRule

@@ -25,12 +25,12 @@ import aiohttp
 import pytest
 from pydantic import BaseModel, SecretStr
 
-from dispatcher.settings import ENV_DELIMITER, ENV_PREFIX, Settings
+from dispatcher.runtime.settings import ENV_DELIMITER, ENV_PREFIX, Settings
 from tests.backends import free_port
 from tests.integration.stack import until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-COMMAND = (sys.executable, "-m", "dispatcher.cli", "dispatcher")
+COMMAND = (sys.executable, "-m", "bucketrun.cli.main", "dispatcher")
 """What a pod runs (``bucketrun dispatcher``), with this interpreter."""
 READY_WITHIN = 45.0
 """Seconds a child may take to answer ``/readyz`` 200 (interpreter start, informer sync, topology)."""

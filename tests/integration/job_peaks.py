@@ -15,7 +15,7 @@ from typing import Any
 
 from kubernetes_asyncio import client, watch  # noqa: TID251 - the test observes the API directly
 
-from dispatcher.constants import LABEL_MANAGED_BY, LABEL_SERVICE, MANAGED_BY
+from dispatcher.domain.constants import LABEL_MANAGED_BY, LABEL_SERVICE, MANAGED_BY
 from tests.backends.kubernetes import KubeTestEnv, api_client_for
 
 _FINISHED = {"Complete", "Failed"}

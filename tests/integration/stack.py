@@ -12,7 +12,7 @@ from typing import Any
 import aio_pika  # noqa: TID251 - the tests play MinIO: they publish its bucket notifications
 import pytest
 
-from dispatcher.events import build_message
+from dispatcher.domain.events import build_message
 from tests.backends.rabbitmq import AmqpNames
 from tests.backends.s3 import S3Endpoint
 

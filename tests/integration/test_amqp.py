@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 import aio_pika  # noqa: TID251 - the tests play MinIO's part and read queues directly
 import pytest
 
-from dispatcher.amqp import AlreadySettledError, AmqpClient, Delivery, Settlement, headers
-from dispatcher.errors import PermanentError, TransientError
-from dispatcher.events import build_message
-from dispatcher.settings import AmqpSettings
+from dispatcher.adapters.amqp import AlreadySettledError, AmqpClient, Delivery, Settlement, headers
+from dispatcher.domain.errors import PermanentError, TransientError
+from dispatcher.domain.events import build_message
+from dispatcher.runtime.settings import AmqpSettings
 from tests.backends import free_port
 from tests.backends.rabbit_node import PrivateRabbitNode
 from tests.backends.rabbitmq import AmqpNames

@@ -10,7 +10,7 @@ import urllib.request
 import aio_pika  # noqa: TID251 - exercising the broker directly
 import pytest
 
-from dispatcher.s3_server import start_moto
+from bucketrun.devtools.moto_server import start_moto
 from tests.backends import port_open
 from tests.backends.rabbit_node import PrivateRabbitNode
 from tests.backends.rabbitmq import AmqpNames

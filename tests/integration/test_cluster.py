@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client  # noqa: TID251 - the tests drive the API directly too
 
-from dispatcher.cluster import Cluster, CreateOutcome, runs_in_cluster
-from dispatcher.constants import LABEL_MANAGED_BY, LABEL_SERVICE, MANAGED_BY
-from dispatcher.errors import PermanentError, TransientError
+from dispatcher.adapters.kube import Cluster, CreateOutcome, runs_in_cluster
+from dispatcher.domain.constants import LABEL_MANAGED_BY, LABEL_SERVICE, MANAGED_BY
+from dispatcher.domain.errors import PermanentError, TransientError
 from dispatcher.executors.kubernetes import KubernetesExecutor, connect_kubernetes_executor
-from dispatcher.ratelimit import TokenBucket
-from dispatcher.settings import ClusterSettings
+from dispatcher.runtime.ratelimit import TokenBucket
+from dispatcher.runtime.settings import ClusterSettings
 from tests.backends import free_port
 from tests.emulator.helpers import wait_for
 from tests.k8s_emulator import WRITE_VERBS

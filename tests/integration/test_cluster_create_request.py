@@ -15,8 +15,8 @@ import pytest
 from aiohttp import web
 from kubernetes_asyncio import client  # noqa: TID251 - building the API client the adapter is given
 
-from dispatcher.cluster import Cluster
-from dispatcher.jobs import CreateOutcome
+from dispatcher.adapters.kube import Cluster
+from dispatcher.domain.jobs import CreateOutcome
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from bucketrun.devtools.demo import SAMPLES
 from tests.backends.rabbitmq import AmqpNames
 from tests.backends.s3 import S3Scope
-from watcher.demo import SAMPLES
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +54,7 @@ async def test_demo_once_ends_with_every_sample_s_outputs_in_the_output_bucket(
     demo = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "dispatcher.cli",
+        "bucketrun.cli.main",
         "demo",
         "--once",
         "--timeout",

@@ -16,11 +16,11 @@ import pytest
 import structlog
 from kubernetes_asyncio import client  # noqa: TID251 - the test inspects the cluster
 
-from dispatcher.app import run_dispatcher
-from dispatcher.events import build_message, parse_message
-from dispatcher.identity import job_name, object_version
-from dispatcher.metrics import new_registry
-from dispatcher.settings import Settings
+from dispatcher.domain.events import build_message, parse_message
+from dispatcher.domain.identity import job_name, object_version
+from dispatcher.process.app import run_dispatcher
+from dispatcher.runtime.metrics import new_registry
+from dispatcher.runtime.settings import Settings
 from tests.backends.kubernetes import KubeTestEnv
 from tests.backends.rabbitmq import AmqpNames
 from tests.backends.s3 import S3Endpoint

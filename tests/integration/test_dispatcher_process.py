@@ -24,10 +24,10 @@ import aio_pika  # noqa: TID251 - the test plays MinIO and inspects queue depths
 import pytest
 from pydantic import SecretStr
 
-from dispatcher.constants import ANNOTATION_KEY, CONTAINER_RUN, LABEL_SERVICE
-from dispatcher.events import parse_message
-from dispatcher.identity import job_name, object_version
-from dispatcher.settings import Settings
+from dispatcher.domain.constants import ANNOTATION_KEY, CONTAINER_RUN, LABEL_SERVICE
+from dispatcher.domain.events import parse_message
+from dispatcher.domain.identity import job_name, object_version
+from dispatcher.runtime.settings import Settings
 from tests.backends.kubernetes import KubeTestEnv
 from tests.backends.rabbit_node import PrivateRabbitNode
 from tests.backends.rabbitmq import AmqpNames

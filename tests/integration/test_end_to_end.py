@@ -22,14 +22,14 @@ import aio_pika  # noqa: TID251 - the test plays MinIO
 import pytest
 import structlog
 
-from dispatcher.settings import Settings
+from bucketrun.serve import run_serve
+from dispatcher.runtime.settings import Settings
 from tests.backends.kubernetes import KubeTestEnv
 from tests.backends.rabbitmq import AmqpNames
 from tests.backends.s3 import S3Scope
 from tests.integration.dispatcher_process import settings_environment
 from tests.integration.stack import notify_upload, read_object, started, until
 from tests.integration.watcher_support import bind_results_queue, make_settings
-from watcher.serve import run_serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -217,7 +217,7 @@ async def test_an_upload_runs_the_script_and_its_results_and_record_land_in_buck
     shown = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "dispatcher.cli",
+        "bucketrun.cli.main",
         "jobs",
         "show",
         record["job"],

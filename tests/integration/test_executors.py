@@ -15,14 +15,14 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client  # noqa: TID251 - reads Job and pod status straight from the API
 
-from dispatcher.cluster import Cluster
-from dispatcher.constants import LABEL_JOB_CONTROLLER_UID, LABEL_MANAGED_BY, LABEL_SERVICE, MANAGED_BY
-from dispatcher.errors import PermanentError
+from dispatcher.adapters.kube import Cluster
+from dispatcher.domain.constants import LABEL_JOB_CONTROLLER_UID, LABEL_MANAGED_BY, LABEL_SERVICE, MANAGED_BY
+from dispatcher.domain.errors import PermanentError
+from dispatcher.domain.jobs import finished_condition
 from dispatcher.executors import CreateOutcome, Executor
 from dispatcher.executors.kubernetes import KubernetesExecutor
-from dispatcher.executors.local import LocalExecutor
-from dispatcher.jobs import finished_condition
-from dispatcher.ratelimit import TokenBucket
+from dispatcher.executors.local.executor import LocalExecutor
+from dispatcher.runtime.ratelimit import TokenBucket
 from tests.emulator.helpers import job_pods, wait_for, watch_job_until_finished
 
 pytestmark = pytest.mark.integration

@@ -26,9 +26,9 @@ from typing import Any
 import aio_pika  # noqa: TID251 - the test plays MinIO
 import pytest
 
-from dispatcher.app import run_dispatcher
-from dispatcher.events import build_message
-from dispatcher.settings import Settings
+from dispatcher.domain.events import build_message
+from dispatcher.process.app import run_dispatcher
+from dispatcher.runtime.settings import Settings
 from tests.backends import free_port
 from tests.backends.kubernetes import KubeTestEnv
 from tests.backends.prometheus import Prometheus, running_prometheus, scrape_config, wait_for_data

@@ -12,17 +12,17 @@ from typing import Any
 
 import pytest
 
+from job_templates.stager.completion import Watcher
+from job_templates.stager.config import stage_out_config
+from job_templates.stager.redact import Redactor
+from job_templates.stager.report import Reporter
+from job_templates.stager.stage_out import MANIFEST_FILE, stage_out
 from tests.backends.http_stub import serving
 from tests.integration.stack import until
 from tests.integration.test_end_to_end import Stack, running_stack
 from tests.integration.test_stage import FAST, dirs, finish_script, write_outputs
 from tests.integration.watcher_support import job_doc, new_env, watcher
 from watcher.completion import is_recorded
-from watcher.staging.completion import Watcher
-from watcher.staging.config import stage_out_config
-from watcher.staging.redact import Redactor
-from watcher.staging.report import Reporter
-from watcher.staging.stage_out import MANIFEST_FILE, stage_out
 
 pytestmark = [pytest.mark.integration]
 

@@ -17,13 +17,13 @@ from pathlib import Path
 import aio_pika  # noqa: TID251 - the test reads the events exchange through its own queue
 import pytest
 
-from dispatcher.amqp.client import AmqpClient
-from dispatcher.app import load_catalog
-from dispatcher.events import parse_message
-from dispatcher.poller import Poller, list_targets, run_poller
-from dispatcher.seen_objects import SeenObjects
-from dispatcher.settings import Settings
-from dispatcher.storage import Storage
+from dispatcher.adapters.amqp.client import AmqpClient
+from dispatcher.adapters.s3.storage import Storage
+from dispatcher.domain.events import parse_message
+from dispatcher.fdl.catalog import load_catalog
+from dispatcher.poller.app import Poller, list_targets, run_poller
+from dispatcher.poller.seen_objects import SeenObjects
+from dispatcher.runtime.settings import Settings
 from tests.backends.rabbitmq import AmqpNames
 from tests.backends.s3 import S3Scope
 from tests.integration.stack import amqp_settings, started, storage_settings, until

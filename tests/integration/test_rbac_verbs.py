@@ -29,10 +29,11 @@ from typing import Any
 import aio_pika  # noqa: TID251 - the test plays MinIO: it publishes the bucket notification
 import pytest
 
-from dispatcher.app import run_dispatcher
-from dispatcher.events import build_message
-from dispatcher.services_admin import EXIT_OK, apply_services, delete_services, list_services
-from dispatcher.settings import Settings
+from bucketrun.admin.commands import EXIT_OK, apply_services, delete_services, list_services
+from bucketrun.cli.jobs import job_logs, list_jobs, show_job
+from dispatcher.domain.events import build_message
+from dispatcher.process.app import run_dispatcher
+from dispatcher.runtime.settings import Settings
 from tests.backends.kubernetes import KubeTestEnv
 from tests.backends.rabbitmq import AmqpNames
 from tests.backends.s3 import S3Scope
@@ -42,7 +43,6 @@ from tests.integration.watcher_support import FDL, job_doc, make_settings
 from tests.k8s_emulator import EmulatorControl
 from tests.k8s_emulator.resources import by_plural
 from watcher.app import run_watcher
-from watcher.jobs_cli import job_logs, list_jobs, show_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -254,7 +254,7 @@ async def _create_stuck_job(settings: Settings, control: EmulatorControl) -> Non
 
 async def _tamper_with(settings: Settings, name: str) -> None:
     """Put ConfigMap *name* back with other data, as an older template would have rendered it."""
-    from dispatcher.cluster import Cluster  # noqa: PLC0415 - see _only_job_name
+    from dispatcher.adapters.kube import Cluster  # noqa: PLC0415 - see _only_job_name
 
     cluster = await Cluster.from_settings(settings.cluster)
     try:
@@ -269,7 +269,7 @@ async def _tamper_with(settings: Settings, name: str) -> None:
 
 
 async def _only_job_name(settings: Settings) -> str:
-    from dispatcher.cluster import Cluster  # noqa: PLC0415 - the one place the test reads the cluster
+    from dispatcher.adapters.kube import Cluster  # noqa: PLC0415 - the one place the test reads the cluster
 
     cluster = await Cluster.from_settings(settings.cluster)
     try:

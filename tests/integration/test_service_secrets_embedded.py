@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 import structlog
 
-from dispatcher.executors.local import LocalExecutor
-from dispatcher.settings import Settings
+from bucketrun.serve import run_serve
+from dispatcher.executors.local.executor import LocalExecutor
+from dispatcher.runtime.settings import Settings
 from tests.backends.rabbitmq import AmqpNames
 from tests.backends.s3 import S3Scope
 from tests.integration.stack import (
@@ -33,7 +34,6 @@ from tests.integration.stack import (
     storage_settings,
     until,
 )
-from watcher.serve import run_serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

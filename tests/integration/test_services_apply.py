@@ -19,13 +19,13 @@ import pytest
 from kubernetes_asyncio import client  # noqa: TID251 - the test inspects the cluster directly
 from minio.notificationconfig import NotificationConfig, QueueConfig, TopicConfig  # noqa: TID251
 
-from dispatcher.cli import main
-from dispatcher.cluster.client import MANAGED_SELECTOR, Cluster
-from dispatcher.events import build_message, parse_message
+from bucketrun.cli.main import main
+from bucketrun.devtools.moto_server import free_port
+from dispatcher.adapters.kube.client import MANAGED_SELECTOR, Cluster
+from dispatcher.domain.events import build_message, parse_message
+from dispatcher.fdl import load_services
 from dispatcher.rendering.context import RenderSettings, placeholder_grants
 from dispatcher.rendering.render import JobRenderer
-from dispatcher.s3_server import free_port
-from dispatcher.services import load_services
 from tests.backends.kubernetes import KubeTestEnv
 from tests.backends.s3 import S3Scope
 
@@ -106,11 +106,11 @@ class Stack:
         return code, out, err
 
     async def run_installed(self, *args: str, **env: str) -> tuple[int, str, str]:
-        """`python -m dispatcher.cli ARGS` as a separate process, as a user runs it."""
+        """`python -m bucketrun.cli.main ARGS` as a separate process, as a user runs it."""
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "dispatcher.cli",
+            "bucketrun.cli.main",
             *args,
             env=self.env(**env),
             stdout=asyncio.subprocess.PIPE,

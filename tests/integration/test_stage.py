@@ -1,4 +1,4 @@
-"""The stager against a real S3 server over HTTP, with real presigned grants from `dispatcher.storage`.
+"""The stager against a real S3 server over HTTP, with real presigned grants from the storage adapter.
 
 Against the general S3 server (moto where nothing else answers, which checks neither signatures nor POST
 policies) these prove the stager's requests are well-formed and aimed at the right objects; against the
@@ -22,23 +22,23 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.events import build_message, parse_message
-from dispatcher.executors.local_status import pod_manifest
-from dispatcher.local_runner import LocalPodRunner, StaticPodRefs
+from dispatcher.adapters.s3.storage import Storage
+from dispatcher.domain.events import build_message, parse_message
+from dispatcher.executors.local.runner import LocalPodRunner, StaticPodRefs
+from dispatcher.executors.local.status import pod_manifest
+from dispatcher.fdl import ServiceDefinition, load_services_text
 from dispatcher.rendering.context import RenderSettings, StagingGrants, job_context
 from dispatcher.rendering.render import JobRenderer
-from dispatcher.services import ServiceDefinition, load_services_text
-from dispatcher.settings import StorageSettings
-from dispatcher.storage import Storage
+from dispatcher.runtime.settings import StorageSettings
+from job_templates.stager.completion import EXIT_CODE_FILE, PID_FILE, Watcher
+from job_templates.stager.config import stage_out_config
+from job_templates.stager.main import main
+from job_templates.stager.redact import Redactor
+from job_templates.stager.report import Reporter
+from job_templates.stager.stage_out import MANIFEST_FILE, stage_out
+from job_templates.stager.transfer import RetryPolicy
 from tests.backends.http_stub import serving
 from tests.backends.s3 import S3Endpoint, S3Scope
-from watcher.stage import main
-from watcher.staging.completion import EXIT_CODE_FILE, PID_FILE, Watcher
-from watcher.staging.config import stage_out_config
-from watcher.staging.redact import Redactor
-from watcher.staging.report import Reporter
-from watcher.staging.stage_out import MANIFEST_FILE, stage_out
-from watcher.staging.transfer import RetryPolicy
 
 pytestmark = pytest.mark.integration
 
@@ -279,7 +279,7 @@ def test_killed_run_process_ends_stage_out_promptly_with_exit_3(s3, buckets, tmp
     try:
         (state / PID_FILE).write_text(f"{victim.pid}\n")
         stager = subprocess.Popen(
-            [sys.executable, "-m", "watcher.stage", "out"],
+            [sys.executable, "-m", "job_templates.stager", "out"],
             env={**env, "PATH": os.environ["PATH"]},
             cwd=ROOT,
             stdout=subprocess.PIPE,

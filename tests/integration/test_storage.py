@@ -23,11 +23,11 @@ import pytest
 from minio.commonconfig import ENABLED  # noqa: TID251 - test set-up talks to S3 directly
 from minio.versioningconfig import VersioningConfig  # noqa: TID251
 
-from dispatcher.errors import PermanentError, TransientError
+from dispatcher.adapters.s3.storage import Storage
+from dispatcher.domain.errors import PermanentError, TransientError
+from dispatcher.fdl import ServiceDefinition
 from dispatcher.rendering.context import OutputGrant
-from dispatcher.services import ServiceDefinition
-from dispatcher.settings import StorageSettings
-from dispatcher.storage import Storage
+from dispatcher.runtime.settings import StorageSettings
 from tests.backends import free_port
 from tests.backends.s3 import S3Endpoint, S3Scope
 

@@ -25,22 +25,22 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client, watch  # noqa: TID251 - the test watches the Jobs come and go
 
-from dispatcher.app import run_dispatcher
-from dispatcher.cluster import Cluster
-from dispatcher.constants import LABEL_SERVICE
-from dispatcher.events import build_message, parse_message
-from dispatcher.executors.local import LocalExecutor
-from dispatcher.jobs import finished_condition
+from dispatcher.adapters.kube import Cluster
+from dispatcher.adapters.s3.storage import Storage
+from dispatcher.domain.constants import LABEL_SERVICE
+from dispatcher.domain.events import build_message, parse_message
+from dispatcher.domain.jobs import finished_condition
+from dispatcher.domain.outcome import classify
+from dispatcher.executors.local.executor import LocalExecutor
+from dispatcher.fdl import load_services_text
+from dispatcher.process.app import run_dispatcher
 from dispatcher.rendering.context import RenderSettings
 from dispatcher.rendering.render import JobRenderer
-from dispatcher.services import load_services_text
-from dispatcher.settings import StorageSettings
-from dispatcher.storage import Storage
+from dispatcher.runtime.settings import StorageSettings
 from tests.backends.kubernetes import KubeTestEnv, api_client_for
 from tests.backends.s3 import S3Scope
 from tests.integration.stack import notify_upload, started, until
 from tests.integration.watcher_support import WatcherEnv, bind_results_queue, make_settings, watcher
-from watcher.outcome import classify
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

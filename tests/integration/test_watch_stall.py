@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client  # noqa: TID251 - the tests create Jobs behind the adapter's back
 
-from dispatcher.cluster import Cluster
-from dispatcher.cluster.list_watch import ListWatch
-from dispatcher.settings import ClusterSettings
+from dispatcher.adapters.kube import Cluster
+from dispatcher.adapters.kube.list_watch import ListWatch
+from dispatcher.runtime.settings import ClusterSettings
 from tests.emulator.helpers import wait_for
 from tests.integration.watcher_support import job_doc
 from watcher.job_watch import FinishedJobWatch

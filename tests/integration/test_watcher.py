@@ -11,18 +11,18 @@ from functools import partial
 
 import pytest
 
-from dispatcher.app import StartupError
-from dispatcher.constants import ANNOTATION_RECORDED
-from dispatcher.executors.local import LocalExecutor
-from dispatcher.jobs import finished_condition
-from dispatcher.metrics import new_registry
+from bucketrun.cli.jobs import job_logs, list_jobs, show_job
+from bucketrun.serve import run_serve
+from dispatcher.domain.constants import ANNOTATION_RECORDED
+from dispatcher.domain.errors import StartupError
+from dispatcher.domain.jobs import finished_condition
+from dispatcher.executors.local.executor import LocalExecutor
+from dispatcher.runtime.metrics import new_registry
 from tests.integration.stack import started, until
 from tests.integration.watcher_support import job_doc, new_env, watcher
 from tests.metric_labels import unbounded_labels
 from watcher.app import WatcherState, run_watcher
 from watcher.completion import LocalSide, is_recorded
-from watcher.jobs_cli import job_logs, list_jobs, show_job
-from watcher.serve import run_serve
 
 pytestmark = [pytest.mark.integration]
 

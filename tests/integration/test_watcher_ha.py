@@ -10,8 +10,8 @@ from collections import Counter
 
 import pytest
 
-from dispatcher.constants import ANNOTATION_RECORDED
-from dispatcher.errors import TransientError
+from dispatcher.domain.constants import ANNOTATION_RECORDED
+from dispatcher.domain.errors import TransientError
 from tests.integration.stack import until
 from tests.integration.watcher_support import job_doc, new_env, watcher
 from watcher.app import WatcherState

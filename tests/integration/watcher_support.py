@@ -14,7 +14,7 @@ from typing import Any
 import aio_pika  # noqa: TID251 - the tests read the results exchange
 from kubernetes_asyncio import client  # noqa: TID251 - the tests create and inspect Jobs
 
-from dispatcher.constants import (
+from dispatcher.domain.constants import (
     ANNOTATION_BUCKET,
     ANNOTATION_KEY,
     ANNOTATION_VERSION,
@@ -22,7 +22,7 @@ from dispatcher.constants import (
     LABEL_SERVICE,
     MANAGED_BY,
 )
-from dispatcher.settings import Settings
+from dispatcher.runtime.settings import Settings
 from tests.backends.kubernetes import KubeTestEnv, api_client_for
 from tests.backends.rabbitmq import AmqpNames
 from tests.backends.s3 import S3Scope

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from dispatcher.constants import LABEL_JOB_CONTROLLER_UID
+from dispatcher.domain.constants import LABEL_JOB_CONTROLLER_UID
 from tests.k8s_emulator import labels
 from tests.k8s_emulator.resources import JOBS, NAMESPACES, PODS, SECRETS, Resource
 

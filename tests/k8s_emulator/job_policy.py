@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 # One pod failure policy for both places Jobs run: bucketrun's local executor and this emulator.
-from dispatcher.executors.local_status import PolicyMatch, match_pod_failure_policy
+from dispatcher.executors.local.status import PolicyMatch, match_pod_failure_policy
 from tests.k8s_emulator.clock import rfc3339
 
 __all__ = ["PolicyMatch", "match_pod_failure_policy"]  # re-exported for the controller

@@ -1,4 +1,4 @@
-"""The emulated node: schedules pending pods and runs them with `dispatcher.local_runner.LocalPodRunner`.
+"""The emulated node: schedules pending pods and runs them with the local executor's `LocalPodRunner`.
 
 Modes: `run` (real processes, at most `max_running_pods` at once; the rest stay Pending), `instant`
 (no processes: pods go straight to Succeeded, or Failed with the exit code in the
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dispatcher.local_runner import ContainerState, LocalPodRunner, PodOutcome, PodSpecError
+from dispatcher.executors.local.runner import ContainerState, LocalPodRunner, PodOutcome, PodSpecError
 from tests.k8s_emulator import labels, pod_status
 from tests.k8s_emulator.clock import now as utc_now
 from tests.k8s_emulator.clock import rfc3339

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 # The Job controller's pod labels, as bucketrun's local executor writes them too.
-from dispatcher.executors.local_status import job_pod_labels
+from dispatcher.executors.local.status import job_pod_labels
 
 __all__ = ["job_pod_labels"]
 

@@ -19,7 +19,7 @@ TERMINAL_PHASES = ("Succeeded", "Failed")
 
 
 class ContainerStateLike(Protocol):
-    """The fields of `dispatcher.local_runner.ContainerState` this module reads."""
+    """The fields of `dispatcher.executors.local.runner.ContainerState` this module reads."""
 
     @property
     def name(self) -> str: ...

@@ -44,15 +44,15 @@ from urllib.parse import urlsplit
 
 import aio_pika  # noqa: TID251 - the soak plays MinIO (publishes) and reads the dead-letter queue
 
-from dispatcher.constants import (
+from dispatcher.domain.constants import (
     ANNOTATION_BUCKET,
     ANNOTATION_KEY,
     ANNOTATION_RECORDED,
     ANNOTATION_VERSION,
     LABEL_SERVICE,
 )
-from dispatcher.events import EventError, build_message, parse_message
-from dispatcher.identity import job_name, object_version
+from dispatcher.domain.events import EventError, build_message, parse_message
+from dispatcher.domain.identity import job_name, object_version
 from tests.backends import port_open
 from tests.backends.rabbit_node import PrivateRabbitNode
 from tests.reliability import soak_faults as faults

@@ -29,8 +29,8 @@ import aiohttp
 from minio import Minio  # noqa: TID251 - the soak plays MinIO's users: it uploads the objects
 from minio.versioningconfig import ENABLED, VersioningConfig  # noqa: TID251
 
-from dispatcher.s3_server import MotoServer, start_moto
-from dispatcher.settings import Settings
+from bucketrun.devtools.moto_server import MotoServer, start_moto
+from dispatcher.runtime.settings import Settings
 from tests.backends import free_port
 from tests.backends.rabbit_node import PrivateRabbitNode
 from tests.backends.rabbitmq import AmqpNames
@@ -50,7 +50,7 @@ RETRY_TIERS = (1, 3, 10)
 LEASE_DURATION = 4.0
 READY_WITHIN = 90.0
 """Seconds a process may take to come up on a loaded 2-core machine."""
-WATCHER_COMMAND = (sys.executable, "-m", "dispatcher.cli", "watcher")
+WATCHER_COMMAND = (sys.executable, "-m", "bucketrun.cli.main", "watcher")
 SCRIPT = 'wc -c < "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/$(basename "$INPUT_FILE_PATH").size"'
 
 

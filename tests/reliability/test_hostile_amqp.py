@@ -19,9 +19,9 @@ from typing import Any
 import aio_pika  # noqa: TID251 - the test plays MinIO and reads the dead-letter queue
 import pytest
 
-from dispatcher.app import run_dispatcher
-from dispatcher.events import build_message
-from dispatcher.settings import Settings
+from dispatcher.domain.events import build_message
+from dispatcher.process.app import run_dispatcher
+from dispatcher.runtime.settings import Settings
 from tests.integration.stack import amqp_settings, started, storage_settings, until
 from tests.integration.test_dispatcher import jobs
 

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.app import StartupError, load_catalog
-from dispatcher.events import build_message, parse_message
-from dispatcher.identity import job_name, object_version
-from dispatcher.services import ServiceDefinitionError, ServiceProblem, load_services
-from dispatcher.services.safe_yaml import MAX_DOCUMENT_BYTES
-from dispatcher.services.script import MAX_SCRIPT_BYTES
+from dispatcher.domain.errors import StartupError
+from dispatcher.domain.events import build_message, parse_message
+from dispatcher.domain.identity import job_name, object_version
+from dispatcher.fdl import ServiceDefinitionError, ServiceProblem, load_services
+from dispatcher.fdl.catalog import load_catalog
+from dispatcher.fdl.safe_yaml import MAX_DOCUMENT_BYTES
+from dispatcher.fdl.script import MAX_SCRIPT_BYTES
 from watcher.records import STATUS_FILE, RecordStore, record_folder
 
 pytestmark = pytest.mark.reliability

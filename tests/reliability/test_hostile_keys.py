@@ -23,19 +23,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dispatcher import constants as c
-from dispatcher.events import MAX_KEY_BYTES, EventError, EventErrorReason, build_message, escape_key
-from dispatcher.executors.local_status import pod_manifest
-from dispatcher.handlers import Catalog
-from dispatcher.ingress import plan_ingress
-from dispatcher.job_creation import JobCreator
-from dispatcher.local_runner import LocalPodRunner, StaticPodRefs
+from dispatcher.adapters.s3.storage import Storage
+from dispatcher.domain import constants as c
+from dispatcher.domain.events import MAX_KEY_BYTES, EventError, EventErrorReason, build_message, escape_key
+from dispatcher.domain.ingress import plan_ingress
+from dispatcher.domain.routing import NoRouteReason
+from dispatcher.executors.local.runner import LocalPodRunner, StaticPodRefs
+from dispatcher.executors.local.status import pod_manifest
+from dispatcher.fdl import load_services_text
+from dispatcher.fdl.catalog import Catalog
+from dispatcher.process.job_creation import JobCreator
 from dispatcher.rendering.context import RenderSettings
 from dispatcher.rendering.render import JobRenderer
-from dispatcher.routing import NoRouteReason
-from dispatcher.services import load_services_text
-from dispatcher.settings import StorageSettings
-from dispatcher.storage import Storage
+from dispatcher.runtime.settings import StorageSettings
 from tests.integration.test_stage import storage_for
 from tests.unit.test_events_fuzz import is_refused_key
 

@@ -23,9 +23,9 @@ import pytest
 import structlog
 from kubernetes_asyncio import client  # noqa: TID251 - the test reads the cluster's objects
 
-from dispatcher.app import run_dispatcher
-from dispatcher.cli import main
-from dispatcher.services_admin import EXIT_OK, apply_services, list_services
+from bucketrun.admin.commands import EXIT_OK, apply_services, list_services
+from bucketrun.cli.main import main
+from dispatcher.process.app import run_dispatcher
 from tests.backends.kubernetes import KubeTestEnv, api_client_for
 from tests.backends.rabbitmq import AmqpNames
 from tests.backends.s3 import S3Scope
@@ -160,8 +160,9 @@ async def test_a_secret_value_reaches_the_script_and_nothing_else(  # noqa: PLR0
         **documents,
         "job record and logs": stored_objects(s3, records),
         "structlog events": "\n".join(repr(event) for event in logged),
-        # INFO and up: bucketrun keeps kubernetes_asyncio at INFO at least (dispatcher.logs), because its
-        # rest client logs whole response bodies at DEBUG (this test's own read of the Secret, too).
+        # INFO and up: bucketrun keeps kubernetes_asyncio at INFO at least (dispatcher.runtime.logs),
+        # because its rest client logs whole response bodies at DEBUG (this test's own read of the
+        # Secret, too).
         "stdlib log records": "\n".join(
             f"{r.name} {r.getMessage()}" for r in caplog.records if r.levelno >= logging.INFO
         ),

@@ -30,17 +30,17 @@ import structlog
 from kubernetes_asyncio import client  # noqa: TID251 - the test reads the pod's logs
 from pydantic import SecretStr
 
-from dispatcher import constants as c
-from dispatcher.app import run_dispatcher
-from dispatcher.events import build_message
-from dispatcher.handlers import Catalog
-from dispatcher.ingress import plan_ingress
-from dispatcher.job_creation import JobCreator
+from dispatcher.adapters.s3.storage import Storage
+from dispatcher.domain import constants as c
+from dispatcher.domain.events import build_message
+from dispatcher.domain.ingress import plan_ingress
+from dispatcher.fdl import load_services_text
+from dispatcher.fdl.catalog import Catalog
+from dispatcher.process.app import run_dispatcher
+from dispatcher.process.job_creation import JobCreator
 from dispatcher.rendering.context import RenderSettings
 from dispatcher.rendering.render import JobRenderer
-from dispatcher.services import load_services_text
-from dispatcher.settings import MAX_PRESIGN_SECONDS, Settings, StorageSettings
-from dispatcher.storage import Storage
+from dispatcher.runtime.settings import MAX_PRESIGN_SECONDS, Settings, StorageSettings
 from tests.backends import free_port
 from tests.backends.kubernetes import api_client_for
 from tests.backends.rabbit_node import CTL

@@ -2,8 +2,8 @@
 the user's script leaves on the shared volume: symlinks to files or directories outside, a work directory
 replaced by a symlink, names that look like path escapes.
 
-The stager runs as `python -m watcher.stage` would (its `main`), with real presigned grants against the
-S3 test server; the unit tests of `watcher.staging.paths` cover the path rules one by one. Every case
+The stager runs as `python -m job_templates.stager` would (its `main`), with real presigned grants against the
+S3 test server; the unit tests of `job_templates.stager.paths` cover the path rules one by one. Every case
 snapshots a directory *outside* the job (owner of a "secret" file) before and after, and asserts that
 nothing there changed and nothing from it reached the bucket.
 """
@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from job_templates.stager.exit_codes import EXIT_INPUT_FORBIDDEN, EXIT_OK, EXIT_UPLOAD_FAILED
+from job_templates.stager.main import main
+from job_templates.stager.stage_out import MANIFEST_FILE
 from tests.integration.test_stage import (
     assert_no_secrets,
     dirs,
@@ -26,9 +29,6 @@ from tests.integration.test_stage import (
     service,
     write_outputs,
 )
-from watcher.stage import main
-from watcher.staging.exit_codes import EXIT_INPUT_FORBIDDEN, EXIT_OK, EXIT_UPLOAD_FAILED
-from watcher.staging.stage_out import MANIFEST_FILE
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dispatcher.amqp import Topology, headers
-from dispatcher.settings import AmqpSettings
+from dispatcher.adapters.amqp import Topology, headers
+from dispatcher.runtime.settings import AmqpSettings
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dispatcher.backoff import backoff_ceiling, backoff_delay, retry_tier
+from dispatcher.domain.backoff import backoff_ceiling, backoff_delay, retry_tier
 
 attempts = st.integers(min_value=0, max_value=10_000)
 seconds = st.floats(min_value=0.001, max_value=1e6, allow_nan=False, allow_infinity=False)

@@ -12,9 +12,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from bucketrun.cli.main import main
 from dispatcher import __version__
-from dispatcher.cli import main
-from dispatcher.events import build_message
+from dispatcher.domain.events import build_message
 
 FDL = Path(__file__).resolve().parent / "fixtures" / "fdl"
 
@@ -27,11 +27,11 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 def test_version_and_help_from_the_installed_script() -> None:
     version = subprocess.run(
-        [sys.executable, "-m", "dispatcher.cli", "--version"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "bucketrun.cli.main", "--version"], capture_output=True, text=True, check=True
     )
     assert version.stdout.strip() == f"bucketrun {__version__}"
     helptext = subprocess.run(
-        [sys.executable, "-m", "dispatcher.cli", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "bucketrun.cli.main", "--help"], capture_output=True, text=True, check=True
     )
     for command in ("services", "render", "events", "exit codes"):
         assert command in helptext.stdout

@@ -8,14 +8,14 @@ from datetime import UTC, datetime
 import aiohttp
 import pytest
 
-from dispatcher.cluster.errors import (
+from dispatcher.adapters.kube.errors import (
     already_exists,
     error_for_exception,
     error_for_status,
     retry_after_seconds,
     status_object,
 )
-from dispatcher.errors import PermanentError, TransientError
+from dispatcher.domain.errors import PermanentError, TransientError
 
 
 def status(code: int, message: str = "", reason: str = "", **details) -> bytes:

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from dispatcher.concurrency import InHand, all_or_none, both
-from dispatcher.errors import TransientError
+from dispatcher.domain.errors import TransientError
+from dispatcher.runtime.concurrency import InHand, all_or_none, both
 
 
 async def test_results_come_back_in_order_while_the_awaitables_overlap() -> None:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dispatcher.config_doc import reference_markdown
-from dispatcher.settings import environment_reference
+from dispatcher.runtime.config_doc import reference_markdown
+from dispatcher.runtime.settings import environment_reference
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "CONFIGURATION.md"
 
 
 def test_the_committed_reference_is_up_to_date() -> None:
     assert DOC.read_text(encoding="utf-8") == reference_markdown(), (
-        "regenerate: python -m dispatcher.config_doc > docs/CONFIGURATION.md"
+        "regenerate: python -m dispatcher.runtime.config_doc > docs/CONFIGURATION.md"
     )
 
 

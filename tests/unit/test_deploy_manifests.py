@@ -23,10 +23,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from dispatcher.app import load_catalog
+from dispatcher.fdl import load_services, load_services_text
+from dispatcher.fdl.catalog import load_catalog
 from dispatcher.rendering.context import STAGER_SECURITY_CONTEXT
-from dispatcher.services import load_services, load_services_text
-from dispatcher.settings import (
+from dispatcher.runtime.settings import (
     ENV_PREFIX,
     AmqpSettings,
     DispatchSettings,

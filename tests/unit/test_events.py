@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from dispatcher.events import (
+from dispatcher.domain.events import (
     EventError,
     EventErrorReason,
     EventKind,

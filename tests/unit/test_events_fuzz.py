@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dispatcher.events import (
+from dispatcher.domain.events import (
     MAX_KEY_BYTES,
     EventError,
     EventErrorReason,

@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from dispatcher.errors import TransientError
-from dispatcher.events import build_message
-from dispatcher.handlers import Catalog, Handlers
-from dispatcher.metrics import DispatcherMetrics
-from dispatcher.services import load_services_text
+from dispatcher.domain.errors import TransientError
+from dispatcher.domain.events import build_message
+from dispatcher.fdl import load_services_text
+from dispatcher.fdl.catalog import Catalog
+from dispatcher.process.handlers import Handlers
+from dispatcher.runtime.metrics import DispatcherMetrics
 
 FDL = """
 functions:

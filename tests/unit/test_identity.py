@@ -12,8 +12,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from dispatcher.events import EventError, EventErrorReason, ObjectEvent, parse_message
-from dispatcher.identity import JOB_NAME_MAX_LENGTH, job_name, object_version
+from dispatcher.domain.events import EventError, EventErrorReason, ObjectEvent, parse_message
+from dispatcher.domain.identity import JOB_NAME_MAX_LENGTH, job_name, object_version
 
 DNS_1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 REPO = Path(__file__).resolve().parents[2]
@@ -78,7 +78,9 @@ def test_job_name_is_stable_across_releases():
 
 
 def test_job_name_is_the_same_in_other_processes():
-    code = "from dispatcher.identity import job_name; print(job_name('Thumb', 'media', 'in/ü.jpg', 'v'))"
+    code = (
+        "from dispatcher.domain.identity import job_name; print(job_name('Thumb', 'media', 'in/ü.jpg', 'v'))"
+    )
     names = set()
     for seed in ("1", "2"):
         env = os.environ | {"PYTHONHASHSEED": seed, "PYTHONPATH": str(REPO)}

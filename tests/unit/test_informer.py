@@ -8,12 +8,12 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from dispatcher.cluster import informer as informer_module
-from dispatcher.cluster.informer import JobInformer, JobPage, ResourceExpired
-from dispatcher.cluster.list_watch import WatchStalled
-from dispatcher.constants import LABEL_SERVICE
-from dispatcher.errors import PermanentError, TransientError
-from dispatcher.jobs import JobFacts, JobIndex
+from dispatcher.adapters.kube import informer as informer_module
+from dispatcher.adapters.kube.informer import JobInformer, JobPage, ResourceExpired
+from dispatcher.adapters.kube.list_watch import WatchStalled
+from dispatcher.domain.constants import LABEL_SERVICE
+from dispatcher.domain.errors import PermanentError, TransientError
+from dispatcher.domain.jobs import JobFacts, JobIndex
 
 
 def obj(name: str, version: str, service: str = "a", finished: bool = False) -> dict:

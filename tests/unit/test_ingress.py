@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from dispatcher.events import EventError, build_message, parse_message
-from dispatcher.ingress import parse_task, plan_ingress
-from dispatcher.routing import NoRouteReason, Router
-from dispatcher.services import load_services_text
+from dispatcher.domain.events import EventError, build_message, parse_message
+from dispatcher.domain.ingress import parse_task, plan_ingress
+from dispatcher.domain.routing import NoRouteReason, Router
+from dispatcher.fdl import load_services_text
 
 FDL = """
 functions:

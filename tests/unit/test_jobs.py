@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from dispatcher.constants import LABEL_SERVICE
-from dispatcher.jobs import JobFacts, JobIndex, finished_condition, job_service
+from dispatcher.domain.constants import LABEL_SERVICE
+from dispatcher.domain.jobs import JobFacts, JobIndex, finished_condition, job_service
 
 
 class Clock:

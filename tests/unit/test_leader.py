@@ -119,7 +119,7 @@ async def test_a_leader_that_cannot_renew_steps_down_before_others_may_take_over
     await a._round()
 
     async def failing(*_):
-        from dispatcher.errors import TransientError  # noqa: PLC0415
+        from dispatcher.domain.errors import TransientError  # noqa: PLC0415
 
         raise TransientError("down", kind="api-connection")
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dispatcher.app import StartupError, load_catalog
+from dispatcher.domain.errors import StartupError
+from dispatcher.fdl.catalog import load_catalog
 
 FDL = """
 functions:

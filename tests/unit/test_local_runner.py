@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.local_runner import ContainerState, LocalPodRunner, PodSpecError, StaticPodRefs
+from dispatcher.executors.local.runner import ContainerState, LocalPodRunner, PodSpecError, StaticPodRefs
 
 GRACE = 0.5
 TIMEOUT = 10.0

@@ -9,15 +9,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dispatcher.local_runner import ContainerState, PodSpecError, StaticPodRefs
-from dispatcher.localpod.environment import ContainerConfigError, PodSources, declared_environment
-from dispatcher.localpod.expansion import expand_with
-from dispatcher.localpod.fields import NodeCapacity, Resources, field_value, resource_value
-from dispatcher.localpod.outcome import pod_outcome
-from dispatcher.localpod.processes import exit_status
-from dispatcher.localpod.spec import parse_pod
-from dispatcher.localpod.volumes import PathRewriter
-from dispatcher.quantity import divide_up, parse_quantity
+from dispatcher.domain.quantity import divide_up, parse_quantity
+from dispatcher.executors.local.pod.environment import ContainerConfigError, PodSources, declared_environment
+from dispatcher.executors.local.pod.expansion import expand_with
+from dispatcher.executors.local.pod.fields import NodeCapacity, Resources, field_value, resource_value
+from dispatcher.executors.local.pod.outcome import pod_outcome
+from dispatcher.executors.local.pod.processes import exit_status
+from dispatcher.executors.local.pod.spec import parse_pod
+from dispatcher.executors.local.pod.volumes import PathRewriter
+from dispatcher.executors.local.runner import ContainerState, PodSpecError, StaticPodRefs
 
 NODE = NodeCapacity(cpu=Fraction(8), memory=Fraction(16 * 2**30), ephemeral_storage=Fraction(100 * 10**9))
 

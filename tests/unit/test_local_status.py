@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from dispatcher.executors.local_status import (
+from dispatcher.executors.local.pod.model import ContainerState, PodOutcome
+from dispatcher.executors.local.status import (
     Finish,
     Retry,
     after_pod,
@@ -19,7 +20,6 @@ from dispatcher.executors.local_status import (
     pod_status,
     was_started,
 )
-from dispatcher.localpod.model import ContainerState, PodOutcome
 
 T0 = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
 T1 = datetime(2026, 11, 25, 12, 0, 5, tzinfo=UTC)

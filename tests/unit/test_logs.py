@@ -10,8 +10,8 @@ import pytest
 import structlog
 from minio import Minio  # noqa: TID251 - a real presigned URL, made offline
 
-from dispatcher.logs import REDACTED, Redactor, configure_logging, redact_text
-from dispatcher.settings import Settings
+from dispatcher.runtime.logs import REDACTED, Redactor, configure_logging, redact_text
+from dispatcher.runtime.settings import Settings
 
 SECRET_KEY = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
 

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
-from dispatcher.constants import ANNOTATION_EVENT_TIME
-from dispatcher.events import EventErrorReason
-from dispatcher.metrics import DispatcherMetrics, WatcherMetrics, new_registry, seconds_since
+from dispatcher.domain.constants import ANNOTATION_EVENT_TIME
+from dispatcher.domain.events import EventErrorReason
+from dispatcher.runtime.metrics import DispatcherMetrics, WatcherMetrics, new_registry, seconds_since
 from tests.metric_labels import unbounded_labels
 from watcher.timings import job_timings
 

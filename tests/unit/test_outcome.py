@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from watcher.outcome import OutcomeKind, classify
+from dispatcher.domain.outcome import OutcomeKind, classify
 
 
 def job(condition: str | None, reason: str = "", message: str = "") -> dict[str, Any]:
@@ -243,7 +243,7 @@ def test_messages_name_the_container_and_pod() -> None:
 def test_the_local_executor_documents_classify_the_same_way() -> None:
     from datetime import UTC, datetime  # noqa: PLC0415
 
-    from dispatcher.executors.local_status import Finish, job_status  # noqa: PLC0415
+    from dispatcher.executors.local.status import Finish, job_status  # noqa: PLC0415
 
     now = datetime(2026, 1, 1, tzinfo=UTC)
     failed = pod(terminated("run", 7), init=STAGE_IN_OK)

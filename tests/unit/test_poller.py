@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
-from dispatcher.events import parse_message
-from dispatcher.poller import (
+from dispatcher.adapters.s3.storage import ObjectInfo
+from dispatcher.domain.events import parse_message
+from dispatcher.fdl import load_services_text
+from dispatcher.poller.app import (
     EVENT_NAME,
     ListTarget,
     event_of,
@@ -14,10 +16,8 @@ from dispatcher.poller import (
     routing_key_of,
     sequencer_of,
 )
-from dispatcher.seen_objects import ObjectIdentity, SeenObjects
-from dispatcher.services import load_services_text
-from dispatcher.settings import AmqpSettings
-from dispatcher.storage import ObjectInfo
+from dispatcher.poller.seen_objects import ObjectIdentity, SeenObjects
+from dispatcher.runtime.settings import AmqpSettings
 
 FDL = """
 functions:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dispatcher.ratelimit import BucketLevel, TokenBucket, give_back, refill, reserve
+from dispatcher.runtime.ratelimit import BucketLevel, TokenBucket, give_back, refill, reserve
 
 
 class FakeTime:

@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from dispatcher.services import RecordsOverlapError, check_records_location, load_services
-from watcher.outcome import Outcome, OutcomeKind
+from dispatcher.domain.outcome import Outcome, OutcomeKind
+from dispatcher.fdl import RecordsOverlapError, check_records_location, load_services
+from job_templates.stager.stage_out import Uploaded, manifest_bytes
 from watcher.records import (
     MAX_OUTPUTS,
     OutputList,
@@ -21,7 +22,6 @@ from watcher.records import (
     record_folder,
     tail,
 )
-from watcher.staging.stage_out import Uploaded, manifest_bytes
 
 JOB = {
     "metadata": {

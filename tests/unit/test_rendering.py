@@ -18,16 +18,16 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dispatcher import constants as c
-from dispatcher.events import ObjectEvent, build_message, parse_message
-from dispatcher.identity import job_name, object_version
-from dispatcher.job_creation import JobCreator
+from dispatcher.domain import constants as c
+from dispatcher.domain.events import ObjectEvent, build_message, parse_message
+from dispatcher.domain.identity import job_name, object_version
+from dispatcher.fdl import ServiceDefinition, ServiceDefinitionError, load_services, load_services_text
+from dispatcher.process.job_creation import JobCreator
 from dispatcher.rendering.context import OutputGrant, RenderSettings, StagingGrants, placeholder_grants
 from dispatcher.rendering.manifest_checks import check_manifest
 from dispatcher.rendering.render import DEFAULT_TEMPLATE_DIR, JobRenderer, RenderError, renderer_from_settings
-from dispatcher.services import ServiceDefinition, ServiceDefinitionError, load_services, load_services_text
-from dispatcher.settings import ClusterSettings
-from watcher.staging.config import stage_out_config
+from dispatcher.runtime.settings import ClusterSettings
+from job_templates.stager.config import stage_out_config
 
 HERE = Path(__file__).resolve().parent
 FDL = HERE / "fixtures" / "fdl"

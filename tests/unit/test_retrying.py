@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from dispatcher.errors import PermanentError, TransientError
-from dispatcher.retrying import OutOfTimeError, retry_within
+from dispatcher.domain.errors import PermanentError, TransientError
+from dispatcher.runtime.retrying import OutOfTimeError, retry_within
 
 FAST = {"base": 0.01, "cap": 0.02}
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dispatcher.events import ObjectEvent
-from dispatcher.routing import NoRoute, NoRouteReason, Route, Router, explain_no_route, route
+from dispatcher.domain.events import ObjectEvent
+from dispatcher.domain.routing import NoRoute, NoRouteReason, Route, Router, explain_no_route, route
 
 PUT = "s3:ObjectCreated:Put"
 DELETE = "s3:ObjectRemoved:Delete"

@@ -7,13 +7,8 @@ import json
 
 import pytest
 
-from dispatcher.events import build_message, parse_message
-from dispatcher.rendering.context import placeholder_grants
-from dispatcher.rendering.render import JobRenderer
-from dispatcher.rendering.secrets import ServiceSecret, secret_name, service_secrets
-from dispatcher.services import ServiceDefinition, load_services_text
-from dispatcher.services_inventory import inventory
-from dispatcher.services_plan import (
+from bucketrun.admin.inventory import inventory
+from bucketrun.admin.plan import (
     Action,
     Change,
     Observed,
@@ -22,6 +17,11 @@ from dispatcher.services_plan import (
     plan_apply,
     plan_delete,
 )
+from dispatcher.domain.events import build_message, parse_message
+from dispatcher.fdl import ServiceDefinition, load_services_text
+from dispatcher.rendering.context import placeholder_grants
+from dispatcher.rendering.render import JobRenderer
+from dispatcher.rendering.secrets import ServiceSecret, secret_name, service_secrets
 
 VALUE = "s3cr3t-Value-Unit"
 OTHER = "other-Value-Unit"

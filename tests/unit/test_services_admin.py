@@ -4,17 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dispatcher.bucket_notifications import (
-    NotificationRule,
-    arns_match,
-    check_filter_value,
-    rule_id,
-    rule_owner,
-)
-from dispatcher.rendering.render import JobRenderer
-from dispatcher.services import ServiceDefinition, load_services_text
-from dispatcher.services_inventory import inventory
-from dispatcher.services_plan import (
+from bucketrun.admin.inventory import inventory
+from bucketrun.admin.plan import (
     Action,
     BucketView,
     Change,
@@ -29,6 +20,15 @@ from dispatcher.services_plan import (
     service_rules,
     summary,
 )
+from dispatcher.adapters.s3.notifications import (
+    NotificationRule,
+    arns_match,
+    check_filter_value,
+    rule_id,
+    rule_owner,
+)
+from dispatcher.fdl import ServiceDefinition, load_services_text
+from dispatcher.rendering.render import JobRenderer
 
 ARN = "arn:minio:sqs::_:amqp"
 FOREIGN = NotificationRule(

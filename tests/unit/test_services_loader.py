@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.services import ServiceDefinitionError, ServiceProblem, load_services, load_services_text
+from dispatcher.fdl import ServiceDefinitionError, ServiceProblem, load_services, load_services_text
 
 FDL = Path(__file__).resolve().parent / "fixtures" / "fdl"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from dispatcher.services import (
+from dispatcher.fdl import (
     RESERVED_VARIABLES,
     BucketrunOptions,
     InputPath,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.services import ServiceDefinitionError, load_services
+from dispatcher.fdl import ServiceDefinitionError, load_services
 
 FIXTURES = (Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "fdl").resolve()
 

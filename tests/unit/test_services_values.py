@@ -10,8 +10,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dispatcher.quantity import positive_quantity as quantity_value
-from dispatcher.services.names import (
+from dispatcher.domain.quantity import positive_quantity as quantity_value
+from dispatcher.fdl.names import (
     check_bucket_name,
     check_dns_subdomain,
     check_env_name,
@@ -20,8 +20,8 @@ from dispatcher.services.names import (
     check_label_value,
     check_service_name,
 )
-from dispatcher.services.safe_yaml import YamlLimitError, load_yaml
-from dispatcher.services.script import looks_like_path
+from dispatcher.fdl.safe_yaml import YamlLimitError, load_yaml
+from dispatcher.fdl.script import looks_like_path
 
 # --- quantities -----------------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from dispatcher.settings import (
+from dispatcher.runtime.settings import (
     CONFIG_ENV,
     MASK,
     Settings,

@@ -1,8 +1,9 @@
 """bucketrun's own SigV4 presigning gives exactly what the minio SDK gives for the same inputs.
 
-`dispatcher.sigv4` replaced the SDK's presigning on the hot path (it rebuilt the signing key on every
-call). These differential tests hold it to the SDK byte for byte: presigned GET URLs for ordinary and
-hostile keys, versions, path-style, virtual-host and https endpoints, and POST policy form fields.
+`dispatcher.adapters.s3.sigv4` replaced the SDK's presigning on the hot path (it rebuilt the signing
+key on every call). These differential tests hold it to the SDK byte for byte: presigned GET URLs for
+ordinary and hostile keys, versions, path-style, virtual-host and https endpoints, and POST policy form
+fields.
 That moto and the stager accept them is shown by the integration and end-to-end tests.
 """
 
@@ -18,10 +19,10 @@ from hypothesis import strategies as st
 from minio import Minio  # noqa: TID251 - the SDK is the reference these tests compare with
 from minio.datatypes import PostPolicy  # noqa: TID251
 
-from dispatcher import sigv4
-from dispatcher.services import ServiceDefinition
-from dispatcher.settings import StorageSettings
-from dispatcher.storage import Storage
+from dispatcher.adapters.s3 import sigv4
+from dispatcher.adapters.s3.storage import Storage
+from dispatcher.fdl import ServiceDefinition
+from dispatcher.runtime.settings import StorageSettings
 
 ACCESS = "AKIDEXAMPLE0123"
 SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"

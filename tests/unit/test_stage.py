@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.services import OutputPath
-from watcher.stage import main
-from watcher.staging.completion import (
+from dispatcher.fdl import OutputPath
+from job_templates.stager.completion import (
     EXIT_CODE_FILE,
     PID_FILE,
     Expired,
@@ -33,7 +32,7 @@ from watcher.staging.completion import (
     parse_proc_stat,
     probe_process,
 )
-from watcher.staging.config import (
+from job_templates.stager.config import (
     ConfigError,
     OutputTarget,
     UploadWhen,
@@ -41,8 +40,9 @@ from watcher.staging.config import (
     stage_in_config,
     stage_out_config,
 )
-from watcher.staging.multipart import form_envelope
-from watcher.staging.paths import (
+from job_templates.stager.main import main
+from job_templates.stager.multipart import form_envelope
+from job_templates.stager.paths import (
     OutputFile,
     UnsafePathError,
     checked_input_file,
@@ -51,11 +51,11 @@ from watcher.staging.paths import (
     scan_outputs,
     targets_for,
 )
-from watcher.staging.redact import REDACTED, Redactor, url_secrets
-from watcher.staging.report import Reporter
-from watcher.staging.stage_in import download_exit_code
-from watcher.staging.stage_out import should_upload, stage_out_exit_code
-from watcher.staging.transfer import (
+from job_templates.stager.redact import REDACTED, Redactor, url_secrets
+from job_templates.stager.report import Reporter
+from job_templates.stager.stage_in import download_exit_code
+from job_templates.stager.stage_out import should_upload, stage_out_exit_code
+from job_templates.stager.transfer import (
     PermanentTransferError,
     RetryPolicy,
     TransientTransferError,
@@ -289,7 +289,7 @@ def test_unlistable_directory_is_reported_as_unreadable(tmp_path, monkeypatch):
             raise PermissionError(13, "Permission denied")
         return real_scandir(path)
 
-    monkeypatch.setattr("watcher.staging.paths.os.scandir", scandir)
+    monkeypatch.setattr("job_templates.stager.paths.os.scandir", scandir)
     files, skipped = scan_outputs(out)
     assert [f.relative for f in files] == ["ok.txt"]
     assert [(s.relative, s.unreadable) for s in skipped] == [("private", True)]

@@ -17,10 +17,10 @@ import pytest
 import urllib3
 from minio.error import S3Error, ServerError  # noqa: TID251 - building the SDK's errors to map them
 
-from dispatcher.errors import PermanentError, TransientError
-from dispatcher.services import ServiceDefinition
-from dispatcher.settings import StorageSettings
-from dispatcher.storage import Storage, output_key_prefix, storage_error
+from dispatcher.adapters.s3.storage import Storage, output_key_prefix, storage_error
+from dispatcher.domain.errors import PermanentError, TransientError
+from dispatcher.fdl import ServiceDefinition
+from dispatcher.runtime.settings import StorageSettings
 
 ACCESS = "AKIDEXAMPLE0123"
 SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"

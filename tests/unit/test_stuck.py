@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from watcher.outcome import Outcome, OutcomeKind, classify, stuck_reason
+from dispatcher.domain.outcome import Outcome, OutcomeKind, classify, stuck_reason
 
 GRACE = timedelta(minutes=5)
 STARTED = "2026-03-01T10:00:00Z"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dispatcher.errors import PermanentError, TransientError
+from dispatcher.domain.errors import PermanentError, TransientError
 from tests.unit.test_stuck import AFTER_INIT, GRACE, unschedulable_pod, waiting_run_pod
 from watcher.completion import Recorder
 from watcher.stuck_jobs import StuckJobSweep, owning_job

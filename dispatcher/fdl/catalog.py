@@ -1,0 +1,55 @@
+"""The services in force: loaded from FDL files, checked against the records location, and routed.
+
+``Catalog`` is swapped whole when the definitions change, so a message is always handled by one
+consistent set of services.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from dispatcher.domain.errors import StartupError
+from dispatcher.domain.routing import Router
+from dispatcher.fdl.errors import ServiceDefinitionError
+from dispatcher.fdl.loader import load_services
+from dispatcher.fdl.model import ServiceDefinition
+from dispatcher.fdl.records_location import RecordsOverlapError, check_records_location
+
+_log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The services in force, and the router built from them (swapped whole on reload)."""
+
+    services: Mapping[str, ServiceDefinition]
+    router: Router[ServiceDefinition]
+
+    @classmethod
+    def of(cls, services: tuple[ServiceDefinition, ...]) -> Catalog:
+        """Index *services* by name and build their router."""
+        return cls({service.name: service for service in services}, Router(services))
+
+
+def load_catalog(paths: tuple[Path, ...], records: tuple[str, str] | None = None) -> Catalog:
+    """The services in *paths*; `StartupError` listing every problem when they do not load, or when an
+    input path overlaps the *records* location (bucket, prefix) where job records are written."""
+    if not paths:
+        raise StartupError(
+            "no service definitions: set BUCKETRUN_SERVICES__PATHS to FDL files or directories"
+        )
+    try:
+        loaded = load_services(paths)
+        if records is not None:
+            check_records_location(*records, loaded.services)
+    except ServiceDefinitionError as error:
+        raise StartupError("\n".join(str(problem) for problem in error.problems)) from error
+    except RecordsOverlapError as error:
+        raise StartupError(str(error)) from error
+    for warning in loaded.warnings:
+        _log.warning("service definition warning", detail=str(warning))
+    return Catalog.of(loaded.services)

@@ -1,0 +1,239 @@
+"""The dispatcher's two message handlers: ingress (fan out to services) and service tasks (create Jobs).
+
+An ingress message whose one event routes to one uncapped service is turned into its Job by the ingress
+handler itself while fewer than ``direct_creates`` such creates are in flight: one publish and one
+consume fewer per event. Everything else (capped services, several tasks in one message, the ingress
+busy past that bound) is handed to the services' queues, so a flood or a slow create for one service
+never holds the ingress for the others.
+
+Outcomes map to broker actions, never to lost messages:
+
+- tasks published, or nothing to do on purpose: ack;
+- body unusable (`EventError`), unroutable record, `PermanentError`: dead-letter with `x-bucketrun-reason`;
+- `TransientError` (broker, API 5xx/429/timeouts, storage): `retry_later` with capped, jittered backoff
+  honouring Retry-After;
+- service at its `max_concurrent_jobs` cap: `retry_later` on the shortest tier (held durably in
+  RabbitMQ) while the service's consumer pauses until one of its Jobs finishes;
+- a copy back from a retry tier before its not-before time: parked again for the rest.
+
+Every settle happens after its side effect (publish, Job create) is confirmed, so a crash in between
+redelivers the message; idempotent Job names make the second attempt a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import structlog
+
+from dispatcher.adapters.amqp import Delivery
+from dispatcher.adapters.amqp.headers import received_at_of, received_headers
+from dispatcher.domain.backoff import backoff_delay
+from dispatcher.domain.errors import PermanentError, TransientError
+from dispatcher.domain.events import EventError
+from dispatcher.domain.ingress import IngressPlan, ServiceTask, plan_ingress
+from dispatcher.domain.jobs import CreateOutcome
+from dispatcher.executors.base import Executor
+from dispatcher.fdl.catalog import Catalog
+from dispatcher.process.job_creation import WORK_CONTEXT_KEYS, CreatedJob, JobCreator
+from dispatcher.runtime.metrics import DispatcherMetrics, seconds_since
+
+_log = structlog.get_logger(__name__)
+
+
+class Handlers:
+    """The ingress and service-task handlers, sharing the catalog, the executor and the metrics."""
+
+    def __init__(
+        self,
+        catalog: Callable[[], Catalog],
+        publish_task: Callable[[str, bytes, Mapping[str, Any]], Awaitable[None]],
+        creator: JobCreator,
+        executor: Executor,
+        *,
+        retry_base_delay: float,
+        max_retry_delay: float,
+        max_message_bytes: int,
+        pause_service: Callable[[str], None],
+        metrics: DispatcherMetrics,
+        direct_creates: int = 0,
+    ) -> None:
+        self._catalog = catalog
+        self._publish_task = publish_task
+        self._creator = creator
+        self._executor = executor
+        self._base = retry_base_delay
+        self._cap = max_retry_delay
+        self._max_bytes = max_message_bytes
+        self._pause_service = pause_service
+        self._admission: dict[str, asyncio.Lock] = {}
+        self._direct_limit = direct_creates
+        self._direct_in_flight = 0
+        self.metrics = metrics
+
+    def _backoff(self, delivery: Delivery, error: TransientError) -> float:
+        return backoff_delay(delivery.attempt, base=self._base, cap=self._cap, retry_after=error.retry_after)
+
+    async def on_ingress(self, delivery: Delivery) -> None:
+        """Fan one MinIO message out to the queues of the services it routes to."""
+        if await _parked(delivery):
+            return
+        metrics = self.metrics
+        metrics.messages_received.inc()
+        received_at = received_at_of(delivery.headers) or time.time()
+        log = _log.bind(queue=delivery.queue, message_id=delivery.message_id)
+        try:
+            plan = plan_ingress(delivery.body, self._catalog().router, max_bytes=self._max_bytes)
+        except EventError as error:
+            metrics.dead_lettered.labels(str(error.reason)).inc()
+            log.warning("message refused", reason=str(error.reason), error=error.message)
+            await delivery.dead_letter(str(error.reason), error.message)
+            return
+        direct = self._direct_task(plan)
+        if direct is not None:
+            await self._create_direct(direct, delivery, received_at)
+            return
+        headers = received_headers(received_at)
+        try:
+            for task in plan.tasks:
+                await self._publish_task(task.service, task.body, headers)
+        except TransientError as error:
+            metrics.retries.labels(error.kind).inc()
+            log.warning(
+                "could not hand the event to its services; retrying", kind=error.kind, error=str(error)
+            )
+            await delivery.retry_later(self._backoff(delivery, error), error.kind)
+            return
+        for task in plan.tasks:
+            metrics.events_dispatched.labels(task.service).inc()
+            waited = seconds_since(task.event_time, received_at)
+            if waited is not None and delivery.attempt == 0:
+                metrics.event_to_received.observe(waited)
+        for why in plan.ignored:
+            metrics.events_ignored.labels(str(why.reason)).inc()
+        if plan.unroutable:
+            reason = str(plan.unroutable[0].reason)
+            metrics.dead_lettered.labels(reason).inc()
+            message = "; ".join(why.message for why in plan.unroutable)
+            log.warning("event routes to no service", reason=reason, error=message)
+            await delivery.dead_letter(reason, message)
+            return
+        await delivery.ack()
+
+    def _direct_task(self, plan: IngressPlan) -> ServiceTask | None:
+        """The plan's one task when the ingress handler may create its Job itself, else None."""
+        if self._direct_in_flight >= self._direct_limit or len(plan.tasks) != 1 or plan.unroutable:
+            return None
+        (task,) = plan.tasks
+        definition = self._catalog().services.get(task.service)
+        if definition is None or definition.options.max_concurrent_jobs is not None:
+            return None  # a capped service's events wait in its queue while it is at its cap
+        return task
+
+    async def _create_direct(self, task: ServiceTask, delivery: Delivery, received_at: float) -> None:
+        """Create the Job of an ingress message's one task and settle the ingress message by the outcome
+        (a transient failure sends it back to the ingress through a retry tier; the next attempt may take
+        either path)."""
+        waited = seconds_since(task.event_time, received_at)
+        if waited is not None and delivery.attempt == 0:  # observed at receipt, as on the queue path
+            self.metrics.event_to_received.observe(waited)
+        log = _log.bind(queue=delivery.queue, message_id=delivery.message_id, path="direct")
+        self._direct_in_flight += 1
+        try:
+            with _unit_of_work(task.service):
+                created = await self._settle(
+                    task.service,
+                    delivery,
+                    received_at,
+                    lambda: self._creator.create_event(task.service, task.event),
+                    log,
+                )
+        finally:
+            self._direct_in_flight -= 1
+        if created is not None:
+            self.metrics.events_dispatched.labels(task.service).inc()
+            self.metrics.direct_creates.inc()
+
+    async def on_task(self, service: str, delivery: Delivery) -> None:
+        """Create the Job of one service task, within the service's cap."""
+        if await _parked(delivery):
+            return
+        with _unit_of_work(service):
+            await self._create(service, delivery)
+
+    async def _create(self, service: str, delivery: Delivery) -> None:
+        definition = self._catalog().services.get(service)
+        cap = definition.options.max_concurrent_jobs if definition else None
+
+        async def create() -> CreatedJob | None:
+            if cap is None:
+                return await self._creator.create(service, delivery.body)
+            # For a capped service the check and the create are one step, so this replica never
+            # over-admits; uncapped services create concurrently, up to the consumer's prefetch.
+            async with self._admission.setdefault(service, asyncio.Lock()):
+                if self._executor.active_jobs(service) >= cap:
+                    self.metrics.retries.labels("at-capacity").inc()
+                    self._pause_service(service)
+                    await delivery.retry_later(0.0, "at-capacity")
+                    return None
+                return await self._creator.create(service, delivery.body)
+
+        log = _log.bind(queue=delivery.queue, message_id=delivery.message_id)
+        await self._settle(service, delivery, received_at_of(delivery.headers), create, log)
+
+    async def _settle(
+        self,
+        service: str,
+        delivery: Delivery,
+        received_at: float | None,
+        create: Callable[[], Awaitable[CreatedJob | None]],
+        log: Any,
+    ) -> CreatedJob | None:
+        """Run *create*, then settle *delivery* by its outcome: ack after 201 or 409, dead-letter a permanent
+        failure naming the service, park a transient one for its backoff. The Job, or None when there is
+        none (*create* returns None once it has settled the delivery itself)."""
+        metrics = self.metrics
+        try:
+            created = await create()
+        except PermanentError as error:
+            metrics.dead_lettered.labels(error.reason).inc()
+            log.warning("task refused", reason=error.reason, error=str(error))
+            await delivery.dead_letter(error.reason, str(error), service=service)
+            return None
+        except TransientError as error:
+            metrics.retries.labels(error.kind).inc()
+            log.info("job creation failed for now; retrying", kind=error.kind, error=str(error))
+            await delivery.retry_later(self._backoff(delivery, error), error.kind)
+            return None
+        if created is None:
+            return None
+        metrics.jobs_created.labels(service, created.outcome.value).inc()
+        if created.outcome is CreateOutcome.CREATED and received_at is not None:
+            metrics.received_to_created.labels(service).observe(max(time.time() - received_at, 0.0))
+        log.info("job " + created.outcome.value)
+        await delivery.ack()
+        return created
+
+
+@contextmanager
+def _unit_of_work(service: str) -> Iterator[None]:
+    """The service on every log line of one task's handling, and the event's keys the creator binds
+    (``WORK_CONTEXT_KEYS``) taken off again at the end."""
+    with structlog.contextvars.bound_contextvars(service=service):
+        try:
+            yield
+        finally:
+            structlog.contextvars.unbind_contextvars(*WORK_CONTEXT_KEYS)
+
+
+async def _parked(delivery: Delivery) -> bool:
+    """Re-park a copy that came back from a retry tier before the time it must wait for."""
+    remaining = delivery.remaining_delay()
+    if remaining > 0:
+        await delivery.retry_later(remaining, "not-before")
+        return True
+    return False

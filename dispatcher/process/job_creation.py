@@ -1,0 +1,126 @@
+"""Create the Job for one service task: parse, look up the service, presign, render, create.
+
+The only step with side effects on the cluster is the last one, and it is idempotent: the Job name is
+a function of (service, bucket, key, object version), so a task delivered twice meets 409 AlreadyExists
+and reports `EXISTS`. Everything that can never succeed raises `PermanentError` with a reason; anything
+the cluster or storage may answer differently later raises `TransientError` (from the adapters).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import structlog
+
+from dispatcher.adapters.s3.storage import Storage
+from dispatcher.domain.errors import PermanentError
+from dispatcher.domain.events import EventError, ObjectEvent
+from dispatcher.domain.identity import job_name, object_version
+from dispatcher.domain.ingress import parse_task
+from dispatcher.domain.jobs import CreateOutcome
+from dispatcher.executors.base import Executor
+from dispatcher.fdl import ServiceDefinition
+from dispatcher.rendering.context import RenderError
+from dispatcher.rendering.render import JobRenderer
+
+_MAX_CACHED_CONFIG_MAPS = 1024
+WORK_CONTEXT_KEYS = ("event_id", "bucket", "key", "job")
+"""Log context keys `JobCreator.create` binds for the rest of a task's handling (``event_id`` is the
+object version the event announces, as `identity.object_version` spells it and the Job's annotation
+keeps it, so dispatcher and watcher lines of one upload share it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedJob:
+    """What happened to one task."""
+
+    service: str
+    name: str
+    event: ObjectEvent
+    outcome: CreateOutcome
+
+
+class JobCreator:
+    """Turns service tasks into Jobs, with the services current at the time of each call."""
+
+    def __init__(
+        self,
+        services: Callable[[], Mapping[str, ServiceDefinition]],
+        renderer: JobRenderer,
+        signer: Storage,
+        sink: Executor,
+        grant_lifetime: Callable[[int | None], timedelta],
+    ) -> None:
+        self._services = services
+        self._renderer = renderer
+        self._signer = signer
+        self._sink = sink
+        self._grant_lifetime = grant_lifetime
+        self._config_maps: dict[str, dict[str, Any]] = {}
+
+    def prepare(
+        self, service_name: str, body: bytes
+    ) -> tuple[ServiceDefinition, ObjectEvent, dict[str, Any], dict[str, Any]]:
+        """The pure half: (service, event, ConfigMap, Job) for a task, or `PermanentError`."""
+        try:
+            event = parse_task(body)
+        except EventError as error:
+            raise PermanentError(error.message, reason=str(error.reason)) from error
+        return self.prepare_event(service_name, event)
+
+    def prepare_event(
+        self, service_name: str, event: ObjectEvent
+    ) -> tuple[ServiceDefinition, ObjectEvent, dict[str, Any], dict[str, Any]]:
+        """``prepare`` for an event already parsed (the ingress consumer's direct creates)."""
+        service = self._services().get(service_name)
+        if service is None:
+            raise PermanentError(f"no service named {service_name!r} is loaded", reason="unknown-service")
+        grants = self._signer.grants_for(
+            service,
+            event.bucket,
+            event.key,
+            # The grants outlive the Job's deadline, the default one included.
+            expires=self._grant_lifetime(self._renderer.settings.deadline(service.options.timeout)),
+            version_id=event.version_id if event.version_id not in (None, "null") else None,
+            job=job_name(service.name, event.bucket, event.key, object_version(event)),
+        )
+        try:
+            config_map = self._config_map(service)
+            job = self._renderer.render_job(service, event, grants)
+        except RenderError as error:
+            raise PermanentError(str(error), reason="invalid-manifest") from error
+        return service, event, config_map, job
+
+    def _config_map(self, service: ServiceDefinition) -> dict[str, Any]:
+        # The same for every Job of one service version: render it once per content hash.
+        key = service.content_hash()
+        cached = self._config_maps.get(key)
+        if cached is None:
+            if len(self._config_maps) > _MAX_CACHED_CONFIG_MAPS:
+                self._config_maps.clear()
+            cached = self._config_maps[key] = self._renderer.render_config_map(service)
+        return cached
+
+    async def create(self, service_name: str, body: bytes) -> CreatedJob:
+        """Create the Job for a task body (idempotent)."""
+        return await self._create(*self.prepare(service_name, body))
+
+    async def create_event(self, service_name: str, event: ObjectEvent) -> CreatedJob:
+        """Create the Job for an event already parsed (idempotent)."""
+        return await self._create(*self.prepare_event(service_name, event))
+
+    async def _create(
+        self, service: ServiceDefinition, event: ObjectEvent, config_map: dict[str, Any], job: dict[str, Any]
+    ) -> CreatedJob:
+        name = job["metadata"]["name"]
+        # The caller runs each task in its own asyncio task (its own context): every later log line
+        # of this unit of work carries these, including retries' and failures'.
+        structlog.contextvars.bind_contextvars(
+            event_id=object_version(event), bucket=event.bucket, key=event.key, job=name
+        )
+        await self._sink.ensure_config_map(config_map)
+        outcome = await self._sink.create_job(job)
+        return CreatedJob(service.name, name, event, outcome)
