@@ -32,10 +32,11 @@ test: setup servers ## Run the whole test suite against real servers (prints the
 test-fast: $(STAMP) ## Only the pure unit tests (no servers)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-lint: $(STAMP) ## Ruff (lint + format check) and mypy (strict for dispatcher/ and watcher/)
+lint: $(STAMP) ## Ruff (lint + format check), mypy (strict) and the import layers (lint-imports)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 format: $(STAMP) ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .

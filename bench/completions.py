@@ -25,15 +25,9 @@ from bench_watcher import MemoryEvents, MemoryStore
 from kubernetes_asyncio import client  # noqa: TID251 - the bench measures the bare client's watch
 
 from dispatcher.adapters.kube import Cluster
-from dispatcher.domain.constants import (
-    CONTAINER_RUN,
-    CONTAINER_STAGE_IN,
-    CONTAINER_STAGE_OUT,
-    LABEL_MANAGED_BY,
-    LABEL_SERVICE,
-    MANAGED_BY,
-)
+from dispatcher.domain.constants import LABEL_MANAGED_BY, LABEL_SERVICE, MANAGED_BY
 from dispatcher.domain.jobs import finished_condition
+from job_templates.stager.contract import CONTAINER_RUN, CONTAINER_STAGE_IN, CONTAINER_STAGE_OUT
 from watcher.completion import ClusterSide, Recorder
 from watcher.job_watch import FinishedJobWatch
 

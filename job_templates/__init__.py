@@ -1,1 +1,2 @@
-"""bucketrun's default Kubernetes templates (Jinja2); see README.md here for the variable contract."""
+"""What runs inside a Job: the Jinja2 templates (README.md here has their variable contract) and the
+in-pod stager (``stager/``, standard library only)."""

@@ -31,7 +31,6 @@ from dispatcher.domain.constants import (
     ANNOTATION_KEY,
     ANNOTATION_RECORDED,
     ANNOTATION_VERSION,
-    CONTAINER_STAGE_OUT,
 )
 from dispatcher.domain.errors import PermanentError, TransientError
 from dispatcher.domain.jobs import job_name, job_service
@@ -40,6 +39,7 @@ from dispatcher.executors.local.executor import LocalExecutor
 from dispatcher.runtime.concurrency import all_or_none, both
 from dispatcher.runtime.metrics import WatcherMetrics
 from dispatcher.runtime.retrying import OutOfTimeError, retry_within
+from job_templates.stager.contract import CONTAINER_STAGE_OUT
 from watcher.completion_events import CompletionEvents
 from watcher.records import OutputList, RecordStore, build_record, container_names, output_keys, tail
 from watcher.timings import job_timings

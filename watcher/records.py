@@ -51,7 +51,7 @@ from dispatcher.domain.jobs import finished_condition, job_name, job_service
 from dispatcher.domain.outcome import Outcome
 from dispatcher.fdl.records_location import outputs_manifest_key, record_folder
 from dispatcher.runtime.concurrency import all_or_none
-from job_templates.stager.report import UPLOADED_EVENT
+from job_templates.stager.contract import UPLOADED_EVENT
 
 STATUS_FILE: Final = "status.json"
 LOGS_DIR: Final = "logs"

@@ -1,1 +1,1 @@
-"""TODO"""
+"""The ``bucketrun`` command line (entry point ``bucketrun.cli.main:main``)."""

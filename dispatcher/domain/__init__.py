@@ -1,1 +1,2 @@
-"""TODO"""
+"""Pure decisions and the words they use: events, Job identity, routing, ingress plans, quantities,
+errors, constants, Job facts, outcome classification, backoff. No I/O, no third-party client."""

@@ -47,22 +47,11 @@ DEFAULT_WATCH_READ_TIMEOUT: Final = 2 * BOOKMARK_INTERVAL + 10.0
 DEFAULT_CPU: Final = "0.2"
 DEFAULT_MEMORY: Final = "256Mi"
 
-# The containers of every bucketrun pod.
-CONTAINER_STAGE_IN: Final = "stage-in"
-CONTAINER_RUN: Final = "run"
-CONTAINER_STAGE_OUT: Final = "stage-out"
 
 # The keys of the per-service ConfigMap.
 CONFIG_SCRIPT: Final = "script.sh"
 CONFIG_WRAPPER: Final = "run.sh"
 
-# Exit codes of the stager that no retry can fix (the pod failure policy fails the Job at once)
-EXIT_INPUT_MISSING: Final = 64
-EXIT_INPUT_FORBIDDEN: Final = 65
-
-DEFAULT_RUN_START_TIMEOUT: Final = 900
-"""Seconds stage-out waits for the run container to start when its Job does not say
-(``BUCKETRUN_RUN_START_TIMEOUT``): an image pull, with the kubelet's retries, fits in 15 minutes."""
 LOCAL_RUN_START_TIMEOUT: Final = 60
 """The same bound under the local executor, which pulls nothing: its run container starts at once or never."""
 DEFAULT_JOB_TIMEOUT: Final = 24 * 3600

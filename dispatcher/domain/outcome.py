@@ -38,14 +38,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from dispatcher.domain.constants import (
+from dispatcher.domain.jobs import api_time, finished_condition
+from job_templates.stager.contract import (
     CONTAINER_RUN,
     CONTAINER_STAGE_IN,
     CONTAINER_STAGE_OUT,
     EXIT_INPUT_FORBIDDEN,
     EXIT_INPUT_MISSING,
 )
-from dispatcher.domain.jobs import api_time, finished_condition
 
 IMAGE_PULL_REASONS: Final = frozenset(
     {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}

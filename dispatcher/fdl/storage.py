@@ -21,6 +21,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, fi
 
 from dispatcher.fdl.errors import shown
 from dispatcher.fdl.names import check_bucket_name, check_provider_id
+from job_templates.stager.contract import filters_accept
 
 DEFAULT_PROVIDER: Final = "minio.default"
 DEFAULT_EVENTS: Final = ("s3:ObjectCreated:*",)
@@ -108,11 +109,6 @@ EventPatterns = Annotated[
     AfterValidator(_unique),
     Field(min_length=1),
 ]
-
-
-def filters_accept(relative: str, prefix: tuple[str, ...], suffix: tuple[str, ...]) -> bool:
-    """OSCAR's rule: ``relative`` starts with any ``prefix`` and ends with any ``suffix`` (empty = any)."""
-    return (not prefix or relative.startswith(prefix)) and (not suffix or relative.endswith(suffix))
 
 
 def key_space(folder: str, prefix: tuple[str, ...]) -> tuple[str, ...]:

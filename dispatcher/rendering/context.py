@@ -18,6 +18,7 @@ from dispatcher.domain.events import ObjectEvent
 from dispatcher.domain.identity import job_name, object_version, parts_digest
 from dispatcher.fdl import OutputPath, ServiceDefinition
 from dispatcher.rendering.secrets import secret_name
+from job_templates.stager import contract
 
 
 class RenderError(ValueError):
@@ -42,7 +43,7 @@ class RenderSettings:
     """TTL of finished Jobs when a service sets none (records outlive the Job); None keeps them."""
     default_timeout: int | None = c.DEFAULT_JOB_TIMEOUT
     """``activeDeadlineSeconds`` of Jobs whose service sets no ``timeout``; None leaves them unbounded."""
-    run_start_timeout: int = c.DEFAULT_RUN_START_TIMEOUT
+    run_start_timeout: int = contract.DEFAULT_RUN_START_TIMEOUT
     """Seconds stage-out waits for the run container to start (``BUCKETRUN_RUN_START_TIMEOUT``)."""
     gpu_resource: str = c.GPU_RESOURCE
     """Extended resource name requested for GPUs."""
@@ -198,7 +199,10 @@ def job_context(
             if ttl is not None
             else settings.default_ttl_seconds_after_finished,
             "suspend": bool(options.kueue_queue),
-            "permanent_stage_in_exit_codes": [c.EXIT_INPUT_MISSING, c.EXIT_INPUT_FORBIDDEN],
+            "permanent_stage_in_exit_codes": [
+                contract.EXIT_INPUT_MISSING,
+                contract.EXIT_INPUT_FORBIDDEN,
+            ],
         },
         "pod": {
             "labels": labels,
@@ -222,20 +226,20 @@ def job_context(
             "stage_in_command": ["python", "-m", "job_templates.stager", "in"],
             "stage_out_command": ["python", "-m", "job_templates.stager", "out"],
             "stage_in_env": [
-                {"name": "BUCKETRUN_INPUT_URL", "value": grants.input_url},
-                {"name": "INPUT_FILE_PATH", "value": input_path},
-                {"name": "TMP_INPUT_DIR", "value": paths["input_dir"]},
-                {"name": "TMP_OUTPUT_DIR", "value": paths["output_dir"]},
-                {"name": "BUCKETRUN_STATE_DIR", "value": paths["state_dir"]},
+                {"name": contract.INPUT_URL, "value": grants.input_url},
+                {"name": contract.INPUT_FILE_PATH, "value": input_path},
+                {"name": contract.TMP_INPUT_DIR, "value": paths["input_dir"]},
+                {"name": contract.TMP_OUTPUT_DIR, "value": paths["output_dir"]},
+                {"name": contract.STATE_DIR, "value": paths["state_dir"]},
             ],
             "stage_out_env": [
-                {"name": "BUCKETRUN_OUTPUTS", "value": _outputs_json(grants)},
+                {"name": contract.OUTPUTS, "value": _outputs_json(grants)},
                 *_manifest_env(grants),
-                {"name": "BUCKETRUN_UPLOAD_OUTPUTS", "value": options.upload_outputs},
-                {"name": "TMP_OUTPUT_DIR", "value": paths["output_dir"]},
-                {"name": "BUCKETRUN_STATE_DIR", "value": paths["state_dir"]},
-                {"name": "BUCKETRUN_GRANTS_EXPIRE", "value": grants.expires_at},
-                {"name": "BUCKETRUN_RUN_START_TIMEOUT", "value": str(settings.run_start_timeout)},
+                {"name": contract.UPLOAD_OUTPUTS, "value": options.upload_outputs},
+                {"name": contract.TMP_OUTPUT_DIR, "value": paths["output_dir"]},
+                {"name": contract.STATE_DIR, "value": paths["state_dir"]},
+                {"name": contract.GRANTS_EXPIRE, "value": grants.expires_at},
+                {"name": contract.RUN_START_TIMEOUT, "value": str(settings.run_start_timeout)},
             ],
             "resources": {k: dict(v) for k, v in settings.stager_resources.items()},
             "security_context": STAGER_SECURITY_CONTEXT,
@@ -252,9 +256,9 @@ def _run_env(
         for k in sorted(service.secrets)
     ]
     env += [
-        {"name": "INPUT_FILE_PATH", "value": input_path},
-        {"name": "TMP_INPUT_DIR", "value": paths["input_dir"]},
-        {"name": "TMP_OUTPUT_DIR", "value": paths["output_dir"]},
+        {"name": contract.INPUT_FILE_PATH, "value": input_path},
+        {"name": contract.TMP_INPUT_DIR, "value": paths["input_dir"]},
+        {"name": contract.TMP_OUTPUT_DIR, "value": paths["output_dir"]},
         {"name": "STORAGE_OBJECT_KEY", "value": event.key},
         {"name": "EVENT", "value": json.dumps(event.envelope(), ensure_ascii=False, separators=(",", ":"))},
         {"name": "EVENT_TIME", "value": event.event_time.isoformat() if event.event_time else ""},
@@ -264,7 +268,7 @@ def _run_env(
         },
         {"name": "JOB_NAME", "value": name},
         {"name": "BUCKETRUN_SCRIPT", "value": f"{paths['config']}/{c.CONFIG_SCRIPT}"},
-        {"name": "BUCKETRUN_STATE_DIR", "value": paths["state_dir"]},
+        {"name": contract.STATE_DIR, "value": paths["state_dir"]},
     ]
     return env
 
@@ -313,7 +317,7 @@ def _outputs_json(grants: StagingGrants) -> str:
 def _manifest_env(grants: StagingGrants) -> list[dict[str, str]]:
     if grants.outputs_manifest_url is None:
         return []
-    return [{"name": "BUCKETRUN_OUTPUTS_MANIFEST_URL", "value": grants.outputs_manifest_url}]
+    return [{"name": contract.OUTPUTS_MANIFEST_URL, "value": grants.outputs_manifest_url}]
 
 
 def placeholder_grants(service: ServiceDefinition, event: ObjectEvent) -> StagingGrants:

@@ -42,13 +42,13 @@ from dispatcher.domain.constants import (
     DEFAULT_CPU,
     DEFAULT_JOB_TIMEOUT,
     DEFAULT_MEMORY,
-    DEFAULT_RUN_START_TIMEOUT,
     DEFAULT_WATCH_READ_TIMEOUT,
     LOCAL_RUN_START_TIMEOUT,
 )
 from dispatcher.domain.quantity import positive_quantity
 from dispatcher.fdl.errors import shown
 from dispatcher.fdl.names import check_bucket_name
+from job_templates.stager.contract import DEFAULT_RUN_START_TIMEOUT
 
 ENV_PREFIX: Final = "BUCKETRUN_"
 ENV_DELIMITER: Final = "__"

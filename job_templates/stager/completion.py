@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from dispatcher.domain.constants import DEFAULT_RUN_START_TIMEOUT
+from job_templates.stager.contract import DEFAULT_RUN_START_TIMEOUT
 
 PID_FILE: Final = "run.pid"
 EXIT_CODE_FILE: Final = "exit-code"

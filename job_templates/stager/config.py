@@ -13,20 +13,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
-from dispatcher.domain.constants import DEFAULT_RUN_START_TIMEOUT
-
-INPUT_URL: Final = "BUCKETRUN_INPUT_URL"
-INPUT_FILE_PATH: Final = "INPUT_FILE_PATH"
-TMP_INPUT_DIR: Final = "TMP_INPUT_DIR"
-TMP_OUTPUT_DIR: Final = "TMP_OUTPUT_DIR"
-STATE_DIR: Final = "BUCKETRUN_STATE_DIR"
-OUTPUTS: Final = "BUCKETRUN_OUTPUTS"
-OUTPUTS_MANIFEST_URL: Final = "BUCKETRUN_OUTPUTS_MANIFEST_URL"
-UPLOAD_OUTPUTS: Final = "BUCKETRUN_UPLOAD_OUTPUTS"
-GRANTS_EXPIRE: Final = "BUCKETRUN_GRANTS_EXPIRE"
-RUN_START_TIMEOUT: Final = "BUCKETRUN_RUN_START_TIMEOUT"
+from job_templates.stager.contract import (
+    DEFAULT_RUN_START_TIMEOUT,
+    GRANTS_EXPIRE,
+    INPUT_FILE_PATH,
+    INPUT_URL,
+    OUTPUTS,
+    OUTPUTS_MANIFEST_URL,
+    RUN_START_TIMEOUT,
+    STATE_DIR,
+    TMP_INPUT_DIR,
+    TMP_OUTPUT_DIR,
+    UPLOAD_OUTPUTS,
+)
 
 
 class ConfigError(ValueError):

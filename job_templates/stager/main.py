@@ -8,7 +8,7 @@
   starts (no ``run.pid`` within ``BUCKETRUN_RUN_START_TIMEOUT``) ends it with nothing uploaded.
 
 The stager holds no storage credentials, only the expiring grants in its environment, and never prints
-them. Exit codes: see ``job_templates.stager.exit_codes``. The mechanism is explained in
+them. Exit codes: see ``job_templates.stager.contract``. The mechanism is explained in
 ``job_templates/README.md``.
 """
 
@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 
 from job_templates.stager.completion import Watcher
 from job_templates.stager.config import ConfigError, stage_in_config, stage_out_config
-from job_templates.stager.exit_codes import EXIT_FAILED
+from job_templates.stager.contract import EXIT_FAILED
 from job_templates.stager.report import Reporter
 from job_templates.stager.stage_in import stage_in
 from job_templates.stager.stage_out import stage_out

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from dispatcher.fdl.storage import filters_accept
 from job_templates.stager.config import OutputTarget
+from job_templates.stager.contract import filters_accept
 
 SHARED_DIR_MODE = 0o777
 """Mode of the shared directories: the user's image may run as any UID, the stager runs as 65532."""

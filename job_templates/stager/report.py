@@ -12,7 +12,6 @@ from typing import TextIO
 
 from job_templates.stager.redact import Redactor
 
-UPLOADED_EVENT = "uploaded"
 """Event of the JSON line stage-out writes per uploaded object; the watcher reads them into records."""
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from job_templates.stager.config import StageInConfig
-from job_templates.stager.exit_codes import EXIT_FAILED, EXIT_INPUT_FORBIDDEN, EXIT_INPUT_MISSING, EXIT_OK
+from job_templates.stager.contract import EXIT_FAILED, EXIT_INPUT_FORBIDDEN, EXIT_INPUT_MISSING, EXIT_OK
 from job_templates.stager.paths import UnsafePathError, checked_input_file, make_shared_dir
 from job_templates.stager.redact import url_secrets
 from job_templates.stager.report import Reporter

@@ -21,11 +21,12 @@ from typing import Final
 
 from job_templates.stager.completion import Expired, Finished, Killed, NeverStarted, Verdict, Watcher
 from job_templates.stager.config import OutputTarget, StageOutConfig, UploadWhen
-from job_templates.stager.exit_codes import (
+from job_templates.stager.contract import (
     EXIT_OK,
     EXIT_RUN_KILLED,
     EXIT_RUN_NEVER_STARTED,
     EXIT_UPLOAD_FAILED,
+    UPLOADED_EVENT,
 )
 from job_templates.stager.multipart import form_envelope
 from job_templates.stager.paths import (
@@ -38,7 +39,7 @@ from job_templates.stager.paths import (
     targets_for,
 )
 from job_templates.stager.redact import url_secrets
-from job_templates.stager.report import UPLOADED_EVENT, Reporter
+from job_templates.stager.report import Reporter
 from job_templates.stager.transfer import (
     RetryPolicy,
     TransferError,

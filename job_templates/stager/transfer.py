@@ -9,6 +9,7 @@ error code only: never the URL, and never the error body (S3 echoes the signatur
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import re
@@ -22,10 +23,20 @@ from http.client import HTTPException, HTTPResponse
 from pathlib import Path
 from typing import TypeVar
 
-from dispatcher.domain.backoff import RandomSource, backoff_delay
 from job_templates.stager.multipart import FormEnvelope
 
 _T = TypeVar("_T")
+
+RandomSource = Callable[[], float]
+"""Returns a float in [0, 1), like ``random.random``."""
+
+
+def _retry_delay(retries: int, policy: RetryPolicy, retry_after: float | None, rand: RandomSource) -> float:
+    """Full jitter below ``min(cap, base * 2**retries)``, raised to the server's Retry-After. (The stager
+    ships alone in the image, so it keeps this one formula rather than import the dispatcher's.)"""
+    ceiling = policy.cap if retries >= math.log2(policy.cap / policy.base) else policy.base * 2.0**retries
+    jittered = rand() * ceiling
+    return jittered if retry_after is None or not math.isfinite(retry_after) else max(jittered, retry_after)
 
 CHUNK_BYTES = 1 << 20
 INPUT_FILE_MODE = 0o666
@@ -101,9 +112,7 @@ def with_retries(
         try:
             return attempt()
         except TransientTransferError as error:
-            delay = backoff_delay(
-                retries, base=policy.base, cap=policy.cap, retry_after=error.retry_after, rand=rand
-            )
+            delay = _retry_delay(retries, policy, error.retry_after, rand)
             if monotonic() + delay > deadline:
                 raise
             on_retry(error, delay)

@@ -24,10 +24,11 @@ import aio_pika  # noqa: TID251 - the test plays MinIO and inspects queue depths
 import pytest
 from pydantic import SecretStr
 
-from dispatcher.domain.constants import ANNOTATION_KEY, CONTAINER_RUN, LABEL_SERVICE
+from dispatcher.domain.constants import ANNOTATION_KEY, LABEL_SERVICE
 from dispatcher.domain.events import parse_message
 from dispatcher.domain.identity import job_name, object_version
 from dispatcher.runtime.settings import Settings
+from job_templates.stager.contract import CONTAINER_RUN
 from tests.backends.kubernetes import KubeTestEnv
 from tests.backends.rabbit_node import PrivateRabbitNode
 from tests.backends.rabbitmq import AmqpNames

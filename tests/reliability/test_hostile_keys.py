@@ -36,6 +36,7 @@ from dispatcher.process.job_creation import JobCreator
 from dispatcher.rendering.context import RenderSettings
 from dispatcher.rendering.render import JobRenderer
 from dispatcher.runtime.settings import StorageSettings
+from job_templates.stager import contract
 from tests.integration.test_stage import storage_for
 from tests.unit.test_events_fuzz import is_refused_key
 
@@ -218,7 +219,7 @@ def check_key_stays_data(key: str, job: dict[str, Any], plain: dict[str, Any]) -
     name = job["metadata"]["name"]
     assert DNS_LABEL.fullmatch(name), name
     assert len(name) <= 63, name
-    run = env_of(job, c.CONTAINER_RUN)
+    run = env_of(job, contract.CONTAINER_RUN)
     assert run["STORAGE_OBJECT_KEY"] == key
     assert json.loads(run["EVENT"])["Records"][0]["s3"]["object"]["key"] == escape_key(key)
     input_path = run["INPUT_FILE_PATH"]
@@ -287,7 +288,7 @@ def test_unicode_lookalikes_are_distinct_objects_with_distinct_jobs(pipeline):
     names = [job["metadata"]["name"] for job in jobs if isinstance(job, dict)]
     assert len(set(names)) == len(variants), names
     # The fullwidth solidus is not a separator: the input file keeps it in its one file name.
-    assert env_of(jobs[3], c.CONTAINER_RUN)["INPUT_FILE_PATH"].endswith("/a\uff0fb.txt")  # type: ignore[arg-type]
+    assert env_of(jobs[3], contract.CONTAINER_RUN)["INPUT_FILE_PATH"].endswith("/a\uff0fb.txt")  # type: ignore[arg-type]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -41,6 +41,7 @@ from dispatcher.process.job_creation import JobCreator
 from dispatcher.rendering.context import RenderSettings
 from dispatcher.rendering.render import JobRenderer
 from dispatcher.runtime.settings import MAX_PRESIGN_SECONDS, Settings, StorageSettings
+from job_templates.stager import contract
 from tests.backends import free_port
 from tests.backends.kubernetes import api_client_for
 from tests.backends.rabbit_node import CTL
@@ -105,7 +106,7 @@ def assert_holds_only_scoped_grants(job: dict[str, Any], *, inputs: str, key: st
     for where, value in strings(job):
         if any(marker in value for marker in SIGNATURE_MARKERS):
             assert ".initContainers[0].env" in where or ".containers[1].env" in where, where
-    run = json.dumps([x for x in containers(job) if x["name"] == c.CONTAINER_RUN])
+    run = json.dumps([x for x in containers(job) if x["name"] == contract.CONTAINER_RUN])
     assert not any(marker in run for marker in SIGNATURE_MARKERS)
     assert ACCESS_KEY not in run
 
@@ -192,7 +193,7 @@ def test_containers_run_without_privilege_and_the_pod_has_no_token():
         assert context["allowPrivilegeEscalation"] is False, container["name"]
         assert not context.get("privileged"), container["name"]
         assert not context.get("capabilities", {}).get("add"), container["name"]
-        if container["name"] == c.CONTAINER_RUN:
+        if container["name"] == contract.CONTAINER_RUN:
             # Documented exception (job_templates/README.md): the user's image may need root, as most
             # OSCAR images do; it still cannot escalate and holds no grant (checked above).
             continue

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from job_templates.stager.exit_codes import EXIT_INPUT_FORBIDDEN, EXIT_OK, EXIT_UPLOAD_FAILED
+from job_templates.stager.contract import EXIT_INPUT_FORBIDDEN, EXIT_OK, EXIT_UPLOAD_FAILED
 from job_templates.stager.main import main
 from job_templates.stager.stage_out import MANIFEST_FILE
 from tests.integration.test_stage import (

@@ -27,6 +27,7 @@ from dispatcher.rendering.context import OutputGrant, RenderSettings, StagingGra
 from dispatcher.rendering.manifest_checks import check_manifest
 from dispatcher.rendering.render import DEFAULT_TEMPLATE_DIR, JobRenderer, RenderError, renderer_from_settings
 from dispatcher.runtime.settings import ClusterSettings
+from job_templates.stager import contract
 from job_templates.stager.config import stage_out_config
 
 HERE = Path(__file__).resolve().parent
@@ -148,7 +149,7 @@ def test_gpu_service_requests_gpus_on_gpu_nodes_and_waits_for_kueue(renderer: Jo
     service = load_services([FDL / "gpu-secrets.yaml"]).by_name("vllm-batch")
     job = renderer.render_job(service, event("prompts", "in/q.json"), grants_for(service))
     pod = job["spec"]["template"]["spec"]
-    run = next(x for x in pod["containers"] if x["name"] == c.CONTAINER_RUN)
+    run = next(x for x in pod["containers"] if x["name"] == contract.CONTAINER_RUN)
     assert run["resources"]["limits"][c.GPU_RESOURCE] == 2
     assert run["resources"]["requests"] == {"cpu": "2.0", "memory": "10Gi"}
     assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
@@ -165,7 +166,9 @@ NO_RESOURCES = MINIMAL.replace("      cpu: '0.5'\n      memory: 256Mi\n", "")
 def run_resources(renderer: JobRenderer, service: ServiceDefinition) -> dict[str, Any]:
     job = renderer.render_job(service, event("photos", "in/cat.txt"), grants_for(service))
     validate(job)
-    run = next(x for x in job["spec"]["template"]["spec"]["containers"] if x["name"] == c.CONTAINER_RUN)
+    run = next(
+        x for x in job["spec"]["template"]["spec"]["containers"] if x["name"] == contract.CONTAINER_RUN
+    )
     resources: dict[str, Any] = run["resources"]
     return resources
 
@@ -226,7 +229,9 @@ bucketrun: {run_as_user: 1000}
     ):
         job = renderer.render_job(service, event("data", "in/x.txt"), grants_for(service))
         validate(job)
-        run = next(x for x in job["spec"]["template"]["spec"]["containers"] if x["name"] == c.CONTAINER_RUN)
+        run = next(
+            x for x in job["spec"]["template"]["spec"]["containers"] if x["name"] == contract.CONTAINER_RUN
+        )
         assert run["securityContext"] == {"allowPrivilegeEscalation": False, **expected}
 
 
@@ -265,7 +270,7 @@ def test_presigned_urls_only_in_stager_containers(renderer: JobRenderer) -> None
     service = service_from(MINIMAL)
     job = renderer.render_job(service, event("photos", "in/a.txt"), grants_for(service))
     pod = job["spec"]["template"]["spec"]
-    run = next(x for x in pod["containers"] if x["name"] == c.CONTAINER_RUN)
+    run = next(x for x in pod["containers"] if x["name"] == contract.CONTAINER_RUN)
     assert "X-Amz-Signature" not in yaml.safe_dump(run)
     assert "X-Amz-Signature" in yaml.safe_dump(pod["initContainers"])
 
@@ -532,7 +537,7 @@ def stage_out_env(renderer: JobRenderer) -> dict[str, str]:
     service = service_from(MINIMAL)
     job = renderer.render_job(service, event("photos", "in/cat.txt"), grants_for(service))
     stage_out = job["spec"]["template"]["spec"]["containers"][1]
-    assert stage_out["name"] == c.CONTAINER_STAGE_OUT
+    assert stage_out["name"] == contract.CONTAINER_STAGE_OUT
     return {entry["name"]: entry["value"] for entry in stage_out["env"]}
 
 
