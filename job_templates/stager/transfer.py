@@ -38,6 +38,7 @@ def _retry_delay(retries: int, policy: RetryPolicy, retry_after: float | None, r
     jittered = rand() * ceiling
     return jittered if retry_after is None or not math.isfinite(retry_after) else max(jittered, retry_after)
 
+
 CHUNK_BYTES = 1 << 20
 INPUT_FILE_MODE = 0o666
 """The downloaded input is the script's to read (or rewrite), whatever UID the user's image runs as."""
