@@ -35,14 +35,15 @@ from dispatcher.domain.constants import (
 from dispatcher.domain.errors import PermanentError, TransientError
 from dispatcher.domain.jobs import job_name, job_service
 from dispatcher.domain.outcome import NOT_FINISHED, classify
+from dispatcher.domain.record import OutputList, build_record, container_names, output_keys, tail
+from dispatcher.domain.timings import job_timings
 from dispatcher.executors.local.executor import LocalExecutor
 from dispatcher.runtime.concurrency import all_or_none, both
 from dispatcher.runtime.metrics import WatcherMetrics
 from dispatcher.runtime.retrying import OutOfTimeError, retry_within
 from job_templates.stager.contract import CONTAINER_STAGE_OUT
 from watcher.completion_events import CompletionEvents
-from watcher.records import OutputList, RecordStore, build_record, container_names, output_keys, tail
-from watcher.timings import job_timings
+from watcher.records import RecordStore
 
 _log = structlog.get_logger(__name__)
 

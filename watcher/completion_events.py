@@ -15,7 +15,7 @@ import structlog
 
 from dispatcher.adapters.amqp import AmqpClient
 from dispatcher.domain.errors import TransientError
-from watcher.records import encode
+from dispatcher.domain.record import encode
 
 _log = structlog.get_logger(__name__)
 

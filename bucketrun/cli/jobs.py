@@ -16,9 +16,10 @@ from dispatcher.adapters.kube import Cluster
 from dispatcher.adapters.s3.storage import Storage
 from dispatcher.domain.jobs import finished_condition, job_name, job_service
 from dispatcher.domain.outcome import classify
+from dispatcher.domain.record import OutputList, build_record, container_names
 from dispatcher.runtime.settings import Settings
 from watcher.completion import ClusterSide, is_recorded
-from watcher.records import OutputList, RecordStore, build_record, container_names
+from watcher.records import RecordStore
 
 EXIT_NOT_FOUND: Final = 1
 _PAGE: Final = 500

@@ -3,36 +3,15 @@
 A record written under a service's input path would trigger that service (and its record the next
 one, for ever). The check runs wherever definitions are loaded: at start and on every reload.
 
-One Job's record lives in the folder ``record_folder`` names. The watcher writes it; the dispatcher
-grants each Job's stage-out a presigned PUT of ``OUTPUTS_MANIFEST_FILE`` in it. Both take the folder
-from here, so the key signed and the key read cannot drift apart.
+The folder of one Job's record is ``dispatcher.domain.record.record_folder``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Final
 
 from dispatcher.fdl.model import ServiceDefinition
 from dispatcher.fdl.storage import DEFAULT_PROVIDER
-
-OUTPUTS_MANIFEST_FILE: Final = "outputs.json"
-"""Name, in a Job's record folder, of the complete list of objects its stage-out uploaded."""
-
-
-def record_folder(prefix: str, service: str, name: str) -> str:
-    """``<prefix>/<service>/<name>/``: the folder of one Job's record.
-
-    The prefix is a folder, as ``check_records_location`` reads it: glued on as text, a prefix ``i``
-    and a service ``n`` would write under ``in/``, which the check never saw.
-    """
-    folder = prefix.strip("/")
-    return f"{folder}/{service}/{name}/" if folder else f"{service}/{name}/"
-
-
-def outputs_manifest_key(prefix: str, service: str, name: str) -> str:
-    """The key of Job *name*'s outputs manifest in the records bucket."""
-    return record_folder(prefix, service, name) + OUTPUTS_MANIFEST_FILE
 
 
 class RecordsOverlapError(ValueError):

@@ -17,11 +17,12 @@ import pytest
 from dispatcher.domain.errors import StartupError
 from dispatcher.domain.events import build_message, parse_message
 from dispatcher.domain.identity import job_name, object_version
+from dispatcher.domain.record import STATUS_FILE, record_folder
 from dispatcher.fdl import ServiceDefinitionError, ServiceProblem, load_services
 from dispatcher.fdl.catalog import load_catalog
 from dispatcher.fdl.safe_yaml import MAX_DOCUMENT_BYTES
 from dispatcher.fdl.script import MAX_SCRIPT_BYTES
-from watcher.records import STATUS_FILE, RecordStore, record_folder
+from watcher.records import RecordStore
 
 pytestmark = pytest.mark.reliability
 

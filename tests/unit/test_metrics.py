@@ -8,9 +8,9 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from dispatcher.domain.constants import ANNOTATION_EVENT_TIME
 from dispatcher.domain.events import EventErrorReason
+from dispatcher.domain.timings import job_timings
 from dispatcher.runtime.metrics import DispatcherMetrics, WatcherMetrics, new_registry, seconds_since
 from tests.metric_labels import unbounded_labels
-from watcher.timings import job_timings
 
 T0 = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
 

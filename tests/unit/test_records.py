@@ -8,9 +8,7 @@ import json
 import pytest
 
 from dispatcher.domain.outcome import Outcome, OutcomeKind
-from dispatcher.fdl import RecordsOverlapError, check_records_location, load_services
-from job_templates.stager.stage_out import Uploaded, manifest_bytes
-from watcher.records import (
+from dispatcher.domain.record import (
     MAX_OUTPUTS,
     OutputList,
     OutputsSource,
@@ -22,6 +20,8 @@ from watcher.records import (
     record_folder,
     tail,
 )
+from dispatcher.fdl import RecordsOverlapError, check_records_location, load_services
+from job_templates.stager.stage_out import Uploaded, manifest_bytes
 
 JOB = {
     "metadata": {

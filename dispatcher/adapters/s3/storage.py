@@ -46,8 +46,8 @@ from minio.notificationconfig import (
 from dispatcher.adapters.s3 import sigv4
 from dispatcher.adapters.s3.notifications import NotificationRule
 from dispatcher.domain.errors import PermanentError, TransientError
+from dispatcher.domain.record import outputs_manifest_key
 from dispatcher.fdl import OutputPath, ServiceDefinition
-from dispatcher.fdl.records_location import outputs_manifest_key
 from dispatcher.fdl.storage import DEFAULT_PROVIDER, StorageProvider
 from dispatcher.rendering.context import OutputGrant, StagingGrants
 from dispatcher.runtime.settings import StorageSettings

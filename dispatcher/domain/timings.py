@@ -14,7 +14,7 @@ from typing import Any
 
 from dispatcher.domain.constants import ANNOTATION_EVENT_TIME
 from dispatcher.domain.jobs import api_time
-from watcher.records import finished_at
+from dispatcher.domain.record import finished_at
 
 
 @dataclass(frozen=True, slots=True)
