@@ -7,13 +7,17 @@ to ask: only the records are read. Each command returns ``(text, exit code)``.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final
 
+from bucketrun.cli.common import EXIT_INVALID, Commands, load_settings
 from dispatcher.adapters.kube import Cluster
 from dispatcher.adapters.s3.storage import Storage
+from dispatcher.domain.errors import BucketrunError
 from dispatcher.domain.jobs import finished_condition, job_name, job_service
 from dispatcher.domain.outcome import classify
 from dispatcher.domain.record import OutputList, build_record, container_names
@@ -23,6 +27,34 @@ from watcher.records import RecordStore
 
 EXIT_NOT_FOUND: Final = 1
 _PAGE: Final = 500
+
+
+def add_commands(commands: Commands) -> None:
+    """Add ``jobs list``, ``jobs show`` and ``jobs logs``."""
+    jobs = commands.add_parser(
+        "jobs", help="list and inspect Jobs: from the cluster, then from the records location"
+    )
+    jobs_commands = jobs.add_subparsers(dest="jobs_command", metavar="SUBCOMMAND", required=True)
+    jobs_list = jobs_commands.add_parser("list", help="one line per Job: name, service, state, finish time")
+    jobs_list.add_argument("--service", help="only this service's Jobs")
+    jobs_show = jobs_commands.add_parser("show", help="a Job's record (JSON), even after the Job is deleted")
+    jobs_show.add_argument("name", help="Job name")
+    jobs_logs = jobs_commands.add_parser("logs", help="a Job's container logs (newest pod, or the record)")
+    jobs_logs.add_argument("name", help="Job name")
+    jobs_logs.add_argument("--container", help="only this container (stage-in, run, stage-out)")
+    jobs.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> tuple[str, int]:
+    settings = load_settings()
+    try:
+        if args.jobs_command == "list":
+            return asyncio.run(list_jobs(settings, args.service))
+        if args.jobs_command == "show":
+            return asyncio.run(show_job(settings, args.name))
+        return asyncio.run(job_logs(settings, args.name, args.container))
+    except BucketrunError as error:
+        return f"error: {error}", EXIT_INVALID
 
 
 @contextlib.asynccontextmanager
