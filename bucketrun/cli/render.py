@@ -1,0 +1,97 @@
+"""``bucketrun render``: the ConfigMap and Job an upload would create, as YAML. No server is contacted."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from bucketrun.cli.common import EXIT_OK, Commands
+from dispatcher.domain.events import ObjectEvent, build_message, parse_message
+from dispatcher.domain.routing import Router
+from dispatcher.fdl import load_services
+from dispatcher.rendering.context import RenderSettings, placeholder_grants
+from dispatcher.rendering.render import JobRenderer
+
+
+def add_commands(commands: Commands) -> None:
+    """Add ``render``."""
+    render = commands.add_parser(
+        "render",
+        help="print the ConfigMap and Job an upload would create (YAML), without creating them",
+        description="Render the Kubernetes objects bucketrun would create for an upload of BUCKET/KEY "
+        "to SERVICE. Presigned URLs are placeholders. No server is contacted.",
+    )
+    render.add_argument("--fdl", required=True, nargs="+", type=Path, help="FDL file(s) or directories")
+    render.add_argument("--service", required=True, help="service name as in the FDL")
+    render.add_argument("--bucket", required=True, help="bucket of the uploaded object")
+    render.add_argument("--key", required=True, help="object key (not URL-escaped), e.g. in/photo.jpg")
+    render.add_argument("--version-id", help="object version id, if the bucket is versioned")
+    render.add_argument(
+        "--namespace", default=RenderSettings.namespace, help="namespace (default: %(default)s)"
+    )
+    render.add_argument(
+        "--stager-image",
+        default=RenderSettings.stager_image,
+        help="stage-in/out image (default: %(default)s)",
+    )
+    render.add_argument(
+        "--template-dir", type=Path, action="append", default=[], help="directory overriding job_templates/"
+    )
+    render.set_defaults(handler=_render)
+
+
+def _render(args: argparse.Namespace) -> tuple[str, int]:
+    return render_manifests(
+        args.fdl,
+        args.service,
+        args.bucket,
+        args.key,
+        version_id=args.version_id,
+        settings=RenderSettings(namespace=args.namespace, stager_image=args.stager_image),
+        template_dirs=args.template_dir,
+    )
+
+
+def render_manifests(
+    paths: Sequence[Path],
+    service_name: str,
+    bucket: str,
+    key: str,
+    *,
+    version_id: str | None = None,
+    settings: RenderSettings | None = None,
+    template_dirs: Sequence[Path] = (),
+) -> tuple[str, int]:
+    """The ConfigMap and Job an upload of bucket/key would create for *service_name*, as YAML."""
+    loaded = load_services(paths)
+    service = loaded.by_name(service_name)
+    event = sample_upload(bucket, key, version_id=version_id)
+    routes = Router(loaded.services).route(event)
+    notes = []
+    if all(route.service.name != service.name for route in routes):
+        notes.append(
+            f"# note: an upload of {bucket}/{key} would not trigger {service.name!r} (rendered anyway)"
+        )
+    renderer = JobRenderer(settings, template_dirs)
+    rendered = renderer.render(service, event, placeholder_grants(service, event))
+    notes.append("# presigned URLs are placeholders; the dispatcher signs real ones per Job")
+    body = yaml.safe_dump_all([rendered.config_map, rendered.job], sort_keys=False, allow_unicode=True)
+    return "\n".join([*notes, body]), EXIT_OK
+
+
+def sample_upload(bucket: str, key: str, *, version_id: str | None = None) -> ObjectEvent:
+    """The event of an empty object put at bucket/key, parsed as the dispatcher parses MinIO's."""
+    body = build_message(
+        event_name="s3:ObjectCreated:Put",
+        bucket=bucket,
+        key=key,
+        size=0,
+        etag="d41d8cd98f00b204e9800998ecf8427e",
+        version_id=version_id,
+        sequencer="0000000000000000",
+    )
+    (event,) = parse_message(body)
+    return event
