@@ -21,6 +21,7 @@ from dispatcher.adapters.s3.storage import Storage, output_key_prefix, storage_e
 from dispatcher.domain.errors import PermanentError, TransientError
 from dispatcher.fdl import ServiceDefinition
 from dispatcher.runtime.settings import StorageSettings
+from job_templates.stager import transfer
 
 ACCESS = "AKIDEXAMPLE0123"
 SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
@@ -231,6 +232,15 @@ def test_transient_failures(error, kind):
     assert isinstance(mapped, TransientError)
     assert mapped.kind == kind
     assert "incoming/a" in str(mapped)
+
+
+def test_what_the_stager_retries_is_transient_here_too():
+    # The stager keeps its own list (it imports nothing of bucketrun): the two must not drift apart.
+    for code in transfer._TRANSIENT_CODES:
+        assert isinstance(storage_error("get b/k", s3_error(400, code)), TransientError), code
+    for status in transfer._TRANSIENT_STATUSES:
+        assert isinstance(storage_error("get b/k", s3_error(status, "")), TransientError), status
+    assert isinstance(storage_error("put b/k", s3_error(409, "OperationAborted")), TransientError)
 
 
 def test_retry_after_is_carried():

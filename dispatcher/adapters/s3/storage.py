@@ -66,9 +66,14 @@ _DENIED: Final = frozenset(
         "ExpiredToken",
     }
 )
-# Codes S3 sends with a 4xx status that still mean "try again later".
+# 4xx answers that still mean "try again later": a timeout, throttling, a busy server. The in-pod
+# stager keeps its own copy (job_templates/stager/transfer.py) by design, since it imports nothing of
+# bucketrun; tests/unit/test_storage.py checks that everything it retries is retried here too. Only
+# this side adds OperationAborted, S3's answer to conflicting bucket configuration calls, which the
+# stager never makes.
+_TRANSIENT_STATUSES: Final = frozenset({408, 429})
 _TRANSIENT_CODES: Final = frozenset(
-    {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "OperationAborted", "Busy"}
+    {"SlowDown", "RequestTimeout", "ServiceUnavailable", "InternalError", "Busy", "OperationAborted"}
 )
 _LIST_LIMIT: Final = 10_000
 # What a store answers to a notification configuration it cannot hold: moto and AWS refuse MinIO ARNs
@@ -519,7 +524,7 @@ def _s3_error(what: str, error: S3Error) -> TransientError | PermanentError:
     code = error.code or ""
     status = error.response.status
     text = f"storage refused to {what}: {code or 'HTTP ' + str(status)} ({status})"
-    if status >= 500 or status == 429 or code in _TRANSIENT_CODES:
+    if status >= 500 or status in _TRANSIENT_STATUSES or code in _TRANSIENT_CODES:
         return TransientError(text, retry_after=_retry_after(error), kind="storage-5xx")
     if code in _NOT_FOUND or status == 404:
         reason = "storage-not-found"
