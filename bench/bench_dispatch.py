@@ -567,7 +567,7 @@ def rendered_jobs(settings: Settings, bodies: list[bytes]) -> list[dict[str, Any
         lambda: catalog.services,
         JobRenderer(RenderSettings(namespace=settings.cluster.namespace)),
         Storage(settings.storage),
-        cast("Any", _NoSink()),  # `prepare` never reaches the sink, so it need not be a whole Executor
+        cast("Any", _NoExecutor()),  # `prepare` never reaches the executor: it need not be a whole one
         settings.storage.grant_lifetime,
     )
     return [
@@ -577,8 +577,8 @@ def rendered_jobs(settings: Settings, bodies: list[bytes]) -> list[dict[str, Any
     ]
 
 
-class _NoSink:
-    """The sink of a JobCreator used for `prepare` only (rendering without creating)."""
+class _NoExecutor:
+    """The executor of a JobCreator used for `prepare` only (rendering without creating)."""
 
     async def ensure_config_map(self, doc: Mapping[str, Any]) -> None:
         """Never called: `prepare` does not create."""

@@ -50,14 +50,14 @@ class JobCreator:
         self,
         services: Callable[[], Mapping[str, ServiceDefinition]],
         renderer: JobRenderer,
-        signer: Storage,
-        sink: Executor,
+        storage: Storage,
+        executor: Executor,
         grant_lifetime: Callable[[int | None], timedelta],
     ) -> None:
         self._services = services
         self._renderer = renderer
-        self._signer = signer
-        self._sink = sink
+        self._storage = storage
+        self._executor = executor
         self._grant_lifetime = grant_lifetime
         self._config_maps: dict[str, dict[str, Any]] = {}
 
@@ -78,7 +78,7 @@ class JobCreator:
         service = self._services().get(service_name)
         if service is None:
             raise PermanentError(f"no service named {service_name!r} is loaded", reason="unknown-service")
-        grants = self._signer.grants_for(
+        grants = self._storage.grants_for(
             service,
             event.bucket,
             event.key,
@@ -121,6 +121,6 @@ class JobCreator:
         structlog.contextvars.bind_contextvars(
             event_id=object_version(event), bucket=event.bucket, key=event.key, job=name
         )
-        await self._sink.ensure_config_map(config_map)
-        outcome = await self._sink.create_job(job)
+        await self._executor.ensure_config_map(config_map)
+        outcome = await self._executor.create_job(job)
         return CreatedJob(service.name, name, event, outcome)
