@@ -18,7 +18,7 @@ cut short; the manifest beside it stays complete). A Job without a manifest (ren
 was one, or its PUT failed) falls back on the stage-out log, whose JSON lines report each upload
 (``{"event": "uploaded", "bucket": ..., "key": ..., ...}``), as far as the kept tail reaches.
 
-Fields of ``status.json`` (schema ``bucketrun.io/job-record/v1``):
+Fields of ``status.json`` (``RECORD_SCHEMA``, ``bucketrun.io/job-record/v1``):
 
 - ``schema``, ``service``, ``job``, ``namespace``, ``uid``: what the record is of;
 - ``bucket``, ``key``, ``version``: the object version that triggered the Job;
@@ -54,8 +54,11 @@ OUTPUTS_MANIFEST_FILE: Final = "outputs.json"
 
 
 STATUS_FILE: Final = "status.json"
+"""Name, in a Job's record folder, of the record itself (written last: the commit mark)."""
 LOGS_DIR: Final = "logs"
+"""Folder, in a Job's record folder, of the stored container logs (``<container>.log``)."""
 RECORD_SCHEMA: Final = "bucketrun.io/job-record/v1"
+"""The ``schema`` field of every record: which version of the fields listed in the module docstring."""
 MAX_OUTPUTS: Final = 10_000
 """Outputs a record lists at most: a record must stay small enough to publish as one message."""
 MAX_MANIFEST_BYTES: Final = 16 * 1024**2

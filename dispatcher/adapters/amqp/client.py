@@ -8,7 +8,6 @@ from types import TracebackType
 from typing import Any, Literal, Self
 from urllib.parse import unquote, urlsplit
 
-# This subpackage is the AMQP adapter: the one place allowed to import the client library.
 import aio_pika
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 

@@ -7,7 +7,6 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Self
 
-# This subpackage is the AMQP adapter: the one place allowed to import the client library.
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
 

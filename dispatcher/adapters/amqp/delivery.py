@@ -14,7 +14,6 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Final
 
-# This subpackage is the AMQP adapter: the one place allowed to import the client library.
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 

@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any, Final
 
-# This subpackage is the AMQP adapter: the one place allowed to import the client library.
 import aio_pika
 from aio_pika.abc import AbstractExchange, AbstractRobustChannel
 

@@ -28,8 +28,6 @@ from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import urllib3
-
-# This is the storage adapter: the one module allowed to import the SDK.
 from minio import Minio
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
 from minio.helpers import BaseURL, check_bucket_name, check_object_name
