@@ -25,8 +25,7 @@ from dispatcher.adapters.amqp.connect import connect_amqp
 from dispatcher.adapters.s3.storage import Storage
 from dispatcher.domain.errors import PermanentError, StartupError, TransientError
 from dispatcher.executors.base import Executor
-from dispatcher.executors.kubernetes import connect_kubernetes_executor
-from dispatcher.executors.local.executor import LocalExecutor
+from dispatcher.executors.build import build_executor
 from dispatcher.fdl.catalog import Catalog, load_catalog
 from dispatcher.process.handlers import Handlers
 from dispatcher.process.job_creation import JobCreator
@@ -38,13 +37,6 @@ from dispatcher.runtime.probes import serve_endpoints
 from dispatcher.runtime.settings import Settings
 
 _log = structlog.get_logger(__name__)
-
-
-async def build_executor(settings: Settings) -> Executor:
-    """The executor the settings ask for, not yet started."""
-    if settings.cluster.executor == "kubernetes":
-        return await connect_kubernetes_executor(settings.cluster)
-    return LocalExecutor(settings.cluster.local_state_dir, max_running=settings.cluster.local_max_running)
 
 
 @dataclass
