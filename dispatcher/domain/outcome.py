@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+from dispatcher.domain import kube
 from dispatcher.domain.jobs import api_time, finished_condition
 from job_templates.stager.contract import (
     CONTAINER_RUN,
@@ -127,7 +128,7 @@ def classify(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> Outco
     A Job that has not finished yet is ``unknown`` with reason ``NotFinished``.
     """
     finished = finished_condition(job)
-    condition = _condition(job, finished) if finished else {}
+    condition = _condition(job, finished) if finished else kube.Condition()
     run_exit = _run_exit_code(pods)
     if finished == "Complete":
         return Outcome(OutcomeKind.SUCCEEDED, "Completed", "the script exited 0", run_exit)
@@ -162,8 +163,7 @@ def stuck_reason(pod: Mapping[str, Any], now: datetime, grace: timedelta) -> Out
     done); the pod's ``startTime`` for an init container. A pod that has ended, or is being deleted,
     is not stuck.
     """
-    status = pod.get("status") or {}
-    if status.get("phase", "Pending") not in _STILL_WAITING or (pod.get("metadata") or {}).get(
+    if kube.pod_status(pod).get("phase", "Pending") not in _STILL_WAITING or kube.meta(pod).get(
         "deletionTimestamp"
     ):
         return None
@@ -176,7 +176,7 @@ def stuck_reason(pod: Mapping[str, Any], now: datetime, grace: timedelta) -> Out
 
 def _never_started(pod: Mapping[str, Any], run_exit: int | None) -> tuple[Outcome, datetime | None] | None:
     """Row 2 of the table in one pod (first container in order, then scheduling), and since when."""
-    status = pod.get("status") or {}
+    status = kube.pod_status(pod)
     for container in _containers(pod):
         found = _never_ran(container)
         if found is not None:
@@ -184,11 +184,11 @@ def _never_started(pod: Mapping[str, Any], run_exit: int | None) -> tuple[Outcom
             message = f"container {container.name} of pod {container.pod}: {detail}"
             since = api_time(status.get("startTime")) if container.init else _turn_of_containers(pod)
             return Outcome(kind, reason, message, run_exit), since
-    scheduled = _pod_condition(status, "PodScheduled", status_="False")
+    scheduled = _find_condition(pod, "PodScheduled", status_="False")
     if scheduled is not None and scheduled.get("reason") == UNSCHEDULABLE:
         detail = scheduled.get("message") or "no node can run it"
         since = api_time(scheduled.get("lastTransitionTime")) or api_time(
-            (pod.get("metadata") or {}).get("creationTimestamp")
+            kube.meta(pod).get("creationTimestamp")
         )
         outcome = Outcome(OutcomeKind.UNSCHEDULABLE, UNSCHEDULABLE, f"pod {_name(pod)}: {detail}", run_exit)
         return outcome, since
@@ -211,23 +211,22 @@ def _never_ran(container: _Container) -> tuple[OutcomeKind, str, str] | None:
 def _turn_of_containers(pod: Mapping[str, Any]) -> datetime | None:
     """When the kubelet began starting the regular containers: when the init containers were done (else
     when the pod started)."""
-    status = pod.get("status") or {}
-    initialized = _pod_condition(status, "Initialized")
+    initialized = _find_condition(pod, "Initialized")
     if initialized is not None and initialized.get("lastTransitionTime"):
         return api_time(initialized["lastTransitionTime"])
-    return api_time(status.get("startTime"))
+    return api_time(kube.pod_status(pod).get("startTime"))
 
 
 def _pod_evidence(pod: Mapping[str, Any], run_exit: int | None) -> Outcome | None:
     """A pod that never got going, eviction, OOM kill or missing input in one pod, in that order."""
-    status = pod.get("status") or {}
+    status = kube.pod_status(pod)
     containers = list(_containers(pod))
     never_started = _never_started(pod, run_exit)
     if never_started is not None:
         return never_started[0]
-    disruption = _pod_condition(status, "DisruptionTarget")
+    disruption = _find_condition(pod, "DisruptionTarget")
     if status.get("reason") == "Evicted" or disruption is not None:
-        evidence = disruption or {}
+        evidence = disruption or kube.Condition()
         reason = "Evicted" if status.get("reason") == "Evicted" else str(evidence.get("reason") or "Evicted")
         detail = status.get("message") or evidence.get("message") or "the pod was evicted"
         return Outcome(OutcomeKind.EVICTED, reason, f"pod {_name(pod)}: {detail}", run_exit)
@@ -274,7 +273,7 @@ def _run_exit_code(pods: Sequence[Mapping[str, Any]]) -> int | None:
 
 
 def _containers(pod: Mapping[str, Any]) -> Iterator[_Container]:
-    status = pod.get("status") or {}
+    status = kube.pod_status(pod)
     for init, entries in (
         (True, status.get("initContainerStatuses")),
         (False, status.get("containerStatuses")),
@@ -300,20 +299,16 @@ def _named(containers: Sequence[_Container], name: str) -> _Container | None:
 
 
 def _name(pod: Mapping[str, Any]) -> str:
-    return str((pod.get("metadata") or {}).get("name", "?"))
+    return str(kube.meta(pod).get("name", "?"))
 
 
-def _pod_condition(
-    status: Mapping[str, Any], type_: str, *, status_: str = "True"
-) -> Mapping[str, Any] | None:
-    for condition in status.get("conditions") or ():
+def _find_condition(obj: Mapping[str, Any], type_: str, *, status_: str = "True") -> kube.Condition | None:
+    """The condition *type_* of a pod or Job, when its status is *status_*."""
+    for condition in kube.conditions(obj):
         if condition.get("type") == type_ and condition.get("status") == status_:
-            return condition  # type: ignore[no-any-return]
+            return condition
     return None
 
 
-def _condition(job: Mapping[str, Any], type_: str) -> Mapping[str, Any]:
-    for condition in (job.get("status") or {}).get("conditions") or ():
-        if condition.get("type") == type_ and condition.get("status") == "True":
-            return condition  # type: ignore[no-any-return]
-    return {}
+def _condition(job: Mapping[str, Any], type_: str) -> kube.Condition:
+    return _find_condition(job, type_) or kube.Condition()

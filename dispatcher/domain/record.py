@@ -44,6 +44,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from dispatcher.domain import kube
 from dispatcher.domain.constants import ANNOTATION_BUCKET, ANNOTATION_KEY, ANNOTATION_VERSION
 from dispatcher.domain.jobs import finished_condition, job_name, job_service
 from dispatcher.domain.outcome import Outcome
@@ -155,9 +156,9 @@ def build_record(
     *logs* names the containers whose logs are stored; with *log_keys*, each maps to its object key.
     *logs_missing* says, per container, why its log is not.
     """
-    metadata = job.get("metadata") or {}
-    annotations = metadata.get("annotations") or {}
-    status = job.get("status") or {}
+    metadata = kube.meta(job)
+    annotations = kube.annotations(job)
+    status = kube.job_status(job)
     service = job_service(job) or ""
     name = job_name(job)
     folder = record_folder(records_prefix, service, name)
@@ -189,11 +190,11 @@ def build_record(
 
 def finished_at(job: Mapping[str, Any]) -> str | None:
     """When the Job finished: ``completionTime``, else its Complete/Failed condition's transition time."""
-    status = job.get("status") or {}
+    status = kube.job_status(job)
     if status.get("completionTime"):
         return str(status["completionTime"])
     finished = finished_condition(job)
-    for condition in status.get("conditions") or ():
+    for condition in kube.conditions(job):
         if condition.get("type") == finished and condition.get("lastTransitionTime"):
             return str(condition["lastTransitionTime"])
     return None

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from dispatcher.domain import kube
 from dispatcher.domain.constants import ANNOTATION_EVENT_TIME
 from dispatcher.domain.jobs import api_time
 from dispatcher.domain.record import finished_at
@@ -30,11 +31,9 @@ class JobTimings:
 
 def job_timings(job: Mapping[str, Any], recorded_at: datetime) -> JobTimings:
     """The stage durations of the finished *job*, recorded at *recorded_at*."""
-    metadata = job.get("metadata") or {}
-    status = job.get("status") or {}
-    event = api_time((metadata.get("annotations") or {}).get(ANNOTATION_EVENT_TIME))
-    created = api_time(metadata.get("creationTimestamp"))
-    started = api_time(status.get("startTime"))
+    event = api_time(kube.annotations(job).get(ANNOTATION_EVENT_TIME))
+    created = api_time(kube.meta(job).get("creationTimestamp"))
+    started = api_time(kube.job_status(job).get("startTime"))
     finished = api_time(finished_at(job))
     return JobTimings(
         created_to_started=_between(created, started),
