@@ -26,9 +26,11 @@ from typing import Any
 
 from dispatcher.adapters.kube import Cluster
 from dispatcher.domain.constants import LABEL_MANAGED_BY, LABEL_SERVICE, MANAGED_BY
+from dispatcher.executors.finished_watch import FinishedJobWatch
+from dispatcher.executors.kubernetes import KubernetesExecutor
+from dispatcher.runtime.ratelimit import TokenBucket
 from tests.k8s_emulator import run_emulator
-from watcher.completion import ClusterSide, Recorder
-from watcher.job_watch import FinishedJobWatch
+from watcher.completion import Recorder
 
 
 class MemoryStore:
@@ -59,6 +61,12 @@ class MemoryEvents:
     async def publish(self, record: dict[str, Any]) -> None:
         del record
         self.published += 1
+
+
+def recording_executor(cluster: Cluster) -> KubernetesExecutor:
+    """The executor the Recorder reads pods and logs and marks Jobs through (its token bucket paces
+    creates, which the watcher makes none of: unbounded here)."""
+    return KubernetesExecutor(cluster, TokenBucket(1e9, 1_000_000_000))
 
 
 def rss_mib() -> float:
@@ -99,7 +107,7 @@ async def main(count: int, concurrency: int, kubeconfig: Path) -> None:
             await asyncio.gather(*pending[start : start + 200])
         print(f"created {count} Jobs in {time.perf_counter() - started:.1f} s")
         store, events = MemoryStore(), MemoryEvents()
-        recorder = Recorder(ClusterSide(cluster), store, events, tail_lines=100)  # type: ignore[arg-type]
+        recorder = Recorder(recording_executor(cluster), store, events, tail_lines=100)  # type: ignore[arg-type]
         watch = FinishedJobWatch(cluster, recorder.record, concurrency=concurrency, watch_timeout=60)
         before = rss_mib()
         started = time.perf_counter()

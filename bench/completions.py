@@ -21,15 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from bench_dispatch import api_client_for, bench_job, create_namespace, latency_summary, watch_job_events
-from bench_watcher import MemoryEvents, MemoryStore
+from bench_watcher import MemoryEvents, MemoryStore, recording_executor
 from kubernetes_asyncio import client  # noqa: TID251 - the bench measures the bare client's watch
 
 from dispatcher.adapters.kube import Cluster
 from dispatcher.domain.constants import LABEL_MANAGED_BY, LABEL_SERVICE, MANAGED_BY
 from dispatcher.domain.jobs import finished_condition
+from dispatcher.executors.finished_watch import FinishedJobWatch
 from job_templates.stager.contract import CONTAINER_RUN, CONTAINER_STAGE_IN, CONTAINER_STAGE_OUT
-from watcher.completion import ClusterSide, Recorder
-from watcher.job_watch import FinishedJobWatch
+from watcher.completion import Recorder
 
 WATCHER_CONCURRENCY = 8
 """Jobs the watcher records at once (its default)."""
@@ -164,7 +164,7 @@ async def watcher_completions(kubeconfig: Path, namespace: str, count: int) -> d
     cluster = await Cluster.connect(namespace, kubeconfig=kubeconfig, request_timeout=30)
     try:
         store, events = TimedStore(), MemoryEvents()
-        recorder = Recorder(ClusterSide(cluster), store, events, tail_lines=100)  # type: ignore[arg-type]
+        recorder = Recorder(recording_executor(cluster), store, events, tail_lines=100)  # type: ignore[arg-type]
         watch = FinishedJobWatch(cluster, recorder.record, concurrency=WATCHER_CONCURRENCY, watch_timeout=60)
         cpu, started = time.process_time(), time.perf_counter()
         task = asyncio.create_task(watch.run())
@@ -197,7 +197,7 @@ async def completion_latency(
     try:
         await asyncio.wait_for(finish.opened.wait(), 30)
         store, events = TimedStore(), MemoryEvents()
-        recorder = Recorder(ClusterSide(cluster), store, events, tail_lines=100)  # type: ignore[arg-type]
+        recorder = Recorder(recording_executor(cluster), store, events, tail_lines=100)  # type: ignore[arg-type]
         watch = FinishedJobWatch(cluster, recorder.record, concurrency=WATCHER_CONCURRENCY, watch_timeout=60)
         task = asyncio.create_task(watch.run())
         try:

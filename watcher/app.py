@@ -1,14 +1,16 @@
 """The watcher's composition root: settings in, finished Jobs recorded, until asked to stop.
 
 Start-up refuses a records location that any service input overlaps (records would trigger Jobs),
-then connects to the broker and declares the results exchange. Then, by executor:
+then connects to the broker and declares the results exchange. The ``Recorder`` reads the Jobs' pods
+and logs and marks them through the executor protocol; the executor's ``finished_jobs`` feeds it. The
+one difference by executor is who records (``_record_finished``):
 
-- ``kubernetes``: campaigns for the Lease; while leader, list+watches the Jobs and records each
-  finished one (``FinishedJobWatch`` → ``Recorder``), and records and deletes each Job whose pod can
-  never start (``StuckJobSweep``); on losing the Lease it stops both and campaigns again; a standby
-  only reads the Lease.
-- ``local``: records each Job the shared ``LocalExecutor`` reports finished (``bucketrun serve``; no
-  election, the executor's state directory lock already makes it one process).
+- ``kubernetes``: every replica sees the cluster's Jobs, so they campaign for the Lease; while leader,
+  one records each finished Job (the executor's list+watch) and records and deletes each Job whose pod
+  can never start (``StuckJobSweep``); on losing the Lease it stops both and campaigns again; a
+  standby only reads the Lease.
+- ``local``: only the process holding the executor's state directory sees its Jobs (``bucketrun
+  serve``, sharing the dispatcher's executor): it records them all, no election.
 
 Stop (or cancellation): stop taking Jobs, let those in hand finish within ``drain_timeout``, release
 the Lease, close.
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,20 +29,20 @@ from prometheus_client import CollectorRegistry
 
 from dispatcher.adapters.amqp import AmqpClient
 from dispatcher.adapters.amqp.connect import connect_amqp
-from dispatcher.adapters.kube import Cluster, ClusterConfigError
 from dispatcher.adapters.s3.storage import Storage
-from dispatcher.domain.backoff import backoff_delay
-from dispatcher.domain.errors import PermanentError, StartupError, TransientError
+from dispatcher.domain.errors import PermanentError, StartupError
 from dispatcher.domain.outcome import OutcomeKind
-from dispatcher.executors.local.executor import LocalExecutor
+from dispatcher.executors.base import Executor, FinishedJobs
+from dispatcher.executors.build import build_executor
+from dispatcher.executors.finished_watch import FinishedJobWatch
+from dispatcher.executors.kubernetes import KubernetesExecutor
 from dispatcher.fdl.catalog import load_catalog
 from dispatcher.runtime.lifecycle import until_stopped
 from dispatcher.runtime.metrics import WatcherMetrics, export_flags, new_registry
 from dispatcher.runtime.probes import serve_endpoints
 from dispatcher.runtime.settings import Settings
-from watcher.completion import ClusterSide, JobSide, LocalSide, Recorder
+from watcher.completion import Recorder
 from watcher.completion_events import CompletionEvents
-from watcher.job_watch import FinishedJobWatch
 from watcher.leader import LeaderElector
 from watcher.records import RecordStore
 from watcher.stuck_jobs import StuckJobSweep
@@ -72,12 +74,13 @@ async def run_watcher(
     stop: asyncio.Event,
     ready: asyncio.Event | None = None,
     *,
-    executor: LocalExecutor | None = None,
+    executor: Executor | None = None,
     state: WatcherState | None = None,
     registry: CollectorRegistry | None = None,
 ) -> None:
     """Record finished Jobs until *stop* is set; *ready* is set once running. ``StartupError`` for
-    unusable settings. With the local executor, *executor* is the one the dispatcher runs Jobs on.
+    unusable settings. *executor*, when given, is shared with the caller (``bucketrun serve``: the one
+    the dispatcher runs Jobs on), which closes it; without, this builds a ``kubernetes`` one.
     With *registry*, metrics go there and the caller serves the HTTP endpoints; without, this serves
     its own ``/healthz``, ``/readyz`` (ready while running with the broker connected; a standby is
     ready too) and ``/metrics``."""
@@ -125,38 +128,18 @@ async def run_watcher(
         except PermanentError as error:
             raise StartupError(str(error)) from error
 
-        def recorder_on(side: JobSide) -> Recorder:
-            return Recorder(
-                side,
-                store,
-                events,
-                tail_lines=settings.watcher.log_tail_lines,
-                log_read_timeout=settings.watcher.log_read_timeout,
-                metrics=metrics,
-            )
-
-        work: Coroutine[Any, Any, None]
-        if executor is not None:
-            state.recorder = recorder_on(LocalSide(executor))
-            metrics.leader.set(1)  # one process by construction (the state directory's lock)
-            work = _record_local(executor, state.recorder, settings)
-        else:
-            try:
-                cluster = await Cluster.from_settings(settings.cluster)
-            except ClusterConfigError as error:
-                raise StartupError(str(error)) from error
-            cleanup.push_async_callback(cluster.close)
-            recorder = recorder_on(ClusterSide(cluster))
-            elector = LeaderElector(
-                cluster,
-                settings.watcher.lease_name,
-                settings.watcher.identity,
-                duration=settings.watcher.lease_duration,
-                renew_period=settings.watcher.lease_renew_period,
-            )
-            state.recorder, state.elector = recorder, elector
-            metrics.leader.set_function(lambda: 1.0 if elector.is_leader else 0.0)
-            work = _lead_and_record(cluster, elector, recorder, state, settings)
+        if executor is None:
+            executor = await build_executor(settings)  # kubernetes: a local one was refused above
+            cleanup.push_async_callback(executor.close)
+        state.recorder = Recorder(
+            executor,
+            store,
+            events,
+            tail_lines=settings.watcher.log_tail_lines,
+            log_read_timeout=settings.watcher.log_read_timeout,
+            metrics=metrics,
+        )
+        work = _record_finished(executor, state.recorder, state, metrics, settings)
         ready.set()
         try:
             await until_stopped(work, stop, name="bucketrun-watcher")
@@ -164,22 +147,45 @@ async def run_watcher(
             ready.clear()
 
 
+def _record_finished(
+    executor: Executor, recorder: Recorder, state: WatcherState, metrics: WatcherMetrics, settings: Settings
+) -> Coroutine[Any, Any, None]:
+    """Who records the finished Jobs: the one place where the watcher tells the executors apart.
+
+    Every watcher replica sees a cluster's Jobs, so they elect one through the Lease, which records them
+    and ends those whose pod can never start. Only one process sees the local executor's Jobs (its
+    state directory is locked): it records them all.
+    """
+    if isinstance(executor, KubernetesExecutor):
+        elector = LeaderElector(
+            executor.cluster,
+            settings.watcher.lease_name,
+            settings.watcher.identity,
+            duration=settings.watcher.lease_duration,
+            renew_period=settings.watcher.lease_renew_period,
+        )
+        state.elector = elector
+        metrics.leader.set_function(lambda: 1.0 if elector.is_leader else 0.0)
+        return _lead_and_record(executor, elector, recorder, state, settings)
+    metrics.leader.set(1)
+    return _record_all(executor.finished_jobs(recorder.record, settings), settings)
+
+
 async def _lead_and_record(
-    cluster: Cluster, elector: LeaderElector, recorder: Recorder, state: WatcherState, settings: Settings
+    executor: KubernetesExecutor,
+    elector: LeaderElector,
+    recorder: Recorder,
+    state: WatcherState,
+    settings: Settings,
 ) -> None:
     """Campaign for the Lease; during each term as leader, record finished Jobs and end stuck ones."""
     campaign = asyncio.create_task(elector.run(), name="bucketrun-watcher-election")
     try:
         while True:
             await elector.leading.wait()
-            watch = FinishedJobWatch(
-                cluster,
-                recorder.record,
-                concurrency=settings.watcher.concurrency,
-                watch_timeout=settings.watcher.watch_timeout,
-            )
+            watch = executor.finished_jobs(recorder.record, settings)
             sweep = StuckJobSweep(
-                cluster,
+                executor.cluster,
                 recorder.record,
                 grace=settings.watcher.stuck_grace,
                 interval=settings.watcher.stuck_interval,
@@ -207,31 +213,11 @@ async def _lead_and_record(
         await asyncio.gather(campaign, return_exceptions=True)
 
 
-async def _record_local(executor: LocalExecutor, recorder: Recorder, settings: Settings) -> None:
-    """Record each Job the local executor finishes, one at a time, retrying transient failures."""
-    async for _, record in executor.finished():
-        job = record["job"]
-        # Shielded: a stop lets the Job in hand be recorded rather than half-recorded.
-        await asyncio.shield(_record_with_retries(recorder, job, settings))
-
-
-async def _record_with_retries(recorder: Recorder, job: Mapping[str, Any], settings: Settings) -> None:
-    attempt = 0
-    while True:
-        try:
-            await recorder.record(job)
-        except TransientError as error:
-            delay = backoff_delay(
-                attempt,
-                base=settings.dispatch.retry_base_delay,
-                cap=settings.dispatch.max_retry_delay,
-                retry_after=error.retry_after,
-            )
-            attempt += 1
-            _log.warning("recording a local job failed; retrying", error=str(error), delay=round(delay, 2))
-            await asyncio.sleep(delay)
-        except PermanentError as error:
-            _log.error("recording a local job failed for good", error=str(error))
-            return
-        else:
-            return
+async def _record_all(finished: FinishedJobs, settings: Settings) -> None:
+    """Record every finished Job until cancelled (or the executor closes); then let the one in hand
+    finish, within ``drain_timeout``."""
+    try:
+        await finished.run()
+    finally:
+        drained = await asyncio.shield(finished.drain(settings.dispatch.drain_timeout))
+        _log.info("watcher stopped recording", drained=drained)

@@ -7,37 +7,30 @@ new leader, a retried failure) does no harm:
 2. a record whose ``status.json`` holds the UID is complete: not written again (the event is
    published from it);
 3. the event is published with the UID as message id (consumers deduplicate on it);
-4. the Job is annotated with its UID.
+4. the Job is marked recorded with its UID (``Executor.mark_recorded``: an annotation in a cluster,
+   ``status.json`` for the local executor).
 
-Where the Jobs live is a ``JobSide``: the cluster (``ClusterSide``) or the local executor
-(``LocalSide``).
+Where the Jobs live is the executor's business (``dispatcher.executors.base.Executor``): their pods,
+their logs and the mark come from it, the record and the event from here.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import structlog
 
-from dispatcher.adapters.kube import Cluster
-from dispatcher.domain.constants import (
-    ANNOTATION_BUCKET,
-    ANNOTATION_KEY,
-    ANNOTATION_RECORDED,
-    ANNOTATION_VERSION,
-)
+from dispatcher.domain.constants import ANNOTATION_BUCKET, ANNOTATION_KEY, ANNOTATION_VERSION
 from dispatcher.domain.errors import PermanentError, TransientError
-from dispatcher.domain.jobs import job_name, job_service
+from dispatcher.domain.jobs import is_recorded, job_name, job_service, job_uid
 from dispatcher.domain.outcome import NOT_FINISHED, classify
-from dispatcher.domain.record import OutputList, build_record, container_names, output_keys, tail
+from dispatcher.domain.record import OutputList, build_record, container_names, output_keys
 from dispatcher.domain.timings import job_timings
-from dispatcher.executors.local.executor import LocalExecutor
+from dispatcher.executors.base import Executor
 from dispatcher.runtime.concurrency import all_or_none, both
 from dispatcher.runtime.metrics import WatcherMetrics
 from dispatcher.runtime.retrying import OutOfTimeError, retry_within
@@ -47,95 +40,10 @@ from watcher.records import RecordStore
 
 _log = structlog.get_logger(__name__)
 
-_TAIL_BYTES_PER_LINE: Final = 1024  # how far back a local log file is read for its last lines
 _LOG_RETRY_BASE: Final = 0.2  # seconds: backoff between tries of one log read (ceiling doubles)
 _LOG_RETRY_CAP: Final = 5.0
 NO_POD: Final = "no pod: the Job started none, or its pods are gone"
 NO_LOG: Final = "no log: the container never started, or its pod is gone"
-
-
-def job_uid(job: Mapping[str, Any]) -> str:
-    """``metadata.uid`` of a Job document (empty when it has none)."""
-    uid = (job.get("metadata") or {}).get("uid")
-    return uid if isinstance(uid, str) else ""
-
-
-def is_recorded(job: Mapping[str, Any]) -> bool:
-    """True when the Job carries the recorded annotation with its own UID."""
-    annotations = (job.get("metadata") or {}).get("annotations") or {}
-    uid = job_uid(job)
-    return bool(uid) and annotations.get(ANNOTATION_RECORDED) == uid
-
-
-class JobSide(Protocol):
-    """Where finished Jobs live: their pods, their logs, and the mark that they are recorded."""
-
-    async def pods(self, job: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """The Job's pods, oldest first."""
-        ...
-
-    async def log(self, job: Mapping[str, Any], pod: str, container: str, tail_lines: int) -> str | None:
-        """The last *tail_lines* lines of a container's log; None when there is none."""
-        ...
-
-    async def mark_recorded(self, job: Mapping[str, Any]) -> None:
-        """Remember that the Job is recorded, so no watcher handles it again."""
-        ...
-
-
-class ClusterSide:
-    """Jobs in a Kubernetes namespace."""
-
-    def __init__(self, cluster: Cluster) -> None:
-        self.cluster = cluster
-
-    async def pods(self, job: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """The pods with the Job's controller-uid label."""
-        return await self.cluster.job_pods(job_uid(job))
-
-    async def log(self, job: Mapping[str, Any], pod: str, container: str, tail_lines: int) -> str | None:
-        """The kubelet's log of the container (None once the pod is gone)."""
-        del job
-        return await self.cluster.pod_log(pod, container, tail_lines=tail_lines)
-
-    async def mark_recorded(self, job: Mapping[str, Any]) -> None:
-        """Annotate the Job with its UID (a Job deleted meanwhile needs no mark)."""
-        await self.cluster.annotate_job(job_name(job), {ANNOTATION_RECORDED: job_uid(job)})
-
-
-class LocalSide:
-    """Jobs of the local executor, whose ``status.json`` keeps the recorded mark."""
-
-    def __init__(self, executor: LocalExecutor) -> None:
-        self.executor = executor
-
-    async def pods(self, job: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """The pods of the executor's record of the Job."""
-        record = self.executor.job_status(job_name(job))
-        return list(record["pods"]) if record is not None else []
-
-    async def log(self, job: Mapping[str, Any], pod: str, container: str, tail_lines: int) -> str | None:
-        """The container's log file in the newest pod's workdir."""
-        del pod
-        path = self.executor.log_path(job_name(job), container)
-        if path is None:
-            return None
-        return await asyncio.to_thread(_tail_file, path, tail_lines)
-
-    async def mark_recorded(self, job: Mapping[str, Any]) -> None:
-        """Mark the Job recorded on disk: no restart hands it out again."""
-        await self.executor.mark_recorded(job_name(job), job_uid(job))
-
-
-def _tail_file(path: Path, lines: int) -> str | None:
-    try:
-        with path.open("rb") as file:
-            size = file.seek(0, 2)
-            file.seek(max(0, size - lines * _TAIL_BYTES_PER_LINE))
-            data = file.read()
-    except FileNotFoundError:
-        return None
-    return tail(data.decode("utf-8", "replace"), lines)
 
 
 @contextmanager
@@ -171,7 +79,7 @@ class Recorder:
 
     def __init__(
         self,
-        side: JobSide,
+        executor: Executor,
         store: RecordStore,
         events: CompletionEvents,
         *,
@@ -179,7 +87,8 @@ class Recorder:
         log_read_timeout: float = 30.0,
         metrics: WatcherMetrics | None = None,
     ) -> None:
-        self.side = side
+        self.executor = executor
+        """Where the Jobs run: their pods, their logs, and the recorded mark."""
         self.store = store
         self.events = events
         self.tail_lines = tail_lines
@@ -198,7 +107,7 @@ class Recorder:
             written_before = self.stats.records_written
             record = await self._stored(job, uid)
             await self.events.publish(record)
-            await self.side.mark_recorded(job)
+            await self.executor.mark_recorded(job)
             self.stats.recorded += 1
             if self.stats.records_written > written_before:
                 self._observe(job, str(record.get("outcome")))
@@ -236,7 +145,7 @@ class Recorder:
         """The Job's record: the one already stored for this UID, else a new one, written now."""
         # Independent reads go out together: a record costs round trips, not CPU.
         pods, existing = await both(
-            self.side.pods(job), self.store.read(job_service(job) or "", job_name(job))
+            self.executor.job_pods(job), self.store.read(job_service(job) or "", job_name(job))
         )
         if existing is not None and existing.get("uid") == uid:
             return existing
@@ -279,7 +188,7 @@ class Recorder:
         record must not wait for that (nor hold up a worker)."""
         try:
             text = await retry_within(
-                lambda: self.side.log(job, pod, container, self.tail_lines),
+                lambda: self.executor.container_log(job, pod, container, self.tail_lines),
                 seconds=self.log_read_timeout,
                 base=_LOG_RETRY_BASE,
                 cap=_LOG_RETRY_CAP,

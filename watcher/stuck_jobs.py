@@ -27,10 +27,9 @@ import structlog
 
 from dispatcher.domain.constants import LABEL_JOB_CONTROLLER_UID, LABEL_JOB_NAME
 from dispatcher.domain.errors import PermanentError, TransientError
-from dispatcher.domain.jobs import finished_condition
+from dispatcher.domain.jobs import finished_condition, job_uid
 from dispatcher.domain.outcome import Outcome, stuck_reason
 from dispatcher.runtime.concurrency import InHand
-from watcher.completion import job_uid
 
 _log = structlog.get_logger(__name__)
 

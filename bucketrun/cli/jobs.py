@@ -18,11 +18,10 @@ from bucketrun.cli.common import EXIT_INVALID, Commands, load_settings
 from dispatcher.adapters.kube import Cluster
 from dispatcher.adapters.s3.storage import Storage
 from dispatcher.domain.errors import BucketrunError
-from dispatcher.domain.jobs import finished_condition, job_name, job_service
+from dispatcher.domain.jobs import finished_condition, is_recorded, job_name, job_service, job_uid
 from dispatcher.domain.outcome import classify
 from dispatcher.domain.record import OutputList, build_record, container_names
 from dispatcher.runtime.settings import Settings
-from watcher.completion import ClusterSide, is_recorded
 from watcher.records import RecordStore
 
 EXIT_NOT_FOUND: Final = 1
@@ -149,12 +148,11 @@ async def job_logs(settings: Settings, name: str, container: str | None = None) 
         if cluster is not None:
             job = await cluster.read_job(name)
             if job is not None:
-                side = ClusterSide(cluster)
-                pods = await side.pods(job)
+                pods = await cluster.job_pods(job_uid(job))
                 if pods:
                     pod = str((pods[-1].get("metadata") or {}).get("name", ""))
                     texts = {
-                        each: await side.log(job, pod, each, settings.watcher.log_tail_lines)
+                        each: await cluster.pod_log(pod, each, tail_lines=settings.watcher.log_tail_lines)
                         for each in ([container] if container else container_names(job))
                     }
                     if any(text is not None for text in texts.values()):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from dispatcher.domain.constants import LABEL_SERVICE
+from dispatcher.domain.constants import ANNOTATION_RECORDED, LABEL_SERVICE
 
 FINISHED_CONDITIONS: Final = frozenset({"Complete", "Failed"})
 """Job condition types after which the Job controller never starts another pod."""
@@ -34,6 +34,20 @@ def job_name(job: Mapping[str, Any]) -> str:
     """``metadata.name`` of a Job document (empty when it has none)."""
     name = (job.get("metadata") or {}).get("name")
     return name if isinstance(name, str) else ""
+
+
+def job_uid(job: Mapping[str, Any]) -> str:
+    """``metadata.uid`` of a Job document (empty when it has none)."""
+    uid = (job.get("metadata") or {}).get("uid")
+    return uid if isinstance(uid, str) else ""
+
+
+def is_recorded(job: Mapping[str, Any]) -> bool:
+    """True when the Job carries the recorded annotation with its own UID (a re-created Job of the
+    same name does not inherit its predecessor's mark)."""
+    annotations = (job.get("metadata") or {}).get("annotations") or {}
+    uid = job_uid(job)
+    return bool(uid) and annotations.get(ANNOTATION_RECORDED) == uid
 
 
 def job_service(job: Mapping[str, Any]) -> str | None:

@@ -1,4 +1,5 @@
-"""The ``kubernetes`` executor: Jobs through the API server, writes rate-limited by a token bucket."""
+"""The ``kubernetes`` executor: Jobs through the API server, writes rate-limited by a token bucket;
+finished Jobs from a list+watch (``FinishedJobWatch``), marked recorded by an annotation."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from dispatcher.adapters.kube import Cluster
+from dispatcher.domain.constants import ANNOTATION_RECORDED
 from dispatcher.domain.errors import TransientError
-from dispatcher.domain.jobs import CreateOutcome
+from dispatcher.domain.jobs import CreateOutcome, job_name, job_uid
+from dispatcher.executors.base import JobHandler
+from dispatcher.executors.finished_watch import FinishedJobWatch
 from dispatcher.rendering.secrets import ServiceSecret
 from dispatcher.runtime.ratelimit import TokenBucket
-from dispatcher.runtime.settings import ClusterSettings
+from dispatcher.runtime.settings import ClusterSettings, Settings
 
 
 async def connect_kubernetes_executor(settings: ClusterSettings) -> KubernetesExecutor:
@@ -21,9 +25,11 @@ async def connect_kubernetes_executor(settings: ClusterSettings) -> KubernetesEx
 
 
 class KubernetesExecutor:
-    """Thin: a token from *bucket* before every API write, ConfigMaps created once, the informer run.
+    """Thin: a token from *bucket* before every Job or ConfigMap write, ConfigMaps created once, the
+    informer run (by ``start``, for the counts; the watcher's calls need no ``start``).
 
-    Owns *cluster*: ``close()`` closes it.
+    Owns *cluster*: ``close()`` closes it. The watcher's Lease election and sweep of Jobs that cannot
+    start use ``cluster`` directly: they are the cluster's, not any executor's.
     """
 
     def __init__(self, cluster: Cluster, bucket: TokenBucket, *, sync_timeout: float | None = None) -> None:
@@ -77,3 +83,29 @@ class KubernetesExecutor:
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         """Return once ``predicate()`` is true, re-checked after every change the informer sees."""
         await self.cluster.wait_until(predicate)
+
+    def finished_jobs(self, handle: JobHandler, settings: Settings) -> FinishedJobWatch:
+        """A list+watch of bucketrun's Jobs feeding *handle* each finished, unrecorded one, once per UID,
+        from ``settings.watcher.concurrency`` workers."""
+        return FinishedJobWatch(
+            self.cluster,
+            handle,
+            concurrency=settings.watcher.concurrency,
+            watch_timeout=settings.watcher.watch_timeout,
+        )
+
+    async def job_pods(self, job: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The pods with the Job's controller-uid label."""
+        return await self.cluster.job_pods(job_uid(job))
+
+    async def container_log(
+        self, job: Mapping[str, Any], pod: str, container: str, tail_lines: int
+    ) -> str | None:
+        """The kubelet's log of the container (None once the pod is gone)."""
+        del job
+        return await self.cluster.pod_log(pod, container, tail_lines=tail_lines)
+
+    async def mark_recorded(self, job: Mapping[str, Any]) -> None:
+        """Annotate the Job with its UID (a Job deleted meanwhile needs no mark). No token: the bucket
+        paces the dispatcher's creates, and a mark is the watcher's."""
+        await self.cluster.annotate_job(job_name(job), {ANNOTATION_RECORDED: job_uid(job)})

@@ -320,14 +320,16 @@ class TestLocalExecutor(ExecutorContract):
         await first.start()
         for name in ("kept", "marked"):
             await first.create_job(job(name, "exit 0"))
-        seen: dict[str, str] = {}
+        jobs: dict[str, dict[str, Any]] = {}
         async with asyncio.timeout(WITHIN):
             async for name, record in first.finished():
-                seen[name] = record["job"]["metadata"]["uid"]
-                if len(seen) == 2:
+                jobs[name] = record["job"]
+                if len(jobs) == 2:
                     break
-        await first.mark_recorded("marked", seen["marked"])
-        await first.mark_recorded("kept", "the-uid-of-another-job")  # not this Job: no mark
+        seen = {name: job_doc["metadata"]["uid"] for name, job_doc in jobs.items()}
+        await first.mark_recorded(jobs["marked"])
+        another = {**jobs["kept"], "metadata": {**jobs["kept"]["metadata"], "uid": "the-uid-of-another-job"}}
+        await first.mark_recorded(another)  # not this Job: no mark
         await first.close()  # what is on disk is all a SIGKILLed process leaves: the marks are flushed
 
         second = LocalExecutor(state, max_running=2)
@@ -338,7 +340,7 @@ class TestLocalExecutor(ExecutorContract):
             async with asyncio.timeout(WITHIN):
                 name, record = await anext(notes)
             assert (name, record["job"]["metadata"]["uid"]) == ("kept", seen["kept"])
-            await second.mark_recorded("kept", seen["kept"])
+            await second.mark_recorded(record["job"])
         finally:
             await second.close()
         assert [item async for item in notes] == []

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from dispatcher.domain.jobs import is_recorded
 from job_templates.stager.completion import Watcher
 from job_templates.stager.config import stage_out_config
 from job_templates.stager.redact import Redactor
@@ -22,7 +23,6 @@ from tests.integration.stack import until
 from tests.integration.test_end_to_end import Stack, running_stack
 from tests.integration.test_stage import FAST, dirs, finish_script, write_outputs
 from tests.integration.watcher_support import job_doc, new_env, watcher
-from watcher.completion import is_recorded
 
 pytestmark = [pytest.mark.integration]
 

@@ -16,10 +16,10 @@ from kubernetes_asyncio import client  # noqa: TID251 - the tests create Jobs be
 
 from dispatcher.adapters.kube import Cluster
 from dispatcher.adapters.kube.list_watch import ListWatch
+from dispatcher.executors.finished_watch import FinishedJobWatch
 from dispatcher.runtime.settings import ClusterSettings
 from tests.emulator.helpers import wait_for
 from tests.integration.watcher_support import job_doc
-from watcher.job_watch import FinishedJobWatch
 
 pytestmark = pytest.mark.integration
 

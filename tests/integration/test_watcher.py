@@ -15,14 +15,13 @@ from bucketrun.cli.jobs import job_logs, list_jobs, show_job
 from bucketrun.serve import run_serve
 from dispatcher.domain.constants import ANNOTATION_RECORDED
 from dispatcher.domain.errors import StartupError
-from dispatcher.domain.jobs import finished_condition
+from dispatcher.domain.jobs import finished_condition, is_recorded
 from dispatcher.executors.local.executor import LocalExecutor
 from dispatcher.runtime.metrics import new_registry
 from tests.integration.stack import started, until
 from tests.integration.watcher_support import job_doc, new_env, watcher
 from tests.metric_labels import unbounded_labels
 from watcher.app import WatcherState, run_watcher
-from watcher.completion import LocalSide, is_recorded
 
 pytestmark = [pytest.mark.integration]
 
@@ -244,7 +243,7 @@ async def test_serve_runs_dispatcher_and_watcher_on_one_local_executor_and_stops
     if task.done():
         task.result()
     assert ready.is_set()
-    assert isinstance(state.recorder.side, LocalSide)
+    assert isinstance(state.recorder.executor, LocalExecutor)
     assert state.elector is None  # no election with the local executor
     stop.set()
     await asyncio.wait_for(task, 30)

@@ -8,9 +8,9 @@ import asyncio
 
 import pytest
 
+from dispatcher.domain.jobs import is_recorded
 from tests.integration.stack import until
 from tests.integration.watcher_support import job_doc, new_env, watcher
-from watcher.completion import is_recorded
 
 pytestmark = [pytest.mark.integration]
 

@@ -139,15 +139,17 @@ def test_grace_and_interval_must_be_positive() -> None:
 # -- the Recorder records an unfinished Job only while its pod shows it can never start ------------------
 
 
-class FakeSide:
+class FakeExecutor:
+    """The executor's recording half: the Job's pods, no logs, the marks."""
+
     def __init__(self, pods: list[dict[str, Any]]) -> None:
         self.pods_of_job = pods
         self.marked: list[str] = []
 
-    async def pods(self, job: Any) -> list[dict[str, Any]]:
+    async def job_pods(self, job: Any) -> list[dict[str, Any]]:
         return copy.deepcopy(self.pods_of_job)
 
-    async def log(self, job: Any, pod: str, container: str, tail_lines: int) -> str | None:
+    async def container_log(self, job: Any, pod: str, container: str, tail_lines: int) -> str | None:
         return None
 
     async def mark_recorded(self, job: Any) -> None:
@@ -178,24 +180,24 @@ class FakeEvents:
         self.published.append(record["uid"])
 
 
-def recorder_for(pods: list[dict[str, Any]]) -> tuple[Recorder, FakeSide, FakeStore, FakeEvents]:
-    side, store, events = FakeSide(pods), FakeStore(), FakeEvents()
-    return Recorder(side, store, events, tail_lines=10), side, store, events  # type: ignore[arg-type]
+def recorder_for(pods: list[dict[str, Any]]) -> tuple[Recorder, FakeExecutor, FakeStore, FakeEvents]:
+    executor, store, events = FakeExecutor(pods), FakeStore(), FakeEvents()
+    return Recorder(executor, store, events, tail_lines=10), executor, store, events  # type: ignore[arg-type]
 
 
 async def test_a_stuck_jobs_record_says_why_its_pod_never_started() -> None:
-    recorder, side, store, events = recorder_for([secret_pod()])
+    recorder, executor, store, events = recorder_for([secret_pod()])
     assert await recorder.record(job())
     (record,) = store.written
     assert (record["outcome"], record["reason"]) == ("config-error", "CreateContainerConfigError")
-    assert events.published == side.marked == ["5b1f-job"]
+    assert events.published == executor.marked == ["5b1f-job"]
 
 
 async def test_an_unfinished_job_whose_pod_got_going_again_is_not_recorded() -> None:
     # The sweep decided on one listing; the Recorder reads the pods again: a pod that started meanwhile
     # (the Secret was created) must not get a record, nor then be deleted.
-    recorder, side, store, events = recorder_for([waiting_run_pod("ContainerCreating", "")])
+    recorder, executor, store, events = recorder_for([waiting_run_pod("ContainerCreating", "")])
     with pytest.raises(PermanentError) as raised:
         await recorder.record(job())
     assert raised.value.reason == "not-finished"
-    assert (store.written, events.published, side.marked) == ([], [], [])
+    assert (store.written, events.published, executor.marked) == ([], [], [])

@@ -36,6 +36,8 @@ those that finish in this process, and, first, those that finished before a rest
 marked (a crash between the final status and the watcher's record). ``mark_recorded`` stores the mark
 as the ``bucketrun.io/recorded`` annotation (the Job's UID) in ``status.json``, flushed to disk, as the
 watcher annotates a Job on a cluster; a Job is handed out again after every restart until it is marked.
+``finished_jobs`` feeds them to the watcher's recorder (``LocalFinishedJobs``), which reads the pods
+from ``status.json`` and the logs from the pods' workdirs (``job_pods``, ``container_log``).
 
 **Concurrency.** At most ``max_running`` pods run at once; other Jobs wait, in creation order, with a
 Pending pod, and count as active meanwhile.
@@ -64,7 +66,19 @@ import structlog
 
 from dispatcher.domain.constants import ANNOTATION_RECORDED
 from dispatcher.domain.errors import PermanentError, TransientError
-from dispatcher.domain.jobs import CreateOutcome, JobFacts, JobIndex, finished_condition, job_service
+from dispatcher.domain.jobs import (
+    CreateOutcome,
+    JobFacts,
+    JobIndex,
+    finished_condition,
+    is_recorded,
+    job_name,
+    job_service,
+    job_uid,
+)
+from dispatcher.domain.record import tail
+from dispatcher.executors.base import JobHandler
+from dispatcher.executors.local.finished import LocalFinishedJobs
 from dispatcher.executors.local.pod.model import ContainerState
 from dispatcher.executors.local.pod.spec import parse_pod
 from dispatcher.executors.local.runner import LocalPodRunner, PodSpecError, StaticPodRefs
@@ -91,6 +105,7 @@ from dispatcher.executors.local.status import (
 )
 from dispatcher.rendering.manifest_checks import check_manifest
 from dispatcher.rendering.secrets import ServiceSecret
+from dispatcher.runtime.settings import Settings
 
 _log = structlog.get_logger(__name__)
 
@@ -98,6 +113,7 @@ MANIFEST: Final = "manifest.json"
 STATUS: Final = "status.json"
 _NAME: Final = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")  # safe as a directory name too
 _REASON_INVALID: Final = "invalid-manifest"
+_TAIL_BYTES_PER_LINE: Final = 1024  # how far back a log file is read for its last lines
 
 JobRecord = dict[str, Any]
 """The content of ``status.json``: ``{"job": <Job with status>, "pods": [<Pod with status>, …]}``."""
@@ -328,11 +344,39 @@ class LocalExecutor:
             if record is not None:
                 yield name, record
 
-    async def mark_recorded(self, name: str, uid: str) -> None:
-        """Mark finished Job *name* (of UID *uid*) recorded, durably: ``finished()`` never hands it out
-        again, in this process or after a restart. A Job unknown, unfinished or of another UID is left
-        alone (the mark is for the Job that was recorded, not for a later one of the same name)."""
-        await asyncio.to_thread(self._mark_recorded, name, uid)
+    # -- finished Jobs, for the watcher ----------------------------------------------------------------
+
+    def finished_jobs(self, handle: JobHandler, settings: Settings) -> LocalFinishedJobs:
+        """``finished()`` feeding *handle*, one Job at a time, transient failures retried with the
+        dispatch retry delays."""
+        return LocalFinishedJobs(
+            self,
+            handle,
+            retry_base=settings.dispatch.retry_base_delay,
+            retry_cap=settings.dispatch.max_retry_delay,
+        )
+
+    async def job_pods(self, job: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The pods of the executor's record of the Job (one per attempt), oldest first."""
+        record = self.job_status(job_name(job))
+        return list(record["pods"]) if record is not None else []
+
+    async def container_log(
+        self, job: Mapping[str, Any], pod: str, container: str, tail_lines: int
+    ) -> str | None:
+        """The last *tail_lines* lines of the container's log file in the newest pod's workdir (the
+        file's end only is read: a log may be large)."""
+        del pod
+        path = self.log_path(job_name(job), container)
+        if path is None:
+            return None
+        return await asyncio.to_thread(_tail_file, path, tail_lines)
+
+    async def mark_recorded(self, job: Mapping[str, Any]) -> None:
+        """Mark finished *job* recorded (with its UID), durably: ``finished()`` never hands it out again,
+        in this process or after a restart. A Job unknown, unfinished or of another UID is left alone
+        (the mark is for the Job that was recorded, not for a later one of the same name)."""
+        await asyncio.to_thread(self._mark_recorded, job_name(job), job_uid(job))
 
     def _mark_recorded(self, name: str, uid: str) -> None:
         if name in self._jobs or not _NAME.fullmatch(name):
@@ -498,7 +542,7 @@ class LocalExecutor:
             job_doc = record.get("job") or manifest
             if finished_condition(job_doc) is not None:
                 self._index.observe(JobFacts.of(job_doc))
-                if not _is_marked(job_doc):
+                if not is_recorded(job_doc):
                     unrecorded.append((job_doc["metadata"].get("creationTimestamp", ""), directory.name))
                 continue
             job = _LocalJob(manifest, directory, _now(), pods=list(record.get("pods") or []))
@@ -513,10 +557,17 @@ class LocalExecutor:
         return unfinished, tuple(name for _, name in sorted(unrecorded))
 
 
-def _is_marked(job_doc: Mapping[str, Any]) -> bool:
-    metadata = job_doc.get("metadata") or {}
-    uid = metadata.get("uid")
-    return bool(uid) and (metadata.get("annotations") or {}).get(ANNOTATION_RECORDED) == uid
+def _tail_file(path: Path, lines: int) -> str | None:
+    """The last *lines* lines of the file, reading at most ``_TAIL_BYTES_PER_LINE`` bytes per line from
+    its end; None when there is no such file."""
+    try:
+        with path.open("rb") as file:
+            size = file.seek(0, 2)
+            file.seek(max(0, size - lines * _TAIL_BYTES_PER_LINE))
+            data = file.read()
+    except FileNotFoundError:
+        return None
+    return tail(data.decode("utf-8", "replace"), lines)
 
 
 def _check_job(doc: Mapping[str, Any]) -> str:

@@ -1,4 +1,5 @@
-"""Finds finished, unrecorded Jobs: list + watch of bucketrun's Jobs, each handed to the recorder once.
+"""The ``kubernetes`` executor's finished Jobs: list + watch of bucketrun's Jobs, each finished and
+unrecorded one handed to the recorder once.
 
 The loop is the informer's (``dispatcher.adapters.kube.list_watch``), over full Job documents instead of
 counts: list every Job with bucketrun's ``managed-by`` label in pages, watch from the list's
@@ -18,7 +19,7 @@ its mark are not split by a restart.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -29,9 +30,9 @@ from dispatcher.adapters.kube import DocumentPage
 from dispatcher.adapters.kube.list_watch import PAGE_SIZE, ListWatch, ListWatchStats
 from dispatcher.domain.backoff import backoff_delay
 from dispatcher.domain.errors import PermanentError, TransientError
-from dispatcher.domain.jobs import finished_condition, job_name
+from dispatcher.domain.jobs import finished_condition, is_recorded, job_name, job_uid
+from dispatcher.executors.base import JobHandler
 from dispatcher.runtime.concurrency import InHand
-from watcher.completion import is_recorded, job_uid
 
 _log = structlog.get_logger(__name__)
 
@@ -48,10 +49,6 @@ class JobDocumentSource(Protocol):
     ) -> AbstractAsyncContextManager[AsyncIterator[Mapping[str, Any]]]:
         """A watch stream of bucketrun's Jobs from *resource_version*, with bookmarks: raw events."""
         ...
-
-
-Handler = Callable[[Mapping[str, Any]], Awaitable[object]]
-"""Records one finished Job (``Recorder.record``)."""
 
 
 @dataclass
@@ -74,7 +71,7 @@ class FinishedJobWatch(ListWatch):
     def __init__(
         self,
         source: JobDocumentSource,
-        handle: Handler,
+        handle: JobHandler,
         *,
         concurrency: int = 8,
         watch_timeout: int = 300,
