@@ -1,8 +1,9 @@
 """``bucketrun serve``: the dispatcher and the watcher in one process (the demo, and small set-ups).
 
-The one composition root that starts both. With the local executor they share it: the dispatcher runs
-Jobs on it and the watcher records what it reports finished. Both run as named root tasks; when one
-ends or fails, the other is stopped and the failure re-raised.
+The one composition root that starts both. They share one executor (``build_executor``): the
+dispatcher starts it and runs Jobs on it, the watcher records what it reports finished, and this closes
+it. Both run as named root tasks; when one ends or fails, the other is stopped and the failure
+re-raised.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from dispatcher.executors.local.executor import LocalExecutor
+from dispatcher.executors.build import build_executor
 from dispatcher.process.app import run_dispatcher
 from dispatcher.runtime.metrics import new_registry
 from dispatcher.runtime.probes import serve_endpoints
@@ -39,14 +40,10 @@ async def run_serve(
 
         endpoints = await serve_endpoints(settings.metrics.host, settings.metrics.port, is_ready, registry)
         cleanup.push_async_callback(endpoints.cleanup)
-        executor: LocalExecutor | None = None
-        if settings.cluster.executor == "local":
-            # Started by the dispatcher's half, once it has given the executor the services' Secrets
-            # (start runs a previous process's unfinished Jobs at once).
-            executor = LocalExecutor(
-                settings.cluster.local_state_dir, max_running=settings.cluster.local_max_running
-            )
-            cleanup.push_async_callback(executor.close)
+        # Started by the dispatcher's half, once it has given the executor the services' Secrets (the
+        # local one runs a previous process's unfinished Jobs at once).
+        executor = await build_executor(settings)
+        cleanup.push_async_callback(executor.close)
         inner = asyncio.Event()  # set by the first part to end, so the other stops too
         parts_ready = (asyncio.Event(), asyncio.Event())
         tasks = {
