@@ -146,16 +146,6 @@ class ObjectEvent:
         return event_kind(self.event_name)
 
     @property
-    def is_created(self) -> bool:
-        """True when the object got new content (not for tagging/retention/legal-hold changes)."""
-        return self.kind is EventKind.CREATED
-
-    @property
-    def is_removed(self) -> bool:
-        """True for ``s3:ObjectRemoved:*`` events (delete, delete marker, no-op delete)."""
-        return self.kind is EventKind.REMOVED
-
-    @property
     def is_folder_marker(self) -> bool:
         """True for the empty key and keys ending in ``/``: the "folders" consoles create, never files."""
         return self.key == "" or self.key.endswith("/")

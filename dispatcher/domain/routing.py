@@ -232,16 +232,3 @@ class Router(Generic[S]):
 def route(event: ObjectEvent, services: Sequence[S], *, provider: str | None = None) -> tuple[Route[S], ...]:
     """Every service ``event`` starts a job for (see the module docstring); builds a one-off ``Router``."""
     return Router(services).route(event, provider=provider)
-
-
-def explain_no_route(event: ObjectEvent, services: Sequence[S], *, provider: str | None = None) -> str:
-    """Human-readable reason ``event`` routes nowhere (for dead-letter reasons and ``events inspect``).
-
-    For an event that does route, says where it routes instead.
-    """
-    router = Router(services)
-    explanation = router.explain(event, provider=provider)
-    if explanation is not None:
-        return explanation.message
-    names = ", ".join(found.service.name for found in router.route(event, provider=provider))
-    return f"{event.event_name} {display_value(f'{event.bucket}/{event.key}')} routes to {names}"

@@ -115,8 +115,8 @@ class Handlers:
                 metrics.event_to_received.observe(waited)
         for why in plan.ignored:
             metrics.events_ignored.labels(str(why.reason)).inc()
-        if plan.unroutable:
-            reason = str(plan.unroutable[0].reason)
+        reason = plan.dead_letter_reason
+        if reason is not None:
             metrics.dead_lettered.labels(reason).inc()
             message = "; ".join(why.message for why in plan.unroutable)
             log.warning("event routes to no service", reason=reason, error=message)

@@ -82,15 +82,6 @@ class TokenBucket:
         """Tokens in the bucket now (negative while callers are waiting for theirs)."""
         return refill(self._level, self._clock(), rate=self.rate, burst=self.burst).tokens
 
-    def try_acquire(self) -> bool:
-        """Take a token if one is there now, without waiting; False (nothing taken) otherwise."""
-        current = refill(self._level, self._clock(), rate=self.rate, burst=self.burst)
-        if current.tokens < 1.0:
-            self._level = current
-            return False
-        self._level = BucketLevel(current.tokens - 1.0, current.at)
-        return True
-
     async def acquire(self) -> None:
         """Take one token, sleeping until the rate allows it; a cancelled wait returns the token."""
         self._level, delay = reserve(self._level, self._clock(), rate=self.rate, burst=self.burst)

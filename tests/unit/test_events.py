@@ -149,11 +149,9 @@ def test_blog_fixture_details():
     assert put.content_type == "application/octet-stream"
     assert put.user_metadata == {"content-type": "application/octet-stream"}
     assert put.event_time == datetime(2024, 1, 5, 11, 26, 33, 408000, tzinfo=UTC)
-    assert put.is_created
-    assert not put.is_removed
+    assert put.kind is EventKind.CREATED
     (delete,) = parse_message(as_delivered("blog-webhook-delete-envelope-2024.json")[0])
-    assert delete.is_removed
-    assert not delete.is_created
+    assert delete.kind is EventKind.REMOVED
     assert (delete.size, delete.etag, delete.content_type) == (None, None, None)
     assert delete.sequencer == "17A76FF4843A978E"
 
@@ -613,8 +611,6 @@ def test_event_kinds(name, kind):
     assert event_kind(name) is kind
     (event,) = parse_message(with_record_field("eventName", name))
     assert event.kind is kind
-    assert event.is_created is (kind is EventKind.CREATED)
-    assert event.is_removed is (kind is EventKind.REMOVED)
 
 
 @pytest.mark.parametrize(

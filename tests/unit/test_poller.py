@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 from dispatcher.adapters.s3.storage import ObjectInfo
-from dispatcher.domain.events import parse_message
+from dispatcher.domain.events import EventKind, parse_message
 from dispatcher.fdl import load_services_text
 from dispatcher.poller.app import (
     EVENT_NAME,
@@ -75,7 +75,7 @@ def test_the_event_parses_as_the_minio_notification_of_that_version() -> None:
     (event,) = parse_message(event_of(_info("in/a b+c.txt")))
     assert (event.event_name, event.bucket, event.key) == (EVENT_NAME, "photos", "in/a b+c.txt")
     assert (event.etag, event.size, event.sequencer) == ("abc", 12, sequencer_of(MODIFIED))
-    assert event.is_created
+    assert event.kind is EventKind.CREATED
 
 
 def test_routing_key_is_the_binding_key_unless_it_is_a_topic_pattern() -> None:

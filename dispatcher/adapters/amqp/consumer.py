@@ -58,11 +58,6 @@ class Consumer:
         return self._queue.name
 
     @property
-    def in_flight(self) -> int:
-        """Messages being handled right now."""
-        return len(self._in_flight)
-
-    @property
     def consuming(self) -> bool:
         """True between ``start()`` and ``cancel()``."""
         return self._tag is not None
