@@ -10,6 +10,7 @@ import pytest
 from kubernetes_asyncio import client  # noqa: TID251 - the tests drive the API directly too
 
 from dispatcher.adapters.kube import Cluster, CreateOutcome, runs_in_cluster
+from dispatcher.adapters.kube.api import KubeApi
 from dispatcher.domain.constants import LABEL_MANAGED_BY, LABEL_SERVICE, MANAGED_BY
 from dispatcher.domain.errors import PermanentError, TransientError
 from dispatcher.executors.kubernetes import KubernetesExecutor, connect_kubernetes_executor
@@ -175,7 +176,9 @@ async def test_timeouts_and_refused_connections_are_transient(kube, cluster):
         await slow.close()
     control.clear_faults()
 
-    unreachable = Cluster(await _api_client_at(f"http://127.0.0.1:{free_port()}"), "x", request_timeout=2.0)
+    unreachable = Cluster(
+        KubeApi(await _api_client_at(f"http://127.0.0.1:{free_port()}"), "x", request_timeout=2.0)
+    )
     try:
         with pytest.raises(TransientError) as refused:
             await unreachable.create_job(job("nowhere"))

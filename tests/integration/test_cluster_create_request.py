@@ -1,6 +1,6 @@
 """The Job create request, as it reaches an HTTP server: path, auth from the API client, the body.
 
-`Cluster.create_job` serialises the Job with one ``json.dumps`` and posts it with the API client's own
+`creating.create_job` serialises the Job with one ``json.dumps`` and posts it with the API client's own
 session instead of the generated method (which walks the document with sanitize_for_serialization). The
 Kubernetes emulator accepts any token, so this test records what a bare aiohttp server receives: the
 token the client configuration gives (its refresh hook run), its default headers, the JSON body.
@@ -15,7 +15,8 @@ import pytest
 from aiohttp import web
 from kubernetes_asyncio import client  # noqa: TID251 - building the API client the adapter is given
 
-from dispatcher.adapters.kube import Cluster
+from dispatcher.adapters.kube.api import KubeApi
+from dispatcher.adapters.kube.creating import create_job
 from dispatcher.domain.jobs import CreateOutcome
 
 pytestmark = pytest.mark.integration
@@ -67,12 +68,9 @@ async def test_create_posts_the_json_body_with_the_clients_token_and_headers(rec
     configuration.api_key_prefix = {"BearerToken": "Bearer"}
     configuration.refresh_api_key_hook = refresh
     api = client.ApiClient(configuration=configuration)
-    cluster = Cluster(api, "team a", request_timeout=5.0)
-    try:
-        assert await cluster.create_job(JOB) is CreateOutcome.CREATED
-        assert await cluster.create_job(JOB) is CreateOutcome.EXISTS
-    finally:
-        await cluster.close()
+    async with KubeApi(api, "team a", request_timeout=5.0) as kube:
+        assert await create_job(kube, JOB) is CreateOutcome.CREATED
+        assert await create_job(kube, JOB) is CreateOutcome.EXISTS
 
     first, second = seen
     assert first["path"] == "/apis/batch/v1/namespaces/team a/jobs"
@@ -96,12 +94,9 @@ async def test_create_goes_through_the_proxy_the_environment_names(recorder, mon
     if bypassed:
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     configuration = client.Configuration(host=target)
-    cluster = Cluster(client.ApiClient(configuration=configuration), "ns", request_timeout=5.0)
-    try:
-        assert await cluster.create_job(JOB) is CreateOutcome.CREATED
-        assert await cluster.create_job(JOB) is CreateOutcome.EXISTS
-    finally:
-        await cluster.close()
+    async with KubeApi(client.ApiClient(configuration=configuration), "ns", request_timeout=5.0) as kube:
+        assert await create_job(kube, JOB) is CreateOutcome.CREATED
+        assert await create_job(kube, JOB) is CreateOutcome.EXISTS
     assert [item["path"] for item in seen] == ["/apis/batch/v1/namespaces/ns/jobs"] * 2
     host_header = seen[0]["headers"]["Host"]
     assert host_header.startswith("127.0.0.1" if bypassed else api_host)

@@ -1,28 +1,35 @@
-"""The cluster adapter: create Jobs, ConfigMaps and Secrets through the Kubernetes API, count active Jobs.
+"""The cluster adapter, split by verb as kopf splits its client: no class holds every kind of call.
 
-``client`` is the only module of ``dispatcher`` that imports ``kubernetes_asyncio``; ``errors`` maps API
-answers to bucketrun's errors and ``informer`` keeps the per-service Job counts (both pure of the
-library). Typical use::
+| module | what it does |
+|---|---|
+| ``api`` | ``KubeApi``: the connection (configuration, HTTP, answers as bucketrun's errors) |
+| ``creating`` | ``create_job``; ``ConfigMapCreator`` (each immutable ConfigMap once per process) |
+| ``fetching`` | read a Job, ConfigMap or Secret; list (all pages, or a page of Jobs); pod logs; probe |
+| ``patching`` | annotate a Job; create or replace a Secret |
+| ``deleting`` | delete a Job (by UID, with its pods), a ConfigMap, a Secret |
+| ``watching`` | the watch stream of bucketrun's Jobs |
+| ``lease`` | ``Leases``: the Lease calls of leader election |
+| ``job_feed`` | ``JobFeed``: pages + watch of bucketrun's Jobs, for the list/watch loops |
+| ``list_watch``, ``informer`` | the list/watch loop; ``JobInformer``, the per-service Job counts |
+| ``errors`` | API answers and client failures as bucketrun's errors (pure) |
 
-    cluster = await Cluster.from_settings(settings.cluster)  # or Cluster.connect(namespace, kubeconfig=…)
-    async with cluster:  # starts the informer, closes everything at the end
-        async with asyncio.timeout(30):
-            await cluster.wait_synced()
-        await cluster.ensure_config_map(rendered.config_map)
-        outcome = await cluster.create_job(rendered.job)  # CreateOutcome.CREATED or EXISTS
-        cluster.active_jobs(service.name)
+Only this package imports ``kubernetes_asyncio``. Typical use::
+
+    api = await KubeApi.from_settings(settings.cluster)
+    async with api:
+        informer = JobInformer(JobFeed(api), JobIndex())
+        informer.start()
+        await ConfigMapCreator(api).ensure(rendered.config_map)
+        outcome = await creating.create_job(api, rendered.job)  # CreateOutcome.CREATED or EXISTS
 """
 
 from __future__ import annotations
 
-from dispatcher.adapters.kube.client import (
-    MANAGED_SELECTOR,
-    Cluster,
-    ClusterConfigError,
-    DocumentPage,
-    runs_in_cluster,
-)
+from dispatcher.adapters.kube.api import MANAGED_SELECTOR, ClusterConfigError, KubeApi, runs_in_cluster
+from dispatcher.adapters.kube.client import Cluster
+from dispatcher.adapters.kube.fetching import DocumentPage
 from dispatcher.adapters.kube.informer import InformerStats, JobInformer
+from dispatcher.adapters.kube.job_feed import JobFeed
 from dispatcher.domain.jobs import CreateOutcome
 
 __all__ = [
@@ -32,6 +39,8 @@ __all__ = [
     "CreateOutcome",
     "DocumentPage",
     "InformerStats",
+    "JobFeed",
     "JobInformer",
+    "KubeApi",
     "runs_in_cluster",
 ]

@@ -3,8 +3,8 @@
 The list + watch loop is ``dispatcher.adapters.kube.list_watch``: list every Job carrying bucketrun's
 ``managed-by`` label (in pages), watch from there with bookmarks, watch again after a dropped stream,
 list again on 410, back off on errors honouring Retry-After. Only ``JobFacts`` are kept (name, service,
-finished), never the objects. The API calls are those of a ``JobSource``, implemented over
-kubernetes_asyncio by ``dispatcher.adapters.kube.client``.
+finished), never the objects. The API calls are those of a ``JobSource``: ``job_feed.JobFeed`` over
+a ``KubeApi``, or a scripted one in tests.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from typing import Any, Protocol
 import structlog
 
 from dispatcher.adapters.kube.list_watch import PAGE_SIZE, ListWatch, ListWatchStats, ResourceExpired
-from dispatcher.domain.jobs import JobFacts, JobIndex
+from dispatcher.domain import kube
+from dispatcher.domain.jobs import JobFacts, JobIndex, job_name, job_service
 
 _log = structlog.get_logger(__name__)
 
@@ -80,6 +81,18 @@ class JobInformer(ListWatch):
         """True between ``start()`` and ``stop()`` unless the loop died."""
         return self._task is not None and not self._task.done()
 
+    @property
+    def healthy(self) -> bool:
+        """False once the loop was started, listed and died: the counts would go stale."""
+        return self.running or not self.stats.lists
+
+    def note_created(self, job: Mapping[str, Any]) -> None:
+        """Count the Job *job* this process just created, before the watch reports it (a Job that is
+        not a bucketrun service's is not counted)."""
+        service = job_service(job)
+        if service is not None:
+            self.index.note_created(service, job_name(job))
+
     def start(self) -> None:
         """Start the list/watch loop as a background task (once)."""
         if self._task is None:
@@ -125,6 +138,6 @@ class JobInformer(ListWatch):
 
     async def _on_event(self, kind: str, obj: Mapping[str, Any]) -> None:
         if kind == "DELETED":
-            self.index.forget(str((obj.get("metadata") or {}).get("name", "")))
+            self.index.forget(str(kube.meta(obj).get("name", "")))
         else:
             self.index.observe(JobFacts.of(obj))

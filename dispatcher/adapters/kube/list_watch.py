@@ -30,6 +30,7 @@ from typing import Any, Final
 import structlog
 
 from dispatcher.adapters.kube.errors import retry_after_seconds
+from dispatcher.domain import kube
 from dispatcher.domain.backoff import backoff_delay
 from dispatcher.domain.errors import BucketrunError, TransientError
 
@@ -175,6 +176,6 @@ class ListWatch(ABC):
         if kind in ("ADDED", "MODIFIED", "DELETED"):
             await self._on_event(kind, obj)
         # BOOKMARK carries only the resourceVersion; unknown types are skipped but still move it on.
-        version = (obj.get("metadata") or {}).get("resourceVersion")
+        version = kube.meta(obj).get("resourceVersion")
         if isinstance(version, str) and version:
             self._resource_version = version
