@@ -33,7 +33,7 @@ from dispatcher.adapters.s3.storage import Storage
 from dispatcher.domain.errors import PermanentError, StartupError
 from dispatcher.domain.outcome import OutcomeKind
 from dispatcher.executors.base import Executor, FinishedJobs
-from dispatcher.executors.build import build_executor
+from dispatcher.executors.build import build_executor, in_cluster
 from dispatcher.executors.finished_watch import FinishedJobWatch
 from dispatcher.executors.kubernetes import KubernetesExecutor
 from dispatcher.fdl.catalog import load_catalog
@@ -85,7 +85,7 @@ async def run_watcher(
     its own ``/healthz``, ``/readyz`` (ready while running with the broker connected; a standby is
     ready too) and ``/metrics``."""
     services = check_settings(settings)
-    if settings.cluster.executor == "local" and executor is None:
+    if executor is None and not in_cluster(settings.cluster):
         raise StartupError(
             "the local executor's Jobs run inside `bucketrun serve`, which records them itself; "
             "`bucketrun watcher` alone needs BUCKETRUN_CLUSTER__EXECUTOR=kubernetes"

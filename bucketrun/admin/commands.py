@@ -44,6 +44,7 @@ from dispatcher.adapters.kube.client import Cluster
 from dispatcher.adapters.s3.storage import NotificationsRefusedError, Storage
 from dispatcher.domain import constants as c
 from dispatcher.domain.errors import BucketrunError
+from dispatcher.executors.build import cluster_of, in_cluster
 from dispatcher.fdl import (
     RecordsOverlapError,
     ServiceDefinition,
@@ -77,14 +78,8 @@ class _Backends:
 
 @asynccontextmanager
 async def _connected(settings: Settings) -> AsyncIterator[_Backends]:
-    cluster = None
-    if settings.cluster.executor == "kubernetes":
-        cluster = await Cluster.from_settings(settings.cluster)
-    try:
+    async with cluster_of(settings.cluster) as cluster:
         yield _Backends(Storage(settings.storage), cluster)
-    finally:
-        if cluster is not None:
-            await cluster.close()
 
 
 def _load(paths: Sequence[Path], settings: Settings) -> tuple[list[ServiceDefinition], list[str]]:
@@ -97,7 +92,7 @@ def _load(paths: Sequence[Path], settings: Settings) -> tuple[list[ServiceDefini
 
 def _desired(settings: Settings, services: Sequence[ServiceDefinition], *, notifications: bool) -> Desired:
     config_maps = None
-    if settings.cluster.executor == "kubernetes":
+    if in_cluster(settings.cluster):
         renderer = renderer_from_settings(settings.cluster)  # the dispatcher's own: same ConfigMaps
         config_maps = [renderer.render_config_map(service) for service in services]
     return desired_state(

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 from bucketrun.cli.common import EXIT_INVALID, Commands, load_settings
-from dispatcher.adapters.kube import Cluster
 from dispatcher.adapters.s3.storage import Storage
 from dispatcher.domain.errors import BucketrunError
 from dispatcher.domain.jobs import finished_condition, is_recorded, job_name, job_service, job_uid
 from dispatcher.domain.outcome import classify
 from dispatcher.domain.record import OutputList, build_record, container_names
+from dispatcher.executors.build import cluster_of
 from dispatcher.runtime.settings import Settings
 from watcher.records import RecordStore
 
@@ -56,18 +55,6 @@ def _run(args: argparse.Namespace) -> tuple[str, int]:
         return f"error: {error}", EXIT_INVALID
 
 
-@contextlib.asynccontextmanager
-async def _cluster(settings: Settings) -> AsyncIterator[Cluster | None]:
-    if settings.cluster.executor != "kubernetes":
-        yield None
-        return
-    cluster = await Cluster.from_settings(settings.cluster)
-    try:
-        yield cluster
-    finally:
-        await cluster.close()
-
-
 def _store(settings: Settings) -> RecordStore:
     return RecordStore(
         Storage(settings.storage), settings.storage.records_bucket, settings.storage.records_prefix
@@ -77,7 +64,7 @@ def _store(settings: Settings) -> RecordStore:
 async def list_jobs(settings: Settings, service: str | None = None) -> tuple[str, int]:
     """One line per Job (cluster and records merged by name): name, service, state, finished time."""
     rows: dict[str, tuple[str, str, str, str]] = {}
-    async with _cluster(settings) as cluster:
+    async with cluster_of(settings.cluster) as cluster:
         if cluster is not None:
             token: str | None = None
             while True:
@@ -119,7 +106,7 @@ def _cluster_row(job: Mapping[str, Any]) -> tuple[str, str, str, str]:
 
 async def show_job(settings: Settings, name: str) -> tuple[str, int]:
     """The Job's record as JSON: built from the cluster while the Job exists, else the stored one."""
-    async with _cluster(settings) as cluster:
+    async with cluster_of(settings.cluster) as cluster:
         if cluster is not None:
             job = await cluster.read_job(name)
             if job is not None:
@@ -144,7 +131,7 @@ async def show_job(settings: Settings, name: str) -> tuple[str, int]:
 
 async def job_logs(settings: Settings, name: str, container: str | None = None) -> tuple[str, int]:
     """The Job's container logs (newest pod), from the cluster while its pod exists, else the record."""
-    async with _cluster(settings) as cluster:
+    async with cluster_of(settings.cluster) as cluster:
         if cluster is not None:
             job = await cluster.read_job(name)
             if job is not None:

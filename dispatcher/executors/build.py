@@ -1,23 +1,47 @@
-"""The one place that turns ``cluster.executor`` into an executor: the dispatcher, the watcher and
-``bucketrun serve`` all build theirs here."""
+"""The one place that reads ``cluster.executor``: the dispatcher, the watcher and ``bucketrun serve``
+build their executor here, and the commands that need the cluster itself (``services``, ``jobs``) open
+it here."""
 
 from __future__ import annotations
 
-from dispatcher.adapters.kube import ClusterConfigError
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from dispatcher.adapters.kube import Cluster, ClusterConfigError
 from dispatcher.domain.errors import StartupError
 from dispatcher.executors.base import Executor
 from dispatcher.executors.kubernetes import connect_kubernetes_executor
 from dispatcher.executors.local.executor import LocalExecutor
-from dispatcher.runtime.settings import Settings
+from dispatcher.runtime.settings import ClusterSettings, Settings
+
+
+def in_cluster(settings: ClusterSettings) -> bool:
+    """True when Jobs run in a Kubernetes cluster (the ``kubernetes`` executor), which then holds the
+    services' ConfigMaps and Secrets; the ``local`` executor has no cluster."""
+    return settings.executor == "kubernetes"
 
 
 async def build_executor(settings: Settings) -> Executor:
     """The executor ``settings.cluster`` asks for, not yet started. ``StartupError`` when the
     ``kubernetes`` one finds no usable cluster configuration (kubeconfig or service account)."""
     cluster = settings.cluster
-    if cluster.executor == "local":
+    if not in_cluster(cluster):
         return LocalExecutor(cluster.local_state_dir, max_running=cluster.local_max_running)
     try:
         return await connect_kubernetes_executor(cluster)
     except ClusterConfigError as error:
         raise StartupError(str(error)) from error
+
+
+@asynccontextmanager
+async def cluster_of(settings: ClusterSettings) -> AsyncIterator[Cluster | None]:
+    """A client of the cluster the Jobs run in, closed on exit; None with the local executor.
+    ``ClusterConfigError`` when no cluster configuration is usable."""
+    if not in_cluster(settings):
+        yield None
+        return
+    cluster = await Cluster.from_settings(settings)
+    try:
+        yield cluster
+    finally:
+        await cluster.close()
