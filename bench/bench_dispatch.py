@@ -936,7 +936,7 @@ HOT_PATH: tuple[tuple[str, str, str], ...] = (
     ("dispatcher/rendering/render.py", "render_config_map", "    ConfigMap (the same for every Job)"),
     ("yaml/__init__.py", "load", "    YAML parsing of the rendered text (both)"),
     ("dispatcher/rendering/manifest_checks.py", "check_manifest", "    manifest checks (both)"),
-    ("dispatcher/adapters/kube/client.py", "create_job", "per Job: create Job (CPU part of the request)"),
+    ("dispatcher/adapters/kube/creating.py", "create_job", "per Job: create Job (CPU part of the request)"),
 )
 IDLE = "idle (waiting in epoll)"
 _NOT_WORK = ("/asyncio/", "/cProfile.py", "/contextlib.py", "bench_dispatch.py")

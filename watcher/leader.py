@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from dispatcher.domain import kube
 from dispatcher.domain.constants import LABEL_MANAGED_BY, MANAGED_BY
 from dispatcher.domain.errors import BucketrunError
 
@@ -34,7 +35,7 @@ _log = structlog.get_logger(__name__)
 
 
 class LeaseApi(Protocol):
-    """The Lease calls of ``dispatcher.adapters.kube.Cluster``."""
+    """The Lease calls: ``dispatcher.adapters.kube.lease.Leases`` (a fake in tests)."""
 
     async def read_lease(self, name: str) -> dict[str, Any] | None:
         """The Lease, or None when it does not exist."""
@@ -207,7 +208,7 @@ class LeaderElector:
         if lease is None:
             return
         self.status.holder = holder_of(lease)
-        seen = ((lease.get("metadata") or {}).get("resourceVersion"), lease.get("spec"))
+        seen = (kube.meta(lease).get("resourceVersion"), lease.get("spec"))
         if seen != self._seen:
             self._seen, self._seen_at = seen, now
 

@@ -254,27 +254,21 @@ async def _create_stuck_job(settings: Settings, control: EmulatorControl) -> Non
 
 async def _tamper_with(settings: Settings, name: str) -> None:
     """Put ConfigMap *name* back with other data, as an older template would have rendered it."""
-    from dispatcher.adapters.kube import Cluster  # noqa: PLC0415 - see _only_job_name
+    from dispatcher.adapters.kube import KubeApi, creating, deleting, fetching  # noqa: PLC0415 - see _only_job_name
 
-    cluster = await Cluster.from_settings(settings.cluster)
-    try:
-        found = await cluster.read_config_map(name)
+    async with await KubeApi.from_settings(settings.cluster) as api:
+        found = await fetching.read_config_map(api, name)
         assert found is not None
-        assert await cluster.delete_config_map(name)
+        assert await deleting.delete_config_map(api, name)
         metadata = {key: found["metadata"][key] for key in ("name", "labels") if key in found["metadata"]}
         older = {**found, "metadata": metadata, "data": {**found["data"], "run.sh": "#!/bin/sh\nexit 1\n"}}
-        assert await cluster.ensure_config_map(older)
-    finally:
-        await cluster.close()
+        assert await creating.ConfigMapCreator(api).ensure(older)
 
 
 async def _only_job_name(settings: Settings) -> str:
-    from dispatcher.adapters.kube import Cluster  # noqa: PLC0415 - the one place the test reads the cluster
+    from dispatcher.adapters.kube import KubeApi, fetching  # noqa: PLC0415 - the one place the test reads the cluster
 
-    cluster = await Cluster.from_settings(settings.cluster)
-    try:
-        page = await asyncio.wait_for(cluster.list_job_documents(limit=10, continue_token=None), 10)
-    finally:
-        await cluster.close()
+    async with await KubeApi.from_settings(settings.cluster) as api:
+        page = await asyncio.wait_for(fetching.list_job_documents(api, limit=10, continue_token=None), 10)
     (job,) = page.items
     return str(job["metadata"]["name"])

@@ -21,7 +21,8 @@ from minio.notificationconfig import NotificationConfig, QueueConfig, TopicConfi
 
 from bucketrun.cli.main import main
 from bucketrun.devtools.moto_server import free_port
-from dispatcher.adapters.kube.client import MANAGED_SELECTOR, Cluster
+from dispatcher.adapters.kube.api import MANAGED_SELECTOR, KubeApi
+from dispatcher.adapters.kube.creating import ConfigMapCreator
 from dispatcher.domain.events import build_message, parse_message
 from dispatcher.fdl import load_services
 from dispatcher.rendering.context import RenderSettings, placeholder_grants
@@ -195,11 +196,8 @@ async def test_apply_creates_everything_and_a_second_run_changes_nothing(
         ("bucketrun-upper-1", AWS_ARN, ("s3:ObjectCreated:*",), "in/", ".md"),
     ]
     # The dispatcher renders the same ConfigMap and finds it there (409: nothing to create).
-    cluster = await Cluster.connect(stack.kube.namespace, kubeconfig=stack.kube.kubeconfig)
-    try:
-        assert await cluster.ensure_config_map(stack.expected_config_map()) is False
-    finally:
-        await cluster.close()
+    async with await KubeApi.connect(stack.kube.namespace, kubeconfig=stack.kube.kubeconfig) as api:
+        assert await ConfigMapCreator(api).ensure(stack.expected_config_map()) is False
 
     before = await stack.snapshot(kube_api)
     code, out, err = await stack.run(

@@ -25,11 +25,11 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client, watch  # noqa: TID251 - the test watches the Jobs come and go
 
-from dispatcher.adapters.kube import Cluster
+from dispatcher.adapters.kube import JobFeed, JobInformer, KubeApi
 from dispatcher.adapters.s3.storage import Storage
 from dispatcher.domain.constants import LABEL_SERVICE
 from dispatcher.domain.events import build_message, parse_message
-from dispatcher.domain.jobs import finished_condition
+from dispatcher.domain.jobs import JobIndex, finished_condition
 from dispatcher.domain.outcome import classify
 from dispatcher.executors.local.executor import LocalExecutor
 from dispatcher.fdl import load_services_text
@@ -138,12 +138,13 @@ async def test_jobs_whose_pods_cannot_start_are_recorded_deleted_and_give_their_
         env.s3.endpoint.client().put_object(stuck.inputs, key, io.BytesIO(b"hello\n"), 6)
     seen: list[tuple[str, str]] = []
     watching = asyncio.create_task(watch_jobs(env.kube, "needs-secret", seen))
-    cluster = await Cluster.from_settings(env.settings.cluster)
-    cluster.start()  # the dispatcher's own count of active Jobs, from its informer
+    api = await KubeApi.from_settings(env.settings.cluster)
+    informer = JobInformer(JobFeed(api), JobIndex())  # the dispatcher's own count of active Jobs
+    informer.start()
     try:
         await until(lambda: _true(control.open_watches() > 0), "the test's Job watch open")
         async with started(partial(run_dispatcher, env.settings), "dispatcher"), watcher(env.settings):
-            await asyncio.wait_for(cluster.wait_synced(), 10)
+            await asyncio.wait_for(informer.wait_synced(), 10)
             for number, key in enumerate(KEYS, start=1):
                 await notify_upload(
                     env.names.url,
@@ -160,13 +161,14 @@ async def test_jobs_whose_pods_cannot_start_are_recorded_deleted_and_give_their_
             await until(all_recorded, "three records (two missing-Secret Jobs, one bad-image Job)", WITHIN)
             await until(_none_left(env), "every stuck Job deleted", WITHIN)
             async with asyncio.timeout(WITHIN):
-                await cluster.wait_until(
-                    lambda: cluster.active_jobs("needs-secret") == cluster.active_jobs("bad-image") == 0
+                await informer.index.wait_until(
+                    lambda: informer.index.active("needs-secret") == informer.index.active("bad-image") == 0
                 )
     finally:
         watching.cancel()
         await asyncio.gather(watching, return_exceptions=True)
-        await cluster.close()
+        await informer.stop()
+        await api.close()
 
     secret_records = records(env, "needs-secret")
     for record in secret_records:
