@@ -33,7 +33,7 @@ from dispatcher.domain.timings import job_timings
 from dispatcher.executors.base import Executor
 from dispatcher.runtime.concurrency import all_or_none, both
 from dispatcher.runtime.metrics import WatcherMetrics
-from dispatcher.runtime.retrying import OutOfTimeError, retry_within
+from dispatcher.runtime.retrying import OutOfTimeError, retry_transient
 from job_templates.stager.contract import CONTAINER_STAGE_OUT
 from watcher.completion_events import CompletionEvents
 from watcher.records import RecordStore
@@ -187,11 +187,13 @@ class Recorder:
         seconds, no longer: a dead node answers 5xx for its pods' logs until they are deleted, and the
         record must not wait for that (nor hold up a worker)."""
         try:
-            text = await retry_within(
+            text = await retry_transient(
                 lambda: self.executor.container_log(job, pod, container, self.tail_lines),
-                seconds=self.log_read_timeout,
+                what="reading a container's log failed",
                 base=_LOG_RETRY_BASE,
                 cap=_LOG_RETRY_CAP,
+                seconds=self.log_read_timeout,
+                container=container,
             )
         except (OutOfTimeError, PermanentError) as error:
             _log.warning("recording without a container's log", container=container, error=str(error))

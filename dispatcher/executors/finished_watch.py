@@ -28,11 +28,11 @@ import structlog
 
 from dispatcher.adapters.kube import DocumentPage
 from dispatcher.adapters.kube.list_watch import PAGE_SIZE, ListWatch, ListWatchStats
-from dispatcher.domain.backoff import backoff_delay
 from dispatcher.domain.errors import PermanentError, TransientError
 from dispatcher.domain.jobs import finished_condition, is_recorded, job_name, job_uid
 from dispatcher.executors.base import JobHandler
 from dispatcher.runtime.concurrency import InHand
+from dispatcher.runtime.retrying import retry_transient
 
 _log = structlog.get_logger(__name__)
 
@@ -163,29 +163,28 @@ class FinishedJobWatch(ListWatch):
 
     async def _handle_until_done(self, job: Mapping[str, Any]) -> None:
         uid = job_uid(job)
-        attempt = 0
         try:
-            while True:
-                try:
-                    await self._handle(job)
-                except TransientError as error:
-                    self.stats.failures += 1
-                    delay = backoff_delay(
-                        attempt, base=self._backoff_base, cap=self._backoff_cap, retry_after=error.retry_after
-                    )
-                    attempt += 1
-                    _log.warning(
-                        "recording a job failed; retrying", job=job_name(job), error=str(error), delay=delay
-                    )
-                    await asyncio.sleep(delay)
-                    continue
-                except PermanentError as error:
-                    # Left unmarked: the next list (a restart, a new leader) tries it again.
-                    self.stats.failures += 1
-                    _log.error("recording a job failed for good", job=job_name(job), error=str(error))
-                    return
-                self._done.add(uid)
-                self.stats.handled += 1
-                return
+            await retry_transient(
+                lambda: self._handle_once(job),
+                what="recording a job failed",
+                base=self._backoff_base,
+                cap=self._backoff_cap,
+                job=job_name(job),
+            )
+        except PermanentError as error:
+            # Left unmarked: the next list (a restart, a new leader) tries it again.
+            self.stats.failures += 1
+            _log.error("recording a job failed for good", job=job_name(job), error=str(error))
+        else:
+            self._done.add(uid)
+            self.stats.handled += 1
         finally:
             self._pending.discard(uid)
+
+    async def _handle_once(self, job: Mapping[str, Any]) -> None:
+        """One try at handling *job*; a transient failure counts in ``stats.failures``."""
+        try:
+            await self._handle(job)
+        except TransientError:
+            self.stats.failures += 1
+            raise

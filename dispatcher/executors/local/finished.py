@@ -11,16 +11,15 @@ hand finish when the run is cancelled.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from dispatcher.domain.backoff import backoff_delay
-from dispatcher.domain.errors import PermanentError, TransientError
+from dispatcher.domain.errors import PermanentError
 from dispatcher.executors.base import JobHandler
 from dispatcher.runtime.concurrency import InHand
+from dispatcher.runtime.retrying import retry_transient
 
 if TYPE_CHECKING:
     from dispatcher.executors.local.executor import LocalExecutor
@@ -50,21 +49,12 @@ class LocalFinishedJobs:
         return await self._in_hand.drain(grace)
 
     async def _handle_until_done(self, job: Mapping[str, Any]) -> None:
-        attempt = 0
-        while True:
-            try:
-                await self._handle(job)
-            except TransientError as error:
-                delay = backoff_delay(
-                    attempt, base=self._retry_base, cap=self._retry_cap, retry_after=error.retry_after
-                )
-                attempt += 1
-                _log.warning(
-                    "recording a local job failed; retrying", error=str(error), delay=round(delay, 2)
-                )
-                await asyncio.sleep(delay)
-            except PermanentError as error:
-                _log.error("recording a local job failed for good", error=str(error))
-                return
-            else:
-                return
+        try:
+            await retry_transient(
+                lambda: self._handle(job),
+                what="recording a local job failed",
+                base=self._retry_base,
+                cap=self._retry_cap,
+            )
+        except PermanentError as error:
+            _log.error("recording a local job failed for good", error=str(error))

@@ -1,0 +1,104 @@
+"""Handing finished Jobs to the recorder, in both executors (FinishedJobWatch, LocalFinishedJobs):
+transient failures retried (each logged) until the Job is recorded; a permanent one leaves it
+unrecorded, for the next list (or start) to offer again."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, cast
+
+import structlog
+
+from dispatcher.adapters.kube import DocumentPage
+from dispatcher.domain.errors import PermanentError, TransientError
+from dispatcher.executors.finished_watch import FinishedJobWatch
+from dispatcher.executors.local.finished import LocalFinishedJobs
+
+
+def finished(name: str, uid: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "uid": uid},
+        "status": {"conditions": [{"type": "Complete", "status": "True"}]},
+    }
+
+
+class OnePage:
+    """A source whose list is one page of *jobs* (the tests run one list cycle: no watch)."""
+
+    def __init__(self, *jobs: dict[str, Any]) -> None:
+        self.jobs = list(jobs)
+
+    async def list_job_documents(self, *, limit: int, continue_token: str | None) -> DocumentPage:
+        return DocumentPage(items=self.jobs, resource_version="1", continue_token=None)
+
+    def watch_jobs(self, *, resource_version: str, timeout_seconds: int) -> Any:
+        raise AssertionError("one list cycle opens no watch")
+
+
+class Handler:
+    """Fails with each of *errors* in turn, then records."""
+
+    def __init__(self, *errors: Exception) -> None:
+        self.errors = list(errors)
+        self.calls = 0
+
+    async def __call__(self, job: Mapping[str, Any]) -> None:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+
+
+def watch_of(handler: Handler) -> FinishedJobWatch:
+    return FinishedJobWatch(OnePage(finished("j1", "u1")), handler, backoff_base=0.01, backoff_cap=0.02)
+
+
+async def test_transient_failures_are_retried_until_the_job_is_recorded_each_counted_and_logged() -> None:
+    handler = Handler(TransientError("HTTP 503"), TransientError("HTTP 500"))
+    watch = watch_of(handler)
+    with structlog.testing.capture_logs() as logged:
+        await asyncio.wait_for(watch.run(max_cycles=1), 10)
+    assert handler.calls == 3
+    assert (watch.stats.queued, watch.stats.failures, watch.stats.handled) == (1, 2, 1)
+    retries = [line for line in logged if line["event"] == "recording a job failed; retrying"]
+    assert [(line["job"], line["error"]) for line in retries] == [("j1", "HTTP 503"), ("j1", "HTTP 500")]
+
+
+async def test_a_permanent_failure_leaves_the_job_for_the_next_list() -> None:
+    handler = Handler(PermanentError("HTTP 403", reason="forbidden"))
+    watch = watch_of(handler)
+    await asyncio.wait_for(watch.run(max_cycles=1), 10)
+    assert handler.calls == 1
+    assert (watch.stats.failures, watch.stats.handled) == (1, 0)
+    await asyncio.wait_for(watch.run(max_cycles=1), 10)  # a new term lists again: offered again
+    assert handler.calls == 2
+    assert (watch.stats.failures, watch.stats.handled) == (1, 1)
+
+
+class Finishes:
+    """Stands in for the local executor: its ``finished()`` reports *jobs*, then ends."""
+
+    def __init__(self, *jobs: dict[str, Any]) -> None:
+        self.jobs = jobs
+
+    async def finished(self) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        for job in self.jobs:
+            yield job["metadata"]["name"], {"job": job}
+
+
+async def test_local_jobs_are_retried_until_recorded_and_a_permanent_failure_skips_one() -> None:
+    handler = Handler(
+        TransientError("HTTP 503"), TransientError("HTTP 500"), PermanentError("no", reason="x")
+    )
+    local = LocalFinishedJobs(
+        cast("Any", Finishes(finished("j1", "u1"), finished("j2", "u2"))),
+        handler,
+        retry_base=0.01,
+        retry_cap=0.02,
+    )
+    with structlog.testing.capture_logs() as logged:
+        await asyncio.wait_for(local.run(), 10)
+    assert handler.calls == 4  # j1: two transient failures, then recorded; j2: one permanent failure
+    events = [line["event"] for line in logged]
+    assert events.count("recording a local job failed; retrying") == 2
+    assert events.count("recording a local job failed for good") == 1
