@@ -1,2 +1,2 @@
 """Pure decisions and the words they use: events, Job identity, routing, ingress plans, quantities,
-errors, constants, Job facts, outcome classification, backoff. No I/O, no third-party client."""
+errors, constants, Job facts, outcome classification, backoff, timestamps. No I/O, no third-party client."""

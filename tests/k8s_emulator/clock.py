@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from dispatcher.domain import timestamps
+
 
 def now() -> datetime:
     """The current time, timezone-aware UTC."""
@@ -12,8 +14,7 @@ def now() -> datetime:
 
 def rfc3339(moment: datetime | None = None) -> str:
     """*moment* (default: now) as `2026-01-02T03:04:05Z` — whole seconds, like metav1.Time."""
-    moment = moment or now()
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return timestamps.rfc3339(moment or now())
 
 
 def rfc3339_nano(moment: datetime | None = None) -> str:

@@ -45,6 +45,7 @@ from dispatcher.adapters.s3 import sigv4
 from dispatcher.adapters.s3.notifications import NotificationRule
 from dispatcher.domain.errors import PermanentError, TransientError
 from dispatcher.domain.record import outputs_manifest_key
+from dispatcher.domain.timestamps import rfc3339
 from dispatcher.fdl import OutputPath, ServiceDefinition
 from dispatcher.fdl.storage import DEFAULT_PROVIDER, StorageProvider
 from dispatcher.rendering.context import OutputGrant, StagingGrants
@@ -167,11 +168,6 @@ def _provider_target(provider: StorageProvider, timeout: float) -> _Target:
 def output_key_prefix(output: OutputPath) -> str:
     """Keys a job may write for ``output``: everything under its folder (the whole bucket without one)."""
     return f"{output.folder}/" if output.folder else ""
-
-
-def rfc3339(moment: datetime) -> str:
-    """``2026-01-02T03:04:05Z``: a UTC instant, whole seconds."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Storage:

@@ -77,6 +77,7 @@ from dispatcher.domain.jobs import (
     job_uid,
 )
 from dispatcher.domain.record import tail
+from dispatcher.domain.timestamps import rfc3339
 from dispatcher.executors.base import JobHandler
 from dispatcher.executors.local.finished import LocalFinishedJobs
 from dispatcher.executors.local.pod.model import ContainerState
@@ -100,7 +101,6 @@ from dispatcher.executors.local.status import (
     pod_manifest,
     pod_name,
     pod_status,
-    rfc3339,
     was_started,
 )
 from dispatcher.rendering.manifest_checks import check_manifest

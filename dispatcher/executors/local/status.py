@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final, Literal
 
 from dispatcher.domain.constants import (
@@ -21,6 +21,7 @@ from dispatcher.domain.constants import (
     LABEL_LEGACY_JOB_CONTROLLER_UID,
     LABEL_LEGACY_JOB_NAME,
 )
+from dispatcher.domain.timestamps import rfc3339
 from dispatcher.executors.local.pod.model import ContainerState, PodOutcome
 
 # Condition reasons and messages as the Kubernetes Job controller writes them.
@@ -44,11 +45,6 @@ _POD_SUFFIX_ALPHABET: Final = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' gener
 _POD_SUFFIX_LENGTH: Final = 5
 
 Action = Literal["FailJob", "Ignore", "Count"]
-
-
-def rfc3339(when: datetime) -> str:
-    """A timestamp as Kubernetes writes it: UTC, seconds precision, ``Z``."""
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def pod_name(job_name: str) -> str:
