@@ -135,10 +135,6 @@ class JobIndex:
         """Jobs of ``service`` not finished yet (observed or just created)."""
         return self._active[service]
 
-    def active_by_service(self) -> dict[str, int]:
-        """Every service with at least one unfinished Job, and how many it has."""
-        return {service: count for service, count in self._active.items() if count > 0}
-
     def entry(self, name: str) -> JobEntry | None:
         """What the index knows of Job ``name`` (a pending Job counts as unfinished)."""
         if name in self._observed:

@@ -56,9 +56,9 @@ def test_observations_move_counts_between_services_and_states():
     assert index.active("a") == 1
     index.forget("j2")
     index.forget("never-seen")
-    assert index.active_by_service() == {"b": 1}
+    assert (index.active("a"), index.active("b")) == (0, 1)
     index.observe(facts("j3", None))  # lost its service label: no longer ours
-    assert index.active_by_service() == {}
+    assert (index.active("a"), index.active("b")) == (0, 0)
     assert len(index) == 1
 
 
