@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dispatcher.adapters.kube import Cluster
+from dispatcher.adapters.kube import JobFeed, KubeApi
+from dispatcher.adapters.kube.creating import create_job
 from dispatcher.domain.constants import LABEL_MANAGED_BY, LABEL_SERVICE, MANAGED_BY
 from dispatcher.executors.finished_watch import FinishedJobWatch
 from dispatcher.executors.kubernetes import KubernetesExecutor
@@ -63,10 +64,10 @@ class MemoryEvents:
         self.published += 1
 
 
-def recording_executor(cluster: Cluster) -> KubernetesExecutor:
+def recording_executor(api: KubeApi) -> KubernetesExecutor:
     """The executor the Recorder reads pods and logs and marks Jobs through (its token bucket paces
     creates, which the watcher makes none of: unbounded here)."""
-    return KubernetesExecutor(cluster, TokenBucket(1e9, 1_000_000_000))
+    return KubernetesExecutor(api, TokenBucket(1e9, 1_000_000_000))
 
 
 def rss_mib() -> float:
@@ -99,16 +100,16 @@ def job(index: int) -> dict[str, Any]:
 
 
 async def main(count: int, concurrency: int, kubeconfig: Path) -> None:
-    cluster = await Cluster.connect("default", kubeconfig=kubeconfig, request_timeout=30)
+    api = await KubeApi.connect("default", kubeconfig=kubeconfig, request_timeout=30)
     try:
         started = time.perf_counter()
-        pending = [cluster.create_job(job(index)) for index in range(count)]
+        pending = [create_job(api, job(index)) for index in range(count)]
         for start in range(0, count, 200):
             await asyncio.gather(*pending[start : start + 200])
         print(f"created {count} Jobs in {time.perf_counter() - started:.1f} s")
         store, events = MemoryStore(), MemoryEvents()
-        recorder = Recorder(recording_executor(cluster), store, events, tail_lines=100)  # type: ignore[arg-type]
-        watch = FinishedJobWatch(cluster, recorder.record, concurrency=concurrency, watch_timeout=60)
+        recorder = Recorder(recording_executor(api), store, events, tail_lines=100)  # type: ignore[arg-type]
+        watch = FinishedJobWatch(JobFeed(api), recorder.record, concurrency=concurrency, watch_timeout=60)
         before = rss_mib()
         started = time.perf_counter()
         task = asyncio.create_task(watch.run())
@@ -122,7 +123,7 @@ async def main(count: int, concurrency: int, kubeconfig: Path) -> None:
         print(f"watcher process RSS: {before:.0f} MiB before, {after:.0f} MiB with {count} Jobs tracked")
         print(f"watch: {watch.stats}")
     finally:
-        await cluster.close()
+        await api.close()
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from bench_dispatch import api_client_for, bench_job, create_namespace, latency_
 from bench_watcher import MemoryEvents, MemoryStore, recording_executor
 from kubernetes_asyncio import client  # noqa: TID251 - the bench measures the bare client's watch
 
-from dispatcher.adapters.kube import Cluster
+from dispatcher.adapters.kube import JobFeed, KubeApi
 from dispatcher.domain.constants import LABEL_MANAGED_BY, LABEL_SERVICE, MANAGED_BY
 from dispatcher.domain.jobs import finished_condition
 from dispatcher.executors.finished_watch import FinishedJobWatch
@@ -161,11 +161,13 @@ async def watcher_completions(kubeconfig: Path, namespace: str, count: int) -> d
     """*count* finished Jobs already in *namespace*: the watcher's completions/s recording them all."""
     await create_namespace(kubeconfig, namespace)
     await create_jobs(kubeconfig, namespace, [f"done-{index:06d}" for index in range(count)], None)
-    cluster = await Cluster.connect(namespace, kubeconfig=kubeconfig, request_timeout=30)
+    api = await KubeApi.connect(namespace, kubeconfig=kubeconfig, request_timeout=30)
     try:
         store, events = TimedStore(), MemoryEvents()
-        recorder = Recorder(recording_executor(cluster), store, events, tail_lines=100)  # type: ignore[arg-type]
-        watch = FinishedJobWatch(cluster, recorder.record, concurrency=WATCHER_CONCURRENCY, watch_timeout=60)
+        recorder = Recorder(recording_executor(api), store, events, tail_lines=100)  # type: ignore[arg-type]
+        watch = FinishedJobWatch(
+            JobFeed(api), recorder.record, concurrency=WATCHER_CONCURRENCY, watch_timeout=60
+        )
         cpu, started = time.process_time(), time.perf_counter()
         task = asyncio.create_task(watch.run())
         try:
@@ -182,7 +184,7 @@ async def watcher_completions(kubeconfig: Path, namespace: str, count: int) -> d
             "cpu_ms_per_completion": (time.process_time() - cpu) * 1000 / count,
         }
     finally:
-        await cluster.close()
+        await api.close()
 
 
 async def completion_latency(
@@ -191,14 +193,16 @@ async def completion_latency(
     """Jobs created (so finished) at *rate* for *duration*, the watcher running: finished -> recorded."""
     count = max(2, round(rate * duration))
     await create_namespace(kubeconfig, namespace)
-    cluster = await Cluster.connect(namespace, kubeconfig=kubeconfig, request_timeout=30)
+    api = await KubeApi.connect(namespace, kubeconfig=kubeconfig, request_timeout=30)
     finish = FinishWatch()
     observer = asyncio.create_task(finish.run(kubeconfig, namespace))
     try:
         await asyncio.wait_for(finish.opened.wait(), 30)
         store, events = TimedStore(), MemoryEvents()
-        recorder = Recorder(recording_executor(cluster), store, events, tail_lines=100)  # type: ignore[arg-type]
-        watch = FinishedJobWatch(cluster, recorder.record, concurrency=WATCHER_CONCURRENCY, watch_timeout=60)
+        recorder = Recorder(recording_executor(api), store, events, tail_lines=100)  # type: ignore[arg-type]
+        watch = FinishedJobWatch(
+            JobFeed(api), recorder.record, concurrency=WATCHER_CONCURRENCY, watch_timeout=60
+        )
         task = asyncio.create_task(watch.run())
         try:
             await create_jobs(kubeconfig, namespace, [f"lat-{index:06d}" for index in range(count)], rate)
@@ -213,4 +217,4 @@ async def completion_latency(
     finally:
         observer.cancel()
         await asyncio.gather(observer, return_exceptions=True)
-        await cluster.close()
+        await api.close()

@@ -29,6 +29,7 @@ from prometheus_client import CollectorRegistry
 
 from dispatcher.adapters.amqp import AmqpClient
 from dispatcher.adapters.amqp.connect import connect_amqp
+from dispatcher.adapters.kube.lease import Leases
 from dispatcher.adapters.s3.storage import Storage
 from dispatcher.domain.errors import PermanentError, StartupError
 from dispatcher.domain.outcome import OutcomeKind
@@ -45,7 +46,7 @@ from watcher.completion import Recorder
 from watcher.completion_events import CompletionEvents
 from watcher.leader import LeaderElector
 from watcher.records import RecordStore
-from watcher.stuck_jobs import StuckJobSweep
+from watcher.stuck_jobs import KubeStuckJobSource, StuckJobSweep
 
 _log = structlog.get_logger(__name__)
 
@@ -158,7 +159,7 @@ def _record_finished(
     """
     if isinstance(executor, KubernetesExecutor):
         elector = LeaderElector(
-            executor.cluster,
+            Leases(executor.api),
             settings.watcher.lease_name,
             settings.watcher.identity,
             duration=settings.watcher.lease_duration,
@@ -185,7 +186,7 @@ async def _lead_and_record(
             await elector.leading.wait()
             watch = executor.finished_jobs(recorder.record, settings)
             sweep = StuckJobSweep(
-                executor.cluster,
+                KubeStuckJobSource(executor.api),
                 recorder.record,
                 grace=settings.watcher.stuck_grace,
                 interval=settings.watcher.stuck_interval,

@@ -25,6 +25,9 @@ from typing import Any, Protocol
 
 import structlog
 
+from dispatcher.adapters.kube import deleting, fetching
+from dispatcher.adapters.kube.api import KubeApi
+from dispatcher.domain import kube
 from dispatcher.domain.constants import LABEL_JOB_CONTROLLER_UID, LABEL_JOB_NAME
 from dispatcher.domain.errors import PermanentError, TransientError
 from dispatcher.domain.jobs import finished_condition, job_uid
@@ -50,17 +53,35 @@ class StuckJobSource(Protocol):
         ...
 
 
+class KubeStuckJobSource:
+    """The ``StuckJobSource`` of a cluster: ``fetching`` and ``deleting`` calls through *api*."""
+
+    def __init__(self, api: KubeApi) -> None:
+        self.api = api
+
+    async def pending_pods(self) -> list[dict[str, Any]]:
+        """bucketrun's pods in phase Pending, every page."""
+        return await fetching.pending_pods(self.api)
+
+    async def read_job(self, name: str) -> dict[str, Any] | None:
+        """Job *name*, or None when there is none."""
+        return await fetching.read_job(self.api, name)
+
+    async def delete_job(self, name: str, uid: str) -> bool:
+        """Delete Job *name* with its pods if its UID is *uid*; False when it is gone or another Job's."""
+        return await deleting.delete_job(self.api, name, uid)
+
+
 Recorder = Callable[[Mapping[str, Any]], Awaitable[object]]
 """Records one Job (``Recorder.record``: skips a Job already marked recorded)."""
 
 
 def owning_job(pod: Mapping[str, Any]) -> tuple[str, str] | None:
     """(name, UID) of the Job that controls *pod*: its controller ownerReference, else its Job labels."""
-    metadata = pod.get("metadata") or {}
-    for owner in metadata.get("ownerReferences") or ():
+    for owner in kube.owner_references(pod):
         if owner.get("controller") and owner.get("kind") == "Job" and owner.get("name") and owner.get("uid"):
             return str(owner["name"]), str(owner["uid"])
-    labels = metadata.get("labels") or {}
+    labels = kube.labels(pod)
     name, uid = labels.get(LABEL_JOB_NAME), labels.get(LABEL_JOB_CONTROLLER_UID)
     return (str(name), str(uid)) if name and uid else None
 

@@ -40,9 +40,12 @@ from bucketrun.admin.plan import (
     plan_delete,
     summary,
 )
-from dispatcher.adapters.kube.client import Cluster
+from dispatcher.adapters.kube import deleting, fetching, patching
+from dispatcher.adapters.kube.api import KubeApi
+from dispatcher.adapters.kube.creating import ConfigMapCreator
 from dispatcher.adapters.s3.storage import NotificationsRefusedError, Storage
 from dispatcher.domain import constants as c
+from dispatcher.domain import kube
 from dispatcher.domain.errors import BucketrunError
 from dispatcher.executors.build import cluster_of, in_cluster
 from dispatcher.fdl import (
@@ -72,14 +75,17 @@ Emit = Callable[[str], None]
 @dataclass
 class _Backends:
     storage: Storage
-    cluster: Cluster | None
+    cluster: KubeApi | None
+    config_maps: ConfigMapCreator | None
+    """The ConfigMaps written through ``cluster`` (None with it)."""
     refused: list[NotificationsRefusedError] = field(default_factory=list)
 
 
 @asynccontextmanager
 async def _connected(settings: Settings) -> AsyncIterator[_Backends]:
     async with cluster_of(settings.cluster) as cluster:
-        yield _Backends(Storage(settings.storage), cluster)
+        config_maps = ConfigMapCreator(cluster) if cluster is not None else None
+        yield _Backends(Storage(settings.storage), cluster, config_maps)
 
 
 def _load(paths: Sequence[Path], settings: Settings) -> tuple[list[ServiceDefinition], list[str]]:
@@ -126,15 +132,13 @@ async def _rules(backends: _Backends, bucket: str) -> BucketView:
 
 
 def _config_map_view(document: dict[str, Any]) -> ConfigMapView:
-    metadata = document.get("metadata") or {}
-    labels = metadata.get("labels") or {}
+    labels = kube.labels(document)
     data = document.get("data") or {}
-    return ConfigMapView(str(metadata.get("name", "")), labels.get(c.LABEL_SERVICE), dict(data))
+    return ConfigMapView(str(kube.meta(document).get("name", "")), labels.get(c.LABEL_SERVICE), dict(data))
 
 
 def _secret_view(document: dict[str, Any]) -> SecretView:
-    metadata = document.get("metadata") or {}
-    labels = metadata.get("labels") or {}
+    labels = kube.labels(document)
     data: dict[str, bytes] = {}
     for key, value in (document.get("data") or {}).items():
         try:
@@ -142,7 +146,7 @@ def _secret_view(document: dict[str, Any]) -> SecretView:
         except binascii.Error:
             data[key] = b""  # not what bucketrun writes: it compares as different and is replaced
     managed = labels.get(c.LABEL_MANAGED_BY) == c.MANAGED_BY
-    return SecretView(str(metadata.get("name", "")), labels.get(c.LABEL_SERVICE), managed, data)
+    return SecretView(str(kube.meta(document).get("name", "")), labels.get(c.LABEL_SERVICE), managed, data)
 
 
 async def _observe_secrets(backends: _Backends, services: Iterable[str]) -> dict[str, SecretView] | None:
@@ -151,7 +155,7 @@ async def _observe_secrets(backends: _Backends, services: Iterable[str]) -> dict
         return None
     found = {}
     for service in sorted(set(services)):
-        document = await backends.cluster.read_secret(secret_name(service))
+        document = await fetching.read_secret(backends.cluster, secret_name(service))
         if document is not None:
             view = _secret_view(document)
             found[view.name] = view
@@ -174,7 +178,7 @@ async def _observe_desired(backends: _Backends, desired: Desired) -> Observed:
     if backends.cluster is not None and desired.config_maps is not None:
         config_maps = {}
         for document in desired.config_maps:
-            found = await backends.cluster.read_config_map(str(document["metadata"]["name"]))
+            found = await fetching.read_config_map(backends.cluster, str(document["metadata"]["name"]))
             if found is not None:
                 view_of = _config_map_view(found)
                 config_maps[view_of.name] = view_of
@@ -186,7 +190,7 @@ async def _observe_everything(backends: _Backends) -> Observed:
     buckets = {bucket: await _rules(backends, bucket) for bucket in await backends.storage.list_buckets()}
     config_maps = None
     if backends.cluster is not None:
-        views = [_config_map_view(item) for item in await backends.cluster.list_config_maps()]
+        views = [_config_map_view(item) for item in await fetching.list_config_maps(backends.cluster)]
         config_maps = {view.name: view for view in views}
     return Observed(buckets, config_maps)
 
@@ -195,7 +199,7 @@ async def _observe_everything(backends: _Backends) -> Observed:
 
 
 async def _carry_out(change: Change, backends: _Backends) -> None:
-    storage, cluster = backends.storage, backends.cluster
+    storage = backends.storage
     if change.action is Action.CREATE_BUCKET:
         await storage.ensure_bucket(change.target)
     elif change.action is Action.CREATE_MARKER:
@@ -203,17 +207,27 @@ async def _carry_out(change: Change, backends: _Backends) -> None:
         await storage.put_object(bucket, key, b"")
     elif change.action is Action.SET_NOTIFICATION:
         await storage.set_bucket_notification(change.target, change.rules)
-    elif cluster is not None and change.secret is not None:
+    elif backends.cluster is not None and backends.config_maps is not None:
+        await _carry_out_in_cluster(change, backends.cluster, backends.config_maps)
+
+
+async def _carry_out_in_cluster(change: Change, api: KubeApi, config_maps: ConfigMapCreator) -> None:
+    if change.secret is not None:
         secret = change.secret
-        await cluster.ensure_secret(secret.name, secret.plain_values(), labels=secret.labels)
-    elif cluster is not None and change.action is Action.DELETE_SECRET:
-        await cluster.delete_secret(change.target)
-    elif cluster is not None and change.document is not None:
+        await patching.ensure_secret(api, secret.name, secret.plain_values(), labels=secret.labels)
+    elif change.action is Action.DELETE_SECRET:
+        await deleting.delete_secret(api, change.target)
+    elif change.document is not None:
         if change.action is Action.REPLACE_CONFIG_MAP:
-            await cluster.delete_config_map(change.target)
-        await cluster.ensure_config_map(change.document)
-    elif cluster is not None and change.action is Action.DELETE_CONFIG_MAP:
-        await cluster.delete_config_map(change.target)
+            await _delete_config_map(api, config_maps, change.target)
+        await config_maps.ensure(change.document)
+    elif change.action is Action.DELETE_CONFIG_MAP:
+        await _delete_config_map(api, config_maps, change.target)
+
+
+async def _delete_config_map(api: KubeApi, config_maps: ConfigMapCreator, name: str) -> None:
+    config_maps.forget(name)  # a replaced ConfigMap is ensured again right after
+    await deleting.delete_config_map(api, name)
 
 
 async def _run_plan(changes: Sequence[Change], backends: _Backends, *, dry_run: bool, emit: Emit) -> int:

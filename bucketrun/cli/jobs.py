@@ -14,7 +14,9 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from bucketrun.cli.common import EXIT_INVALID, Commands, load_settings
+from dispatcher.adapters.kube import fetching
 from dispatcher.adapters.s3.storage import Storage
+from dispatcher.domain import kube
 from dispatcher.domain.errors import BucketrunError
 from dispatcher.domain.jobs import finished_condition, is_recorded, job_name, job_service, job_uid
 from dispatcher.domain.outcome import classify
@@ -68,7 +70,7 @@ async def list_jobs(settings: Settings, service: str | None = None) -> tuple[str
         if cluster is not None:
             token: str | None = None
             while True:
-                page = await cluster.list_job_documents(limit=_PAGE, continue_token=token)
+                page = await fetching.list_job_documents(cluster, limit=_PAGE, continue_token=token)
                 for job in page.items:
                     if service is None or job_service(job) == service:
                         rows[job_name(job)] = _cluster_row(job)
@@ -100,19 +102,19 @@ def _cluster_row(job: Mapping[str, Any]) -> tuple[str, str, str, str]:
     state = finished.lower() if finished else "active"
     if is_recorded(job):
         state += " (recorded)"
-    status = job.get("status") or {}
-    return (job_name(job), job_service(job) or "-", state, str(status.get("completionTime") or "-"))
+    finished_at = kube.job_status(job).get("completionTime")
+    return (job_name(job), job_service(job) or "-", state, str(finished_at or "-"))
 
 
 async def show_job(settings: Settings, name: str) -> tuple[str, int]:
     """The Job's record as JSON: built from the cluster while the Job exists, else the stored one."""
     async with cluster_of(settings.cluster) as cluster:
         if cluster is not None:
-            job = await cluster.read_job(name)
+            job = await fetching.read_job(cluster, name)
             if job is not None:
-                pods = await cluster.job_pods(str((job.get("metadata") or {}).get("uid", "")))
+                pods = await fetching.job_pods(cluster, str(kube.meta(job).get("uid", "")))
                 stored = await _store(settings).read(job_service(job) or "", name)
-                if stored is not None and stored.get("uid") == (job.get("metadata") or {}).get("uid"):
+                if stored is not None and stored.get("uid") == kube.meta(job).get("uid"):
                     return _json(stored), 0
                 record = build_record(
                     job,
@@ -133,13 +135,15 @@ async def job_logs(settings: Settings, name: str, container: str | None = None) 
     """The Job's container logs (newest pod), from the cluster while its pod exists, else the record."""
     async with cluster_of(settings.cluster) as cluster:
         if cluster is not None:
-            job = await cluster.read_job(name)
+            job = await fetching.read_job(cluster, name)
             if job is not None:
-                pods = await cluster.job_pods(job_uid(job))
+                pods = await fetching.job_pods(cluster, job_uid(job))
                 if pods:
-                    pod = str((pods[-1].get("metadata") or {}).get("name", ""))
+                    pod = str(kube.meta(pods[-1]).get("name", ""))
                     texts = {
-                        each: await cluster.pod_log(pod, each, tail_lines=settings.watcher.log_tail_lines)
+                        each: await fetching.pod_log(
+                            cluster, pod, each, tail_lines=settings.watcher.log_tail_lines
+                        )
                         for each in ([container] if container else container_names(job))
                     }
                     if any(text is not None for text in texts.values()):

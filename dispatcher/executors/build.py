@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from dispatcher.adapters.kube import Cluster, ClusterConfigError
+from dispatcher.adapters.kube import ClusterConfigError, KubeApi
 from dispatcher.domain.errors import StartupError
 from dispatcher.executors.base import Executor
 from dispatcher.executors.kubernetes import connect_kubernetes_executor
@@ -34,14 +34,12 @@ async def build_executor(settings: Settings) -> Executor:
 
 
 @asynccontextmanager
-async def cluster_of(settings: ClusterSettings) -> AsyncIterator[Cluster | None]:
-    """A client of the cluster the Jobs run in, closed on exit; None with the local executor.
-    ``ClusterConfigError`` when no cluster configuration is usable."""
+async def cluster_of(settings: ClusterSettings) -> AsyncIterator[KubeApi | None]:
+    """The API of the cluster the Jobs run in (for the verb modules of ``dispatcher.adapters.kube``),
+    closed on exit; None with the local executor. ``ClusterConfigError`` when no cluster configuration
+    is usable."""
     if not in_cluster(settings):
         yield None
         return
-    cluster = await Cluster.from_settings(settings)
-    try:
-        yield cluster
-    finally:
-        await cluster.close()
+    async with await KubeApi.from_settings(settings) as api:
+        yield api

@@ -7,10 +7,14 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from dispatcher.adapters.kube import Cluster
+from dispatcher.adapters.kube import creating, fetching, patching
+from dispatcher.adapters.kube.api import KubeApi
+from dispatcher.adapters.kube.creating import ConfigMapCreator
+from dispatcher.adapters.kube.informer import JobInformer
+from dispatcher.adapters.kube.job_feed import JobFeed
 from dispatcher.domain.constants import ANNOTATION_RECORDED
 from dispatcher.domain.errors import TransientError
-from dispatcher.domain.jobs import CreateOutcome, job_name, job_uid
+from dispatcher.domain.jobs import CreateOutcome, JobIndex, job_name, job_uid
 from dispatcher.executors.base import JobHandler
 from dispatcher.executors.finished_watch import FinishedJobWatch
 from dispatcher.rendering.secrets import ServiceSecret
@@ -20,21 +24,27 @@ from dispatcher.runtime.settings import ClusterSettings, Settings
 
 async def connect_kubernetes_executor(settings: ClusterSettings) -> KubernetesExecutor:
     """A Kubernetes executor as the ``cluster`` settings say (API client, write rate and burst)."""
-    cluster = await Cluster.from_settings(settings)
-    return KubernetesExecutor(cluster, TokenBucket(settings.api_write_rate, settings.api_write_burst))
+    api = await KubeApi.from_settings(settings)
+    return KubernetesExecutor(api, TokenBucket(settings.api_write_rate, settings.api_write_burst))
 
 
 class KubernetesExecutor:
-    """Thin: a token from *bucket* before every Job or ConfigMap write, ConfigMaps created once, the
-    informer run (by ``start``, for the counts; the watcher's calls need no ``start``).
+    """Thin: a token from *bucket* before every Job or ConfigMap write, ConfigMaps created once
+    (``ConfigMapCreator``), the Job informer run (by ``start``, for the counts; the watcher's calls need
+    no ``start``). The calls are the verb modules' of ``dispatcher.adapters.kube`` over *api*.
 
-    Owns *cluster*: ``close()`` closes it. The watcher's Lease election and sweep of Jobs that cannot
-    start use ``cluster`` directly: they are the cluster's, not any executor's.
+    Owns *api*: ``close()`` closes it. The watcher's Lease election and sweep of Jobs that cannot
+    start use ``api`` directly: they are the cluster's, not any executor's.
     """
 
-    def __init__(self, cluster: Cluster, bucket: TokenBucket, *, sync_timeout: float | None = None) -> None:
-        self.cluster = cluster
+    def __init__(self, api: KubeApi, bucket: TokenBucket, *, sync_timeout: float | None = None) -> None:
+        self.api = api
         self.bucket = bucket
+        self.jobs = JobFeed(api)
+        """bucketrun's Jobs as pages and a watch stream: the informer's and the finished-Job watch's."""
+        self.informer = JobInformer(self.jobs, JobIndex())
+        """The per-service counts of unfinished Jobs (running from ``start`` to ``close``)."""
+        self._config_maps = ConfigMapCreator(api)
         self._sync_timeout = sync_timeout
 
     async def start(self) -> None:
@@ -43,24 +53,26 @@ class KubernetesExecutor:
         Until the list is in, the per-service counts would be too low; so this waits, retrying the API
         meanwhile. ``TransientError(kind="api-timeout")`` if ``sync_timeout`` passes first.
         """
-        self.cluster.start()
+        self.informer.start()
         try:
             async with asyncio.timeout(self._sync_timeout):
-                await self.cluster.wait_synced()
+                await self.informer.wait_synced()
         except TimeoutError as error:
             raise TransientError(
-                f"the Job list of namespace {self.cluster.namespace} did not load within "
-                f"{self._sync_timeout} s",
+                f"the Job list of namespace {self.api.namespace} did not load within {self._sync_timeout} s",
                 kind="api-timeout",
             ) from error
 
     async def close(self) -> None:
-        """Stop the informer and close the cluster's connections."""
-        await self.cluster.close()
+        """Stop the informer and close the API's connections."""
+        await self.informer.stop()
+        await self.api.close()
 
     async def ready(self) -> bool:
-        """The API answers and the Job counts are loaded."""
-        return self.cluster.synced.is_set() and await self.cluster.ready()
+        """The Job counts are loaded, the informer has not died, and the API answers."""
+        return (
+            self.informer.synced.is_set() and self.informer.healthy and await fetching.api_answers(self.api)
+        )
 
     async def provide_secrets(self, secrets: Sequence[ServiceSecret]) -> None:
         """Nothing: in a cluster the Secrets are ``services apply``'s, and the dispatcher's Role grants
@@ -69,26 +81,29 @@ class KubernetesExecutor:
 
     async def ensure_config_map(self, doc: Mapping[str, Any]) -> None:
         """Create the immutable ConfigMap once; known names cost no request and no token."""
-        await self.cluster.ensure_config_map(doc, before_write=self.bucket.acquire)
+        await self._config_maps.ensure(doc, before_write=self.bucket.acquire)
 
     async def create_job(self, doc: Mapping[str, Any]) -> CreateOutcome:
         """Take a token, then create the Job (it counts as active at once when created)."""
         await self.bucket.acquire()
-        return await self.cluster.create_job(doc)
+        outcome = await creating.create_job(self.api, doc)
+        if outcome is CreateOutcome.CREATED:
+            self.informer.note_created(doc)
+        return outcome
 
     def active_jobs(self, service: str) -> int:
         """The service's unfinished Jobs, from the informer (no API call)."""
-        return self.cluster.active_jobs(service)
+        return self.informer.index.active(service)
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         """Return once ``predicate()`` is true, re-checked after every change the informer sees."""
-        await self.cluster.wait_until(predicate)
+        await self.informer.index.wait_until(predicate)
 
     def finished_jobs(self, handle: JobHandler, settings: Settings) -> FinishedJobWatch:
         """A list+watch of bucketrun's Jobs feeding *handle* each finished, unrecorded one, once per UID,
         from ``settings.watcher.concurrency`` workers."""
         return FinishedJobWatch(
-            self.cluster,
+            self.jobs,
             handle,
             concurrency=settings.watcher.concurrency,
             watch_timeout=settings.watcher.watch_timeout,
@@ -96,16 +111,16 @@ class KubernetesExecutor:
 
     async def job_pods(self, job: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The pods with the Job's controller-uid label."""
-        return await self.cluster.job_pods(job_uid(job))
+        return await fetching.job_pods(self.api, job_uid(job))
 
     async def container_log(
         self, job: Mapping[str, Any], pod: str, container: str, tail_lines: int
     ) -> str | None:
         """The kubelet's log of the container (None once the pod is gone)."""
         del job
-        return await self.cluster.pod_log(pod, container, tail_lines=tail_lines)
+        return await fetching.pod_log(self.api, pod, container, tail_lines=tail_lines)
 
     async def mark_recorded(self, job: Mapping[str, Any]) -> None:
         """Annotate the Job with its UID (a Job deleted meanwhile needs no mark). No token: the bucket
         paces the dispatcher's creates, and a mark is the watcher's."""
-        await self.cluster.annotate_job(job_name(job), {ANNOTATION_RECORDED: job_uid(job)})
+        await patching.annotate_job(self.api, job_name(job), {ANNOTATION_RECORDED: job_uid(job)})

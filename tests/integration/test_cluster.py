@@ -9,10 +9,14 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client  # noqa: TID251 - the tests drive the API directly too
 
-from dispatcher.adapters.kube import Cluster, CreateOutcome, runs_in_cluster
-from dispatcher.adapters.kube.api import KubeApi
+from dispatcher.adapters.kube import JobFeed, JobInformer, KubeApi, runs_in_cluster
+from dispatcher.adapters.kube.creating import ConfigMapCreator, create_job
+from dispatcher.adapters.kube.deleting import delete_job
+from dispatcher.adapters.kube.fetching import api_answers, pending_pods, read_job
+from dispatcher.adapters.kube.patching import ensure_secret
 from dispatcher.domain.constants import LABEL_MANAGED_BY, LABEL_SERVICE, MANAGED_BY
 from dispatcher.domain.errors import PermanentError, TransientError
+from dispatcher.domain.jobs import CreateOutcome, JobIndex
 from dispatcher.executors.kubernetes import KubernetesExecutor, connect_kubernetes_executor
 from dispatcher.runtime.ratelimit import TokenBucket
 from dispatcher.runtime.settings import ClusterSettings
@@ -59,54 +63,63 @@ def config_map(name: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def cluster(kube):
-    connected = await Cluster.connect(kube.namespace, kubeconfig=kube.kubeconfig, request_timeout=5.0)
+async def api(kube):
+    connected = await KubeApi.connect(kube.namespace, kubeconfig=kube.kubeconfig, request_timeout=5.0)
     yield connected
     await connected.close()
 
 
-async def until(cluster: Cluster, predicate, what: str) -> None:
+@pytest.fixture
+async def informer(api):
+    """A Job informer over the test's API, not started; stopped at the end."""
+    made = JobInformer(JobFeed(api), JobIndex())
+    yield made
+    await made.stop()
+
+
+async def until(index: JobIndex, predicate, what: str) -> None:
     """Wait (bounded) for the informer's counts to satisfy *predicate*."""
     try:
         async with asyncio.timeout(WITHIN):
-            await cluster.wait_until(predicate)
+            await index.wait_until(predicate)
     except TimeoutError:
         raise AssertionError(f"timed out after {WITHIN} s waiting for {what}") from None
 
 
-async def test_creating_a_job_twice_is_created_then_exists(kube, cluster):
+async def test_creating_a_job_twice_is_created_then_exists(kube, api):
     control = kube.require_control()
     control.set_kubelet("off")
     control.reset_stats()
-    assert await cluster.create_job(job("twice")) is CreateOutcome.CREATED
-    assert await cluster.create_job(job("twice")) is CreateOutcome.EXISTS
+    assert await create_job(api, job("twice")) is CreateOutcome.CREATED
+    assert await create_job(api, job("twice")) is CreateOutcome.EXISTS
     assert control.request_count(verb="create", resource="jobs", namespace=kube.namespace, code=201) == 1
     assert control.request_count(verb="create", resource="jobs", namespace=kube.namespace, code=409) == 1
 
 
-async def test_a_409_conflict_is_transient_and_never_taken_for_an_existing_object(kube, cluster):
+async def test_a_409_conflict_is_transient_and_never_taken_for_an_existing_object(kube, api):
     """Quota admission answers 409 Conflict when its quota update races another write: nothing exists."""
     control = kube.require_control()
     control.set_kubelet("off")
     control.set_faults(error_rates={409: 1.0}, verbs=["create"])
+    config_maps = ConfigMapCreator(api)
     try:
         with pytest.raises(TransientError) as raised:
-            await cluster.create_job(job("conflicted"))
+            await create_job(api, job("conflicted"))
         assert raised.value.kind == "api-409"
         with pytest.raises(TransientError):
-            await cluster.ensure_config_map(config_map("bucketrun-svc-conflicted"))
+            await config_maps.ensure(config_map("bucketrun-svc-conflicted"))
     finally:
         control.clear_faults()
     # Retried once the conflict is gone: both are created now (neither was remembered as existing).
-    assert await cluster.create_job(job("conflicted")) is CreateOutcome.CREATED
-    assert await cluster.ensure_config_map(config_map("bucketrun-svc-conflicted")) is True
+    assert await create_job(api, job("conflicted")) is CreateOutcome.CREATED
+    assert await config_maps.ensure(config_map("bucketrun-svc-conflicted")) is True
 
 
-async def test_a_config_map_ensured_for_100_jobs_costs_one_write(kube, cluster):
+async def test_a_config_map_ensured_for_100_jobs_costs_one_write(kube, api):
     control = kube.require_control()
     control.set_kubelet("off")
     control.reset_stats()
-    executor = KubernetesExecutor(cluster, TokenBucket(1000, 1000))
+    executor = KubernetesExecutor(api, TokenBucket(1000, 1000))
 
     async def dispatch(index: int) -> CreateOutcome:
         await executor.ensure_config_map(config_map("bucketrun-svc-0123456789"))
@@ -121,16 +134,14 @@ async def test_a_config_map_ensured_for_100_jobs_costs_one_write(kube, cluster):
     assert control.request_count(verb=WRITE_VERBS, resource="configmaps", namespace=namespace) == 1
     assert control.request_count(verb="create", resource="jobs", namespace=namespace, code=201) == 100
     # A second replica learns the name from the 409 and then stops asking too.
-    other = await Cluster.connect(namespace, kubeconfig=kube.kubeconfig, request_timeout=5.0)
-    try:
-        assert await other.ensure_config_map(config_map("bucketrun-svc-0123456789")) is False
-        assert await other.ensure_config_map(config_map("bucketrun-svc-0123456789")) is False
-    finally:
-        await other.close()
+    async with await KubeApi.connect(namespace, kubeconfig=kube.kubeconfig, request_timeout=5.0) as other:
+        replica = ConfigMapCreator(other)
+        assert await replica.ensure(config_map("bucketrun-svc-0123456789")) is False
+        assert await replica.ensure(config_map("bucketrun-svc-0123456789")) is False
     assert control.request_count(verb=WRITE_VERBS, resource="configmaps", namespace=namespace) == 2
 
 
-async def test_injected_5xx_and_429_are_transient_errors_with_their_kind(kube, cluster, kube_api):
+async def test_injected_5xx_and_429_are_transient_errors_with_their_kind(kube, api, kube_api):
     control = kube.require_control()
     control.set_kubelet("off")
     control.set_faults(
@@ -143,7 +154,7 @@ async def test_injected_5xx_and_429_are_transient_errors_with_their_kind(kube, c
         retry = []
         for name in pending:
             try:
-                outcome = await cluster.create_job(job(name))
+                outcome = await create_job(api, job(name))
             except TransientError as error:
                 errors.append(error)
                 retry.append(name)
@@ -161,32 +172,25 @@ async def test_injected_5xx_and_429_are_transient_errors_with_their_kind(kube, c
     assert sorted(item.metadata.name for item in listed.items) == sorted(names)
 
 
-async def test_timeouts_and_refused_connections_are_transient(kube, cluster):
+async def test_timeouts_and_refused_connections_are_transient(kube, api):
     control = kube.require_control()
     control.set_kubelet("off")
     control.set_faults(latency=1.0, resources=["jobs"])
-    slow = await Cluster.connect(kube.namespace, kubeconfig=kube.kubeconfig, request_timeout=0.2)
-    try:
+    async with await KubeApi.connect(kube.namespace, kubeconfig=kube.kubeconfig, request_timeout=0.2) as slow:
         with pytest.raises(TransientError) as timed_out:
-            await slow.create_job(job("slow"))
+            await create_job(slow, job("slow"))
         assert timed_out.value.kind == "api-timeout"
         assert timed_out.value.__cause__ is not None
-        assert await slow.ready() is False
-    finally:
-        await slow.close()
+        assert await api_answers(slow) is False
     control.clear_faults()
 
-    unreachable = Cluster(
-        KubeApi(await _api_client_at(f"http://127.0.0.1:{free_port()}"), "x", request_timeout=2.0)
-    )
-    try:
+    unreachable = KubeApi(await _api_client_at(f"http://127.0.0.1:{free_port()}"), "x", request_timeout=2.0)
+    async with unreachable:
         with pytest.raises(TransientError) as refused:
-            await unreachable.create_job(job("nowhere"))
+            await create_job(unreachable, job("nowhere"))
         assert refused.value.kind == "api-connection"
-        assert await unreachable.ready() is False
-    finally:
-        await unreachable.close()
-    assert await cluster.ready() is True
+        assert await api_answers(unreachable) is False
+    assert await api_answers(api) is True
 
 
 async def _api_client_at(url: str) -> client.ApiClient:
@@ -195,13 +199,13 @@ async def _api_client_at(url: str) -> client.ApiClient:
     return client.ApiClient(configuration=configuration)
 
 
-async def test_client_errors_are_permanent_with_a_reason(kube, cluster):
+async def test_client_errors_are_permanent_with_a_reason(kube, api):
     control = kube.require_control()
     control.set_kubelet("off")
     invalid = job("invalid")
     invalid["spec"]["template"]["spec"]["restartPolicy"] = "Always"
     with pytest.raises(PermanentError) as refused:
-        await cluster.create_job(invalid)
+        await create_job(api, invalid)
     assert refused.value.reason == "invalid-manifest"
     assert "restartPolicy" in str(refused.value)
     assert "HTTP 422" in str(refused.value)
@@ -211,50 +215,50 @@ async def test_client_errors_are_permanent_with_a_reason(kube, cluster):
     for code, reason in answers:
         control.set_faults(error_rates={code: 1.0}, verbs=["create"], resources=["jobs"])
         with pytest.raises(PermanentError) as error:
-            await cluster.create_job(job(f"refused-{code}"))
+            await create_job(api, job(f"refused-{code}"))
         assert error.value.reason == reason, code
         assert error.value.__cause__.status == code  # raised from the client library's ApiException
 
 
-async def test_secrets_are_created_then_replaced_only_when_they_differ(kube, cluster, kube_api):
+async def test_secrets_are_created_then_replaced_only_when_they_differ(kube, api, kube_api):
     kube.require_control().reset_stats()
-    assert await cluster.ensure_secret("bucketrun-svc-secrets", {"TOKEN": "one"}) is True
-    assert await cluster.ensure_secret("bucketrun-svc-secrets", {"TOKEN": "one"}) is False
-    assert await cluster.ensure_secret("bucketrun-svc-secrets", {"TOKEN": "two", "X": b"\x00"}) is True
+    assert await ensure_secret(api, "bucketrun-svc-secrets", {"TOKEN": "one"}) is True
+    assert await ensure_secret(api, "bucketrun-svc-secrets", {"TOKEN": "one"}) is False
+    assert await ensure_secret(api, "bucketrun-svc-secrets", {"TOKEN": "two", "X": b"\x00"}) is True
     secret = await client.CoreV1Api(kube_api).read_namespaced_secret("bucketrun-svc-secrets", kube.namespace)
     assert secret.data == {"TOKEN": "dHdv", "X": "AA=="}
     assert secret.metadata.labels[LABEL_MANAGED_BY] == MANAGED_BY
 
 
-async def test_the_informer_counts_active_jobs_per_service_through_completions(kube, cluster):
+async def test_the_informer_counts_active_jobs_per_service_through_completions(kube, api):
     control = kube.require_control()
     control.set_kubelet("off")
     # Jobs that exist before the informer starts are counted by its first list.
     for name in ("old-a1", "old-a2"):
-        await cluster.create_job(job(name, "a"))
-    fresh = await Cluster.connect(kube.namespace, kubeconfig=kube.kubeconfig, request_timeout=5.0)
+        await create_job(api, job(name, "a"))
+    fresh = await KubeApi.connect(kube.namespace, kubeconfig=kube.kubeconfig, request_timeout=5.0)
+    executor = KubernetesExecutor(fresh, TokenBucket(1000, 1000), sync_timeout=WITHIN)
     try:
-        fresh.start()
-        async with asyncio.timeout(WITHIN):
-            await fresh.wait_synced()
-        assert fresh.synced.is_set()
-        assert fresh.active_jobs("a") == 2
+        await executor.start()
+        assert executor.informer.synced.is_set()
+        assert executor.active_jobs("a") == 2
 
         # A Job created here counts at once, before the watch reports it.
-        await fresh.create_job(job("new-a3", "a"))
-        assert fresh.active_jobs("a") == 3
+        await executor.create_job(job("new-a3", "a"))
+        assert executor.active_jobs("a") == 3
         for name, service, code in (("b-ok", "b", 0), ("b-fails", "b", 1)):
-            await fresh.create_job(job(name, service, exit_code=code))
-        await fresh.create_job(job("b-suspended", "b", suspend=True))  # Kueue has not admitted it
-        assert fresh.active_jobs("b") == 3
+            await executor.create_job(job(name, service, exit_code=code))
+        await executor.create_job(job("b-suspended", "b", suspend=True))  # Kueue has not admitted it
+        assert executor.active_jobs("b") == 3
 
         control.set_kubelet("instant")  # every pod ends now, with its annotated exit code
-        await until(fresh, lambda: fresh.active_jobs("a") == 0, "service a to finish")
-        await until(fresh, lambda: fresh.active_jobs("b") == 1, "service b's two runnable Jobs to finish")
-        assert fresh.active_jobs("unknown") == 0
-        assert fresh.informer.stats.lists == 1
+        index = executor.informer.index
+        await until(index, lambda: executor.active_jobs("a") == 0, "service a to finish")
+        await until(index, lambda: executor.active_jobs("b") == 1, "service b's two runnable Jobs to finish")
+        assert executor.active_jobs("unknown") == 0
+        assert executor.informer.stats.lists == 1
     finally:
-        await fresh.close()
+        await executor.close()
 
 
 async def watch_open(control) -> None:
@@ -266,50 +270,51 @@ async def watch_open(control) -> None:
     await wait_for(opened, within=WITHIN, what="an open watch")
 
 
-async def test_the_informer_recovers_from_410_and_dropped_watches(kube, cluster, kube_api):
+async def test_the_informer_recovers_from_410_and_dropped_watches(kube, informer, kube_api):
     control = kube.require_control()
     control.set_kubelet("off")
     batch = client.BatchV1Api(kube_api)
-    cluster.start()
+    counts = informer.index
+    informer.start()
     async with asyncio.timeout(WITHIN):
-        await cluster.wait_synced()
+        await informer.wait_synced()
     await watch_open(control)
 
     # Dropped streams: the informer watches again from where it was, without listing again.
     for index in range(3):
         assert control.drop_watches() == 1
         await batch.create_namespaced_job(kube.namespace, job(f"after-drop-{index}", "a"))
-        await until(cluster, lambda i=index: cluster.active_jobs("a") == i + 1, f"{index + 1} Jobs of a")
+        await until(counts, lambda i=index: counts.active("a") == i + 1, f"{index + 1} Jobs of a")
         await watch_open(control)
-    assert cluster.informer.stats.lists == 1
-    assert cluster.informer.stats.watches >= 4
+    assert informer.stats.lists == 1
+    assert informer.stats.watches >= 4
 
     # A 410 on the next watch forces a new list, which still counts right.
     control.expire_next_watch()
     control.drop_watches()
     await batch.create_namespaced_job(kube.namespace, job("after-expiry", "b"))
-    await until(cluster, lambda: cluster.informer.stats.lists >= 2, "a second list")
-    await until(cluster, lambda: cluster.active_jobs("b") == 1, "the Job created meanwhile")
-    assert cluster.informer.stats.expired >= 1
-    assert cluster.active_jobs("a") == 3
+    await until(counts, lambda: informer.stats.lists >= 2, "a second list")
+    await until(counts, lambda: counts.active("b") == 1, "the Job created meanwhile")
+    assert informer.stats.expired >= 1
+    assert counts.active("a") == 3
 
     # Deleted Jobs stop counting; Jobs of other owners never count.
     await batch.delete_namespaced_job("after-drop-0", kube.namespace, propagation_policy="Background")
     foreign = job("foreign", "a")
     del foreign["metadata"]["labels"][LABEL_MANAGED_BY]
     await batch.create_namespaced_job(kube.namespace, foreign)
-    await until(cluster, lambda: cluster.active_jobs("a") == 2, "the deletion")
+    await until(counts, lambda: counts.active("a") == 2, "the deletion")
     await batch.create_namespaced_job(kube.namespace, job("marker", "c"))
-    await until(cluster, lambda: cluster.active_jobs("c") == 1, "a later Job")
-    assert cluster.active_jobs("a") == 2  # the foreign Job, created before the marker, was not counted
+    await until(counts, lambda: counts.active("c") == 1, "a later Job")
+    assert counts.active("a") == 2  # the foreign Job, created before the marker, was not counted
 
 
-async def test_the_token_bucket_limits_the_write_rate(kube, cluster):
+async def test_the_token_bucket_limits_the_write_rate(kube, api):
     control = kube.require_control()
     control.set_kubelet("off")
     control.reset_stats()
     rate, burst, count = 20.0, 5, 30
-    executor = KubernetesExecutor(cluster, TokenBucket(rate, burst))
+    executor = KubernetesExecutor(api, TokenBucket(rate, burst))
     started = time.monotonic()
     creating = asyncio.gather(*(executor.create_job(job(f"limited-{i}")) for i in range(count)))
     await asyncio.sleep(0.5)  # sample the server's count mid-run (the measurement, not a wait for a result)
@@ -333,7 +338,7 @@ async def test_the_executor_is_built_from_the_cluster_settings(kube):
     executor = await connect_kubernetes_executor(settings)
     try:
         await executor.start()
-        assert executor.cluster.synced.is_set()
+        assert executor.informer.synced.is_set()
         assert await executor.ready() is True
         assert executor.bucket.burst == 3
         assert await executor.create_job(job("from-settings")) is CreateOutcome.CREATED
@@ -345,32 +350,32 @@ async def test_the_executor_is_built_from_the_cluster_settings(kube):
     assert runs_in_cluster(None, {}) is False
 
 
-async def test_pending_pods_and_a_delete_that_takes_only_the_job_of_that_uid_with_its_pods(kube, cluster):
+async def test_pending_pods_and_a_delete_that_takes_only_the_job_of_that_uid_with_its_pods(kube, api):
     # What the watcher's stuck-Job sweep calls: the Pending pods (one held by the image-pull fault), then
     # a delete with the Job's UID as precondition (Background: the pods go too).
     kube.require_control().set_kubelet("instant", failing_images=["registry.invalid/*"])
     stuck = job("stuck")
     stuck["spec"]["template"]["spec"]["containers"][0]["image"] = "registry.invalid/tools/upper:1.0"
-    await cluster.create_job(stuck)
-    await cluster.create_job(job("fine"))
+    await create_job(api, stuck)
+    await create_job(api, job("fine"))
 
     async def pending_names() -> list[str]:
-        return sorted(pod["metadata"]["name"] for pod in await cluster.pending_pods())
+        return sorted(pod["metadata"]["name"] for pod in await pending_pods(api))
 
     async with asyncio.timeout(WITHIN):
         while not (names := await pending_names()):  # noqa: ASYNC110 - the kubelet works in the server
             await asyncio.sleep(0.05)
     assert [name.rsplit("-", 1)[0] for name in names] == ["stuck"]
-    found = await cluster.read_job("stuck")
+    found = await read_job(api, "stuck")
     assert found is not None
     uid = found["metadata"]["uid"]
 
-    assert not await cluster.delete_job("stuck", "the-uid-of-another-job")  # 409 on the precondition
-    assert await cluster.read_job("stuck") is not None
-    assert await cluster.delete_job("stuck", uid)
-    assert await cluster.read_job("stuck") is None
+    assert not await delete_job(api, "stuck", "the-uid-of-another-job")  # 409 on the precondition
+    assert await read_job(api, "stuck") is not None
+    assert await delete_job(api, "stuck", uid)
+    assert await read_job(api, "stuck") is None
     async with asyncio.timeout(WITHIN):
         while await pending_names():  # noqa: ASYNC110 - the garbage collector works in the server
             await asyncio.sleep(0.05)
-    assert not await cluster.delete_job("stuck", uid)  # gone: 404
-    assert await cluster.read_job("fine") is not None
+    assert not await delete_job(api, "stuck", uid)  # gone: 404
+    assert await read_job(api, "fine") is not None

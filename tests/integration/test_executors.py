@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client  # noqa: TID251 - reads Job and pod status straight from the API
 
-from dispatcher.adapters.kube import Cluster
+from dispatcher.adapters.kube import KubeApi
 from dispatcher.domain.constants import LABEL_JOB_CONTROLLER_UID, LABEL_MANAGED_BY, LABEL_SERVICE, MANAGED_BY
 from dispatcher.domain.errors import PermanentError
 from dispatcher.domain.jobs import finished_condition
@@ -165,8 +165,8 @@ class TestKubernetesExecutor(ExecutorContract):
     async def harness(self, kube, kube_api) -> AsyncIterator[KubernetesHarness]:
         if kube.control is not None:
             kube.control.set_kubelet("run")
-        cluster = await Cluster.connect(kube.namespace, kubeconfig=kube.kubeconfig, request_timeout=5.0)
-        executor = KubernetesExecutor(cluster, TokenBucket(50, 50), sync_timeout=WITHIN)
+        api = await KubeApi.connect(kube.namespace, kubeconfig=kube.kubeconfig, request_timeout=5.0)
+        executor = KubernetesExecutor(api, TokenBucket(50, 50), sync_timeout=WITHIN)
         await executor.start()
         try:
             yield KubernetesHarness(executor, kube_api, kube.namespace)

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client  # noqa: TID251 - the tests create Jobs behind the adapter's back
 
-from dispatcher.adapters.kube import Cluster
+from dispatcher.adapters.kube import JobFeed, JobInformer, KubeApi
 from dispatcher.adapters.kube.list_watch import ListWatch
+from dispatcher.domain.jobs import JobIndex
 from dispatcher.executors.finished_watch import FinishedJobWatch
 from dispatcher.runtime.settings import ClusterSettings
 from tests.emulator.helpers import wait_for
@@ -28,9 +29,9 @@ READ_TIMEOUT = 1.0  # the client's silence bound, about five bookmark intervals 
 WITHIN = 20.0  # bound of every wait; the old read timeout (the watch's 300-600 s + 5 s) far exceeds it
 
 
-async def connected(kube: Any) -> Cluster:
-    """A Cluster for the test's namespace with a short watch read timeout."""
-    return await Cluster.connect(
+async def connected(kube: Any) -> KubeApi:
+    """The API of the test's namespace with a short watch read timeout."""
+    return await KubeApi.connect(
         kube.namespace, kubeconfig=kube.kubeconfig, request_timeout=5.0, watch_read_timeout=READ_TIMEOUT
     )
 
@@ -67,18 +68,19 @@ async def test_the_informer_reopens_a_silent_watch_from_where_it_was(kube, kube_
     control = kube.require_control()
     control.set_kubelet("off")  # the Job stays active: the informer counts it
     control.set_watch_knobs(bookmark_interval=BOOKMARK_INTERVAL)
-    cluster = await connected(kube)
+    api = await connected(kube)
+    informer = JobInformer(JobFeed(api), JobIndex())
     try:
-        cluster.start()
-        informer = cluster.informer
+        informer.start()
         await healthy_then_stalled(informer, control)
         await client.BatchV1Api(kube_api).create_namespaced_job(kube.namespace, job_doc("after-stall"))
-        took = await until(lambda: cluster.active_jobs("upper") == 1, "the Job created after the stall")
+        took = await until(lambda: informer.index.active("upper") == 1, "the Job created after the stall")
         assert took < READ_TIMEOUT + 2.0
         assert informer.stats.stalled == 1
         assert (informer.stats.lists, informer.stats.errors) == (1, 0)  # resumed, not relisted
     finally:
-        await cluster.close()
+        await informer.stop()
+        await api.close()
     # The client closed the silent connection: the emulator holds no stalled stream any more.
     await wait_for(
         lambda: asyncio.to_thread(lambda: True if control.stalled_watches() == 0 else None),
@@ -96,8 +98,8 @@ async def test_the_watcher_reopens_a_silent_watch_and_still_records_later_jobs(k
     async def record(job: Mapping[str, Any]) -> None:
         recorded.append(str(job["metadata"]["name"]))
 
-    # As the watcher builds it: from the settings (its informer is not started: one watch only).
-    cluster = await Cluster.from_settings(
+    # As the watcher builds it: from the settings (no informer: one watch only).
+    api = await KubeApi.from_settings(
         ClusterSettings(
             namespace=kube.namespace,
             kubeconfig=kube.kubeconfig,
@@ -105,7 +107,7 @@ async def test_the_watcher_reopens_a_silent_watch_and_still_records_later_jobs(k
             watch_read_timeout=READ_TIMEOUT,
         )
     )
-    watch = FinishedJobWatch(cluster, record)
+    watch = FinishedJobWatch(JobFeed(api), record)
     task = asyncio.create_task(watch.run(), name="job watch under test")
     try:
         await healthy_then_stalled(watch, control)
@@ -117,4 +119,4 @@ async def test_the_watcher_reopens_a_silent_watch_and_still_records_later_jobs(k
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        await cluster.close()
+        await api.close()

@@ -26,7 +26,6 @@ Only this package imports ``kubernetes_asyncio``. Typical use::
 from __future__ import annotations
 
 from dispatcher.adapters.kube.api import MANAGED_SELECTOR, ClusterConfigError, KubeApi, runs_in_cluster
-from dispatcher.adapters.kube.client import Cluster
 from dispatcher.adapters.kube.fetching import DocumentPage
 from dispatcher.adapters.kube.informer import InformerStats, JobInformer
 from dispatcher.adapters.kube.job_feed import JobFeed
@@ -34,7 +33,6 @@ from dispatcher.domain.jobs import CreateOutcome
 
 __all__ = [
     "MANAGED_SELECTOR",
-    "Cluster",
     "ClusterConfigError",
     "CreateOutcome",
     "DocumentPage",
