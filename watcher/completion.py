@@ -24,6 +24,7 @@ from typing import Any, Final
 
 import structlog
 
+from dispatcher.domain import kube
 from dispatcher.domain.constants import ANNOTATION_BUCKET, ANNOTATION_KEY, ANNOTATION_VERSION
 from dispatcher.domain.errors import PermanentError, TransientError
 from dispatcher.domain.jobs import is_recorded, job_name, job_service, job_uid
@@ -50,7 +51,7 @@ NO_LOG: Final = "no log: the container never started, or its pod is gone"
 def _work_context(job: Mapping[str, Any]) -> Iterator[None]:
     """Bind the Job's unit-of-work keys (the same ones the dispatcher's lines for it carry) to every
     log line written while it is recorded."""
-    annotations = (job.get("metadata") or {}).get("annotations") or {}
+    annotations = kube.annotations(job)
     with structlog.contextvars.bound_contextvars(
         event_id=annotations.get(ANNOTATION_VERSION),
         service=job_service(job),
@@ -176,7 +177,7 @@ class Recorder:
         names = container_names(job)
         if not pods:
             return {}, dict.fromkeys(names, NO_POD)
-        pod = str((pods[-1].get("metadata") or {}).get("name", ""))
+        pod = str(kube.meta(pods[-1]).get("name", ""))
         reads = await all_or_none(self._log(job, pod, name) for name in names)
         logs = {name: text for name, (text, _) in zip(names, reads, strict=True) if text is not None}
         missing = {name: why for name, (_, why) in zip(names, reads, strict=True) if why is not None}

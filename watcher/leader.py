@@ -88,7 +88,7 @@ def claimed(
 ) -> dict[str, Any]:
     """The Lease document that makes *identity* its holder (renewing it if it held it already)."""
     spec = dict((previous or {}).get("spec") or {})
-    metadata = dict((previous or {}).get("metadata") or {})
+    metadata: dict[str, Any] = dict(kube.meta(previous or {}))
     metadata.setdefault("name", name)
     metadata.setdefault("labels", {LABEL_MANAGED_BY: MANAGED_BY})
     stamp = micro_time(now)

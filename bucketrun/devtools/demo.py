@@ -26,8 +26,10 @@ from typing import Any, Final, TextIO
 from bucketrun.devtools.moto_server import MotoServer, MotoUnavailableError, port_open, start_moto
 from bucketrun.serve import run_serve
 from dispatcher.adapters.s3.storage import Storage
+from dispatcher.domain import kube
 from dispatcher.domain.constants import ANNOTATION_KEY
 from dispatcher.domain.errors import BucketrunError
+from dispatcher.domain.jobs import finished_condition
 from dispatcher.executors.local.statefiles import read_json
 from dispatcher.poller.app import run_poller
 from dispatcher.runtime.settings import Settings
@@ -83,17 +85,16 @@ def expected_outputs(name: str, samples: Mapping[str, bytes] = SAMPLES) -> tuple
 
 def job_phase(record: Mapping[str, Any]) -> str:
     """``queued``, ``running``, ``done`` or ``failed`` for a local executor's Job record."""
-    status = record.get("job", {}).get("status", {})
-    for condition in status.get("conditions", ()):
-        if condition.get("status") == "True" and condition.get("type") in ("Complete", "Failed"):
-            return "done" if condition["type"] == "Complete" else "failed"
+    finished = finished_condition(record.get("job", {}))
+    if finished is not None:
+        return "done" if finished == "Complete" else "failed"
     pods = record.get("pods") or ()
-    running = pods and (pods[-1].get("status") or {}).get("phase") == "Running"
+    running = pods and kube.pod_status(pods[-1]).get("phase") == "Running"
     return "running" if running else "queued"
 
 
 def _job_key(record: Mapping[str, Any]) -> str:
-    annotations = record.get("job", {}).get("metadata", {}).get("annotations", {})
+    annotations = kube.annotations(record.get("job", {}))
     return str(annotations.get(ANNOTATION_KEY, "?"))
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from dispatcher.domain import kube
 from dispatcher.domain.constants import ANNOTATION_RECORDED, LABEL_SERVICE
 
 FINISHED_CONDITIONS: Final = frozenset({"Complete", "Failed"})
@@ -32,28 +33,24 @@ class CreateOutcome(enum.Enum):
 
 def job_name(job: Mapping[str, Any]) -> str:
     """``metadata.name`` of a Job document (empty when it has none)."""
-    name = (job.get("metadata") or {}).get("name")
-    return name if isinstance(name, str) else ""
+    return kube.name(job)
 
 
 def job_uid(job: Mapping[str, Any]) -> str:
     """``metadata.uid`` of a Job document (empty when it has none)."""
-    uid = (job.get("metadata") or {}).get("uid")
-    return uid if isinstance(uid, str) else ""
+    return kube.uid(job)
 
 
 def is_recorded(job: Mapping[str, Any]) -> bool:
     """True when the Job carries the recorded annotation with its own UID (a re-created Job of the
     same name does not inherit its predecessor's mark)."""
-    annotations = (job.get("metadata") or {}).get("annotations") or {}
     uid = job_uid(job)
-    return bool(uid) and annotations.get(ANNOTATION_RECORDED) == uid
+    return bool(uid) and kube.annotations(job).get(ANNOTATION_RECORDED) == uid
 
 
 def job_service(job: Mapping[str, Any]) -> str | None:
     """The bucketrun service a Job runs (its ``bucketrun.io/service`` label), or None for other Jobs."""
-    labels = (job.get("metadata") or {}).get("labels") or {}
-    service = labels.get(LABEL_SERVICE)
+    service = kube.labels(job).get(LABEL_SERVICE)
     return service if isinstance(service, str) and service else None
 
 
@@ -75,7 +72,7 @@ def finished_condition(job: Mapping[str, Any]) -> str | None:
     A suspended Job (Kueue has not admitted it yet) and one whose pods are still being stopped
     (``FailureTarget`` without ``Failed``) are not finished: they still hold their place.
     """
-    for condition in (job.get("status") or {}).get("conditions") or ():
+    for condition in kube.conditions(job):
         if condition.get("type") in FINISHED_CONDITIONS and condition.get("status") == "True":
             return str(condition["type"])
     return None

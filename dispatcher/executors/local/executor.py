@@ -64,6 +64,7 @@ from typing import Any, Final
 
 import structlog
 
+from dispatcher.domain import kube
 from dispatcher.domain.constants import ANNOTATION_RECORDED
 from dispatcher.domain.errors import PermanentError, TransientError
 from dispatcher.domain.jobs import (
@@ -233,7 +234,7 @@ class LocalExecutor:
 
     async def ensure_config_map(self, doc: Mapping[str, Any]) -> None:
         """Keep ConfigMap *doc* for the pods that mount it (and on disk, for after a restart)."""
-        name = (doc.get("metadata") or {}).get("name")
+        name = kube.meta(doc).get("name")
         if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise PermanentError(
                 f"ConfigMap name {name!r} is not a DNS-1123 subdomain", reason=_REASON_INVALID
@@ -546,7 +547,7 @@ class LocalExecutor:
                     unrecorded.append((job_doc["metadata"].get("creationTimestamp", ""), directory.name))
                 continue
             job = _LocalJob(manifest, directory, _now(), pods=list(record.get("pods") or []))
-            job.failed = int((job_doc.get("status") or {}).get("failed", 0))
+            job.failed = int(kube.job_status(job_doc).get("failed", 0))
             if job.pods and was_started(job.pods[-1]):
                 last = job.pods[-1]
                 last["status"] = interrupted_pod_status(last["status"])
@@ -572,8 +573,7 @@ def _tail_file(path: Path, lines: int) -> str | None:
 
 def _check_job(doc: Mapping[str, Any]) -> str:
     """The Job's name, or ``PermanentError`` naming what the API server or this executor would refuse."""
-    metadata = doc.get("metadata") or {}
-    name = metadata.get("name")
+    name = kube.meta(doc).get("name")
     problems = []
     if not isinstance(name, str) or not name:
         problems.append("metadata.name is required")

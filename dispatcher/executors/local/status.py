@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
 
+from dispatcher.domain import kube
 from dispatcher.domain.constants import (
     LABEL_JOB_CONTROLLER_UID,
     LABEL_JOB_NAME,
@@ -67,7 +68,7 @@ def pod_manifest(job: Mapping[str, Any], *, name: str, uid: str, created: dateti
     """The Pod the Job controller would create for *job*: its template plus the Job's labels and owner."""
     job_meta = job["metadata"]
     template = job["spec"]["template"]
-    template_meta = template.get("metadata") or {}
+    template_meta = kube.meta(template)
     metadata: dict[str, Any] = {
         "name": name,
         "namespace": job_meta.get("namespace", "default"),
@@ -161,7 +162,7 @@ def interrupted_pod_status(status: Mapping[str, Any]) -> dict[str, Any]:
 
 def was_started(pod: Mapping[str, Any]) -> bool:
     """True for a pod whose containers were started and which has not ended."""
-    status = pod.get("status") or {}
+    status = kube.pod_status(pod)
     return status.get("phase") in ("Pending", "Running") and "startTime" in status
 
 
@@ -179,7 +180,7 @@ def match_pod_failure_policy(policy: Mapping[str, Any] | None, pod: Mapping[str,
     Follows Kubernetes: an exit code rule never matches exit code 0; regular containers are checked
     before init containers; an unknown action is ignored.
     """
-    status = pod.get("status") or {}
+    status = kube.pod_status(pod)
     statuses = [*(status.get("containerStatuses") or ()), *(status.get("initContainerStatuses") or ())]
     conditions = status.get("conditions") or ()
     pod_ref = f"{pod['metadata'].get('namespace')}/{pod['metadata']['name']}"
@@ -254,7 +255,7 @@ def after_pod(
     stopped) never counts, whatever the policy. With ``restartPolicy: OnFailure`` the containers were
     restarted in place up to the limit already, so a failed pod fails the Job.
     """
-    status = pod.get("status") or {}
+    status = kube.pod_status(pod)
     if status.get("phase") == "Succeeded":
         return Finish("Complete", REASON_COMPLETIONS, MESSAGE_COMPLETIONS)
     if deadline_exceeded:
@@ -291,7 +292,7 @@ def job_status(
     finished_at: datetime | None,
 ) -> dict[str, Any]:
     """A Job's ``status`` as the controller writes it (counts, start/completion time, conditions)."""
-    active = [pod for pod in pods if (pod.get("status") or {}).get("phase") in ("Pending", "Running")]
+    active = [pod for pod in pods if kube.pod_status(pod).get("phase") in ("Pending", "Running")]
     status: dict[str, Any] = {"startTime": rfc3339(start_time)}
     if active and finish is None:
         status["active"] = len(active)
@@ -325,5 +326,5 @@ def _condition(type_: str, reason: str, message: str, stamp: str) -> dict[str, A
 
 
 def _ready(pod: Mapping[str, Any]) -> bool:
-    statuses = (pod.get("status") or {}).get("containerStatuses") or ()
+    statuses = kube.pod_status(pod).get("containerStatuses") or ()
     return bool(statuses) and all(status.get("ready") for status in statuses)
