@@ -5,7 +5,7 @@ Each answers whether it removed something: an object already gone is False, not 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from dispatcher.adapters.kube.api import KubeApi, raise_unless_ok
@@ -34,28 +34,19 @@ async def delete_job(api: KubeApi, name: str, uid: str) -> bool:
 async def delete_config_map(api: KubeApi, name: str) -> bool:
     """Delete ConfigMap *name*; False when it did not exist. (A ``ConfigMapCreator`` that may ensure the
     name again must ``forget`` it first.)"""
-    return await _delete(
-        api,
-        f"delete ConfigMap {api.namespace}/{name}",
-        api.core.delete_namespaced_config_map(
-            name, api.namespace, _preload_content=False, _request_timeout=api.timeout
-        ),
-    )
+    return await _delete_named(api, "ConfigMap", api.core.delete_namespaced_config_map, name)
 
 
 async def delete_secret(api: KubeApi, name: str) -> bool:
     """Delete Secret *name*; False when it did not exist."""
-    return await _delete(
-        api,
-        f"delete Secret {api.namespace}/{name}",
-        api.core.delete_namespaced_secret(
-            name, api.namespace, _preload_content=False, _request_timeout=api.timeout
-        ),
-    )
+    return await _delete_named(api, "Secret", api.core.delete_namespaced_secret, name)
 
 
-async def _delete(api: KubeApi, action: str, request: Awaitable[Any]) -> bool:
-    """Whether the DELETE *request* removed something (False: there was nothing, 404)."""
+async def _delete_named(api: KubeApi, kind: str, delete: Callable[..., Awaitable[Any]], name: str) -> bool:
+    """Whether deleting the *kind* object *name* through the generated method *delete* removed
+    something (False: there was nothing, 404)."""
+    action = f"delete {kind} {api.namespace}/{name}"
+    request = delete(name, api.namespace, _preload_content=False, _request_timeout=api.timeout)
     answer = await api.send(action, request)
     if answer.status == 404:
         return False

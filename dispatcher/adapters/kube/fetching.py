@@ -36,37 +36,28 @@ async def read_object(api: KubeApi, action: str, request: Awaitable[Any]) -> dic
     return status_object(answer.body)
 
 
+async def read_named(
+    api: KubeApi, kind: str, read: Callable[..., Awaitable[Any]], name: str
+) -> dict[str, Any] | None:
+    """The *kind* object *name* of the namespace through the generated method *read*
+    (``read_namespaced_…``), or None when there is none."""
+    request = read(name, api.namespace, _preload_content=False, _request_timeout=api.timeout)
+    return await read_object(api, f"read {kind} {api.namespace}/{name}", request)
+
+
 async def read_job(api: KubeApi, name: str) -> dict[str, Any] | None:
     """Job *name* as the API has it, or None when there is no such Job."""
-    return await read_object(
-        api,
-        f"read Job {api.namespace}/{name}",
-        api.batch.read_namespaced_job(
-            name, api.namespace, _preload_content=False, _request_timeout=api.timeout
-        ),
-    )
+    return await read_named(api, "Job", api.batch.read_namespaced_job, name)
 
 
 async def read_config_map(api: KubeApi, name: str) -> dict[str, Any] | None:
     """ConfigMap *name* as the API has it, or None when there is none."""
-    return await read_object(
-        api,
-        f"read ConfigMap {api.namespace}/{name}",
-        api.core.read_namespaced_config_map(
-            name, api.namespace, _preload_content=False, _request_timeout=api.timeout
-        ),
-    )
+    return await read_named(api, "ConfigMap", api.core.read_namespaced_config_map, name)
 
 
 async def read_secret(api: KubeApi, name: str) -> dict[str, Any] | None:
     """Secret *name* as the API has it, values included (never log it), or None when there is none."""
-    return await read_object(
-        api,
-        f"read Secret {api.namespace}/{name}",
-        api.core.read_namespaced_secret(
-            name, api.namespace, _preload_content=False, _request_timeout=api.timeout
-        ),
-    )
+    return await read_named(api, "Secret", api.core.read_namespaced_secret, name)
 
 
 async def list_all(

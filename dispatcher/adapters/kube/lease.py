@@ -12,7 +12,7 @@ from typing import Any
 
 from dispatcher.adapters.kube.api import KubeApi, raise_unless_ok
 from dispatcher.adapters.kube.errors import status_object
-from dispatcher.adapters.kube.fetching import read_object
+from dispatcher.adapters.kube.fetching import read_named
 from dispatcher.domain import kube
 
 
@@ -24,14 +24,7 @@ class Leases:
 
     async def read_lease(self, name: str) -> dict[str, Any] | None:
         """Lease *name*, or None when it does not exist."""
-        api = self.api
-        return await read_object(
-            api,
-            f"read Lease {api.namespace}/{name}",
-            api.coordination.read_namespaced_lease(
-                name, api.namespace, _preload_content=False, _request_timeout=api.timeout
-            ),
-        )
+        return await read_named(self.api, "Lease", self.api.coordination.read_namespaced_lease, name)
 
     async def create_lease(self, doc: Mapping[str, Any]) -> dict[str, Any] | None:
         """Create the Lease *doc*; the stored Lease, or None when one of that name exists already."""
