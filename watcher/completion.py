@@ -27,7 +27,7 @@ import structlog
 from dispatcher.domain import kube
 from dispatcher.domain.constants import ANNOTATION_BUCKET, ANNOTATION_KEY, ANNOTATION_VERSION
 from dispatcher.domain.errors import PermanentError, TransientError
-from dispatcher.domain.jobs import is_recorded, job_name, job_service, job_uid
+from dispatcher.domain.jobs import is_recorded, job_service
 from dispatcher.domain.outcome import NOT_FINISHED, classify
 from dispatcher.domain.record import OutputList, build_record, container_names, output_keys
 from dispatcher.domain.timings import job_timings
@@ -57,8 +57,8 @@ def _work_context(job: Mapping[str, Any]) -> Iterator[None]:
         service=job_service(job),
         bucket=annotations.get(ANNOTATION_BUCKET),
         key=annotations.get(ANNOTATION_KEY),
-        job=job_name(job),
-        uid=job_uid(job),
+        job=kube.name(job),
+        uid=kube.uid(job),
     ):
         yield
 
@@ -103,7 +103,7 @@ class Recorder:
         if is_recorded(job):
             self.stats.skipped += 1
             return False
-        uid = job_uid(job)
+        uid = kube.uid(job)
         with _work_context(job), self._counting_errors():
             written_before = self.stats.records_written
             record = await self._stored(job, uid)
@@ -146,7 +146,7 @@ class Recorder:
         """The Job's record: the one already stored for this UID, else a new one, written now."""
         # Independent reads go out together: a record costs round trips, not CPU.
         pods, existing = await both(
-            self.executor.job_pods(job), self.store.read(job_service(job) or "", job_name(job))
+            self.executor.job_pods(job), self.store.read(job_service(job) or "", kube.name(job))
         )
         if existing is not None and existing.get("uid") == uid:
             return existing
@@ -154,9 +154,9 @@ class Recorder:
         if outcome.reason == NOT_FINISHED:
             # Records are for finished Jobs, and for Jobs whose pod can never start (classify says why):
             # one whose pod just got going again is left running.
-            raise PermanentError(f"Job {job_name(job)} has not finished", reason="not-finished")
+            raise PermanentError(f"Job {kube.name(job)} has not finished", reason="not-finished")
         (logs, logs_missing), manifest = await both(
-            self._logs(job, pods), self.store.read_outputs(job_service(job) or "", job_name(job))
+            self._logs(job, pods), self.store.read_outputs(job_service(job) or "", kube.name(job))
         )
         record = build_record(
             job,

@@ -30,7 +30,7 @@ from dispatcher.adapters.kube.api import KubeApi
 from dispatcher.domain import kube
 from dispatcher.domain.constants import LABEL_JOB_CONTROLLER_UID, LABEL_JOB_NAME
 from dispatcher.domain.errors import PermanentError, TransientError
-from dispatcher.domain.jobs import finished_condition, job_uid
+from dispatcher.domain.jobs import finished_condition
 from dispatcher.domain.outcome import Outcome, stuck_reason
 from dispatcher.runtime.concurrency import InHand
 
@@ -154,7 +154,7 @@ class StuckJobSweep:
         """Record Job *name* (UID *uid*), then delete it; False when there was nothing to do or it failed."""
         try:
             job = await self._source.read_job(name)
-            if job is None or job_uid(job) != uid or finished_condition(job) is not None:
+            if job is None or kube.uid(job) != uid or finished_condition(job) is not None:
                 return False  # gone, replaced by a new Job of that name, or for the finished-Job watch
             await self._record(job)
             deleted = await self._source.delete_job(name, uid)

@@ -18,7 +18,7 @@ from dispatcher.adapters.kube import fetching
 from dispatcher.adapters.s3.storage import Storage
 from dispatcher.domain import kube
 from dispatcher.domain.errors import BucketrunError
-from dispatcher.domain.jobs import finished_condition, is_recorded, job_name, job_service, job_uid
+from dispatcher.domain.jobs import finished_condition, is_recorded, job_service
 from dispatcher.domain.outcome import classify
 from dispatcher.domain.record import OutputList, build_record, container_names
 from dispatcher.executors.build import cluster_of
@@ -73,7 +73,7 @@ async def list_jobs(settings: Settings, service: str | None = None) -> tuple[str
                 page = await fetching.list_job_documents(cluster, limit=_PAGE, continue_token=token)
                 for job in page.items:
                     if service is None or job_service(job) == service:
-                        rows[job_name(job)] = _cluster_row(job)
+                        rows[kube.name(job)] = _cluster_row(job)
                 token = page.continue_token
                 if not token:
                     break
@@ -103,7 +103,7 @@ def _cluster_row(job: Mapping[str, Any]) -> tuple[str, str, str, str]:
     if is_recorded(job):
         state += " (recorded)"
     finished_at = kube.job_status(job).get("completionTime")
-    return (job_name(job), job_service(job) or "-", state, str(finished_at or "-"))
+    return (kube.name(job), job_service(job) or "-", state, str(finished_at or "-"))
 
 
 async def show_job(settings: Settings, name: str) -> tuple[str, int]:
@@ -137,7 +137,7 @@ async def job_logs(settings: Settings, name: str, container: str | None = None) 
         if cluster is not None:
             job = await fetching.read_job(cluster, name)
             if job is not None:
-                pods = await fetching.job_pods(cluster, job_uid(job))
+                pods = await fetching.job_pods(cluster, kube.uid(job))
                 if pods:
                     pod = str(kube.meta(pods[-1]).get("name", ""))
                     texts = {

@@ -31,20 +31,10 @@ class CreateOutcome(enum.Enum):
     EXISTS = "exists"
 
 
-def job_name(job: Mapping[str, Any]) -> str:
-    """``metadata.name`` of a Job document (empty when it has none)."""
-    return kube.name(job)
-
-
-def job_uid(job: Mapping[str, Any]) -> str:
-    """``metadata.uid`` of a Job document (empty when it has none)."""
-    return kube.uid(job)
-
-
 def is_recorded(job: Mapping[str, Any]) -> bool:
     """True when the Job carries the recorded annotation with its own UID (a re-created Job of the
     same name does not inherit its predecessor's mark)."""
-    uid = job_uid(job)
+    uid = kube.uid(job)
     return bool(uid) and kube.annotations(job).get(ANNOTATION_RECORDED) == uid
 
 
@@ -90,7 +80,7 @@ class JobFacts:
     @classmethod
     def of(cls, job: Mapping[str, Any]) -> JobFacts:
         """The facts of a Job document (as listed, watched or written by the local executor)."""
-        return cls(job_name(job), job_service(job), finished_condition(job) is not None)
+        return cls(kube.name(job), job_service(job), finished_condition(job) is not None)
 
 
 @dataclass(frozen=True, slots=True)

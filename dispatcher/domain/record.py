@@ -46,7 +46,7 @@ from typing import Any, Final
 
 from dispatcher.domain import kube
 from dispatcher.domain.constants import ANNOTATION_BUCKET, ANNOTATION_KEY, ANNOTATION_VERSION
-from dispatcher.domain.jobs import finished_condition, job_name, job_service
+from dispatcher.domain.jobs import finished_condition, job_service
 from dispatcher.domain.outcome import Outcome
 from job_templates.stager.contract import UPLOADED_EVENT
 
@@ -160,7 +160,7 @@ def build_record(
     annotations = kube.annotations(job)
     status = kube.job_status(job)
     service = job_service(job) or ""
-    name = job_name(job)
+    name = kube.name(job)
     folder = record_folder(records_prefix, service, name)
     return {
         "schema": RECORD_SCHEMA,

@@ -28,8 +28,9 @@ import structlog
 
 from dispatcher.adapters.kube import DocumentPage
 from dispatcher.adapters.kube.list_watch import PAGE_SIZE, ListWatch, ListWatchStats
+from dispatcher.domain import kube
 from dispatcher.domain.errors import PermanentError, TransientError
-from dispatcher.domain.jobs import finished_condition, is_recorded, job_name, job_uid
+from dispatcher.domain.jobs import finished_condition, is_recorded
 from dispatcher.executors.base import JobHandler
 from dispatcher.runtime.concurrency import InHand
 from dispatcher.runtime.retrying import retry_transient
@@ -135,7 +136,7 @@ class FinishedJobWatch(ListWatch):
 
     async def _on_event(self, kind: str, obj: Mapping[str, Any]) -> None:
         if kind == "DELETED":
-            self._done.discard(job_uid(obj))
+            self._done.discard(kube.uid(obj))
         else:
             await self._offer(obj)
 
@@ -143,7 +144,7 @@ class FinishedJobWatch(ListWatch):
         """Queue *job* if it is finished, unrecorded and not queued, handled or being handled already."""
         if finished_condition(job) is None:
             return
-        uid = job_uid(job)
+        uid = kube.uid(job)
         if is_recorded(job):
             self._done.discard(uid)  # from here on, every event of this Job shows the mark
             return
@@ -157,24 +158,24 @@ class FinishedJobWatch(ListWatch):
         while True:
             job = await self._queue.get()
             try:
-                await self._in_hand.run(self._handle_until_done(job), name=f"record {job_name(job)}")
+                await self._in_hand.run(self._handle_until_done(job), name=f"record {kube.name(job)}")
             finally:
                 self._queue.task_done()
 
     async def _handle_until_done(self, job: Mapping[str, Any]) -> None:
-        uid = job_uid(job)
+        uid = kube.uid(job)
         try:
             await retry_transient(
                 lambda: self._handle_once(job),
                 what="recording a job failed",
                 base=self._backoff_base,
                 cap=self._backoff_cap,
-                job=job_name(job),
+                job=kube.name(job),
             )
         except PermanentError as error:
             # Left unmarked: the next list (a restart, a new leader) tries it again.
             self.stats.failures += 1
-            _log.error("recording a job failed for good", job=job_name(job), error=str(error))
+            _log.error("recording a job failed for good", job=kube.name(job), error=str(error))
         else:
             self._done.add(uid)
             self.stats.handled += 1

@@ -12,9 +12,10 @@ from dispatcher.adapters.kube.api import KubeApi
 from dispatcher.adapters.kube.creating import ConfigMapCreator
 from dispatcher.adapters.kube.informer import JobInformer
 from dispatcher.adapters.kube.job_feed import JobFeed
+from dispatcher.domain import kube
 from dispatcher.domain.constants import ANNOTATION_RECORDED
 from dispatcher.domain.errors import TransientError
-from dispatcher.domain.jobs import CreateOutcome, JobIndex, job_name, job_uid
+from dispatcher.domain.jobs import CreateOutcome, JobIndex
 from dispatcher.executors.base import JobHandler
 from dispatcher.executors.finished_watch import FinishedJobWatch
 from dispatcher.rendering.secrets import ServiceSecret
@@ -111,7 +112,7 @@ class KubernetesExecutor:
 
     async def job_pods(self, job: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The pods with the Job's controller-uid label."""
-        return await fetching.job_pods(self.api, job_uid(job))
+        return await fetching.job_pods(self.api, kube.uid(job))
 
     async def container_log(
         self, job: Mapping[str, Any], pod: str, container: str, tail_lines: int
@@ -123,4 +124,4 @@ class KubernetesExecutor:
     async def mark_recorded(self, job: Mapping[str, Any]) -> None:
         """Annotate the Job with its UID (a Job deleted meanwhile needs no mark). No token: the bucket
         paces the dispatcher's creates, and a mark is the watcher's."""
-        await patching.annotate_job(self.api, job_name(job), {ANNOTATION_RECORDED: job_uid(job)})
+        await patching.annotate_job(self.api, kube.name(job), {ANNOTATION_RECORDED: kube.uid(job)})

@@ -19,7 +19,7 @@ import structlog
 
 from dispatcher.adapters.kube.list_watch import PAGE_SIZE, ListWatch, ListWatchStats, ResourceExpired
 from dispatcher.domain import kube
-from dispatcher.domain.jobs import JobFacts, JobIndex, job_name, job_service
+from dispatcher.domain.jobs import JobFacts, JobIndex, job_service
 
 _log = structlog.get_logger(__name__)
 
@@ -91,7 +91,7 @@ class JobInformer(ListWatch):
         not a bucketrun service's is not counted)."""
         service = job_service(job)
         if service is not None:
-            self.index.note_created(service, job_name(job))
+            self.index.note_created(service, kube.name(job))
 
     def start(self) -> None:
         """Start the list/watch loop as a background task (once)."""

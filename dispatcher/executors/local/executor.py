@@ -73,9 +73,7 @@ from dispatcher.domain.jobs import (
     JobIndex,
     finished_condition,
     is_recorded,
-    job_name,
     job_service,
-    job_uid,
 )
 from dispatcher.domain.record import tail
 from dispatcher.domain.timestamps import rfc3339
@@ -359,7 +357,7 @@ class LocalExecutor:
 
     async def job_pods(self, job: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The pods of the executor's record of the Job (one per attempt), oldest first."""
-        record = self.job_status(job_name(job))
+        record = self.job_status(kube.name(job))
         return list(record["pods"]) if record is not None else []
 
     async def container_log(
@@ -368,7 +366,7 @@ class LocalExecutor:
         """The last *tail_lines* lines of the container's log file in the newest pod's workdir (the
         file's end only is read: a log may be large)."""
         del pod
-        path = self.log_path(job_name(job), container)
+        path = self.log_path(kube.name(job), container)
         if path is None:
             return None
         return await asyncio.to_thread(_tail_file, path, tail_lines)
@@ -377,7 +375,7 @@ class LocalExecutor:
         """Mark finished *job* recorded (with its UID), durably: ``finished()`` never hands it out again,
         in this process or after a restart. A Job unknown, unfinished or of another UID is left alone
         (the mark is for the Job that was recorded, not for a later one of the same name)."""
-        await asyncio.to_thread(self._mark_recorded, job_name(job), job_uid(job))
+        await asyncio.to_thread(self._mark_recorded, kube.name(job), kube.uid(job))
 
     def _mark_recorded(self, name: str, uid: str) -> None:
         if name in self._jobs or not _NAME.fullmatch(name):
