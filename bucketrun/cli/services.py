@@ -169,7 +169,9 @@ def validate_services(paths: Sequence[Path], *, strict: bool = False) -> tuple[s
 
 
 def _describe(service: ServiceDefinition) -> str:
-    inputs = ", ".join(i.path for i in service.inputs) or "no inputs (not triggerable)"
+    inputs = ", ".join(i.path for i in service.inputs)
+    if not service.triggerable:
+        inputs = "no inputs (not triggerable)"
     outputs = ", ".join(o.path for o in service.outputs) or "none"
     gpu = f", {service.gpus} GPU" if service.enable_gpu else ""
     resources = f"cpu {service.cpu or '-'}, memory {service.memory or '-'}{gpu}"

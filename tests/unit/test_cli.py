@@ -46,6 +46,18 @@ def test_services_validate_reports_services_and_warnings(capsys) -> None:
     assert out.rstrip().endswith("3 service(s), 4 warning(s), 0 render error(s)")
 
 
+def test_services_validate_says_a_service_without_inputs_is_not_triggerable(capsys, tmp_path) -> None:
+    text = (FDL / "bare-service.yaml").read_text()
+    the_input = "input:\n  - storage_provider: minio.default\n    path: /deepaas-demo/inputs/\n"
+    without_input = text.replace(the_input, "")
+    assert without_input != text
+    (tmp_path / "no-input.yaml").write_text(without_input)
+    code, out, _ = run(capsys, "services", "validate", str(tmp_path / "no-input.yaml"))
+    assert code == 0
+    assert "ok: deepaas-demo (" in out
+    assert ": no inputs (not triggerable) -> deepaas-demo/outputs" in out
+
+
 def test_services_validate_strict_fails_on_warnings(capsys) -> None:
     code, _, err = run(capsys, "services", "validate", "--strict", str(FDL / "gpu-secrets.yaml"))
     assert code == 1
