@@ -53,9 +53,7 @@ def add_commands(commands: Commands) -> None:
             epilog=_environment_help(),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        runner.add_argument(
-            "--print-settings", action="store_true", help="print the effective settings and exit"
-        )
+        _add_print_settings(runner)
         runner.set_defaults(handler=_run_process, process=name)
     _add_poll(commands)
     _add_demo(commands)
@@ -72,10 +70,14 @@ def _add_dispatcher(commands: Commands) -> None:
         epilog=_environment_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    dispatcher.add_argument(
+    _add_print_settings(dispatcher)
+    dispatcher.set_defaults(handler=_run_process, process="dispatcher")
+
+
+def _add_print_settings(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--print-settings", action="store_true", help="print the effective settings (secrets masked) and exit"
     )
-    dispatcher.set_defaults(handler=_run_process, process="dispatcher")
 
 
 def _add_poll(commands: Commands) -> None:
@@ -89,7 +91,7 @@ def _add_poll(commands: Commands) -> None:
         epilog=_environment_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    poll.add_argument("--print-settings", action="store_true", help="print the effective settings and exit")
+    _add_print_settings(poll)
     poll.set_defaults(handler=_run_process, process="poll")
 
 

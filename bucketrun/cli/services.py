@@ -51,13 +51,16 @@ def add_commands(commands: Commands) -> None:
 def _add_apply(commands: Commands) -> None:
     apply = commands.add_parser(
         "apply",
-        help="create buckets, folder markers and ConfigMaps, and wire MinIO notifications, for FDL services",
+        help="create buckets, folder markers, ConfigMaps and Secrets, and wire MinIO notifications, for FDL "
+        "services",
         description="Make the store and the cluster ready for the services in FDL: create missing buckets "
         "(inputs, outputs, records) and folder markers (empty 'folder/' objects), create each service's "
-        "ConfigMap exactly as the dispatcher would (kubernetes executor only), and subscribe each input "
-        "path to MinIO's AMQP target (BUCKETRUN_STORAGE__NOTIFY_ARN) with its prefix/suffix filters and "
-        "events. Notification entries of others on the same bucket are kept: bucketrun's carry the Id "
-        "bucketrun-<service>-<n>. Idempotent: a second run reports 'no changes'. Prints one line per item.",
+        "ConfigMap exactly as the dispatcher would and its Secret bucketrun-<service>-secrets from "
+        "environment.secrets, rewritten only when a value changed (kubernetes executor only), and "
+        "subscribe each input path to MinIO's AMQP target (BUCKETRUN_STORAGE__NOTIFY_ARN) with its "
+        "prefix/suffix filters and events. Notification entries of others on the same bucket are kept: "
+        "bucketrun's carry the Id bucketrun-<service>-<n>. Idempotent: a second run reports 'no changes'. "
+        "Prints one line per item.",
         epilog="examples:\n"
         "  bucketrun services apply services/                  apply every FDL file of a directory\n"
         "  bucketrun services apply --dry-run svc.yaml         show the plan, change nothing\n"
@@ -82,7 +85,7 @@ def _add_list(commands: Commands) -> None:
         description="List the services that have bucketrun notification entries (Id bucketrun-<service>-<n>) "
         "on any bucket or a bucketrun ConfigMap, with their buckets. Given FDL files, compare each "
         "defined service with them: notifications wired/drifted/missing, ConfigMap present/outdated/"
-        "missing, and what `services apply` would change. Changes nothing.",
+        "missing, Secret present/drifted/missing, and what `services apply` would change. Changes nothing.",
         epilog="examples:\n"
         "  bucketrun services list\n"
         "  bucketrun services list services/ --json\n\n" + EXIT_CODES,
@@ -96,10 +99,11 @@ def _add_list(commands: Commands) -> None:
 def _add_delete(commands: Commands) -> None:
     delete = commands.add_parser(
         "delete",
-        help="remove services' notification entries and ConfigMaps (never buckets or objects)",
+        help="remove services' notification entries, ConfigMaps and Secrets (never buckets or objects)",
         description="Remove the bucket notification entries (Id bucketrun-<service>-<n>, on every bucket) "
-        "and the ConfigMaps of the named services. Other notification entries are kept. Buckets, folder "
-        "markers and objects are NEVER deleted: remove them yourself if you want them gone.",
+        "and the ConfigMaps and Secrets of the named services (only bucketrun-labelled ones). Other "
+        "notification entries are kept. Buckets, folder markers and objects are NEVER deleted: remove "
+        "them yourself if you want them gone.",
         epilog="examples:\n"
         "  bucketrun services delete upper grayify\n"
         "  bucketrun services delete --fdl old-services/ --dry-run\n\n" + EXIT_CODES,
