@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 
 from bucketrun.cli.common import EXIT_INVALID, EXIT_OK, Commands, load_settings
-from bucketrun.devtools.demo import DemoError, DemoOptions, run_demo
+from bucketrun.devtools.demo import DemoError, DemoOptions, S3Choice, run_demo
 from bucketrun.serve import run_serve
 from dispatcher.domain.errors import BucketrunError, StartupError
 from dispatcher.poller.app import run_poller
@@ -98,17 +98,28 @@ def _add_poll(commands: Commands) -> None:
 def _add_demo(commands: Commands) -> None:
     demo = commands.add_parser(
         "demo",
-        help="run everything locally on sample files: RabbitMQ, an S3 server, dispatcher, watcher, poller",
-        description="Start (or reuse) RabbitMQ and an S3 server (BUCKETRUN_STORAGE__ENDPOINT, else a moto "
-        "server), run the dispatcher and watcher with the local executor and the bucket poller, upload "
-        "sample files to a sample service and show each job's progress. Files go to ./.bucketrun-demo/. "
-        "Runs until Ctrl-C.",
+        help="run everything locally on sample files: RabbitMQ, MinIO (or moto), dispatcher, watcher",
+        description="Start (or reuse) RabbitMQ and an S3 server, run the dispatcher and watcher with the "
+        "local executor, upload sample files to a sample service and show each job's progress. The S3 "
+        "server (--s3 auto): BUCKETRUN_STORAGE__ENDPOINT when set, with the bucket poller; else the MinIO "
+        "that `make servers` builds, emptied each run, with the service applied as `services apply` does: "
+        "uploads reach the dispatcher as MinIO's bucket notifications, and its console (URL and demo-only "
+        "login printed) takes uploads from a browser; else a moto server with the bucket poller. Files go "
+        "to ./.bucketrun-demo/ (MinIO's data and log to ./.bucketrun-demo/minio/). Runs until Ctrl-C.",
     )
     demo.add_argument("--once", action="store_true", help="exit once every sample's outputs exist")
     demo.add_argument(
         "--timeout", type=float, default=180.0, help="seconds --once waits (default %(default)s)"
     )
     demo.add_argument("--name", default="bucketrun-demo", help="prefix of its buckets (default %(default)s)")
+    demo.add_argument(
+        "--s3",
+        type=S3Choice,
+        choices=list(S3Choice),
+        default=S3Choice.AUTO,
+        help="S3 server: auto (as above), minio (the built MinIO, an error without it) or moto (moto and "
+        "the poller even where MinIO is built) (default %(default)s)",
+    )
     demo.set_defaults(handler=_run_demo)
 
 
@@ -148,7 +159,7 @@ async def _until_signalled(settings: Settings, process: Process) -> None:
 
 def _run_demo(args: argparse.Namespace) -> tuple[str, int]:
     configure_logging(level="WARNING")
-    options = DemoOptions(once=args.once, timeout=args.timeout, name=args.name)
+    options = DemoOptions(s3=args.s3, once=args.once, timeout=args.timeout, name=args.name)
     try:
         return "", asyncio.run(_demo(options))
     except (DemoError, StartupError, SettingsError, BucketrunError) as error:

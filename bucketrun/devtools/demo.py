@@ -1,11 +1,16 @@
 """``bucketrun demo``: the whole flow on one machine, from an upload to its results and job record.
 
-Starts (or reuses) RabbitMQ on 127.0.0.1:5672 and an S3 server (the configured
-``BUCKETRUN_STORAGE__ENDPOINT``, else a moto server started here), writes a sample service (upper-case
-a text file and count its words: no image, no network), runs the dispatcher and watcher with the local
-executor and the bucket poller in this process, uploads a few sample files and prints one line per job
-state change (queued, running, done or failed). Its files live in ``./.bucketrun-demo/``. It runs until
-Ctrl-C, or with ``--once`` until every sample's outputs exist. What it started is stopped on exit,
+Starts (or reuses) RabbitMQ on 127.0.0.1:5672 and an S3 server, writes a sample service (upper-case a
+text file and count its words: no image, no network), runs the dispatcher and watcher with the local
+executor in this process, uploads a few sample files and prints one line per job state change (queued,
+running, done or failed). Its files live in ``./.bucketrun-demo/``. It runs until Ctrl-C, or with
+``--once`` until every sample's outputs exist.
+
+The S3 server is, in this order: the configured ``BUCKETRUN_STORAGE__ENDPOINT`` (fed by the bucket
+poller); the MinIO that ``make servers`` builds, started here with an empty store each run and its AMQP
+target on the demo's broker and exchange, the service applied to it as ``services apply`` does, so
+uploads (the console's too) reach the dispatcher as real bucket notifications, with no poller; else a
+moto server, which sends no notifications, fed by the poller. What it started is stopped on exit,
 except a RabbitMQ it started detached (it says so).
 """
 
@@ -18,12 +23,22 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final, TextIO
 
-from bucketrun.devtools.moto_server import MotoServer, MotoUnavailableError, port_open, start_moto
+from bucketrun.admin.commands import EXIT_OK, apply_services
+from bucketrun.devtools.minio_server import (
+    NOTIFY_ARN,
+    AmqpTarget,
+    Credentials,
+    built,
+    servers_dir,
+    start_minio,
+)
+from bucketrun.devtools.moto_server import MotoUnavailableError, port_open, start_moto
 from bucketrun.serve import run_serve
 from dispatcher.adapters.s3.storage import Storage
 from dispatcher.domain import kube
@@ -40,6 +55,9 @@ SAMPLES: Final[Mapping[str, bytes]] = {
     "in/fox.txt": b"the quick brown fox jumps over the lazy dog\n",
     "in/poem.txt": b"files in buckets\nbecome jobs\nand results come back\n",
 }
+DEMO_ROOT: Final = Credentials("bucketrun-demo", "bucketrun-demo-password")
+"""The root user of the demo's MinIO (its console login): fixed, for this local demo only."""
+_MOTO_KEYS: Final = Credentials("demo", "demo-secret-key")  # moto checks no signature
 _RABBIT_START_TIMEOUT: Final = 90.0
 _START_TIMEOUT: Final = 60.0
 _TICK: Final = 0.5
@@ -63,10 +81,39 @@ class DemoError(RuntimeError):
     """The demo cannot run here; the message says what is missing and how to get it."""
 
 
+class S3Choice(StrEnum):
+    """Which S3 server the demo uses (``bucketrun demo --s3``)."""
+
+    AUTO = "auto"
+    """``BUCKETRUN_STORAGE__ENDPOINT`` when set, else the built MinIO, else moto."""
+    MINIO = "minio"
+    """The MinIO that ``make servers`` builds (an error without it)."""
+    MOTO = "moto"
+    """A moto server and the bucket poller, even where MinIO is built."""
+
+
+@dataclass(frozen=True)
+class DemoStore:
+    """The S3 server the demo talks to, and whether its uploads arrive as bucket notifications."""
+
+    description: str
+    """What it is, for the start-up line."""
+    endpoint: str | None = None
+    """``host:port`` of a server started here; None for the configured one."""
+    root: Credentials | None = None
+    """The keys of a server started here."""
+    notify_arn: str | None = None
+    """The ARN of its AMQP target on the demo's broker; None: the bucket poller announces uploads."""
+    console_url: str | None = None
+    """Where a person logs in with ``root`` and uploads through a browser."""
+
+
 @dataclass(frozen=True)
 class DemoOptions:
     """What ``bucketrun demo`` was asked to do."""
 
+    s3: S3Choice = S3Choice.AUTO
+    """Which S3 server to use."""
     once: bool = False
     """Exit once every sample's outputs exist (0), or when a job failed or ``timeout`` passed (1)."""
     timeout: float = 180.0
@@ -74,7 +121,7 @@ class DemoOptions:
     name: str = "bucketrun-demo"
     """Prefix of the demo's buckets and service name."""
     directory: Path = DEMO_DIR
-    """Where the FDL, the executor's state, the poller's state and the moto log are kept."""
+    """Where the FDL, the executor's state, the poller's state, MinIO's data and the logs are kept."""
 
 
 def expected_outputs(name: str, samples: Mapping[str, bytes] = SAMPLES) -> tuple[tuple[str, str], ...]:
@@ -119,18 +166,25 @@ def ensure_rabbitmq(out: TextIO) -> bool:
     return True
 
 
-def demo_settings(options: DemoOptions, fdl: Path, moto: MotoServer | None) -> Settings:
-    """The settings of the demo: the environment's, with the demo's own where the environment is silent."""
+def demo_settings(options: DemoOptions, fdl: Path, store: DemoStore) -> Settings:
+    """The settings of the demo: the environment's, with the demo's own where the environment is silent
+    (and the store's address, keys and notification target where the demo started the store)."""
     directory = options.directory.resolve()
     storage: dict[str, Any] = {"records_bucket": f"{options.name}-records"}
-    if moto is not None:
-        storage |= {"endpoint": moto.endpoint, "access_key": "demo", "secret_key": "demo-secret-key"}
+    if store.endpoint is not None and store.root is not None:
+        storage |= {"endpoint": store.endpoint, "region": "us-east-1", "secure": False}
+        storage |= {"access_key": store.root.user, "secret_key": store.root.password}
     overrides: dict[str, Any] = {
         "storage": storage,
         "cluster": {"executor": "local", "local_state_dir": directory / "state"},
         "services": {"paths": (fdl,)},
         "poller": {"interval": 1.0, "state_file": directory / "poller.sqlite3"},
     }
+    if store.notify_arn is not None:
+        storage["notify_arn"] = store.notify_arn
+        # What MinIO's AMQP target declares (bucketrun.devtools.minio_server): the same exchange, or the
+        # broker refuses the second declaration.
+        overrides["amqp"] = {"exchange_type": "fanout", "exchange_durable": True}
     if "BUCKETRUN_METRICS__PORT" not in os.environ:
         overrides["metrics"] = {"host": "127.0.0.1", "port": 8000}
     return Settings.load(**overrides)
@@ -182,7 +236,9 @@ async def _recorded(settings: Settings) -> int:
     return sum(1 for info in found if info.key.endswith("/status.json"))
 
 
-async def _watch(options: DemoOptions, settings: Settings, stop: asyncio.Event, out: TextIO) -> int:
+async def _watch(
+    options: DemoOptions, settings: Settings, store: DemoStore, stop: asyncio.Event, out: TextIO
+) -> int:
     storage = Storage(settings.storage)
     progress = _Progress(settings.cluster.local_state_dir, out)
     for key, body in SAMPLES.items():
@@ -203,7 +259,7 @@ async def _watch(options: DemoOptions, settings: Settings, stop: asyncio.Event, 
             and await _recorded(settings) >= len(SAMPLES)
         ):
             reported = True
-            _report(options, settings, outputs, out)
+            _report(options, settings, outputs, store, out)
             if options.once:
                 return 0
         if options.once and time.monotonic() > deadline:
@@ -218,7 +274,11 @@ async def _watch(options: DemoOptions, settings: Settings, stop: asyncio.Event, 
 
 
 def _report(
-    options: DemoOptions, settings: Settings, outputs: tuple[tuple[str, str], ...], out: TextIO
+    options: DemoOptions,
+    settings: Settings,
+    outputs: tuple[tuple[str, str], ...],
+    store: DemoStore,
+    out: TextIO,
 ) -> None:
     storage = settings.storage
     print(f"\nall samples done and recorded. Outputs on the S3 server at {storage.endpoint}:", file=out)
@@ -235,51 +295,127 @@ def _report(
             f"metrics, health: /metrics, /healthz, /readyz on {metrics.host}, a system-chosen port", file=out
         )
     if not options.once:
-        print(f"upload more files to {options.name}-in/in/ to run more jobs; Ctrl-C stops the demo", file=out)
+        where = f" (in the MinIO console, {store.console_url})" if store.console_url else ""
+        print(
+            f"upload more files to {options.name}-in/in/{where} to run more jobs; Ctrl-C stops the demo",
+            file=out,
+        )
     out.flush()
 
 
 async def run_demo(options: DemoOptions, stop: asyncio.Event, out: TextIO = sys.stdout) -> int:
     """Run the demo until ``stop`` is set (or, with ``once``, until the samples finish); the exit code.
 
-    ``DemoError`` when RabbitMQ or an S3 server is missing.
+    ``DemoError`` when RabbitMQ or an S3 server is missing, or the store refuses the service.
     """
     options.directory.mkdir(parents=True, exist_ok=True)
     started_rabbit = "BUCKETRUN_AMQP__URL" not in os.environ and ensure_rabbitmq(out)
-    moto: MotoServer | None = None
+    fdl = options.directory.resolve() / "services.yaml"
+    fdl.write_text(_FDL.replace("NAME", options.name))
     try:
-        if "BUCKETRUN_STORAGE__ENDPOINT" in os.environ:
-            print(f"S3: reusing {os.environ['BUCKETRUN_STORAGE__ENDPOINT']}", file=out)
-        else:
-            try:
-                moto = await asyncio.to_thread(start_moto, options.directory.resolve() / "moto.log")
-            except MotoUnavailableError as error:
-                raise DemoError(str(error)) from error
-            print(f"S3: started a moto server on {moto.endpoint} (log: {moto.log})", file=out)
-        fdl = options.directory.resolve() / "services.yaml"
-        fdl.write_text(_FDL.replace("NAME", options.name))
-        settings = demo_settings(options, fdl, moto)
-        return await _run_stack(options, settings, stop, out)
+        async with _store(options, fdl, out) as store:
+            settings = demo_settings(options, fdl, store)
+            if store.notify_arn is not None:
+                await _apply(settings, fdl, out)
+            return await _run_stack(options, settings, store, stop, out)
     finally:
-        if moto is not None:
-            moto.stop()
-            print("stopped the moto server", file=out)
         if started_rabbit:
             print("RabbitMQ was started detached and is left running (stop it: rabbitmqctl stop)", file=out)
 
 
-async def _run_stack(options: DemoOptions, settings: Settings, stop: asyncio.Event, out: TextIO) -> int:
-    inner = asyncio.Event()
-    serve_ready, poll_ready = asyncio.Event(), asyncio.Event()
+@contextlib.asynccontextmanager
+async def _store(options: DemoOptions, fdl: Path, out: TextIO) -> AsyncIterator[DemoStore]:
+    """The S3 server ``options.s3`` asks for, started here unless it is the configured one."""
+    configured = os.environ.get("BUCKETRUN_STORAGE__ENDPOINT")
+    if configured and options.s3 is S3Choice.AUTO:
+        print(f"S3: reusing {configured}; the bucket poller announces its uploads", file=out)
+        yield DemoStore(f"the configured {configured}")
+        return
+    minio = built("minio") if options.s3 is not S3Choice.MOTO else None
+    if minio is None and options.s3 is S3Choice.MINIO:
+        raise DemoError(
+            f"no MinIO built in {servers_dir() / 'bin'}: run `make servers` (builds it from source)"
+        )
+    if minio is None:
+        if options.s3 is S3Choice.AUTO:
+            print(
+                "S3: no MinIO built here, so moto (no bucket notifications, no console); for the real "
+                "MinIO run `make servers`, then `make demo` again",
+                file=out,
+            )
+        async with _moto(options, out) as store:
+            yield store
+        return
+    async with _minio(options, fdl, minio.path, minio.version, out) as store:
+        yield store
+
+
+@contextlib.asynccontextmanager
+async def _moto(options: DemoOptions, out: TextIO) -> AsyncIterator[DemoStore]:
+    try:
+        moto = await asyncio.to_thread(start_moto, options.directory.resolve() / "moto.log")
+    except MotoUnavailableError as error:
+        raise DemoError(str(error)) from error
+    print(f"S3: started a moto server on {moto.endpoint} (log: {moto.log})", file=out)
+    try:
+        yield DemoStore("moto", moto.endpoint, _MOTO_KEYS)
+    finally:
+        await asyncio.to_thread(moto.stop)
+        print("stopped the moto server", file=out)
+
+
+@contextlib.asynccontextmanager
+async def _minio(
+    options: DemoOptions, fdl: Path, binary: Path, version: str, out: TextIO
+) -> AsyncIterator[DemoStore]:
+    base = options.directory.resolve() / "minio"
+    shutil.rmtree(base, ignore_errors=True)  # an empty store each run, so --once waits for this run's jobs
+    # MinIO publishes where the dispatcher consumes: the broker and exchange of the demo's settings,
+    # read before the server (and so its port) exists.
+    amqp = demo_settings(options, fdl, DemoStore("MinIO", "127.0.0.1:9000", DEMO_ROOT, NOTIFY_ARN)).amqp
+    target = AmqpTarget(amqp.url.get_secret_value(), amqp.exchange)
+    try:
+        server = await asyncio.to_thread(start_minio, binary, base, DEMO_ROOT, amqp=target)
+    except (RuntimeError, TimeoutError) as error:
+        raise DemoError(f"MinIO ({binary}) did not start: {error}") from error
+    try:
+        print(f"S3: started MinIO {version} on {server.endpoint} (data and log: {base})", file=out)
+        print(
+            f"MinIO console: {server.console_url}  user {DEMO_ROOT.user}  password {DEMO_ROOT.password}  "
+            f"(demo-only credentials)\n  log in while the demo runs and drop files into "
+            f"{options.name}-in/in/: each becomes a job, its results appear in {options.name}-out/results/",
+            file=out,
+            flush=True,
+        )
+        yield DemoStore("MinIO", server.endpoint, DEMO_ROOT, server.notify_arn, server.console_url)
+    finally:
+        await asyncio.to_thread(server.stop)
+        print("stopped MinIO", file=out)
+
+
+async def _apply(settings: Settings, fdl: Path, out: TextIO) -> None:
+    """Apply the demo service as ``bucketrun services apply`` does: buckets, folders, notifications."""
+    print(f"services apply {fdl.name}:", file=out)
+    message, code = await apply_services(settings, [fdl], emit=lambda line: print(f"  {line}", file=out))
+    if code != EXIT_OK:
+        raise DemoError(f"services apply failed (exit {code}):\n{message}")
+
+
+async def _run_stack(
+    options: DemoOptions, settings: Settings, store: DemoStore, stop: asyncio.Event, out: TextIO
+) -> int:
+    inner, serve_ready = asyncio.Event(), asyncio.Event()
     storage = Storage(settings.storage)
     for bucket in (f"{options.name}-in", f"{options.name}-out", settings.storage.records_bucket):
         await storage.ensure_bucket(bucket)
-    parts: set[asyncio.Task[Any]] = {
-        asyncio.create_task(run_serve(settings, inner, serve_ready), name="bucketrun-demo-serve"),
-        asyncio.create_task(run_poller(settings, inner, poll_ready), name="bucketrun-demo-poller"),
-    }
+    parts = {asyncio.create_task(run_serve(settings, inner, serve_ready), name="bucketrun-demo-serve")}
+    ready, what = [serve_ready], "the dispatcher and watcher (local executor)"
+    if store.notify_arn is None:  # nothing else announces uploads
+        ready.append(poll_ready := asyncio.Event())
+        parts.add(asyncio.create_task(run_poller(settings, inner, poll_ready), name="bucketrun-demo-poller"))
+        what = "the dispatcher, watcher (local executor) and poller"
     try:
-        both: asyncio.Task[Any] = asyncio.create_task(_all_set(serve_ready, poll_ready))
+        both: asyncio.Task[Any] = asyncio.create_task(_all_set(*ready))
         done, _ = await asyncio.wait(
             {*parts, both}, timeout=_START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
         )
@@ -287,14 +423,11 @@ async def _run_stack(options: DemoOptions, settings: Settings, stop: asyncio.Eve
             both.cancel()
             for part in done & parts:
                 part.result()  # raises why it could not start
-            raise DemoError(
-                f"the dispatcher, watcher and poller were not ready within {_START_TIMEOUT:.0f} s"
-            )
-        print(
-            f"dispatcher, watcher (local executor) and poller running; service {options.name}-upper", file=out
-        )
+            raise DemoError(f"{what} were not ready within {_START_TIMEOUT:.0f} s")
+        feed = "bucket notifications from MinIO" if store.notify_arn else "the bucket poller"
+        print(f"{what} running, fed by {feed}; service {options.name}-upper", file=out, flush=True)
         watcher: asyncio.Task[Any] = asyncio.create_task(
-            _watch(options, settings, stop, out), name="bucketrun-demo-progress"
+            _watch(options, settings, store, stop, out), name="bucketrun-demo-progress"
         )
         done, _ = await asyncio.wait({*parts, watcher}, return_when=asyncio.FIRST_COMPLETED)
         if watcher not in done:

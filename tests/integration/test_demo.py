@@ -1,7 +1,12 @@
-"""``bucketrun demo --once`` as a user runs it, against the test session's RabbitMQ and S3 server.
+"""``bucketrun demo --once`` as a user runs it, on each of its S3 servers, against the session's RabbitMQ.
 
-The environment points the demo at the session's S3 server and gives it unique AMQP names, so it
-reuses both instead of starting its own; its files go to a temporary working directory.
+The environment gives the demo unique AMQP names, so it shares the broker without meeting other tests;
+its files go to a temporary working directory. Three paths:
+
+- the MinIO that ``make servers`` builds (the default where it is built): the demo starts it, applies
+  the service to it and is fed by MinIO's own bucket notifications, with no poller;
+- ``--s3 moto``: a moto server and the bucket poller (what a machine without the build gets);
+- ``BUCKETRUN_STORAGE__ENDPOINT`` set: the session's S3 server, reused, with the poller.
 """
 
 from __future__ import annotations
@@ -13,14 +18,20 @@ from pathlib import Path
 
 import pytest
 
-from bucketrun.devtools.demo import SAMPLES
+from bucketrun.devtools.demo import DEMO_ROOT, SAMPLES
+from bucketrun.devtools.minio_server import NOTIFY_ARN, AmqpTarget, start_minio
+from tests.backends.minio_server import endpoint_of, require_built
 from tests.backends.rabbitmq import AmqpNames
-from tests.backends.s3 import S3Scope
+from tests.backends.s3 import S3Endpoint, S3Scope
 
 pytestmark = pytest.mark.integration
 
+RUN_TIMEOUT = 110.0
 
-def _environment(names: AmqpNames, s3: S3Scope, service: str) -> dict[str, str]:
+
+def demo_environment(names: AmqpNames, service: str, s3: S3Endpoint | None = None) -> dict[str, str]:
+    """The demo's environment: this test's unique AMQP names (deleted after it), a system-chosen metrics
+    port, and *s3* as ``BUCKETRUN_STORAGE__*`` when given (else the demo starts its own S3 server)."""
     for role in ("ingress", "dlq", "retry.1s", "retry.5s", "retry.30s", "retry.120s", f"svc.{service}"):
         names.queue(role)
     environment = {k: v for k, v in os.environ.items() if not k.startswith("BUCKETRUN_")}
@@ -35,22 +46,23 @@ def _environment(names: AmqpNames, s3: S3Scope, service: str) -> dict[str, str]:
             "BUCKETRUN_AMQP__RETRY_QUEUE_PREFIX": f"{names.prefix}.retry",
             "BUCKETRUN_AMQP__SERVICE_QUEUE_PREFIX": f"{names.prefix}.svc",
             "BUCKETRUN_WATCHER__RESULTS_EXCHANGE": names.exchange("results"),
-            "BUCKETRUN_STORAGE__ENDPOINT": s3.endpoint.endpoint,
-            "BUCKETRUN_STORAGE__ACCESS_KEY": s3.endpoint.access_key,
-            "BUCKETRUN_STORAGE__SECRET_KEY": s3.endpoint.secret_key,
-            "BUCKETRUN_STORAGE__REGION": s3.endpoint.region,
             "BUCKETRUN_METRICS__PORT": "0",
         }
     )
+    if s3 is not None:
+        environment.update(
+            {
+                "BUCKETRUN_STORAGE__ENDPOINT": s3.endpoint,
+                "BUCKETRUN_STORAGE__ACCESS_KEY": s3.access_key,
+                "BUCKETRUN_STORAGE__SECRET_KEY": s3.secret_key,
+                "BUCKETRUN_STORAGE__REGION": s3.region,
+            }
+        )
     return environment
 
 
-async def test_demo_once_ends_with_every_sample_s_outputs_in_the_output_bucket(
-    amqp_names: AmqpNames, s3: S3Scope, tmp_path: Path
-) -> None:
-    name = s3.prefix
-    for role in ("in", "out", "records"):
-        s3.bucket(role, create=False)  # created by the demo, removed by the fixture
+async def _demo_once(cwd: Path, environment: dict[str, str], *args: str) -> str:
+    """Run ``bucketrun demo --once`` in *cwd*; its output, once it exited 0."""
     demo = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -59,20 +71,25 @@ async def test_demo_once_ends_with_every_sample_s_outputs_in_the_output_bucket(
         "--once",
         "--timeout",
         "90",
-        "--name",
-        name,
-        cwd=tmp_path,
-        env=_environment(amqp_names, s3, f"{name}-upper"),
+        *args,
+        cwd=cwd,
+        env=environment,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    out, _ = await asyncio.wait_for(demo.communicate(), 110)
+    try:
+        out, _ = await asyncio.wait_for(demo.communicate(), RUN_TIMEOUT)
+    finally:
+        if demo.returncode is None:
+            demo.kill()
+            await demo.wait()
     text = out.decode()
     assert demo.returncode == 0, text
-    assert "S3: reusing" in text
-    assert "moto" not in text  # it started no S3 server of its own
+    return text
 
-    client = s3.endpoint.client()
+
+def _assert_outputs(client, name: str, text: str) -> None:
+    """Every sample's two outputs hold what the sample service writes, and the demo listed them."""
     for key, body in SAMPLES.items():
         file = key.rsplit("/", 1)[-1]
         for suffix, expected in (("", body.upper()), (".words", b"%d\n" % len(body.split()))):
@@ -83,6 +100,76 @@ async def test_demo_once_ends_with_every_sample_s_outputs_in_the_output_bucket(
                 response.close()
                 response.release_conn()
             assert f"{name}-out/results/{file}{suffix}" in text
-    assert (tmp_path / ".bucketrun-demo" / "services.yaml").is_file()
+
+
+def _recorded(client, name: str) -> int:
     records = [o.object_name for o in client.list_objects(f"{name}-records", recursive=True)]
-    assert sum(1 for key in records if (key or "").endswith("/status.json")) == len(SAMPLES)
+    return sum(1 for key in records if (key or "").endswith("/status.json"))
+
+
+async def test_demo_once_on_the_built_minio_is_fed_by_its_bucket_notifications(
+    amqp_names: AmqpNames, tmp_path: Path
+) -> None:
+    binary = require_built("minio")
+    name = "bucketrun-demo"  # the demo's MinIO is its own: the default names collide with nothing
+    text = await _demo_once(tmp_path, demo_environment(amqp_names, f"{name}-upper"))
+    assert "S3: started MinIO" in text
+    assert f"user {DEMO_ROOT.user}  password {DEMO_ROOT.password}" in text
+    assert "MinIO console: http://127.0.0.1:" in text
+    assert f"drop files into {name}-in/in/" in text
+    assert f"add bucketrun-{name}-upper-0 (events s3:ObjectCreated:*, prefix 'in/')" in text  # services apply
+    assert "fed by bucket notifications from MinIO" in text
+    assert "poller" not in text
+    assert "stopped MinIO" in text
+    demo_dir = tmp_path / ".bucketrun-demo"
+    assert not (demo_dir / "poller.sqlite3").exists()
+
+    # The demo stopped its MinIO; the same data directory, served again, holds the results and the rule.
+    server = await asyncio.to_thread(
+        start_minio,
+        binary.path,
+        demo_dir / "minio",
+        DEMO_ROOT,
+        amqp=AmqpTarget(amqp_names.url, amqp_names.exchange("reread")),
+    )
+    try:
+        client = endpoint_of(server).client()
+        _assert_outputs(client, name, text)
+        assert _recorded(client, name) == len(SAMPLES)
+        rules = client.get_bucket_notification(f"{name}-in").queue_config_list
+        assert [(rule.queue, rule.config_id) for rule in rules] == [(NOTIFY_ARN, f"bucketrun-{name}-upper-0")]
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+async def test_demo_once_with_s3_moto_uses_moto_and_the_poller(amqp_names: AmqpNames, tmp_path: Path) -> None:
+    name = "bucketrun-demo"
+    text = await _demo_once(tmp_path, demo_environment(amqp_names, f"{name}-upper"), "--s3", "moto")
+    assert "S3: started a moto server" in text
+    assert "fed by the bucket poller" in text
+    assert "MinIO" not in text
+    assert "stopped the moto server" in text
+    for bucket, key in (
+        (f"{name}-out", f"results/{k.rsplit('/', 1)[-1]}{ext}") for k in SAMPLES for ext in ("", ".words")
+    ):
+        assert f"{bucket}/{key}" in text
+    jobs = tmp_path / ".bucketrun-demo" / "state" / "jobs"
+    assert len([job for job in jobs.iterdir() if (job / "status.json").is_file()]) == len(SAMPLES)
+
+
+async def test_demo_once_reuses_the_configured_s3_server(
+    amqp_names: AmqpNames, s3: S3Scope, tmp_path: Path
+) -> None:
+    name = s3.prefix
+    for role in ("in", "out", "records"):
+        s3.bucket(role, create=False)  # created by the demo, removed by the fixture
+    environment = demo_environment(amqp_names, f"{name}-upper", s3.endpoint)
+    text = await _demo_once(tmp_path, environment, "--name", name)
+    assert "S3: reusing" in text
+    assert "moto" not in text  # it started no S3 server of its own
+    assert "started MinIO" not in text
+
+    client = s3.endpoint.client()
+    _assert_outputs(client, name, text)
+    assert (tmp_path / ".bucketrun-demo" / "services.yaml").is_file()
+    assert _recorded(client, name) == len(SAMPLES)
