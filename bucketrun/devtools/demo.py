@@ -96,8 +96,6 @@ class S3Choice(StrEnum):
 class DemoStore:
     """The S3 server the demo talks to, and whether its uploads arrive as bucket notifications."""
 
-    description: str
-    """What it is, for the start-up line."""
     endpoint: str | None = None
     """``host:port`` of a server started here; None for the configured one."""
     root: Credentials | None = None
@@ -329,7 +327,7 @@ async def _store(options: DemoOptions, fdl: Path, out: TextIO) -> AsyncIterator[
     configured = os.environ.get("BUCKETRUN_STORAGE__ENDPOINT")
     if configured and options.s3 is S3Choice.AUTO:
         print(f"S3: reusing {configured}; the bucket poller announces its uploads", file=out)
-        yield DemoStore(f"the configured {configured}")
+        yield DemoStore()
         return
     minio = built("minio") if options.s3 is not S3Choice.MOTO else None
     if minio is None and options.s3 is S3Choice.MINIO:
@@ -358,7 +356,7 @@ async def _moto(options: DemoOptions, out: TextIO) -> AsyncIterator[DemoStore]:
         raise DemoError(str(error)) from error
     print(f"S3: started a moto server on {moto.endpoint} (log: {moto.log})", file=out)
     try:
-        yield DemoStore("moto", moto.endpoint, _MOTO_KEYS)
+        yield DemoStore(moto.endpoint, _MOTO_KEYS)
     finally:
         await asyncio.to_thread(moto.stop)
         print("stopped the moto server", file=out)
@@ -372,7 +370,7 @@ async def _minio(
     shutil.rmtree(base, ignore_errors=True)  # an empty store each run, so --once waits for this run's jobs
     # MinIO publishes where the dispatcher consumes: the broker and exchange of the demo's settings,
     # read before the server (and so its port) exists.
-    amqp = demo_settings(options, fdl, DemoStore("MinIO", "127.0.0.1:9000", DEMO_ROOT, NOTIFY_ARN)).amqp
+    amqp = demo_settings(options, fdl, DemoStore("127.0.0.1:9000", DEMO_ROOT, NOTIFY_ARN)).amqp
     target = AmqpTarget(amqp.url.get_secret_value(), amqp.exchange)
     try:
         server = await asyncio.to_thread(start_minio, binary, base, DEMO_ROOT, amqp=target)
@@ -387,7 +385,7 @@ async def _minio(
             file=out,
             flush=True,
         )
-        yield DemoStore("MinIO", server.endpoint, DEMO_ROOT, server.notify_arn, server.console_url)
+        yield DemoStore(server.endpoint, DEMO_ROOT, server.notify_arn, server.console_url)
     finally:
         await asyncio.to_thread(server.stop)
         print("stopped MinIO", file=out)
