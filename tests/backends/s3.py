@@ -1,10 +1,13 @@
-"""S3 for tests: a MinIO container, a configured endpoint, or a moto server on a free loopback port.
+"""S3 for tests: a MinIO container, a configured endpoint, the MinIO built here, or (fallback) moto.
 
 Choice order (`s3_endpoint`):
 1. testcontainers MinIO, where a Docker engine answers;
 2. `BUCKETRUN_TEST_S3_ENDPOINT` (+ `_ACCESS_KEY`, `_SECRET_KEY`, optional `_REGION`, `_SECURE`)
    for a real MinIO;
-3. `moto_server` started here on 127.0.0.1 (no AMQP notifications, no signature checks — see ENVIRONMENT.md).
+3. the MinIO built from source by `make servers` (`minio_endpoint`, tests/backends/minio_server.py),
+   with its AMQP target wired to the session's broker;
+4. only where it is not built: `moto_server` started here on 127.0.0.1 (no AMQP notifications, no
+   signature checks — see ENVIRONMENT.md); the summary says why.
 
 Each test gets unique bucket names from `s3` and everything it created is removed afterwards.
 """
@@ -23,6 +26,7 @@ import urllib3
 from minio import Minio  # noqa: TID251 - test infrastructure talks to S3 directly
 from minio.deleteobjects import DeleteObject  # noqa: TID251
 
+from bucketrun.devtools.minio_server import built, servers_dir
 from bucketrun.devtools.moto_server import start_moto
 from tests.backends import docker_available, import_quietly, record_backend
 
@@ -39,6 +43,10 @@ class S3Endpoint:
     region: str = "us-east-1"
     secure: bool = False
     backend: str = "moto"
+    notify_arn: str | None = None
+    """The ARN of the server's AMQP notification target (MinIO built here), None where there is none."""
+    notify_exchange: str | None = None
+    """The exchange that target publishes to."""
 
     @property
     def url(self) -> str:
@@ -64,7 +72,7 @@ class S3Endpoint:
 
 
 @pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[S3Endpoint]:
+def s3_endpoint(request: pytest.FixtureRequest) -> Iterator[S3Endpoint]:
     """The S3 server shared by this test session."""
     if docker_available():
         containers = import_quietly("testcontainers.community.minio")
@@ -84,8 +92,23 @@ def s3_endpoint() -> Iterator[S3Endpoint]:
             backend="env",
         )
         return
+    if built("minio") is not None:
+        endpoint: S3Endpoint = request.getfixturevalue("minio_endpoint")
+        record_backend("s3", "minio (built)", endpoint.endpoint)
+        yield endpoint
+        return
+    endpoint = request.getfixturevalue("moto_endpoint")
+    why = f"fallback: no MinIO built in {servers_dir() / 'bin'}, run `make servers`"
+    record_backend("s3", "moto", f"{endpoint.endpoint}; {why}")
+    yield endpoint
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[S3Endpoint]:
+    """A moto server of this session: the fallback S3, and the one store here that refuses MinIO's
+    ARNs (the exit-3 path of `services apply`)."""
     server = start_moto(Path(tempfile.mkstemp(prefix="moto-", suffix=".log")[1]))
-    record_backend("s3", "moto", server.endpoint)
+    record_backend("s3-moto", "moto", server.endpoint)
     try:
         yield S3Endpoint(server.endpoint, "testing", "testing", backend="moto")
     finally:
@@ -129,5 +152,13 @@ class S3Scope:
 def s3(s3_endpoint: S3Endpoint) -> Iterator[S3Scope]:
     """Per-test S3 scope with unique buckets."""
     scope = S3Scope(s3_endpoint)
+    yield scope
+    scope.cleanup()
+
+
+@pytest.fixture
+def moto_s3(moto_endpoint: S3Endpoint) -> Iterator[S3Scope]:
+    """Per-test scope on the session's moto server (for what only moto does here)."""
+    scope = S3Scope(moto_endpoint)
     yield scope
     scope.cleanup()

@@ -1,7 +1,8 @@
 """End to end: an upload becomes a Job whose pod really runs (stage-in, the script, stage-out) on the
 Kubernetes emulator, the results land in the output bucket, and the watcher writes the job record and
-publishes the completion event. RabbitMQ, S3 (moto) and the API are real servers; this test plays MinIO
-by publishing the notification each upload would produce (moto has no AMQP notifications)."""
+publishes the completion event. RabbitMQ, S3 (the MinIO built from source) and the API are real
+servers. These tests publish the notification of each upload themselves, to control what arrives and
+when; tests/integration/test_minio_notifications.py has MinIO send them."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import structlog
 from bucketrun.serve import run_serve
 from dispatcher.runtime.settings import Settings
 from tests.backends.kubernetes import KubeTestEnv
+from tests.backends.minio_server import with_credentials
 from tests.backends.rabbitmq import AmqpNames
 from tests.backends.s3 import S3Scope
 from tests.integration.dispatcher_process import settings_environment
@@ -33,8 +35,8 @@ from tests.integration.watcher_support import bind_results_queue, make_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-# Presigning needs no server round trip; moto checks no signature. Distinct, recognisable keys let the
-# test prove that no credential reaches a pod.
+# Distinct, recognisable keys (a MinIO user of their own; moto takes any) let the test prove that no
+# credential reaches a pod.
 ACCESS_KEY = "AKIAE2EBUCKETRUNTEST"
 SECRET_KEY = "e2e-secret-key-never-in-a-pod-spec"
 
@@ -149,6 +151,7 @@ async def running_stack(
     for service in services:
         amqp_names.queue(f"svc.{service}")
     settings = make_settings(amqp_names, s3, kube, fdl, records_bucket=records, exchange=exchange)
+    with_credentials(s3.endpoint, ACCESS_KEY, SECRET_KEY)  # a MinIO user with these recognisable keys
     settings = settings.model_copy(
         update={
             "storage": settings.storage.model_copy(

@@ -1,8 +1,10 @@
 """`bucketrun services apply|list|delete` run as a command against the real S3 server and cluster.
 
-The S3 server is moto here (a MinIO container where Docker answers): moto refuses MinIO ARNs with
-InvalidArgument "The ARN is not well formed", which is the rejection path; it accepts an AWS SQS ARN
-and round-trips the configuration, which is how the wiring itself is checked.
+The S3 server is the MinIO built from source (`make servers`), with its AMQP target
+`arn:minio:sqs::_:amqp` and a second one standing for someone else's subscriber; what MinIO stored is
+read back with the real `mc event ls`. moto is the fallback where MinIO is not built (it accepts an AWS
+SQS ARN and round-trips the configuration), and the one store here that refuses MinIO's ARNs
+(InvalidArgument "The ARN is not well formed"): the exit-3 path runs on it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from dispatcher.fdl import load_services
 from dispatcher.rendering.context import RenderSettings, placeholder_grants
 from dispatcher.rendering.render import JobRenderer
 from tests.backends.kubernetes import KubeTestEnv
+from tests.backends.minio_server import FOREIGN_ARN as MINIO_FOREIGN_ARN
+from tests.backends.minio_server import mc
 from tests.backends.s3 import S3Scope
 
 pytestmark = pytest.mark.integration
@@ -69,7 +73,30 @@ class Stack:
         self.outbox = s3.bucket("out", create=False)
         self.records = s3.bucket("records", create=False)
         self.fdl = tmp_path / "services.yaml"
+        self.tmp_path = tmp_path
         self.write_fdl('".txt", ".md"')
+
+    @property
+    def on_minio(self) -> bool:
+        return self.s3.endpoint.notify_arn is not None
+
+    @property
+    def arn(self) -> str:
+        """The store's AMQP target: MinIO's own, or an AWS SQS ARN that moto accepts."""
+        return self.s3.endpoint.notify_arn or AWS_ARN
+
+    @property
+    def foreign_arn(self) -> str:
+        """Another subscriber's target on the same store."""
+        return MINIO_FOREIGN_ARN if self.on_minio else FOREIGN_ARN
+
+    def mc_rules(self, bucket: str) -> list[tuple[str, str, tuple[str, ...], str, str]]:
+        """(arn, id, events, prefix, suffix) of every rule `mc event ls` shows on *bucket* (MinIO only)."""
+        listed = mc(self.s3.endpoint, "event", "ls", f"t/{bucket}", config_dir=self.tmp_path / "mc")
+        return sorted(
+            (rule["arn"], rule["id"], tuple(rule["event"]), rule.get("prefix", ""), rule.get("suffix", ""))
+            for rule in listed
+        )
 
     def write_fdl(self, suffix: str) -> None:
         self.fdl.write_text(FDL.format(inbox=self.inbox, outbox=self.outbox, suffix=suffix))
@@ -163,17 +190,18 @@ def stack(s3: S3Scope, kube: KubeTestEnv, tmp_path: Path, capsys: pytest.Capture
     return Stack(s3, kube, tmp_path, capsys)
 
 
-def needs_moto(stack: Stack) -> None:
-    if stack.s3.endpoint.backend != "moto":
-        pytest.skip(f"needs moto's acceptance of AWS ARNs; the S3 backend is {stack.s3.endpoint.backend}")
+@pytest.fixture
+def moto_stack(
+    moto_s3: S3Scope, kube: KubeTestEnv, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> Stack:
+    return Stack(moto_s3, kube, tmp_path, capsys)
 
 
 async def test_apply_creates_everything_and_a_second_run_changes_nothing(
     stack: Stack, kube_api: client.ApiClient
 ) -> None:
-    needs_moto(stack)
     code, out, err = await stack.run_installed(
-        "services", "apply", str(stack.fdl), BUCKETRUN_STORAGE__NOTIFY_ARN=AWS_ARN
+        "services", "apply", str(stack.fdl), BUCKETRUN_STORAGE__NOTIFY_ARN=stack.arn
     )
     assert code == 0, err
     for line in (
@@ -192,16 +220,22 @@ async def test_apply_creates_everything_and_a_second_run_changes_nothing(
         (q.config_id, q.queue, tuple(q.events), q.prefix_filter_rule.value, q.suffix_filter_rule.value)  # type: ignore[union-attr]
         for q in wiring
     ) == [
-        ("bucketrun-upper-0", AWS_ARN, ("s3:ObjectCreated:*",), "in/", ".txt"),
-        ("bucketrun-upper-1", AWS_ARN, ("s3:ObjectCreated:*",), "in/", ".md"),
+        ("bucketrun-upper-0", stack.arn, ("s3:ObjectCreated:*",), "in/", ".txt"),
+        ("bucketrun-upper-1", stack.arn, ("s3:ObjectCreated:*",), "in/", ".md"),
     ]
+    if stack.on_minio:  # what the server itself says it will notify, through MinIO's own client
+        assert stack.mc_rules(stack.inbox) == [
+            (stack.arn, "bucketrun-upper-0", ("s3:ObjectCreated:*",), "in/", ".txt"),
+            (stack.arn, "bucketrun-upper-1", ("s3:ObjectCreated:*",), "in/", ".md"),
+        ]
+        assert stack.mc_rules(stack.outbox) == stack.mc_rules(stack.records) == []
     # The dispatcher renders the same ConfigMap and finds it there (409: nothing to create).
     async with await KubeApi.connect(stack.kube.namespace, kubeconfig=stack.kube.kubeconfig) as api:
         assert await ConfigMapCreator(api).ensure(stack.expected_config_map()) is False
 
     before = await stack.snapshot(kube_api)
     code, out, err = await stack.run(
-        "services", "apply", str(stack.fdl), BUCKETRUN_STORAGE__NOTIFY_ARN=AWS_ARN
+        "services", "apply", str(stack.fdl), BUCKETRUN_STORAGE__NOTIFY_ARN=stack.arn
     )
     assert code == 0, err
     assert out.splitlines()[-1].startswith("no changes")
@@ -228,10 +262,9 @@ async def test_dry_run_changes_nothing(stack: Stack, kube_api: client.ApiClient)
 
 
 async def test_a_store_refusing_minio_arns_gets_the_rest_and_a_poller_hint(
-    stack: Stack, kube_api: client.ApiClient
+    moto_stack: Stack, kube_api: client.ApiClient
 ) -> None:
-    if stack.s3.endpoint.backend == "minio":
-        pytest.skip("a MinIO container may have an AMQP target; this checks a store that refuses the ARN")
+    stack = moto_stack
     code, out, err = await stack.run("services", "apply", str(stack.fdl))  # default arn:minio:sqs::_:amqp
     assert code == 3, (out, err)
     assert f"refused: update notification {stack.inbox}" in out
@@ -253,15 +286,21 @@ async def test_a_store_refusing_minio_arns_gets_the_rest_and_a_poller_hint(
 async def test_delete_removes_only_bucketruns_entries_and_configmaps(
     stack: Stack, kube_api: client.ApiClient
 ) -> None:
-    needs_moto(stack)
     await asyncio.to_thread(stack.s3.bucket, "in")  # exists already, with someone else's wiring
+    theirs = [QueueConfig(queue=stack.foreign_arn, events=["s3:ObjectRemoved:*"], config_id="audit")]
+    # MinIO has no SNS-style topics; moto keeps one, which must survive too.
+    topics = [] if stack.on_minio else ["t1"]
     foreign = NotificationConfig(
-        queue_config_list=[QueueConfig(queue=FOREIGN_ARN, events=["s3:ObjectRemoved:*"], config_id="audit")],
-        topic_config_list=[TopicConfig(topic=FOREIGN_TOPIC, events=["s3:ObjectCreated:Put"], config_id="t1")],
+        queue_config_list=theirs,
+        topic_config_list=[
+            TopicConfig(topic=FOREIGN_TOPIC, events=["s3:ObjectCreated:Put"], config_id=t) for t in topics
+        ],
     )
     stack.s3.endpoint.client().set_bucket_notification(stack.inbox, foreign)
 
-    code, _, err = await stack.run("services", "apply", str(stack.fdl), BUCKETRUN_STORAGE__NOTIFY_ARN=AWS_ARN)
+    code, _, err = await stack.run(
+        "services", "apply", str(stack.fdl), BUCKETRUN_STORAGE__NOTIFY_ARN=stack.arn
+    )
     assert code == 0, err
     merged = stack.notification(stack.inbox)
     assert {q.config_id for q in merged.queue_config_list} == {
@@ -269,7 +308,7 @@ async def test_delete_removes_only_bucketruns_entries_and_configmaps(
         "bucketrun-upper-0",
         "bucketrun-upper-1",
     }
-    assert [t.config_id for t in merged.topic_config_list] == ["t1"]
+    assert [t.config_id for t in merged.topic_config_list] == topics
 
     before = await stack.snapshot(kube_api)
     code, out, err = await stack.run("services", "delete", "upper", "--dry-run")
@@ -282,7 +321,9 @@ async def test_delete_removes_only_bucketruns_entries_and_configmaps(
     assert f"delete configmap {stack.expected_config_map()['metadata']['name']}" in out
     left = stack.notification(stack.inbox)
     assert [q.config_id for q in left.queue_config_list] == ["audit"]
-    assert [t.config_id for t in left.topic_config_list] == ["t1"]
+    assert [t.config_id for t in left.topic_config_list] == topics
+    if stack.on_minio:
+        assert stack.mc_rules(stack.inbox) == [(stack.foreign_arn, "audit", ("s3:ObjectRemoved:*",), "", "")]
     after = await stack.snapshot(kube_api)
     assert after["configmaps"] == []
     # Buckets and objects stay.
@@ -294,15 +335,16 @@ async def test_delete_removes_only_bucketruns_entries_and_configmaps(
 
 
 async def test_list_shows_wiring_and_drift_against_the_fdl(stack: Stack) -> None:
-    needs_moto(stack)
-    code, _, err = await stack.run("services", "apply", str(stack.fdl), BUCKETRUN_STORAGE__NOTIFY_ARN=AWS_ARN)
+    code, _, err = await stack.run(
+        "services", "apply", str(stack.fdl), BUCKETRUN_STORAGE__NOTIFY_ARN=stack.arn
+    )
     assert code == 0, err
 
     def upper(out: str) -> dict[str, Any]:
         return next(s for s in json.loads(out)["services"] if s["name"] == "upper")
 
     code, out, err = await stack.run(
-        "services", "list", str(stack.fdl), "--json", BUCKETRUN_STORAGE__NOTIFY_ARN=AWS_ARN
+        "services", "list", str(stack.fdl), "--json", BUCKETRUN_STORAGE__NOTIFY_ARN=stack.arn
     )
     assert code == 0, err
     status = upper(out)
@@ -311,7 +353,7 @@ async def test_list_shows_wiring_and_drift_against_the_fdl(stack: Stack) -> None
 
     stack.write_fdl('".png"')
     code, out, err = await stack.run(
-        "services", "list", str(stack.fdl), "--json", BUCKETRUN_STORAGE__NOTIFY_ARN=AWS_ARN
+        "services", "list", str(stack.fdl), "--json", BUCKETRUN_STORAGE__NOTIFY_ARN=stack.arn
     )
     assert code == 0, err
     status = upper(out)

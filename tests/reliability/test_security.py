@@ -4,8 +4,9 @@
   policies limited to each output folder, all expiring within S3's 7 days (inspected with the real
   presigner; the S3 secret key and the AMQP password appear nowhere).
 - Presigned URLs and signatures are never logged: a whole dispatch and stage (real RabbitMQ with a user
-  of its own, moto S3, the emulator's kubelet running the pod's containers as processes) with structlog
-  captured, the stdlib loggers captured, this process's stdout/stderr captured and the pod's logs read.
+  of its own, the built MinIO with a user of its own, the emulator's kubelet running the pod's
+  containers as processes) with structlog captured, the stdlib loggers captured, this process's
+  stdout/stderr captured and the pod's logs read.
 - Containers run without privilege: the stagers non-root with no capabilities, no container may
   escalate, the pod has no service-account token.
 - /healthz, /readyz and /metrics of the dispatcher and the watcher expose no secret of their settings.
@@ -44,6 +45,7 @@ from dispatcher.runtime.settings import MAX_PRESIGN_SECONDS, Settings, StorageSe
 from job_templates.stager import contract
 from tests.backends import free_port
 from tests.backends.kubernetes import api_client_for
+from tests.backends.minio_server import with_credentials
 from tests.backends.rabbit_node import CTL
 from tests.backends.rabbitmq import AmqpNames
 from tests.integration.stack import amqp_settings, started, until
@@ -245,6 +247,7 @@ async def test_dispatch_and_stage_log_no_grant_and_endpoints_expose_no_secret(  
     add_broker_user(private_rabbitmq)
     url = f"amqp://{AMQP_USER}:{AMQP_PASSWORD}@127.0.0.1:{private_rabbitmq.amqp_port}/"
     names = AmqpNames(url)
+    with_credentials(s3.endpoint, ACCESS_KEY, S3_SECRET)  # a MinIO user with these recognisable keys
     inputs, outputs, records = s3.bucket("in"), s3.bucket("out"), s3.bucket("records")
     key = "in/report.txt"
     s3.endpoint.client().put_object(inputs, key, io.BytesIO(b"hello"), 5)
