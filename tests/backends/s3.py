@@ -92,9 +92,9 @@ def s3_endpoint(request: pytest.FixtureRequest) -> Iterator[S3Endpoint]:
             backend="env",
         )
         return
-    if built("minio") is not None:
+    if (minio := built("minio")) is not None:
         endpoint: S3Endpoint = request.getfixturevalue("minio_endpoint")
-        record_backend("s3", "minio (built)", endpoint.endpoint)
+        record_backend("s3", "minio (built)", f"{minio.version} at {endpoint.endpoint}")
         yield endpoint
         return
     endpoint = request.getfixturevalue("moto_endpoint")

@@ -287,7 +287,7 @@ def s3_outage(stack: SoakStack) -> Fault:
         finally:
             stack.thaw_s3()
         pods = state["kubelet"]["running"]
-        return f"SIGSTOP moto {S3_OUTAGE:.0f} s with {pods} pods running" + ("" if running else " (late)")
+        return f"SIGSTOP S3 {S3_OUTAGE:.0f} s with {pods} pods running" + ("" if running else " (late)")
 
     return Fault("S3 unavailable during stage-out", 0, "records", inject)
 

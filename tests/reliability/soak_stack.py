@@ -1,13 +1,14 @@
 """The soak's servers and processes, all real and all its own, so that it may break them at will.
 
 - a private RabbitMQ node (the `private_rabbitmq` fixture's, or one started here for the command line);
-- a moto S3 server of its own (never the session's: the soak freezes it with SIGSTOP);
+- an S3 server of its own (never the session's: the soak freezes it with SIGSTOP): the MinIO built from
+  source, or moto where it is not built;
 - a Kubernetes API emulator of its own (the soak changes its kubelet mode and injects faults globally);
 - two `bucketrun dispatcher` processes and two `bucketrun watcher` processes sharing one Lease, each in
   its own process group, configured by environment variables only, as in a pod.
 
-`SoakStack.close()` ends everything it started (process groups, the emulator's pod processes, moto, the
-node if it started it), whatever state a fault left it in.
+`SoakStack.close()` ends everything it started (process groups, the emulator's pod processes, the S3
+server, the node if it started it), whatever state a fault left it in.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import aiohttp
 from minio import Minio  # noqa: TID251 - the soak plays MinIO's users: it uploads the objects
 from minio.versioningconfig import ENABLED, VersioningConfig  # noqa: TID251
 
+from bucketrun.devtools.minio_server import Credentials, MinioServer, built, start_minio
 from bucketrun.devtools.moto_server import MotoServer, start_moto
 from dispatcher.runtime.settings import Settings
 from tests.backends import free_port
@@ -96,6 +98,20 @@ class ChildProcess:
         kill_group(self.proc)
 
 
+SOAK_ROOT = Credentials("bucketrun-soak", "bucketrun-soak-secret")
+
+
+def _start_store(base: Path) -> tuple[MinioServer | MotoServer, S3Endpoint]:
+    """The soak's own S3 server: the built MinIO (no notification target: the soak publishes its
+    events itself, to control the load), or moto where MinIO is not built."""
+    binary = built("minio")
+    if binary is None:
+        moto = start_moto(base / "moto.log")
+        return moto, S3Endpoint(moto.endpoint, "testing", "testing")
+    minio = start_minio(binary.path, base / "minio", SOAK_ROOT)
+    return minio, S3Endpoint(minio.endpoint, SOAK_ROOT.user, SOAK_ROOT.password, backend="minio")
+
+
 @dataclass
 class SoakStack:
     """Everything the soak runs against; build it with `SoakStack.start(...)`, end it with `close()`."""
@@ -103,7 +119,7 @@ class SoakStack:
     base: Path
     node: PrivateRabbitNode
     own_node: bool
-    moto: MotoServer
+    store: MinioServer | MotoServer
     emulator: EmulatorHandle
     settings: Settings
     names: AmqpNames
@@ -136,19 +152,18 @@ class SoakStack:
         if node is None:
             node = PrivateRabbitNode(base / "rabbit")
             await asyncio.to_thread(node.start)
-        moto = start_moto(base / "moto.log")
+        store, s3 = _start_store(base)
         emulator_context = contextlib.ExitStack()
         try:
             emulator = emulator_context.enter_context(
                 run_emulator(base, kubelet="run", max_running_pods=max_running_pods, seed=9)
             )
         except BaseException:
-            moto.stop()
+            store.stop()
             if own_node:
                 node.close()
             raise
         prefix = f"soak{os.getpid() % 100_000}"
-        s3 = S3Endpoint(moto.endpoint, "testing", "testing")
         names = AmqpNames(node.url, prefix=prefix)
         namespace = f"{prefix}-jobs"
         fdl = base / "services.yaml"
@@ -179,7 +194,7 @@ class SoakStack:
             base,
             node,
             own_node,
-            moto,
+            store,
             emulator,
             settings,
             names,
@@ -216,7 +231,7 @@ class SoakStack:
         for process in [*self.dispatchers, *self.watchers]:
             process.kill()
         self._emulator_context.close()
-        self.moto.stop()
+        self.store.stop()
         if self.own_node:
             self.node.close()
 
@@ -297,16 +312,16 @@ class SoakStack:
     # -- S3 outage --------------------------------------------------------------------------------------
 
     def freeze_s3(self) -> None:
-        """SIGSTOP the moto server: connections are accepted by the kernel, then hang, as with a server
-        that stopped answering (its data stays in memory, so it comes back with everything)."""
-        os.killpg(self.moto.process.pid, signal.SIGSTOP)
+        """SIGSTOP the S3 server: connections are accepted by the kernel, then hang, as with a server
+        that stopped answering (it resumes with everything it had)."""
+        os.killpg(self.store.process.pid, signal.SIGSTOP)
         self._frozen = True
 
     def thaw_s3(self) -> None:
-        """SIGCONT the moto server (no-op unless frozen)."""
+        """SIGCONT the S3 server (no-op unless frozen)."""
         if self._frozen:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.moto.process.pid, signal.SIGCONT)
+                os.killpg(self.store.process.pid, signal.SIGCONT)
             self._frozen = False
 
     # -- the API, read directly (the emulator's REST, with retries through injected faults) ------------
