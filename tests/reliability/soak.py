@@ -4,8 +4,8 @@ purpose, then an account of every event.
     .venv/bin/python -m tests.reliability.soak --events 10000 --services 5 --report soak.json
 
 What runs (`soak_stack`): a private RabbitMQ node, an S3 server of its own (the built MinIO; moto where
-it is not built), the Kubernetes API emulator, two
-`bucketrun dispatcher` processes and two `bucketrun watcher` processes on one Lease. The soak plays MinIO:
+it is not built), the Kubernetes API emulator, two `bucketrun dispatcher` processes and two
+`bucketrun watcher` processes on one Lease. The soak plays MinIO:
 it uploads each object and publishes the notification MinIO would send (persistent, confirmed; while the
 broker is down it keeps retrying, as MinIO's queue_dir does). About 2% of the events are deletes no
 service asked for (acked and ignored on purpose) and 1% name a bucket no service watches (dead-lettered
