@@ -33,7 +33,7 @@ from minio.versioningconfig import ENABLED, VersioningConfig  # noqa: TID251
 from bucketrun.devtools.minio_server import Credentials, MinioServer, built, start_minio
 from bucketrun.devtools.moto_server import MotoServer, start_moto
 from dispatcher.runtime.settings import Settings
-from tests.backends import free_port
+from tests.backends import free_port, record_backend
 from tests.backends.rabbit_node import PrivateRabbitNode
 from tests.backends.rabbitmq import AmqpNames
 from tests.backends.s3 import S3Endpoint
@@ -107,8 +107,10 @@ def _start_store(base: Path) -> tuple[MinioServer | MotoServer, S3Endpoint]:
     binary = built("minio")
     if binary is None:
         moto = start_moto(base / "moto.log")
+        record_backend("s3-soak", "moto", f"{moto.endpoint}; fallback: no MinIO built")
         return moto, S3Endpoint(moto.endpoint, "testing", "testing")
     minio = start_minio(binary.path, base / "minio", SOAK_ROOT)
+    record_backend("s3-soak", "minio (built)", f"{binary.version} at {minio.endpoint}")
     return minio, S3Endpoint(minio.endpoint, SOAK_ROOT.user, SOAK_ROOT.password, backend="minio")
 
 
