@@ -67,7 +67,7 @@ def check_settings(settings: Settings) -> tuple[str, ...]:
     """The services' names; ``StartupError`` when the definitions do not load or the records location
     overlaps an input."""
     records = (settings.storage.records_bucket, settings.storage.records_prefix)
-    return tuple(load_catalog(settings.services.paths, records).services)
+    return tuple(load_catalog(settings.services.paths, records, cluster=settings.services.cluster).services)
 
 
 async def run_watcher(

@@ -89,11 +89,15 @@ async def _connected(settings: Settings) -> AsyncIterator[_Backends]:
 
 
 def _load(paths: Sequence[Path], settings: Settings) -> tuple[list[ServiceDefinition], list[str]]:
-    """The services of ``paths`` and their warnings; raises what ``_refusal`` explains."""
-    loaded = load_services(paths)
+    """The services of ``paths`` (for ``BUCKETRUN_SERVICES__CLUSTER`` where a service is defined for
+    several clusters), then notes and warnings; raises what ``_refusal`` explains."""
+    loaded = load_services(paths, cluster=settings.services.cluster)
     services = list(loaded.services)
     check_records_location(settings.storage.records_bucket, settings.storage.records_prefix, services)
-    return services, [f"warning: {warning}" for warning in loaded.warnings]
+    return services, [
+        *(f"note: {note}" for note in loaded.notes),
+        *(f"warning: {warning}" for warning in loaded.warnings),
+    ]
 
 
 def _desired(settings: Settings, services: Sequence[ServiceDefinition], *, notifications: bool) -> Desired:

@@ -11,7 +11,7 @@ import argparse
 from collections.abc import Callable
 from typing import Final, TypeAlias
 
-from dispatcher.runtime.settings import Settings, SettingsError
+from dispatcher.runtime.settings import Settings, SettingsError, load_services_settings
 
 EXIT_OK: Final = 0
 EXIT_INVALID: Final = 1
@@ -31,3 +31,36 @@ def load_settings() -> Settings:
         return Settings.load()
     except SettingsError as error:
         raise UsageError(f"error: {error}") from error
+
+
+def add_cluster_option(parser: argparse.ArgumentParser) -> None:
+    """``--cluster ID``, for every command that loads FDL files."""
+    parser.add_argument(
+        "--cluster",
+        metavar="ID",
+        help="the OSCAR cluster id whose definition is used where an FDL defines a service for several "
+        "clusters (default: BUCKETRUN_SERVICES__CLUSTER; services defined once load whatever their "
+        "cluster)",
+    )
+
+
+def chosen_cluster(option: str | None, settings: Settings | None = None) -> str | None:
+    """The cluster ``--cluster`` names, else ``BUCKETRUN_SERVICES__CLUSTER`` (from ``settings`` when the
+    command loaded them; else read alone, for commands that need no store). A bad value is a
+    :class:`UsageError`."""
+    if option is not None:
+        if not option.strip():
+            raise UsageError("error: --cluster needs a cluster id")
+        return option
+    if settings is not None:
+        return settings.services.cluster
+    try:
+        return load_services_settings().cluster
+    except SettingsError as error:
+        raise UsageError(f"error: {error}") from error
+
+
+def with_cluster(settings: Settings, option: str | None) -> Settings:
+    """``settings`` with ``--cluster`` (when given) in place of ``BUCKETRUN_SERVICES__CLUSTER``."""
+    cluster = chosen_cluster(option, settings)
+    return settings.model_copy(update={"services": settings.services.model_copy(update={"cluster": cluster})})

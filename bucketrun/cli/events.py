@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bucketrun.cli.common import EXIT_INVALID, EXIT_OK, Commands
+from bucketrun.cli.common import EXIT_INVALID, EXIT_OK, Commands, add_cluster_option, chosen_cluster
 from dispatcher.domain.events import EventError, ObjectEvent, parse_message
 from dispatcher.domain.identity import job_name, object_version
 from dispatcher.domain.ingress import IGNORED_REASONS
@@ -35,17 +35,22 @@ def add_commands(commands: Commands) -> None:
     inspect.add_argument("source", help="file with the message body, or - for standard input")
     inspect.add_argument("--fdl", nargs="+", type=Path, default=[], help="FDL file(s) to route against")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add_cluster_option(inspect)
     inspect.set_defaults(handler=_inspect)
 
 
 def _inspect(args: argparse.Namespace) -> tuple[str, int]:
     body = sys.stdin.buffer.read() if args.source == "-" else Path(args.source).read_bytes()
-    return inspect_events(body, args.fdl, as_json=args.json)
+    cluster = chosen_cluster(args.cluster) if args.fdl else None
+    return inspect_events(body, args.fdl, as_json=args.json, cluster=cluster)
 
 
-def inspect_events(body: bytes, paths: Sequence[Path] = (), *, as_json: bool = False) -> tuple[str, int]:
-    """Parse one AMQP message body as the dispatcher would, and say where each record would go."""
-    loaded = load_services(paths) if paths else None
+def inspect_events(
+    body: bytes, paths: Sequence[Path] = (), *, as_json: bool = False, cluster: str | None = None
+) -> tuple[str, int]:
+    """Parse one AMQP message body as the dispatcher would, and say where each record would go (with
+    ``paths``' services; ``cluster`` chooses among a service's definitions for several OSCAR clusters)."""
+    loaded = load_services(paths, cluster=cluster) if paths else None
     try:
         events = parse_message(body)
     except EventError as error:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from bucketrun.cli.common import EXIT_OK, Commands
+from bucketrun.cli.common import EXIT_OK, Commands, add_cluster_option, chosen_cluster
 from dispatcher.domain.events import ObjectEvent, build_message, parse_message
 from dispatcher.domain.routing import Router
 from dispatcher.fdl import load_services
@@ -40,6 +40,7 @@ def add_commands(commands: Commands) -> None:
     render.add_argument(
         "--template-dir", type=Path, action="append", default=[], help="directory overriding job_templates/"
     )
+    add_cluster_option(render)
     render.set_defaults(handler=_render)
 
 
@@ -52,6 +53,7 @@ def _render(args: argparse.Namespace) -> tuple[str, int]:
         version_id=args.version_id,
         settings=RenderSettings(namespace=args.namespace, stager_image=args.stager_image),
         template_dirs=args.template_dir,
+        cluster=chosen_cluster(args.cluster),
     )
 
 
@@ -64,9 +66,11 @@ def render_manifests(
     version_id: str | None = None,
     settings: RenderSettings | None = None,
     template_dirs: Sequence[Path] = (),
+    cluster: str | None = None,
 ) -> tuple[str, int]:
-    """The ConfigMap and Job an upload of bucket/key would create for *service_name*, as YAML."""
-    loaded = load_services(paths)
+    """The ConfigMap and Job an upload of bucket/key would create for *service_name*, as YAML; *cluster*
+    chooses among a service's definitions for several OSCAR clusters."""
+    loaded = load_services(paths, cluster=cluster)
     service = loaded.by_name(service_name)
     event = sample_upload(bucket, key, version_id=version_id)
     routes = Router(loaded.services).route(event)

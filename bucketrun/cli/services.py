@@ -12,7 +12,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bucketrun.admin.commands import apply_services, delete_services, list_services
-from bucketrun.cli.common import EXIT_INVALID, EXIT_OK, Commands, load_settings
+from bucketrun.cli.common import (
+    EXIT_INVALID,
+    EXIT_OK,
+    Commands,
+    add_cluster_option,
+    chosen_cluster,
+    load_settings,
+    with_cluster,
+)
 from bucketrun.cli.render import sample_upload
 from dispatcher.fdl import ServiceDefinition, ServiceDefinitionError, load_services
 from dispatcher.rendering.context import RenderError, placeholder_grants
@@ -42,6 +50,7 @@ def add_commands(commands: Commands) -> None:
     )
     validate.add_argument("paths", nargs="+", type=Path, metavar="FDL", help="FDL file or directory")
     validate.add_argument("--strict", action="store_true", help="treat warnings as errors (exit 1)")
+    add_cluster_option(validate)
     validate.set_defaults(handler=_validate)
     _add_apply(services_commands)
     _add_list(services_commands)
@@ -75,6 +84,7 @@ def _add_apply(commands: Commands) -> None:
         action="store_true",
         help="leave bucket notifications alone (stores without MinIO notifications, fed by `bucketrun poll`)",
     )
+    add_cluster_option(apply)
     apply.set_defaults(handler=_apply)
 
 
@@ -93,6 +103,7 @@ def _add_list(commands: Commands) -> None:
     )
     listing.add_argument("paths", nargs="*", type=Path, metavar="FDL", help="FDL file or directory")
     listing.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add_cluster_option(listing)
     listing.set_defaults(handler=_list)
 
 
@@ -114,15 +125,16 @@ def _add_delete(commands: Commands) -> None:
         "--fdl", nargs="+", type=Path, default=[], help="also delete every service these FDL files define"
     )
     delete.add_argument("--dry-run", action="store_true", help="print what would be removed; remove nothing")
+    add_cluster_option(delete)
     delete.set_defaults(handler=_delete)
 
 
 def _validate(args: argparse.Namespace) -> tuple[str, int]:
-    return validate_services(args.paths, strict=args.strict)
+    return validate_services(args.paths, strict=args.strict, cluster=chosen_cluster(args.cluster))
 
 
 def _apply(args: argparse.Namespace) -> tuple[str, int]:
-    settings = load_settings()
+    settings = with_cluster(load_settings(), args.cluster)
     configure_logging(level="WARNING")
     return asyncio.run(
         apply_services(settings, args.paths, dry_run=args.dry_run, skip_notifications=args.skip_notifications)
@@ -130,21 +142,26 @@ def _apply(args: argparse.Namespace) -> tuple[str, int]:
 
 
 def _list(args: argparse.Namespace) -> tuple[str, int]:
-    settings = load_settings()
+    settings = with_cluster(load_settings(), args.cluster)
     configure_logging(level="WARNING")
     return asyncio.run(list_services(settings, args.paths, as_json=args.json))
 
 
 def _delete(args: argparse.Namespace) -> tuple[str, int]:
-    settings = load_settings()
+    settings = with_cluster(load_settings(), args.cluster)
     configure_logging(level="WARNING")
     return asyncio.run(delete_services(settings, args.names, args.fdl, dry_run=args.dry_run))
 
 
-def validate_services(paths: Sequence[Path], *, strict: bool = False) -> tuple[str, int]:
-    """Load FDL files/directories, report problems and warnings, and render each service once."""
+def validate_services(
+    paths: Sequence[Path], *, strict: bool = False, cluster: str | None = None
+) -> tuple[str, int]:
+    """Load FDL files/directories, report problems and warnings, and render each service once.
+
+    ``cluster`` chooses among a service's definitions for several OSCAR clusters.
+    """
     try:
-        loaded = load_services(paths)
+        loaded = load_services(paths, cluster=cluster)
     except ServiceDefinitionError as error:
         problems = [f"error: {problem}" for problem in error.problems]
         return "\n".join([*problems, f"{len(error.problems)} problem(s); nothing loaded"]), EXIT_INVALID
@@ -161,6 +178,7 @@ def validate_services(paths: Sequence[Path], *, strict: bool = False) -> tuple[s
         except RenderError as error:
             failures += 1
             lines.append(f"  error: does not render: {error}")
+    lines += [f"note: {note}" for note in loaded.notes]
     lines += [f"warning: {warning}" for warning in loaded.warnings]
     failed = failures > 0 or (strict and bool(loaded.warnings))
     summary = (
@@ -178,7 +196,9 @@ def _describe(service: ServiceDefinition) -> str:
         inputs = "no inputs (not triggerable)"
     outputs = ", ".join(o.path for o in service.outputs) or "none"
     gpu = f", {service.gpus} GPU" if service.enable_gpu else ""
-    resources = f"cpu {service.cpu or '-'}, memory {service.memory or '-'}{gpu}"
+    disk = service.ephemeral_storage_request
+    storage = f", ephemeral storage {disk}" if disk else ""
+    resources = f"cpu {service.cpu or '-'}, memory {service.memory or '-'}{storage}{gpu}"
     return f"ok: {service.name} ({service.image}; {resources}): {inputs} -> {outputs}"
 
 

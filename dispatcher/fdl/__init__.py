@@ -1,10 +1,12 @@
 """OSCAR service definitions (FDL): loading, validation and the immutable models the rest of bucketrun uses.
 
 Modules: ``model`` (``ServiceDefinition``, ``BucketrunOptions``), ``storage`` (input/output paths and
-storage providers), ``loader`` (files, directories, text; checks across services), ``fdl`` (OSCAR's
-spellings and the policy for fields bucketrun does not implement, documented in ``unsupported``),
-``script`` (inline text vs script file), ``safe_yaml`` (bounded YAML parsing), ``names`` and
-``records_location`` (records never under an input path), ``errors`` (warnings and the error).
+storage providers), ``locations`` (how a ``path`` names bucket and folder), ``loader`` (files,
+directories, text; checks across services), ``clusters`` (one definition of a service defined for
+several OSCAR clusters), ``fdl`` (OSCAR's spellings and the policy for fields bucketrun does not
+implement, documented in ``unsupported``), ``script`` (inline text vs script file), ``safe_yaml``
+(bounded YAML parsing), ``names`` and ``records_location`` (records never under an input path),
+``errors`` (warnings and the error).
 """
 
 from dispatcher.fdl.errors import ServiceDefinitionError, ServiceProblem, ServiceWarning

@@ -35,15 +35,18 @@ class Catalog:
         return cls({service.name: service for service in services}, Router(services))
 
 
-def load_catalog(paths: tuple[Path, ...], records: tuple[str, str] | None = None) -> Catalog:
+def load_catalog(
+    paths: tuple[Path, ...], records: tuple[str, str] | None = None, *, cluster: str | None = None
+) -> Catalog:
     """The services in *paths*; `StartupError` listing every problem when they do not load, or when an
-    input path overlaps the *records* location (bucket, prefix) where job records are written."""
+    input path overlaps the *records* location (bucket, prefix) where job records are written. *cluster*
+    chooses among a service's definitions for several OSCAR clusters (``BUCKETRUN_SERVICES__CLUSTER``)."""
     if not paths:
         raise StartupError(
             "no service definitions: set BUCKETRUN_SERVICES__PATHS to FDL files or directories"
         )
     try:
-        loaded = load_services(paths)
+        loaded = load_services(paths, cluster=cluster)
         if records is not None:
             check_records_location(*records, loaded.services)
     except ServiceDefinitionError as error:
@@ -52,4 +55,6 @@ def load_catalog(paths: tuple[Path, ...], records: tuple[str, str] | None = None
         raise StartupError(str(error)) from error
     for warning in loaded.warnings:
         _log.warning("service definition warning", detail=str(warning))
+    for note in loaded.notes:
+        _log.info("service definition for another cluster set aside", detail=note)
     return Catalog.of(loaded.services)

@@ -16,6 +16,8 @@ then validates values, and its errors are translated back to FDL field names.
 from __future__ import annotations
 
 import difflib
+import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -24,17 +26,19 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from dispatcher.fdl.errors import FieldValidationError, ServiceProblem, ServiceWarning, shown
-from dispatcher.fdl.model import ServiceDefinition
+from dispatcher.fdl.locations import split_location
+from dispatcher.fdl.model import LOG_LEVEL_VARIABLE, ServiceDefinition
 from dispatcher.fdl.names import check_provider_id
 from dispatcher.fdl.safe_yaml import YamlFloat, YamlInt
 from dispatcher.fdl.script import resolve_script
-from dispatcher.fdl.storage import normalise_provider
+from dispatcher.fdl.storage import DEFAULT_PROVIDER, normalise_provider
 from dispatcher.fdl.unsupported import TOP_LEVEL_UNSUPPORTED, UNSUPPORTED_FIELDS, is_inert
 
 _PASSED_THROUGH: Final = ("name", "image", "enable_gpu", "image_pull_secrets", "log_level")
 _SERVICE_FIELDS: Final = (
     *_PASSED_THROUGH,
-    *("script", "cpu", "memory", "environment", "labels", "annotations", "cluster_id"),
+    *("script", "cpu", "memory", "ephemeral_storage_request", "environment", "labels", "annotations"),
+    "cluster_id",
     *("input", "output", "storage_providers", "bucketrun"),
 )
 _PATH_FIELDS: Final = ("storage_provider", "path", "prefix", "suffix")
@@ -57,6 +61,9 @@ _FDL_NAMES: Final = {
     "gpus": "bucketrun.gpus",
 }
 _PATH_PARTS: Final = {"provider": "storage_provider", "bucket": "path", "folder": "path"}
+_INDEXED_PATH: Final = re.compile(r"(?P<kind>input|output)\[(?P<index>[0-9]+)\]")
+_Positions = dict[str, list[int]]
+"""FDL position of each input (``"input"``) and output (``"output"``) handed to the model, in model order."""
 
 
 @dataclass
@@ -145,14 +152,25 @@ def _string_map(raw: object, field_path: str, report: _Report, *, secret: bool =
 class _ServiceReader:
     """Translates one FDL service mapping into the keyword arguments of ``ServiceDefinition``."""
 
-    def __init__(self, report: _Report, base_dir: Path | None, providers: dict[str, dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        report: _Report,
+        base_dir: Path | None,
+        providers: dict[str, dict[str, Any]],
+        clusters: frozenset[str] = frozenset(),
+    ) -> None:
         self.report = report
         self.base_dir = base_dir
         self.file_providers = providers
+        self.clusters = clusters
+        """The cluster ids the document files services under (oscar-cli defines their MinIOs)."""
         self.data: dict[str, Any] = {}
         self.ignore: set[str] = set()
         self.events: object = None
         self.used_providers: set[str] = set()
+        self.positions: _Positions = {"input": [], "output": []}
+        self.name: object = None
+        self.unreachable_providers: set[str] = set()
 
     def read(self, raw: dict[Any, Any], cluster_id: str | None) -> dict[str, Any]:
         """The model's keyword arguments for service mapping ``raw`` (filed under ``cluster_id``)."""
@@ -163,15 +181,17 @@ class _ServiceReader:
             elif key not in _SERVICE_FIELDS:
                 self.report.unknown(str(key), key, _SERVICE_FIELDS)
         self.data.update({key: raw[key] for key in _PASSED_THROUGH if key in raw})
+        self.name = raw.get("name")
         if "script" in raw:
             self._read_script(raw["script"])
-        for key in ("cpu", "memory"):
+        for key in ("cpu", "memory", "ephemeral_storage_request"):
             self._read_quantity(key, raw.get(key))
         self._read_environment(raw.get("environment"))
+        self._check_log_level_variable(raw.get("log_level"))
         for key in ("labels", "annotations"):
             self.data[key] = _string_map(raw.get(key), key, self.report)
         self._read_cluster_id(raw.get("cluster_id"), cluster_id)
-        self.data["inputs"] = self._read_paths("input", raw.get("input"))
+        self.data["inputs"] = self._triggering(self._read_paths("input", raw.get("input")))
         self.data["outputs"] = self._read_paths("output", raw.get("output"))
         self._attach_providers(raw.get("storage_providers"))
         if not raw.get("input"):
@@ -245,6 +265,17 @@ class _ServiceReader:
                     raw[spellings[0]], f"environment.{name}", self.report, secret=secret
                 )
 
+    def _check_log_level_variable(self, level: object) -> None:
+        # OSCAR's supervisor reads a LOG_LEVEL variable before log_level, and so does the script here.
+        variable = self.data.get("variables", {}).get(LOG_LEVEL_VARIABLE)
+        if variable is None or not isinstance(level, str) or not level:
+            return
+        if variable.upper() != level.upper():
+            self.report.warning(
+                f"environment.variables.{LOG_LEVEL_VARIABLE}",
+                f"{shown(variable)} wins over log_level {shown(level)}, as it does for OSCAR's supervisor",
+            )
+
     def _read_bucketrun(self, raw: object) -> None:
         if raw is None:
             return
@@ -266,6 +297,7 @@ class _ServiceReader:
         self.data["options"] = options
 
     def _read_paths(self, kind: str, raw: object) -> list[dict[str, Any]]:
+        """The model's paths for the FDL's ``input``/``output`` list; their FDL positions in ``positions``."""
         if raw is None:
             return []
         if not isinstance(raw, list):
@@ -288,21 +320,56 @@ class _ServiceReader:
                 self.report.problem(f"{place}.storage_provider", f"required string, got {_kind_of(provider)}")
                 continue
             path["provider"] = provider
-            location = item.get("path")
-            if not isinstance(location, str) or not location.strip("/"):
-                self.report.problem(
-                    f"{place}.path", f"required 'bucket/folder' string, got {shown(location)}"
-                )
+            try:
+                location = split_location(item.get("path"), kind=kind, provider=provider, service=self.name)
+            except ValueError as error:
+                self.report.problem(f"{place}.path", str(error))
                 continue
-            bucket, _, folder = location.strip("/").partition("/")
-            if "//" in location.strip("/"):
-                self.report.problem(f"{place}.path", f"path {shown(location)} has an empty segment ('//')")
-                continue
-            path["bucket"], path["folder"] = bucket, folder
+            if location.older_reading is not None:
+                self.report.warning(f"{place}.path", location.older_reading)
+            path["bucket"], path["folder"] = location.bucket, location.folder
             if kind == "input" and self.events is not None:
                 path["events"] = self.events
             paths.append(path)
+            self.positions[kind].append(index)
         return paths
+
+    def _triggering(self, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The inputs that can trigger the service: those on bucketrun's own store (see ``unsupported``).
+
+        bucketrun hears of new objects from its own store only (its MinIO's notifications, or the poller
+        listing it). An input on another MinIO or S3 can never fire: a warning when another input can,
+        and it is left out (so an event of the own store's same-named bucket never runs it); an error
+        when none can, since the service would never run.
+        """
+        unreachable: list[tuple[int, str]] = []
+        kept: list[dict[str, Any]] = []
+        positions: list[int] = []
+        for index, path in zip(self.positions["input"], inputs, strict=True):
+            try:
+                reference = normalise_provider(path["provider"])
+            except ValueError:
+                reference = DEFAULT_PROVIDER  # not MinIO/S3: the model refuses it by name
+            if reference == DEFAULT_PROVIDER:
+                kept.append(path)
+                positions.append(index)
+            else:
+                unreachable.append((index, reference))
+        for index, reference in unreachable:
+            same = (
+                f"; write that if {reference!r} is that same MinIO" if reference.startswith("minio.") else ""
+            )
+            why = (
+                f"storage provider {reference!r} can never trigger this service: bucketrun hears of new "
+                f"objects from its own store only (storage_provider 'minio', i.e. minio.default{same})"
+            )
+            if kept:
+                self.report.warning(f"input[{index}].storage_provider", f"{why}; this input is ignored")
+            else:
+                self.report.problem(f"input[{index}].storage_provider", f"{why}, and no other input can")
+        self.unreachable_providers = {reference for _, reference in unreachable}
+        self.positions["input"] = positions
+        return kept
 
     def _attach_providers(self, raw: object) -> None:
         own = _read_providers(raw, self.report)
@@ -319,15 +386,33 @@ class _ServiceReader:
                     f"storage_providers.{reference}", "defined differently at file level and in the service"
                 )
             available[reference] = definition
-            if reference not in used:
+            if reference not in used and reference not in self.unreachable_providers:
                 self.report.warning(
                     f"storage_providers.{reference}", "not used by any input or output; ignored"
                 )
+        self._undefined_cluster_storage(used - set(available))
         # minio.default stays in when defined: the model refuses redefining bucketrun's own MinIO.
         self.data["storage_providers"] = {
             reference: available[reference] for reference in sorted(used) if reference in available
         }
-        self.used_providers = used
+        self.used_providers = used | self.unreachable_providers
+
+    def _undefined_cluster_storage(self, undefined: set[str]) -> None:
+        """Name oscar-cli's part when an output uses the undefined MinIO of a cluster the FDL names."""
+        for position, path in zip(self.positions["output"], self.data["outputs"], strict=True):
+            try:
+                reference = normalise_provider(path["provider"])
+            except ValueError:
+                continue
+            kind, _, identifier = reference.partition(".")
+            if reference in undefined and kind == "minio" and identifier in self.clusters:
+                self.report.problem(
+                    f"output[{position}].storage_provider",
+                    f"storage provider {reference!r} is not defined under storage_providers: oscar-cli "
+                    f"fills in the MinIO of each cluster an FDL names (here {identifier!r}) from its own "
+                    "configuration, and bucketrun has no such configuration; define it under "
+                    "storage_providers (endpoint, access_key, secret_key)",
+                )
 
 
 def _read_providers(raw: object, report: _Report) -> dict[str, dict[str, Any]]:
@@ -415,11 +500,13 @@ def _message(error: ErrorDetails) -> str:
     return f"{error['msg']} (got {_kind_of(error['input'])})"
 
 
-def _report_validation_error(error: ValidationError, report: _Report) -> None:
+def _report_validation_error(error: ValidationError, report: _Report, positions: _Positions) -> None:
     """Record each error of a model validation as a problem on the FDL field it concerns.
 
     A field already reported while translating (a script file that could not be read shows up again
     as a missing script) is not reported twice, nor is one error shared by several inputs (``events``).
+    ``positions`` gives the FDL position of each input and output the model holds (the model numbers
+    the ones it was given; the FDL may hold more).
     """
     seen = set(report.fields_with_problems)
     findings: list[tuple[str | None, str]] = []
@@ -430,12 +517,26 @@ def _report_validation_error(error: ValidationError, report: _Report) -> None:
         else:
             findings.append((_fdl_field(details["loc"]), _message(details)))
     for field_path, message in dict.fromkeys(findings):
-        if field_path not in seen or field_path is None:
-            report.problem(field_path, message)
+        where = _renumbered(field_path, positions)
+        if where not in seen or where is None:
+            report.problem(where, message)
+
+
+def _renumbered(field_path: str | None, positions: _Positions) -> str | None:
+    """``input[1].path`` of the model as the FDL numbers it (``input[2].path`` when one was left out)."""
+    if field_path is None:
+        return None
+    match = _INDEXED_PATH.match(field_path)
+    if match is None:
+        return field_path
+    kind, index = match["kind"], int(match["index"])
+    known = positions.get(kind, [])
+    fdl_index = known[index] if index < len(known) else index
+    return f"{kind}[{fdl_index}]{field_path[match.end() :]}"
 
 
 def _services_of(document: dict[Any, Any], report: _Report) -> list[tuple[str | None, object]]:
-    """``(cluster id, service mapping)`` pairs of the oscar-cli form."""
+    """``(cluster id, service mapping)`` pairs of the oscar-cli form, reporting what is malformed."""
     for key, value in document.items():
         if key not in _TOP_LEVEL_FIELDS:
             report.unknown(str(key), key, _TOP_LEVEL_FIELDS)
@@ -448,22 +549,52 @@ def _services_of(document: dict[Any, Any], report: _Report) -> list[tuple[str | 
     for key in functions:
         if key != "oscar":
             report.problem(f"functions.{key}", "only 'oscar' functions are supported")
-    services: list[tuple[str | None, object]] = []
     for index, entry in enumerate(functions["oscar"]):
         if not isinstance(entry, dict) or not entry:
             report.problem(f"functions.oscar[{index}]", "must be a mapping {cluster-id: service}")
-            continue
-        services.extend((str(cluster), service) for cluster, service in entry.items())
-    return services
+    return service_entries(document)
+
+
+def service_entries(document: object) -> list[tuple[str | None, object]]:
+    """``(cluster id, service mapping)`` of every service entry of a parsed FDL document, in file order.
+
+    The cluster id is the key an oscar-cli entry is filed under, or a bare service's ``cluster_id``.
+    Pure and tolerant: a malformed part yields nothing (``read_document`` reports it).
+    """
+    if not isinstance(document, dict):
+        return []
+    if "functions" not in document:
+        cluster = document.get("cluster_id")
+        return [(cluster if isinstance(cluster, str) else None, document)]
+    functions = document["functions"]
+    if not isinstance(functions, dict) or not isinstance(functions.get("oscar"), list):
+        return []
+    return [
+        (str(cluster), service)
+        for entry in functions["oscar"]
+        if isinstance(entry, dict)
+        for cluster, service in entry.items()
+    ]
+
+
+def entry_name(raw: object) -> object:
+    """The ``name`` a service entry gives itself, as written (``None`` when it has none)."""
+    return raw.get("name") if isinstance(raw, dict) else None
 
 
 def _service_label(raw: object, position: int) -> str:
-    name = raw.get("name") if isinstance(raw, dict) else None
+    name = entry_name(raw)
     return name if isinstance(name, str) and name else f"#{position}"
 
 
-def read_document(document: object, *, source: str, base_dir: Path | None) -> FileResult:
-    """Translate and validate every service of one parsed FDL document (see module docstring)."""
+def read_document(
+    document: object, *, source: str, base_dir: Path | None, set_aside: Collection[int] = ()
+) -> FileResult:
+    """Translate and validate every service of one parsed FDL document (see module docstring).
+
+    ``set_aside`` holds positions in ``service_entries(document)`` of entries to pass over unread (the
+    definitions for other clusters that ``clusters.set_aside`` chose against).
+    """
     result = FileResult()
     file_report = _Report(result, source, None)
     if document is None:
@@ -476,24 +607,27 @@ def read_document(document: object, *, source: str, base_dir: Path | None) -> Fi
         entries = _services_of(document, file_report)
         file_providers = _read_providers(document.get("storage_providers"), file_report)
     else:
-        entries = [(None, document)]
+        entries = service_entries(document)
         file_providers = {}
     if not entries and not result.problems:
         file_report.problem("functions.oscar", "no service defined")
+    clusters = frozenset(cluster for cluster, _ in entries if cluster is not None)
     used: set[str] = set()
-    for position, (cluster_id, raw) in enumerate(entries, start=1):
-        report = _Report(result, source, _service_label(raw, position))
+    for position, (cluster_id, raw) in enumerate(entries):
+        if position in set_aside:
+            continue
+        report = _Report(result, source, _service_label(raw, position + 1))
         if not isinstance(raw, dict):
             report.problem(None, f"a service must be a mapping, got {_kind_of(raw)}")
             continue
         before = len(result.problems)
-        reader = _ServiceReader(report, base_dir, file_providers)
+        reader = _ServiceReader(report, base_dir, file_providers, clusters)
         data = reader.read(raw, cluster_id)
         used |= reader.used_providers
         try:
             service = ServiceDefinition.model_validate({**data, "source": source})
         except ValidationError as error:
-            _report_validation_error(error, report)
+            _report_validation_error(error, report, reader.positions)
             continue
         if len(result.problems) == before:
             result.services.append(service)

@@ -58,7 +58,13 @@ RESERVED_VARIABLES: Final = frozenset(
     }
 )
 RESERVED_VARIABLE_PREFIX: Final = "BUCKETRUN_"
-LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# OSCAR's create handler upper-cases log_level and keeps it when it is one of Python's logging level names
+# (the FaaS Supervisor is Python), else it silently uses INFO; bucketrun refuses anything else instead.
+LOG_LEVELS: Final = ("NOTSET", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DEFAULT_LOG_LEVEL: Final = "INFO"
+"""The supervisor's level when the FDL sets none (OSCAR's default)."""
+LOG_LEVEL_VARIABLE: Final = "LOG_LEVEL"
+"""The variable OSCAR's supervisor reads its level from before the FDL's ``log_level``; the script gets it."""
 _MAX_ANNOTATION_BYTES: Final = 256 * 1024  # Kubernetes' limit on all annotations of an object
 _HASH_VERSION: Final = "bucketrun-service/1"
 # Pydantic's lax booleans (true/yes/on/1 ...), as the enable_gpu field itself reads them.
@@ -145,8 +151,16 @@ class BucketrunOptions(BaseModel):
 def _upper_log_level(value: str) -> str:
     level = value.upper()
     if level not in LOG_LEVELS:
-        raise ValueError(f"invalid log level {shown(value)} (expected one of {', '.join(LOG_LEVELS)})")
+        raise ValueError(
+            f"invalid log level {shown(value)} (expected one of {', '.join(LOG_LEVELS)}, in any case; "
+            f"OSCAR would silently run its supervisor at {DEFAULT_LOG_LEVEL} instead)"
+        )
     return level
+
+
+def _unset_when_empty(value: Any) -> Any:
+    # OSCAR reads an empty log_level as its default, as if the key were absent.
+    return None if value == "" else value
 
 
 def _check_variable_name(name: str) -> str:
@@ -173,6 +187,9 @@ class ServiceDefinition(BaseModel):
     """CPU limit as a Kubernetes quantity (``'1.0'``, ``500m``); none when unset."""
     memory: Annotated[str, AfterValidator(_checked_quantity)] | None = None
     """Memory limit as a Kubernetes quantity (``1Gi``, ``512Mi``); none when unset."""
+    ephemeral_storage_request: Annotated[str, AfterValidator(_checked_quantity)] | None = None
+    """Ephemeral-storage request of the script's container (``2Gi``), as OSCAR sets it: a request only, no
+    limit; none when unset."""
     enable_gpu: bool = False
     """Whether the job requests GPUs."""
     gpus: NonNegativeInt = 0
@@ -187,8 +204,11 @@ class ServiceDefinition(BaseModel):
     """Labels added to the job and its pod."""
     annotations: Annotations = Field(default_factory=empty)
     """Annotations added to the job and its pod."""
-    log_level: Annotated[str, AfterValidator(_upper_log_level)] | None = None
-    """OSCAR's supervisor log level, upper-cased (``DEBUG`` .. ``CRITICAL``); none when unset."""
+    log_level: Annotated[
+        Annotated[str, AfterValidator(_upper_log_level)] | None, BeforeValidator(_unset_when_empty)
+    ] = None
+    """OSCAR's supervisor log level, upper-cased (``NOTSET``, ``DEBUG`` .. ``CRITICAL``); none when unset
+    (the script's ``LOG_LEVEL`` is then ``INFO``, OSCAR's default)."""
     inputs: tuple[InputPath, ...] = ()
     """Where new objects trigger the service; none means the service is never triggered."""
     outputs: tuple[OutputPath, ...] = ()
@@ -255,13 +275,13 @@ class ServiceDefinition(BaseModel):
         )
         errors.extend(self._provider_errors())
         for out_index, output in enumerate(self.outputs):
-            for in_index, target in enumerate(self.inputs):
+            for target in self.inputs:
                 if output.may_trigger(target):
                     errors.append(
                         (
                             f"output[{out_index}].path",
-                            f"{output.path!r} feeds input[{in_index}] {target.path!r} of the same "
-                            "service: every result would trigger it again (use another folder, or "
+                            f"{output.path!r} feeds this service's own input {target.path!r}: every "
+                            "result would trigger it again (use another folder, or "
                             "prefix/suffix filters that separate them)",
                         )
                     )
@@ -307,6 +327,12 @@ class ServiceDefinition(BaseModel):
             "script": self.script,
             "cpu": self.cpu,
             "memory": self.memory,
+            # Only when set, so services without it keep the hashes (and ConfigMap names) they had.
+            **(
+                {"ephemeral_storage_request": self.ephemeral_storage_request}
+                if self.ephemeral_storage_request is not None
+                else {}
+            ),
             "gpus": self.gpus,
             "image_pull_secrets": list(self.image_pull_secrets),
             "variables": dict(self.variables),

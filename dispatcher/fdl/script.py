@@ -12,21 +12,27 @@ them apart is deliberately syntactic, so the same FDL never changes meaning with
 So a one-word command such as ``script: date`` is read as a file name and refused with a hint, never
 silently run as a command -- and a mistyped file name is an error, never a one-word script.
 
-Safety: a path must stay inside the FDL's directory after resolving symlinks (an absolute path or a
-``../`` escape could otherwise copy any file the dispatcher can read -- its service-account token, say
--- into a ConfigMap the job mounts). The script must be UTF-8 text without NUL bytes, at most
-``MAX_SCRIPT_BYTES``: it travels in the per-service ConfigMap, whose whole object is limited to 1 MiB.
+A path is read where oscar-cli reads it: the FDL file's folder, then ``/``, then the value. So ``../``
+climbs out of that folder, symlinks are followed, and a value starting with ``/`` is still read under
+the FDL's folder (``/opt/run.sh`` next to ``fdl/svc.yaml`` is ``fdl/opt/run.sh``: oscar-cli joins the
+two strings). An error names the absolute path that was tried. Like oscar-cli, loading reads any file
+the loading process can read: whoever writes the FDL files is trusted with that (in Kubernetes the
+dispatcher reads them from the ``bucketrun-services`` Secret, which only operators write). The script
+must be UTF-8 text without NUL bytes, at most ``MAX_SCRIPT_BYTES``: it travels in the per-service
+ConfigMap, whose whole object is limited to 1 MiB.
 """
 
 from __future__ import annotations
 
 import re
+import stat
 from pathlib import Path
 from typing import Final
 
 from dispatcher.fdl.errors import shown
 
 MAX_SCRIPT_BYTES: Final = 960 * 1024  # leaves room under the 1 MiB ConfigMap limit for metadata and wrapper
+_MAX_PATH_CHARS: Final = 4096  # Linux's PATH_MAX
 _PATH_LIKE: Final = re.compile(r"[A-Za-z0-9._/+@-]+")
 
 
@@ -47,47 +53,60 @@ def check_script_text(text: str) -> str:
     return text
 
 
+def script_location(value: str, base_dir: Path) -> Path:
+    """Where oscar-cli reads script file ``value`` of an FDL in ``base_dir``, as an absolute path.
+
+    oscar-cli joins the FDL's folder, ``/`` and the value as strings; ``..`` segments are left for the
+    file system to follow, as it does. Only the absolute form of ``base_dir`` is added here.
+    """
+    return Path(base_dir.absolute(), value.lstrip("/"))
+
+
 def resolve_script(value: str, base_dir: Path | None) -> str:
     """The script text ``value`` stands for: itself when inline, else the file it names under ``base_dir``.
 
-    Raises ``ValueError`` naming the path when the file is missing, escapes ``base_dir``, is not a
-    regular file, is too big or is not UTF-8 text.
+    Raises ``ValueError`` naming the absolute path tried when the file is missing, is not a regular
+    file, is too big or is not UTF-8 text.
     """
     if not looks_like_path(value):
         return check_script_text(value)
     if base_dir is None:
         raise ValueError(f"script file {shown(value)} cannot be read: no base directory was given")
-    if value.startswith("/"):
-        raise ValueError(
-            f"script file {shown(value)} is an absolute path; script files must lie in the FDL's directory "
-            "(to run a program inside the image, write the script inline: 'script: |' then 'exec /path')"
-        )
-    candidate = base_dir / value
-    root = base_dir.resolve()
+    candidate = script_location(value, base_dir)
+    if len(str(candidate)) > _MAX_PATH_CHARS:
+        raise ValueError(f"script file {shown(value)} names a path longer than {_MAX_PATH_CHARS} characters")
+    tried = repr(str(candidate))  # whole, never cut: the path tried is the point of the message
     try:
-        resolved = candidate.resolve(strict=True)
+        # Checked first: opening a FIFO or a device would block or never end.
+        if not stat.S_ISREG(candidate.stat().st_mode):
+            raise ValueError(f"script file {tried} is not a regular file")
+        with candidate.open("rb") as stream:
+            data = stream.read(MAX_SCRIPT_BYTES + 1)
     except FileNotFoundError:
-        raise ValueError(
-            f"script file {shown(str(candidate))} not found (a one-line value without spaces names a file; "
-            "write an inline one-liner as a block: 'script: |')"
-        ) from None
-    except (OSError, RuntimeError) as error:  # symlink loops raise RuntimeError before Python 3.13
-        raise ValueError(f"script file {shown(str(candidate))} cannot be resolved: {error}") from None
-    if not resolved.is_relative_to(root):
-        raise ValueError(
-            f"script file {shown(value)} resolves outside the FDL's directory {shown(str(root))}"
-        )
-    if not resolved.is_file():
-        raise ValueError(f"script file {shown(str(candidate))} is not a regular file")
-    with resolved.open("rb") as stream:
-        data = stream.read(MAX_SCRIPT_BYTES + 1)
+        raise ValueError(f"script file {tried} not found ({_how_read(value)})") from None
+    except OSError as error:
+        raise ValueError(f"script file {tried} cannot be read: {error.strerror or error}") from None
     if len(data) > MAX_SCRIPT_BYTES:
-        raise ValueError(f"script file {shown(str(candidate))} is larger than {MAX_SCRIPT_BYTES} bytes")
+        raise ValueError(f"script file {tried} is larger than {MAX_SCRIPT_BYTES} bytes")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise ValueError(f"script file {shown(str(candidate))} is not UTF-8 text ({error.reason})") from None
+        raise ValueError(f"script file {tried} is not UTF-8 text ({error.reason})") from None
     try:
         return check_script_text(text)
     except ValueError as error:
-        raise ValueError(f"script file {shown(str(candidate))}: {error}") from None
+        raise ValueError(f"script file {tried}: {error}") from None
+
+
+def _how_read(value: str) -> str:
+    """Why that path was tried, and what the author may have meant instead."""
+    if value.startswith("/"):
+        return (
+            f"{shown(value)} is read under the FDL's folder even though it starts with '/', as oscar-cli "
+            "reads it; to run a program inside the image, write the script inline: 'script: |' then "
+            "'exec /path'"
+        )
+    return (
+        f"{shown(value)} is read relative to the FDL's folder, as oscar-cli reads it; a one-line value "
+        "without spaces names a file: write an inline one-liner as a block, 'script: |'"
+    )

@@ -1,7 +1,8 @@
 """Where a service reads and writes: its input and output paths and the storage providers they name.
 
 Provider references follow OSCAR: ``minio`` (= ``minio.default``, the MinIO whose notifications reach
-bucketrun), ``minio.<id>`` and ``s3.<id>`` (defined under ``storage_providers``). OSCAR's
+bucketrun), ``minio.<id>`` and ``s3.<id>`` (defined under ``storage_providers``; outputs only: an
+input there could never fire, see ``unsupported``). OSCAR's
 ``onedata``, ``webdav`` and ``rucio`` providers are refused: bucketrun stages data with presigned S3
 requests and receives S3-style notifications only, so such an input could never fire and such an
 output would silently receive nothing.

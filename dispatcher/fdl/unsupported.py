@@ -48,6 +48,14 @@ Storage: inputs and outputs on ``onedata``/``webdav``/``rucio`` providers are er
 ``storage``): an input there can never fire and an output would silently receive nothing. Their
 provider definitions alone only warn. A service with no input loads with a warning: OSCAR would
 invoke it synchronously, which bucketrun does not do.
+
+Inputs on another MinIO or S3 (``minio.<id>``, ``s3.<id>``; outputs there work): bucketrun hears of new
+objects from its own store only, so such an input can never fire. It is a **warning**, and the input
+is left out, when another input of the service is on bucketrun's own store (the service still runs for
+that one, and the left-out input can never be matched by an event of the own store's bucket of the
+same name); it is an **error** when no input can fire, since the service would never run. OSCAR
+refuses both kinds of input (``s3`` inputs always, ``minio.<id>`` unless it is OSCAR's own MinIO under
+another name); bucketrun keeps what can still run.
 """
 
 from __future__ import annotations

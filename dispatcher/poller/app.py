@@ -199,7 +199,9 @@ async def run_poller(settings: Settings, stop: asyncio.Event, ready: asyncio.Eve
     """
     storage_settings = settings.storage
     catalog = load_catalog(
-        settings.services.paths, (storage_settings.records_bucket, storage_settings.records_prefix)
+        settings.services.paths,
+        (storage_settings.records_bucket, storage_settings.records_prefix),
+        cluster=settings.services.cluster,
     )
     targets = list_targets(catalog.services.values())
     storage = Storage(storage_settings)

@@ -34,7 +34,7 @@ from dispatcher.rendering.secrets import service_secrets
 from dispatcher.runtime.lifecycle import cancelled, until_stopped
 from dispatcher.runtime.metrics import DispatcherMetrics, export_flags, new_registry
 from dispatcher.runtime.probes import serve_endpoints
-from dispatcher.runtime.settings import Settings
+from dispatcher.runtime.settings import ServicesSettings, Settings
 
 _log = structlog.get_logger(__name__)
 
@@ -175,18 +175,19 @@ def _export_state(metrics: DispatcherMetrics, dispatcher: Dispatcher, probes: _P
 
 
 async def _watch_definitions(
-    dispatcher: Dispatcher, paths: tuple[Path, ...], interval: float, records: tuple[str, str]
+    dispatcher: Dispatcher, services: ServicesSettings, records: tuple[str, str]
 ) -> None:
     """Reload definitions when their files change; an invalid new version is refused, the old one kept."""
+    paths = services.paths
     seen = _fingerprint(paths)
     while True:
-        await asyncio.sleep(interval)
+        await asyncio.sleep(services.reload_interval)
         current = _fingerprint(paths)
         if current == seen:
             continue
         seen = current
         try:
-            catalog = load_catalog(paths, records)
+            catalog = load_catalog(paths, records, cluster=services.cluster)
         except StartupError as error:
             _log.error("new service definitions refused; keeping the previous ones", error=str(error))
             continue
@@ -238,7 +239,7 @@ async def run_dispatcher(
     *registry*, metrics go there and the caller serves the HTTP endpoints; without, this serves its own.
     """
     records = (settings.storage.records_bucket, settings.storage.records_prefix)
-    catalog = load_catalog(settings.services.paths, records)
+    catalog = load_catalog(settings.services.paths, records, cluster=settings.services.cluster)
     ready = ready or asyncio.Event()
     probes = _Probes(ready)
     async with contextlib.AsyncExitStack() as cleanup:
@@ -274,9 +275,7 @@ async def run_dispatcher(
             # keep it out of the garbage collector's full passes, which otherwise stall the loop.
             gc.freeze()
             ready.set()
-            definitions = _watch_definitions(
-                dispatcher, settings.services.paths, settings.services.reload_interval, records
-            )
+            definitions = _watch_definitions(dispatcher, settings.services, records)
             interval = settings.metrics.queue_sample_interval
             sampler = asyncio.create_task(dispatcher.sample_queues(interval), name="bucketrun-queue-depths")
             cleanup.push_async_callback(cancelled, sampler)

@@ -11,14 +11,18 @@ import json
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from dispatcher.domain import constants as c
 from dispatcher.domain.events import ObjectEvent
 from dispatcher.domain.identity import job_name, object_version, parts_digest
 from dispatcher.fdl import OutputPath, ServiceDefinition
+from dispatcher.fdl.model import DEFAULT_LOG_LEVEL, LOG_LEVEL_VARIABLE
 from dispatcher.rendering.secrets import secret_name
 from job_templates.stager import contract
+
+EPHEMERAL_STORAGE: Final = "ephemeral-storage"
+"""Kubernetes' name of the resource ``ephemeral_storage_request`` asks for."""
 
 
 class RenderError(ValueError):
@@ -255,6 +259,7 @@ def _run_env(
         {"name": k, "valueFrom": {"secretKeyRef": {"name": secret_name(service.name), "key": k}}}
         for k in sorted(service.secrets)
     ]
+    env += _log_level_env(service)
     env += [
         {"name": contract.INPUT_FILE_PATH, "value": input_path},
         {"name": contract.TMP_INPUT_DIR, "value": paths["input_dir"]},
@@ -273,6 +278,15 @@ def _run_env(
     return env
 
 
+def _log_level_env(service: ServiceDefinition) -> list[dict[str, Any]]:
+    # OSCAR's supervisor takes its level from a LOG_LEVEL variable, else from the FDL's log_level (OSCAR
+    # stores it upper-cased, INFO when unset): the script sees that level under that name. A service's own
+    # LOG_LEVEL variable or secret wins, as it does for the supervisor.
+    if LOG_LEVEL_VARIABLE in service.variables or LOG_LEVEL_VARIABLE in service.secrets:
+        return []
+    return [{"name": LOG_LEVEL_VARIABLE, "value": service.log_level or DEFAULT_LOG_LEVEL}]
+
+
 def _run_resources(service: ServiceDefinition, settings: RenderSettings) -> dict[str, dict[str, Any]]:
     # Requests equal limits: the scheduler reserves what the script may use (Guaranteed QoS when
     # both are set), as OSCAR does. A service without cpu or memory gets the deployment's defaults, as
@@ -287,9 +301,13 @@ def _run_resources(service: ServiceDefinition, settings: RenderSettings) -> dict
     limits: dict[str, Any] = dict(amounts)
     if service.enable_gpu:
         limits[settings.gpu_resource] = service.gpus
+    requests = dict(amounts)
+    if service.ephemeral_storage_request is not None:
+        # As OSCAR sets it: a request (what the scheduler and Kueue count), no limit (no eviction at it).
+        requests[EPHEMERAL_STORAGE] = service.ephemeral_storage_request
     resources: dict[str, dict[str, Any]] = {}
-    if amounts:
-        resources["requests"] = amounts
+    if requests:
+        resources["requests"] = requests
     if limits:
         resources["limits"] = limits
     return resources

@@ -289,6 +289,12 @@ class ClusterSettings(_Group):
         return LOCAL_RUN_START_TIMEOUT if self.executor == "local" else DEFAULT_RUN_START_TIMEOUT
 
 
+def _cluster_id(value: str) -> str:
+    if not value.strip() or any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
+        raise ValueError(f"cluster id {shown(value)} must be non-blank text without control characters")
+    return value
+
+
 class ServicesSettings(_Group):
     """Where service definitions (OSCAR FDL) are read from."""
 
@@ -297,6 +303,13 @@ class ServicesSettings(_Group):
     ``bucketrun-services``: an FDL may hold secret values). Default none."""
     reload_interval: PositiveFloat = 5.0
     """Seconds between checks for changed definitions. Default 5."""
+    cluster: Annotated[str, AfterValidator(_cluster_id)] | None = None
+    """The OSCAR cluster id whose definitions bucketrun runs where an FDL defines a service for several
+    clusters (the same name under several ``functions: oscar: - <cluster-id>:`` entries, or bare files'
+    ``cluster_id``): that service's definition filed under this id is used, the others are set aside
+    unread. Services defined once load whatever cluster they are filed under, as ``oscar-cli apply
+    --cluster`` applies every entry. ``--cluster`` of ``bucketrun services``, ``render`` and ``events
+    inspect`` overrides it. Default none: a service defined for several clusters is an error naming them."""
 
 
 class DispatchSettings(_Group):
@@ -358,6 +371,23 @@ class WatcherSettings(_Group):
     adds nodes for unschedulable pods (a GPU node can take 10 minutes). Default 300 (5 min)."""
     stuck_interval: PositiveFloat = 30.0
     """Seconds between two looks at bucketrun's Pending pods for ones that can never start. Default 30."""
+    records_retention_days: int = Field(default=30, ge=0, le=36_500)
+    """Days a job record (``status.json``, logs, ``outputs.json``) is kept after it was written; 0 keeps
+    records for ever. The watcher sets it at start as an S3 lifecycle rule on the records prefix (ID
+    ``bucketrun-records-retention``; the bucket's other rules are kept), or removes that rule for 0. Where
+    the store refuses lifecycle configuration, where ``records_retention_method`` is ``sweep``, or where
+    the records prefix is empty (a rule would cover the whole bucket), the leading watcher deletes
+    expired records itself instead. Default 30."""
+    records_retention_method: Literal["auto", "sweep"] = "auto"
+    """How records expire: ``auto``, the lifecycle rule where the store takes it, else the watcher's sweep;
+    ``sweep``, always the watcher's sweep, and the bucket's lifecycle configuration is never touched (for
+    a bucket whose lifecycle another tool owns). Default ``auto``."""
+    records_retention_interval: PositiveFloat = 300.0
+    """Seconds between two passes of the watcher's sweep of expired records. Default 300."""
+    records_retention_batch: PositiveInt = Field(default=5000, le=100_000)
+    """Keys of the records location one sweep pass looks at: the next pass goes on after the last one,
+    and the sweep starts over once it reached the end. A pass costs at most one listing request and one
+    delete request per 1,000 keys. Default 5000 (with the default interval, 1.4 million keys a day)."""
 
     @model_validator(mode="after")
     def _renew_within_lease(self) -> WatcherSettings:
@@ -510,6 +540,33 @@ class Settings(BaseSettings):
         if password:
             values.update({password, unquote(password)})
         return tuple(value for value in values if value)
+
+
+class _ServicesOnly(BaseSettings):
+    """The ``services`` group alone, from the same environment and file as ``Settings``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_DELIMITER,
+        extra="ignore",  # the other groups: not read, so not required
+        frozen=True,
+        hide_input_in_errors=True,
+        case_sensitive=False,
+    )
+
+    services: ServicesSettings = Field(default_factory=ServicesSettings)
+    # Settings' own classmethod, bound here to this class: the same sources, read the same way.
+    settings_customise_sources = Settings.__dict__["settings_customise_sources"]
+
+
+def load_services_settings() -> ServicesSettings:
+    """Only the ``services`` group (``BUCKETRUN_SERVICES__*``, the ``BUCKETRUN_CONFIG`` file's ``services:``),
+    for commands that contact no server and so need none of the store's required settings.
+    ``SettingsError`` names a bad value."""
+    try:
+        return _ServicesOnly().services
+    except ValidationError as error:
+        raise SettingsError(explain(error)) from None
 
 
 def redact_url(url: str) -> str:

@@ -346,6 +346,31 @@ async def test_changed_definitions_are_reloaded_and_an_invalid_version_is_refuse
     assert await stage.dead_letters(settings) == 0
 
 
+def two_clusters_fdl(*also: str) -> str:
+    """alpha filed under 'cloud' (as in RESOURCES) and 'edge' (2 CPUs), then *also* under 'cloud'."""
+    cloud = service_fdl("alpha", *also).replace("  - c:", "  - cloud:")
+    edge = service_fdl("alpha").replace("  - c:", "  - edge:").replace("cpu: '250m'", "cpu: '2'")
+    return cloud + edge.split("  oscar:\n", 1)[1]
+
+
+async def test_the_chosen_clusters_definition_runs_and_the_choice_holds_on_reload(stage: Stage) -> None:
+    write_atomically(stage.fdl, two_clusters_fdl())
+    settings = stage.settings(services={"reload_interval": 0.5, "cluster": "cloud"})
+    process = await stage.launcher.start(settings)  # through BUCKETRUN_SERVICES__CLUSTER
+    assert process.logged("service definition for another cluster set aside")
+
+    write_atomically(stage.fdl, two_clusters_fdl("beta"))
+    await until(
+        lambda: _logged(process, "service definitions reloaded", services=["alpha", "beta"]),
+        "the dispatcher to load the new service for the same cluster",
+    )
+    bodies = events_for(2, prefix="in/chosen")
+    await stage.publish(settings, bodies)
+    await until(lambda: _at_least(stage.api_creates, 201, 2), "a Job per event")
+    await until(lambda: stage.drained(settings), "every queue drained")
+    assert_jobs_match(await jobs(stage.kube), expected_jobs(bodies))  # alpha's cloud resources, not 2 CPUs
+
+
 async def test_a_missing_setting_exits_2_naming_the_variable(stage: Stage) -> None:
     with _broker_stand_in() as (broker, url):
         settings = with_settings(stage.settings(), amqp={"url": SecretStr(url)})

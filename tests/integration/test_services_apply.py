@@ -522,3 +522,47 @@ def render_inputs(stack: Stack) -> tuple[Any, Any]:
 def job_containers(job: dict[str, Any]) -> list[dict[str, Any]]:
     spec = job["spec"]["template"]["spec"]
     return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+async def test_a_service_for_two_clusters_is_applied_listed_and_deleted_for_the_chosen_one(
+    stack: Stack, kube_api: client.ApiClient
+) -> None:
+    # The FDL of the other tests filed twice: under 'edge' reading in/edge, under 'cloud' reading in/.
+    text = stack.fdl.read_text()
+    entry = text.split("  oscar:\n", 1)[1]
+    edge = entry.replace("- test:", "- edge:").replace("/in\n", "/in/edge\n").replace("tr a-z A-Z", "cat")
+    stack.fdl.write_text(text.replace("- test:", "- cloud:") + edge)
+
+    code, out, err = await stack.run("services", "apply", "--dry-run", str(stack.fdl))
+    assert code == 1
+    assert "'cloud' in" in err
+    assert "'edge' in" in err
+    assert "--cluster ID" in err
+    assert "BUCKETRUN_SERVICES__CLUSTER" in err
+    assert out == ""
+    assert await stack.snapshot(kube_api) == {"store": {}, "configmaps": []}
+
+    code, out, err = await stack.run(
+        "services", "apply", "--skip-notifications", "--cluster", "cloud", str(stack.fdl)
+    )
+    assert code == 0, err
+    assert "note: " in out
+    assert "service 'upper' for cluster 'edge' set aside" in out
+    chosen = load_services([stack.fdl], cluster="cloud").by_name("upper")
+    config_map = JobRenderer(RenderSettings(namespace=stack.kube.namespace)).render_config_map(chosen)
+    applied = await stack.snapshot(kube_api)
+    assert applied["configmaps"] == [config_map["metadata"]["name"]]
+    assert applied["store"][stack.inbox][0] == ["in/"]  # the cloud definition's folder, not in/edge/
+
+    # The setting chooses where the option is absent: list and delete see the same service.
+    code, out, err = await stack.run(
+        "services", "list", str(stack.fdl), "--json", BUCKETRUN_SERVICES__CLUSTER="cloud"
+    )
+    assert code == 0, err
+    upper = next(s for s in json.loads(out)["services"] if s["name"] == "upper")
+    assert (upper["config_map"], upper["in_fdl"]) == ("present", True)
+    code, out, err = await stack.run(
+        "services", "delete", "--fdl", str(stack.fdl), BUCKETRUN_SERVICES__CLUSTER="cloud"
+    )
+    assert code == 0, err
+    assert f"delete configmap {config_map['metadata']['name']}" in out

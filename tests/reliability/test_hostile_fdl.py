@@ -219,6 +219,33 @@ def test_wrong_types_name_the_service_and_field(tmp_path, old, new, service, fie
         assert f"field '{field}'" in str(matching[0])
 
 
+HOSTILE_SCALARS = [
+    ("ephemeral_storage_request", '"1Gi\\nkind: Pod"', "invalid quantity '1Gi\\nkind: Pod'"),
+    ("ephemeral_storage_request", "'{{ 7*7 }}'", "invalid quantity '{{ 7*7 }}'"),
+    ("ephemeral_storage_request", "1e999999999", "is out of range"),
+    ("ephemeral_storage_request", "'-1Gi'", "quantity '-1Gi' must be greater than zero"),
+    (
+        "ephemeral_storage_request",
+        "{requests: 1Gi}",
+        "must be a quantity such as '1.0' or '512Mi', got a mapping",
+    ),
+    ("log_level", '"INFO\\nkind: Pod"', "invalid log level 'INFO\\nkind: Pod'"),
+    ("log_level", "'$(reboot)'", "invalid log level '$(reboot)'"),
+    ("log_level", "[DEBUG]", "Input should be a valid string (got a list)"),
+]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fragment"), HOSTILE_SCALARS, ids=[f"{k}={v}" for k, v, _ in HOSTILE_SCALARS]
+)
+def test_hostile_resource_and_log_level_values_are_refused_quoting_them(tmp_path, key, value, fragment):
+    # A value that reaches the manifest (a resource request, an env value) is checked before rendering:
+    # only a quantity or one of the log levels can pass, so no value can change the Job's shape.
+    problem = only(refused(tmp_path, fdl().replace("      image:", f"      {key}: {value}\n      image:")))
+    assert (problem.service, problem.field) == ("grayify", key)
+    assert fragment in problem.message, problem.message
+
+
 # -- duplicates and overlaps --------------------------------------------------------------------------------
 
 

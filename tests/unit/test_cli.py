@@ -152,3 +152,65 @@ def test_events_inspect_explains_no_route_and_refusals(capsys, tmp_path) -> None
     code, _, err = run(capsys, "events", "inspect", str(message))
     assert code == 1
     assert err.startswith("refused (not-utf8)")
+
+
+# -- a service defined for several OSCAR clusters: --cluster, else BUCKETRUN_SERVICES__CLUSTER -------------
+
+MULTI = str(FDL / "multi-cluster.yaml")
+
+
+def test_validate_without_a_cluster_names_them_and_the_option(capsys, monkeypatch) -> None:
+    monkeypatch.delenv("BUCKETRUN_SERVICES__CLUSTER", raising=False)
+    code, out, err = run(capsys, "services", "validate", MULTI)
+    assert code == 1
+    assert "'edge-site' in" in out + err
+    assert "choose its cluster with --cluster ID" in out + err
+    assert "BUCKETRUN_SERVICES__CLUSTER" in out + err
+
+
+def test_validate_with_a_cluster_uses_its_definition_and_says_what_it_set_aside(capsys, monkeypatch) -> None:
+    monkeypatch.delenv("BUCKETRUN_SERVICES__CLUSTER", raising=False)
+    code, out, _ = run(capsys, "services", "validate", "--cluster", "cloud-site", MULTI)
+    assert code == 0
+    assert "ok: leaf-counter (ghcr.io/example/leaf-counter:large; cpu 2, memory 4Gi)" in out
+    assert "note: " in out
+    assert "service 'leaf-counter' for cluster 'edge-site' set aside" in out
+
+
+def test_the_setting_chooses_when_the_option_is_absent_and_the_option_wins(capsys, monkeypatch) -> None:
+    monkeypatch.setenv("BUCKETRUN_SERVICES__CLUSTER", "cloud-site")
+    code, out, _ = run(capsys, "services", "validate", MULTI)
+    assert (code, "ok: leaf-counter (ghcr.io/example/leaf-counter:large" in out) == (0, True)
+    code, out, err = run(capsys, "services", "validate", "--cluster", "edge-site", MULTI)
+    assert code == 1
+    assert "field 'volume'" in out + err
+    monkeypatch.setenv("BUCKETRUN_SERVICES__CLUSTER", "\t")
+    code, _, err = run(capsys, "services", "validate", MULTI)
+    assert code == 2
+    assert "BUCKETRUN_SERVICES__CLUSTER" in err
+
+
+def test_render_and_events_inspect_take_the_cluster_too(capsys, monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("BUCKETRUN_SERVICES__CLUSTER", raising=False)
+    where = ("--bucket", "field-photos", "--key", "incoming/leaf.jpg")
+    code, out, _ = run(
+        capsys, "render", "--fdl", MULTI, "--service", "leaf-counter", *where, "--cluster", "cloud-site"
+    )
+    assert code == 0
+    _, job = yaml.safe_load_all(out)
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/example/leaf-counter:large"
+    message = tmp_path / "m.json"
+    message.write_bytes(
+        build_message(
+            event_name="s3:ObjectCreated:Put",
+            bucket="field-photos",
+            key="incoming/leaf.jpg",
+            etag="e",
+            sequencer="1",
+        )
+    )
+    code, out, _ = run(
+        capsys, "events", "inspect", str(message), "--fdl", MULTI, "--cluster", "cloud-site", "--json"
+    )
+    assert code == 0
+    assert [route["service"] for route in json.loads(out)[0]["routes"]] == ["leaf-counter"]

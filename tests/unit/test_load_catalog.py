@@ -46,3 +46,13 @@ def test_invalid_definitions_name_file_service_and_field(tmp_path) -> None:
 def test_no_paths_is_a_clear_error() -> None:
     with pytest.raises(StartupError, match="BUCKETRUN_SERVICES__PATHS"):
         load_catalog(())
+
+
+def test_a_service_for_two_clusters_loads_for_the_configured_one_and_is_refused_otherwise(tmp_path) -> None:
+    (tmp_path / "s.yaml").write_text(
+        FDL + FDL.split("  oscar:\n", 1)[1].replace("- c:", "- d:").replace("data/in", "data/other")
+    )
+    catalog = load_catalog((tmp_path,), ("bucketrun-records", "records/"), cluster="d")
+    assert [(s.cluster_id, s.inputs[0].folder) for s in catalog.services.values()] == [("d", "other")]
+    with pytest.raises(StartupError, match="BUCKETRUN_SERVICES__CLUSTER"):
+        load_catalog((tmp_path,), ("bucketrun-records", "records/"))

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from dispatcher.adapters.s3.storage import ObjectInfo
 from dispatcher.domain.events import EventKind, parse_message
-from dispatcher.fdl import load_services_text
+from dispatcher.fdl import InputPath, ServiceDefinition, load_services_text
 from dispatcher.poller.app import (
     EVENT_NAME,
     ListTarget,
@@ -31,13 +31,12 @@ functions:
       - {storage_provider: minio, path: photos/in/deeper}
       - {storage_provider: minio, path: photos/inbox}
       output: [{storage_provider: minio, path: results/a}]
-  - c:
-      name: b
-      image: busybox
-      script: "exit 0\n"
-      input: [{storage_provider: minio, path: whole}]
-      output: [{storage_provider: minio, path: results/b}]
 """
+# A whole-bucket input: no FDL path names one since OSCAR 4.1 (a path without a slash is a folder of the
+# service's bucket), but the model holds it.
+WHOLE_BUCKET = ServiceDefinition(
+    name="b", image="busybox", script="exit 0\n", inputs=(InputPath(bucket="whole"),)
+)
 MODIFIED = datetime(2026, 11, 25, 21, 30, 1, 123456, tzinfo=UTC)
 
 
@@ -48,7 +47,7 @@ def _info(
 
 
 def test_list_targets_cover_every_input_once_and_drop_nested_folders() -> None:
-    services = load_services_text(FDL, source="t.yaml", base_dir=None).services
+    services = (*load_services_text(FDL, source="t.yaml", base_dir=None).services, WHOLE_BUCKET)
     assert list_targets(services) == (
         ListTarget("photos", "in/"),
         ListTarget("photos", "inbox/"),  # not inside "in/": folders compare at path boundaries

@@ -214,6 +214,94 @@ def test_the_deployments_defaults_replace_oscars(renderer: JobRenderer) -> None:
     }
 
 
+def test_ephemeral_storage_request_is_a_request_of_the_run_container_only(renderer: JobRenderer) -> None:
+    # OSCAR (pkg/types/service.go CreateResources): requests[ephemeral-storage], and no limit.
+    service = service_from(
+        MINIMAL.replace(
+            "      memory: 256Mi\n", "      memory: 256Mi\n      ephemeral_storage_request: 2Gi\n"
+        )
+    )
+    assert service.ephemeral_storage_request == "2Gi"
+    assert run_resources(renderer, service) == {
+        "requests": {"cpu": "0.5", "memory": "256Mi", "ephemeral-storage": "2Gi"},
+        "limits": {"cpu": "0.5", "memory": "256Mi"},
+    }
+    job = renderer.render_job(service, event("photos", "in/cat.txt"), grants_for(service))
+    pod = job["spec"]["template"]["spec"]
+    stagers = [*pod["initContainers"], *(x for x in pod["containers"] if x["name"] != contract.CONTAINER_RUN)]
+    assert all("ephemeral-storage" not in yaml.safe_dump(x["resources"]) for x in stagers)
+
+
+def test_without_ephemeral_storage_request_nothing_is_requested(renderer: JobRenderer) -> None:
+    assert "ephemeral-storage" not in run_resources(renderer, service_from(MINIMAL))["requests"]
+    assert "ephemeral-storage" not in run_resources(renderer, service_from(NO_RESOURCES))["requests"]
+
+
+@pytest.mark.parametrize("amount", ["1", "1e3", "0.5Gi", ".5Ti", "+1Ki", "1500M", "9223372036854775807"])
+def test_any_ephemeral_quantity_keeps_the_manifests_shape(amount: str, renderer: JobRenderer) -> None:
+    with_storage = MINIMAL.replace(
+        "      memory: 256Mi\n", f"      memory: 256Mi\n      ephemeral_storage_request: '{amount}'\n"
+    )
+    benign = renderer.render_job(
+        service_from(with_storage.replace(f"'{amount}'", "2Gi")),
+        event("photos", "in/a.txt"),
+        grants_for(service_from(MINIMAL)),
+    )
+    odd = renderer.render_job(
+        service_from(with_storage), event("photos", "in/a.txt"), grants_for(service_from(MINIMAL))
+    )
+    assert shape(odd) == shape(benign)
+    validate(odd)
+
+
+def run_env(renderer: JobRenderer, service: ServiceDefinition) -> list[dict[str, Any]]:
+    job = renderer.render_job(service, event("photos", "in/cat.txt"), grants_for(service))
+    validate(job)
+    run = next(
+        x for x in job["spec"]["template"]["spec"]["containers"] if x["name"] == contract.CONTAINER_RUN
+    )
+    env: list[dict[str, Any]] = run["env"]
+    return env
+
+
+@pytest.mark.parametrize(
+    ("fdl", "expected"),
+    [
+        ("", "INFO"),  # OSCAR's default when log_level is unset
+        ("      log_level: ''\n", "INFO"),
+        ("      log_level: debug\n", "DEBUG"),  # OSCAR upper-cases it
+        ("      log_level: NotSet\n", "NOTSET"),
+        ("      log_level: CRITICAL\n", "CRITICAL"),
+    ],
+)
+def test_the_script_sees_the_supervisors_log_level_as_log_level(
+    fdl: str, expected: str, renderer: JobRenderer
+) -> None:
+    env = run_env(renderer, service_from(MINIMAL.replace("      script: |", fdl + "      script: |")))
+    assert [entry for entry in env if entry["name"] == "LOG_LEVEL"] == [
+        {"name": "LOG_LEVEL", "value": expected}
+    ]
+
+
+def test_a_services_own_log_level_variable_wins_as_it_does_for_oscars_supervisor(
+    renderer: JobRenderer,
+) -> None:
+    text = MINIMAL.replace(
+        "      script: |",
+        "      log_level: DEBUG\n      environment: {variables: {LOG_LEVEL: warning}}\n      script: |",
+    )
+    loaded = load_services_text(text, source="test.yaml", base_dir=FDL)
+    (warning,) = loaded.warnings
+    assert (warning.field, warning.message) == (
+        "environment.variables.LOG_LEVEL",
+        "'warning' wins over log_level 'DEBUG', as it does for OSCAR's supervisor",
+    )
+    env = run_env(renderer, loaded.by_name("upper"))
+    assert [entry for entry in env if entry["name"] == "LOG_LEVEL"] == [
+        {"name": "LOG_LEVEL", "value": "warning"}
+    ]
+
+
 def test_run_as_user_makes_the_script_container_non_root_without_capabilities(renderer: JobRenderer) -> None:
     text = """
 name: nonroot

@@ -113,7 +113,7 @@ def test_hidden_entries_of_a_configmap_mount_are_skipped(tmp_path):
     assert [service.name for service in load_services([tmp_path])] == ["grayify"]
 
 
-def test_duplicate_names_across_files_name_both_files():
+def test_a_service_for_two_clusters_in_two_files_names_both_and_the_choice():
     with pytest.raises(ServiceDefinitionError) as caught:
         load_services([FDL / "duplicates"])
     (problem,) = caught.value.problems
@@ -123,8 +123,22 @@ def test_duplicate_names_across_files_name_both_files():
         "name",
     )
     assert problem.message == (
-        f"service name 'grayify' is defined twice: in {FDL / 'duplicates' / 'a.yaml'} (cluster 'cluster-a') "
-        f"and in {FDL / 'duplicates' / 'b.yaml'} (cluster 'cluster-b')"
+        "service name 'grayify' is defined for several OSCAR clusters: "
+        f"'cluster-a' in {FDL / 'duplicates' / 'a.yaml'}, 'cluster-b' in {FDL / 'duplicates' / 'b.yaml'}; "
+        "bucketrun runs one: choose its cluster with --cluster ID (bucketrun services, render, events "
+        "inspect) or the setting BUCKETRUN_SERVICES__CLUSTER"
+    )
+
+
+def test_the_same_name_twice_for_one_cluster_is_defined_twice(tmp_path):
+    (tmp_path / "a.yaml").write_text(service_text())
+    (tmp_path / "b.yaml").write_text(service_text().replace("images/in", "other/in"))
+    with pytest.raises(ServiceDefinitionError) as caught:
+        load_services([tmp_path], cluster="oscar-cluster")
+    (problem,) = caught.value.problems
+    assert problem.message == (
+        f"service name 'grayify' is defined twice: in {tmp_path / 'a.yaml'} (cluster 'oscar-cluster') "
+        f"and in {tmp_path / 'b.yaml'} (cluster 'oscar-cluster')"
     )
 
 
@@ -179,7 +193,11 @@ def test_all_problems_of_a_service_are_collected():
             "invalid key 'bad key!': the name part must be 1-63 letters, digits, '-', '_' or '.', "
             "starting and ending with a letter or digit",
         ),
-        ("log_level", "invalid log level 'LOUD' (expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL)"),
+        (
+            "log_level",
+            "invalid log level 'LOUD' (expected one of NOTSET, DEBUG, INFO, WARNING, ERROR, CRITICAL, in any "
+            "case; OSCAR would silently run its supervisor at INFO instead)",
+        ),
         ("bucketrun.retries", "Input should be greater than or equal to 0 (got a number)"),
         ("bucketrun.colour", "unknown field"),
     ]
@@ -281,29 +299,51 @@ def test_script_file_without_base_dir_is_refused():
     assert message == "script file 'run.sh' cannot be read: no base directory was given"
 
 
-@pytest.mark.parametrize("value", ["../outside.sh", "sub/../../outside.sh"])
-def test_script_path_may_not_leave_the_fdl_directory(tmp_path, value):
+@pytest.mark.parametrize("value", ["../scripts/run.sh", "sub/../../scripts/run.sh"])
+def test_script_path_climbs_out_of_the_fdl_folder_as_oscar_cli_reads_it(tmp_path, value):
+    base = tmp_path / "fdl"
+    (base / "sub").mkdir(parents=True)
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "run.sh").write_text("echo shared\n", encoding="utf-8")
+    service = load_services_text(_with_script(value), source="x", base_dir=base).by_name("grayify")
+    assert service.script == "echo shared\n"
+
+
+def test_missing_script_names_the_absolute_path_tried(tmp_path, monkeypatch):
+    (tmp_path / "fdl").mkdir()
+    monkeypatch.chdir(tmp_path)
+    ((_, _, message),) = refused(_with_script("../scripts/run.sh"), base_dir=Path("fdl"))
+    assert message.startswith(f"script file {str(tmp_path / 'fdl' / '../scripts/run.sh')!r} not found")
+    assert "'../scripts/run.sh' is read relative to the FDL's folder, as oscar-cli reads it" in message
+
+
+def test_script_symlink_is_followed(tmp_path):
     base = tmp_path / "fdl"
     base.mkdir()
-    (tmp_path / "outside.sh").write_text("echo secret\n", encoding="utf-8")
-    (base / "sub").mkdir()
-    ((_, _, message),) = refused(_with_script(value), base_dir=base)
-    assert "resolves outside the FDL's directory" in message
+    (tmp_path / "shared.sh").write_text("echo linked\n", encoding="utf-8")
+    (base / "run.sh").symlink_to(tmp_path / "shared.sh")
+    service = load_services_text(_with_script("run.sh"), source="x", base_dir=base).by_name("grayify")
+    assert service.script == "echo linked\n"
 
 
-def test_script_symlink_out_of_the_fdl_directory_is_refused(tmp_path):
-    base = tmp_path / "fdl"
-    base.mkdir()
-    (tmp_path / "token").write_text("service-account-token\n", encoding="utf-8")
-    (base / "run.sh").symlink_to(tmp_path / "token")
-    ((_, _, message),) = refused(_with_script("run.sh"), base_dir=base)
-    assert "resolves outside the FDL's directory" in message
-    assert "service-account-token" not in message
-
-
-def test_absolute_script_path_is_refused(tmp_path):
+def test_a_script_path_starting_with_a_slash_is_read_under_the_fdl_folder(tmp_path):
+    # oscar-cli joins the FDL's folder, '/' and the value: '/opt/run.sh' is <folder>/opt/run.sh.
+    (tmp_path / "opt").mkdir()
+    (tmp_path / "opt" / "run.sh").write_text("echo under the fdl\n", encoding="utf-8")
+    service = load_services_text(_with_script("/opt/run.sh"), source="x", base_dir=tmp_path).by_name(
+        "grayify"
+    )
+    assert service.script == "echo under the fdl\n"
     ((_, _, message),) = refused(_with_script("/etc/passwd"), base_dir=tmp_path)
-    assert message.startswith("script file '/etc/passwd' is an absolute path")
+    assert message.startswith(f"script file {str(tmp_path / 'etc' / 'passwd')!r} not found")
+    assert "is read under the FDL's folder even though it starts with '/'" in message
+    assert "'script: |' then 'exec /path'" in message
+
+
+def test_a_fifo_is_not_a_script_and_is_never_opened(tmp_path):
+    os.mkfifo(tmp_path / "run.sh")  # opening it for reading would block until a writer came
+    ((_, _, message),) = refused(_with_script("run.sh"), base_dir=tmp_path)
+    assert message == f"script file {str(tmp_path / 'run.sh')!r} is not a regular file"
 
 
 @pytest.mark.parametrize(
@@ -552,12 +592,15 @@ def test_filters_and_storage_providers():
     assert not drift.accepts("frame-001_DRIFTED")
     assert archive.accepts("anything/at/all")
     assert (drift.provider, archive.provider) == ("minio.oscar-cluster-fixed3", "s3.aws")
+    # `path: archive` names no bucket: OSCAR 4.1+ puts it in the bucket named after the service.
+    assert (archive.bucket, archive.folder) == ("mask-detector", "archive")
     assert sorted(service.storage_providers) == ["minio.oscar-cluster-fixed3", "s3.aws"]
     aws = service.storage_providers["s3.aws"]
     assert (aws.region, aws.secret_key.get_secret_value()) == ("eu-west-1", "aws-secret-example")
     assert "aws-secret-example" not in repr(service) + service.model_dump_json()
     assert [(warning.service, warning.field) for warning in loaded.warnings] == [
-        (None, "storage_providers.onedata.my_onedata")
+        (None, "storage_providers.onedata.my_onedata"),
+        ("mask-detector", "output[2].path"),
     ]
 
 

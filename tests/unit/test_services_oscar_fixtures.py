@@ -73,6 +73,9 @@ EXPECTED: dict[str, Loads | Refused] = {
     "oscar-dog-breed-ai4oshub.yaml": Loads(
         ("script.sh",), ("dog-breed-detector",), frozenset({("dog-breed-detector", "vo")})
     ),
+    # A template: its `[aws_access_key_id]` placeholders are YAML lists, which oscar-cli's decoder refuses
+    # too. The cloud entry's output names the edge cluster's MinIO, which oscar-cli fills in from its own
+    # cluster configuration (absent from bucketrun). The service is defined for two clusters.
     "oscar-fire-detection-replicas.yaml": Refused(
         ("script.sh",),
         tuple(
@@ -84,7 +87,15 @@ EXPECTED: dict[str, Loads | Refused] = {
             (
                 "fire-detection",
                 "output[1].storage_provider",
-                "'minio.oscar-cluster-edge' is not defined under storage_providers",
+                "'minio.oscar-cluster-edge' is not defined under storage_providers: oscar-cli fills in the "
+                "MinIO of each cluster an FDL names (here 'oscar-cluster-edge') from its own configuration",
+            ),
+            (
+                "fire-detection",
+                "name",
+                "service name 'fire-detection' is defined for several OSCAR clusters: 'oscar-cluster-edge' "
+                "in <fixture>, 'oscar-cluster' in <fixture>; bucketrun runs one: choose its cluster with "
+                "--cluster ID",
             ),
         ),
     ),
@@ -158,16 +169,11 @@ EXPECTED: dict[str, Loads | Refused] = {
             ),
         ),
     ),
-    "oscar-toscarizer-aisprint-multicluster.yaml": Refused(
-        (),
-        (
-            ("mask-detector", "script", "script file '/opt/mask-detector/script.sh' is an absolute path"),
-            (
-                "blurry-faces-onnx",
-                "script",
-                "script file '/opt/blurry-faces-onnx/script.sh' is an absolute path",
-            ),
-        ),
+    # `script: /opt/...` is read under the FDL's folder, as oscar-cli reads it (it joins folder, '/' and
+    # value): staged there, both services load, one per cluster.
+    "oscar-toscarizer-aisprint-multicluster.yaml": Loads(
+        ("opt/mask-detector/script.sh", "opt/blurry-faces-onnx/script.sh"),
+        ("mask-detector", "blurry-faces-onnx"),
     ),
     "oscar-video-process-chain.yaml": Loads(
         ("split-video.sh", "yolov3-object-detection.sh"), ("split-video", "darknet")
@@ -184,10 +190,11 @@ def _fixture_names() -> list[str]:
 
 
 def _staged(name: str, scripts: tuple[str, ...], directory: Path) -> Path:
-    """A copy of fixture ``name`` in ``directory`` next to stub scripts called ``scripts``."""
+    """A copy of fixture ``name`` in ``directory`` next to stub scripts at the paths ``scripts``."""
     target = directory / name
     shutil.copyfile(FIXTURES / name, target)
     for script in scripts:
+        (directory / script).parent.mkdir(parents=True, exist_ok=True)
         (directory / script).write_text(f"#!/bin/sh\necho stub {script}\n", encoding="utf-8")
     return target
 
@@ -217,7 +224,7 @@ def test_fixture_loads_or_is_refused_precisely(name, tmp_path):
         ]
         for problem, (_, _, fragment) in zip(problems, expected.problems, strict=True):
             assert problem.file == str(path)
-            assert fragment in problem.message
+            assert fragment.replace("<fixture>", str(path)) in problem.message
         assert str(problems[0]) in str(caught.value)
 
 
@@ -279,4 +286,68 @@ def test_chain_of_real_workflow_routes_output_to_next_input(tmp_path):
         "minio.default",
         "video-process",
         "med",
+    )
+
+
+def _filled_in(tmp_path: Path) -> Path:
+    """The fire-detection template with its `[placeholder]` values filled in, as its user would."""
+    path = _staged("oscar-fire-detection-replicas.yaml", ("script.sh",), tmp_path)
+    text = path.read_text(encoding="utf-8")
+    for placeholder in ("aws_access_key_id", "aws_secret_access_key", "aws_default_region", "topic_arn"):
+        text = text.replace(f"[{placeholder}]", f"'{placeholder}-value'")
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_service_for_two_clusters_loads_for_the_cluster_chosen(tmp_path):
+    path = _filled_in(tmp_path)
+    loaded = load_services([path], cluster="oscar-cluster-edge")
+    (service,) = loaded.services
+    assert (service.name, service.cluster_id) == ("fire-detection", "oscar-cluster-edge")
+    assert [output.provider for output in service.outputs] == ["minio.default"]
+    assert {(warning.service, warning.field) for warning in loaded.warnings} == {
+        ("fire-detection", "replicas"),
+        ("fire-detection", "environment.variables.SEND_SNS"),  # `false` unquoted: read as 'false'
+    }
+    assert loaded.notes == (
+        f"{path}: service 'fire-detection' for cluster 'oscar-cluster' set aside: "
+        "the definition for cluster 'oscar-cluster-edge' is used",
+    )
+
+
+def test_the_other_clusters_definition_needs_the_minio_oscar_cli_would_fill_in(tmp_path):
+    path = _filled_in(tmp_path)
+    with pytest.raises(ServiceDefinitionError) as caught:
+        load_services([path], cluster="oscar-cluster")
+    (problem,) = caught.value.problems
+    assert (problem.service, problem.field) == ("fire-detection", "output[1].storage_provider")
+    assert "oscar-cli fills in the MinIO of each cluster an FDL names" in problem.message
+    with pytest.raises(ServiceDefinitionError) as caught:
+        load_services([path])
+    assert [problem.field for problem in caught.value.problems] == ["output[1].storage_provider", "name"]
+
+
+def test_without_duplicates_a_chosen_cluster_keeps_every_service_as_apply_cluster_does(tmp_path):
+    scripts = ("opt/mask-detector/script.sh", "opt/blurry-faces-onnx/script.sh")
+    path = _staged("oscar-toscarizer-aisprint-multicluster.yaml", scripts, tmp_path)
+    for cluster in (None, "oscar-cluster-fixed1", "elsewhere"):
+        loaded = load_services([path], cluster=cluster)
+        assert [(s.name, s.cluster_id) for s in loaded] == [
+            ("mask-detector", "oscar-cluster-fixed3"),
+            ("blurry-faces-onnx", "oscar-cluster-fixed1"),
+        ]
+        assert loaded.notes == ()
+    assert (
+        load_services([path]).by_name("mask-detector").script
+        == "#!/bin/sh\necho stub opt/mask-detector/script.sh\n"
+    )
+
+
+def test_an_absolute_script_path_read_in_place_names_where_oscar_cli_looks():
+    path = FIXTURES / "oscar-toscarizer-aisprint-multicluster.yaml"
+    with pytest.raises(ServiceDefinitionError) as caught:
+        load_services([path])
+    first = caught.value.problems[0]
+    assert first.message.startswith(
+        f"script file {str(FIXTURES / 'opt/mask-detector/script.sh')!r} not found"
     )

@@ -15,6 +15,7 @@ from dispatcher.runtime.settings import (
     SettingsError,
     describe_lines,
     env_name,
+    load_services_settings,
     redact_url,
     secret_fields,
 )
@@ -218,3 +219,22 @@ def test_the_watch_read_timeout_is_two_bookmark_intervals_and_settable(monkeypat
     monkeypatch.setenv("BUCKETRUN_CLUSTER__WATCH_READ_TIMEOUT", "0")
     with pytest.raises(SettingsError, match="BUCKETRUN_CLUSTER__WATCH_READ_TIMEOUT"):
         Settings.load()
+
+
+def test_the_services_group_loads_alone_without_the_stores_credentials(tmp_path, monkeypatch):
+    monkeypatch.delenv("BUCKETRUN_STORAGE__ACCESS_KEY")
+    monkeypatch.delenv("BUCKETRUN_STORAGE__SECRET_KEY")
+    with pytest.raises(SettingsError):
+        Settings.load()
+    assert load_services_settings().cluster is None
+    monkeypatch.setenv(
+        CONFIG_ENV, str(write_config(tmp_path, "services: {cluster: from-file}\namqp: {prefetch: 0}\n"))
+    )
+    assert load_services_settings().cluster == "from-file"  # the other groups are not even read
+    monkeypatch.setenv("BUCKETRUN_SERVICES__CLUSTER", "edge-site")
+    assert load_services_settings().cluster == "edge-site"
+    monkeypatch.setenv("BUCKETRUN_SERVICES__CLUSTER", " ")
+    with pytest.raises(
+        SettingsError, match=r"BUCKETRUN_SERVICES__CLUSTER .*cluster id ' ' must be non-blank"
+    ):
+        load_services_settings()
