@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from dispatcher.adapters.s3.storage import Storage
@@ -31,6 +32,16 @@ class StoredRecord:
 
     key: str
     record: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRef:
+    """A record's ``status.json`` as a listing shows it, not read: whose it is and when it was written."""
+
+    service: str
+    name: str
+    key: str
+    written: datetime | None
 
 
 class RecordStore:
@@ -99,15 +110,43 @@ class RecordStore:
             raise
         return body.decode("utf-8", "replace")
 
-    async def find(self, name: str | None = None, *, service: str | None = None) -> list[StoredRecord]:
-        """Records of Job *name* (any service, unless given), or every record (of *service*)."""
+    async def status_objects(self, service: str | None = None) -> list[RecordRef]:
+        """Every record's ``status.json`` (of *service*, if given) as the listing shows it: no record is
+        read. Every key under the records location is listed (S3 lists 1,000 a request)."""
         prefix = self.prefix + (f"{service}/" if service else "")
-        found: list[StoredRecord] = []
-        for info in await self.storage.list(self.bucket, prefix):
+        found: list[RecordRef] = []
+        for info in await self.storage.list(self.bucket, prefix, limit=None):
             parts = info.key[len(self.prefix) :].split("/")
-            if len(parts) != 3 or parts[2] != STATUS_FILE or (name is not None and parts[1] != name):
-                continue
-            record = await self.read(parts[0], parts[1])
-            if record is not None:
-                found.append(StoredRecord(info.key, record))
+            if len(parts) == 3 and parts[2] == STATUS_FILE:
+                found.append(RecordRef(parts[0], parts[1], info.key, info.last_modified))
         return found
+
+    async def services(self) -> list[str]:
+        """The services that have records (the folders of the records location)."""
+        folders = await self.storage.folders(self.bucket, self.prefix)
+        return [folder[len(self.prefix) :].rstrip("/") for folder in folders]
+
+    async def find(self, name: str | None = None, *, service: str | None = None) -> list[StoredRecord]:
+        """Records of Job *name* (of *service*, else of any: one read per service), or every record
+        (of *service*)."""
+        if name is not None:
+            found = []
+            for each in [service] if service else await self.services():
+                record = await self.read(each, name)
+                if record is not None:
+                    found.append(StoredRecord(self.folder(each, name) + STATUS_FILE, record))
+            return found
+        listed = []
+        for ref in await self.status_objects(service):
+            record = await self.read(ref.service, ref.name)
+            if record is not None:
+                listed.append(StoredRecord(ref.key, record))
+        return listed
+
+    async def delete(self, service: str, name: str) -> int:
+        """Delete Job *name*'s record folder (status, logs, outputs manifest); how many objects it held."""
+        keys = [
+            info.key for info in await self.storage.list(self.bucket, self.folder(service, name), limit=None)
+        ]
+        await self.storage.delete_objects(self.bucket, keys)
+        return len(keys)

@@ -19,9 +19,11 @@ A job never gets a credential, only:
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import io
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar
@@ -29,6 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import urllib3
 from minio import Minio
+from minio.deleteobjects import DeleteError, DeleteObject
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
 from minio.helpers import BaseURL, check_bucket_name, check_object_name
 from minio.notificationconfig import (
@@ -41,7 +44,8 @@ from minio.notificationconfig import (
     TopicConfig,
 )
 
-from dispatcher.adapters.s3 import sigv4
+from dispatcher.adapters.s3 import lifecycle, sigv4
+from dispatcher.adapters.s3.lifecycle import ExpirationRule
 from dispatcher.adapters.s3.notifications import NotificationRule
 from dispatcher.domain.errors import PermanentError, TransientError
 from dispatcher.domain.record import outputs_manifest_key
@@ -80,6 +84,11 @@ _LIST_LIMIT: Final = 10_000
 # not implement notifications at all.
 _NOTIFICATION_REFUSED: Final = frozenset({"InvalidArgument", "NotImplemented", "MethodNotAllowed"})
 _AWS_ENDPOINT: Final = "https://s3.amazonaws.com"
+# What a store answers to lifecycle configuration it will not take or show: not implemented (some S3
+# servers), not allowed (a gateway, or the key's policy denies s3:PutLifecycleConfiguration).
+_LIFECYCLE_REFUSED: Final = frozenset(
+    {"NotImplemented", "MethodNotAllowed", "AccessDenied", "InvalidRequest"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,15 +340,24 @@ class Storage:
         return await self._run(f"stat {bucket}/{key}", stat)
 
     async def list(
-        self, bucket: str, prefix: str = "", *, limit: int = _LIST_LIMIT
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        limit: int | None = _LIST_LIMIT,
+        start_after: str | None = None,
     ) -> tuple[ObjectInfo, ...]:
-        """Objects under ``prefix`` (recursively, in key order), at most ``limit`` of them."""
+        """Objects under ``prefix`` (recursively, in key order), at most ``limit`` of them (None: all),
+        only those after the key *start_after* if given."""
         client = self._default.client
 
         def listing() -> tuple[ObjectInfo, ...]:
             found: list[ObjectInfo] = []
-            for item in client.list_objects(bucket, prefix=prefix or None, recursive=True):
-                if len(found) >= limit:
+            items = client.list_objects(
+                bucket, prefix=prefix or None, recursive=True, start_after=start_after
+            )
+            for item in items:
+                if limit is not None and len(found) >= limit:
                     break
                 found.append(
                     ObjectInfo(
@@ -355,6 +373,28 @@ class Storage:
             return tuple(found)
 
         return await self._run(f"list {bucket}/{prefix}", listing)
+
+    async def folders(self, bucket: str, prefix: str = "") -> tuple[str, ...]:
+        """The "folders" right under ``prefix``: the distinct next path segments of its keys, each with
+        ``prefix`` before it and ending in ``/`` (one listing, not recursive)."""
+        client = self._default.client
+
+        def listing() -> tuple[str, ...]:
+            items = client.list_objects(bucket, prefix=prefix or None, recursive=False)
+            return tuple(item.object_name or "" for item in items if item.is_dir)
+
+        return await self._run(f"list the folders of {bucket}/{prefix}", listing)
+
+    async def delete_objects(self, bucket: str, keys: Sequence[str]) -> None:
+        """Delete the objects *keys* of *bucket* (a key already gone is fine), up to 1,000 per request."""
+        client = self._default.client
+
+        def delete() -> None:
+            for error in client.remove_objects(bucket, (DeleteObject(key) for key in keys)):
+                raise _delete_error(bucket, error)
+
+        if keys:
+            await self._run(f"delete {len(keys)} object(s) from {bucket}", delete)
 
     async def ensure_bucket(self, bucket: str) -> bool:
         """Create ``bucket`` unless it exists; True when it was created."""
@@ -435,6 +475,67 @@ class Storage:
 
         await self._run(f"write the notification configuration of {bucket}", write)
 
+    async def expiration_rule(self, bucket: str, rule_id: str) -> ExpirationRule | None:
+        """The rule *rule_id* of ``bucket``'s lifecycle configuration, if it is an expiration rule as
+        ``put_expiration_rule`` writes them; ``LifecycleRefusedError`` if the store will not say."""
+        read = self._lifecycle(bucket)
+
+        def find() -> ExpirationRule | None:
+            return lifecycle.expiration_rule(read(), rule_id)
+
+        return await self._run(f"read the lifecycle configuration of {bucket}", _refusing(bucket, find))
+
+    async def put_expiration_rule(self, bucket: str, rule: ExpirationRule) -> bool:
+        """Add *rule* to ``bucket``'s lifecycle configuration, or replace the rule of its ID; every other
+        rule is kept as the store returned it. True when the configuration changed (False: it already
+        held the rule). ``LifecycleRefusedError`` when the store does not take lifecycle configurations
+        (or not from this key). Read, merge and write are not atomic: two writers of the same bucket's
+        configuration at the same moment may lose one's change."""
+        read = self._lifecycle(bucket)
+        client = self._default.client
+
+        def merge() -> bool:
+            document = lifecycle.with_rule(read(), rule)
+            if document is None:
+                return False
+            _put_lifecycle(client, bucket, document)
+            return True
+
+        return await self._run(f"write the lifecycle configuration of {bucket}", _refusing(bucket, merge))
+
+    async def remove_lifecycle_rule(self, bucket: str, rule_id: str) -> bool:
+        """Remove the rule *rule_id* from ``bucket``'s lifecycle configuration, keeping every other rule
+        (the configuration is deleted when it was the only one); True when there was one."""
+        read = self._lifecycle(bucket)
+        client = self._default.client
+
+        def remove() -> bool:
+            changed, document = lifecycle.without_rule(read(), rule_id)
+            if document is not None and changed:
+                _put_lifecycle(client, bucket, document)
+            elif changed:
+                client.delete_bucket_lifecycle(bucket)
+            return changed
+
+        return await self._run(f"write the lifecycle configuration of {bucket}", _refusing(bucket, remove))
+
+    def _lifecycle(self, bucket: str) -> Callable[[], bytes | None]:
+        """A blocking read of ``bucket``'s lifecycle configuration as the store sent it (None: none)."""
+        client = self._default.client
+
+        def read() -> bytes | None:
+            try:
+                # The SDK's get_bucket_lifecycle parses into LifecycleConfig, which drops the rule elements
+                # it does not model (module lifecycle): the same request, answered as the raw document.
+                response = client._execute("GET", bucket, query_params={"lifecycle": ""})
+            except S3Error as error:
+                if error.code == "NoSuchLifecycleConfiguration":
+                    return None
+                raise
+            return bytes(response.data)
+
+        return read
+
     async def _run(self, what: str, call: Callable[[], _T]) -> _T:
         try:
             return await asyncio.to_thread(call)
@@ -457,6 +558,43 @@ class NotificationsRefusedError(PermanentError):
         self.bucket = bucket
         self.arn = arn
         self.detail = detail
+
+
+class LifecycleRefusedError(PermanentError):
+    """The store does not take (or show) bucket lifecycle configurations, or not from this key: it does
+    not implement them, or its policy denies them."""
+
+    def __init__(self, bucket: str, detail: str) -> None:
+        super().__init__(
+            f"storage refused the lifecycle configuration of bucket {bucket}: {detail}",
+            reason="lifecycle-refused",
+        )
+        self.bucket = bucket
+        self.detail = detail
+
+
+def _refusing(bucket: str, call: Callable[[], _T]) -> Callable[[], _T]:
+    """*call* (lifecycle requests), with the answers that mean "not here" as ``LifecycleRefusedError``."""
+
+    def refusing() -> _T:
+        try:
+            return call()
+        except S3Error as error:
+            if error.code in _LIFECYCLE_REFUSED or error.response.status in (405, 501):
+                raise LifecycleRefusedError(bucket, error.message or error.code or "") from error
+            raise
+        except lifecycle.LifecycleDocumentError as error:
+            raise LifecycleRefusedError(bucket, str(error)) from error
+
+    return refusing
+
+
+def _put_lifecycle(client: Minio, bucket: str, document: bytes) -> None:
+    """PUT *document* as the bucket's lifecycle configuration, as the SDK's set_bucket_lifecycle sends it."""
+    digest = base64.b64encode(hashlib.md5(document).digest()).decode()  # noqa: S324 - S3 requires Content-MD5
+    client._execute(
+        "PUT", bucket, body=document, headers={"Content-MD5": digest}, query_params={"lifecycle": ""}
+    )
 
 
 def _rule_of(kind: str, arn: str, config: CommonConfig) -> NotificationRule:
@@ -497,6 +635,16 @@ def _config_of(rules: tuple[NotificationRule, ...]) -> NotificationConfig:
         else:
             lists["cloud-function"].append(CloudFuncConfig(cloud_func=rule.arn, **common))
     return NotificationConfig(lists["cloud-function"], lists["queue"], lists["topic"])
+
+
+def _delete_error(bucket: str, error: DeleteError) -> TransientError | PermanentError:
+    """The bucketrun error for one key a multi-object delete could not delete."""
+    code = error.code or ""
+    text = f"storage refused to delete {bucket}/{error.name}: {code or 'no code'} ({error.message})"
+    if code in _TRANSIENT_CODES:
+        return TransientError(text, kind="storage-5xx")
+    reason = "storage-access-denied" if code in _DENIED else "storage-refused"
+    return PermanentError(text, reason=reason)
 
 
 def storage_error(what: str, error: Exception) -> TransientError | PermanentError:
