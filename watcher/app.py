@@ -46,6 +46,7 @@ from watcher.completion import Recorder
 from watcher.completion_events import CompletionEvents
 from watcher.leader import LeaderElector
 from watcher.records import RecordStore
+from watcher.retention import RecordsRetention
 from watcher.stuck_jobs import KubeStuckJobSource, StuckJobSweep
 
 _log = structlog.get_logger(__name__)
@@ -61,6 +62,8 @@ class WatcherState:
     """The current term's watch (None while not leading, and in local mode)."""
     sweep: StuckJobSweep | None = None
     """The current term's sweep for Jobs whose pod cannot start (None while not leading, and locally)."""
+    retention: RecordsRetention | None = None
+    """The records retention of the current term (of the process, locally; None while not leading)."""
 
 
 def check_settings(settings: Settings) -> tuple[str, ...]:
@@ -153,9 +156,10 @@ def _record_finished(
 ) -> Coroutine[Any, Any, None]:
     """Who records the finished Jobs: the one place where the watcher tells the executors apart.
 
-    Every watcher replica sees a cluster's Jobs, so they elect one through the Lease, which records them
-    and ends those whose pod can never start. Only one process sees the local executor's Jobs (its
-    state directory is locked): it records them all.
+    Every watcher replica sees a cluster's Jobs, so they elect one through the Lease, which records them,
+    ends those whose pod can never start and applies the records retention. Only one process sees the
+    local executor's Jobs (its state directory is locked): it records them all, and applies the
+    retention.
     """
     if isinstance(executor, KubernetesExecutor):
         elector = LeaderElector(
@@ -169,7 +173,8 @@ def _record_finished(
         metrics.leader.set_function(lambda: 1.0 if elector.is_leader else 0.0)
         return _lead_and_record(executor, elector, recorder, state, settings)
     metrics.leader.set(1)
-    return _record_all(executor.finished_jobs(recorder.record, settings), settings)
+    state.retention = RecordsRetention(recorder.store, settings.watcher)
+    return _record_all(executor.finished_jobs(recorder.record, settings), state.retention, settings)
 
 
 async def _lead_and_record(
@@ -179,7 +184,8 @@ async def _lead_and_record(
     state: WatcherState,
     settings: Settings,
 ) -> None:
-    """Campaign for the Lease; during each term as leader, record finished Jobs and end stuck ones."""
+    """Campaign for the Lease; during each term as leader, record finished Jobs, end stuck ones and
+    apply the records retention."""
     campaign = asyncio.create_task(elector.run(), name="bucketrun-watcher-election")
     try:
         while True:
@@ -191,9 +197,11 @@ async def _lead_and_record(
                 grace=settings.watcher.stuck_grace,
                 interval=settings.watcher.stuck_interval,
             )
-            state.watch, state.sweep = watch, sweep
+            retention = RecordsRetention(recorder.store, settings.watcher)
+            state.watch, state.sweep, state.retention = watch, sweep, retention
             term = asyncio.create_task(watch.run(), name="bucketrun-watcher-term")
             sweeping = asyncio.create_task(sweep.run(), name="bucketrun-watcher-stuck-jobs")
+            retaining = _retention_task(retention)
             lost = asyncio.create_task(elector.following.wait(), name="bucketrun-watcher-lost")
             try:
                 done, _ = await asyncio.wait(
@@ -202,23 +210,39 @@ async def _lead_and_record(
                 for task in done & {term, sweeping, campaign}:
                     task.result()  # any of these ending is a bug: re-raised
             finally:
-                for task in (lost, term, sweeping):
+                for task in (lost, term, sweeping, retaining):
                     task.cancel()
-                await asyncio.gather(term, sweeping, lost, return_exceptions=True)
+                await asyncio.gather(term, sweeping, lost, retaining, return_exceptions=True)
                 grace = settings.dispatch.drain_timeout
                 drained = all(await asyncio.shield(asyncio.gather(watch.drain(grace), sweep.drain(grace))))
-                state.watch = state.sweep = None
+                state.watch = state.sweep = state.retention = None
                 _log.info("watcher term over", drained=drained, leading=elector.is_leader)
     finally:
         campaign.cancel()  # releases the Lease if held
         await asyncio.gather(campaign, return_exceptions=True)
 
 
-async def _record_all(finished: FinishedJobs, settings: Settings) -> None:
-    """Record every finished Job until cancelled (or the executor closes); then let the one in hand
-    finish, within ``drain_timeout``."""
+async def _record_all(finished: FinishedJobs, retention: RecordsRetention, settings: Settings) -> None:
+    """Record every finished Job until cancelled (or the executor closes), applying the records retention
+    meanwhile; then let the one in hand finish, within ``drain_timeout``."""
+    retaining = _retention_task(retention)
     try:
         await finished.run()
     finally:
+        retaining.cancel()
+        await asyncio.gather(retaining, return_exceptions=True)
         drained = await asyncio.shield(finished.drain(settings.dispatch.drain_timeout))
         _log.info("watcher stopped recording", drained=drained)
+
+
+def _retention_task(retention: RecordsRetention) -> asyncio.Task[None]:
+    """``retention.run()`` as a task beside the recording; it logs the store's errors itself, so a task
+    that ends with another one is a bug, logged (recording goes on: records are never lost by it)."""
+    task = asyncio.create_task(retention.run(), name="bucketrun-watcher-records-retention")
+    task.add_done_callback(_report_retention_crash)
+    return task
+
+
+def _report_retention_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        _log.error("records retention stopped by a bug", error=repr(task.exception()))
