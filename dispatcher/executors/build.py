@@ -1,6 +1,6 @@
 """The one place that reads ``cluster.executor``: the dispatcher, the watcher and ``bucketrun serve``
-build their executor here, and the commands that need the cluster itself (``services``, ``jobs``) open
-it here."""
+build their executor here, the commands that need the cluster itself (``services``) open it here, and
+``bucketrun jobs`` gets its ``JobAdmin`` (the cluster's, or the local executor's state directory) here."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from contextlib import asynccontextmanager
 
 from dispatcher.adapters.kube import ClusterConfigError, KubeApi
 from dispatcher.domain.errors import StartupError
+from dispatcher.executors.admin import JobAdmin, KubeJobAdmin
 from dispatcher.executors.base import Executor
 from dispatcher.executors.kubernetes import connect_kubernetes_executor
+from dispatcher.executors.local.admin import LocalJobAdmin
 from dispatcher.executors.local.executor import LocalExecutor
 from dispatcher.runtime.settings import ClusterSettings, Settings
 
@@ -31,6 +33,18 @@ async def build_executor(settings: Settings) -> Executor:
         return await connect_kubernetes_executor(cluster)
     except ClusterConfigError as error:
         raise StartupError(str(error)) from error
+
+
+@asynccontextmanager
+async def job_admin_of(settings: ClusterSettings) -> AsyncIterator[JobAdmin]:
+    """Job management where the Jobs run (``bucketrun jobs``): the cluster's API (closed on exit), or
+    the local executor's state directory. ``ClusterConfigError`` when no cluster configuration is
+    usable."""
+    if not in_cluster(settings):
+        yield LocalJobAdmin(settings.local_state_dir)
+        return
+    async with await KubeApi.from_settings(settings) as api:
+        yield KubeJobAdmin(api)
 
 
 @asynccontextmanager

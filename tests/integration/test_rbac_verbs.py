@@ -9,8 +9,11 @@ PUT = update, PATCH = patch, DELETE = delete, pods/log a resource of its own) gi
 2. the watcher leads through the Lease (create, get, renew, release), records the finished Job
    (list + watch Jobs, list its pods, read its logs, annotate it) and ends a Job whose pod can never
    start (list the Pending pods, get the Job, record it, delete it);
-3. `bucketrun jobs list|show|logs` read the cluster as an operator does (Role `bucketrun-operator`);
-4. `bucketrun services apply|list|delete` manage the services' ConfigMaps and Secrets (Role
+3. `bucketrun jobs list|show|logs` read the cluster as an operator does (Role `bucketrun-operator`),
+   with a finished Job and one still pending (its pods are listed);
+4. `bucketrun jobs delete` ends them (Role `bucketrun-jobs-admin`): a service's Jobs by status, which
+   skips the pending one, then that one by name with --force;
+5. `bucketrun services apply|list|delete` manage the services' ConfigMaps and Secrets (Role
    `bucketrun-admin`): apply creates, finds unchanged and replaces an outdated ConfigMap, creates and
    updates a Secret, list reads, delete removes both.
 
@@ -30,7 +33,7 @@ import aio_pika  # noqa: TID251 - the test plays MinIO: it publishes the bucket 
 import pytest
 
 from bucketrun.admin.commands import EXIT_OK, apply_services, delete_services, list_services
-from bucketrun.cli.jobs import job_logs, list_jobs, show_job
+from bucketrun.cli.jobs import EXIT_SKIPPED, delete_jobs, job_logs, list_jobs, show_job
 from dispatcher.domain.events import build_message
 from dispatcher.process.app import run_dispatcher
 from dispatcher.runtime.settings import Settings
@@ -169,18 +172,35 @@ async def test_each_role_grants_exactly_what_its_code_calls(amqp_names, s3, kube
     assert_same("bucketrun-watcher", used(control, namespace))
     assert control.request_count(verb="get", resource="pods", subresource="log", namespace=namespace)
 
-    # 3. The operator's read-only commands, with the Job still in the cluster.
+    # 3. The operator's read-only commands, with the Job still in the cluster, and one that cannot start.
     name = await _only_job_name(settings)
+    control.set_kubelet("off")
+    await _create_job(settings, job_doc("never-runs"))
     control.reset_stats()
     listing, code = await list_jobs(settings)
     assert code == 0
     assert name in listing
+    assert any(line.split()[:3] == ["never-runs", "upper", "pending"] for line in listing.splitlines())
     shown, code = await show_job(settings, name)
     assert code == 0
     assert json.loads(shown)["job"] == name
     _, code = await job_logs(settings, name)
     assert code == 0
+    assert await job_logs(settings, "never-runs") == (
+        "error: Job 'never-runs' has no log of run yet: no container of it has started",
+        1,
+    )
     assert_same("bucketrun-operator", used(control, namespace))
+
+    # 4. Deleting: the service's Jobs of any status (the pending one is skipped), then that one, forced.
+    control.reset_stats()
+    out: list[str] = []
+    assert await delete_jobs(settings, service="upper", status="all", emit=out.append) == ("", EXIT_SKIPPED)
+    assert f"delete job {name} (succeeded)" in out, out
+    assert await delete_jobs(settings, ["never-runs"], force=True, emit=out.append) == ("", 0)
+    assert "delete job never-runs (unfinished)" in out, out
+    assert control.request_count(verb="delete", resource="jobs", namespace=namespace, code=200) == 2
+    assert_same("bucketrun-jobs-admin", used(control, namespace))
 
 
 async def test_the_admin_role_grants_exactly_what_services_apply_list_delete_call(s3, kube, tmp_path) -> None:
@@ -239,14 +259,18 @@ async def test_the_admin_role_grants_exactly_what_services_apply_list_delete_cal
 
 async def _create_stuck_job(settings: Settings, control: EmulatorControl) -> None:
     """A Job whose `run` image cannot be pulled: its pod stays Pending, waiting with ImagePullBackOff."""
-    from kubernetes_asyncio import client  # noqa: PLC0415, TID251 - the test plays a user's Job
-
-    from tests.backends.kubernetes import api_client_for  # noqa: PLC0415
-
     control.set_kubelet(failing_images=["registry.invalid/*"])
     doc = job_doc("cannot-pull")
     doc["spec"]["template"]["spec"]["containers"][0]["image"] = "registry.invalid/tools/upper:1.0"
     doc["spec"]["template"]["metadata"]["labels"] = doc["metadata"]["labels"]  # as bucketrun's pods are
+    await _create_job(settings, doc)
+
+
+async def _create_job(settings: Settings, doc: dict[str, Any]) -> None:
+    from kubernetes_asyncio import client  # noqa: PLC0415, TID251 - the test plays a user's Job
+
+    from tests.backends.kubernetes import api_client_for  # noqa: PLC0415
+
     assert settings.cluster.kubeconfig is not None
     async with await api_client_for(settings.cluster.kubeconfig) as api:
         await client.BatchV1Api(api).create_namespaced_job(settings.cluster.namespace, doc)

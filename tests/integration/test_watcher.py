@@ -171,12 +171,13 @@ async def test_jobs_show_list_and_logs_read_the_cluster_then_the_records_after_d
     shown = json.loads(text)
     assert code == 0
     assert (shown["uid"], shown["outcome"], shown["exit_code"]) == (uid, "failed", 1)
-    text, code = await job_logs(env.settings, "shown-job")
+    assert await job_logs(env.settings, "shown-job") == ("running shown-job", 0)
+    text, code = await job_logs(env.settings, "shown-job", all_containers=True)
     assert code == 0
     assert "==> run <==\nrunning shown-job" in text
     listing, code = await list_jobs(env.settings)
     assert code == 0
-    assert re.search(r"^shown-job\s+upper\s+failed \(recorded\)", listing, re.MULTILINE), listing
+    assert re.search(r"^shown-job\s+upper\s+failed\s.*\srecord$", listing, re.MULTILINE), listing
     assert (await show_job(env.settings, "no-such-job"))[1] == 1
 
 

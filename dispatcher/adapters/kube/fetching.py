@@ -97,6 +97,24 @@ async def list_config_maps(api: KubeApi, label_selector: str = MANAGED_SELECTOR)
     )
 
 
+async def list_jobs(api: KubeApi) -> list[dict[str, Any]]:
+    """bucketrun's Jobs in the namespace, every page, as the API sent them."""
+    return await list_all(
+        api, f"list Jobs in {api.namespace}", api.batch.list_namespaced_job, label_selector=MANAGED_SELECTOR
+    )
+
+
+async def list_job_pods(api: KubeApi) -> list[dict[str, Any]]:
+    """The namespace's pods that a Job created (they carry the controller-uid label), every page. By
+    that label rather than bucketrun's: a pod template an operator overrode may not carry bucketrun's."""
+    return await list_all(
+        api,
+        f"list the pods of Jobs in {api.namespace}",
+        api.core.list_namespaced_pod,
+        label_selector=LABEL_JOB_CONTROLLER_UID,
+    )
+
+
 async def list_job_documents(api: KubeApi, *, limit: int, continue_token: str | None) -> DocumentPage:
     """One page of bucketrun's Jobs in the namespace as the API sent them; ``ResourceExpired`` on 410."""
     action = f"list Jobs in {api.namespace}"

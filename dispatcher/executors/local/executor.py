@@ -49,11 +49,10 @@ Only Jobs of one pod are supported (``completions`` and ``parallelism`` 1), and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
-import fcntl
 import json
 import os
-import re
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -75,10 +74,10 @@ from dispatcher.domain.jobs import (
     is_recorded,
     job_service,
 )
-from dispatcher.domain.record import tail
 from dispatcher.domain.timestamps import rfc3339
 from dispatcher.executors.base import JobHandler
 from dispatcher.executors.local.finished import LocalFinishedJobs
+from dispatcher.executors.local.job_files import MANIFEST, STATUS, JobFiles, is_object_name, read_log
 from dispatcher.executors.local.pod.model import ContainerState
 from dispatcher.executors.local.pod.spec import parse_pod
 from dispatcher.executors.local.runner import LocalPodRunner, PodSpecError, StaticPodRefs
@@ -108,11 +107,7 @@ from dispatcher.runtime.settings import Settings
 
 _log = structlog.get_logger(__name__)
 
-MANIFEST: Final = "manifest.json"
-STATUS: Final = "status.json"
-_NAME: Final = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")  # safe as a directory name too
 _REASON_INVALID: Final = "invalid-manifest"
-_TAIL_BYTES_PER_LINE: Final = 1024  # how far back a log file is read for its last lines
 
 JobRecord = dict[str, Any]
 """The content of ``status.json``: ``{"job": <Job with status>, "pods": [<Pod with status>, …]}``."""
@@ -158,9 +153,10 @@ class LocalExecutor:
         if grace_seconds < 0:
             raise ValueError(f"grace_seconds must not be negative, got {grace_seconds}")
         self.state_dir = Path(state_dir)
-        self._jobs_dir = self.state_dir / "jobs"
+        self._files = JobFiles(self.state_dir)
+        self._jobs_dir = self._files.jobs_dir
         self._config_dir = self.state_dir / "configmaps"
-        self._staging_dir = self.state_dir / "staging"
+        self._staging_dir = self._files.staging_dir
         self.max_running = max_running
         self._grace = grace_seconds
         self._slots = asyncio.Semaphore(max_running)  # FIFO: waiters are served in arrival order
@@ -191,7 +187,9 @@ class LocalExecutor:
             return
         for directory in (self._jobs_dir, self._config_dir, self._staging_dir):
             directory.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = _lock(self.state_dir / "lock")
+        self._lock_fd = self._files.try_lock()
+        if self._lock_fd is None:
+            raise RuntimeError(f"state directory {self.state_dir} is in use by another local executor")
         for leftover in self._staging_dir.iterdir():
             shutil.rmtree(leftover, ignore_errors=True)  # claims that never completed
         for path in sorted(self._config_dir.glob("*.json")):
@@ -233,7 +231,7 @@ class LocalExecutor:
     async def ensure_config_map(self, doc: Mapping[str, Any]) -> None:
         """Keep ConfigMap *doc* for the pods that mount it (and on disk, for after a restart)."""
         name = kube.meta(doc).get("name")
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
+        if not isinstance(name, str) or not is_object_name(name):
             raise PermanentError(
                 f"ConfigMap name {name!r} is not a DNS-1123 subdomain", reason=_REASON_INVALID
             )
@@ -315,10 +313,7 @@ class LocalExecutor:
         job = self._jobs.get(name)
         if job is not None:
             return copy.deepcopy(job.record())  # the caller's to keep: the live one changes
-        if not _NAME.fullmatch(name):
-            return None
-        record = read_json(self._jobs_dir / name / STATUS)
-        return record if isinstance(record, dict) else None
+        return self._files.record(name)
 
     def log_path(self, name: str, container: str, *, attempt: int = -1) -> Path | None:
         """The log file of *container* in the Job's pod number *attempt* (default: the last one)."""
@@ -326,7 +321,7 @@ class LocalExecutor:
         if record is None or not record["pods"]:
             return None
         pod = str(record["pods"][attempt]["metadata"]["name"])
-        return self._jobs_dir / name / "pods" / pod / "logs" / f"{container}.log"
+        return self._files.log_path(name, pod, container)
 
     async def finished(self) -> AsyncIterator[tuple[str, JobRecord]]:
         """Each Job not marked recorded, once per process, as ``(name, record)``: first those found
@@ -369,7 +364,7 @@ class LocalExecutor:
         path = self.log_path(kube.name(job), container)
         if path is None:
             return None
-        return await asyncio.to_thread(_tail_file, path, tail_lines)
+        return await asyncio.to_thread(read_log, path, tail_lines)
 
     async def mark_recorded(self, job: Mapping[str, Any]) -> None:
         """Mark finished *job* recorded (with its UID), durably: ``finished()`` never hands it out again,
@@ -378,17 +373,17 @@ class LocalExecutor:
         await asyncio.to_thread(self._mark_recorded, kube.name(job), kube.uid(job))
 
     def _mark_recorded(self, name: str, uid: str) -> None:
-        if name in self._jobs or not _NAME.fullmatch(name):
+        if name in self._jobs:
             return
-        path = self._jobs_dir / name / STATUS
-        record = read_json(path)
-        if not isinstance(record, dict) or finished_condition(record["job"]) is None:
+        record = self._files.record(name)
+        if record is None or finished_condition(record["job"]) is None:
             return
         metadata = record["job"]["metadata"]
         if metadata.get("uid") != uid:
             return
         metadata.setdefault("annotations", {})[ANNOTATION_RECORDED] = uid
-        write_json_atomic(path, record, durable=True)
+        with contextlib.suppress(FileNotFoundError):  # deleted meanwhile (`bucketrun jobs delete`)
+            write_json_atomic(self._jobs_dir / name / STATUS, record, durable=True)
 
     # -- running -------------------------------------------------------------------------------------
 
@@ -556,19 +551,6 @@ class LocalExecutor:
         return unfinished, tuple(name for _, name in sorted(unrecorded))
 
 
-def _tail_file(path: Path, lines: int) -> str | None:
-    """The last *lines* lines of the file, reading at most ``_TAIL_BYTES_PER_LINE`` bytes per line from
-    its end; None when there is no such file."""
-    try:
-        with path.open("rb") as file:
-            size = file.seek(0, 2)
-            file.seek(max(0, size - lines * _TAIL_BYTES_PER_LINE))
-            data = file.read()
-    except FileNotFoundError:
-        return None
-    return tail(data.decode("utf-8", "replace"), lines)
-
-
 def _check_job(doc: Mapping[str, Any]) -> str:
     """The Job's name, or ``PermanentError`` naming what the API server or this executor would refuse."""
     name = kube.meta(doc).get("name")
@@ -615,16 +597,6 @@ def _json_copy(doc: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(copied, dict):
         raise PermanentError("a Job must be a mapping", reason=_REASON_INVALID)
     return copied
-
-
-def _lock(path: Path) -> int:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise RuntimeError(f"state directory {path.parent} is in use by another local executor") from None
-    return fd
 
 
 def _now() -> datetime:
