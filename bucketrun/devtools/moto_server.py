@@ -1,7 +1,7 @@
 """A throwaway local S3 server for the demo: ``python -m moto.server`` on a free loopback port.
 
-moto is a development dependency (``pip install -e '.[dev]'``, which ``make demo`` runs); without it
-``MotoUnavailableError`` says how to get it. The server's request log goes to a file, never to a pipe
+moto is in the demo extra (``pip install -e '.[demo]'``, which ``make demo`` runs) and the dev extra;
+without it ``MotoUnavailableError`` says how to get it. The server's request log goes to a file, never to a pipe
 nobody reads (a full pipe would block the server mid-request).
 """
 
@@ -77,7 +77,7 @@ def start_moto(log: Path) -> MotoServer:
     if importlib.util.find_spec("moto") is None:
         raise MotoUnavailableError(
             "no S3 server: moto is not installed and BUCKETRUN_STORAGE__ENDPOINT is not set; install the "
-            "development extras (make setup, or pip install -e '.[dev]') or point the settings at a MinIO"
+            "demo extra (make demo, or pip install -e '.[demo]'), or build MinIO with make servers"
         )
     log.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(_ATTEMPTS):
