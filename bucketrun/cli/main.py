@@ -1,9 +1,9 @@
 """The `bucketrun` command line: the parser assembled from one module per command group, and `main`.
 
-The groups are ``services`` (validate, apply, list, delete), ``render``, ``run`` (dispatcher, watcher,
-serve, poll, demo), ``jobs`` (list, show, logs, delete) and ``events`` (inspect). Each adds its own parsers and
-sets a handler on each command (``bucketrun.cli.common``); a new command goes into the group it belongs
-to, or a new module added to ``build_parser``. The groups never import this module.
+The groups are ``services`` (validate, apply, list, delete), ``render``, ``run`` (dispatcher,
+watcher, serve, poll, demo), ``jobs`` (list, show, logs, delete) and ``events`` (inspect). Each adds its
+own parsers and sets a handler on each command (``bucketrun.cli.common``); a new command goes into
+the group it belongs to, or a new module added to ``build_parser``. The groups never import this module.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """A throwaway local S3 server for the demo: ``python -m moto.server`` on a free loopback port.
 
-moto is in the demo extra (``pip install -e '.[demo]'``, which ``make demo`` runs) and the dev extra;
-without it ``MotoUnavailableError`` says how to get it. The server's request log goes to a file, never to a pipe
-nobody reads (a full pipe would block the server mid-request).
+moto is in the demo extra (``pip install -e '.[demo]'``, which ``make demo`` runs) and the dev
+extra; without it ``MotoUnavailableError`` says how to get it. The server's request log goes to a
+file, never to a pipe nobody reads (a full pipe would block the server mid-request).
 """
 
 from __future__ import annotations
