@@ -467,6 +467,25 @@ async def test_kill_escalates_to_sigkill_after_the_grace_period(tmp_path):
     assert not alive(child)
 
 
+async def test_kill_with_its_own_grace_escalates_after_that_grace_not_the_runners(tmp_path):
+    script = "trap '' TERM; echo $$ > /out/up; while :; do sleep 0.05; done"
+    pod = make_pod([sh("stubborn", script, volumeMounts=[OUT_MOUNT])], volumes=[OUT_VOLUME])
+    pod_runner = runner(tmp_path, pod, grace_seconds=300)
+    run = asyncio.create_task(pod_runner.run())
+    leader = await read_pid(out_dir(tmp_path) / "up")
+    assert pod_runner.process_ids() == {"stubborn": leader}
+
+    async with asyncio.timeout(TIMEOUT):
+        await pod_runner.kill("Deleted", grace_seconds=0.2)
+    outcome = await run
+
+    [stubborn] = outcome.containers
+    assert (stubborn.exit_code, stubborn.signal) == (137, 9)
+    assert pod_runner.process_ids() == {}
+    with pytest.raises(ValueError, match="-1"):
+        await pod_runner.kill(grace_seconds=-1)
+
+
 async def test_kill_before_run_after_run_and_twice_is_safe(tmp_path):
     early = runner(tmp_path / "early", make_pod([sh("main", "touch ran")]))
     await early.kill()

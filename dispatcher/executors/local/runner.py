@@ -45,7 +45,9 @@ pods everywhere. Kubernetes semantics, mapped to local processes:
   caps address space, not memory, and breaks runtimes that reserve large address ranges).
 - `spec.activeDeadlineSeconds` kills the pod with reason DeadlineExceeded after that many seconds.
 - Not implemented: probes, lifecycle hooks, resource limits, and `terminationGracePeriodSeconds`
-  (the runner's own `grace_seconds` applies).
+  (the runner's own `grace_seconds` applies, or the one given to `kill`). A caller that enforces
+  memory limits itself (the node agent's RSS watchdog) finds each running container's session in
+  `process_ids()`.
 
 Workdir layout: `logs/<container>.log`, `home/`, `volumes/<volume>/`, `containers/<container>/`.
 The caller owns the workdir and removes it when it no longer needs the logs.
@@ -230,22 +232,35 @@ class LocalPodRunner:
             await self._kill_remaining()
             self._finished.set()
 
-    async def kill(self, reason: str = DEADLINE_REASON, message: str | None = None) -> None:
+    async def kill(
+        self, reason: str = DEADLINE_REASON, message: str | None = None, *, grace_seconds: float | None = None
+    ) -> None:
         """Stop everything still running; run() then returns Failed with *reason* and *message*.
 
         Running containers get SIGTERM (to their whole process group and session) and SIGKILL after
-        grace_seconds; containers not started yet stay waiting. Returns once run() has finished
+        *grace_seconds* (default: the runner's grace_seconds; a deletion's own grace period on a
+        kubelet); containers not started yet stay waiting. Returns once run() has finished
         (at once if run() was not started). Safe before, during and after run(), and more than
         once: the first kill's reason wins, and a kill after the regular containers finished does
         not change the outcome.
         """
-        self._request_kill(reason, message)
+        if grace_seconds is not None and grace_seconds < 0:
+            raise ValueError(f"grace_seconds must not be negative, got {grace_seconds}")
+        self._request_kill(reason, message, grace_seconds)
         if self._run_called:
             await self._finished.wait()
 
-    def _request_kill(self, reason: str, message: str | None) -> None:
+    def process_ids(self) -> dict[str, int]:
+        """The running containers' main process ids (each also its process group and session id), by
+        container name: what a caller needs to watch a container's memory or signal it itself."""
+        return {name: process.pid for name, process in self._processes.items()}
+
+    def _request_kill(self, reason: str, message: str | None, grace_seconds: float | None = None) -> None:
         if self._kill is not None or self._decided:
             return
+        if grace_seconds is not None:
+            # Sidecars stopped after this kill, and SIGKILL escalation, use the kill's own grace.
+            self._grace = grace_seconds
         self._kill = (reason, message)
         self._kill_event.set()
         self._sidecar_stop.set()
