@@ -468,7 +468,7 @@ async def test_kill_escalates_to_sigkill_after_the_grace_period(tmp_path):
 
 
 async def test_kill_with_its_own_grace_escalates_after_that_grace_not_the_runners(tmp_path):
-    script = "trap '' TERM; echo $$ > /out/up; while :; do sleep 0.05; done"
+    script = "trap '' TERM; echo $$$$ > /out/up; while :; do sleep 0.05; done"
     pod = make_pod([sh("stubborn", script, volumeMounts=[OUT_MOUNT])], volumes=[OUT_VOLUME])
     pod_runner = runner(tmp_path, pod, grace_seconds=300)
     run = asyncio.create_task(pod_runner.run())
