@@ -171,9 +171,11 @@ def _record_finished(
         )
         state.elector = elector
         metrics.leader.set_function(lambda: 1.0 if elector.is_leader else 0.0)
-        return _lead_and_record(executor, elector, recorder, state, settings)
+        return _lead_and_record(executor, elector, recorder, state, settings, metrics=metrics)
     metrics.leader.set(1)
-    state.retention = RecordsRetention(recorder.store, settings.watcher)
+    state.retention = RecordsRetention(
+        recorder.store, settings.watcher, on_deleted=metrics.records_expired.inc
+    )
     return _record_all(executor.finished_jobs(recorder.record, settings), state.retention, settings)
 
 
@@ -183,6 +185,8 @@ async def _lead_and_record(
     recorder: Recorder,
     state: WatcherState,
     settings: Settings,
+    *,
+    metrics: WatcherMetrics,
 ) -> None:
     """Campaign for the Lease; during each term as leader, record finished Jobs, end stuck ones and
     apply the records retention."""
@@ -197,7 +201,9 @@ async def _lead_and_record(
                 grace=settings.watcher.stuck_grace,
                 interval=settings.watcher.stuck_interval,
             )
-            retention = RecordsRetention(recorder.store, settings.watcher)
+            retention = RecordsRetention(
+                recorder.store, settings.watcher, on_deleted=metrics.records_expired.inc
+            )
             state.watch, state.sweep, state.retention = watch, sweep, retention
             term = asyncio.create_task(watch.run(), name="bucketrun-watcher-term")
             sweeping = asyncio.create_task(sweep.run(), name="bucketrun-watcher-stuck-jobs")

@@ -110,9 +110,16 @@ class RecordsRetention:
     """Applies ``records_retention_*`` of *settings* to *store*'s records (see the module docstring)."""
 
     def __init__(
-        self, store: RecordStore, settings: WatcherSettings, *, clock: Callable[[], datetime] = _utc_now
+        self,
+        store: RecordStore,
+        settings: WatcherSettings,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+        on_deleted: Callable[[int], object] = lambda count: None,
     ) -> None:
         self.store = store
+        self.on_deleted = on_deleted
+        """Told how many record files each sweep pass deleted (the watcher counts them in a metric)."""
         self.days = settings.records_retention_days
         self.rule_allowed = settings.records_retention_method == "auto"
         self.interval = settings.records_retention_interval
@@ -196,6 +203,7 @@ class RecordsRetention:
                 _log.error("records retention: a sweep pass failed", error=str(error))
             else:
                 self.swept += deleted
+                self.on_deleted(deleted)
                 if deleted:
                     _log.info("records retention: expired record files deleted", count=deleted)
             await asyncio.sleep(self.interval)

@@ -239,6 +239,12 @@ class WatcherMetrics:
             ["kind"],
             registry=registry,
         )
+        self.records_expired = Counter(
+            "bucketrun_records_expired",
+            "Record files the watcher's retention sweep deleted (stays 0 where the store's lifecycle rule "
+            "expires them).",
+            registry=registry,
+        )
         self.created_to_started = Histogram(
             "bucketrun_job_created_to_started_seconds",
             "From the Job's creation to its pod starting (scheduling, image pull, stage-in wait).",

@@ -185,7 +185,10 @@ async def test_where_the_store_refuses_the_rule_the_watcher_sweeps_expired_recor
         {**settings.watcher.model_dump(), "records_retention_interval": 0.05, "records_retention_batch": 2}
     )
     store = RecordStore(Storage(settings.storage), bucket, "records/")
-    retention = RecordsRetention(store, watcher_settings, clock=lambda: cutoff + timedelta(days=30))
+    deleted: list[int] = []
+    retention = RecordsRetention(
+        store, watcher_settings, clock=lambda: cutoff + timedelta(days=30), on_deleted=deleted.append
+    )
     task = asyncio.create_task(retention.run())
     try:
 
@@ -199,6 +202,7 @@ async def test_where_the_store_refuses_the_rule_the_watcher_sweeps_expired_recor
     assert retention.method is Method.SWEEP
     assert sorted(_written(client, bucket)) == sorted([*new, *others])
     assert retention.swept == 2
+    assert sum(deleted) == 2, deleted  # what the watcher adds to bucketrun_records_expired_total
 
 
 def _written(client: Minio, bucket: str) -> dict[str, datetime]:

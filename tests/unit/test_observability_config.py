@@ -52,6 +52,7 @@ REQUIRED_ALERTS = {
 }
 NOT_CHARTED = {
     "bucketrun_records_written_total": "the same count as the sum of bucketrun_jobs_finished_total",
+    "bucketrun_records_expired_total": "housekeeping, not traffic: the records retention's sweep",
 }
 """bucketrun metrics no panel shows, and why."""
 JOBS = {"bucketrun-dispatcher", "bucketrun-watcher", "bucketrun-serve"}
