@@ -600,6 +600,9 @@ async def test_restart_policy_on_failure_restarts_in_place_until_success(tmp_pat
         ("terminated", 2),
     ]
     assert events[2].reason == "CrashLoopBackOff"
+    last = events[2].last_terminated
+    assert last is not None
+    assert (last.state, last.exit_code, last.restart_count) == ("terminated", 1, 0)
 
 
 async def test_restart_policy_on_failure_gives_up_after_max_restarts(tmp_path):

@@ -50,6 +50,8 @@ class ContainerState:
     finished_at: datetime | None = None
     """Timezone-aware UTC."""
     restart_count: int = 0
+    last_terminated: ContainerState | None = None
+    """On a CrashLoopBackOff waiting state: how the run before the restart ended (a status's lastState)."""
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,7 @@ def back_off_state(container: ContainerSpec, last: ContainerState, *, restart_co
         reason=REASON_BACK_OFF,
         message=f"back-off restarting failed container {container.name} (exit code {last.exit_code})",
         restart_count=restart_count,
+        last_terminated=last,
     )
 
 
