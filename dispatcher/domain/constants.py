@@ -19,6 +19,9 @@ LABEL_BUCKET: Final = f"{DOMAIN}/bucket"
 LABEL_KEY_HASH: Final = f"{DOMAIN}/key-hash"
 LABEL_SERVICE_HASH: Final = f"{DOMAIN}/service-hash"
 LABEL_KUEUE_QUEUE: Final = "kueue.x-k8s.io/queue-name"
+LABEL_OSCAR_SERVICE: Final = "oscar_service"
+"""OSCAR's label naming a Job's service (grycap/oscar ``types.ServiceLabel``): tools that select OSCAR's
+Jobs by it find bucketrun's too. Its value, the service name, is a DNS label and so a valid label value."""
 
 # Annotations: the raw values.
 ANNOTATION_BUCKET: Final = f"{DOMAIN}/bucket"
@@ -51,6 +54,10 @@ DEFAULT_MEMORY: Final = "256Mi"
 # The keys of the per-service ConfigMap.
 CONFIG_SCRIPT: Final = "script.sh"
 CONFIG_WRAPPER: Final = "run.sh"
+CONFIG_FUNCTION: Final = "function_config.yaml"
+"""The service definition as OSCAR stores it beside the script (grycap/oscar ``types.FDLFileName``)."""
+OSCAR_CONFIG_DIR: Final = "/oscar/config"
+"""Where OSCAR mounts the service's ConfigMap (grycap/oscar ``types.ConfigPath``); bucketrun's pods too."""
 
 LOCAL_RUN_START_TIMEOUT: Final = 60
 """The same bound under the local executor, which pulls nothing: its run container starts at once or never."""

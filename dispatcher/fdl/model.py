@@ -55,6 +55,9 @@ RESERVED_VARIABLES: Final = frozenset(
         "EVENT_TIME",
         "JOB_UUID",
         "JOB_NAME",
+        "RESOURCE_ID",
+        "OSCAR_SERVICE_NAME",
+        "OSCAR_SERVICE_BASE_PATH",
     }
 )
 RESERVED_VARIABLE_PREFIX: Final = "BUCKETRUN_"
@@ -66,7 +69,9 @@ DEFAULT_LOG_LEVEL: Final = "INFO"
 LOG_LEVEL_VARIABLE: Final = "LOG_LEVEL"
 """The variable OSCAR's supervisor reads its level from before the FDL's ``log_level``; the script gets it."""
 _MAX_ANNOTATION_BYTES: Final = 256 * 1024  # Kubernetes' limit on all annotations of an object
-_HASH_VERSION: Final = "bucketrun-service/1"
+_HASH_VERSION: Final = "bucketrun-service/2"
+"""Changed whenever the ConfigMap a service version gets changes shape (2: ``function_config.yaml`` added),
+so no Job mounts an older ConfigMap of the same name that lacks a key."""
 # Pydantic's lax booleans (true/yes/on/1 ...), as the enable_gpu field itself reads them.
 _BOOL: Final = TypeAdapter(bool)
 
@@ -209,6 +214,9 @@ class ServiceDefinition(BaseModel):
     ] = None
     """OSCAR's supervisor log level, upper-cased (``NOTSET``, ``DEBUG`` .. ``CRITICAL``); none when unset
     (the script's ``LOG_LEVEL`` is then ``INFO``, OSCAR's default)."""
+    file_stage_in: bool = False
+    """OSCAR's ``file_stage_in``: when true, stage-in downloads nothing and the script fetches its input
+    itself, through the presigned GET URL in ``BUCKETRUN_INPUT_URL``."""
     inputs: tuple[InputPath, ...] = ()
     """Where new objects trigger the service; none means the service is never triggered."""
     outputs: tuple[OutputPath, ...] = ()
@@ -341,6 +349,7 @@ class ServiceDefinition(BaseModel):
             "labels": dict(self.labels),
             "annotations": dict(self.annotations),
             "log_level": self.log_level,
+            **({"file_stage_in": True} if self.file_stage_in else {}),
             "inputs": [path.model_dump() for path in self.inputs],
             "outputs": [path.model_dump() for path in self.outputs],
             "storage_providers": {

@@ -18,6 +18,7 @@ from dispatcher.domain.events import ObjectEvent
 from dispatcher.domain.identity import job_name, object_version, parts_digest
 from dispatcher.fdl import OutputPath, ServiceDefinition
 from dispatcher.fdl.model import DEFAULT_LOG_LEVEL, LOG_LEVEL_VARIABLE
+from dispatcher.rendering.function_config import function_config
 from dispatcher.rendering.secrets import secret_name
 from job_templates.stager import contract
 
@@ -41,8 +42,9 @@ class RenderSettings:
     """imagePullPolicy of the stager containers."""
     work_dir: str = "/bucketrun/work"
     """Where the shared emptyDir is mounted; input/, output/ and state/ live under it."""
-    config_dir: str = "/bucketrun/config"
-    """Where the per-service ConfigMap (script and wrapper) is mounted."""
+    config_dir: str = c.OSCAR_CONFIG_DIR
+    """Where the per-service ConfigMap (script, ``function_config.yaml`` and wrapper) is mounted: OSCAR's
+    ``/oscar/config``."""
     default_ttl_seconds_after_finished: int | None = 3600
     """TTL of finished Jobs when a service sets none (records outlive the Job); None keeps them."""
     default_timeout: int | None = c.DEFAULT_JOB_TIMEOUT
@@ -57,10 +59,17 @@ class RenderSettings:
     default_memory: str | None = c.DEFAULT_MEMORY
     """Memory of the script container (request and limit) when the service sets no ``memory``; None
     leaves it unset. Default OSCAR's, ``256Mi``."""
+    service_base_path: str | None = None
+    """``OSCAR_SERVICE_BASE_PATH`` of every service, ``{service}`` standing for its name; None: empty, as
+    OSCAR leaves it for a service it does not expose."""
     stager_resources: Mapping[str, Mapping[str, str]] = field(
         default_factory=lambda: {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
     )
     """Resources of each stager container."""
+
+    def base_path(self, service: str) -> str:
+        """The service's ``OSCAR_SERVICE_BASE_PATH`` (``{service}`` replaced, nothing else interpreted)."""
+        return "" if self.service_base_path is None else self.service_base_path.replace("{service}", service)
 
     def deadline(self, timeout: int | None) -> int | None:
         """A Job's ``activeDeadlineSeconds``: the service's ``timeout``, else the default."""
@@ -144,7 +153,11 @@ def config_map_context(service: ServiceDefinition, wrapper: str, settings: Rende
                 c.LABEL_SERVICE_HASH: service.content_hash()[:16],
             },
             "annotations": {c.ANNOTATION_SOURCE: service.source},
-            "data": {c.CONFIG_SCRIPT: service.script, c.CONFIG_WRAPPER: wrapper},
+            "data": {
+                c.CONFIG_SCRIPT: service.script,
+                c.CONFIG_FUNCTION: function_config(service),
+                c.CONFIG_WRAPPER: wrapper,
+            },
         }
     }
 
@@ -164,6 +177,8 @@ def job_context(
         **service.labels,
         c.LABEL_MANAGED_BY: c.MANAGED_BY,
         c.LABEL_SERVICE: service.name,
+        # OSCAR's own label, set after the service's labels as OSCAR's create handler sets it.
+        c.LABEL_OSCAR_SERVICE: service.name,
         c.LABEL_BUCKET: event.bucket,
         c.LABEL_KEY_HASH: short_hash(event.bucket, event.key),
         c.LABEL_SERVICE_HASH: service.content_hash()[:16],
@@ -220,7 +235,7 @@ def job_context(
         "run": {
             "image": service.image,
             "command": ["/bin/sh", f"{settings.config_dir}/{c.CONFIG_WRAPPER}"],
-            "env": _run_env(service, event, name, paths, input_path),
+            "env": _run_env(service, event, name, paths, input_path=input_path, settings=settings),
             "resources": _run_resources(service, settings),
             "security_context": run_security_context(options.run_as_user),
         },
@@ -252,8 +267,17 @@ def job_context(
 
 
 def _run_env(
-    service: ServiceDefinition, event: ObjectEvent, name: str, paths: Mapping[str, str], input_path: str
+    service: ServiceDefinition,
+    event: ObjectEvent,
+    name: str,
+    paths: Mapping[str, str],
+    *,
+    input_path: str,
+    settings: RenderSettings,
 ) -> list[dict[str, Any]]:
+    # OSCAR's values, each as its code sets it (the golden tests in tests/unit/test_oscar_contract.py
+    # name the source lines): the supervisor's INPUT_FILE_PATH, TMP_*_DIR, STORAGE_OBJECT_KEY, EVENT and
+    # EVENT_TIME, the job handler's JOB_UUID and RESOURCE_ID, and ToPodSpec's OSCAR_SERVICE_* variables.
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(service.variables.items())]
     env += [
         {"name": k, "valueFrom": {"secretKeyRef": {"name": secret_name(service.name), "key": k}}}
@@ -265,17 +289,29 @@ def _run_env(
         {"name": contract.TMP_INPUT_DIR, "value": paths["input_dir"]},
         {"name": contract.TMP_OUTPUT_DIR, "value": paths["output_dir"]},
         {"name": "STORAGE_OBJECT_KEY", "value": event.key},
-        {"name": "EVENT", "value": json.dumps(event.envelope(), ensure_ascii=False, separators=(",", ":"))},
-        {"name": "EVENT_TIME", "value": event.event_time.isoformat() if event.event_time else ""},
-        {
-            "name": "JOB_UUID",
-            "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{c.LABEL_JOB_CONTROLLER_UID}']"}},
-        },
+        {"name": "EVENT", "value": oscar_event_text(event)},
+        {"name": "EVENT_TIME", "value": raw_event_time(event)},
+        {"name": "JOB_UUID", "value": name},
+        {"name": "RESOURCE_ID", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+        {"name": "OSCAR_SERVICE_NAME", "value": service.name},
+        {"name": "OSCAR_SERVICE_BASE_PATH", "value": settings.base_path(service.name)},
         {"name": "JOB_NAME", "value": name},
         {"name": "BUCKETRUN_SCRIPT", "value": f"{paths['config']}/{c.CONFIG_SCRIPT}"},
         {"name": contract.STATE_DIR, "value": paths["state_dir"]},
     ]
     return env
+
+
+def oscar_event_text(event: ObjectEvent) -> str:
+    """``EVENT`` as OSCAR's supervisor sets it: Python's ``json.dumps`` of the MinIO notification (default
+    separators, non-ASCII escaped), the envelope MinIO's webhook posts to OSCAR for this record."""
+    return json.dumps(event.envelope())
+
+
+def raw_event_time(event: ObjectEvent) -> str:
+    """``EVENT_TIME`` as OSCAR's supervisor sets it: the record's ``eventTime`` string, unparsed."""
+    value = event.record.get("eventTime")
+    return value if isinstance(value, str) else ""
 
 
 def _log_level_env(service: ServiceDefinition) -> list[dict[str, Any]]:

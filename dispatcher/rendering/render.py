@@ -175,6 +175,7 @@ def renderer_from_settings(cluster: ClusterSettings) -> JobRenderer:
         default_memory=cluster.default_memory,
         default_timeout=cluster.default_timeout,
         run_start_timeout=cluster.run_start_bound(),
+        service_base_path=cluster.service_base_path,
     )
     return JobRenderer(render, (cluster.template_dir,) if cluster.template_dir else ())
 

@@ -73,6 +73,12 @@ def _amqp_name(value: str) -> str:
 AmqpName = Annotated[str, AfterValidator(_amqp_name)]
 
 
+def _printable(value: str) -> str:
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
+        raise ValueError(f"{shown(value)} holds a control character")
+    return value
+
+
 def _quantity(value: str) -> str:
     positive_quantity(value)  # ValueError naming the value when it is not a positive quantity
     return value
@@ -276,6 +282,13 @@ class ClusterSettings(_Group):
     """Seconds stage-out waits for the run container to start (its wrapper writes ``run.pid``) before it
     gives up: exit code 4, nothing uploaded. Default 900 (15 min: an image pull, with the kubelet's
     retries) with the ``kubernetes`` executor, 60 with the ``local`` one (nothing to pull)."""
+    service_base_path: Annotated[str, AfterValidator(_printable)] | None = Field(
+        default=None, max_length=1024
+    )
+    """What the script sees as ``OSCAR_SERVICE_BASE_PATH``: the path (or URL) under which an API in front of
+    bucketrun serves each service, ``{service}`` standing for the service's name (OSCAR's own layout is
+    ``/system/services/{service}/exposed``). Default none: the variable is empty, as OSCAR leaves it for
+    every service it does not expose (bucketrun exposes none)."""
     local_state_dir: Path = Path("bucketrun-state")
     """``local`` executor: where Job claims, status and logs are kept (survives restarts). Default
     ``./bucketrun-state``."""

@@ -345,10 +345,7 @@ def test_oscar_variables_and_identity(renderer: JobRenderer) -> None:
     assert env["STORAGE_OBJECT_KEY"]["value"] == "in/sub dir/cat+1.txt"
     assert env["INPUT_FILE_PATH"]["value"] == "/bucketrun/work/input/cat+1.txt"
     assert env["TMP_OUTPUT_DIR"]["value"] == "/bucketrun/work/output"
-    assert (
-        env["JOB_UUID"]["valueFrom"]["fieldRef"]["fieldPath"]
-        == "metadata.labels['batch.kubernetes.io/controller-uid']"
-    )
+    assert env["JOB_UUID"]["value"] == job["metadata"]["name"]
     assert yaml.safe_load(env["EVENT"]["value"])["Records"][0]["s3"]["bucket"]["name"] == "photos"
     assert job["metadata"]["annotations"][c.ANNOTATION_KEY] == "in/sub dir/cat+1.txt"
     assert job["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
