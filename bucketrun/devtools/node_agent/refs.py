@@ -1,0 +1,120 @@
+"""The Secrets and ConfigMaps a pod references, fetched from the API for the local runner.
+
+The runner asks for a ConfigMap or Secret synchronously, at every try to start a container, so each
+pod's worker fetches the objects its pod names (env valueFrom, envFrom, secret/configMap volumes and
+projected sources) before the runner starts, and again every `retry_seconds` while a container waits
+for its configuration: one created after the pod is seen at the next try, and the container waiting
+with CreateContainerConfigError starts. Only objects a pod references are read, one GET each: what the
+Node authorizer lets a node identity (`system:node:NAME`) do. A refused read counts as missing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import aiohttp
+
+from bucketrun.devtools.node_agent.api import ApiClient, ApiError
+
+logger = logging.getLogger(__name__)
+
+
+def referenced(pod: Mapping[str, Any]) -> tuple[set[str], set[str]]:
+    """The names of the (ConfigMaps, Secrets) the pod's containers and volumes reference."""
+    config_maps: set[str] = set()
+    secrets: set[str] = set()
+    spec = pod.get("spec") or {}
+    for container in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+        for source in container.get("envFrom") or []:
+            _add(source.get("configMapRef"), config_maps)
+            _add(source.get("secretRef"), secrets)
+        for var in container.get("env") or []:
+            value_from = var.get("valueFrom") or {}
+            _add(value_from.get("configMapKeyRef"), config_maps)
+            _add(value_from.get("secretKeyRef"), secrets)
+    for volume in spec.get("volumes") or []:
+        _add(volume.get("configMap"), config_maps)
+        if volume.get("secret"):
+            secrets.add(str(volume["secret"].get("secretName", "")))
+        for source in _projected(volume):
+            _add(source.get("configMap"), config_maps)
+            _add(source.get("secret"), secrets)
+    config_maps.discard("")
+    secrets.discard("")
+    return config_maps, secrets
+
+
+def _projected(volume: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    yield from (volume.get("projected") or {}).get("sources") or []
+
+
+def _add(ref: Any, names: set[str]) -> None:
+    if isinstance(ref, Mapping) and ref.get("name"):
+        names.add(str(ref["name"]))
+
+
+def secret_data(secret: Mapping[str, Any]) -> dict[str, bytes]:
+    """A Secret's `data` decoded from base64 (a value that is not base64 is left out, with a warning)."""
+    decoded = {}
+    for key, value in (secret.get("data") or {}).items():
+        try:
+            decoded[key] = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            logger.warning(
+                "secret %s key %s is not base64; left out", secret.get("metadata", {}).get("name"), key
+            )
+    return decoded
+
+
+class FetchedRefs:
+    """The runner's `PodRefs` for one pod: its referenced objects as last fetched."""
+
+    def __init__(self, api: ApiClient, pod: Mapping[str, Any]) -> None:
+        self._api = api
+        self._namespace = str(pod["metadata"]["namespace"])
+        self._wanted_config_maps, self._wanted_secrets = referenced(pod)
+        self._config_maps: dict[str, dict[str, str]] = {}
+        self._secrets: dict[str, dict[str, bytes]] = {}
+
+    @property
+    def empty(self) -> bool:
+        """True when the pod references no Secret or ConfigMap: nothing to fetch."""
+        return not (self._wanted_config_maps or self._wanted_secrets)
+
+    async def refresh(self) -> None:
+        """Fetch every referenced object again (a missing or unreadable one is forgotten)."""
+        for name in sorted(self._wanted_config_maps):
+            found = await self._get("configmaps", name)
+            if found is None:
+                self._config_maps.pop(name, None)
+            else:
+                self._config_maps[name] = {str(k): str(v) for k, v in (found.get("data") or {}).items()}
+        for name in sorted(self._wanted_secrets):
+            found = await self._get("secrets", name)
+            if found is None:
+                self._secrets.pop(name, None)
+            else:
+                self._secrets[name] = secret_data(found)
+
+    async def _get(self, plural: str, name: str) -> dict[str, Any] | None:
+        try:
+            return await self._api.get(f"/api/v1/namespaces/{self._namespace}/{plural}/{name}")
+        except ApiError as error:
+            if error.status != 404:
+                logger.warning("%s %s/%s cannot be read: %s", plural, self._namespace, name, error)
+            return None
+        except (aiohttp.ClientError, TimeoutError) as error:
+            logger.warning("%s %s/%s cannot be read: %s", plural, self._namespace, name, error)
+            return None
+
+    def config_map(self, name: str) -> Mapping[str, str] | None:
+        """The ConfigMap's `data`, or None if it does not exist (as last fetched)."""
+        return self._config_maps.get(name)
+
+    def secret(self, name: str) -> Mapping[str, bytes] | None:
+        """The Secret's decoded `data`, or None if it does not exist (as last fetched)."""
+        return self._secrets.get(name)
