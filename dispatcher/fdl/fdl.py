@@ -34,7 +34,7 @@ from dispatcher.fdl.script import resolve_script
 from dispatcher.fdl.storage import DEFAULT_PROVIDER, normalise_provider
 from dispatcher.fdl.unsupported import TOP_LEVEL_UNSUPPORTED, UNSUPPORTED_FIELDS, is_inert
 
-_PASSED_THROUGH: Final = ("name", "image", "enable_gpu", "image_pull_secrets", "log_level")
+_PASSED_THROUGH: Final = ("name", "image", "enable_gpu", "image_pull_secrets", "log_level", "file_stage_in")
 _SERVICE_FIELDS: Final = (
     *_PASSED_THROUGH,
     *("script", "cpu", "memory", "ephemeral_storage_request", "environment", "labels", "annotations"),

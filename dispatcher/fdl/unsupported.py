@@ -27,8 +27,6 @@ interlink_node_name    warning   the job runs on regular nodes instead of an Int
 total_cpu,             warning   YuniKorn quota over all of a service's jobs; use
 total_memory                     ``bucketrun.max_concurrent_jobs`` or a Kueue queue
 image_prefetch         warning   an image-cache optimisation
-file_stage_in          warning   bucketrun always downloads the triggering object to ``INPUT_FILE_PATH``:
-                                 the script gets at least what OSCAR would give it
 namespace              warning   OSCAR-internal; bucketrun's namespace comes from its settings
 rewrite_target,        warning   options of ``expose`` found at service level
 health_path
@@ -116,9 +114,6 @@ UNSUPPORTED_FIELDS: Final[dict[str, Unsupported]] = {
         refused=False, reason="ignored: use bucketrun.max_concurrent_jobs or a Kueue queue to bound a service"
     ),
     "image_prefetch": Unsupported(refused=False, reason="ignored: no image cache"),
-    "file_stage_in": Unsupported(
-        refused=False, reason="ignored: bucketrun always downloads the triggering object to INPUT_FILE_PATH"
-    ),
     "namespace": Unsupported(refused=False, reason="ignored: the namespace comes from bucketrun's settings"),
     "kserve": Unsupported(
         refused=True, reason="not supported: the KServe InferenceService the script calls would not exist"

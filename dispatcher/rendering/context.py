@@ -235,7 +235,8 @@ def job_context(
         "run": {
             "image": service.image,
             "command": ["/bin/sh", f"{settings.config_dir}/{c.CONFIG_WRAPPER}"],
-            "env": _run_env(service, event, name, paths, input_path=input_path, settings=settings),
+            "env": _run_env(service, event, name, paths, input_path=input_path, settings=settings)
+            + _script_input_url(service, grants),
             "resources": _run_resources(service, settings),
             "security_context": run_security_context(options.run_as_user),
         },
@@ -245,7 +246,7 @@ def job_context(
             "stage_in_command": ["python", "-m", "job_templates.stager", "in"],
             "stage_out_command": ["python", "-m", "job_templates.stager", "out"],
             "stage_in_env": [
-                {"name": contract.INPUT_URL, "value": grants.input_url},
+                *_stage_in_source(service, grants),
                 {"name": contract.INPUT_FILE_PATH, "value": input_path},
                 {"name": contract.TMP_INPUT_DIR, "value": paths["input_dir"]},
                 {"name": contract.TMP_OUTPUT_DIR, "value": paths["output_dir"]},
@@ -285,7 +286,8 @@ def _run_env(
     ]
     env += _log_level_env(service)
     env += [
-        {"name": contract.INPUT_FILE_PATH, "value": input_path},
+        # Under file_stage_in OSCAR's supervisor downloads nothing and leaves INPUT_FILE_PATH unset.
+        *([] if service.file_stage_in else [{"name": contract.INPUT_FILE_PATH, "value": input_path}]),
         {"name": contract.TMP_INPUT_DIR, "value": paths["input_dir"]},
         {"name": contract.TMP_OUTPUT_DIR, "value": paths["output_dir"]},
         {"name": "STORAGE_OBJECT_KEY", "value": event.key},
@@ -300,6 +302,21 @@ def _run_env(
         {"name": contract.STATE_DIR, "value": paths["state_dir"]},
     ]
     return env
+
+
+def _stage_in_source(service: ServiceDefinition, grants: StagingGrants) -> list[dict[str, str]]:
+    # file_stage_in: stage-in only prepares the directories and never holds the input's grant.
+    if service.file_stage_in:
+        return [{"name": contract.DOWNLOAD_INPUT, "value": "false"}]
+    return [{"name": contract.INPUT_URL, "value": grants.input_url}]
+
+
+def _script_input_url(service: ServiceDefinition, grants: StagingGrants) -> list[dict[str, Any]]:
+    # file_stage_in: the script downloads the object itself. It gets the one grant that lets it (a GET of
+    # this object version, expiring with the Job's other grants) and no storage credential.
+    if not service.file_stage_in:
+        return []
+    return [{"name": contract.INPUT_URL, "value": grants.input_url}]
 
 
 def oscar_event_text(event: ObjectEvent) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 from job_templates.stager.contract import (
     DEFAULT_RUN_START_TIMEOUT,
+    DOWNLOAD_INPUT,
     GRANTS_EXPIRE,
     INPUT_FILE_PATH,
     INPUT_URL,
@@ -60,7 +61,8 @@ class OutputTarget:
 class StageInConfig:
     """What stage-in needs: where the input comes from and where it and the shared directories go."""
 
-    input_url: str = field(repr=False)
+    input_url: str | None = field(repr=False)
+    """The presigned GET of the input; None under ``file_stage_in`` (nothing to download)."""
     input_file: Path
     input_dir: Path
     output_dir: Path
@@ -84,8 +86,9 @@ class StageOutConfig:
 
 def stage_in_config(env: Mapping[str, str]) -> StageInConfig:
     """Read stage-in's configuration from ``env``; ``ConfigError`` names a missing or bad variable."""
+    download = env.get(DOWNLOAD_INPUT, "true") != "false"
     return StageInConfig(
-        input_url=_required(env, INPUT_URL),
+        input_url=_required(env, INPUT_URL) if download else None,
         input_file=_path(env, INPUT_FILE_PATH),
         input_dir=_path(env, TMP_INPUT_DIR),
         output_dir=_path(env, TMP_OUTPUT_DIR),

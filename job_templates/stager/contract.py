@@ -30,6 +30,9 @@ CONTAINER_STAGE_OUT: Final = "stage-out"
 
 # The stager's environment (names; the value shapes are in job_templates/README.md).
 INPUT_URL: Final = "BUCKETRUN_INPUT_URL"
+"""The presigned GET of the input object: stage-in's, or the script's own under ``file_stage_in``."""
+DOWNLOAD_INPUT: Final = "BUCKETRUN_DOWNLOAD_INPUT"
+"""``false``: stage-in downloads nothing (the service's ``file_stage_in``); otherwise, or unset, it does."""
 INPUT_FILE_PATH: Final = "INPUT_FILE_PATH"
 TMP_INPUT_DIR: Final = "TMP_INPUT_DIR"
 TMP_OUTPUT_DIR: Final = "TMP_OUTPUT_DIR"

@@ -1,7 +1,8 @@
 """``python -m job_templates.stager in|out``: the stager containers of every bucketrun pod.
 
 - ``in`` (the ``stage-in`` init container) creates the shared input, output and state directories and
-  downloads the input object through its presigned GET URL to ``INPUT_FILE_PATH``.
+  downloads the input object through its presigned GET URL to ``INPUT_FILE_PATH`` (nothing when
+  ``BUCKETRUN_DOWNLOAD_INPUT=false``: the service's ``file_stage_in``, the script downloads it).
 - ``out`` (the ``stage-out`` container, running beside ``run``) waits until the wrapper records the
   script's exit code, or until the run container's process is gone without one, then uploads the
   outputs through presigned POST policies and writes ``outputs.json``. A run container that never

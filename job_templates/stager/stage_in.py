@@ -28,12 +28,24 @@ def download_exit_code(error: TransferError) -> int:
 
 
 def stage_in(config: StageInConfig, report: Reporter, policy: RetryPolicy | None = None) -> int:
-    """Create the shared directories (mode 0777) and download the input; the container's exit code."""
+    """Create the shared directories (mode 0777) and download the input (nothing under ``file_stage_in``);
+    the container's exit code."""
     policy = policy or RetryPolicy()
-    report.redactor.add(url_secrets(config.input_url))
     try:
         for directory in (config.input_dir, config.output_dir, config.state_dir):
             make_shared_dir(directory)
+    except OSError as error:
+        report(f"cannot prepare the work directories: {error}")
+        return EXIT_FAILED
+    if config.input_url is None:
+        report("file_stage_in: the script downloads its input itself; nothing downloaded")
+        return EXIT_OK
+    return _download(config.input_url, config, report, policy)
+
+
+def _download(url: str, config: StageInConfig, report: Reporter, policy: RetryPolicy) -> int:
+    report.redactor.add(url_secrets(url))
+    try:
         destination = checked_input_file(config.input_file, config.input_dir)
         destination.parent.mkdir(parents=True, exist_ok=True)
     except UnsafePathError as error:
@@ -48,7 +60,7 @@ def stage_in(config: StageInConfig, report: Reporter, policy: RetryPolicy | None
 
     try:
         size = with_retries(
-            lambda: download(config.input_url, destination, timeout=policy.timeout), policy, on_retry=retrying
+            lambda: download(url, destination, timeout=policy.timeout), policy, on_retry=retrying
         )
     except TransferError as error:
         code = download_exit_code(error)

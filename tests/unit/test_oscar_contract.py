@@ -270,3 +270,43 @@ def test_an_event_without_event_time_gives_an_empty_one(service: ServiceDefiniti
     assert isinstance(event, ObjectEvent)
     job = JobRenderer(RenderSettings()).render_job(service, event, placeholder_grants(service, event))
     assert run_env(job)["EVENT_TIME"]["value"] == ""
+
+
+# -- file_stage_in -------------------------------------------------------------------------------------------
+
+
+def stage_in_env(job: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    (stage_in,) = job["spec"]["template"]["spec"]["initContainers"]
+    return {entry["name"]: entry for entry in stage_in["env"]}
+
+
+def test_file_stage_in_gives_the_script_the_input_grant_and_stage_in_none() -> None:
+    (service,) = load_services_text(
+        FDL.replace("log_level: debug", "log_level: debug\n      file_stage_in: true"),
+        source="contract.yaml",
+        base_dir=None,
+    ).services
+    assert service.file_stage_in is True
+    body = captured("minio-put-0.json")
+    (event,) = parse_message(body)
+    grants = placeholder_grants(service, event)
+    job = JobRenderer(RenderSettings()).render_job(service, event, grants)
+    env = run_env(job)
+    assert env["BUCKETRUN_INPUT_URL"] == {"name": "BUCKETRUN_INPUT_URL", "value": grants.input_url}
+    # faas-supervisor faassupervisor/supervisor.py _parse_input: with file_stage_in the download is
+    # skipped and INPUT_FILE_PATH is never set; the other variables stay.
+    assert "INPUT_FILE_PATH" not in env
+    assert env["STORAGE_OBJECT_KEY"]["value"] == "in/a file with spaces.txt"
+    assert env["TMP_INPUT_DIR"]["value"].startswith("/")
+    staging = stage_in_env(job)
+    assert "BUCKETRUN_INPUT_URL" not in staging
+    assert staging["BUCKETRUN_DOWNLOAD_INPUT"]["value"] == "false"
+    text = JobRenderer(RenderSettings()).render_config_map(service)["data"]["function_config.yaml"]
+    assert yaml.safe_load(text)["file_stage_in"] is True
+
+
+def test_without_file_stage_in_the_script_never_sees_a_grant(service: ServiceDefinition) -> None:
+    job = render(service, captured("minio-put-0.json"))
+    assert "BUCKETRUN_INPUT_URL" not in run_env(job)
+    assert "BUCKETRUN_DOWNLOAD_INPUT" not in stage_in_env(job)
+    assert stage_in_env(job)["BUCKETRUN_INPUT_URL"]["value"].startswith("https://")

@@ -534,12 +534,20 @@ def test_refused_oscar_field_can_be_accepted_explicitly():
         ("synchronous: {min_scale: 1}", "synchronous"),
         ("interlink_node_name: vega-new-vk", "interlink_node_name"),
         ("allowed_users: [someone@egi.eu]", "allowed_users"),
-        ("file_stage_in: true", "file_stage_in"),
     ],
 )
 def test_oscar_fields_that_do_not_change_the_job_only_warn(extra, field):
     loaded = load_services_text(service_text(extra=extra), source="x", base_dir=None)
     assert [(warning.service, warning.field) for warning in loaded.warnings] == [("grayify", field)]
+
+
+def test_file_stage_in_is_read_silently():
+    loaded = load_services_text(service_text(extra="file_stage_in: true"), source="x", base_dir=None)
+    assert loaded.warnings == ()
+    assert loaded.services[0].file_stage_in is True
+    plain = load_services_text(service_text(), source="x", base_dir=None)
+    assert plain.services[0].file_stage_in is False
+    assert plain.services[0].content_hash() != loaded.services[0].content_hash()
 
 
 @pytest.mark.parametrize("extra", ["allowed_users: []", "alpine: false", "enable_sgx: false", "vo: ''"])

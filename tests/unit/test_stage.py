@@ -53,7 +53,7 @@ from job_templates.stager.paths import (
 )
 from job_templates.stager.redact import REDACTED, Redactor, url_secrets
 from job_templates.stager.report import Reporter
-from job_templates.stager.stage_in import download_exit_code
+from job_templates.stager.stage_in import download_exit_code, stage_in
 from job_templates.stager.stage_out import should_upload, stage_out_exit_code
 from job_templates.stager.transfer import (
     PermanentTransferError,
@@ -653,3 +653,33 @@ def test_reporter_redacts_urls_queries_and_signatures():
     assert "0123456789abcdef" not in line
     assert "s3.example" not in line
     assert REDACTED in line
+
+
+def test_under_file_stage_in_stage_in_prepares_the_directories_and_downloads_nothing(tmp_path):
+    work = tmp_path / "work"
+    env = {
+        "BUCKETRUN_DOWNLOAD_INPUT": "false",
+        "INPUT_FILE_PATH": str(work / "input" / "a.txt"),
+        "TMP_INPUT_DIR": str(work / "input"),
+        "TMP_OUTPUT_DIR": str(work / "output"),
+        "BUCKETRUN_STATE_DIR": str(work / "state"),
+    }
+    config = stage_in_config(env)
+    assert config.input_url is None
+    lines = io.StringIO()
+    assert stage_in(config, Reporter("bucketrun stage-in", stream=lines)) == 0
+    assert sorted(p.name for p in work.iterdir()) == ["input", "output", "state"]
+    assert list((work / "input").iterdir()) == []
+    assert "nothing downloaded" in lines.getvalue()
+
+
+def test_stage_in_still_needs_its_grant_unless_told_not_to_download(tmp_path):
+    env = {
+        "INPUT_FILE_PATH": str(tmp_path / "input" / "a.txt"),
+        "TMP_INPUT_DIR": str(tmp_path / "input"),
+        "TMP_OUTPUT_DIR": str(tmp_path / "output"),
+        "BUCKETRUN_STATE_DIR": str(tmp_path / "state"),
+    }
+    for flag in ({}, {"BUCKETRUN_DOWNLOAD_INPUT": "true"}):
+        with pytest.raises(ConfigError, match="BUCKETRUN_INPUT_URL is not set"):
+            stage_in_config({**env, **flag})
