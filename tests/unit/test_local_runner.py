@@ -675,6 +675,37 @@ async def test_downward_api_volume_writes_labels_and_fields(tmp_path):
     assert pod_runner.log_path("main").read_text().splitlines() == ['app="demo"', 'job-name="job-1"', "pod-1"]
 
 
+class TokenRefs(StaticPodRefs):
+    """Refs that can request ServiceAccount tokens, as the node agent's."""
+
+    def service_account_token(self, audience: str, expiration_seconds: int) -> bytes | None:
+        return f"token-for-{audience or 'api'}-{expiration_seconds}".encode()
+
+
+async def test_projected_service_account_token_comes_from_refs_that_can_request_one(tmp_path):
+    volume = {
+        "name": "api",
+        "projected": {
+            "sources": [
+                {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            ]
+        },
+    }
+    main = sh(
+        "main", "cat /api/token; echo; cat /api/ca.crt", volumeMounts=[{"name": "api", "mountPath": "/api"}]
+    )
+    refs = TokenRefs(config_maps={"kube-root-ca.crt": {"ca.crt": "PEM"}})
+
+    with_token = runner(tmp_path / "a", make_pod([main], volumes=[volume]), refs=refs)
+    assert (await with_token.run()).phase == "Succeeded"
+    assert with_token.log_path("main").read_text().splitlines() == ["token-for-api-3607", "PEM"]
+
+    plain = runner(tmp_path / "b", make_pod([main], volumes=[volume]), refs=StaticPodRefs(refs.config_maps))
+    [state] = (await plain.run()).containers
+    assert "projected serviceAccountToken sources are not supported" in (state.message or "")
+
+
 async def test_malformed_pod_is_rejected_up_front(tmp_path):
     with pytest.raises(
         PodSpecError, match=r"spec\.containers\[0\] \(main\)\.command must be a list, got str"

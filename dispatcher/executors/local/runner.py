@@ -21,7 +21,8 @@ pods everywhere. Kubernetes semantics, mapped to local processes:
   the host's environment is inherited. Base variables are not available to `$(VAR)`, as in
   Kubernetes, where image variables are not either.
 - Volumes: emptyDir, configMap, secret, downwardAPI and projected volumes become directories under
-  the workdir; a hostPath volume is that host path. Other volume types, and a missing ConfigMap,
+  the workdir (a projected serviceAccountToken only where `refs` can request tokens, as the node
+  agent's do); a hostPath volume is that host path. Other volume types, and a missing ConfigMap,
   Secret or key that is not optional (in a volume or an env ref), make the containers that use them
   end as ContainerCannotRun (Kubernetes would keep them waiting; a local run must end).
 - With `wait_when_unstartable` (the emulator's kubelet) such a container waits instead, as on a

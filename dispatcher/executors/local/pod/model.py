@@ -68,7 +68,12 @@ class PodOutcome:
 
 
 class PodRefs(Protocol):
-    """Where configMap/secret volumes and env refs come from (the emulator's store, or rendered objects)."""
+    """Where configMap/secret volumes and env refs come from (the emulator's store, or rendered objects).
+
+    Refs that can also request ServiceAccount tokens (the node agent's) have a method
+    `service_account_token(audience, expiration_seconds) -> bytes | None`; projected
+    `serviceAccountToken` sources are written from it, and refused where it is missing.
+    """
 
     def config_map(self, name: str) -> Mapping[str, str] | None:
         """The `data` of the ConfigMap called *name* in the pod's namespace, or None if there is none."""

@@ -18,6 +18,7 @@ from dispatcher.executors.local.pod.expansion import expand_with
 from dispatcher.executors.local.pod.fields import field_value, resource_value
 from dispatcher.executors.local.pod.spec import VolumeMount
 
+_TOKEN_SECONDS = 3600  # a projected token's default expirationSeconds
 # Kubernetes' default file mode for configMap, secret, downwardAPI and projected volumes (0644).
 DEFAULT_MODE = 0o644
 _NOT_WRITABLE = ~0o222 & 0o7777
@@ -169,10 +170,22 @@ def _projected_files(source: Mapping[str, Any], mode: int, sources: PodSources) 
             files += _secret_files(projection["secret"], mode, sources)
         elif "downwardAPI" in projection:
             files += _downward_files(projection["downwardAPI"], mode, sources)
+        elif "serviceAccountToken" in projection and hasattr(sources.refs, "service_account_token"):
+            files.append(_token_file(projection["serviceAccountToken"], mode, sources))
         else:
             kinds = "/".join(sorted(projection))
             raise VolumeError(f"projected {kinds} sources are not supported by the local runner")
     return files
+
+
+def _token_file(source: Mapping[str, Any], mode: int, sources: PodSources) -> tuple[str, bytes, int]:
+    """A projected ServiceAccount token, from refs that can request one (the node agent's)."""
+    audience = str(source.get("audience", ""))
+    expiration = int(source.get("expirationSeconds", _TOKEN_SECONDS))
+    token: bytes | None = sources.refs.service_account_token(audience, expiration)  # type: ignore[attr-defined]
+    if token is None:
+        raise VolumeError(f"no service account token for audience {audience!r} could be requested")
+    return source["path"], token, mode
 
 
 _FILE_WRITERS: Mapping[str, Callable[[Mapping[str, Any], int, PodSources], _Files]] = {
