@@ -39,7 +39,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import aiohttp
 import yaml
@@ -60,6 +60,9 @@ from tests.k8s_emulator.faults import FaultInjector, FaultPlan, FaultRule
 from tests.k8s_emulator.requestinfo import is_true
 from tests.k8s_emulator.stats import RequestStats
 from tests.k8s_emulator.watches import expired_line
+
+if TYPE_CHECKING:
+    from bucketrun.devtools.control_plane import ControlPlane
 
 HOST: Final = "127.0.0.1"
 UNREACHABLE: Final = 502
@@ -521,18 +524,19 @@ class FaultProxyHandle:
     url: str
     control: FaultProxyControl
 
-    def write_kubeconfig(self, path: Path, *, namespace: str = "default") -> Path:
-        """A kubeconfig for the proxy: its plain-HTTP URL and no credentials (the proxy adds them)."""
-        return write_kubeconfig(path, self.url, namespace=namespace)
+    def write_kubeconfig(self, path: Path, *, namespace: str = "default", token: str | None = None) -> Path:
+        """A kubeconfig for the proxy: its plain-HTTP URL and no credentials (the proxy adds the admin's),
+        or a bearer *token* (the proxy forwards it, and the API server sees the token's user)."""
+        return write_kubeconfig(path, self.url, namespace=namespace, token=token)
 
 
-def write_kubeconfig(path: Path, url: str, *, namespace: str = "default") -> Path:
-    """A kubeconfig with one cluster (*url*), a user without credentials and a current context."""
+def write_kubeconfig(path: Path, url: str, *, namespace: str = "default", token: str | None = None) -> Path:
+    """A kubeconfig with one cluster (*url*), a user with no credentials or *token*, and a current context."""
     config = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "fault-proxy", "cluster": {"server": url}}],
-        "users": [{"name": "through-proxy", "user": {}}],
+        "users": [{"name": "through-proxy", "user": {"token": token} if token else {}}],
         "contexts": [
             {
                 "name": "fault-proxy",
@@ -591,3 +595,15 @@ def run_fault_proxy(
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(30)
+
+
+def upstream_of(plane: ControlPlane) -> Upstream:
+    """The API server of a local control plane, reached with its admin's client certificate."""
+    return Upstream(plane.api_url, plane.ca_cert, plane.admin.cert, plane.admin.key)
+
+
+@contextlib.contextmanager
+def proxy_for(plane: ControlPlane, *, port: int = 0) -> Iterator[FaultProxyHandle]:
+    """A fault proxy in front of *plane*'s API server, compacting through its etcd."""
+    with run_fault_proxy(upstream_of(plane), compactor=plane.compact, port=port) as handle:
+        yield handle
