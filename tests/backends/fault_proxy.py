@@ -358,11 +358,14 @@ class FaultProxyControl:
 
     def _call(self, function: Callable[[], T]) -> T:
         """Run *function* in the proxy's loop and return its result."""
-        with contextlib.suppress(RuntimeError):
-            if asyncio.get_running_loop() is self.loop:
-                raise RuntimeError(
-                    "FaultProxyControl was called in the proxy's own event loop: it would wait for itself"
-                )
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            raise RuntimeError(
+                "FaultProxyControl was called in the proxy's own event loop: it would wait for itself"
+            )
 
         async def run() -> T:
             return function()
