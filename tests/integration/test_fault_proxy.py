@@ -26,10 +26,14 @@ from bucketrun.devtools.control_plane import (
     find_binaries,
     start_control_plane,
 )
+from dispatcher.adapters.kube import KubeApi
+from dispatcher.adapters.kube.creating import create_job
+from dispatcher.domain.errors import TransientError
 from tests.backends import record_backend
 from tests.backends.fault_proxy import UNREACHABLE, FaultProxyControl, FaultProxyHandle, proxy_for
 from tests.backends.kubernetes import api_client_for
 from tests.emulator.helpers import wait_for
+from tests.integration.watcher_support import job_doc
 
 pytestmark = pytest.mark.integration
 
@@ -128,7 +132,7 @@ async def test_seeded_faults_hit_only_their_verb_and_resource_and_are_counted(ap
     assert control.state()["faults"]["injected"] == 2 * (40 - first.count(200))
 
 
-async def test_429_carries_retry_after_and_nothing_is_created(api, namespace, control):
+async def test_429_carries_retry_after_and_nothing_is_created(api, kubeconfig, namespace, control):
     core = client.CoreV1Api(api)
     control.set_faults(
         error_rates={429: 1.0}, verbs=["create"], resources=["configmaps"], retry_after_seconds=4
@@ -139,6 +143,15 @@ async def test_429_carries_retry_after_and_nothing_is_created(api, namespace, co
     assert raised.value.headers["Retry-After"] == "4"
     body = json.loads(raised.value.body)
     assert (body["reason"], body["details"]["retryAfterSeconds"]) == ("TooManyRequests", 4)
+    # bucketrun's own adapter reads it as a transient error that says how long to wait
+    control.set_faults(error_rates={429: 1.0}, verbs=["create"], resources=["jobs"], retry_after_seconds=4)
+    adapter = await KubeApi.connect(namespace, kubeconfig=kubeconfig, request_timeout=5.0)
+    try:
+        with pytest.raises(TransientError) as transient:
+            await create_job(adapter, job_doc("refused"))
+    finally:
+        await adapter.close()
+    assert (transient.value.kind, transient.value.retry_after) == ("api-429", 4.0)
     control.clear_faults()
     with pytest.raises(ApiException) as missing:
         await core.read_namespaced_config_map("refused", namespace)
