@@ -93,6 +93,7 @@ class PodWorker:
         self._start_time = (pod.get("status") or {}).get("startTime") or rfc3339(datetime.now(UTC))
         self._final: tuple[str, str | None, str | None] | None = None
         self._watchdog: MemoryWatchdog | None = None
+        self._oom_runs: set[tuple[str, int]] = set()
         self._deleting = asyncio.Event()
         self._grace: float | None = None
         self._wanted = 0
@@ -166,6 +167,7 @@ class PodWorker:
             return
         refs = FetchedRefs(context.api, self.pod)
         await refs.refresh()
+        await refs.request_tokens(self.pod)
         try:
             self.runner = LocalPodRunner(
                 self.pod,
@@ -261,8 +263,12 @@ class PodWorker:
         self._changed_state()
 
     def _oom_checked(self, state: ContainerState) -> ContainerState:
-        """*state*, reported as OOMKilled when the watchdog killed that run."""
+        """*state*, reported as OOMKilled when the watchdog killed that run (the same run may be
+        reported more than once: as it ends, in the next back-off state, in the pod's outcome)."""
+        run = (state.name, state.restart_count)
         if state.signal == 9 and self._watchdog is not None and self._watchdog.take_oom(state.name):
+            self._oom_runs.add(run)
+        if run in self._oom_runs and state.state == "terminated":
             return replace(state, reason=OOM_REASON, exit_code=OOM_EXIT_CODE, message=None)
         return state
 

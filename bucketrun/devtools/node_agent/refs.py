@@ -6,6 +6,8 @@ projected sources) before the runner starts, and again every `retry_seconds` whi
 for its configuration: one created after the pod is seen at the next try, and the container waiting
 with CreateContainerConfigError starts. Only objects a pod references are read, one GET each: what the
 Node authorizer lets a node identity (`system:node:NAME`) do. A refused read counts as missing.
+Projected ServiceAccount tokens are requested once, before the pod starts (TokenRequest bound to the
+pod); they are not rotated.
 """
 
 from __future__ import annotations
@@ -48,6 +50,17 @@ def referenced(pod: Mapping[str, Any]) -> tuple[set[str], set[str]]:
     return config_maps, secrets
 
 
+def token_sources(pod: Mapping[str, Any]) -> list[tuple[str, int]]:
+    """(audience, expirationSeconds) of each projected serviceAccountToken source of the pod."""
+    found = []
+    for volume in (pod.get("spec") or {}).get("volumes") or []:
+        for source in _projected(volume):
+            token = source.get("serviceAccountToken")
+            if isinstance(token, Mapping):
+                found.append((str(token.get("audience", "")), int(token.get("expirationSeconds", 3600))))
+    return found
+
+
 def _projected(volume: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
     yield from (volume.get("projected") or {}).get("sources") or []
 
@@ -79,6 +92,39 @@ class FetchedRefs:
         self._wanted_config_maps, self._wanted_secrets = referenced(pod)
         self._config_maps: dict[str, dict[str, str]] = {}
         self._secrets: dict[str, dict[str, bytes]] = {}
+        self._tokens: dict[tuple[str, int], bytes] = {}
+
+    async def request_tokens(self, pod: Mapping[str, Any]) -> None:
+        """Request the ServiceAccount token of each projected serviceAccountToken source (TokenRequest,
+        bound to the pod, as a kubelet does); a refused request leaves that source unavailable."""
+        spec = pod.get("spec") or {}
+        account = str(spec.get("serviceAccountName") or "default")
+        for audience, expiration in token_sources(pod):
+            body = {
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "spec": {
+                    "audiences": [audience] if audience else [],
+                    "expirationSeconds": expiration,
+                    "boundObjectRef": {
+                        "apiVersion": "v1",
+                        "kind": "Pod",
+                        "name": pod["metadata"]["name"],
+                        "uid": pod["metadata"]["uid"],
+                    },
+                },
+            }
+            path = f"/api/v1/namespaces/{self._namespace}/serviceaccounts/{account}/token"
+            try:
+                answer = await self._api.create(path, body)
+            except (ApiError, aiohttp.ClientError, TimeoutError) as error:
+                logger.warning("no token for serviceaccount %s/%s: %s", self._namespace, account, error)
+                continue
+            self._tokens[(audience, expiration)] = str(answer["status"]["token"]).encode()
+
+    def service_account_token(self, audience: str, expiration_seconds: int) -> bytes | None:
+        """The token requested for (*audience*, *expiration_seconds*), or None."""
+        return self._tokens.get((audience, expiration_seconds))
 
     @property
     def empty(self) -> bool:
