@@ -6,8 +6,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
+STACK_DIR ?= .bucketrun-stack
 
-.PHONY: help setup system-deps servers test test-fast lint format demo bench soak mutant clean
+.PHONY: help setup system-deps servers test test-fast lint format demo stack stack-up stack-down bench soak mutant clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
@@ -53,6 +54,18 @@ format: $(STAMP) ## Apply ruff's formatting and safe fixes
 demo: $(DEMO_STAMP) ## Run the local demo: samples through RabbitMQ, MinIO if built (else moto), dispatcher, watcher
 	@bash .ci/install-system-deps rabbitmq-server
 	$(BIN)/bucketrun demo $(DEMO_ARGS)
+
+# The local stack (README.md, "The local stack"): its servers' data, logs and stack.env in $(STACK_DIR).
+stack: $(DEMO_STAMP) servers ## Run the local stack in the foreground: RabbitMQ, MinIO, Kubernetes built from source, a node agent (Ctrl-C stops it)
+	@bash .ci/install-system-deps rabbitmq-server
+	$(BIN)/bucketrun stack run --dir $(STACK_DIR)
+
+stack-up: $(DEMO_STAMP) servers ## Start the local stack in the background; returns once ready, with $(STACK_DIR)/stack.env to source
+	@bash .ci/install-system-deps rabbitmq-server
+	$(BIN)/bucketrun stack up --dir $(STACK_DIR)
+
+stack-down: ## Stop everything the local stack in $(STACK_DIR) started
+	$(BIN)/bucketrun stack down --dir $(STACK_DIR)
 
 bench: setup ## Performance report (issue #8): writes bench/results/ (BENCH_ARGS=--quick for a smoke run)
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)

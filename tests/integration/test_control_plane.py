@@ -79,11 +79,12 @@ def namespace(plane: ControlPlane) -> str:
     ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": labels}}
     status, body = plane.request("POST", "/api/v1/namespaces", ns)
     assert status == 201, body
-    # the controller manager's serviceaccount controller creates it; pods need it to be admitted
-    wait_for(
-        lambda: plane.request("GET", f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/default")[0] == 200,
-        "the namespace's default ServiceAccount",
-    )
+    # the controller manager creates both: pods need the ServiceAccount to be admitted, and the CA
+    # ConfigMap for their token volume
+    for path in ("serviceaccounts/default", "configmaps/kube-root-ca.crt"):
+        wait_for(
+            lambda path=path: plane.request("GET", f"/api/v1/namespaces/{NAMESPACE}/{path}")[0] == 200, path
+        )
     return NAMESPACE
 
 
