@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from bucketrun.devtools.node_agent.agent import DEFAULT_NODE_NAME, NodeAgent, NodeAgentOptions
-from bucketrun.devtools.node_agent.api import KubeconfigError
+from bucketrun.devtools.node_agent.api import ApiError, KubeconfigError
 from bucketrun.devtools.node_agent.faults import Faults
 
 _DESCRIPTION = """\
@@ -157,12 +157,12 @@ async def serve(options: NodeAgentOptions) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; 2 for a kubeconfig or certificate that cannot be used."""
+    """Entry point; 2 when the kubeconfig, a certificate or the API server refuses the start."""
     options = parse_args(argv)
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(serve(options))
-    except (KubeconfigError, OSError) as error:
+    except (KubeconfigError, ApiError, OSError, TimeoutError) as error:
         print(f"node agent: {error}", file=sys.stderr)
         return 2
     return 0
