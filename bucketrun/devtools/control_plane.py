@@ -29,7 +29,6 @@ import contextlib
 import functools
 import json
 import os
-import signal
 import ssl
 import subprocess
 import time
@@ -43,6 +42,7 @@ from typing import Any, Final
 from bucketrun.devtools.kube_pki import ClusterPki, KeyPair, file_stem
 from bucketrun.devtools.minio_server import BuiltServer, servers_dir
 from bucketrun.devtools.moto_server import free_port
+from bucketrun.devtools.processes import stop_group
 
 BINARIES: Final = (
     "etcd",
@@ -181,16 +181,8 @@ class Component:
 
     def stop(self) -> None:
         """SIGTERM the process's session, SIGKILL it after STOP_TIMEOUT; wait for it either way."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        if self.process is not None:
+            stop_group(self.process, STOP_TIMEOUT)
 
     def rss_bytes(self) -> int | None:
         """The process's resident set size now (``/proc``), None when it is not running."""

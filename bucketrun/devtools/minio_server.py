@@ -13,9 +13,7 @@ goes to a log file, never to a pipe nobody reads.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import time
 import urllib.error
@@ -25,6 +23,7 @@ from pathlib import Path
 from typing import Final
 
 from bucketrun.devtools.moto_server import free_port
+from bucketrun.devtools.processes import stop_group
 
 BOOT_TIMEOUT: Final = 60.0
 """Seconds MinIO may take to serve S3 calls."""
@@ -116,16 +115,7 @@ class MinioServer:
 
     def stop(self) -> None:
         """SIGTERM the server's process group, SIGKILL if it has not exited within STOP_TIMEOUT."""
-        if self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_group(self.process, STOP_TIMEOUT)
 
     def tail(self) -> str:
         """The end of the server's log, for error messages."""

@@ -44,6 +44,7 @@ from typing import Any, Final, TextIO
 from bucketrun.devtools.control_plane import NODES_GROUP, ControlPlane, start_control_plane
 from bucketrun.devtools.minio_server import AmqpTarget, Credentials, MinioServer, built, start_minio
 from bucketrun.devtools.moto_server import free_port
+from bucketrun.devtools.processes import stop_group
 from bucketrun.devtools.rabbit_node import PrivateRabbitNode, kill_epmd, private_node_supported
 
 ENV_FILE: Final = "stack.env"
@@ -119,7 +120,7 @@ class Stack:
     def stop(self) -> None:
         """Stop the node agent, the control plane, MinIO and RabbitMQ, waiting for each."""
         if self.node_agent is not None:
-            _terminate(self.node_agent, timeout=30.0)
+            stop_group(self.node_agent, timeout=30.0)
         self.plane.stop()
         self.minio.stop()
         self.rabbit.close()
@@ -277,7 +278,7 @@ def _start_node_agent(stack: Stack, out: TextIO) -> None:
     deadline = time.monotonic() + NODE_READY_TIMEOUT
     while not _node_ready(plane):
         if stack.node_agent.poll() is not None or time.monotonic() > deadline:
-            _terminate(stack.node_agent, timeout=10.0)
+            stop_group(stack.node_agent, timeout=10.0)
             tail = log.read_text(errors="replace")[-2000:]
             raise StackError(f"the node agent did not register a Ready Node; its log ({log}) ends:\n{tail}")
         time.sleep(0.2)
@@ -432,17 +433,3 @@ def group_command_lines(pgid: int) -> list[str]:
         except (OSError, IndexError, ValueError):
             continue
     return lines
-
-
-def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
-    """SIGTERM *process*'s session, SIGKILL it after *timeout*; wait either way."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
