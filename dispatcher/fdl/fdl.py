@@ -39,8 +39,9 @@ _SERVICE_FIELDS: Final = (
     *_PASSED_THROUGH,
     *("script", "cpu", "memory", "ephemeral_storage_request", "environment", "labels", "annotations"),
     "cluster_id",
-    *("input", "output", "storage_providers", "bucketrun"),
+    *("input", "output", "mount", "storage_providers", "bucketrun"),
 )
+_MOUNT_FIELDS: Final = ("storage_provider", "path", "options")
 _PATH_FIELDS: Final = ("storage_provider", "path", "prefix", "suffix")
 _TOP_LEVEL_FIELDS: Final = ("functions", "storage_providers", *TOP_LEVEL_UNSUPPORTED)
 _PROVIDER_FIELDS: Final = {
@@ -193,6 +194,7 @@ class _ServiceReader:
         self._read_cluster_id(raw.get("cluster_id"), cluster_id)
         self.data["inputs"] = self._triggering(self._read_paths("input", raw.get("input")))
         self.data["outputs"] = self._read_paths("output", raw.get("output"))
+        self._read_mount(raw.get("mount"))
         self._attach_providers(raw.get("storage_providers"))
         if not raw.get("input"):
             self.report.warning(
@@ -200,6 +202,34 @@ class _ServiceReader:
                 "no input: the service can never be triggered (OSCAR would only invoke it synchronously)",
             )
         return self.data
+
+    def _read_mount(self, raw: object) -> None:
+        """OSCAR's ``mount`` (``storage_provider``, ``path``, rclone ``options``); off when empty."""
+        if is_inert(raw) or (isinstance(raw, dict) and all(is_inert(value) for value in raw.values())):
+            return
+        if not isinstance(raw, dict):
+            self.report.problem(
+                "mount", f"must be a mapping with storage_provider and path, got {_kind_of(raw)}"
+            )
+            return
+        for key in raw:
+            if key not in _MOUNT_FIELDS:
+                self.report.unknown(f"mount.{key}", key, _MOUNT_FIELDS)
+        if not is_inert(raw.get("options")):
+            self.report.warning(
+                "mount.options", "ignored: rclone options; bucketrun stages the folder in, read-only"
+            )
+        provider = raw.get("storage_provider", DEFAULT_PROVIDER)
+        if not isinstance(provider, str):
+            self.report.problem("mount.storage_provider", f"required string, got {_kind_of(provider)}")
+            return
+        try:
+            # A one-segment mount path is a bucket, as OSCAR's mount reads it (rclone mounts minio:/<path>).
+            location = split_location(raw.get("path"), kind="mount", provider="mount", service=self.name)
+        except ValueError as error:
+            self.report.problem("mount.path", str(error))
+            return
+        self.data["mount"] = {"provider": provider, "bucket": location.bucket, "folder": location.folder}
 
     def _read_cluster_id(self, value: object, filed_under: str | None) -> None:
         if filed_under is None:
@@ -478,6 +508,8 @@ def _fdl_field(loc: tuple[int | str, ...]) -> str | None:
         if rest[1] == "events":  # copied from bucketrun.events: report it there, once
             return _fdl_field(("options", *rest[1:]))
         return f"{parts[0]}[{rest[0]}].{_PATH_PARTS.get(str(rest[1]), str(rest[1]))}"
+    if head == "mount" and len(rest) == 1:
+        return f"mount.{_PATH_PARTS.get(str(rest[0]), str(rest[0]))}"
     for item in rest:
         if item == "[key]":
             continue

@@ -39,6 +39,7 @@ from dispatcher.fdl.storage import (
     DEFAULT_PROVIDER,
     EventPatterns,
     InputPath,
+    MountPath,
     OutputPath,
     StorageProvider,
 )
@@ -217,6 +218,9 @@ class ServiceDefinition(BaseModel):
     file_stage_in: bool = False
     """OSCAR's ``file_stage_in``: when true, stage-in downloads nothing and the script fetches its input
     itself, through the presigned GET URL in ``BUCKETRUN_INPUT_URL``."""
+    mount: MountPath | None = None
+    """OSCAR's ``mount``: a folder of bucketrun's own store the script reads, read-only, at
+    ``/mnt/<bucket>/<folder>`` (staged in, bounded in size); none when unset."""
     inputs: tuple[InputPath, ...] = ()
     """Where new objects trigger the service; none means the service is never triggered."""
     outputs: tuple[OutputPath, ...] = ()
@@ -350,6 +354,7 @@ class ServiceDefinition(BaseModel):
             "annotations": dict(self.annotations),
             "log_level": self.log_level,
             **({"file_stage_in": True} if self.file_stage_in else {}),
+            **({"mount": self.mount.model_dump()} if self.mount is not None else {}),
             "inputs": [path.model_dump() for path in self.inputs],
             "outputs": [path.model_dump() for path in self.outputs],
             "storage_providers": {

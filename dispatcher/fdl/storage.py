@@ -184,6 +184,51 @@ class OutputPath(_Path):
         )
 
 
+MOUNT_ROOT: Final = "/mnt"
+"""Where OSCAR mounts a service's ``mount`` (grycap/oscar ``pkg/backends/resources/mount.go``: rclone mounts
+the bucket path at ``/mnt/<path>``); bucketrun stages it there."""
+
+
+def _mountable(provider: str) -> str:
+    if provider != DEFAULT_PROVIDER:
+        raise ValueError(
+            f"storage provider {shown(provider)} cannot be mounted: only bucketrun's own store "
+            f"(minio, i.e. {DEFAULT_PROVIDER}) can, as its objects are staged with its presigned URLs"
+        )
+    return provider
+
+
+class MountPath(BaseModel):
+    """OSCAR's ``mount``: a bucket path the script reads as a local directory, ``/mnt/<bucket>/<folder>``.
+
+    bucketrun stages it in read-only (see ``job_templates/README.md``, "mount"), from its own store only.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    provider: Annotated[Provider, AfterValidator(_mountable)] = DEFAULT_PROVIDER
+    """Storage provider reference: bucketrun's own store, ``minio.default``."""
+    bucket: Bucket
+    """S3 bucket name: the first segment of the FDL ``path``."""
+    folder: Folder = ""
+    """The rest of the FDL ``path`` (``""``: the whole bucket)."""
+
+    @property
+    def path(self) -> str:
+        """The OSCAR ``path``: ``bucket`` or ``bucket/folder``."""
+        return f"{self.bucket}/{self.folder}" if self.folder else self.bucket
+
+    @property
+    def key_prefix(self) -> str:
+        """The keys staged: everything under the folder (the whole bucket without one)."""
+        return f"{self.folder}/" if self.folder else ""
+
+    @property
+    def directory(self) -> str:
+        """Where the script finds it: ``/mnt/<bucket>/<folder>``, as under OSCAR."""
+        return f"{MOUNT_ROOT}/{self.path}"
+
+
 class StorageProvider(BaseModel):
     """Credentials and endpoint of a MinIO or S3 storage other than bucketrun's own MinIO.
 

@@ -32,14 +32,12 @@ rewrite_target,        warning   options of ``expose`` found at service level
 health_path
 kserve                 error     the script calls the InferenceService OSCAR would create; without it every
                                  job fails
-mount                  error     a bucket path mounted into the container: the script reads or writes files
-                                 there that would not exist
 volume                 error     a persistent volume the script expects at ``mount_path``
 enable_sgx             error     the image needs the SGX enclave device OSCAR adds
 default_command        error     runs the image's own command instead of the script
 =====================  ========  ============================================================================
 
-An error-level field can be accepted on purpose with ``bucketrun: {ignore_unsupported: [mount]}``
+An error-level field can be accepted on purpose with ``bucketrun: {ignore_unsupported: [volume]}``
 when its author knows the script copes without it; it is then reported as a warning.
 
 Storage: inputs and outputs on ``onedata``/``webdav``/``rucio`` providers are errors (see
@@ -117,9 +115,6 @@ UNSUPPORTED_FIELDS: Final[dict[str, Unsupported]] = {
     "namespace": Unsupported(refused=False, reason="ignored: the namespace comes from bucketrun's settings"),
     "kserve": Unsupported(
         refused=True, reason="not supported: the KServe InferenceService the script calls would not exist"
-    ),
-    "mount": Unsupported(
-        refused=True, reason="not supported: the mounted bucket path the script uses would not exist"
     ),
     "volume": Unsupported(
         refused=True, reason="not supported: the persistent volume the script expects would not be mounted"

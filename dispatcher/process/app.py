@@ -29,6 +29,7 @@ from dispatcher.executors.build import build_executor
 from dispatcher.fdl.catalog import Catalog, load_catalog
 from dispatcher.process.handlers import Handlers
 from dispatcher.process.job_creation import JobCreator
+from dispatcher.rendering.mount import MountLimits
 from dispatcher.rendering.render import renderer_from_settings
 from dispatcher.rendering.secrets import service_secrets
 from dispatcher.runtime.lifecycle import cancelled, until_stopped
@@ -70,6 +71,7 @@ class Dispatcher:
             Storage(settings.storage),
             executor,
             settings.storage.grant_lifetime,
+            mount_limits=MountLimits(settings.storage.mount_max_objects, settings.storage.mount_max_bytes),
         )
         self.handlers = Handlers(
             lambda: self.catalog,

@@ -9,7 +9,7 @@ the cluster or storage may answer differently later raises `TransientError` (fro
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -24,6 +24,15 @@ from dispatcher.domain.jobs import CreateOutcome
 from dispatcher.executors.base import Executor
 from dispatcher.fdl import ServiceDefinition
 from dispatcher.rendering.context import RenderError
+from dispatcher.rendering.mount import (
+    Listed,
+    MountedObject,
+    MountGrant,
+    MountLimits,
+    plan_mount,
+    refused,
+    relative_path,
+)
 from dispatcher.rendering.render import JobRenderer
 
 _MAX_CACHED_CONFIG_MAPS = 1024
@@ -53,7 +62,10 @@ class JobCreator:
         storage: Storage,
         executor: Executor,
         grant_lifetime: Callable[[int | None], timedelta],
+        *,
+        mount_limits: MountLimits | None = None,
     ) -> None:
+        self._mount_limits = mount_limits or MountLimits()
         self._services = services
         self._renderer = renderer
         self._storage = storage
@@ -72,12 +84,11 @@ class JobCreator:
         return self.prepare_event(service_name, event)
 
     def prepare_event(
-        self, service_name: str, event: ObjectEvent
+        self, service_name: str, event: ObjectEvent, *, mount: MountGrant | None = None
     ) -> tuple[ServiceDefinition, ObjectEvent, dict[str, Any], dict[str, Any]]:
-        """``prepare`` for an event already parsed (the ingress consumer's direct creates)."""
-        service = self._services().get(service_name)
-        if service is None:
-            raise PermanentError(f"no service named {service_name!r} is loaded", reason="unknown-service")
+        """``prepare`` for an event already parsed (the ingress consumer's direct creates); ``mount`` is
+        the service's mount listing, presigned (`mount_grant`), for a service that has one."""
+        service = self._service(service_name)
         grants = self._storage.grants_for(
             service,
             event.bucket,
@@ -87,6 +98,11 @@ class JobCreator:
             version_id=event.version_id if event.version_id not in (None, "null") else None,
             job=job_name(service.name, event.bucket, event.key, object_version(event)),
         )
+        if service.mount is not None:
+            if mount is None:
+                reason = "the mount folder was not listed"
+                mount = refused(service.mount, reason, max_bytes=self._mount_limits.max_bytes)
+            grants = replace(grants, mount=mount)
         try:
             config_map = self._config_map(service)
             job = self._renderer.render_job(service, event, grants)
@@ -106,11 +122,53 @@ class JobCreator:
 
     async def create(self, service_name: str, body: bytes) -> CreatedJob:
         """Create the Job for a task body (idempotent)."""
-        return await self._create(*self.prepare(service_name, body))
+        try:
+            event = parse_task(body)
+        except EventError as error:
+            raise PermanentError(error.message, reason=str(error.reason)) from error
+        return await self.create_event(service_name, event)
 
     async def create_event(self, service_name: str, event: ObjectEvent) -> CreatedJob:
         """Create the Job for an event already parsed (idempotent)."""
-        return await self._create(*self.prepare_event(service_name, event))
+        mount = await self.mount_grant(self._service(service_name))
+        return await self._create(*self.prepare_event(service_name, event, mount=mount))
+
+    def _service(self, name: str) -> ServiceDefinition:
+        service = self._services().get(name)
+        if service is None:
+            raise PermanentError(f"no service named {name!r} is loaded", reason="unknown-service")
+        return service
+
+    async def mount_grant(self, service: ServiceDefinition) -> MountGrant | None:
+        """The service's ``mount`` as its Job's stage-in gets it: the folder listed now (one request, at most
+        ``max_objects + 1`` keys) and presigned, or the reason the Job must refuse it; None without a mount.
+
+        A listing the store refuses for good (no such bucket, access denied) becomes that reason, so the
+        Job's record says it; transient storage errors propagate and the task is retried.
+        """
+        mount = service.mount
+        if mount is None:
+            return None
+        limits = self._mount_limits
+        try:
+            found = await self._storage.list(mount.bucket, mount.key_prefix, limit=limits.max_objects + 1)
+        except PermanentError as error:
+            return refused(mount, f"cannot list the mount folder: {error}", max_bytes=limits.max_bytes)
+        plan = plan_mount(
+            mount,
+            [Listed(item.key, item.size or 0) for item in found],
+            max_objects=limits.max_objects,
+            max_bytes=limits.max_bytes,
+        )
+        if plan.refused is not None:
+            return refused(mount, plan.refused, max_bytes=limits.max_bytes)
+        expires = self._grant_lifetime(self._renderer.settings.deadline(service.options.timeout))
+        urls = self._storage.presign_gets(mount.bucket, [item.key for item in plan.objects], expires=expires)
+        objects = tuple(
+            MountedObject(relative_path(mount, item.key), item.size, url)
+            for item, url in zip(plan.objects, urls, strict=True)
+        )
+        return MountGrant(mount.directory, limits.max_bytes, objects)
 
     async def _create(
         self, service: ServiceDefinition, event: ObjectEvent, config_map: dict[str, Any], job: dict[str, Any]

@@ -18,7 +18,9 @@ from dispatcher.domain.events import ObjectEvent
 from dispatcher.domain.identity import job_name, object_version, parts_digest
 from dispatcher.fdl import OutputPath, ServiceDefinition
 from dispatcher.fdl.model import DEFAULT_LOG_LEVEL, LOG_LEVEL_VARIABLE
+from dispatcher.fdl.storage import MOUNT_ROOT
 from dispatcher.rendering.function_config import function_config
+from dispatcher.rendering.mount import MountGrant, MountLimits, manifest
 from dispatcher.rendering.secrets import secret_name
 from job_templates.stager import contract
 
@@ -98,6 +100,8 @@ class StagingGrants:
     expires_at: str  # RFC 3339
     outputs_manifest_url: str | None = field(default=None, repr=False)
     """Presigned PUT of the Job's outputs manifest in its record folder (None: stage-out stores none)."""
+    mount: MountGrant | None = None
+    """The service's ``mount``: presigned GETs of its folder's objects, or why stage-in must refuse it."""
 
 
 STAGER_SECURITY_CONTEXT: dict[str, Any] = {
@@ -221,6 +225,7 @@ def job_context(
             "permanent_stage_in_exit_codes": [
                 contract.EXIT_INPUT_MISSING,
                 contract.EXIT_INPUT_FORBIDDEN,
+                contract.EXIT_MOUNT_REFUSED,
             ],
         },
         "pod": {
@@ -232,11 +237,13 @@ def job_context(
             "tolerations": [dict(t) for t in options.tolerations],
         },
         "paths": paths,
+        "mount": _mount_volume(service, grants),
         "run": {
             "image": service.image,
             "command": ["/bin/sh", f"{settings.config_dir}/{c.CONFIG_WRAPPER}"],
             "env": _run_env(service, event, name, paths, input_path=input_path, settings=settings)
-            + _script_input_url(service, grants),
+            + _script_input_url(service, grants)
+            + _mount_dir_env(service),
             "resources": _run_resources(service, settings),
             "security_context": run_security_context(options.run_as_user),
         },
@@ -251,6 +258,7 @@ def job_context(
                 {"name": contract.TMP_INPUT_DIR, "value": paths["input_dir"]},
                 {"name": contract.TMP_OUTPUT_DIR, "value": paths["output_dir"]},
                 {"name": contract.STATE_DIR, "value": paths["state_dir"]},
+                *_mount_env(service, grants),
             ],
             "stage_out_env": [
                 {"name": contract.OUTPUTS, "value": _outputs_json(grants)},
@@ -302,6 +310,29 @@ def _run_env(
         {"name": contract.STATE_DIR, "value": paths["state_dir"]},
     ]
     return env
+
+
+def _mount_volume(service: ServiceDefinition, grants: StagingGrants) -> dict[str, Any] | None:
+    if service.mount is None:
+        return None
+    if grants.mount is None:
+        raise RenderError(f"service {service.name!r} has a mount, but its grants carry no listing of it")
+    # The emptyDir is bounded like the mount, so the node accounts for it (and evicts past it).
+    return {"volume": "mount", "path": MOUNT_ROOT, "size_limit": str(grants.mount.max_bytes)}
+
+
+def _mount_env(service: ServiceDefinition, grants: StagingGrants) -> list[dict[str, str]]:
+    if service.mount is None or grants.mount is None:
+        return []
+    return [{"name": contract.MOUNT, "value": manifest(grants.mount)}]
+
+
+def _mount_dir_env(service: ServiceDefinition) -> list[dict[str, Any]]:
+    # OSCAR gives the script no variable for it: scripts name /mnt/<path>. This one names the same
+    # directory for scripts that run under the local executor too, which rewrites paths only in values.
+    if service.mount is None:
+        return []
+    return [{"name": contract.MOUNT_DIR, "value": service.mount.directory}]
 
 
 def _stage_in_source(service: ServiceDefinition, grants: StagingGrants) -> list[dict[str, str]]:
@@ -398,6 +429,9 @@ def placeholder_grants(service: ServiceDefinition, event: ObjectEvent) -> Stagin
         outputs=tuple(_placeholder_output(o) for o in service.outputs),
         expires_at="1970-01-01T00:00:00Z",
         outputs_manifest_url="https://presigned.invalid/put/outputs.json",
+        mount=None
+        if service.mount is None
+        else MountGrant(service.mount.directory, max_bytes=MountLimits().max_bytes),
     )
 
 

@@ -60,6 +60,8 @@ def function_config(service: ServiceDefinition) -> str:
     providers = _providers(service)
     if providers:
         document["storage_providers"] = providers
+    if service.mount is not None:
+        document["mount"] = {"storage_provider": service.mount.provider, "path": service.mount.path}
     return yaml.safe_dump(document, sort_keys=False, allow_unicode=True, default_flow_style=False)
 
 

@@ -55,6 +55,8 @@ ENV_DELIMITER: Final = "__"
 CONFIG_ENV: Final = "BUCKETRUN_CONFIG"
 """Environment variable naming the optional YAML settings file."""
 MASK: Final = "**********"
+MAX_MOUNT_OBJECTS: Final = 1000
+"""Highest ``mount_max_objects``: with the manifest's own byte bound, a Job stays far below etcd's 1.5 MB."""
 MAX_PRESIGN_SECONDS: Final = 7 * 24 * 3600
 """S3 refuses presigned requests valid for longer than seven days."""
 _MAX_AMQP_NAME_BYTES: Final = 255  # AMQP 0-9-1 short string
@@ -198,6 +200,12 @@ class StorageSettings(_Group):
     S3's limit for one POST."""
     request_timeout: PositiveFloat = 30.0
     """Seconds to wait for the storage server to connect or answer. Default 30."""
+    mount_max_bytes: PositiveInt = 2 * 1024**3
+    """Largest total size, in bytes, of a service's ``mount`` folder: a Job whose folder holds more fails
+    at stage-in, saying so, and downloads nothing. Default 2 GiB."""
+    mount_max_objects: int = Field(default=100, ge=1, le=MAX_MOUNT_OBJECTS)
+    """Most objects a ``mount`` folder may hold (one presigned GET each goes into the Job); more fail the
+    Job at stage-in. Default 100, at most 1000."""
     records_bucket: str = "bucketrun-records"
     """Bucket of job records (status and logs); never a service input. Default ``bucketrun-records``."""
     records_prefix: str = "records/"

@@ -21,6 +21,7 @@ from job_templates.stager.contract import (
     GRANTS_EXPIRE,
     INPUT_FILE_PATH,
     INPUT_URL,
+    MOUNT,
     OUTPUTS,
     OUTPUTS_MANIFEST_URL,
     RUN_START_TIMEOUT,
@@ -58,6 +59,25 @@ class OutputTarget:
 
 
 @dataclass(frozen=True)
+class MountObject:
+    """One object of the service's ``mount``: its path under the mount directory, size and presigned GET."""
+
+    path: str
+    size: int
+    url: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class MountConfig:
+    """The service's ``mount`` (``BUCKETRUN_MOUNT``): what to stage where, within which bound, or why not."""
+
+    directory: Path
+    max_bytes: int
+    objects: tuple[MountObject, ...]
+    refused: str | None
+
+
+@dataclass(frozen=True)
 class StageInConfig:
     """What stage-in needs: where the input comes from and where it and the shared directories go."""
 
@@ -67,6 +87,8 @@ class StageInConfig:
     input_dir: Path
     output_dir: Path
     state_dir: Path
+    mount: MountConfig | None = None
+    """The service's ``mount`` to stage first; None when it has none."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +115,45 @@ def stage_in_config(env: Mapping[str, str]) -> StageInConfig:
         input_dir=_path(env, TMP_INPUT_DIR),
         output_dir=_path(env, TMP_OUTPUT_DIR),
         state_dir=_path(env, STATE_DIR),
+        mount=parse_mount(env[MOUNT]) if env.get(MOUNT) else None,
     )
+
+
+def parse_mount(text: str) -> MountConfig:
+    """The ``BUCKETRUN_MOUNT`` JSON; errors name the field, never a grant."""
+    try:
+        document = json.loads(text)
+    except ValueError:
+        raise ConfigError(f"{MOUNT} is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"{MOUNT} must be a JSON object, got {type(document).__name__}")
+    directory = document.get("directory")
+    if not isinstance(directory, str) or not directory.startswith("/"):
+        raise ConfigError(f"{MOUNT}.directory must be an absolute path")
+    max_bytes = document.get("max_bytes")
+    if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes < 0:
+        raise ConfigError(f"{MOUNT}.max_bytes must be a byte count")
+    refused = document.get("refused")
+    if refused is not None and not isinstance(refused, str):
+        raise ConfigError(f"{MOUNT}.refused must be a string or null")
+    entries = document.get("objects", [])
+    if not isinstance(entries, list):
+        raise ConfigError(f"{MOUNT}.objects must be a list")
+    return MountConfig(
+        Path(directory), max_bytes, tuple(_mount_object(i, e) for i, e in enumerate(entries)), refused
+    )
+
+
+def _mount_object(index: int, entry: Any) -> MountObject:
+    where = f"{MOUNT}.objects[{index}]"
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where} must be an object")
+    path, size, url = entry.get("path"), entry.get("size"), entry.get("url")
+    if not isinstance(path, str) or not isinstance(url, str):
+        raise ConfigError(f"{where}.path and .url must be strings")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ConfigError(f"{where}.size must be a byte count")
+    return MountObject(path, size, url)
 
 
 def stage_out_config(env: Mapping[str, str]) -> StageOutConfig:

@@ -12,6 +12,7 @@ Exit codes of the stager containers (the watcher reads them from the pod's statu
 | stage-in | 1 | a transient failure outlasted the retries (the Job's backoffLimit may retry the pod) |
 | stage-in | 64 | the input object does not exist (404): the pod failure policy fails the Job at once |
 | stage-in | 65 | the grant was refused or expired (401/403), or the input may not be written where asked |
+| stage-in | 66 | the ``mount`` folder cannot be staged (over its bounds, unlistable, an object refused) |
 | stage-out | 0 | every upload due succeeded (or none was due: the script failed under ``on_success``) |
 | stage-out | 2 | an upload failed after its retries (what did succeed is in ``outputs.json``) |
 | stage-out | 3 | the run container ended without an exit code (killed), or the grants expired first |
@@ -33,6 +34,10 @@ INPUT_URL: Final = "BUCKETRUN_INPUT_URL"
 """The presigned GET of the input object: stage-in's, or the script's own under ``file_stage_in``."""
 DOWNLOAD_INPUT: Final = "BUCKETRUN_DOWNLOAD_INPUT"
 """``false``: stage-in downloads nothing (the service's ``file_stage_in``); otherwise, or unset, it does."""
+MOUNT: Final = "BUCKETRUN_MOUNT"
+"""JSON: the ``mount`` directory, byte bound and objects (path, size, presigned GET), or a refusal."""
+MOUNT_DIR: Final = "BUCKETRUN_MOUNT_DIR"
+"""The mount directory, ``/mnt/<bucket>/<folder>``, for the script (the local executor rewrites it)."""
 INPUT_FILE_PATH: Final = "INPUT_FILE_PATH"
 TMP_INPUT_DIR: Final = "TMP_INPUT_DIR"
 TMP_OUTPUT_DIR: Final = "TMP_OUTPUT_DIR"
@@ -57,6 +62,9 @@ EXIT_INPUT_MISSING: Final = 64
 """stage-in: the input object does not exist; no retry can fix it (the pod failure policy fails the Job)."""
 EXIT_INPUT_FORBIDDEN: Final = 65
 """stage-in: the grant was refused or expired; no retry can fix it either."""
+EXIT_MOUNT_REFUSED: Final = 66
+"""stage-in: the service's ``mount`` cannot be staged (over the size or object bound, unlistable, a grant
+refused); its log says why, and the pod failure policy fails the Job without retries."""
 
 # Report lines: stage-out prints one JSON object per upload, ``{"event": UPLOADED_EVENT, ...}``.
 UPLOADED_EVENT: Final = "uploaded"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from job_templates.stager.config import StageInConfig
 from job_templates.stager.contract import EXIT_FAILED, EXIT_INPUT_FORBIDDEN, EXIT_INPUT_MISSING, EXIT_OK
+from job_templates.stager.mount import stage_mount
 from job_templates.stager.paths import UnsafePathError, checked_input_file, make_shared_dir
 from job_templates.stager.redact import url_secrets
 from job_templates.stager.report import Reporter
@@ -37,6 +38,11 @@ def stage_in(config: StageInConfig, report: Reporter, policy: RetryPolicy | None
     except OSError as error:
         report(f"cannot prepare the work directories: {error}")
         return EXIT_FAILED
+    if config.mount is not None:
+        # First: a mount that cannot be staged fails the Job before the input is fetched.
+        code = stage_mount(config.mount, report, policy)
+        if code != EXIT_OK:
+            return code
     if config.input_url is None:
         report("file_stage_in: the script downloads its input itself; nothing downloaded")
         return EXIT_OK

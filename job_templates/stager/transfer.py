@@ -129,16 +129,29 @@ def classify_http_error(status: int, code: str | None, retry_after: float | None
     return PermanentTransferError(text, status=status, code=code)
 
 
-def download(url: str, destination: Path, *, timeout: float) -> int:
-    """Stream ``url`` into ``destination`` (via a temporary file beside it, then rename); bytes written."""
+class TooLargeError(Exception):
+    """A download went past the bytes it was allowed (named in the message); nothing was kept."""
+
+
+def _check_bound(size: int, max_bytes: int | None) -> None:
+    if max_bytes is not None and size > max_bytes:
+        raise TooLargeError(f"the object is larger than the {max_bytes} bytes left")
+
+
+def download(url: str, destination: Path, *, timeout: float, max_bytes: int | None = None) -> int:
+    """Stream ``url`` into ``destination`` (via a temporary file beside it, then rename); bytes written.
+
+    With ``max_bytes``, a body longer than that raises ``TooLargeError`` and leaves no file.
+    """
     descriptor, temporary = tempfile.mkstemp(dir=destination.parent, prefix=".download-")
     try:
         with os.fdopen(descriptor, "wb") as sink:
             with _open(urllib.request.Request(url, method="GET"), timeout) as response:  # noqa: S310
                 size = 0
                 while chunk := _read(response, CHUNK_BYTES):
-                    sink.write(chunk)
                     size += len(chunk)
+                    _check_bound(size, max_bytes)
+                    sink.write(chunk)
             os.fchmod(sink.fileno(), INPUT_FILE_MODE)
         Path(temporary).replace(destination)
     except BaseException:

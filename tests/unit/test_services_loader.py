@@ -517,14 +517,83 @@ def test_bad_bucketrun_options_are_refused(extra, field, fragment):
 
 
 def test_refused_oscar_field_can_be_accepted_explicitly():
-    mount = "mount:\n  storage_provider: minio\n  path: data/shared"
-    assert refused(service_text(extra=mount))[0][1] == "mount"
+    volume = "volume:\n  size: 1Gi\n  mount_path: /data"
+    assert refused(service_text(extra=volume))[0][1] == "volume"
     loaded = load_services_text(
-        service_text(extra=f"{mount}\nbucketrun: {{ignore_unsupported: [mount]}}"), source="x", base_dir=None
+        service_text(extra=f"{volume}\nbucketrun: {{ignore_unsupported: [volume]}}"),
+        source="x",
+        base_dir=None,
     )
     assert [(warning.field, warning.message.split(":")[0]) for warning in loaded.warnings] == [
-        ("mount", "not supported")
+        ("volume", "not supported")
     ]
+
+
+@pytest.mark.parametrize(
+    ("extra", "bucket", "folder", "directory"),
+    [
+        (
+            "mount: {storage_provider: minio, path: models/yolo/v8}",
+            "models",
+            "yolo/v8",
+            "/mnt/models/yolo/v8",
+        ),
+        ("mount: {storage_provider: minio.default, path: /notebook/}", "notebook", "", "/mnt/notebook"),
+        ("mount: {path: weights/x}", "weights", "x", "/mnt/weights/x"),
+    ],
+)
+def test_mount_is_a_folder_of_the_own_store_at_oscars_directory(extra, bucket, folder, directory):
+    loaded = load_services_text(service_text(extra=extra), source="x", base_dir=None)
+    assert loaded.warnings == ()
+    mount = loaded.services[0].mount
+    assert mount is not None
+    assert (mount.provider, mount.bucket, mount.folder, mount.directory) == (
+        "minio.default",
+        bucket,
+        folder,
+        directory,
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "field", "fragment"),
+    [
+        (
+            "mount: {storage_provider: s3.aws, path: models/x}",
+            "mount.storage_provider",
+            "'s3.aws' cannot be mounted",
+        ),
+        (
+            "mount: {storage_provider: minio.other, path: models/x}",
+            "mount.storage_provider",
+            "'minio.other' cannot be",
+        ),
+        ("mount: {storage_provider: minio, path: ''}", "mount.path", "required 'bucket/folder'"),
+        ("mount: {storage_provider: minio, path: Bad_Bucket/x}", "mount.path", "Bad_Bucket"),
+        ("mount: [models]", "mount", "must be a mapping"),
+        ("mount: {storage_provider: minio, path: models/x, prefix: [a]}", "mount.prefix", "unknown field"),
+    ],
+)
+def test_a_mount_bucketrun_cannot_stage_is_refused_naming_the_value(extra, field, fragment):
+    ((_, found, message),) = refused(service_text(extra=extra))
+    assert (found, fragment in message) == (field, True), message
+
+
+def test_mount_options_are_rclones_and_only_warn():
+    loaded = load_services_text(
+        service_text(extra="mount: {path: models/x, options: '--vfs-cache-mode full'}"),
+        source="x",
+        base_dir=None,
+    )
+    assert [warning.field for warning in loaded.warnings] == ["mount.options"]
+    assert loaded.services[0].mount is not None
+
+
+def test_an_empty_mount_is_off():
+    for extra in ("mount: {}", "mount: null", "mount: {storage_provider: '', path: ''}"):
+        assert (
+            load_services_text(service_text(extra=extra), source="x", base_dir=None).services[0].mount is None
+        )
 
 
 @pytest.mark.parametrize(

@@ -106,10 +106,8 @@ EXPECTED: dict[str, Loads | Refused] = {
             {(None, "clusters"), ("fish-detector", "replicas"), (None, "storage_providers.minio.oscar-us")}
         ),
     ),
-    "oscar-grayify-mount.yaml": Refused(
-        ("script.sh",),
-        (("grayifymount", "mount", "the mounted bucket path the script uses would not exist"),),
-    ),
+    # mount: staged in read-only at /mnt/<path> (from bucketrun's own store).
+    "oscar-grayify-mount.yaml": Loads(("script.sh",), ("grayifymount",)),
     "oscar-hub-imagemagick.yaml": Loads(
         ("script.sh",), ("imagemagick",), frozenset({("imagemagick", "synchronous")})
     ),
@@ -125,9 +123,8 @@ EXPECTED: dict[str, Loads | Refused] = {
         frozenset({("vllm-gpu-llama", "expose"), ("vllm-gpu-llama", NO_INPUT)}),
     ),
     "oscar-hub-yolov8-ai4oshub.yaml": Loads(("script.sh",), ("yolov8",), frozenset({("yolov8", "vo")})),
-    "oscar-jupyter-expose-mount.yaml": Refused(
-        ("jupyterscript2.sh",),
-        (("jupyter", "mount", "the mounted bucket path the script uses would not exist"),),
+    "oscar-jupyter-expose-mount.yaml": Loads(
+        ("jupyterscript2.sh",), ("jupyter",), frozenset({("jupyter", "expose"), ("jupyter", NO_INPUT)})
     ),
     "oscar-kserve-yolo8n.yaml": Refused(
         ("script.sh",),

@@ -254,6 +254,25 @@ class Storage:
             outputs_manifest_url=manifest_url,
         )
 
+    def presign_gets(self, bucket: str, keys: Sequence[str], *, expires: timedelta) -> tuple[str, ...]:
+        """Presigned GETs of ``keys`` in ``bucket`` of bucketrun's own store, expiring ``expires`` from now
+        (a service's ``mount``). Pure computation: one signature per key, no request."""
+        if not timedelta(seconds=1) <= expires <= timedelta(days=7):
+            raise ValueError(f"grants must expire within 1 s to 7 days, not {expires}")
+        now = self._clock().astimezone(UTC).replace(microsecond=0)
+        target = self._default
+        check_bucket_name(bucket, s3_check=target.base_url.is_aws_host)
+        urls: list[str] = []
+        for key in keys:
+            check_object_name(key)
+            unsigned = target.base_url.build(
+                method="GET", region=target.region, bucket_name=bucket, object_name=key
+            )
+            urls.append(
+                sigv4.presign(target.keys, "GET", unsigned, now=now, expires_s=int(expires.total_seconds()))
+            )
+        return tuple(urls)
+
     def _manifest_url(self, service: str, job: str, now: datetime, expires_s: int) -> str:
         """Presigned PUT of Job *job*'s outputs manifest, in its record folder on bucketrun's storage."""
         bucket = self._settings.records_bucket
