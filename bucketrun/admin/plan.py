@@ -203,6 +203,11 @@ def desired_state(
                 buckets[path.bucket] = None
                 if path.folder:
                     markers[(path.bucket, f"{path.folder}/")] = None
+        if service.mount is not None:
+            # As OSCAR creates its mount's bucket: the script finds an empty directory, not a failed Job.
+            buckets[service.mount.bucket] = None
+            if service.mount.folder:
+                markers[(service.mount.bucket, f"{service.mount.folder}/")] = None
         if notifications:
             for bucket, rule in service_rules(service, arn):
                 rules.setdefault(bucket, []).append(rule)

@@ -330,3 +330,15 @@ def test_inventory_reports_wired_drifted_and_unknown_services() -> None:
     assert statuses["old"].in_fdl is False
     assert "(not in the given FDL)" in statuses["old"].line()
     assert inventory(Observed(buckets, None), None)[0].config_map == "not checked"
+
+
+def test_apply_creates_the_mounts_bucket_and_folder_as_oscar_does_but_no_rule_for_it() -> None:
+    text = FDL.format(name="weights", bucket="photos", filters="").replace(
+        "      output:", "      mount: {storage_provider: minio, path: models/yolo}\n      output:"
+    )
+    svc = load_services_text(text, source="t.yaml", base_dir=None).services[0]
+    want = desired(svc)
+    assert "models" in want.buckets
+    assert ("models", "yolo/") in want.markers
+    assert "models" not in (want.rules or {})
+    assert "create bucket models" in writes(plan_apply(want, nothing()))
