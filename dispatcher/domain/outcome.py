@@ -46,6 +46,7 @@ from job_templates.stager.contract import (
     CONTAINER_STAGE_OUT,
     EXIT_INPUT_FORBIDDEN,
     EXIT_INPUT_MISSING,
+    EXIT_MOUNT_REFUSED,
 )
 
 IMAGE_PULL_REASONS: Final = frozenset(
@@ -240,6 +241,9 @@ def _pod_evidence(pod: Mapping[str, Any], run_exit: int | None) -> Outcome | Non
         what = "does not exist (any more)" if missing else "could not be read (access denied or expired)"
         reason = "InputMissing" if missing else "InputForbidden"
         return Outcome(OutcomeKind.INPUT_MISSING, reason, f"the input object {what}", None)
+    if stage_in is not None and stage_in.exit_code == EXIT_MOUNT_REFUSED:
+        message = "the service's mount could not be staged (the stage-in log says why)"
+        return Outcome(OutcomeKind.STAGE_IN_FAILED, "MountRefused", message, None)
     return None
 
 

@@ -181,6 +181,13 @@ CASES = {
         "InputForbidden",
         None,
     ),
+    "mount refused (stage-in 66)": (
+        job("Failed", "PodFailurePolicy"),
+        [pod(waiting("run", "PodInitializing"), init=(terminated("stage-in", 66),))],
+        OutcomeKind.STAGE_IN_FAILED,
+        "MountRefused",
+        None,
+    ),
     "stage-in failed otherwise": (
         job("Failed", "BackoffLimitExceeded"),
         [pod(waiting("run", "PodInitializing"), init=(terminated("stage-in", 1),))],
