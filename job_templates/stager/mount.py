@@ -23,9 +23,7 @@ from job_templates.stager.transfer import (
     RetryPolicy,
     TooLargeError,
     TransferError,
-    TransientTransferError,
-    download,
-    with_retries,
+    download_with_retries,
 )
 
 READ_ONLY_FILE = 0o444
@@ -95,14 +93,14 @@ def _stage_object(
         report(f"mount: skipping object path {item.path!r}: {error.strerror or error}")
         return None
 
-    def retrying(error: TransientTransferError, delay: float) -> None:
-        report(f"mount: download of {item.path!r} failed ({error}); retrying in {delay:.1f} s")
-
     try:
-        return with_retries(
-            lambda: download(item.url, destination, timeout=policy.timeout, max_bytes=remaining),
+        return download_with_retries(
+            item.url,
+            destination,
             policy,
-            on_retry=retrying,
+            announce=report,
+            what=f"mount: download of {item.path!r}",
+            max_bytes=remaining,
         )
     except TooLargeError:
         report(

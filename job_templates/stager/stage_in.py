@@ -12,9 +12,7 @@ from job_templates.stager.transfer import (
     PermanentTransferError,
     RetryPolicy,
     TransferError,
-    TransientTransferError,
-    download,
-    with_retries,
+    download_with_retries,
 )
 
 
@@ -61,13 +59,8 @@ def _download(url: str, config: StageInConfig, report: Reporter, policy: RetryPo
         report(f"cannot prepare the work directories: {error}")
         return EXIT_FAILED
 
-    def retrying(error: TransientTransferError, delay: float) -> None:
-        report(f"download failed ({error}); retrying in {delay:.1f} s")
-
     try:
-        size = with_retries(
-            lambda: download(url, destination, timeout=policy.timeout), policy, on_retry=retrying
-        )
+        size = download_with_retries(url, destination, policy, announce=report)
     except TransferError as error:
         code = download_exit_code(error)
         report(f"cannot download the input object: {error} (exit code {code})")

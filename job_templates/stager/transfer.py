@@ -160,6 +160,27 @@ def download(url: str, destination: Path, *, timeout: float, max_bytes: int | No
     return size
 
 
+def download_with_retries(
+    url: str,
+    destination: Path,
+    policy: RetryPolicy,
+    *,
+    announce: Callable[[str], None],
+    what: str = "download",
+    max_bytes: int | None = None,
+) -> int:
+    """``download`` retried under ``policy``; each retry is announced as ``<what> failed (...); retrying``."""
+
+    def retrying(error: TransientTransferError, delay: float) -> None:
+        announce(f"{what} failed ({error}); retrying in {delay:.1f} s")
+
+    return with_retries(
+        lambda: download(url, destination, timeout=policy.timeout, max_bytes=max_bytes),
+        policy,
+        on_retry=retrying,
+    )
+
+
 def post_file(url: str, envelope: FormEnvelope, descriptor: int, size: int, *, timeout: float) -> int:
     """POST the form ``envelope`` with the first ``size`` bytes of ``descriptor`` as its file; the status."""
     request = urllib.request.Request(  # noqa: S310 - a presigned http(s) URL from the dispatcher
