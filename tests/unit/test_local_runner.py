@@ -329,6 +329,31 @@ async def test_a_kubelet_keeps_a_container_with_a_missing_secret_waiting_until_t
     assert (tmp_path / "pod" / "logs" / "uses-secret.log").read_text() == "found\n"
 
 
+async def test_a_kubelet_mounts_a_volume_once_its_config_map_appears(tmp_path):
+    # A kubelet retries a failed mount (ContainerCreating) until the ConfigMap exists; so does the runner.
+    config_maps: dict[str, dict[str, str]] = {}
+    volume = {"name": "conf", "configMap": {"name": "late"}}
+    main = sh("main", "cat /conf/k", volumeMounts=[{"name": "conf", "mountPath": "/conf"}])
+    events: list[ContainerState] = []
+    pod_runner = runner(
+        tmp_path,
+        make_pod([main], volumes=[volume]),
+        refs=StaticPodRefs(config_maps=config_maps),
+        on_change=events.append,
+        wait_when_unstartable=True,
+        retry_seconds=0.05,
+    )
+    task = asyncio.create_task(pod_runner.run())
+    await wait_for(lambda: any(e.reason == "ContainerCreating" and e.message for e in events))
+    assert not task.done()
+
+    config_maps["late"] = {"k": "mounted"}
+    outcome = await asyncio.wait_for(task, TIMEOUT)
+
+    assert outcome.phase == "Succeeded"
+    assert pod_runner.log_path("main").read_text() == "mounted"
+
+
 async def test_a_kill_ends_a_container_waiting_for_its_image_or_configuration(tmp_path):
     pod = make_pod(
         [

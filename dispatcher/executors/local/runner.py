@@ -24,7 +24,8 @@ pods everywhere. Kubernetes semantics, mapped to local processes:
   the workdir (a projected serviceAccountToken only where `refs` can request tokens, as the node
   agent's do); a hostPath volume is that host path. Other volume types, and a missing ConfigMap,
   Secret or key that is not optional (in a volume or an env ref), make the containers that use them
-  end as ContainerCannotRun (Kubernetes would keep them waiting; a local run must end).
+  end as ContainerCannotRun (Kubernetes would keep them waiting; a local run must end). A volume
+  whose source was missing is materialized again at each try to start a container that mounts it.
 - With `wait_when_unstartable` (the emulator's kubelet) such a container waits instead, as on a
   kubelet: CreateContainerConfigError for a missing env ref, ContainerCreating for a missing volume
   source, and ErrImagePull, then ImagePullBackOff, for an image that `pull_image` refuses. It is tried
@@ -473,9 +474,21 @@ class LocalPodRunner:
         mounts = {}
         for mount in container.mounts:
             if mount.volume in self._volume_errors:
-                raise VolumeError(self._volume_errors[mount.volume])
+                self._materialize_again(mount.volume)
             mounts[mount.mount_path] = mount_source(mount, self._volume_dirs[mount.volume], env)
         return mounts
+
+    def _materialize_again(self, name: str) -> None:
+        """Try again a volume whose source was missing (a kubelet retries the mount); VolumeError if
+        it still is."""
+        try:
+            self._volume_dirs[name] = materialize(
+                self._plan.volumes[name], self._workdir / "volumes", self._pod_sources()
+            )
+        except VolumeError as error:
+            self._volume_errors[name] = str(error)
+            raise
+        del self._volume_errors[name]
 
     def _working_dir(self, container: ContainerSpec, rewrite: PathRewriter) -> Path:
         """The container's working directory: its scratch directory unless workingDir says otherwise."""
