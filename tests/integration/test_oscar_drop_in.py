@@ -1,10 +1,12 @@
 """OSCAR scripts that rely on OSCAR's in-container contract run unchanged: a ``file_stage_in`` service
-whose script downloads its input itself, and the contract variables and ``/oscar/config`` files as a real
-pod sees them. RabbitMQ, S3 (the MinIO built from source) and the API are real servers; the pod's
-containers run as local processes (the kubelet of the test cluster)."""
+whose script downloads its input itself, the contract variables and ``/oscar/config`` files as a real
+pod sees them, and a ``mount`` staged for a pod the test cluster runs. RabbitMQ, S3 (the MinIO built
+from source) and the API are real servers; the pod's containers run as local processes (the kubelet of
+the test cluster)."""
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -49,11 +51,26 @@ functions:
 """
 
 
+MOUNT_FDL = """
+  - c:
+      name: with-weights
+      image: busybox:1.36
+      script: |
+        name=$(basename "$INPUT_FILE_PATH")
+        cat "$BUCKETRUN_MOUNT_DIR/w/weights.txt" "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/$name"
+      mount: {storage_provider: minio, path: MODELS/net}
+      input: [{storage_provider: minio, path: DATA/weighted}]
+      output: [{storage_provider: minio, path: DATA/weighted-out}]
+"""
+
+
 @pytest.fixture
 async def stack(amqp_names, s3, kube, tmp_path) -> AsyncIterator[Stack]:
-    async with running_stack(
-        amqp_names, s3, kube, tmp_path, fdl_text=FDL, services=("fetch-self",)
-    ) as running:
+    models = s3.bucket("models")
+    s3.endpoint.client().put_object(models, "net/w/weights.txt", io.BytesIO(b"w=1\n"), 4)
+    text = FDL + MOUNT_FDL.replace("MODELS", models)
+    services = ("fetch-self", "with-weights")
+    async with running_stack(amqp_names, s3, kube, tmp_path, fdl_text=text, services=services) as running:
         yield running
 
 
@@ -87,3 +104,14 @@ async def test_a_file_stage_in_script_downloads_its_input_itself(stack: Stack) -
     assert event["Key"] == f"{stack.data}/self/note.txt"
     assert "file_stage_in: true" in seen["function_config"]
     assert "name: fetch-self" in seen["function_config"]
+
+
+async def test_a_mount_is_staged_for_the_pod_the_cluster_runs(stack: Stack) -> None:
+    # The same rendered pod (emptyDir with sizeLimit, read-only mount at /mnt) on the test cluster.
+    stack.put("weighted/x.txt", b"input\n")
+    await stack.notify("weighted/x.txt")
+
+    async def output() -> bytes | None:
+        return stack.read(stack.data, "weighted-out/x.txt")
+
+    assert await until(output, "the output derived from the mount", within=120) == b"w=1\ninput\n"
