@@ -45,7 +45,9 @@ deploy/kubernetes' ServiceAccounts, Roles and RoleBindings.
 Everything lives in one directory (--dir, default $STACK_DIR or ./.bucketrun-stack), emptied at each
 start: each server's data and log, and STACK_DIR/stack.env, shell-sourceable KEY=value lines with
 KUBECONFIG (an admin's), the BUCKETRUN_* settings of a dispatcher or watcher on this stack
-(BUCKETRUN_CLUSTER__EXECUTOR=kubernetes) and STACK_* facts (console URL, node agent faults URL).
+(BUCKETRUN_CLUSTER__EXECUTOR=kubernetes) and STACK_* facts (console URL, node agent faults URL,
+STACK_DISPATCHER_KUBECONFIG and STACK_WATCHER_KUBECONFIG: ServiceAccount tokens allowed only their
+Roles).
 """
 
 _EPILOG = """\

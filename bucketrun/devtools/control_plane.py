@@ -276,6 +276,24 @@ class ControlPlane:
         path.parent.mkdir(parents=True, exist_ok=True)
         return self.pki.write_kubeconfig(path, self.api_url, user, self.pki.issue_client_cert(user, groups))
 
+    def service_account_kubeconfig(self, namespace: str, name: str, seconds: int = 86400) -> Path:
+        """A kubeconfig with a token of ServiceAccount *namespace*/*name* (TokenRequest, valid *seconds*),
+        its context in *namespace*: its calls are allowed exactly what RBAC grants that ServiceAccount."""
+        request: dict[str, Any] = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": seconds},
+        }
+        path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token"
+        status, body = self.request("POST", path, request)
+        if status != 201:
+            raise RuntimeError(f"TokenRequest for ServiceAccount {namespace}/{name}: HTTP {status} {body}")
+        user = f"system:serviceaccount:{namespace}:{name}"
+        kubeconfig = self.base_dir / "kubeconfigs" / f"{file_stem(user)}.kubeconfig"
+        return self.pki.write_token_kubeconfig(
+            kubeconfig, self.api_url, user, body["status"]["token"], namespace
+        )
+
     # --- calls ---------------------------------------------------------------------------------------
 
     @functools.cached_property

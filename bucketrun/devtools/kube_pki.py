@@ -175,7 +175,19 @@ class ClusterPki:
 
     def write_kubeconfig(self, path: Path, server: str, user: str, client: KeyPair) -> Path:
         """A self-contained kubeconfig at *path* (certificates embedded) for *user* at *server*."""
+        credentials = {"client-certificate-data": _b64(client.cert), "client-key-data": _b64(client.key)}
+        return self._kubeconfig(path, server, user, credentials)
+
+    def write_token_kubeconfig(self, path: Path, server: str, user: str, token: str, namespace: str) -> Path:
+        """A kubeconfig at *path* authenticating with the bearer *token* (a ServiceAccount's), its
+        context in *namespace*."""
+        return self._kubeconfig(path, server, user, {"token": token}, namespace)
+
+    def _kubeconfig(
+        self, path: Path, server: str, user: str, credentials: dict[str, str], namespace: str | None = None
+    ) -> Path:
         cluster, context = "bucketrun-local", f"{user}@bucketrun-local"
+        in_context = {"cluster": cluster, "user": user} | ({"namespace": namespace} if namespace else {})
         document = {
             "apiVersion": "v1",
             "kind": "Config",
@@ -185,16 +197,8 @@ class ClusterPki:
                     "cluster": {"server": server, "certificate-authority-data": _b64(self.ca.cert)},
                 }
             ],
-            "users": [
-                {
-                    "name": user,
-                    "user": {
-                        "client-certificate-data": _b64(client.cert),
-                        "client-key-data": _b64(client.key),
-                    },
-                }
-            ],
-            "contexts": [{"name": context, "context": {"cluster": cluster, "user": user}}],
+            "users": [{"name": user, "user": credentials}],
+            "contexts": [{"name": context, "context": in_context}],
             "current-context": context,
             "preferences": {},
         }

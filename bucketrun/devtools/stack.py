@@ -14,7 +14,8 @@ agent, on 127.0.0.1, for a person (``kubectl get jobs``, the MinIO console) and 
 
 Then it writes ``stack.env``: shell-sourceable ``KEY=value`` lines with ``KUBECONFIG`` (the admin's),
 the ``BUCKETRUN_*`` settings a dispatcher or watcher needs on this stack, and ``STACK_*`` facts (URLs,
-the node agent's fault endpoint). ``stack.env`` is written last, so its existence means "ready".
+the node agent's fault endpoint, kubeconfigs with the dispatcher's and the watcher's ServiceAccount
+tokens, bound only to their Roles). ``stack.env`` is written last, so its existence means "ready".
 ``stack.json`` records the process group of every server, so ``stop_stack_dir`` can end them from
 another process even when the process that started them is gone.
 
@@ -56,6 +57,8 @@ EXCHANGE: Final = "bucketrun.events"
 NODE_NAME: Final = "bucketrun-node"
 NODE_READY_TIMEOUT: Final = 60.0
 """Seconds the node agent may take to register a Ready Node."""
+TOKEN_SECONDS: Final = 7 * 86400
+"""How long the dispatcher's and the watcher's ServiceAccount tokens in stack.env stay valid (7 days)."""
 STOP_TIMEOUT: Final = 60.0
 """Seconds ``stop_stack_dir`` gives the stack's own shutdown before it kills what is left."""
 _SERVER_DIRS: Final = ("rabbitmq", "minio", "kube", "node")
@@ -176,7 +179,7 @@ def start_stack(options: StackOptions, out: TextIO = sys.stdout) -> Stack:
             _start_node_agent(stack, out)
         elif options.node:
             print("node agent: not in this installation; the stack has no node (pods stay Pending)", file=out)
-        stack.env = stack_environment(stack)
+        stack.env = stack_environment(stack) | _component_kubeconfigs(plane)
         write_state(directory, stack.process_groups(), rabbit.epmd_port)
         write_env(directory / ENV_FILE, stack.env)
     except BaseException:
@@ -232,6 +235,17 @@ def _prepare_namespace(plane: ControlPlane) -> None:
         plane.kubectl("apply", "--namespace", NAMESPACE, *files)
     except subprocess.CalledProcessError as error:
         raise StackError(f"kubectl apply of {base} RBAC failed: {error.stderr}") from error
+
+
+def _component_kubeconfigs(plane: ControlPlane) -> dict[str, str]:
+    """STACK_DISPATCHER_KUBECONFIG and STACK_WATCHER_KUBECONFIG: tokens of deploy/kubernetes'
+    ServiceAccounts, allowed exactly their Roles (as in a cluster)."""
+    return {
+        f"STACK_{component.upper()}_KUBECONFIG": str(
+            plane.service_account_kubeconfig(NAMESPACE, f"bucketrun-{component}", TOKEN_SECONDS)
+        )
+        for component in ("dispatcher", "watcher")
+    }
 
 
 def deploy_dir() -> Path:

@@ -128,6 +128,20 @@ def test_up_writes_a_working_env_and_down_leaves_nothing(tmp_path: Path) -> None
             check=True,
         ).stdout.split()
         assert "role.rbac.authorization.k8s.io/bucketrun-dispatcher" in roles
+        for kubeconfig, question, allowed in (
+            ("STACK_DISPATCHER_KUBECONFIG", ("create", "jobs.batch"), "yes"),
+            ("STACK_DISPATCHER_KUBECONFIG", ("delete", "jobs.batch"), "no"),
+            ("STACK_WATCHER_KUBECONFIG", ("get", "pods", "--subresource=log"), "yes"),
+            ("STACK_WATCHER_KUBECONFIG", ("get", "secrets"), "no"),
+        ):
+            can_i = subprocess.run(
+                [env["STACK_KUBECTL"], "--kubeconfig", env[kubeconfig], "auth", "can-i", *question],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert can_i.stdout.strip() == allowed, (kubeconfig, question, can_i.stdout, can_i.stderr)
         if node_agent_available():
             nodes = subprocess.run(
                 [*kubectl, "get", "nodes", "-o", "name"],
