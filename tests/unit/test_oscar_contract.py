@@ -10,14 +10,18 @@ guarantees and job_templates/README.md lists the difference.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dispatcher.domain.events import ObjectEvent, parse_message
 from dispatcher.fdl import ServiceDefinition, load_services_text
+from dispatcher.fdl.names import check_service_name
 from dispatcher.rendering.context import RenderSettings, placeholder_grants
 from dispatcher.rendering.render import JobRenderer
 
@@ -310,3 +314,29 @@ def test_without_file_stage_in_the_script_never_sees_a_grant(service: ServiceDef
     assert "BUCKETRUN_INPUT_URL" not in run_env(job)
     assert "BUCKETRUN_DOWNLOAD_INPUT" not in stage_in_env(job)
     assert stage_in_env(job)["BUCKETRUN_INPUT_URL"]["value"].startswith("https://")
+
+
+# -- the oscar_service label of hostile service names --------------------------------------------------------
+
+_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=70))
+def test_every_service_name_bucketrun_accepts_is_a_valid_label_value(name: str) -> None:
+    # Kubernetes' label value rule (apimachinery validation IsValidLabelValue): at most 63 characters
+    # matching _LABEL_VALUE. A name the FDL check refuses never reaches a label.
+    try:
+        check_service_name(name)
+    except ValueError:
+        return
+    assert len(name) <= 63
+    assert _LABEL_VALUE.fullmatch(name)
+
+
+@pytest.mark.parametrize("name", ["Grayify", "a_b", "-x", "x-", "a" * 40, "a.b", "a\nb", "é"])
+def test_hostile_service_names_are_refused_before_any_label(name: str) -> None:
+    with pytest.raises(ValueError, match="name"):
+        load_services_text(
+            FDL.replace("name: grayify", f"name: {json.dumps(name)}"), source="x", base_dir=None
+        )
