@@ -8,9 +8,10 @@ Failed with its exit code; `kubectl logs` reaches the agent through the API serv
 --limit-bytes; a missing Secret keeps the pod waiting with CreateContainerConfigError until it is
 created; a deleted pod is terminated within its grace period; activeDeadlineSeconds ends a pod
 DeadlineExceeded; a memory limit is enforced (OOMKilled, 137); the image-pull fault holds a pod in
-ErrImagePull/ImagePullBackOff; the unreachable fault makes the node NotReady (last: it takes the
-node lifecycle controller's grace period). Skipped, saying why, where ``make servers`` has not built
-the binaries.
+ErrImagePull/ImagePullBackOff, the config-error and OOM faults act; fifty Jobs at once all complete
+(time and the agent's RSS printed); the unreachable fault makes the node NotReady (last: it takes
+the node lifecycle controller's grace period). Skipped, saying why, where ``make servers`` has not
+built the binaries.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from bucketrun.devtools.control_plane import (
     find_binaries,
     start_control_plane,
 )
+from bucketrun.devtools.node_agent.memory import process_rss
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -366,6 +368,66 @@ def test_the_image_pull_fault_holds_a_pod_until_it_is_cleared(
     finally:
         agent.set_faults(failing_images=[])
     wait_for(lambda: pod_phase(plane, "unpullable", "Succeeded"), "the pod to run once pulls work")
+
+
+def test_the_config_error_fault_holds_a_pod_until_it_is_cleared(
+    plane: ControlPlane, agent: Agent, namespace: str
+) -> None:
+    agent.set_faults(config_errors=[f"{namespace}/misconfigured"])
+    try:
+        create_pod(plane, "misconfigured", [container("main", "echo configured")])
+        wait_for(
+            lambda: waiting_reason(plane, "misconfigured") == "CreateContainerConfigError", "the config error"
+        )
+        time.sleep(2)  # it persists
+        assert waiting_reason(plane, "misconfigured") == "CreateContainerConfigError"
+    finally:
+        agent.set_faults(config_errors=[])
+    wait_for(
+        lambda: pod_phase(plane, "misconfigured", "Succeeded"), "the pod to run once the fault is cleared"
+    )
+
+
+def test_the_oom_fault_kills_a_container_without_a_limit(
+    plane: ControlPlane, agent: Agent, namespace: str
+) -> None:
+    agent.set_faults(oom=[f"{namespace}/victim"])
+    try:
+        create_pod(plane, "victim", [container("main", "sleep 60")])
+        pod = wait_for(lambda: pod_phase(plane, "victim", "Failed"), "the OOM kill", 30)
+    finally:
+        agent.set_faults(oom=[])
+    terminated = main_state(pod)["terminated"]
+    assert (terminated["exitCode"], terminated["reason"]) == (137, "OOMKilled")
+
+
+def test_fifty_jobs_at_once_all_complete(
+    plane: ControlPlane, agent: Agent, namespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started = time.monotonic()
+    for index in range(50):
+        status, body = plane.request(
+            "POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", job(f"many-{index}", "echo hi")
+        )
+        assert status == 201, body
+
+    def all_complete() -> bool:
+        _, jobs = plane.request("GET", f"/apis/batch/v1/namespaces/{namespace}/jobs")
+        many = [j for j in jobs["items"] if j["metadata"]["name"].startswith("many-")]
+        return len(many) == 50 and all(
+            any(
+                c["type"] == "Complete" and c["status"] == "True"
+                for c in j.get("status", {}).get("conditions") or []
+            )
+            for j in many
+        )
+
+    wait_for(all_complete, "50 Jobs to complete", 180)
+    with capsys.disabled():
+        elapsed, rss = time.monotonic() - started, process_rss(agent.process.pid) / 2**20
+        print(
+            f"\n50 Jobs created and completed on the node agent in {elapsed:.1f} s; agent RSS {rss:.0f} MiB"
+        )
 
 
 def test_the_unreachable_fault_makes_the_node_not_ready(plane: ControlPlane, agent: Agent) -> None:
