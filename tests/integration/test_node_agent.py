@@ -276,6 +276,15 @@ def test_pod_logs_come_through_the_api_server_with_tail_and_limit(
     assert stamped[0].endswith("Z")
 
 
+def test_kubectl_logs_follow_streams_until_the_container_ends(plane: ControlPlane, namespace: str) -> None:
+    create_pod(plane, "ticker", [container("main", "for i in 1 2 3 4; do echo tick-$i; sleep 0.5; done")])
+    wait_for(lambda: pod_phase(plane, "ticker", "Running", "Succeeded"), "the pod to start")
+
+    followed = plane.kubectl("logs", "-n", namespace, "ticker", "--follow").stdout
+
+    assert followed == "tick-1\ntick-2\ntick-3\ntick-4\n"
+
+
 def test_a_missing_secret_keeps_the_pod_waiting_until_it_exists(plane: ControlPlane, namespace: str) -> None:
     env = [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "late", "key": "token"}}}]
     create_pod(plane, "needs-secret", [container("main", "echo token=$TOKEN", env=env)])
