@@ -228,3 +228,29 @@ def test_node_conditions_heartbeat_and_keep_their_transition_times() -> None:
         "Ready": "True",
     }
     assert micro_time(T1) == "2026-12-04T07:00:05.000000Z"
+
+
+def test_containers_that_never_started_in_a_terminal_pod_are_container_status_unknown() -> None:
+    # pkg/kubelet/status TerminatePod: a waiting container of a terminal pod becomes terminated with
+    # reason ContainerStatusUnknown, that message and exit code 137; a terminated one stays as it was.
+    records = {
+        "setup": ContainerRecord(
+            ContainerState(
+                "setup", True, "terminated", exit_code=1, reason="Error", started_at=T0, finished_at=T1
+            )
+        ),
+        "main": ContainerRecord(ContainerState("main", False, "waiting", reason="PodInitializing")),
+    }
+    status = pod_status(pod(init=True), records, phase="Failed", start_time="x", now=T1)
+
+    [main] = status["containerStatuses"]
+    assert main["state"] == {
+        "terminated": {
+            "exitCode": 137,
+            "reason": "ContainerStatusUnknown",
+            "message": "The container could not be located when the pod was terminated",
+        }
+    }
+    assert (main["imageID"], "containerID" in main) == ("", False)
+    [setup] = status["initContainerStatuses"]
+    assert (setup["state"]["terminated"]["exitCode"], setup["state"]["terminated"]["reason"]) == (1, "Error")

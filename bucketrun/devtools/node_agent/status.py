@@ -9,7 +9,10 @@ Read from the kubelet's status generation (pkg/kubelet/kubelet_pods.go, pkg/kube
   once Succeeded); PodScheduled and any condition the kubelet does not own are kept as they are;
 - a condition keeps its lastTransitionTime while its status stays the same;
 - the phase is Pending until every init container has completed and every regular container has
-  started at least once, then Running; the terminal phase comes from the runner's outcome.
+  started at least once, then Running; the terminal phase comes from the runner's outcome;
+- once the pod is terminal, a container still waiting (never started: an init container failed, or
+  the pod was deleted or hit its deadline first) is reported terminated with reason
+  ContainerStatusUnknown, exit code 137, as the status manager's TerminatePod does.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ HOST_IP = "127.0.0.1"
 """Every pod of the agent runs on this host, in its network namespace."""
 KUBELET_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready")
 TERMINAL_PHASES = ("Succeeded", "Failed")
+UNKNOWN_REASON = "ContainerStatusUnknown"
+UNKNOWN_MESSAGE = "The container could not be located when the pod was terminated"
+UNKNOWN_EXIT_CODE = 137
 RUNTIME = "local"
 """The scheme of containerIDs (`<runtime>://<id>`, as `containerd://…` on a real node)."""
 
@@ -203,6 +209,23 @@ def running_phase(pod: Mapping[str, Any], statuses: Mapping[str, Mapping[str, An
     return "Running"
 
 
+def _never_located(record: ContainerRecord) -> ContainerRecord:
+    """A container still waiting when its pod became terminal, as the kubelet's status manager ends it."""
+    state = record.current
+    if state.state != "waiting":
+        return record
+    unknown = ContainerState(
+        state.name,
+        state.init,
+        "terminated",
+        exit_code=UNKNOWN_EXIT_CODE,
+        reason=UNKNOWN_REASON,
+        message=UNKNOWN_MESSAGE,
+        restart_count=state.restart_count,
+    )
+    return ContainerRecord(unknown, record.last)
+
+
 def pod_status(
     pod: Mapping[str, Any],
     records: Mapping[str, ContainerRecord],
@@ -216,6 +239,8 @@ def pod_status(
     """The whole status to write (*phase* None: Pending or Running, worked out from the containers)."""
     spec = pod.get("spec") or {}
     uid = str(pod.get("metadata", {}).get("uid", ""))
+    if phase in TERMINAL_PHASES:
+        records = {name: _never_located(record) for name, record in records.items()}
     containers = {
         str(c.get("name")): c for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])
     }
