@@ -379,6 +379,34 @@ def test_the_image_pull_fault_holds_a_pod_until_it_is_cleared(
     wait_for(lambda: pod_phase(plane, "unpullable", "Succeeded"), "the pod to run once pulls work")
 
 
+def test_a_job_stuck_on_an_image_pull_ends_at_its_deadline(
+    plane: ControlPlane, agent: Agent, namespace: str
+) -> None:
+    # The real Job controller deletes the waiting pod at the Job's deadline; the agent ends it at once.
+    stuck = job("stuck", "echo never")
+    stuck["spec"]["activeDeadlineSeconds"] = 3
+    stuck["spec"]["template"]["spec"]["containers"][0]["image"] = "registry.invalid/stuck:1"
+    agent.set_faults(failing_images=["registry.invalid/stuck:*"])
+    try:
+        status, body = plane.request("POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", stuck)
+        assert status == 201, body
+        assert wait_for(lambda: job_condition(plane, "stuck"), "the Job's deadline", 60) == {"Failed"}
+    finally:
+        agent.set_faults(failing_images=[])
+    _, finished = plane.request("GET", f"/apis/batch/v1/namespaces/{namespace}/jobs/stuck")
+    failed = [c for c in finished["status"]["conditions"] if c["type"] == "Failed"]
+    assert failed[0]["reason"] == "DeadlineExceeded"
+    wait_for(
+        lambda: (
+            not plane.request("GET", f"/api/v1/namespaces/{namespace}/pods?labelSelector=job-name%3Dstuck")[
+                1
+            ]["items"]
+        ),
+        "the pod to be gone",
+        30,
+    )
+
+
 def test_the_config_error_fault_holds_a_pod_until_it_is_cleared(
     plane: ControlPlane, agent: Agent, namespace: str
 ) -> None:
