@@ -161,7 +161,9 @@ async def test_active_deadline_fails_the_pod_with_deadline_exceeded(tmp_path: Pa
     await manager.stop()
 
 
-async def test_the_config_error_fault_keeps_the_containers_waiting(tmp_path: Path) -> None:
+async def test_the_config_error_fault_keeps_the_containers_waiting_until_the_pod_is_deleted(
+    tmp_path: Path,
+) -> None:
     api = RecordingApi()
     manager = PodManager(context(api, tmp_path, Faults(config_errors=("ns/*",))))
     manager.event("ADDED", pod("echo never"))
@@ -175,4 +177,10 @@ async def test_the_config_error_fault_keeps_the_containers_waiting(tmp_path: Pat
 
     await api.until(waiting)
     assert set(api.phases()) == {"Pending"}
+
+    manager.event("MODIFIED", deleting(pod("echo never"), 30))
+    await api.until(lambda: api.deletes)
+    final = api.patches[-1][1]["status"]
+    assert final["phase"] == "Failed"
+    assert final["containerStatuses"][0]["state"]["terminated"]["reason"] == "ContainerStatusUnknown"
     await manager.stop()

@@ -151,6 +151,11 @@ class PodWorker:
                 self._changed_state()
                 await self._run()
             await self._deleting.wait()
+            if self._final is None:
+                # Deleted before it could end (never started, or held by a config error): the kubelet
+                # ends such a pod Failed before it deletes it.
+                self._final = ("Failed", None, None)
+                self._changed_state()
             if not self._gone:
                 await self._flush()
                 await self._delete_from_api()
@@ -161,10 +166,7 @@ class PodWorker:
     async def _run(self) -> None:
         context = self._context
         if not await self._wait_out_config_fault() or self._deleting.is_set():
-            # Deleted before it could start: the kubelet ends such a pod Failed, its containers waiting.
-            self._final = ("Failed", None, None)
-            self._changed_state()
-            return
+            return  # deleted before it could start; live() ends it
         refs = FetchedRefs(context.api, self.pod)
         await refs.refresh()
         await refs.request_tokens(self.pod)
@@ -184,6 +186,9 @@ class PodWorker:
             # The kubelet keeps such a pod's containers waiting with CreateContainerConfigError.
             self._all_waiting(str(error))
             return
+        if self._deleting.is_set():
+            # Deleted while its Secrets and tokens were fetched: the runner ends at once, nothing started.
+            await self.runner.kill(DELETED_REASON, "the pod was deleted", grace_seconds=self._grace)
         limits = memory_limits(self.pod)
         self._watchdog = MemoryWatchdog(
             self.runner.process_ids,
