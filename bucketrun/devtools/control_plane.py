@@ -165,7 +165,15 @@ class Component:
         self._started = time.monotonic()
 
     def wait_healthy(self, timeout: float = BOOT_TIMEOUT) -> bool:
-        """Wait until healthy (True) or exited (False); TimeoutError quoting the log after *timeout*."""
+        """Wait until healthy (True) or exited (False); TimeoutError quoting the log after *timeout*.
+        Interrupted (Ctrl-C) or timed out, it stops the process first."""
+        try:
+            return self._poll_health(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _poll_health(self, timeout: float) -> bool:
         if self.process is None:
             raise RuntimeError(f"{self.name} was never launched")
         deadline = time.monotonic() + timeout
@@ -174,7 +182,6 @@ class Component:
                 self.startup_seconds = time.monotonic() - self._started
                 return True
             if time.monotonic() > deadline:
-                self.stop()
                 raise TimeoutError(f"{self.name} not healthy after {timeout:.0f} s; {self.tail()}")
             time.sleep(0.1)
         return False

@@ -154,6 +154,15 @@ def minio_environment(root: Credentials, amqp: AmqpTarget | None, queue_dir: Pat
     return env
 
 
+def _wait_ready(server: MinioServer) -> None:
+    """Return once *server* is ready or has exited; TimeoutError after BOOT_TIMEOUT."""
+    deadline = time.monotonic() + BOOT_TIMEOUT
+    while server.process.poll() is None and not server.ready():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"MinIO not ready after {BOOT_TIMEOUT:.0f} s; its log ends:\n{server.tail()}")
+        time.sleep(0.05)
+
+
 def start_minio(
     binary: Path, base_dir: Path, root: Credentials, *, amqp: AmqpTarget | None = None
 ) -> MinioServer:
@@ -177,14 +186,11 @@ def start_minio(
                 argv, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
             )
         server = MinioServer(process, port, console_port, log, root, amqp)
-        deadline = time.monotonic() + BOOT_TIMEOUT
-        while process.poll() is None and not server.ready():
-            if time.monotonic() > deadline:
-                server.stop()
-                raise TimeoutError(
-                    f"MinIO not ready after {BOOT_TIMEOUT:.0f} s; its log ends:\n{server.tail()}"
-                )
-            time.sleep(0.05)
+        try:
+            _wait_ready(server)
+        except BaseException:  # not ready in time, or interrupted (Ctrl-C): leave no server behind
+            server.stop()
+            raise
         if process.poll() is None:
             return server
     tail = server.tail() if server else "(no log)"
