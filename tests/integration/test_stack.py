@@ -89,6 +89,51 @@ def wait_until(check: Callable[[], bool], what: str, within: float = 30.0) -> No
         time.sleep(0.1)  # the processes are not ours to wait on: poll
 
 
+HELLO_JOB = """
+apiVersion: batch/v1
+kind: Job
+metadata: {name: hello}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      automountServiceAccountToken: false
+      containers:
+      - name: main
+        image: busybox
+        command: ["sh", "-c", "echo hello from the stack"]
+        securityContext:
+          runAsNonRoot: true
+          runAsUser: 1000
+          allowPrivilegeEscalation: false
+          capabilities: {drop: [ALL]}
+          seccompProfile: {type: RuntimeDefault}
+"""
+
+
+def run_a_job(kubectl: list[str]) -> None:
+    """A Job in the restricted namespace completes on the node agent; kubectl reads its log through the
+    API server."""
+    subprocess.run(
+        [*kubectl, "apply", "-n", NAMESPACE, "-f", "-"], input=HELLO_JOB, text=True, timeout=60, check=True
+    )
+    subprocess.run(
+        [*kubectl, "wait", "-n", NAMESPACE, "--for=condition=Complete", "job/hello", "--timeout=60s"],
+        capture_output=True,
+        timeout=90,
+        check=True,
+    )
+    logs = subprocess.run(
+        [*kubectl, "logs", "-n", NAMESPACE, "job/hello"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert logs.stdout == "hello from the stack\n"
+
+
 def test_up_writes_a_working_env_and_down_leaves_nothing(tmp_path: Path) -> None:
     directory = tmp_path / "stack"
     up = bucketrun("stack", "up", "--dir", str(directory), "--unsafe-no-fsync")
@@ -151,6 +196,7 @@ def test_up_writes_a_working_env_and_down_leaves_nothing(tmp_path: Path) -> None
                 check=True,
             ).stdout.split()
             assert nodes == [f"node/{env['STACK_NODE']}"]
+            run_a_job(kubectl)
 
         settings = bucketrun("dispatcher", "--print-settings", env={**os.environ, **env})
         assert settings.returncode == 0, settings.stderr
