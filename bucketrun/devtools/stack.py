@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TextIO
 
-from bucketrun.devtools.control_plane import NODES_GROUP, ControlPlane, start_control_plane
+from bucketrun.devtools.control_plane import NODES_GROUP, ControlPlane, find_binaries, start_control_plane
 from bucketrun.devtools.minio_server import AmqpTarget, Credentials, MinioServer, built, start_minio
 from bucketrun.devtools.moto_server import free_port
 from bucketrun.devtools.processes import stop_group
@@ -157,8 +157,8 @@ def node_agent_available() -> bool:
 def start_stack(options: StackOptions, out: TextIO = sys.stdout) -> Stack:
     """Start everything (see the module docstring) and write ``stack.env``; return once all is ready.
 
-    StackError naming what is missing (the built servers, RabbitMQ) or what did not start; whatever
-    started before the failure is stopped again.
+    ServersNotBuiltError naming a binary ``make servers`` has not built, StackError naming what else is
+    missing (RabbitMQ) or what did not start; whatever started before the failure is stopped again.
     """
     directory = options.directory.resolve()
     _check_prerequisites()
@@ -191,9 +191,10 @@ def start_stack(options: StackOptions, out: TextIO = sys.stdout) -> Stack:
 
 
 def _check_prerequisites() -> None:
-    missing = [name for name in ("minio",) if built(name) is None]
-    if missing:
-        raise StackError(f"{', '.join(missing)} is not built: run `make servers`")
+    """StackError (or ServersNotBuiltError) naming what is missing, before anything starts."""
+    find_binaries()
+    if built("minio") is None:
+        raise StackError("minio is not built: run `make servers`")
     if not private_node_supported():
         raise StackError(
             "RabbitMQ's server is not installed (/usr/lib/rabbitmq/bin/rabbitmq-server, epmd): run "
