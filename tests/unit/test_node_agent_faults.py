@@ -15,6 +15,7 @@ from aiohttp import web
 
 from bucketrun.devtools.kube_pki import ClusterPki
 from bucketrun.devtools.node_agent.faults import Faults
+from bucketrun.devtools.node_agent.leftovers import kill_leftovers
 from bucketrun.devtools.node_agent.logs import LogSource, format_log, log_app, server_ssl_context
 from bucketrun.devtools.node_agent.memory import MemoryWatchdog, memory_limits, session_rss
 
@@ -182,3 +183,37 @@ async def test_follow_streams_until_the_container_terminates(tmp_path: Path) -> 
                 assert await response.content.read() == b""
     finally:
         await runner.cleanup()
+
+
+def test_leftover_containers_of_a_killed_agent_are_found_by_their_home_and_killed(tmp_path: Path) -> None:
+    home = tmp_path / "pods" / "ns_p_uid" / "home"
+    home.mkdir(parents=True)
+    script = "import os, time; os.chdir('/'); print('up', flush=True); time.sleep(60)"
+    leftover = subprocess.Popen(
+        [sys.executable, "-c", script],
+        env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    bystander = subprocess.Popen(
+        [sys.executable, "-c", script],
+        env={"HOME": str(tmp_path / "elsewhere"), "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        for process in (leftover, bystander):
+            assert process.stdout is not None
+            assert process.stdout.readline() == "up\n"
+
+        assert kill_leftovers(tmp_path) == [leftover.pid]
+        assert leftover.wait(timeout=TIMEOUT) == -9
+        assert bystander.poll() is None
+    finally:
+        for process in (leftover, bystander):
+            process.kill()
+            process.wait()
+            if process.stdout is not None:
+                process.stdout.close()

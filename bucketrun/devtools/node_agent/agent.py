@@ -1,9 +1,9 @@
 """The node agent as an object: `NodeAgent(options)`, started and stopped, or used as `async with`.
 
-Start order: the log server (so its port is known), the Node's registration, then its heartbeats
-and the pod watch (fieldSelector spec.nodeName=<node>). Stop order is the reverse; pods still running
-are killed and their statuses stay as last written (a kubelet that stops does not touch its pods
-either).
+Start order: leftovers of a previous agent on the same workdir killed (`leftovers`), the log server
+(so its port is known), the Node's registration, then its heartbeats and the pod watch
+(fieldSelector spec.nodeName=<node>). Stop order is the reverse; pods still running are killed and
+their statuses stay as last written (a kubelet that stops does not touch its pods either).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from aiohttp import web
 
 from bucketrun.devtools.node_agent.api import ApiClient, load_kubeconfig
 from bucketrun.devtools.node_agent.faults import Faults
+from bucketrun.devtools.node_agent.leftovers import kill_leftovers
 from bucketrun.devtools.node_agent.logs import LogSource, log_app, server_ssl_context
 from bucketrun.devtools.node_agent.node import NodeHeartbeat, NodeShape
 from bucketrun.devtools.node_agent.pods import NodeContext, PodManager
@@ -145,6 +146,11 @@ class NodeAgent:
         Node is registered Ready and the pod watch is listed."""
         options = self.options
         options.workdir.mkdir(parents=True, exist_ok=True)
+        killed = kill_leftovers(options.workdir)
+        if killed:
+            logger.warning(
+                "killed %d container processes a previous agent left running: %s", len(killed), killed
+            )
         try:
             await self._start(options)
         except BaseException:
@@ -157,7 +163,7 @@ class NodeAgent:
         context = NodeContext(
             api=api,
             node_name=options.node_name,
-            workroot=options.workdir,
+            workroot=options.workdir.resolve(),
             faults=lambda: self._faults,
             reachable=self._reachable,
             faults_changed=lambda: self._faults_changed,
