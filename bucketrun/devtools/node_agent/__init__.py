@@ -20,7 +20,8 @@ What it does, module by module:
   SIGKILLed and reported OOMKilled, exit code 137;
 - `logs`: `GET /containerLogs/{ns}/{pod}/{container}` (tailLines, limitBytes, timestamps, follow) and
   `/healthz`, TLS with the control plane's certificates, client certificates required given a CA;
-- `faults`: unreachable, image pull failure, persistent config error, OOM.
+- `faults`: unreachable, image pull failure, persistent config error, OOM;
+- `leftovers`: containers a killed agent left running on the same workdir, killed at start.
 
 Run it as a process::
 
