@@ -22,6 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -82,10 +83,12 @@ def namespace(plane: ControlPlane) -> str:
     # the controller manager creates both: pods need the ServiceAccount to be admitted, and the CA
     # ConfigMap for their token volume
     for path in ("serviceaccounts/default", "configmaps/kube-root-ca.crt"):
-        wait_for(
-            lambda path=path: plane.request("GET", f"/api/v1/namespaces/{NAMESPACE}/{path}")[0] == 200, path
-        )
+        wait_for(partial(exists, plane, f"/api/v1/namespaces/{NAMESPACE}/{path}"), path)
     return NAMESPACE
+
+
+def exists(plane: ControlPlane, path: str) -> bool:
+    return plane.request("GET", path)[0] == 200
 
 
 def call(plane: ControlPlane, method: str, path: str, token: str, body: Any = None) -> int:
