@@ -40,6 +40,9 @@ def test_faults_update_by_field_and_refuse_bad_input_naming_it() -> None:
         "failing_images": ["x/*"],
         "config_errors": [],
         "oom": [],
+        "hold": False,
+        "instant": False,
+        "max_running": 0,
     }
     assert faults.updated({"failing_images": []}).failing_images == ()
 
@@ -49,6 +52,17 @@ def test_faults_update_by_field_and_refuse_bad_input_naming_it() -> None:
         faults.updated({"unreachable": "yes"})
     with pytest.raises(ValueError, match=r"oom must be a list of non-empty patterns"):
         faults.updated({"oom": [""]})
+    with pytest.raises(ValueError, match=r"max_running must be a whole number >= 0 \(0: no limit\), got -1"):
+        faults.updated({"max_running": -1})
+    with pytest.raises(ValueError, match="hold must be true or false, got 1"):
+        faults.updated({"hold": 1})
+
+
+def test_the_knobs_decide_whether_a_pod_may_start() -> None:
+    assert Faults().admits(running=100)
+    assert not Faults(hold=True).admits(running=0)
+    assert Faults(max_running=2).admits(running=1)
+    assert not Faults(max_running=2).admits(running=2)
 
 
 def test_memory_limits_are_read_in_bytes() -> None:

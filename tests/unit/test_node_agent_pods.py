@@ -184,3 +184,41 @@ async def test_the_config_error_fault_keeps_the_containers_waiting_until_the_pod
     assert final["phase"] == "Failed"
     assert final["containerStatuses"][0]["state"]["terminated"]["reason"] == "ContainerStatusUnknown"
     await manager.stop()
+
+
+async def test_the_instant_knob_ends_pods_at_once_with_their_annotated_exit_code(tmp_path: Path) -> None:
+    api = RecordingApi()
+    manager = PodManager(context(api, tmp_path, Faults(instant=True)))
+    manifest = pod("sleep 300", initContainers=[{"name": "setup", "image": "x", "command": ["false"]}])
+    manifest["metadata"]["annotations"] = {"emulator.bucketrun.io/exit-code": "5"}
+    manager.event("ADDED", manifest)
+
+    await api.until(lambda: "Failed" in api.phases())
+    status = api.patches[-1][1]["status"]
+    assert status["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
+    terminated = status["containerStatuses"][0]["state"]["terminated"]
+    assert (terminated["exitCode"], terminated["reason"]) == (5, "Error")
+    worker = manager.worker_for("ns", "p")
+    assert worker is not None
+    assert worker.runner is None  # nothing ran
+    await manager.stop()
+
+
+async def test_hold_and_max_running_keep_pods_pending_until_a_slot_frees(tmp_path: Path) -> None:
+    api = RecordingApi()
+    knobs = {"faults": Faults(hold=True)}
+    shared = context(api, tmp_path)
+    shared.faults = lambda: knobs["faults"]
+    manager = PodManager(shared)
+    first = pod("sleep 0.5")
+    second = {**pod("true"), "metadata": {"name": "q", "namespace": "ns", "uid": "uid-2"}}
+    manager.event("ADDED", first)
+    manager.event("ADDED", second)
+    await api.until(lambda: shared.admission.pending == 2)
+    assert shared.admission.running == 0
+
+    knobs["faults"] = Faults(max_running=1)
+    await api.until(lambda: shared.admission.running == 1 and shared.admission.pending == 1)
+    await api.until(lambda: api.phases().count("Succeeded") == 2)
+    assert shared.admission.running == 0
+    await manager.stop()

@@ -29,11 +29,18 @@ the container is killed and reported OOMKilled (exit code 137).
 _EPILOG = """\
 faults (also at run time with --control-port: GET/PUT http://127.0.0.1:PORT/faults, JSON body
 {"unreachable": true, "failing_images": ["registry.invalid/*"], "config_errors": ["ns/pod-*"],
-"oom": ["ns/pod-*"]}; a PUT replaces only the fields it names):
+"oom": ["ns/pod-*"], "hold": false, "instant": false, "max_running": 0}; a PUT replaces only the
+fields it names):
   unreachable     no Lease, node status, pod status or log serving: the node goes NotReady
   failing images  ErrImagePull, then ImagePullBackOff, for images matching a pattern
   config errors   CreateContainerConfigError, for as long as it stands, for pods matching namespace/name
   oom             running containers of pods matching namespace/name are OOM-killed
+knobs the test suite drives (as the emulator's kubelet modes off, instant and max_running_pods):
+  hold            bound pods are not started: they stay Pending until it is cleared
+  instant         pods end at once without running, their containers with the exit code of the
+                  annotation emulator.bucketrun.io/exit-code (default 0)
+  max_running     at most this many pods run at once (0: no limit); the others wait Pending
+GET http://127.0.0.1:PORT/state adds the counts of pods running and pending to the faults.
 
 examples:
   python -m bucketrun.devtools.node_agent --kubeconfig D/admin.kubeconfig --workdir D/node \\
@@ -110,9 +117,18 @@ def parse_args(argv: list[str] | None = None) -> NodeAgentOptions:
         metavar="NS/POD",
         help="pod pattern whose containers are OOM-killed (repeatable)",
     )
+    parser.add_argument(
+        "--hold", action="store_true", help="start with the hold knob: bound pods are not started"
+    )
+    parser.add_argument(
+        "--instant", action="store_true", help="start with the instant knob: pods end at once without running"
+    )
+    parser.add_argument(
+        "--max-running", type=int, default=0, help="pods running at once (default: 0, no limit)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     args = parser.parse_args(argv)
-    for flag, value in (("--port", args.port), ("--pods", args.pods)):
+    for flag, value in (("--port", args.port), ("--pods", args.pods), ("--max-running", args.max_running)):
         if value < 0:
             parser.error(f"{flag} must not be negative, got {value}")
     logging.basicConfig(
@@ -140,6 +156,9 @@ def parse_args(argv: list[str] | None = None) -> NodeAgentOptions:
             failing_images=tuple(args.fail_image),
             config_errors=tuple(args.config_error),
             oom=tuple(args.oom),
+            hold=args.hold,
+            instant=args.instant,
+            max_running=args.max_running,
         ),
     )
 

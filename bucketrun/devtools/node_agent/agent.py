@@ -24,7 +24,7 @@ from bucketrun.devtools.node_agent.faults import Faults
 from bucketrun.devtools.node_agent.leftovers import kill_leftovers
 from bucketrun.devtools.node_agent.logs import LogSource, log_app, server_ssl_context
 from bucketrun.devtools.node_agent.node import NodeHeartbeat, NodeShape
-from bucketrun.devtools.node_agent.pods import NodeContext, PodManager
+from bucketrun.devtools.node_agent.pods import Admission, NodeContext, PodManager
 from bucketrun.devtools.node_agent.reflect import Reflector
 
 logger = logging.getLogger(__name__)
@@ -110,6 +110,7 @@ class NodeAgent:
         """The log server's port (the bound one when options.port is 0)."""
         self.control_port: int | None = None
         """The fault control endpoint's port, if it is served."""
+        self._admission = Admission()
         self.heartbeat: NodeHeartbeat | None = None
         self.pods: PodManager | None = None
 
@@ -131,6 +132,14 @@ class NodeAgent:
         changed, self._faults_changed = self._faults_changed, asyncio.Event()
         changed.set()
         return self._faults
+
+    def state(self) -> dict[str, Any]:
+        """The faults in force, with the counts of pods `running` and `pending` (held, or waiting)."""
+        return {
+            **self._faults.as_json(),
+            "running": self._admission.running,
+            "pending": self._admission.pending,
+        }
 
     async def __aenter__(self) -> NodeAgent:
         await self.start()
@@ -172,6 +181,7 @@ class NodeAgent:
             max_grace_seconds=options.max_grace_seconds,
         )
         self.pods = PodManager(context)
+        self._admission = context.admission
         await self._serve_logs()
         await self._serve_control()
         version = options.kubelet_version or str((await api.get("/version")).get("gitVersion", "v0.0.0"))
@@ -293,7 +303,11 @@ class NodeAgent:
                 return web.json_response({"error": str(error)}, status=400)
             return web.json_response(faults.as_json())
 
+        async def get_state(request: web.Request) -> web.Response:
+            return web.json_response(self.state())
+
         app = web.Application()
+        app.router.add_get("/state", get_state)
         app.router.add_get("/faults", get_faults)
         app.router.add_put("/faults", put_faults)
         self._control_runner = web.AppRunner(app, access_log=None)

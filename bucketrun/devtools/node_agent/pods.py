@@ -3,7 +3,9 @@
 One `PodWorker` per pod uid, for the pod's whole life on the node:
 1. write the first status (Pending, startTime, every container waiting);
 2. while the config-error fault names the pod, keep its containers waiting with
-   CreateContainerConfigError; a manifest the runner cannot read waits the same way, for ever;
+   CreateContainerConfigError; a manifest the runner cannot read waits the same way, for ever; while
+   the `hold` knob stands, or `max_running` pods run already, keep it Pending; under the `instant`
+   knob, end it at once without running it;
 3. run the pod with `LocalPodRunner` (`wait_when_unstartable`: a missing Secret, ConfigMap or key waits
    with CreateContainerConfigError, a missing volume source with ContainerCreating, a failing image
    with ErrImagePull/ImagePullBackOff), an RSS watchdog enforcing memory limits, and
@@ -24,7 +26,7 @@ import asyncio
 import logging
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,7 @@ from typing import Any
 import aiohttp
 
 from bucketrun.devtools.node_agent.api import ApiClient, ApiError
-from bucketrun.devtools.node_agent.faults import Faults
+from bucketrun.devtools.node_agent.faults import INSTANT_EXIT_CODE, Faults
 from bucketrun.devtools.node_agent.memory import OOM_EXIT_CODE, OOM_REASON, MemoryWatchdog, memory_limits
 from bucketrun.devtools.node_agent.refs import FetchedRefs
 from bucketrun.devtools.node_agent.status import TERMINAL_PHASES, ContainerRecord, pod_status
@@ -51,6 +53,27 @@ UNLIMITED_RESTARTS = 1_000_000
 _WRITE_RETRY_SECONDS = 1.0
 
 
+class Admission:
+    """The pods running now and those waiting to start (the `hold` and `max_running` knobs)."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        """Pods whose containers the runner runs now."""
+        self.pending = 0
+        """Pods held, or waiting for a slot."""
+        self._freed = asyncio.Event()
+
+    def freed(self) -> asyncio.Event:
+        """Set when the next running pod ends."""
+        return self._freed
+
+    def leave(self) -> None:
+        """A running pod ended: its slot is free."""
+        self.running -= 1
+        freed, self._freed = self._freed, asyncio.Event()
+        freed.set()
+
+
 @dataclass
 class NodeContext:
     """What every pod worker shares: the API, the caches, the faults and the node's settings."""
@@ -66,6 +89,7 @@ class NodeContext:
     retry_seconds: float = 1.0
     memory_poll_seconds: float = 0.25
     max_grace_seconds: float | None = None
+    admission: Admission = field(default_factory=Admission)
 
 
 def pod_key(pod: dict[str, Any]) -> str:
@@ -164,9 +188,123 @@ class PodWorker:
             await asyncio.gather(writer, return_exceptions=True)
 
     async def _run(self) -> None:
-        context = self._context
+        self._initial_records()
         if not await self._wait_out_config_fault() or self._deleting.is_set():
             return  # deleted before it could start; live() ends it
+        if not await self._admitted():
+            return
+        admission = self._context.admission
+        admission.running += 1
+        try:
+            await self._run_processes()
+        finally:
+            admission.leave()
+
+    async def _admitted(self) -> bool:
+        """Wait, counted as pending, while the `hold` knob stands or `max_running` pods run; True when
+        the pod may start, False when it was deleted or ended under the `instant` knob."""
+        admission = self._context.admission
+        admission.pending += 1
+        try:
+            while True:
+                faults = self._context.faults()
+                if faults.instant and not faults.hold:
+                    await self._finish_instantly()
+                    return False
+                if faults.admits(admission.running):
+                    return True
+                if not await self._wait_for_change(admission.freed()):
+                    return False
+        finally:
+            admission.pending -= 1
+
+    async def _wait_for_change(self, *events: asyncio.Event) -> bool:
+        """Wait until the faults change, one of *events* is set, or retry_seconds pass; False once the
+        pod is being deleted."""
+        waits = {
+            asyncio.create_task(event.wait())
+            for event in (self._deleting, self._context.faults_changed(), *events)
+        }
+        try:
+            await asyncio.wait(
+                waits, timeout=self._context.retry_seconds, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for task in waits:
+                task.cancel()
+        return not self._deleting.is_set()
+
+    def _containers(self) -> list[tuple[dict[str, Any], bool]]:
+        spec = self.pod.get("spec") or {}
+        return [(c, True) for c in spec.get("initContainers") or []] + [
+            (c, False) for c in spec.get("containers") or []
+        ]
+
+    def _initial_records(self) -> None:
+        """Every container waiting, as right after scheduling (regular ones behind init containers)."""
+        containers = self._containers()
+        initializing = any(init for _, init in containers)
+        for container, init in containers:
+            reason = "PodInitializing" if initializing else "ContainerCreating"
+            name = str(container.get("name"))
+            self.records.setdefault(
+                name, ContainerRecord(ContainerState(name, init, "waiting", reason=reason))
+            )
+        self._changed_state()
+
+    async def _finish_instantly(self) -> None:
+        """The `instant` knob: end the pod now without running it (see `faults`)."""
+        while (failing := self._failing_image()) is not None:
+            name, init, image = failing
+            back_off = f'Back-off pulling image "{image}"'
+            self.records[name] = ContainerRecord(
+                ContainerState(name, init, "waiting", reason="ImagePullBackOff", message=back_off)
+            )
+            self._changed_state()
+            if not await self._wait_for_change():
+                return
+        code = self._instant_exit_code()
+        moment = datetime.now(UTC)
+        for container, init in self._containers():
+            name = str(container.get("name"))
+            exit_code = 0 if init else code
+            reason = "Completed" if exit_code == 0 else "Error"
+            ended = ContainerState(
+                name,
+                init,
+                "terminated",
+                exit_code=exit_code,
+                reason=reason,
+                started_at=moment,
+                finished_at=moment,
+            )
+            self.records[name] = ContainerRecord(ended)
+        self._final = ("Succeeded" if code == 0 else "Failed", None, None)
+        self._changed_state()
+
+    def _failing_image(self) -> tuple[str, bool, str] | None:
+        faults = self._context.faults()
+        for container, init in self._containers():
+            image = str(container.get("image") or "")
+            if faults.pull_error(image) is not None:
+                return str(container.get("name")), init, image
+        return None
+
+    def _instant_exit_code(self) -> int:
+        raw = (self.pod["metadata"].get("annotations") or {}).get(INSTANT_EXIT_CODE, "0")
+        try:
+            return int(raw)
+        except ValueError:
+            logger.warning(
+                "pod %s: annotation %s=%r is not an integer; using 1",
+                pod_key(self.pod),
+                INSTANT_EXIT_CODE,
+                raw,
+            )
+            return 1
+
+    async def _run_processes(self) -> None:
+        context = self._context
         refs = FetchedRefs(context.api, self.pod)
         await refs.refresh()
         await refs.request_tokens(self.pod)
@@ -232,18 +370,10 @@ class PodWorker:
 
     async def _wait_out_config_fault(self) -> bool:
         """Keep the containers waiting while the config-error fault names the pod; False if it was deleted."""
-        context = self._context
         meta = self.pod["metadata"]
-        while context.faults().config_error(meta["namespace"], meta["name"]):
+        while self._context.faults().config_error(meta["namespace"], meta["name"]):
             self._all_waiting("the node agent's config_errors fault: configuration cannot be prepared")
-            deleted = asyncio.create_task(self._deleting.wait())
-            changed = asyncio.create_task(context.faults_changed().wait())
-            await asyncio.wait(
-                {deleted, changed}, timeout=context.retry_seconds, return_when=asyncio.FIRST_COMPLETED
-            )
-            for task in (deleted, changed):
-                task.cancel()
-            if self._deleting.is_set():
+            if not await self._wait_for_change():
                 return False
         return True
 
