@@ -334,6 +334,11 @@ def test_deleting_a_running_pod_terminates_it_within_the_grace_period(
     assert not _alive(pid)
 
 
+def _complete(job: dict[str, Any] | None) -> bool:
+    conditions = (job or {}).get("status", {}).get("conditions") or []
+    return any(c["type"] == "Complete" and c["status"] == "True" for c in conditions)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -448,18 +453,26 @@ def test_fifty_jobs_at_once_all_complete(
         )
         assert status == 201, body
 
-    def all_complete() -> bool:
+    def unfinished() -> list[str]:
         _, jobs = plane.request("GET", f"/apis/batch/v1/namespaces/{namespace}/jobs")
-        many = [j for j in jobs["items"] if j["metadata"]["name"].startswith("many-")]
-        return len(many) == 50 and all(
-            any(
-                c["type"] == "Complete" and c["status"] == "True"
-                for c in j.get("status", {}).get("conditions") or []
-            )
-            for j in many
-        )
+        many = {j["metadata"]["name"]: j for j in jobs["items"] if j["metadata"]["name"].startswith("many-")}
+        return [f"many-{index}" for index in range(50) if not _complete(many.get(f"many-{index}"))]
 
-    wait_for(all_complete, "50 Jobs to complete", 180)
+    def pod_phases(names: list[str]) -> dict[str, Any]:
+        _, pods = plane.request("GET", f"/api/v1/namespaces/{namespace}/pods")
+        return {
+            p["metadata"]["name"]: (p.get("spec", {}).get("nodeName"), p.get("status", {}).get("phase"))
+            for p in pods["items"]
+            if p["metadata"].get("labels", {}).get("job-name") in names
+        }
+
+    deadline = time.monotonic() + 180
+    while (left := unfinished()) and time.monotonic() < deadline:
+        time.sleep(0.5)  # the state lives in the servers: polling is the only way to see it
+    if left:
+        pytest.fail(
+            f"{len(left)} Jobs did not complete within 180 s: {left[:5]}; their pods: {pod_phases(left[:5])}"
+        )
     with capsys.disabled():
         elapsed, rss = time.monotonic() - started, process_rss(agent.process.pid) / 2**20
         print(
