@@ -222,3 +222,53 @@ async def test_hold_and_max_running_keep_pods_pending_until_a_slot_frees(tmp_pat
     await api.until(lambda: api.phases().count("Succeeded") == 2)
     assert shared.admission.running == 0
     await manager.stop()
+
+
+class LaggingAuthorizerApi(RecordingApi):
+    """Refuses the first TokenRequest, as the Node authorizer does before it has seen the pod's binding."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.token_requests: list[dict[str, Any]] = []
+
+    async def get(self, path: str, params: Any = None) -> dict[str, Any]:
+        if path.endswith("/configmaps/kube-root-ca.crt"):
+            return {"data": {"ca.crt": "PEM"}}
+        return await super().get(path, params)
+
+    async def create(self, path: str, body: Any) -> dict[str, Any]:
+        self.token_requests.append(body)
+        if len(self.token_requests) == 1:
+            raise ApiError(
+                403, "Forbidden", "node requested token bound to a pod scheduled on a different node"
+            )
+        return {"status": {"token": "t0ken"}}
+
+
+async def test_a_refused_token_request_is_retried_while_the_container_waits_for_its_volume(
+    tmp_path: Path,
+) -> None:
+    api = LaggingAuthorizerApi()
+    manager = PodManager(context(api, tmp_path))
+    api_access = {
+        "name": "kube-api-access",
+        "projected": {
+            "sources": [
+                {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            ]
+        },
+    }
+    manifest = pod("cat /var/run/secrets/kubernetes.io/serviceaccount/token", volumes=[api_access])
+    mount = {"name": "kube-api-access", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}
+    manifest["spec"]["containers"][0]["volumeMounts"] = [mount]
+    manager.event("ADDED", manifest)
+
+    await api.until(lambda: "Succeeded" in api.phases())
+    assert len(api.token_requests) == 2
+    bound = api.token_requests[0]["spec"]["boundObjectRef"]
+    assert (bound["kind"], bound["name"], bound["uid"]) == ("Pod", "p", "uid-1")
+    worker = manager.worker_for("ns", "p")
+    assert worker is not None
+    assert (worker.workdir / "logs" / "main.log").read_text() == "t0ken"
+    await manager.stop()

@@ -357,11 +357,13 @@ class PodWorker:
         self._changed_state()
 
     async def _refresh_while_waiting(self, refs: FetchedRefs) -> None:
-        """Fetch the pod's Secrets and ConfigMaps again while a container waits for its configuration."""
+        """Fetch the pod's Secrets, ConfigMaps and missing tokens again while a container waits for its
+        configuration or a volume."""
         while True:
             await asyncio.sleep(self._context.retry_seconds / 2)
             if any(record.current.reason in _CONFIG_WAITS for record in self.records.values()):
                 await refs.refresh()
+                await refs.request_tokens(self.pod)
 
     def _memory_limits(self, limits: dict[str, int]) -> dict[str, int]:
         if self._context.faults().oom_kill(self.pod["metadata"]["namespace"], self.pod["metadata"]["name"]):
@@ -445,7 +447,10 @@ class PodWorker:
         try:
             await self._context.api.merge_patch(_path(self.pod) + "/status", body)
         except ApiError as error:
-            if error.status not in (404, 409):
+            if error.status != 404:
+                # 409 too: the API server gives up on a patch that keeps conflicting (the Job controller
+                # patches the same pod's finalizers), and a pod recreated under the same name fails the
+                # uid precondition until its old self's DELETED event ends this worker.
                 logger.warning("status of pod %s not written: %s; retrying", pod_key(self.pod), error)
                 return False
             logger.info("pod %s is gone (%s); its status is no longer written", pod_key(self.pod), error)

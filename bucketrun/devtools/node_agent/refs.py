@@ -6,8 +6,8 @@ projected sources) before the runner starts, and again every `retry_seconds` whi
 for its configuration: one created after the pod is seen at the next try, and the container waiting
 with CreateContainerConfigError starts. Only objects a pod references are read, one GET each: what the
 Node authorizer lets a node identity (`system:node:NAME`) do. A refused read counts as missing.
-Projected ServiceAccount tokens are requested once, before the pod starts (TokenRequest bound to the
-pod); they are not rotated.
+Projected ServiceAccount tokens are requested before the pod starts (TokenRequest bound to the pod),
+and again while a container waits for a volume; they are not rotated.
 """
 
 from __future__ import annotations
@@ -90,16 +90,21 @@ class FetchedRefs:
         self._api = api
         self._namespace = str(pod["metadata"]["namespace"])
         self._wanted_config_maps, self._wanted_secrets = referenced(pod)
+        self._wanted_tokens = token_sources(pod)
         self._config_maps: dict[str, dict[str, str]] = {}
         self._secrets: dict[str, dict[str, bytes]] = {}
         self._tokens: dict[tuple[str, int], bytes] = {}
 
     async def request_tokens(self, pod: Mapping[str, Any]) -> None:
-        """Request the ServiceAccount token of each projected serviceAccountToken source (TokenRequest,
-        bound to the pod, as a kubelet does); a refused request leaves that source unavailable."""
+        """Request the ServiceAccount token of each projected serviceAccountToken source not had yet
+        (TokenRequest, bound to the pod, as a kubelet does). A refused request leaves that source
+        unavailable until the next call: the Node authorizer refuses a node's request until it has
+        seen the pod bound to that node, which can lag behind the pod reaching the node."""
         spec = pod.get("spec") or {}
         account = str(spec.get("serviceAccountName") or "default")
         for audience, expiration in token_sources(pod):
+            if (audience, expiration) in self._tokens:
+                continue
             body = {
                 "apiVersion": "authentication.k8s.io/v1",
                 "kind": "TokenRequest",
@@ -128,8 +133,8 @@ class FetchedRefs:
 
     @property
     def empty(self) -> bool:
-        """True when the pod references no Secret or ConfigMap: nothing to fetch."""
-        return not (self._wanted_config_maps or self._wanted_secrets)
+        """True when the pod references no Secret, ConfigMap or token: nothing to fetch."""
+        return not (self._wanted_config_maps or self._wanted_secrets or self._wanted_tokens)
 
     async def refresh(self) -> None:
         """Fetch every referenced object again (a missing or unreadable one is forgotten)."""
