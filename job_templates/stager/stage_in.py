@@ -33,6 +33,9 @@ def stage_in(config: StageInConfig, report: Reporter, policy: RetryPolicy | None
     try:
         for directory in (config.input_dir, config.output_dir, config.state_dir):
             make_shared_dir(directory)
+    except UnsafePathError as error:
+        report(f"refusing to prepare the work directories: {error}")
+        return EXIT_INPUT_FORBIDDEN
     except OSError as error:
         report(f"cannot prepare the work directories: {error}")
         return EXIT_FAILED
