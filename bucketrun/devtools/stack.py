@@ -271,36 +271,50 @@ def _start_minio(base: Path, amqp_url: str, out: TextIO) -> MinioServer:
 
 def _start_node_agent(stack: Stack, out: TextIO) -> None:
     """Run the node agent as ``system:node:NODE_NAME``; return once its Node is Ready."""
-    plane, workdir = stack.plane, stack.directory / "node"
+    print("starting the node agent ...", file=out, flush=True)
+    stack.node_agent, stack.node_control_port = start_node_agent_process(
+        stack.plane, stack.directory / "node", stack.directory / "node.log"
+    )
+
+
+def start_node_agent_process(
+    plane: ControlPlane,
+    workdir: Path,
+    log: Path,
+    *,
+    node_name: str = NODE_NAME,
+    extra_args: Iterable[str] = (),
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start the node agent for *plane* as a process of its own (its session, output to *log*), as
+    ``system:node:NODE_NAME`` serving logs with a certificate of the cluster CA; return it and its fault
+    control port once its Node is Ready. *extra_args* are more of its command-line options.
+    StackError quoting its log when it exits or the Node is not Ready within NODE_READY_TIMEOUT."""
     workdir.mkdir(parents=True, exist_ok=True)
-    cert, key = plane.issue_serving_cert(NODE_NAME)
-    kubeconfig = plane.kubeconfig_for(f"system:node:{NODE_NAME}", [NODES_GROUP])
-    stack.node_control_port = free_port()
-    argv = [sys.executable, "-m", _NODE_AGENT, f"--kubeconfig={kubeconfig}", f"--node-name={NODE_NAME}"]
+    cert, key = plane.issue_serving_cert(node_name)
+    kubeconfig = plane.kubeconfig_for(f"system:node:{node_name}", [NODES_GROUP])
+    control_port = free_port()
+    argv = [sys.executable, "-m", _NODE_AGENT, f"--kubeconfig={kubeconfig}", f"--node-name={node_name}"]
     argv += [
         f"--port={free_port()}",
         f"--tls-cert={cert}",
         f"--tls-key={key}",
         f"--client-ca={plane.ca_cert}",
     ]
-    argv += [f"--workdir={workdir}", f"--control-port={stack.node_control_port}"]
-    print("starting the node agent ...", file=out, flush=True)
-    log = stack.directory / "node.log"
+    argv += [f"--workdir={workdir}", f"--control-port={control_port}", *extra_args]
     with log.open("ab") as sink:
-        stack.node_agent = subprocess.Popen(
-            argv, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        agent = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + NODE_READY_TIMEOUT
-    while not _node_ready(plane):
-        if stack.node_agent.poll() is not None or time.monotonic() > deadline:
-            stop_group(stack.node_agent, timeout=10.0)
+    while not _node_ready(plane, node_name):
+        if agent.poll() is not None or time.monotonic() > deadline:
+            stop_group(agent, timeout=10.0)
             tail = log.read_text(errors="replace")[-2000:]
             raise StackError(f"the node agent did not register a Ready Node; its log ({log}) ends:\n{tail}")
         time.sleep(0.2)
+    return agent, control_port
 
 
-def _node_ready(plane: ControlPlane) -> bool:
-    status, node = plane.request("GET", f"/api/v1/nodes/{NODE_NAME}")
+def _node_ready(plane: ControlPlane, node_name: str = NODE_NAME) -> bool:
+    status, node = plane.request("GET", f"/api/v1/nodes/{node_name}")
     conditions = node.get("status", {}).get("conditions", []) if status == 200 else []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 

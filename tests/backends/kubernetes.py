@@ -1,20 +1,28 @@
-"""Kubernetes for tests: a K3s container, a configured cluster, or the API emulator over real HTTP.
+"""Kubernetes for tests: a K3s container, a configured cluster, the local control plane built from
+source, or the API emulator over real HTTP.
 
 Choice order (`kube_backend`, once per session):
 1. testcontainers K3s, where a Docker engine answers;
 2. the cluster of the `KUBECONFIG` environment variable (its first file, current context);
-3. `tests.k8s_emulator`, started here (a Job controller and a kubelet running pods as local processes).
+3. the local control plane (`tests.backends.local_kube`: etcd, kube-apiserver, the controller manager
+   and the scheduler that `make servers` builds, the node agent running pods, a fault proxy in front);
+4. `tests.k8s_emulator` (fallback where the servers are not built: a Job controller and a kubelet of
+   our own).
+`BUCKETRUN_TEST_KUBE=local` or `=emulator` picks one of the last two (and fails if it cannot start).
 
-`kube` gives each test its own namespace (created first, deleted afterwards) and the emulator's
-control client (None on real clusters: tests needing fault injection call `kube.require_control()`,
-which skips them there). `kube_api` is a kubernetes_asyncio ApiClient for that cluster.
+`kube` gives each test its own namespace (created first, deleted afterwards) and the cluster's control
+client: the emulator's, or the local cluster's with the same interface (None on other clusters: tests
+needing fault injection call `kube.require_control()`, which skips them there). `kube_api` is a
+kubernetes_asyncio ApiClient for that cluster.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import secrets
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +31,17 @@ import pytest
 from kubernetes_asyncio import client, config  # noqa: TID251 - test infrastructure talks to the API directly
 from kubernetes_asyncio.client.exceptions import ApiException  # noqa: TID251
 
+from bucketrun.devtools.control_plane import ServersNotBuiltError, find_binaries
 from tests.backends import docker_available, import_quietly, record_backend
+from tests.backends.local_kube import LocalClusterControl, run_local_cluster
 from tests.k8s_emulator import EmulatorControl, run_emulator
 
 _NAMESPACE_PREFIX = "t-"
+_CHOICE_ENV = "BUCKETRUN_TEST_KUBE"
+_CHOICES = ("local", "emulator")
+_SERVICE_ACCOUNT_TIMEOUT = 30.0
+"""Seconds a real cluster's serviceaccount controller may take to create a new namespace's `default`."""
+Control = EmulatorControl | LocalClusterControl
 _NAMESPACE_SLUG = 40
 
 
@@ -35,11 +50,16 @@ class KubeBackend:
     """The cluster this session tests against."""
 
     name: str
-    """"testcontainers", "env" or "emulator"."""
+    """"testcontainers", "env", "local" or "emulator"."""
     kubeconfig: Path
-    control: EmulatorControl | None
-    """The emulator's control client; None for real clusters."""
+    control: Control | None
+    """The emulator's or the local cluster's control client; None for other clusters."""
     detail: str
+
+    @property
+    def real(self) -> bool:
+        """True on a real Kubernetes (everything but the emulator)."""
+        return self.name != "emulator"
 
 
 @dataclass(frozen=True)
@@ -48,13 +68,13 @@ class KubeTestEnv:
 
     namespace: str
     kubeconfig: Path
-    control: EmulatorControl | None
+    control: Control | None
     backend: KubeBackend
 
-    def require_control(self) -> EmulatorControl:
-        """The emulator's control client, or skip the test on a real cluster (no fault injection there)."""
+    def require_control(self) -> Control:
+        """The cluster's control client, or skip the test on a cluster without one (no fault injection)."""
         if self.control is None:
-            pytest.skip(f"needs the Kubernetes emulator's control API; the backend is {self.backend.name}")
+            pytest.skip(f"needs the cluster's fault control; the backend is {self.backend.name}")
         return self.control
 
 
@@ -82,15 +102,39 @@ def kube_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeBacke
             record_backend("kubernetes", "testcontainers", "k3s container")
             yield KubeBackend("testcontainers", path, None, "k3s container")
         return
+    choice = os.environ.get(_CHOICE_ENV, "")
+    if choice and choice not in _CHOICES:
+        raise pytest.UsageError(f"{_CHOICE_ENV} must be one of {', '.join(_CHOICES)}, not {choice!r}")
     configured = os.environ.get("KUBECONFIG")
-    if configured:
+    if configured and not choice:
         path = Path(configured.split(os.pathsep)[0]).expanduser()
         record_backend("kubernetes", "env", f"KUBECONFIG={path}")
         yield KubeBackend("env", path, None, f"KUBECONFIG={path}")
         return
+    if choice != "emulator":
+        missing = _missing_servers()
+        if missing is None:
+            with run_local_cluster(tmp_path_factory.mktemp("kube-local")) as cluster:
+                detail = f"{cluster.plane.api_url} via fault proxy {cluster.proxy.url}"
+                versions = cluster.plane.versions["kube-apiserver"]
+                record_backend("kubernetes", "local", f"kube-apiserver {versions} at {detail}")
+                record_backend("kubernetes-servers", "local", cluster.summary().replace("\n", "; "))
+                yield KubeBackend("local", cluster.kubeconfig, cluster.control, detail)
+            return
+        if choice == "local":
+            raise pytest.UsageError(f"{_CHOICE_ENV}=local but {missing}")
     with run_emulator(tmp_path_factory.mktemp("k8s-emulator")) as emulator:
         record_backend("kubernetes", "emulator", emulator.url)
         yield KubeBackend("emulator", emulator.kubeconfig, emulator.control, emulator.url)
+
+
+def _missing_servers() -> str | None:
+    """Why the local control plane cannot run here (a binary `make servers` did not build), or None."""
+    try:
+        find_binaries()
+    except ServersNotBuiltError as error:
+        return str(error)
+    return None
 
 
 @pytest.fixture
@@ -102,11 +146,19 @@ async def kube(kube_backend: KubeBackend, request: pytest.FixtureRequest) -> Asy
     async with await api_client_for(kube_backend.kubeconfig) as api:
         core = client.CoreV1Api(api)
         await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+        if kube_backend.real:
+            await _default_service_account(core, namespace)
         try:
             yield KubeTestEnv(namespace, kube_backend.kubeconfig, kube_backend.control, kube_backend)
         finally:
-            if kube_backend.control is not None:
-                kube_backend.control.reset()  # faults a test left on must not break the clean-up
+            control = kube_backend.control
+            if isinstance(control, LocalClusterControl):
+                control.proxy.reset()  # API faults a test left on must not break the clean-up
+                await _end_workloads(api, namespace)  # before the node agent's hold is lifted
+            elif kube_backend.real:
+                await _end_workloads(api, namespace)
+            if control is not None:
+                control.reset()  # faults a test left on must not break the clean-up
             try:
                 await core.delete_namespace(namespace, propagation_policy="Background")
             except ApiException as error:
@@ -119,3 +171,28 @@ async def kube_api(kube: KubeTestEnv) -> AsyncIterator[client.ApiClient]:
     """A kubernetes_asyncio ApiClient for the test's cluster, closed afterwards."""
     async with await api_client_for(kube.kubeconfig) as api:
         yield api
+
+
+async def _default_service_account(core: client.CoreV1Api, namespace: str) -> None:
+    """Wait for the ServiceAccount `default` of a new namespace: until the serviceaccount controller has
+    created it, ServiceAccount admission refuses the namespace's pods."""
+    deadline = time.monotonic() + _SERVICE_ACCOUNT_TIMEOUT
+    while True:
+        try:
+            await core.read_namespaced_service_account("default", namespace)
+        except ApiException as error:
+            if error.status != 404 or time.monotonic() > deadline:
+                raise
+        else:
+            return
+        await asyncio.sleep(0.05)
+
+
+async def _end_workloads(api: client.ApiClient, namespace: str) -> None:
+    """Delete a test's Jobs, then force-delete their pods (grace 0), before its namespace goes.
+
+    A real namespace controller deletes pods gracefully and one by one: the pods a test held Pending
+    (hundreds, for the burst tests) would start on the node agent as soon as the next test clears the
+    hold, and run beside it. Jobs first, so that the Job controller makes no new pod meanwhile."""
+    await client.BatchV1Api(api).delete_collection_namespaced_job(namespace, propagation_policy="Background")
+    await client.CoreV1Api(api).delete_collection_namespaced_pod(namespace, grace_period_seconds=0)

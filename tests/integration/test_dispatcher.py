@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from kubernetes_asyncio import client  # noqa: TID251 - the test inspects the cl
 
 from dispatcher.domain.events import build_message, parse_message
 from dispatcher.domain.identity import job_name, object_version
+from dispatcher.domain.quantity import parse_quantity
 from dispatcher.process.app import run_dispatcher
 from dispatcher.runtime.metrics import new_registry
 from dispatcher.runtime.settings import Settings
@@ -179,12 +181,13 @@ async def test_each_event_becomes_exactly_one_job_with_the_right_service_key_and
     by_name = {job["metadata"]["name"]: job for job in found}
     for key in keys:
         (parsed,) = parse_message(event(key))
-        for service, cpu in (("upper", "0.25"), ("lower", "0.5")):
+        # The FDL says 0.25 and 0.5; a real API server stores quantities canonically (250m, 500m).
+        for service, cpu in (("upper", Fraction(1, 4)), ("lower", Fraction(1, 2))):
             job = by_name[job_name(service, "photos", key, object_version(parsed))]
             assert job["metadata"]["labels"]["bucketrun.io/service"] == service
             assert job["metadata"]["annotations"]["bucketrun.io/key"] == key
             run = job["spec"]["template"]["spec"]["containers"][0]
-            assert run["resources"]["limits"]["cpu"] == cpu
+            assert parse_quantity(run["resources"]["limits"]["cpu"]) == cpu
 
 
 async def _at_least(count: Callable[[], Any], minimum: int) -> bool:

@@ -28,6 +28,8 @@ from tests.emulator.helpers import job_pods, wait_for, watch_job_until_finished
 pytestmark = pytest.mark.integration
 
 WITHIN = 30.0
+BACKOFF_WITHIN = 90.0
+"""For a Job that fails 3 times: a real Job controller waits 10 s, then 20 s, before the next pod."""
 
 
 def job(
@@ -131,7 +133,7 @@ class ExecutorContract:
         await executor.ensure_config_map(CONFIG_MAP)
         await executor.create_job(job("retried", "exit 7", backoff_limit=2))
         await executor.create_job(job("too-slow", "sleep 30", activeDeadlineSeconds=1))
-        retried = await harness.ended("retried")
+        retried = await harness.ended("retried", within=BACKOFF_WITHIN)
         assert (retried.condition, retried.reason) == ("Failed", "BackoffLimitExceeded")
         assert retried.exit_codes == [7, 7, 7]
         assert retried.job["status"]["failed"] == 3
@@ -153,8 +155,8 @@ class KubernetesHarness:
     api: client.ApiClient
     namespace: str
 
-    async def ended(self, name: str) -> Ended:
-        raw, _events = await watch_job_until_finished(self.api, self.namespace, name, within=WITHIN)
+    async def ended(self, name: str, within: float = WITHIN) -> Ended:
+        raw, _events = await watch_job_until_finished(self.api, self.namespace, name, within=within)
         pods = await job_pods(self.api, self.namespace, name)
         pods.sort(key=lambda pod: pod["metadata"]["creationTimestamp"])
         return Ended(finished_condition(raw) or "", _reason(raw), _exit_codes(pods), raw)
@@ -181,8 +183,8 @@ class TestKubernetesExecutor(ExecutorContract):
 class LocalHarness:
     executor: LocalExecutor
 
-    async def ended(self, name: str) -> Ended:
-        async with asyncio.timeout(WITHIN):
+    async def ended(self, name: str, within: float = WITHIN) -> Ended:
+        async with asyncio.timeout(within):
             await self.executor.wait_until(lambda: _finished(self.executor, name))
         record = self.executor.job_status(name)
         assert record is not None
