@@ -6,7 +6,8 @@ and Jobs ended the way the real Job controller, scheduler and kubelet end them.
    becomes a Job, a pod on the node agent and a record, and nothing either process did was refused;
    the same tokens are refused (403) outside their Roles.
 2. PodSecurity: in a namespace enforcing ``restricted``, a service with ``run_as_user`` gets its pod
-   admitted (the Job controller records no FailedCreate) and run.
+   admitted (the Job controller records no FailedCreate) and run; one without (the script runs as its
+   image's user, root included, as OSCAR runs it) is refused, and its Job ends at the service's timeout.
 3. Quota: a ResourceQuota refusing the next Job makes the API server answer 403 "exceeded quota"; the
    event is neither acked as "exists" nor dead-lettered: it waits in a retry tier and becomes its Job
    once the quota frees.
@@ -284,42 +285,69 @@ functions:
       input: [{storage_provider: minio, path: IN_BUCKET/in}]
       output: [{storage_provider: minio, path: OUT_BUCKET/out}]
       bucketrun: {run_as_user: 1000}
+  - c:
+      name: image-user
+      image: busybox:1.36
+      script: |
+        id -u
+      input: [{storage_provider: minio, path: IN_BUCKET/root}]
+      bucketrun: {timeout: 3, max_concurrent_jobs: 1}
 """
+RESTRICTED = "pod-security.kubernetes.io/enforce"
 
 
 async def test_jobs_with_run_as_user_are_admitted_under_pod_security_restricted(
     amqp_names, s3, real, tmp_path
 ) -> None:
+    """A service with run_as_user runs; one without is refused by PodSecurity and ends at its timeout."""
     namespace = real.namespace
     async with await api_client_for(real.kubeconfig) as api:
-        labels = {"pod-security.kubernetes.io/enforce": "restricted"}
-        await client.CoreV1Api(api).patch_namespace(namespace, {"metadata": {"labels": labels}})
-    env = new_env(amqp_names, s3, real, tmp_path, fdl=RESTRICTED_FDL, services=("nonroot",))
+        await client.CoreV1Api(api).patch_namespace(
+            namespace, {"metadata": {"labels": {RESTRICTED: "restricted"}}}
+        )
+    env = new_env(amqp_names, s3, real, tmp_path, fdl=RESTRICTED_FDL, services=("nonroot", "image-user"))
 
     async with (
+        job_informer(env.settings) as informer,
         started(partial(run_dispatcher, env.settings), "dispatcher"),
         started(partial(run_watcher, env.settings), "watcher"),
     ):
         await env.upload("in/a.txt")
+        await env.upload("root/a.txt")
         (record,) = await until(lambda: _some(env.records_of("nonroot")), "the job record", WITHIN)
+        (as_image_user,) = await until(
+            lambda: _some(env.records_of("image-user")), "the refused Job's record", WITHIN
+        )
+        async with asyncio.timeout(WITHIN):
+            await informer.index.wait_until(lambda: informer.index.active("image-user") == 0)
 
     assert record["outcome"] == "succeeded", env.explain(record)
     async with await api_client_for(real.kubeconfig) as api:
         events = await client.CoreV1Api(api).list_namespaced_event(namespace, _preload_content=False)
-        refused = [e for e in (await events.json())["items"] if e["reason"] == "FailedCreate"]
+        refused = {
+            e["involvedObject"]["name"]: e["message"]
+            for e in (await events.json())["items"]
+            if e["reason"] == "FailedCreate"
+        }
         pods = await client.CoreV1Api(api).list_namespaced_pod(namespace, _preload_content=False)
         (pod,) = (await pods.json())["items"]
-    assert not refused, [e["message"] for e in refused]
+    assert record["job"] not in refused, refused
+    assert pod["metadata"]["labels"]["job-name"] == record["job"]
     assert pod["status"]["phase"] == "Succeeded", pod["status"]
     (run,) = [c for c in pod["spec"]["containers"] if c["name"] == "run"]
     assert (run["securityContext"]["runAsUser"], run["securityContext"]["runAsNonRoot"]) == (1000, True)
+    # Without run_as_user the script runs as its image's user, root included (OSCAR images expect it):
+    # restricted refuses that pod, and the Job, which never gets one, ends at its deadline.
+    assert 'violates PodSecurity "restricted:latest"' in refused[as_image_user["job"]], refused
+    assert 'container "run" must set securityContext.runAsNonRoot=true' in refused[as_image_user["job"]]
+    assert (as_image_user["outcome"], as_image_user["reason"]) == ("deadline-exceeded", "DeadlineExceeded")
 
 
 # -- 3. Quota -------------------------------------------------------------------------------------------
 
 
 async def test_a_job_refused_by_quota_waits_in_a_retry_tier_until_the_quota_frees(
-    amqp_names, s3, real, tmp_path
+    amqp_names, s3, real, tmp_path, logs
 ) -> None:
     control = real.require_control()
     namespace = real.namespace
@@ -369,6 +397,10 @@ async def test_a_job_refused_by_quota_waits_in_a_retry_tier_until_the_quota_free
         await until(second_job, "the second Job, once the quota freed", WITHIN)
     assert await _dead_lettered(env) == 0
     assert control.request_count(verb="create", resource="jobs", namespace=namespace, code=201) == 2
+    assert not [line for line in logs if line["event"] == "job exists"], "a refused create taken for exists"
+    retried = [line for line in logs if line.get("kind") == "api-quota"]
+    assert retried, "no retry of kind api-quota logged"
+    assert {line["key"] for line in retried} == {"in/b.txt"}
 
 
 async def _job_count(env: Env, count: int) -> bool:
