@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import io
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -177,9 +178,14 @@ def logs() -> Iterator[list[dict[str, Any]]]:
         yield lines
 
 
+_REFUSED = re.compile(r"HTTP 403\b|\(403\)|\bforbidden\b", re.IGNORECASE)
+"""How a refused API call reads in a log line: the adapter's ``HTTP 403``, the client's ``(403)``, the API
+server's ``forbidden`` (not a bare ``403``, which a UID or an event id may hold)."""
+
+
 def refusals(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Log lines that report a refused API call (HTTP 403 / Forbidden)."""
-    return [line for line in lines if "403" in str(line) or "forbidden" in str(line).lower()]
+    """Log lines that report a refused API call."""
+    return [line for line in lines if _REFUSED.search(str(line))]
 
 
 # -- 1. RBAC --------------------------------------------------------------------------------------------
@@ -194,6 +200,14 @@ functions:
         tr a-z A-Z < "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/out.txt"
       input: [{storage_provider: minio, path: IN_BUCKET/in}]
       output: [{storage_provider: minio, path: OUT_BUCKET/out}]
+"""
+STUCK_FDL = """
+  - c:
+      name: bad-image
+      image: registry.invalid/tools/upper:1.0
+      script: |
+        cat "$INPUT_FILE_PATH"
+      input: [{storage_provider: minio, path: IN_BUCKET/image}]
 """
 
 
@@ -213,17 +227,26 @@ async def test_dispatcher_and_watcher_run_with_their_service_account_tokens_only
         for name in ("dispatcher", "watcher")
     ]
     assert plane.api_url in dispatcher_config.read_text()  # straight at kube-apiserver, past the proxy
-    env = new_env(amqp_names, s3, real, tmp_path, fdl=RBAC_FDL, services=("upper",))
+    # A second service whose image cannot be pulled: the watcher also records and deletes a stuck Job.
+    control.set_kubelet("run", failing_images=["registry.invalid/*"])
+    env = new_env(amqp_names, s3, real, tmp_path, fdl=RBAC_FDL + STUCK_FDL, services=("upper", "bad-image"))
 
     async with (
         started(partial(run_dispatcher, with_kubeconfig(env.settings, dispatcher_config)), "dispatcher"),
         started(partial(run_watcher, with_kubeconfig(env.settings, watcher_config)), "watcher"),
     ):
         await env.upload("in/a.txt", b"rbac for real\n")
+        await env.upload("image/a.txt")
         (record,) = await until(lambda: _some(env.records_of("upper")), "the job record", WITHIN)
+        (stuck,) = await until(lambda: _some(env.records_of("bad-image")), "the stuck Job's record", WITHIN)
+        await until(partial(_job_count, env, 1), "the stuck Job deleted by the watcher", WITHIN)
         output = read_object(env.s3.endpoint, env.outputs, "out/out.txt")
 
     assert record["outcome"] == "succeeded", env.explain(record)
+    assert stuck["outcome"] == "image-pull-failed", env.explain(stuck)
+    # The watcher read the pods' logs (pods/log) with its token.
+    assert set(record["logs"]) == {"stage-in", "run", "stage-out"}, env.explain(record)
+    assert not record["logs_missing"], env.explain(record)
     assert output == b"RBAC FOR REAL\n"
     assert logs, "no log line captured: the refusal check below would prove nothing"
     assert not refusals(logs), refusals(logs)
