@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 
 from bucketrun.cli.common import EXIT_INVALID, EXIT_OK, Commands, load_settings
-from bucketrun.devtools.demo import DemoError, DemoOptions, S3Choice, run_demo
+from bucketrun.devtools.demo import DemoError, DemoOptions, KubeChoice, S3Choice, run_demo
 from bucketrun.serve import run_serve
 from dispatcher.domain.errors import BucketrunError, StartupError
 from dispatcher.poller.app import run_poller
@@ -98,16 +98,25 @@ def _add_poll(commands: Commands) -> None:
 def _add_demo(commands: Commands) -> None:
     demo = commands.add_parser(
         "demo",
-        help="run everything locally on sample files: RabbitMQ, MinIO (or moto), dispatcher, watcher",
-        description="Start (or reuse) RabbitMQ and an S3 server, run the dispatcher and watcher with the "
-        "local executor, upload sample files to a sample service and show each job's progress. The S3 "
-        "server (--s3 auto): BUCKETRUN_STORAGE__ENDPOINT when set, with the bucket poller; else the MinIO "
-        "that `make servers` builds, emptied each run, with the service applied as `services apply` does: "
-        "uploads reach the dispatcher as MinIO's bucket notifications, and its console (URL and demo-only "
-        "login printed) takes uploads from a browser; else a moto server with the bucket poller. Files go "
-        "to ./.bucketrun-demo/ (MinIO's data and log to ./.bucketrun-demo/minio/). Runs until Ctrl-C.",
+        help="run everything locally on sample files: RabbitMQ, MinIO (or moto), Kubernetes (or the local "
+        "executor), dispatcher, watcher",
+        description="Start (or reuse) RabbitMQ and an S3 server, run the dispatcher and watcher, upload "
+        "sample files to a sample service and show each job's progress (queued, running, done, failed). "
+        "The S3 server (--s3 auto): BUCKETRUN_STORAGE__ENDPOINT when set, with the bucket poller; else the "
+        "MinIO that `make servers` builds, emptied each run, with the service applied as `services apply` "
+        "does: uploads reach the dispatcher as MinIO's bucket notifications, and its console (URL and "
+        "demo-only login printed) takes uploads from a browser; else a moto server with the bucket poller. "
+        "Where the Jobs run (--kube auto): with the built MinIO and the control plane `make servers` "
+        "builds, a real Kubernetes started for the demo (etcd, kube-apiserver, kube-controller-manager, "
+        "kube-scheduler, and a node agent that runs pods as local processes), empty each run, its Jobs in "
+        "namespace bucketrun: the demo prints the `KUBECONFIG=... kubectl get jobs -n bucketrun` line to "
+        "watch them; else the local executor (state files). Files go to ./.bucketrun-demo/ (MinIO's data "
+        "and log to minio/, the cluster's to kube/). Everything it started is stopped when it exits. Runs "
+        "until Ctrl-C.",
     )
-    demo.add_argument("--once", action="store_true", help="exit once every sample's outputs exist")
+    demo.add_argument(
+        "--once", action="store_true", help="exit once every sample's outputs exist and every Job is recorded"
+    )
     demo.add_argument(
         "--timeout", type=float, default=180.0, help="seconds --once waits (default %(default)s)"
     )
@@ -119,6 +128,15 @@ def _add_demo(commands: Commands) -> None:
         default=S3Choice.AUTO,
         help="S3 server: auto (as above), minio (the built MinIO, an error without it) or moto (moto and "
         "the poller even where MinIO is built) (default %(default)s)",
+    )
+    demo.add_argument(
+        "--kube",
+        type=KubeChoice,
+        choices=list(KubeChoice),
+        default=KubeChoice.AUTO,
+        help="where the Jobs run: auto (as above), cluster (the built control plane, an error without it, "
+        "whatever the S3 server) or local (the local executor even where the control plane is built) "
+        "(default %(default)s)",
     )
     demo.set_defaults(handler=_run_demo)
 
@@ -159,7 +177,7 @@ async def _until_signalled(settings: Settings, process: Process) -> None:
 
 def _run_demo(args: argparse.Namespace) -> tuple[str, int]:
     configure_logging(level="WARNING")
-    options = DemoOptions(s3=args.s3, once=args.once, timeout=args.timeout, name=args.name)
+    options = DemoOptions(s3=args.s3, kube=args.kube, once=args.once, timeout=args.timeout, name=args.name)
     try:
         return "", asyncio.run(_demo(options))
     except (DemoError, StartupError, SettingsError, BucketrunError) as error:

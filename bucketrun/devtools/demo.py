@@ -1,10 +1,15 @@
 """``bucketrun demo``: the whole flow on one machine, from an upload to its results and job record.
 
 Starts (or reuses) RabbitMQ on 127.0.0.1:5672 and an S3 server, writes a sample service (upper-case a
-text file and count its words: no image, no network), runs the dispatcher and watcher with the local
-executor in this process, uploads a few sample files and prints one line per job state change (queued,
-running, done or failed). Its files live in ``./.bucketrun-demo/``. It runs until Ctrl-C, or with
-``--once`` until every sample's outputs exist.
+text file and count its words: no image, no network), runs the dispatcher and watcher in this process,
+uploads a few sample files and prints one line per job state change (queued, running, done or failed).
+Its files live in ``./.bucketrun-demo/``. It runs until Ctrl-C, or with ``--once`` until every sample's
+outputs exist and every Job is recorded.
+
+The Jobs run on, in this order (``--kube auto``): the real Kubernetes control plane that ``make servers``
+builds, with a node agent running pods as local processes (``demo_cluster``), when it is built and the
+demo runs the built MinIO: the Jobs and pods are then in ``kubectl get jobs`` / ``get pods``; else the
+local executor (state files under ``state/``).
 
 The S3 server is, in this order: the configured ``BUCKETRUN_STORAGE__ENDPOINT`` (fed by the bucket
 poller); the MinIO that ``make servers`` builds, started here with an empty store each run and its AMQP
@@ -30,6 +35,9 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 from bucketrun.admin.commands import EXIT_OK, apply_services
+from bucketrun.devtools.control_plane import ServersNotBuiltError, find_binaries
+from bucketrun.devtools.demo_cluster import ClusterBoot, ClusterBootError, DemoCluster
+from bucketrun.devtools.demo_progress import KubeProgress, LocalProgress, Progress
 from bucketrun.devtools.minio_server import (
     NOTIFY_ARN,
     AmqpTarget,
@@ -41,11 +49,7 @@ from bucketrun.devtools.minio_server import (
 from bucketrun.devtools.moto_server import MotoUnavailableError, port_open, start_moto
 from bucketrun.serve import run_serve
 from dispatcher.adapters.s3.storage import Storage
-from dispatcher.domain import kube
-from dispatcher.domain.constants import ANNOTATION_KEY
-from dispatcher.domain.errors import BucketrunError
-from dispatcher.domain.jobs import finished_condition
-from dispatcher.executors.local.statefiles import read_json
+from dispatcher.domain.errors import BucketrunError, TransientError
 from dispatcher.poller.app import run_poller
 from dispatcher.runtime.settings import Settings
 
@@ -74,6 +78,8 @@ functions:
         echo "upper-cased $STORAGE_OBJECT_KEY"
       input: [{storage_provider: minio, path: NAME-in/in}]
       output: [{storage_provider: minio, path: NAME-out/results}]
+      # non-root without capabilities: what the demo cluster's PodSecurity "restricted" admits
+      bucketrun: {run_as_user: 1000}
 """
 
 
@@ -90,6 +96,70 @@ class S3Choice(StrEnum):
     """The MinIO that ``make servers`` builds (an error without it)."""
     MOTO = "moto"
     """A moto server and the bucket poller, even where MinIO is built."""
+
+
+class KubeChoice(StrEnum):
+    """Where the demo's Jobs run (``bucketrun demo --kube``)."""
+
+    AUTO = "auto"
+    """The control plane ``make servers`` builds when it is built and the demo runs the built MinIO;
+    else the local executor."""
+    CLUSTER = "cluster"
+    """The built control plane (an error without it), whatever the S3 server."""
+    LOCAL = "local"
+    """The local executor (state files), even where the control plane is built."""
+
+
+class StoreKind(StrEnum):
+    """The S3 server ``S3Choice`` comes to on this machine."""
+
+    CONFIGURED = "configured"
+    MINIO = "minio"
+    MOTO = "moto"
+
+
+def choose_store(s3: S3Choice, *, configured: bool, minio_built: bool) -> StoreKind:
+    """The S3 server for ``--s3 s3``; *configured*: ``BUCKETRUN_STORAGE__ENDPOINT`` is set.
+    ``DemoError`` for ``--s3 minio`` without the build."""
+    if configured and s3 is S3Choice.AUTO:
+        return StoreKind.CONFIGURED
+    if s3 is S3Choice.MINIO and not minio_built:
+        raise DemoError(
+            f"no MinIO built in {servers_dir() / 'bin'}: run `make servers` (builds it from source)"
+        )
+    return StoreKind.MINIO if minio_built and s3 is not S3Choice.MOTO else StoreKind.MOTO
+
+
+def choose_cluster(kube: KubeChoice, store: StoreKind, not_built: str | None) -> bool:
+    """Whether the Jobs run on the built control plane; *not_built* says which of its binaries is
+    missing (None: all are built). ``DemoError`` for ``--kube cluster`` without them."""
+    if kube is KubeChoice.CLUSTER and not_built is not None:
+        raise DemoError(f"--kube cluster: {not_built}")
+    if kube is KubeChoice.AUTO:
+        return not_built is None and store is StoreKind.MINIO
+    return kube is KubeChoice.CLUSTER
+
+
+def _plane_not_built() -> str | None:
+    try:
+        find_binaries()
+    except ServersNotBuiltError as error:
+        return str(error)
+    return None
+
+
+def local_executor_line(kube: KubeChoice, not_built: str | None) -> str:
+    """The one line that says the Jobs run on the local executor, why, and how to get the real cluster."""
+    if kube is KubeChoice.LOCAL:
+        why = "as --kube local asks"
+    elif not_built is not None:
+        why = (
+            "no Kubernetes control plane is built here; `make servers` builds one, and then the demo's "
+            "Jobs show in `kubectl get jobs`"
+        )
+    else:
+        why = "--kube auto uses the built control plane with the built MinIO only; --kube cluster forces it"
+    return f"Jobs: the local executor (state files, no Kubernetes): {why}"
 
 
 @dataclass(frozen=True)
@@ -112,6 +182,8 @@ class DemoOptions:
 
     s3: S3Choice = S3Choice.AUTO
     """Which S3 server to use."""
+    kube: KubeChoice = KubeChoice.AUTO
+    """Where the Jobs run."""
     once: bool = False
     """Exit once every sample's outputs exist (0), or when a job failed or ``timeout`` passed (1)."""
     timeout: float = 180.0
@@ -119,28 +191,14 @@ class DemoOptions:
     name: str = "bucketrun-demo"
     """Prefix of the demo's buckets and service name."""
     directory: Path = DEMO_DIR
-    """Where the FDL, the executor's state, the poller's state, MinIO's data and the logs are kept."""
+    """Where the FDL, the executor's state, the poller's state, MinIO's data, the cluster (``kube/``) and
+    the logs are kept."""
 
 
 def expected_outputs(name: str, samples: Mapping[str, bytes] = SAMPLES) -> tuple[tuple[str, str], ...]:
     """(bucket, key) of every output the sample service writes for ``samples``."""
     names = [key.rsplit("/", 1)[-1] for key in samples]
     return tuple((f"{name}-out", f"results/{file}{ext}") for file in names for ext in ("", ".words"))
-
-
-def job_phase(record: Mapping[str, Any]) -> str:
-    """``queued``, ``running``, ``done`` or ``failed`` for a local executor's Job record."""
-    finished = finished_condition(record.get("job", {}))
-    if finished is not None:
-        return "done" if finished == "Complete" else "failed"
-    pods = record.get("pods") or ()
-    running = pods and kube.pod_status(pods[-1]).get("phase") == "Running"
-    return "running" if running else "queued"
-
-
-def _job_key(record: Mapping[str, Any]) -> str:
-    annotations = kube.annotations(record.get("job", {}))
-    return str(annotations.get(ANNOTATION_KEY, "?"))
 
 
 def ensure_rabbitmq(out: TextIO) -> bool:
@@ -164,9 +222,12 @@ def ensure_rabbitmq(out: TextIO) -> bool:
     return True
 
 
-def demo_settings(options: DemoOptions, fdl: Path, store: DemoStore) -> Settings:
+def demo_settings(
+    options: DemoOptions, fdl: Path, store: DemoStore, cluster: DemoCluster | None = None
+) -> Settings:
     """The settings of the demo: the environment's, with the demo's own where the environment is silent
-    (and the store's address, keys and notification target where the demo started the store)."""
+    (and the store's address, keys and notification target where the demo started the store). The Jobs
+    go to *cluster* when given (the admin's kubeconfig, its namespace), else to the local executor."""
     directory = options.directory.resolve()
     storage: dict[str, Any] = {"records_bucket": f"{options.name}-records"}
     if store.endpoint is not None and store.root is not None:
@@ -178,6 +239,12 @@ def demo_settings(options: DemoOptions, fdl: Path, store: DemoStore) -> Settings
         "services": {"paths": (fdl,)},
         "poller": {"interval": 1.0, "state_file": directory / "poller.sqlite3"},
     }
+    if cluster is not None:
+        overrides["cluster"] = {
+            "executor": "kubernetes",
+            "kubeconfig": cluster.kubeconfig,
+            "namespace": cluster.namespace,
+        }
     if store.notify_arn is not None:
         storage["notify_arn"] = store.notify_arn
         # What MinIO's AMQP target declares (bucketrun.devtools.minio_server): the same exchange, or the
@@ -186,34 +253,6 @@ def demo_settings(options: DemoOptions, fdl: Path, store: DemoStore) -> Settings
     if "BUCKETRUN_METRICS__PORT" not in os.environ:
         overrides["metrics"] = {"host": "127.0.0.1", "port": 8000}
     return Settings.load(**overrides)
-
-
-class _Progress:
-    """Prints a line whenever a Job of the local executor changes phase."""
-
-    def __init__(self, state_dir: Path, out: TextIO) -> None:
-        self._jobs = state_dir / "jobs"
-        self._out = out
-        self._seen: dict[str, str] = {}
-        self._since = time.time()
-
-    def update(self) -> set[str]:
-        """Print what changed; the names of failed Jobs seen so far."""
-        if not self._jobs.is_dir():
-            return set()
-        for directory in sorted(self._jobs.iterdir()):
-            if directory.stat().st_mtime < self._since and directory.name not in self._seen:
-                continue  # a Job of an earlier run
-            record = read_json(directory / "status.json")
-            if not isinstance(record, dict):
-                continue
-            phase = job_phase(record)
-            if self._seen.get(directory.name) != phase:
-                self._seen[directory.name] = phase
-                print(
-                    f"  job {directory.name:<48} {_job_key(record):<16} {phase}", file=self._out, flush=True
-                )
-        return {name for name, phase in self._seen.items() if phase == "failed"}
 
 
 async def _missing(storage: Storage, outputs: tuple[tuple[str, str], ...]) -> list[str]:
@@ -234,57 +273,81 @@ async def _recorded(settings: Settings) -> int:
     return sum(1 for info in found if info.key.endswith("/status.json"))
 
 
-async def _watch(
-    options: DemoOptions, settings: Settings, store: DemoStore, stop: asyncio.Event, out: TextIO
-) -> int:
+@dataclass(frozen=True)
+class _Demo:
+    """What the running demo is made of."""
+
+    options: DemoOptions
+    settings: Settings
+    store: DemoStore
+    cluster: DemoCluster | None
+
+
+@contextlib.asynccontextmanager
+async def _progress(demo: _Demo, out: TextIO) -> AsyncIterator[Progress]:
+    """The Jobs' progress, from the cluster's API or the local executor's state directory."""
+    if demo.cluster is None:
+        yield LocalProgress(demo.settings.cluster.local_state_dir, out)
+        return
+    async with await KubeProgress.connect(demo.settings.cluster, out, demo.cluster.kubectl_command) as kube:
+        yield kube
+
+
+async def _watch(demo: _Demo, stop: asyncio.Event, out: TextIO) -> int:
+    options, settings = demo.options, demo.settings
     storage = Storage(settings.storage)
-    progress = _Progress(settings.cluster.local_state_dir, out)
     for key, body in SAMPLES.items():
         await storage.put_object(f"{options.name}-in", key, body, content_type="text/plain")
         print(f"uploaded {options.name}-in/{key}", file=out, flush=True)
     outputs = expected_outputs(options.name)
     deadline = time.monotonic() + options.timeout
     reported = False
-    while not stop.is_set():
-        failed = progress.update()
-        if failed and options.once:
-            logs = settings.cluster.local_state_dir / "jobs"
-            print(f"error: job(s) failed: {', '.join(sorted(failed))} (logs under {logs})", file=out)
-            return 1
-        if (
-            not reported
-            and not await _missing(storage, outputs)
-            and await _recorded(settings) >= len(SAMPLES)
-        ):
-            reported = True
-            _report(options, settings, outputs, store, out)
-            if options.once:
-                return 0
-        if options.once and time.monotonic() > deadline:
-            missing = await _missing(storage, outputs)
-            print(
-                f"error: outputs still missing after {options.timeout:.0f} s: {', '.join(missing)}", file=out
-            )
-            return 1
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), _TICK)
+    async with _progress(demo, out) as progress:
+        while not stop.is_set():
+            failed = await _update(progress)
+            if failed and options.once:
+                print(f"error: job(s) failed: {', '.join(sorted(failed))} ({progress.logs_hint()})", file=out)
+                return 1
+            if (
+                not reported
+                and not await _missing(storage, outputs)
+                and await _recorded(settings) >= len(SAMPLES)
+            ):
+                reported = True
+                _report(demo, outputs, out)
+                if options.once:
+                    return 0
+            if options.once and time.monotonic() > deadline:
+                missing = await _missing(storage, outputs)
+                print(
+                    f"error: outputs still missing after {options.timeout:.0f} s: {', '.join(missing)}",
+                    file=out,
+                )
+                return 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), _TICK)
     return 0
 
 
-def _report(
-    options: DemoOptions,
-    settings: Settings,
-    outputs: tuple[tuple[str, str], ...],
-    store: DemoStore,
-    out: TextIO,
-) -> None:
-    storage = settings.storage
+async def _update(progress: Progress) -> set[str]:
+    """``progress.update()``; a transient failure (the API busy for a moment) only skips this tick."""
+    try:
+        return await progress.update()
+    except TransientError:
+        return set()
+
+
+def _report(demo: _Demo, outputs: tuple[tuple[str, str], ...], out: TextIO) -> None:
+    options, storage = demo.options, demo.settings.storage
     print(f"\nall samples done and recorded. Outputs on the S3 server at {storage.endpoint}:", file=out)
     for bucket, key in outputs:
         print(f"  {bucket}/{key}", file=out)
     print(f"job records (status.json and logs): {storage.records_bucket}/{storage.records_prefix}", file=out)
-    print(f"local executor state: {settings.cluster.local_state_dir}", file=out)
-    metrics = settings.metrics
+    if demo.cluster is None:
+        print(f"local executor state: {demo.settings.cluster.local_state_dir}", file=out)
+    elif not options.once:  # with --once the cluster stops right after this
+        print(*demo.cluster.lines()[1:], sep="\n", file=out)
+    metrics = demo.settings.metrics
     if metrics.port:
         base = f"http://{metrics.host}:{metrics.port}"
         print(f"metrics: {base}/metrics (Prometheus); health: {base}/healthz and {base}/readyz", file=out)
@@ -293,7 +356,8 @@ def _report(
             f"metrics, health: /metrics, /healthz, /readyz on {metrics.host}, a system-chosen port", file=out
         )
     if not options.once:
-        where = f" (in the MinIO console, {store.console_url})" if store.console_url else ""
+        console = demo.store.console_url
+        where = f" (in the MinIO console, {console})" if console else ""
         print(
             f"upload more files to {options.name}-in/in/{where} to run more jobs; Ctrl-C stops the demo",
             file=out,
@@ -304,37 +368,79 @@ def _report(
 async def run_demo(options: DemoOptions, stop: asyncio.Event, out: TextIO = sys.stdout) -> int:
     """Run the demo until ``stop`` is set (or, with ``once``, until the samples finish); the exit code.
 
-    ``DemoError`` when RabbitMQ or an S3 server is missing, or the store refuses the service.
+    ``DemoError`` when RabbitMQ, an S3 server or the control plane ``--kube cluster`` asks for is
+    missing or does not start, or the store refuses the service.
     """
+    store_kind = choose_store(
+        options.s3,
+        configured=bool(os.environ.get("BUCKETRUN_STORAGE__ENDPOINT")),
+        minio_built=built("minio") is not None,
+    )
+    not_built = _plane_not_built()
+    use_cluster = choose_cluster(options.kube, store_kind, not_built)
     options.directory.mkdir(parents=True, exist_ok=True)
     started_rabbit = "BUCKETRUN_AMQP__URL" not in os.environ and ensure_rabbitmq(out)
     fdl = options.directory.resolve() / "services.yaml"
     fdl.write_text(_FDL.replace("NAME", options.name))
     try:
-        async with _store(options, fdl, out) as store:
-            settings = demo_settings(options, fdl, store)
+        async with (
+            _cluster(options, use_cluster, out) as booting,
+            _store(options, store_kind, fdl, out) as store,
+        ):
+            cluster = await _cluster_ready(booting, out)
+            if cluster is None:
+                print(local_executor_line(options.kube, not_built), file=out, flush=True)
+            demo = _Demo(options, demo_settings(options, fdl, store, cluster), store, cluster)
             if store.notify_arn is not None:
-                await _apply(settings, fdl, out)
-            return await _run_stack(options, settings, store, stop, out)
+                await _apply(demo.settings, fdl, out)
+            return await _run_stack(demo, stop, out)
     finally:
         if started_rabbit:
             print("RabbitMQ was started detached and is left running (stop it: rabbitmqctl stop)", file=out)
 
 
 @contextlib.asynccontextmanager
-async def _store(options: DemoOptions, fdl: Path, out: TextIO) -> AsyncIterator[DemoStore]:
-    """The S3 server ``options.s3`` asks for, started here unless it is the configured one."""
-    configured = os.environ.get("BUCKETRUN_STORAGE__ENDPOINT")
-    if configured and options.s3 is S3Choice.AUTO:
+async def _cluster(options: DemoOptions, wanted: bool, out: TextIO) -> AsyncIterator[ClusterBoot | None]:
+    """The demo's Kubernetes, starting (in the background) when *wanted*; stopped on exit."""
+    if not wanted:
+        yield None
+        return
+    base = options.directory.resolve() / "kube"
+    print(
+        f"Kubernetes: starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler and a node "
+        f"agent (state and logs: {base}) ...",
+        file=out,
+        flush=True,
+    )
+    booting = ClusterBoot(base)
+    try:
+        yield booting
+    finally:
+        await booting.stop()
+        print("stopped Kubernetes (node agent, scheduler, controller manager, API server, etcd)", file=out)
+
+
+async def _cluster_ready(booting: ClusterBoot | None, out: TextIO) -> DemoCluster | None:
+    if booting is None:
+        return None
+    try:
+        cluster = await booting.ready()
+    except ClusterBootError as error:
+        raise DemoError(str(error)) from error
+    print(*cluster.lines(), sep="\n", file=out, flush=True)
+    return cluster
+
+
+@contextlib.asynccontextmanager
+async def _store(options: DemoOptions, kind: StoreKind, fdl: Path, out: TextIO) -> AsyncIterator[DemoStore]:
+    """The S3 server *kind*, started here unless it is the configured one."""
+    if kind is StoreKind.CONFIGURED:
+        configured = os.environ.get("BUCKETRUN_STORAGE__ENDPOINT")
         print(f"S3: reusing {configured}; the bucket poller announces its uploads", file=out)
         yield DemoStore()
         return
-    minio = built("minio") if options.s3 is not S3Choice.MOTO else None
-    if minio is None and options.s3 is S3Choice.MINIO:
-        raise DemoError(
-            f"no MinIO built in {servers_dir() / 'bin'}: run `make servers` (builds it from source)"
-        )
-    if minio is None:
+    minio = built("minio")
+    if kind is StoreKind.MOTO or minio is None:
         if options.s3 is S3Choice.AUTO:
             print(
                 "S3: no MinIO built here, so moto (no bucket notifications, no console); for the real "
@@ -399,19 +505,21 @@ async def _apply(settings: Settings, fdl: Path, out: TextIO) -> None:
         raise DemoError(f"services apply failed (exit {code}):\n{message}")
 
 
-async def _run_stack(
-    options: DemoOptions, settings: Settings, store: DemoStore, stop: asyncio.Event, out: TextIO
-) -> int:
+async def _run_stack(demo: _Demo, stop: asyncio.Event, out: TextIO) -> int:
+    options, settings, store = demo.options, demo.settings, demo.store
     inner, serve_ready = asyncio.Event(), asyncio.Event()
     storage = Storage(settings.storage)
     for bucket in (f"{options.name}-in", f"{options.name}-out", settings.storage.records_bucket):
         await storage.ensure_bucket(bucket)
     parts = {asyncio.create_task(run_serve(settings, inner, serve_ready), name="bucketrun-demo-serve")}
-    ready, what = [serve_ready], "the dispatcher and watcher (local executor)"
+    runs_on = (
+        "local executor" if demo.cluster is None else f"Jobs in Kubernetes namespace {demo.cluster.namespace}"
+    )
+    ready, what = [serve_ready], f"the dispatcher and watcher ({runs_on})"
     if store.notify_arn is None:  # nothing else announces uploads
         ready.append(poll_ready := asyncio.Event())
         parts.add(asyncio.create_task(run_poller(settings, inner, poll_ready), name="bucketrun-demo-poller"))
-        what = "the dispatcher, watcher (local executor) and poller"
+        what = f"the dispatcher, watcher ({runs_on}) and poller"
     try:
         both: asyncio.Task[Any] = asyncio.create_task(_all_set(*ready))
         done, _ = await asyncio.wait(
@@ -425,7 +533,7 @@ async def _run_stack(
         feed = "bucket notifications from MinIO" if store.notify_arn else "the bucket poller"
         print(f"{what} running, fed by {feed}; service {options.name}-upper", file=out, flush=True)
         watcher: asyncio.Task[Any] = asyncio.create_task(
-            _watch(options, settings, store, stop, out), name="bucketrun-demo-progress"
+            _watch(demo, stop, out), name="bucketrun-demo-progress"
         )
         done, _ = await asyncio.wait({*parts, watcher}, return_when=asyncio.FIRST_COMPLETED)
         if watcher not in done:

@@ -59,6 +59,8 @@ NODE_READY_TIMEOUT: Final = 60.0
 """Seconds the node agent may take to register a Ready Node."""
 TOKEN_SECONDS: Final = 7 * 86400
 """How long the dispatcher's and the watcher's ServiceAccount tokens in stack.env stay valid (7 days)."""
+SERVICE_ACCOUNT_TIMEOUT: Final = 30.0
+"""Seconds the serviceaccount controller may take to create a new namespace's ``default`` ServiceAccount."""
 STOP_TIMEOUT: Final = 60.0
 """Seconds ``stop_stack_dir`` gives the stack's own shutdown before it kills what is left."""
 _SERVER_DIRS: Final = ("rabbitmq", "minio", "kube", "node")
@@ -170,7 +172,7 @@ def start_stack(options: StackOptions, out: TextIO = sys.stdout) -> Stack:
     started: list[Callable[[], None]] = [rabbit.close]
     try:
         plane = _start_rabbit_and_plane(rabbit, directory / "kube", options.fsync, started, out)
-        _prepare_namespace(plane)
+        prepare_namespace(plane)
         minio = _start_minio(directory / "minio", rabbit.url, out)
         started.append(minio.stop)
         stack = Stack(directory, rabbit, plane, minio)
@@ -220,8 +222,10 @@ def _start_rabbit_and_plane(
     return plane
 
 
-def _prepare_namespace(plane: ControlPlane) -> None:
-    """The ``bucketrun`` namespace (PodSecurity restricted) with deploy/kubernetes' RBAC in it."""
+def prepare_namespace(plane: ControlPlane, timeout: float = SERVICE_ACCOUNT_TIMEOUT) -> None:
+    """The ``bucketrun`` namespace (PodSecurity restricted) with deploy/kubernetes' RBAC in it; returns
+    once its ``default`` ServiceAccount exists (until then ServiceAccount admission refuses its pods, and
+    the Job controller backs off 10 s and more). StackError naming what failed."""
     labels = {
         "pod-security.kubernetes.io/enforce": "restricted",
         "pod-security.kubernetes.io/warn": "restricted",
@@ -236,6 +240,20 @@ def _prepare_namespace(plane: ControlPlane) -> None:
         plane.kubectl("apply", "--namespace", NAMESPACE, *files)
     except subprocess.CalledProcessError as error:
         raise StackError(f"kubectl apply of {base} RBAC failed: {error.stderr}") from error
+    _wait_for_default_service_account(plane, timeout)
+
+
+def _wait_for_default_service_account(plane: ControlPlane, timeout: float) -> None:
+    path = f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/default"
+    deadline = time.monotonic() + timeout
+    while (status := plane.request("GET", path)[0]) != 200:
+        if time.monotonic() > deadline:
+            raise StackError(
+                f"the ServiceAccount default of namespace {NAMESPACE} did not appear within {timeout:.0f} s "
+                f"(last answer HTTP {status}): is kube-controller-manager running? (log under "
+                f"{plane.base_dir / 'logs'})"
+            )
+        time.sleep(0.1)
 
 
 def _component_kubeconfigs(plane: ControlPlane) -> dict[str, str]:
