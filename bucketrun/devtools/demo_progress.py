@@ -129,7 +129,7 @@ class KubeProgress:
         """Print what changed; the names of failed Jobs seen so far."""
         jobs = await list_jobs(self._api)
         pods = await list_job_pods(self._api)
-        return self._lines.show(sorted(job_records(jobs, pods)))
+        return self._lines.show(sorted(job_records(jobs, pods), key=lambda record: record[0]))
 
     def logs_hint(self) -> str:
         """The kubectl command that prints a failed Job's logs."""
