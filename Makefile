@@ -51,7 +51,7 @@ format: $(STAMP) ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-demo: $(DEMO_STAMP) ## Run the local demo: samples through RabbitMQ, MinIO if built (else moto), dispatcher, watcher
+demo: $(DEMO_STAMP) ## Run the local demo: samples through RabbitMQ, MinIO and Kubernetes if built (else moto, local executor), dispatcher, watcher
 	@bash .ci/install-system-deps rabbitmq-server
 	$(BIN)/bucketrun demo $(DEMO_ARGS)
 
