@@ -185,7 +185,8 @@ class DemoOptions:
     kube: KubeChoice = KubeChoice.AUTO
     """Where the Jobs run."""
     once: bool = False
-    """Exit once every sample's outputs exist (0), or when a job failed or ``timeout`` passed (1)."""
+    """Exit once every sample's outputs exist and its Job is recorded (0), or when a job failed or ``timeout``
+    passed (1)."""
     timeout: float = 180.0
     """Seconds ``once`` waits for the outputs."""
     name: str = "bucketrun-demo"
