@@ -22,8 +22,8 @@ namespace and final status, peaks of requests in flight, and watch faults. Where
   to watches that allow them: each carries the resourceVersion last relayed to that client.
 - Requests the proxy could not forward (the API server is down) are counted with code 502, while the
   client sees what it would see of a dead server: its connection closed without an answer. Requests
-  whose client left first are counted 499. Paths outside /api and /apis pass through uncounted and
-  free of faults.
+  whose client left before the API server answered are counted 499 (after it answered: with the API
+  server's status). Paths outside /api and /apis pass through uncounted and free of faults.
 
 The proxy runs in a thread of its own with its own event loop (`run_fault_proxy`), so the tests' sync
 calls to the control object work from any thread but the proxy's.
@@ -68,6 +68,8 @@ HOST: Final = "127.0.0.1"
 UNREACHABLE: Final = 502
 """The code a request is counted under when the API server could not be reached."""
 CLIENT_GONE: Final = 499
+_UPSTREAM_STATUS: Final = web.RequestKey("bucketrun.upstream_status", int)
+"""The request-scoped key under which the API server's status is kept once it answered."""
 """The code a request is counted under when its client left before the answer (nginx's convention)."""
 BODY_LIMIT: Final = 64 * 2**20
 """Request bodies the proxy accepts: well above the API server's own 3 MiB, so it is the one that refuses."""
@@ -209,6 +211,9 @@ class FaultProxy:
             code = response.status
             return response
         finally:
+            # A client that left after the API server answered still got its request done: count the
+            # API server's status (a create the client never saw acknowledged did create the object).
+            code = request.get(_UPSTREAM_STATUS, code) if code == CLIENT_GONE else code
             self.stats.finished(*kind)
             self.stats.record(info.verb, info.resource, info.subresource, info.namespace, code)
 
@@ -240,6 +245,7 @@ class FaultProxy:
         body = await request.read()
         try:
             async with self._upstream_call(request, body) as upstream:
+                request[_UPSTREAM_STATUS] = upstream.status
                 if info.is_watch and upstream.status == 200:
                     return await self._relay_watch(request, info, upstream)
                 return await _pass_on(request, upstream)

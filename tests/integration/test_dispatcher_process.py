@@ -51,8 +51,9 @@ RESOURCES = {"alpha": ("250m", "64Mi"), "beta": ("500m", "128Mi"), "gamma": ("1"
 """Each service's cpu and memory (requests = limits); every service watches the bucket of its name."""
 
 
-def service_fdl(*services: str, broken: str | None = None) -> str:
-    """OSCAR FDL of *services* (from RESOURCES), *broken* with an invalid memory quantity."""
+def service_fdl(*services: str, broken: str | None = None, suspended: bool = False) -> str:
+    """OSCAR FDL of *services* (from RESOURCES), *broken* with an invalid memory quantity; *suspended*
+    Jobs (a Kueue queue name: created suspended, so a Job controller makes no pod for them)."""
     entries = []
     for name in services:
         cpu, memory = RESOURCES[name]
@@ -64,6 +65,7 @@ def service_fdl(*services: str, broken: str | None = None) -> str:
             f"      memory: {'a lot' if name == broken else memory}\n"
             f'      script: cat "$INPUT_FILE_PATH"\n'
             f"      input: [{{storage_provider: minio, path: {name}/in}}]\n"
+            + ("      bucketrun: {kueue_queue: held}\n" if suspended else "")
         )
     return "functions:\n  oscar:\n" + "".join(entries)
 
@@ -213,6 +215,9 @@ async def test_the_child_environment_loads_back_to_the_same_settings(
 async def test_1000_events_twice_and_a_sigkill_mid_stream_give_exactly_1000_jobs(stage: Stage) -> None:
     # Rate-limited so the SIGKILL lands mid-stream on a fast machine too (1,000 creates take >= 2.5 s).
     settings = stage.settings(cluster={"api_write_rate": 400.0, "api_write_burst": 20})
+    # Suspended Jobs: this test counts creates, and a real Job controller would otherwise make (and a
+    # scheduler bind) 1,000 pods on the same two cores meanwhile.
+    write_atomically(stage.fdl, service_fdl(*RESOURCES, suspended=True))
     bodies = events_for(1000)
     expected = expected_jobs(bodies)
     assert len(expected) == 1000
@@ -226,16 +231,18 @@ async def test_1000_events_twice_and_a_sigkill_mid_stream_give_exactly_1000_jobs
     await stage.launcher.start(settings)
 
     async def finished() -> bool:
-        # Every one of the 2,000 deliveries reaches the API once at least: 1,000 of them as a 201, so the
-        # others (plus redeliveries of what the SIGKILL left unacked) as 409s.
+        # Every one of the 2,000 deliveries reaches the API once at least: 1,000 of them create a Job, so
+        # the others (plus redeliveries of what the SIGKILL left unacked) get 409s. The Jobs are counted
+        # in the cluster: a create the SIGKILL cut off may still have created its Job, unseen by the
+        # client (a fault proxy counts it 499, the client having left before the answer).
         return (
-            stage.api_creates(201) >= 1000
+            len(await jobs(stage.kube)) >= 1000
             and stage.api_creates(409) >= 1000
             and await stage.drained(settings)
         )
 
     await until(finished, "1,000 Jobs, 1,000 duplicate creates refused and every queue drained", within=90)
-    assert stage.api_creates(201) == 1000
+    assert stage.api_creates(201) <= 1000
     assert_jobs_match(await jobs(stage.kube), expected)
     assert await stage.dead_letters(settings) == 0
 
