@@ -31,7 +31,12 @@ import pytest
 from kubernetes_asyncio import client, config  # noqa: TID251 - test infrastructure talks to the API directly
 from kubernetes_asyncio.client.exceptions import ApiException  # noqa: TID251
 
-from bucketrun.devtools.control_plane import ServersNotBuiltError, find_binaries
+from bucketrun.devtools.control_plane import (
+    ControlPlane,
+    ServersNotBuiltError,
+    find_binaries,
+    start_control_plane,
+)
 from tests.backends import docker_available, import_quietly, record_backend
 from tests.backends.local_kube import LocalClusterControl, run_local_cluster
 from tests.k8s_emulator import EmulatorControl, run_emulator
@@ -135,6 +140,23 @@ def _missing_servers() -> str | None:
     except ServersNotBuiltError as error:
         return str(error)
     return None
+
+
+@pytest.fixture(scope="module")
+def private_control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A control plane of the module's own (no node, no proxy), for tests that stop, compact or fault
+    it, or run their own node agent; skipped where `make servers` has not built it (a failure under CI,
+    which builds it)."""
+    missing = _missing_servers()
+    if missing is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI builds the control plane with make servers, yet {missing}")
+        pytest.skip(f"the control plane is not built: {missing}")
+    plane = start_control_plane(tmp_path_factory.mktemp("control-plane"))
+    try:
+        yield plane
+    finally:
+        plane.stop()
 
 
 @pytest.fixture

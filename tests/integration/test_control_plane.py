@@ -21,7 +21,7 @@ import ssl
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -29,9 +29,6 @@ import pytest
 
 from bucketrun.devtools.control_plane import (
     ControlPlane,
-    ServersNotBuiltError,
-    find_binaries,
-    start_control_plane,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -62,16 +59,8 @@ def wait_for(check: Callable[[], Any], what: str, within: float = 60.0) -> Any:
 
 
 @pytest.fixture(scope="module")
-def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    try:
-        find_binaries()
-    except ServersNotBuiltError as error:
-        pytest.skip(f"the control plane is not built: {error}")
-    started = start_control_plane(tmp_path_factory.mktemp("control-plane"))
-    try:
-        yield started
-    finally:
-        started.stop()
+def plane(private_control_plane: ControlPlane) -> ControlPlane:
+    return private_control_plane
 
 
 @pytest.fixture(scope="module")

@@ -22,9 +22,6 @@ from kubernetes_asyncio.client.exceptions import ApiException  # noqa: TID251
 
 from bucketrun.devtools.control_plane import (
     ControlPlane,
-    ServersNotBuiltError,
-    find_binaries,
-    start_control_plane,
 )
 from dispatcher.adapters.kube import KubeApi
 from dispatcher.adapters.kube.creating import create_job
@@ -41,16 +38,8 @@ WITHIN = 20.0  # bound of every wait on a condition
 
 
 @pytest.fixture(scope="module")
-def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    try:
-        find_binaries()
-    except ServersNotBuiltError as error:
-        pytest.skip(f"the real control plane is not built: {error}")
-    control_plane = start_control_plane(tmp_path_factory.mktemp("control-plane"))
-    try:
-        yield control_plane
-    finally:
-        control_plane.stop()
+def plane(private_control_plane: ControlPlane) -> ControlPlane:
+    return private_control_plane
 
 
 @pytest.fixture(scope="module")

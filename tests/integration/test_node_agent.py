@@ -31,9 +31,6 @@ import pytest
 
 from bucketrun.devtools.control_plane import (
     ControlPlane,
-    ServersNotBuiltError,
-    find_binaries,
-    start_control_plane,
 )
 from bucketrun.devtools.node_agent.memory import process_rss
 
@@ -85,16 +82,8 @@ class Agent:
 
 
 @pytest.fixture(scope="module")
-def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    try:
-        find_binaries()
-    except ServersNotBuiltError as error:
-        pytest.skip(f"the control plane is not built: {error}")
-    started = start_control_plane(tmp_path_factory.mktemp("control-plane"))
-    try:
-        yield started
-    finally:
-        started.stop()
+def plane(private_control_plane: ControlPlane) -> ControlPlane:
+    return private_control_plane
 
 
 @pytest.fixture(scope="module")
