@@ -175,7 +175,7 @@ async def kube(kube_backend: KubeBackend, request: pytest.FixtureRequest) -> Asy
         finally:
             control = kube_backend.control
             if isinstance(control, LocalClusterControl):
-                control.proxy.reset()  # API faults a test left on must not break the clean-up
+                control.reset_api()  # API faults a test left on must not break the clean-up
                 await _end_workloads(api, namespace)  # before the node agent's hold is lifted
             elif kube_backend.real:
                 await _end_workloads(api, namespace)

@@ -8,9 +8,9 @@ token), so the faults and request counts they ask for apply to their own calls o
 emulator: the controllers and the node agent talk to the API server directly.
 
 ``LocalClusterControl`` is the emulator's control interface (``EmulatorControl``) over this cluster:
-faults, counts and watch faults are the proxy's, kubelet modes and image-pull faults the node agent's,
-compaction and outages the control plane's. What only the emulator can do (its Job controller's
-back-off) is refused with the reason.
+faults, counts and watch faults are the proxy's (it is a `FaultProxyControl`), kubelet modes and
+image-pull faults the node agent's, compaction and outages the control plane's. What only the
+emulator can do (its Job controller's back-off) is refused with the reason.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,6 @@ from bucketrun.devtools.control_plane import ControlPlane, start_control_plane
 from bucketrun.devtools.processes import stop_group
 from bucketrun.devtools.stack import start_node_agent_process
 from tests.backends.fault_proxy import FaultProxyControl, FaultProxyHandle, proxy_for
-from tests.k8s_emulator.faults import FaultRule
 
 NODE_NAME = "bucketrun-test-node"
 MAX_GRACE_SECONDS = 2.0
@@ -61,11 +60,12 @@ class LocalCluster:
         return f"{self.plane.summary()}\nnode agent: the whole cluster ready in {self.boot_seconds:.1f} s"
 
 
-class LocalClusterControl:
-    """`EmulatorControl`'s interface on the local cluster (see the module docstring)."""
+class LocalClusterControl(FaultProxyControl):
+    """`EmulatorControl`'s interface on the local cluster (see the module docstring): the fault proxy's
+    control, plus the node agent's kubelet knobs and the control plane's outages."""
 
     def __init__(self, proxy: FaultProxyControl, agent_url: str, plane: ControlPlane) -> None:
-        self.proxy = proxy
+        super().__init__(proxy.proxy, proxy.loop, compactor=proxy.compactor, timeout=proxy.timeout)
         self.agent_url = agent_url.rstrip("/")
         self.plane = plane
 
@@ -83,9 +83,8 @@ class LocalClusterControl:
             with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - see above
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as error:
-            raise LocalControlError(
-                f"{method} {path} answered {error.code}: {error.read().decode()}"
-            ) from error
+            answer = error.read().decode()
+            raise LocalControlError(f"{method} {path} answered {error.code}: {answer}") from error
 
     def set_kubelet(
         self,
@@ -120,98 +119,20 @@ class LocalClusterControl:
         result: dict[str, Any] = self._agent("GET", "/state")
         return result
 
-    # -- the fault proxy --------------------------------------------------------------------------------
-
-    def set_faults(
-        self,
-        *,
-        error_rates: Mapping[int, float] | None = None,
-        verbs: Sequence[str] | None = None,
-        resources: Sequence[str] | None = None,
-        rules: Sequence[FaultRule] = (),
-        latency: float | tuple[float, float] = 0.0,
-        retry_after_seconds: int = 1,
-        seed: int | None = None,
-    ) -> dict[str, Any]:
-        """The proxy's fault plan (`EmulatorControl.set_faults`)."""
-        return self.proxy.set_faults(
-            error_rates=error_rates,
-            verbs=verbs,
-            resources=resources,
-            rules=rules,
-            latency=latency,
-            retry_after_seconds=retry_after_seconds,
-            seed=seed,
-        )
-
-    def clear_faults(self) -> None:
-        self.proxy.clear_faults()
-
-    def drop_watches(self) -> int:
-        return self.proxy.drop_watches()
-
-    def stall_watches(self) -> int:
-        return self.proxy.stall_watches()
-
-    def expire_next_watch(self, count: int = 1) -> None:
-        self.proxy.expire_next_watch(count)
-
-    def set_watch_knobs(
-        self,
-        *,
-        bookmark_interval: float | None = None,
-        drop_after_events: int | None = None,
-        drop_after_seconds: float | None = None,
-    ) -> None:
-        self.proxy.set_watch_knobs(
-            bookmark_interval=bookmark_interval,
-            drop_after_events=drop_after_events,
-            drop_after_seconds=drop_after_seconds,
-        )
-
-    def open_watches(self) -> int:
-        return self.proxy.open_watches()
-
-    def stalled_watches(self) -> int:
-        return self.proxy.stalled_watches()
-
-    def compact(self, revision: int | None = None) -> int:
-        return self.proxy.compact(revision)
-
-    def stats(self) -> list[dict[str, Any]]:
-        return self.proxy.stats()
-
-    def reset_stats(self) -> None:
-        self.proxy.reset_stats()
-
-    def peak_in_flight(self, *, verb: str, resource: str, subresource: str = "") -> int:
-        return self.proxy.peak_in_flight(verb=verb, resource=resource, subresource=subresource)
-
-    def request_count(
-        self,
-        *,
-        verb: str | Sequence[str] | None = None,
-        resource: str | None = None,
-        subresource: str | None = None,
-        namespace: str | None = None,
-        code: int | None = None,
-    ) -> int:
-        return self.proxy.request_count(
-            verb=verb, resource=resource, subresource=subresource, namespace=namespace, code=code
-        )
-
-    # -- both -------------------------------------------------------------------------------------------
+    # -- the proxy's and the agent's together ---------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
         """The proxy's state with the node agent's under ``kubelet`` (as the emulator's has it)."""
-        return {**self.proxy.state(), "kubelet": self.agent_state()}
+        return {**super().state(), "kubelet": self.agent_state()}
+
+    def reset_api(self) -> None:
+        """The proxy's knobs back to their start-up values; the node agent's stay as they are."""
+        super().reset()
 
     def reset(self) -> None:
         """Every knob back to its start-up value: no proxy faults, the node agent running pods."""
-        self.proxy.reset()
-        self._agent(
-            "PUT", "/faults", {"hold": False, "instant": False, "max_running": 0, "failing_images": []}
-        )
+        super().reset()
+        self._agent("PUT", "/faults", _NO_AGENT_FAULTS)
 
     # -- the control plane ------------------------------------------------------------------------------
 
