@@ -117,7 +117,7 @@ def kube_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeBacke
         yield KubeBackend("env", path, None, f"KUBECONFIG={path}")
         return
     if choice != "emulator":
-        missing = _missing_servers()
+        missing = missing_servers()
         if missing is None:
             with run_local_cluster(tmp_path_factory.mktemp("kube-local")) as cluster:
                 detail = f"{cluster.plane.api_url} via fault proxy {cluster.proxy.url}"
@@ -133,7 +133,7 @@ def kube_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeBacke
         yield KubeBackend("emulator", emulator.kubeconfig, emulator.control, emulator.url)
 
 
-def _missing_servers() -> str | None:
+def missing_servers() -> str | None:
     """Why the local control plane cannot run here (a binary `make servers` did not build), or None."""
     try:
         find_binaries()
@@ -147,7 +147,7 @@ def private_control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     """A control plane of the module's own (no node, no proxy), for tests that stop, compact or fault
     it, or run their own node agent; skipped where `make servers` has not built it (a failure under CI,
     which builds it)."""
-    missing = _missing_servers()
+    missing = missing_servers()
     if missing is not None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI builds the control plane with make servers, yet {missing}")

@@ -4,7 +4,8 @@ purpose, then an account of every event.
     .venv/bin/python -m tests.reliability.soak --events 10000 --services 5 --report soak.json
 
 What runs (`soak_stack`): a private RabbitMQ node, an S3 server of its own (the built MinIO; moto where
-it is not built), the Kubernetes API emulator, two `bucketrun dispatcher` processes and two
+it is not built), a Kubernetes of its own (the real control plane built by `make servers` behind the
+fault proxy; the API emulator where it is not built), two `bucketrun dispatcher` processes and two
 `bucketrun watcher` processes on one Lease. The soak plays MinIO:
 it uploads each object and publishes the notification MinIO would send (persistent, confirmed; while the
 broker is down it keeps retrying, as MinIO's queue_dir does). About 2% of the events are deletes no
@@ -18,7 +19,8 @@ Two phases, because real pods cost real processes (three per Job: stage-in, the 
    stage in, run and stage out; S3 is frozen for 10 s while they do (`soak_faults.s3_outage`);
 2. the *bulk* with the kubelet in `instant` mode (pods finish at once, no processes), during which
    RabbitMQ is stopped and restarted twice, a dispatcher replica is SIGKILLed three times, the watcher
-   leader once, 429 bursts come twice, watch streams are dropped twice and one watch gets 410 Gone.
+   leader once, 429 bursts come twice, watch streams are dropped twice, and etcd is compacted and
+   kube-apiserver restarted once, so re-watches get its own 410 Expired (on the emulator: one 410 Gone).
 
 5% of all API requests answer 500 throughout. Faults fire by progress (Jobs created), see `soak_faults`.
 The verdict is `soak_report`'s: 0 lost, 0 duplicate Jobs, 0 duplicate records, every event accounted for.

@@ -1,7 +1,8 @@
 """The soak's faults, scheduled by progress (Jobs created), never by the clock, and their recovery times.
 
-Progress is read from the emulator's own request log: Job creates answered 201 ("creates") and Job
-annotations written by the watcher when it has recorded a Job ("records"). A fault fires once the
+Progress is read from the request log of the soak's cluster (the fault proxy's, or the emulator's):
+Job creates answered 201 ("creates") and Job annotations written by the watcher when it has recorded a
+Job ("records"). A fault fires once the
 creates reach its threshold; once it is over, the runner measures how long the pipeline took to move
 again (the fault's `progress` figure grows), then repairs what the fault broke for good (a killed
 replica is replaced) before the next fault. A fault whose threshold is never reached, or after which
@@ -24,6 +25,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from tests.backends.local_kube import LocalClusterControl
 from tests.reliability.soak_report import FaultRecord
 from tests.reliability.soak_stack import SoakStack
 
@@ -46,7 +48,7 @@ FAULT_SEED = 9
 
 @dataclass(frozen=True)
 class Progress:
-    """Monotonic counters from the emulator's request log, for one namespace."""
+    """Monotonic counters from the cluster's request log, for one namespace."""
 
     creates: int
     existing: int
@@ -270,6 +272,25 @@ def forced_410(stack: SoakStack) -> Fault:
     return Fault("forced 410 Gone", 0, "records", inject)
 
 
+def compaction_and_restart(stack: SoakStack) -> Fault:
+    """The real control plane only: etcd compacted to its latest revision, then kube-apiserver stopped
+    and started again, so every client's watch ends, and a re-watch from a resourceVersion older than
+    the compaction gets the API server's own 410 Expired (its new watch cache starts past it)."""
+
+    async def inject() -> str:
+        control = stack.control
+        if not isinstance(control, LocalClusterControl):
+            raise TypeError(f"needs the real control plane, not the {stack.cluster.backend}")
+        revision = await asyncio.to_thread(control.compact)
+        started = time.monotonic()
+        await asyncio.to_thread(control.stop_apiserver)
+        await asyncio.to_thread(control.start_apiserver)
+        down = time.monotonic() - started
+        return f"etcd compacted at revision {revision}; kube-apiserver down {down:.1f} s"
+
+    return Fault("etcd compaction + kube-apiserver restart", 0, "records", inject)
+
+
 def s3_outage(stack: SoakStack) -> Fault:
     """The S3 server frozen for `S3_OUTAGE` s while pods are staging out (a running pod's stage-out
     uploads hang, as do stage-ins and record writes), then thawed with all its data."""
@@ -301,7 +322,7 @@ def bulk_faults(stack: SoakStack) -> list[Fault]:
         watcher_leader_kill(stack),
         watch_drop(stack, 1),
         dispatcher_kill(stack, 2),
-        forced_410(stack),
+        compaction_and_restart(stack) if stack.cluster.real else forced_410(stack),
         broker_restart(stack, 2),
         api_429_burst(stack, 2),
         watch_drop(stack, 2),

@@ -194,12 +194,13 @@ def render_table(report: Mapping[str, Any]) -> str:
     width = max(len(name) for name, _, _ in rows)
     lines = [f"{'figure':<{width}}  {'value':>12}  target", "-" * (width + 24)]
     lines += [f"{name:<{width}}  {value!s:>12}  {target}" for name, value, target in rows]
-    lines += ["", f"{'fault':<34} {'start s':>8} {'end s':>8} {'recovered after s':>18}  progress / note"]
+    wide = max([len("fault"), *(len(fault["name"]) for fault in report["faults"])])
+    lines += ["", f"{'fault':<{wide}} {'start s':>8} {'end s':>8} {'recovered after s':>18}  progress / note"]
     for fault in report["faults"]:
         recovered = "-" if fault["recovered_after"] is None else f"{fault['recovered_after']:.2f}"
         note = f"{fault['progress']}{' / ' + fault['note'] if fault['note'] else ''}"
         lines.append(
-            f"{fault['name']:<34} {fault['started']:>8.1f} {fault['ended']:>8.1f} {recovered:>18}  {note}"
+            f"{fault['name']:<{wide}} {fault['started']:>8.1f} {fault['ended']:>8.1f} {recovered:>18}  {note}"
         )
     return "\n".join(lines)
 

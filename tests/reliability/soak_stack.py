@@ -3,12 +3,14 @@
 - a private RabbitMQ node (the `private_rabbitmq` fixture's, or one started here for the command line);
 - an S3 server of its own (never the session's: the soak freezes it with SIGSTOP): the MinIO built from
   source, or moto where it is not built;
-- a Kubernetes API emulator of its own (the soak changes its kubelet mode and injects faults globally);
+- a Kubernetes of its own (the soak changes the kubelet's mode and injects faults globally): the real
+  control plane built by ``make servers`` (etcd without fsync, kube-apiserver, the controller manager,
+  the scheduler, the node agent) behind the fault proxy, or the API emulator where it is not built;
 - two `bucketrun dispatcher` processes and two `bucketrun watcher` processes sharing one Lease, each in
   its own process group, configured by environment variables only, as in a pod.
 
-`SoakStack.close()` ends everything it started (process groups, the emulator's pod processes, the S3
-server, the node if it started it), whatever state a fault left it in.
+`SoakStack.close()` ends everything it started (process groups, the cluster and its pod processes, the
+S3 server, the node if it started it), whatever state a fault left it in.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,8 @@ from bucketrun.devtools.minio_server import Credentials, MinioServer, built, sta
 from bucketrun.devtools.moto_server import MotoServer, start_moto
 from dispatcher.runtime.settings import Settings
 from tests.backends import free_port, record_backend
+from tests.backends.kubernetes import missing_servers
+from tests.backends.local_kube import LocalClusterControl, run_local_cluster
 from tests.backends.rabbit_node import PrivateRabbitNode
 from tests.backends.rabbitmq import AmqpNames
 from tests.backends.s3 import S3Endpoint
@@ -45,7 +49,6 @@ from tests.integration.dispatcher_process import (
 )
 from tests.integration.stack import amqp_settings, storage_settings
 from tests.k8s_emulator import EmulatorControl, run_emulator
-from tests.k8s_emulator.process import EmulatorHandle
 
 SERVICES = ("alpha", "beta", "gamma", "delta", "epsilon")
 RETRY_TIERS = (1, 3, 10)
@@ -114,6 +117,42 @@ def _start_store(base: Path) -> tuple[MinioServer | MotoServer, S3Endpoint]:
     return minio, S3Endpoint(minio.endpoint, SOAK_ROOT.user, SOAK_ROOT.password, backend="minio")
 
 
+@dataclass(frozen=True)
+class SoakCluster:
+    """The soak's Kubernetes: where its API answers (no credentials needed), a kubeconfig for it, and
+    the control client that injects faults and counts requests (the emulator's or the fault proxy's)."""
+
+    backend: str
+    """"local" (the real control plane) or "emulator"."""
+    url: str
+    kubeconfig: Path
+    control: EmulatorControl | LocalClusterControl
+
+    @property
+    def real(self) -> bool:
+        """True on the real control plane."""
+        return self.backend == "local"
+
+
+@contextlib.contextmanager
+def soak_cluster(base: Path, max_running_pods: int) -> Iterator[SoakCluster]:
+    """The real control plane where ``make servers`` built it, else the emulator (a failure under CI,
+    which builds it); its kubelet runs pods, at most *max_running_pods* at once."""
+    missing = missing_servers()
+    if missing is None:
+        with run_local_cluster(base / "cluster") as cluster:
+            cluster.control.set_kubelet("run", max_running_pods=max_running_pods)
+            version = cluster.plane.versions["kube-apiserver"]
+            record_backend("kubernetes-soak", "local", f"kube-apiserver {version} at {cluster.plane.api_url}")
+            yield SoakCluster("local", cluster.proxy.url, cluster.kubeconfig, cluster.control)
+        return
+    if os.environ.get("CI") == "true":
+        raise SoakError(f"CI builds the control plane with make servers, yet {missing}")
+    with run_emulator(base, kubelet="run", max_running_pods=max_running_pods, seed=9) as emulator:
+        record_backend("kubernetes-soak", "emulator", f"{emulator.url}; fallback: {missing}")
+        yield SoakCluster("emulator", emulator.url, emulator.kubeconfig, emulator.control)
+
+
 @dataclass
 class SoakStack:
     """Everything the soak runs against; build it with `SoakStack.start(...)`, end it with `close()`."""
@@ -122,7 +161,7 @@ class SoakStack:
     node: PrivateRabbitNode
     own_node: bool
     store: MinioServer | MotoServer
-    emulator: EmulatorHandle
+    cluster: SoakCluster
     settings: Settings
     names: AmqpNames
     s3: S3Endpoint
@@ -132,7 +171,7 @@ class SoakStack:
     services: tuple[str, ...]
     dispatchers: list[DispatcherProcess] = field(default_factory=list)
     watchers: list[ChildProcess] = field(default_factory=list)
-    _emulator_context: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    _cluster_context: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     _frozen: bool = False
     _spawned: int = 0
 
@@ -155,11 +194,9 @@ class SoakStack:
             node = PrivateRabbitNode(base / "rabbit")
             await asyncio.to_thread(node.start)
         store, s3 = _start_store(base)
-        emulator_context = contextlib.ExitStack()
+        cluster_context = contextlib.ExitStack()
         try:
-            emulator = emulator_context.enter_context(
-                run_emulator(base, kubelet="run", max_running_pods=max_running_pods, seed=9)
-            )
+            cluster = cluster_context.enter_context(soak_cluster(base, max_running_pods))
         except BaseException:
             store.stop()
             if own_node:
@@ -177,7 +214,7 @@ class SoakStack:
             cluster={
                 "executor": "kubernetes",
                 "namespace": namespace,
-                "kubeconfig": emulator.kubeconfig,
+                "kubeconfig": cluster.kubeconfig,
                 "api_write_rate": 150.0,
                 "api_write_burst": 50,
             },
@@ -197,7 +234,7 @@ class SoakStack:
             node,
             own_node,
             store,
-            emulator,
+            cluster,
             settings,
             names,
             s3,
@@ -205,7 +242,7 @@ class SoakStack:
             output_bucket,
             f"{prefix}-nowhere",
             tuple(services),
-            _emulator_context=emulator_context,
+            _cluster_context=cluster_context,
         )
         try:
             await stack._prepare(namespace, records_bucket)
@@ -226,13 +263,19 @@ class SoakStack:
         # Versioned, so that a second write of one record shows up as a second version.
         client.set_bucket_versioning(records_bucket, VersioningConfig(ENABLED))
         await self.api("POST", "/api/v1/namespaces", {"metadata": {"name": namespace}})
+        if self.cluster.real:  # its pods are refused until the ServiceAccount controller made `default`
+            deadline = time.monotonic() + READY_WITHIN
+            while await self.api("GET", f"/api/v1/namespaces/{namespace}/serviceaccounts/default") is None:
+                if time.monotonic() > deadline:
+                    raise SoakError(f"no default ServiceAccount in {namespace} after {READY_WITHIN:.0f} s")
+                await asyncio.sleep(0.2)
 
     def close(self) -> None:
         """End every process and server this stack started (safe after any fault, safe twice)."""
         self.thaw_s3()
         for process in [*self.dispatchers, *self.watchers]:
             process.kill()
-        self._emulator_context.close()
+        self._cluster_context.close()
         self.store.stop()
         if self.own_node:
             self.node.close()
@@ -240,9 +283,9 @@ class SoakStack:
     # -- accessors --------------------------------------------------------------------------------------
 
     @property
-    def control(self) -> EmulatorControl:
-        """The emulator's control client (never fault-injected)."""
-        return self.emulator.control
+    def control(self) -> EmulatorControl | LocalClusterControl:
+        """The cluster's control client (never fault-injected)."""
+        return self.cluster.control
 
     @property
     def namespace(self) -> str:
@@ -326,7 +369,7 @@ class SoakStack:
                 os.killpg(self.store.process.pid, signal.SIGCONT)
             self._frozen = False
 
-    # -- the API, read directly (the emulator's REST, with retries through injected faults) ------------
+    # -- the API, read directly (through the injected faults, retried) ---------------------------------
 
     async def api(
         self, method: str, path: str, body: dict[str, Any] | None = None, *, tries: int = 20
@@ -335,7 +378,7 @@ class SoakStack:
         for attempt in range(tries):
             async with (
                 aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session,
-                session.request(method, self.emulator.url + path, json=body) as response,
+                session.request(method, self.cluster.url + path, json=body) as response,
             ):
                 if response.status == 404:
                     return None
