@@ -11,7 +11,9 @@ arrive (`fault_proxy_watch`). Upgrade requests (exec, attach, port-forward) are 
 `FaultProxyControl` has the method signatures and semantics of the emulator's `EmulatorControl` for
 everything a proxy can do: injected errors (answered as the API server's `Status`, 429 with Retry-After)
 and latency by verb and resource with seeded dice, request counts by verb, resource, subresource,
-namespace and final status, peaks of requests in flight, and watch faults. Where the proxy differs:
+namespace and final status, peaks of requests in flight, the ERROR events the API server sent on relayed
+watches (by Status code: a watch's 410 comes as HTTP 200 and one ERROR event, which request counts
+cannot show), and watch faults. Where the proxy differs:
 
 - `expire_next_watch` answers the next watch calls itself, with the event the API server's watch cache
   sends for a resourceVersion it no longer holds (HTTP 200, one ERROR event with a 410 Expired Status,
@@ -36,6 +38,7 @@ import contextlib
 import itertools
 import ssl
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +113,8 @@ class FaultProxy:
         self.knobs = WatchKnobs()
         self.watches: set[WatchStream] = set()
         self.served_watches = 0
+        self.watch_errors: Counter[int] = Counter()
+        """ERROR events the API server sent on relayed watches, by Status code (not the forced 410s)."""
         self._admin_tls, self._token_tls = upstream.contexts()
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
@@ -172,6 +177,11 @@ class FaultProxy:
             stream.stall()
         return len(streams)
 
+    def reset_stats(self) -> None:
+        """Zero the request counts, their peaks and the relayed ERROR events."""
+        self.stats.reset()
+        self.watch_errors.clear()
+
     def watch_counts(self) -> tuple[int, int]:
         """(open, stalled) relayed watches."""
         stalled = sum(1 for stream in self.watches if stream.stalled)
@@ -192,6 +202,7 @@ class FaultProxy:
                 "drop_after_events": knobs.drop_after_events,
                 "drop_after_seconds": knobs.drop_after_seconds,
                 "expire_next": knobs.expire_next,
+                "error_events": dict(self.watch_errors),
             },
             "faults": {**self.faults.plan.to_json(), "injected": self.faults.injected},
         }
@@ -268,7 +279,7 @@ class FaultProxy:
         self.watches.add(stream)
         self.served_watches += 1
         try:
-            await Relay(stream, upstream, response, self.knobs).run()
+            await Relay(stream, upstream, response, self.knobs, self.watch_errors).run()
             if stream.stalled and not stream.dropped:
                 upstream.close()
                 await stream.release.wait()  # cancelled when the client leaves
@@ -496,8 +507,15 @@ class FaultProxyControl:
         return self._call(self.proxy.stats.to_json)
 
     def reset_stats(self) -> None:
-        """Zero every request count and peak."""
-        self._call(self.proxy.stats.reset)
+        """Zero every request count and peak, and the relayed ERROR events."""
+        self._call(self.proxy.reset_stats)
+
+    def watch_error_events(self) -> dict[int, int]:
+        """ERROR events the API server itself sent on relayed watch streams since the last
+        `reset_stats`, by their Status code: a 410 here is the API server's "too old resource version"
+        (a watch answers it with HTTP 200, so the request counts cannot show it); the 410s that
+        `expire_next_watch` forces are the proxy's and never counted here."""
+        return self._call(lambda: dict(self.proxy.watch_errors))
 
     def peak_in_flight(self, *, verb: str, resource: str, subresource: str = "") -> int:
         """The most requests of this kind that were in progress at once since the last reset (0: none)."""

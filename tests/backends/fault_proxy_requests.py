@@ -154,6 +154,18 @@ def is_bookmark(line: bytes) -> bool:
     return line.lstrip().startswith(b'{"type":"BOOKMARK"')
 
 
+def error_code(line: bytes) -> int | None:
+    """The Status code of a watch ERROR event line (the API server writes `{"type":"ERROR",...`; 410
+    when the resourceVersion asked for is gone), 0 when it names none; None for any other line."""
+    if not line.lstrip().startswith(b'{"type":"ERROR"'):
+        return None
+    try:
+        code = json.loads(line)["object"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return 0
+    return code if isinstance(code, int) else 0
+
+
 @dataclass(frozen=True)
 class EventMark:
     """What the fault proxy keeps of one watch event: its type and its object's identity."""

@@ -14,13 +14,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from tests.backends.fault_proxy_requests import ProxyRequest, event_mark, is_bookmark, known_kind, split_lines
+from tests.backends.fault_proxy_requests import (
+    ProxyRequest,
+    error_code,
+    event_mark,
+    is_bookmark,
+    known_kind,
+    split_lines,
+)
 from tests.backends.fault_proxy_requests import bookmark_line as make_bookmark
 
 
@@ -108,6 +116,8 @@ class Relay:
     upstream: aiohttp.ClientResponse
     response: web.StreamResponse
     knobs: WatchKnobs
+    error_events: Counter[int] = field(default_factory=Counter)
+    """ERROR events relayed, by their Status code (the proxy passes its own, to count over all streams)."""
     sent: int = 0
     _buffer: bytes = b""
 
@@ -167,6 +177,7 @@ class Relay:
         lines, ended = self._within(lines, self.knobs.drop_after_events)
         if lines:
             self.stream.note(lines)
+            self.error_events.update(code for line in lines if (code := error_code(line)) is not None)
             await self.response.write(b"".join(lines))
         return ended
 

@@ -11,6 +11,7 @@ from tests.backends.fault_proxy_requests import (
     ProxyRequest,
     bearer_token,
     bookmark_line,
+    error_code,
     event_mark,
     forwarded_headers,
     is_bookmark,
@@ -18,7 +19,7 @@ from tests.backends.fault_proxy_requests import (
     parse_request,
     split_lines,
 )
-from tests.backends.fault_proxy_watch import WatchKnobs, WatchStream
+from tests.backends.fault_proxy_watch import Relay, WatchKnobs, WatchStream
 
 
 @pytest.mark.parametrize(
@@ -173,6 +174,46 @@ def test_event_marks():
     end = event_mark(_event("Job", "9", "BOOKMARK", {"k8s.io/initial-events-end": "true"}))
     assert end is not None
     assert end.initial_events_end
+
+
+# As kube-apiserver writes the answer to a watch at a resourceVersion its watch cache no longer holds:
+# one line, the type first, then the Status with its code.
+EXPIRED_LINE = (
+    b'{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",'
+    b'"message":"too old resource version: 4 (3210)","reason":"Expired","code":410}}\n'
+)
+
+
+def test_error_codes_of_watch_lines():
+    assert error_code(EXPIRED_LINE) == 410
+    assert error_code(b'{"type":"ERROR","object":{"kind":"Status","code":500}}\n') == 500
+    assert error_code(b'{"type":"ERROR","object":{"kind":"Status"}}\n') == 0  # no code: still an error
+    assert error_code(b'{"type":"ERROR" broken\n') == 0
+    assert error_code(_event("Job", "7", "MODIFIED")) is None
+    assert error_code(bookmark_line("batch/v1", "Job", "8")) is None
+    # A Job whose name or data spells an ERROR event is still a MODIFIED event.
+    assert error_code(_event("Job", "9", "MODIFIED", {"x": '{"type":"ERROR"'})) is None
+
+
+class _Written:
+    """A stand-in for the client's response: what was written to it."""
+
+    def __init__(self) -> None:
+        self.body = b""
+
+    async def write(self, data: bytes) -> None:
+        self.body += data
+
+
+async def test_the_relay_counts_the_error_events_it_passes_on_by_code():
+    response = _Written()
+    relay = Relay(_stream(rv="1"), upstream=None, response=response, knobs=WatchKnobs())  # type: ignore[arg-type]
+    # An event, then the 410 split across two reads: counted once, when its line is complete.
+    assert not await relay._relay(_event("Job", "2") + EXPIRED_LINE[:30])
+    assert relay.error_events == {}
+    assert not await relay._relay(EXPIRED_LINE[30:])
+    assert relay.error_events == {410: 1}
+    assert response.body == _event("Job", "2") + EXPIRED_LINE
 
 
 def _stream(path: str = "/apis/batch/v1/namespaces/a/jobs", rv: str = "", **kwargs: bool) -> WatchStream:
