@@ -189,7 +189,8 @@ async def new_env(names: AmqpNames, s3: S3Scope, kube: KubeTestEnv, tmp_path: Pa
     records = s3.bucket("records")
     s3.endpoint.client().set_bucket_versioning(records, _versioning_enabled())
     fdl = tmp_path / "services.yaml"
-    fdl.write_text(FDL.replace("INPUT", inputs))
+    # The paths only: the script's $INPUT_FILE_PATH holds the placeholder too.
+    fdl.write_text(FDL.replace("path: INPUT/", f"path: {inputs}/"))
     exchange = names.exchange("results")
     queue = names.queue("results")
     await bind_results_queue(names, exchange, queue)
