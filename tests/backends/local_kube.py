@@ -108,12 +108,6 @@ class LocalClusterControl(FaultProxyControl):
         if changes:
             self._agent("PUT", "/faults", changes)
 
-    def set_job_backoff(self, seconds: float) -> None:
-        """Not on a real cluster: the Job controller's back-off (10 s doubling to 6 min) is its own."""
-        raise LocalControlError(
-            f"set_job_backoff({seconds}): the real Job controller's pod back-off cannot be changed"
-        )
-
     def agent_state(self) -> dict[str, Any]:
         """The node agent's faults and pods (``running``: pods whose containers run now)."""
         result: dict[str, Any] = self._agent("GET", "/state")

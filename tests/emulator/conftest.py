@@ -1,4 +1,4 @@
-"""One emulator for this package's tests (fast bookmarks, short kill grace); a namespace per test."""
+"""One emulator for this package's tests (fast bookmarks); a namespace per test."""
 
 from __future__ import annotations
 
@@ -16,18 +16,22 @@ BOOKMARK_INTERVAL = 0.3
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorHandle]:
     """The emulator shared by this package's tests."""
-    with run_emulator(
-        tmp_path_factory.mktemp("emulator"), bookmark_interval=BOOKMARK_INTERVAL, max_grace_seconds=1.0
-    ) as handle:
+    with run_emulator(tmp_path_factory.mktemp("emulator")) as handle:
+        handle.control.set_watch_knobs(bookmark_interval=BOOKMARK_INTERVAL)
         yield handle
+
+
+def _reset(control: EmulatorControl) -> None:
+    control.reset()
+    control.set_watch_knobs(bookmark_interval=BOOKMARK_INTERVAL)
 
 
 @pytest.fixture
 def control(emulator: EmulatorHandle) -> Iterator[EmulatorControl]:
-    """The control client, with every knob at its start-up value before and after the test."""
-    emulator.control.reset()
+    """The control client, with every knob at its start-up value (but fast bookmarks) before and after."""
+    _reset(emulator.control)
     yield emulator.control
-    emulator.control.reset()
+    _reset(emulator.control)
 
 
 @pytest.fixture
@@ -46,5 +50,5 @@ async def namespace(
     core = client.CoreV1Api(api)
     await core.create_namespace({"metadata": {"name": name}})
     yield name
-    control.reset()
+    _reset(control)
     await core.delete_namespace(name, propagation_policy="Background")

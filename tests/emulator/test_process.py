@@ -12,6 +12,7 @@ from tests.backends import port_open
 from tests.backends.kubernetes import api_client_for
 from tests.emulator.helpers import job_body, job_pods, wait_for
 from tests.k8s_emulator import run_emulator
+from tests.k8s_emulator.config import build_parser
 from tests.k8s_emulator.process import processes_under
 
 pytestmark = pytest.mark.integration
@@ -66,22 +67,29 @@ def test_unknown_knobs_are_refused_before_starting(tmp_path):
 
 
 async def test_the_command_line_starts_with_the_given_knobs_and_reset_returns_to_them(tmp_path):
-    knobs = {"kubelet": "off", "max_running_pods": 3, "job_backoff_seconds": 0.5, "seed": 4}
-    with run_emulator(tmp_path, error_rates={503: 1.0}, latency=(0.0, 0.01), **knobs) as emulator:
+    with run_emulator(tmp_path, kubelet="off", max_running_pods=3, history_window=50, seed=4) as emulator:
         state = emulator.control.state()
         assert state["kubelet"]["mode"] == "off"
         assert state["kubelet"]["max_running_pods"] == 3
-        assert state["job_controller"]["backoff_seconds"] == 0.5
+        assert state["history_window"] == 50
         assert state["faults"]["seed"] == 4
-        assert state["faults"]["latency"] == [0.0, 0.01]
+        emulator.control.set_faults(error_rates={503: 1.0}, seed=5)
+        emulator.control.set_kubelet("instant", max_running_pods=7)
         async with await api_client_for(emulator.kubeconfig) as api:
             with pytest.raises(ApiException) as unavailable:
                 await client.CoreV1Api(api).list_namespaced_config_map("default")
             assert unavailable.value.status == 503
-            emulator.control.clear_faults()
-            emulator.control.set_kubelet("instant")
-            await client.CoreV1Api(api).list_namespaced_config_map("default")
         emulator.control.reset()
         state = emulator.control.state()
-        assert state["kubelet"]["mode"] == "off"
-        assert [rule["code"] for rule in state["faults"]["rules"]] == [503]
+        assert (state["kubelet"]["mode"], state["kubelet"]["max_running_pods"]) == ("off", 3)
+        assert (state["faults"]["rules"], state["faults"]["seed"]) == ([], 4)
+
+
+def test_the_command_line_help_names_every_knob(capsys):
+    with pytest.raises(SystemExit) as done:
+        build_parser().parse_args(["--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--kubelet", "--max-running-pods", "--history-window", "--seed", "--port", "--state-dir"):
+        assert flag in text
+    assert "exit-code annotation" in text  # what instant mode does

@@ -10,7 +10,7 @@ from dispatcher.executors.local.runner import ContainerState
 from tests.k8s_emulator import job_policy, pod_status
 from tests.k8s_emulator.errors import ApiError
 from tests.k8s_emulator.faults import FaultInjector, FaultPlan, FaultRule
-from tests.k8s_emulator.patches import json_patch, merge_patch, strategic_merge_patch
+from tests.k8s_emulator.patches import apply_patch, merge_patch, strategic_merge_patch
 from tests.k8s_emulator.requestinfo import resolve
 from tests.k8s_emulator.selectors import Selection, parse_field_selector, parse_label_selector
 from tests.k8s_emulator.store import Store, TooOldError
@@ -79,23 +79,12 @@ def test_strategic_merge_merges_keyed_lists_and_finalizer_sets():
     }
 
 
-def test_json_patch_operations_and_escaping():
-    doc = {"a/b": 1, "list": [1, 2], "m": {"k": "v"}}
-    patched = json_patch(
-        doc,
-        [
-            {"op": "add", "path": "/list/-", "value": 3},
-            {"op": "add", "path": "/list/0", "value": 0},
-            {"op": "move", "from": "/a~1b", "path": "/moved"},
-            {"op": "copy", "from": "/m", "path": "/copied"},
-            {"op": "test", "path": "/moved", "value": 1},
-        ],
-    )
-    assert patched == {"list": [0, 1, 2, 3], "m": {"k": "v"}, "moved": 1, "copied": {"k": "v"}}
-    assert doc["list"] == [1, 2]  # the target is not modified
-    with pytest.raises(ApiError) as missing:
-        json_patch(doc, [{"op": "remove", "path": "/nope"}])
-    assert missing.value.code == 422
+def test_json_patch_and_server_side_apply_are_415_naming_the_media_type():
+    for media in ("application/json-patch+json", "application/apply-patch+yaml"):
+        with pytest.raises(ApiError) as refused:
+            apply_patch(media, {}, [])
+        assert refused.value.code == 415
+        assert repr(media) in refused.value.message
 
 
 @pytest.mark.parametrize(
@@ -212,7 +201,6 @@ def test_store_history_replay_and_compaction():
     assert [e.obj["metadata"]["name"] for e in store.events_since("configmaps", 3)] == ["c2", "c3", "c4"]
     with pytest.raises(TooOldError, match=r"too old resource version: 2 \(4\)"):
         store.events_since("configmaps", 2)
-    store.compact()
     assert store.events_since("configmaps", store.revision) == []
 
 

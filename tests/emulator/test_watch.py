@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 from kubernetes_asyncio import client, watch  # noqa: TID251 - these tests drive the API directly
@@ -166,29 +167,42 @@ async def test_timeout_seconds_ends_the_stream(api, namespace):
     assert 0.9 <= elapsed < 5
 
 
-@pytest.mark.parametrize("with_timeout", [True, False], ids=["timeout_seconds", "watch_forever"])
-async def test_a_compacted_resource_version_raises_410_through_the_watch(
-    api, namespace, control, with_timeout
-):
-    core = client.CoreV1Api(api)
-    old = (await core.list_namespaced_config_map(namespace)).metadata.resource_version
-    await core.create_namespaced_config_map(namespace, _cm("moved-on"))
-    compacted = control.compact()
-    assert compacted > int(old)
-    kwargs = {"timeout_seconds": 5} if with_timeout else {}
-    with pytest.raises(ApiException) as expired:
-        await _collect(core.list_namespaced_config_map, namespace, resource_version=old, **kwargs)
-    assert expired.value.status == 410
-    assert f"too old resource version: {old}" in expired.value.reason
+@pytest.fixture
+async def small_window(tmp_path) -> AsyncIterator[client.CoreV1Api]:
+    """An emulator of the test's own keeping 5 watch events, with 10 ConfigMaps created after `old`."""
+    with run_emulator(tmp_path, history_window=5, kubelet="off") as small:
+        async with await api_client_for(small.kubeconfig) as small_api:
+            yield client.CoreV1Api(small_api)
 
 
-async def test_the_410_is_an_http_200_stream_with_one_error_event(api, namespace, control):
-    core = client.CoreV1Api(api)
-    old = (await core.list_namespaced_config_map(namespace)).metadata.resource_version
-    await core.create_namespaced_config_map(namespace, _cm("moved-on"))
-    control.compact()
+async def _outrun_the_window(core: client.CoreV1Api) -> str:
+    """Create 10 ConfigMaps in `default`; the resourceVersion before them (now compacted away)."""
+    old = (await core.list_namespaced_config_map("default")).metadata.resource_version
+    for index in range(10):
+        await core.create_namespaced_config_map("default", _cm(f"n{index}"))
+    return str(old)
+
+
+async def test_the_history_window_compacts_old_revisions_on_its_own(small_window):
+    core = small_window
+    old = await _outrun_the_window(core)
+    recent = int((await core.list_namespaced_config_map("default")).metadata.resource_version) - 3
+    replayed = await _collect(
+        core.list_namespaced_config_map, "default", resource_version=str(recent), timeout_seconds=1
+    )
+    assert [e["name"] for e in replayed] == ["n7", "n8", "n9"]
+    for kwargs in ({"timeout_seconds": 5}, {}):  # with a timeout, and a watch that would run for ever
+        with pytest.raises(ApiException) as expired:
+            await _collect(core.list_namespaced_config_map, "default", resource_version=old, **kwargs)
+        assert expired.value.status == 410
+        assert f"too old resource version: {old}" in expired.value.reason
+
+
+async def test_the_410_is_an_http_200_stream_with_one_error_event(small_window):
+    core = small_window
+    old = await _outrun_the_window(core)
     response = await core.list_namespaced_config_map(
-        namespace, watch=True, resource_version=old, _preload_content=False
+        "default", watch=True, resource_version=old, _preload_content=False
     )
     try:
         assert response.status == 200
@@ -201,25 +215,6 @@ async def test_the_410_is_an_http_200_stream_with_one_error_event(api, namespace
     assert event["object"]["code"] == 410
     assert event["object"]["reason"] == "Expired"
     assert event["object"]["kind"] == "Status"
-
-
-async def test_the_history_window_compacts_old_revisions_on_its_own(tmp_path):
-    with run_emulator(tmp_path, history_window=5, kubelet="off") as small:
-        async with await api_client_for(small.kubeconfig) as small_api:
-            core = client.CoreV1Api(small_api)
-            old = (await core.list_namespaced_config_map("default")).metadata.resource_version
-            for index in range(10):
-                await core.create_namespaced_config_map("default", _cm(f"n{index}"))
-            recent = int((await core.list_namespaced_config_map("default")).metadata.resource_version) - 3
-            replayed = await _collect(
-                core.list_namespaced_config_map, "default", resource_version=str(recent), timeout_seconds=1
-            )
-            assert [e["name"] for e in replayed] == ["n7", "n8", "n9"]
-            with pytest.raises(ApiException) as expired:
-                await _collect(
-                    core.list_namespaced_config_map, "default", resource_version=old, timeout_seconds=1
-                )
-            assert expired.value.status == 410
 
 
 async def test_expire_next_watch_forces_a_410(api, namespace, control):
@@ -306,26 +301,6 @@ async def test_a_stalled_stream_goes_silent_but_stays_open_until_the_client_leav
     # Later streams are served normally, and resume from where the stalled one was.
     events = await _collect(core.list_namespaced_config_map, namespace, resource_version=start, count=1)
     assert [(e["type"], e["name"]) for e in events] == [("ADDED", "unseen")]
-
-
-async def test_drop_after_events_ends_every_stream_after_that_many_events(api, namespace, control):
-    core = client.CoreV1Api(api)
-    control.set_watch_knobs(drop_after_events=2)
-    start = (await core.list_namespaced_config_map(namespace)).metadata.resource_version
-    for name in ("a", "b", "c"):
-        await core.create_namespaced_config_map(namespace, _cm(name))
-    events = await _collect(
-        core.list_namespaced_config_map, namespace, resource_version=start, timeout_seconds=10
-    )
-    assert [e["name"] for e in events] == ["a", "b"]
-
-
-async def test_drop_after_seconds_ends_streams_that_asked_for_longer(api, namespace, control):
-    control.set_watch_knobs(drop_after_seconds=0.5)
-    core = client.CoreV1Api(api)
-    started = time.monotonic()
-    assert await _collect(core.list_namespaced_config_map, namespace, timeout_seconds=30) == []
-    assert time.monotonic() - started < 5
 
 
 async def test_streaming_list_sends_current_objects_then_the_initial_events_end_bookmark(api, namespace):

@@ -3,8 +3,9 @@
 It serves Jobs, Pods (with status and logs), ConfigMaps, Secrets, Leases and Namespaces with the
 apiserver's semantics (etcd-like resourceVersions, watches with replay, bookmarks and 410 Expired,
 optimistic concurrency, patches, garbage collection), runs a Job controller, and a kubelet that runs
-pods as local processes through `dispatcher.executors.local.runner`. Faults (errors, latency, dropped and
-expired watches, compaction) and request statistics are driven through `/_emulator/`.
+pods as local processes through `dispatcher.executors.local.runner`. Faults (errors, latency, dropped,
+stalled and expired watches) and request statistics are driven through `/_emulator/`. It is the tests'
+fallback where the real control plane is not built, and serves only what those tests and `bench/` use.
 
     with run_emulator(tmp_path, kubelet="instant") as emulator:
         ...  # emulator.url, emulator.kubeconfig, emulator.control

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"k8s-emulator: {error}", file=sys.stderr)
         return 2
     logging.basicConfig(
-        level=config.log_level.upper(),
+        level=logging.WARNING,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )

@@ -56,12 +56,10 @@ def _int_query(request: web.Request, key: str) -> int | None:
         raise bad_request(f"{key}={raw!r} is not an integer") from None
 
 
-def _dry_run(request: web.Request) -> bool:
-    values = request.query.getall("dryRun", [])
-    unknown = [v for v in values if v != "All"]
-    if unknown:
-        raise bad_request(f"dryRun values must be 'All', got {unknown}")
-    return bool(values)
+def _refuse_dry_run(request: web.Request) -> None:
+    # Refused rather than ignored: a dry run must never write. The real control plane serves it.
+    if "dryRun" in request.query:
+        raise bad_request(f"dryRun={request.query['dryRun']!r} is not emulated")
 
 
 class KubernetesApi:
@@ -101,29 +99,26 @@ class KubernetesApi:
     async def _single(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
         resource, namespace, name = info.resource, info.namespace, info.name
         assert resource is not None  # resolve() sets it for every non-discovery verb
+        _refuse_dry_run(request)
         if info.verb == "create":
-            created = self.objects.create(
-                resource, namespace, await _body(request), dry_run=_dry_run(request)
-            )
-            return json_response(created, 201)
+            return json_response(self.objects.create(resource, namespace, await _body(request)), 201)
         assert name is not None  # every other verb addresses one object
         if info.verb == "get":
             return json_response(self.objects.get(resource, namespace, name))
         body = await _body(request)
-        dry_run, subresource = _dry_run(request), info.subresource
+        subresource = info.subresource
         if info.verb == "update":
-            updated = self.objects.update(
-                resource, namespace, name, body, subresource=subresource, dry_run=dry_run
+            return json_response(
+                self.objects.update(resource, namespace, name, body, subresource=subresource)
             )
-            return json_response(updated)
         if info.verb == "patch":
             content_type = request.headers.get("Content-Type", "")
             patched = self.objects.patch(
-                resource, namespace, name, content_type, body, subresource=subresource, dry_run=dry_run
+                resource, namespace, name, content_type, body, subresource=subresource
             )
             return json_response(patched)
         options = DeleteOptions.from_request(dict(request.query), body)
-        result = self.objects.delete(resource, namespace, name, options, dry_run=dry_run)
+        result = self.objects.delete(resource, namespace, name, options)
         headers = {"Warning": ", ".join(result.warnings)} if result.warnings else None
         return json_response(result.obj, 200, headers)
 

@@ -18,7 +18,7 @@ class ControlError(RuntimeError):
 
 
 class EmulatorControl:
-    """Drive a running emulator: faults, kubelet mode, watches, compaction, namespaces, request stats."""
+    """Drive a running emulator: faults, kubelet mode, watches, namespaces, request stats."""
 
     def __init__(self, url: str, *, timeout: float = 10.0) -> None:
         self.url = url.rstrip("/")
@@ -92,22 +92,9 @@ class EmulatorControl:
         """The next *count* watch calls get 410 Expired whatever resourceVersion they ask for."""
         self._call("POST", "watches/expire-next", {"count": count})
 
-    def set_watch_knobs(
-        self,
-        *,
-        bookmark_interval: float | None = None,
-        drop_after_events: int | None = None,
-        drop_after_seconds: float | None = None,
-    ) -> None:
-        """Bookmark interval, and faults that end every watch after N events or T seconds (0 disables)."""
-        body: dict[str, Any] = {}
-        if bookmark_interval is not None:
-            body["bookmark_interval"] = bookmark_interval
-        if drop_after_events is not None:
-            body["drop_after_events"] = drop_after_events
-        if drop_after_seconds is not None:
-            body["drop_after_seconds"] = drop_after_seconds
-        self._call("PUT", "watches", body)
+    def set_watch_knobs(self, *, bookmark_interval: float) -> None:
+        """Seconds between the BOOKMARK events of watches that allow them."""
+        self._call("PUT", "watches", {"bookmark_interval": bookmark_interval})
 
     def open_watches(self) -> int:
         """Watch streams open right now."""
@@ -116,12 +103,6 @@ class EmulatorControl:
     def stalled_watches(self) -> int:
         """Stalled watch streams whose clients are still connected."""
         return int(self.state()["watches"]["stalled"])
-
-    def compact(self, revision: int | None = None) -> int:
-        """Compact the event history up to *revision* (default: now); returns the compacted revision."""
-        return int(
-            self._call("POST", "compact", {"revision": revision} if revision is not None else {})["compacted"]
-        )
 
     # -- controllers ------------------------------------------------------------------------------------
 
@@ -142,10 +123,6 @@ class EmulatorControl:
         if failing_images is not None:
             body["failing_images"] = list(failing_images)
         self._call("PUT", "kubelet", body)
-
-    def set_job_backoff(self, seconds: float) -> None:
-        """Delay before the Job controller replaces a failed pod."""
-        self._call("PUT", "job-controller", {"backoff_seconds": seconds})
 
     def reset_namespace(self, namespace: str) -> int:
         """Delete every object in *namespace* (pods' processes are killed); returns how many."""

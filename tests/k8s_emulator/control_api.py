@@ -2,13 +2,11 @@
 
 GET  state                       revision, compaction, open watches, kubelet and fault settings
 PUT  faults / DELETE faults      replace the fault plan (rules, latency, retry_after_seconds, seed) / clear it
-PUT  watches                     watch knobs: bookmark_interval, drop_after_events, drop_after_seconds
+PUT  watches                     {"bookmark_interval": s}
 POST watches/drop                close every open watch now            -> {"dropped": n}
 POST watches/stall               every open watch goes silent, open    -> {"stalled": n}
 POST watches/expire-next         the next N watch calls get 410        body {"count": n}
-POST compact                     compact the history (body {"revision": r} optional) -> {"compacted": r}
 PUT  kubelet                     {"mode": "run|instant|off", "max_running_pods": n, "failing_images": [...]}
-PUT  job-controller              {"backoff_seconds": s}
 POST reset                       every knob back to its start-up value (objects are kept)
 DELETE namespaces/{ns}           delete every object in the namespace  -> {"deleted": n}
 GET  stats / DELETE stats        request counts by verb, resource, subresource, namespace, code
@@ -47,25 +45,14 @@ def _bad(error: Exception) -> web.Response:
     return _json({"error": str(error)}, 400)
 
 
-def _non_negative(data: dict[str, Any], key: str) -> float:
-    value = float(data[key])
-    if value < 0:
-        raise ValueError(f"{key} must not be negative, got {value}")
-    return value
-
-
-def _apply_watch_knobs(emulator: Emulator, data: dict[str, Any]) -> None:
-    """Set the watch knobs present in *data* (0 or null turns a drop fault off); ValueError if invalid."""
-    knobs = emulator.watches.knobs
-    if "bookmark_interval" in data:
-        interval = float(data["bookmark_interval"])
-        if interval <= 0:
-            raise ValueError(f"bookmark_interval must be positive, got {interval}")
-        knobs.bookmark_interval = interval
-    if "drop_after_events" in data:
-        knobs.drop_after_events = int(data["drop_after_events"]) if data["drop_after_events"] else None
-    if "drop_after_seconds" in data:
-        knobs.drop_after_seconds = float(data["drop_after_seconds"]) if data["drop_after_seconds"] else None
+def _set_bookmark_interval(emulator: Emulator, data: dict[str, Any]) -> None:
+    """Set the bookmark interval of *data*; ValueError naming any other key, or a value not positive."""
+    if set(data) != {"bookmark_interval"}:
+        raise ValueError(f"the only watch knob is bookmark_interval, got {sorted(data)}")
+    interval = float(data["bookmark_interval"])
+    if interval <= 0:
+        raise ValueError(f"bookmark_interval must be positive, got {interval}")
+    emulator.watches.knobs.bookmark_interval = interval
 
 
 def add_routes(app: web.Application, emulator: Emulator) -> None:
@@ -87,7 +74,7 @@ def add_routes(app: web.Application, emulator: Emulator) -> None:
 
     async def put_watches(request: web.Request) -> web.Response:
         try:
-            _apply_watch_knobs(emulator, await _payload(request))
+            _set_bookmark_interval(emulator, await _payload(request))
         except (ValueError, TypeError) as error:
             return _bad(error)
         return _json(emulator.state()["watches"])
@@ -103,11 +90,6 @@ def add_routes(app: web.Application, emulator: Emulator) -> None:
         emulator.watches.knobs.expire_next += int(data.get("count", 1))
         return _json({"expire_next": emulator.watches.knobs.expire_next})
 
-    async def compact(request: web.Request) -> web.Response:
-        data = await _payload(request)
-        revision = data.get("revision")
-        return _json({"compacted": emulator.store.compact(int(revision) if revision is not None else None)})
-
     async def put_kubelet(request: web.Request) -> web.Response:
         data = await _payload(request)
         try:
@@ -120,14 +102,6 @@ def add_routes(app: web.Application, emulator: Emulator) -> None:
         except (ValueError, TypeError) as error:
             return _bad(error)
         return _json(emulator.state()["kubelet"])
-
-    async def put_job_controller(request: web.Request) -> web.Response:
-        try:
-            seconds = _non_negative(await _payload(request), "backoff_seconds")
-        except (KeyError, ValueError, TypeError) as error:
-            return _bad(error)
-        emulator.jobs.knobs.backoff_seconds = seconds
-        return _json({"backoff_seconds": seconds})
 
     async def reset(_: web.Request) -> web.Response:
         emulator.reset_knobs()
@@ -153,9 +127,7 @@ def add_routes(app: web.Application, emulator: Emulator) -> None:
     app.router.add_post(f"{PREFIX}/watches/drop", drop_watches)
     app.router.add_post(f"{PREFIX}/watches/stall", stall_watches)
     app.router.add_post(f"{PREFIX}/watches/expire-next", expire_next)
-    app.router.add_post(f"{PREFIX}/compact", compact)
     app.router.add_put(f"{PREFIX}/kubelet", put_kubelet)
-    app.router.add_put(f"{PREFIX}/job-controller", put_job_controller)
     app.router.add_post(f"{PREFIX}/reset", reset)
     app.router.add_delete(f"{PREFIX}/namespaces/{{namespace}}", reset_namespace)
     app.router.add_get(f"{PREFIX}/stats", stats)

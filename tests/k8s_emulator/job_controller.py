@@ -33,14 +33,6 @@ class PodKiller(Protocol):
 
 
 @dataclass
-class JobControllerKnobs:
-    """Job controller behaviour the control API can change."""
-
-    backoff_seconds: float = 0.0
-    """Delay before a failed pod is replaced (Kubernetes: exponential from 10 s; tests want speed)."""
-
-
-@dataclass
 class _Tracking:
     """What the controller remembers about one Job (by uid) between reconciles."""
 
@@ -49,7 +41,6 @@ class _Tracking:
     ignored: set[str] = field(default_factory=set)
     policy_failure: policy.Failure | None = None
     failure: policy.Failure | None = None
-    last_failure: float | None = None
     started: float | None = None
     finished: float | None = None
     killed: set[str] = field(default_factory=set)
@@ -85,10 +76,9 @@ def _controller_owner(obj: dict[str, Any]) -> dict[str, Any] | None:
 class JobController:
     """Reconciles Jobs: pods, status counts, conditions, retries, deadline, suspension and TTL."""
 
-    def __init__(self, objects: Objects, killer: PodKiller, knobs: JobControllerKnobs) -> None:
+    def __init__(self, objects: Objects, killer: PodKiller) -> None:
         self.objects = objects
         self.killer = killer
-        self.knobs = knobs
         self._dirty: dict[tuple[str, str], None] = {}
         self._wakeup = asyncio.Event()
         self._tracking: dict[str, _Tracking] = {}
@@ -253,16 +243,12 @@ class JobController:
         step.tracking.finished = time.monotonic()
 
     def _progress(self, step: _Step, active_seconds: float) -> None:
-        """Create the pods still wanted (after the back-off delay) and arm the deadline timer."""
+        """Create the pods still wanted and arm the deadline timer."""
         meta = step.job["metadata"]
         wanted = policy.pods_wanted(step.spec, len(step.tracking.succeeded), len(step.active))
-        if wanted:
-            wait = self._backoff_remaining(step.tracking)
-            if wait > 0:
-                self._later(meta["namespace"], meta["name"], "backoff", wait)
-            else:
-                created = (self._create_pod(step.job) for _ in range(wanted))
-                step.active += [pod for pod in created if pod is not None]
+        if wanted:  # at once: no back-off between a failed pod and its replacement (real one: 10 s and up)
+            created = (self._create_pod(step.job) for _ in range(wanted))
+            step.active += [pod for pod in created if pod is not None]
         deadline = step.spec.get("activeDeadlineSeconds")
         if deadline is not None:
             self._later(meta["namespace"], meta["name"], "deadline", float(deadline) - active_seconds)
@@ -284,7 +270,6 @@ class JobController:
                     tracking.ignored.add(uid)
                     continue
                 tracking.failed.add(uid)
-                tracking.last_failure = time.monotonic()
                 if match is not None and match.action == policy.FAIL_JOB and tracking.policy_failure is None:
                     tracking.policy_failure = policy.Failure(policy.POD_FAILURE_POLICY, match.message)
 
@@ -292,11 +277,6 @@ class JobController:
         store = self.objects.store
         current = (store.get(PODS.plural, p["metadata"]["namespace"], p["metadata"]["name"]) for p in pods)
         return [p for p in current if p is not None and not policy.is_terminal(p)]
-
-    def _backoff_remaining(self, tracking: _Tracking) -> float:
-        if tracking.last_failure is None or self.knobs.backoff_seconds <= 0:
-            return 0.0
-        return tracking.last_failure + self.knobs.backoff_seconds - time.monotonic()
 
     @staticmethod
     def _counted(step: _Step) -> dict[str, Any]:

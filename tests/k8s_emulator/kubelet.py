@@ -38,6 +38,8 @@ MODES = ("run", "instant", "off")
 DEADLINE_REASON = "DeadlineExceeded"
 RETRY_SECONDS = 0.5
 """How often a container that cannot be created is tried again (a kubelet backs off from 10 s to 5 min)."""
+MAX_GRACE_SECONDS = 2.0
+"""Cap on terminationGracePeriodSeconds between SIGTERM and SIGKILL (tests should not wait 30 s)."""
 
 
 @dataclass
@@ -48,8 +50,6 @@ class KubeletKnobs:
     """run | instant | off (see the module docstring)."""
     max_running_pods: int = 16
     """Pods running at once in `run` mode; more stay Pending until a slot frees."""
-    max_grace_seconds: float = 2.0
-    """Cap on terminationGracePeriodSeconds between SIGTERM and SIGKILL (tests should not wait 30 s)."""
     failing_images: tuple[str, ...] = ()
     """Image patterns (fnmatch: `registry.invalid/*`) whose pulls fail: the image-pull fault."""
 
@@ -62,8 +62,6 @@ class KubeletKnobs:
             raise ValueError(f"kubelet mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.max_running_pods < 1:
             raise ValueError(f"max_running_pods must be at least 1, got {self.max_running_pods}")
-        if self.max_grace_seconds < 0:
-            raise ValueError(f"max_grace_seconds must not be negative, got {self.max_grace_seconds}")
         if not all(isinstance(pattern, str) and pattern for pattern in self.failing_images):
             raise ValueError(f"failing_images must be non-empty image patterns, got {self.failing_images!r}")
 
@@ -155,7 +153,6 @@ class Kubelet:
         knobs = KubeletKnobs(
             mode if mode is not None else self.knobs.mode,
             max_running_pods if max_running_pods is not None else self.knobs.max_running_pods,
-            self.knobs.max_grace_seconds,
             tuple(failing_images) if failing_images is not None else self.knobs.failing_images,
         )
         self.knobs = knobs
@@ -310,7 +307,7 @@ class Kubelet:
 
     def _grace_seconds(self, pod: dict[str, Any]) -> float:
         requested = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
-        return min(float(requested), self.knobs.max_grace_seconds)
+        return min(float(requested), MAX_GRACE_SECONDS)
 
     def _start(self, pod: dict[str, Any]) -> None:
         meta = pod["metadata"]

@@ -147,9 +147,7 @@ class Objects:
 
     # -- create / read -------------------------------------------------------------------------------
 
-    def create(
-        self, resource: Resource, namespace: str | None, body: Any, *, dry_run: bool = False
-    ) -> dict[str, Any]:
+    def create(self, resource: Resource, namespace: str | None, body: Any) -> dict[str, Any]:
         """POST: stamp metadata, default, validate, resolve generateName, refuse duplicates (409)."""
         obj: dict[str, Any] = clone(body)
         meta = self._check_type(resource, obj)
@@ -180,8 +178,6 @@ class Objects:
             self._rename(resource, obj, generate_name(str(prefix)))
         if self.store.get(resource.plural, ns_key, meta["name"]) is not None:
             raise errors.already_exists(resource, meta["name"])
-        if dry_run:
-            return obj
         return self.store.put(resource.plural, obj)
 
     @staticmethod
@@ -288,7 +284,6 @@ class Objects:
         body: Any,
         *,
         subresource: str | None = None,
-        dry_run: bool = False,
     ) -> dict[str, Any]:
         """PUT with optimistic concurrency (409 on a stale resourceVersion); `/status` writes only status."""
         current = self._require(resource, namespace, name)
@@ -299,7 +294,7 @@ class Objects:
                 f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"
             )
         self._check_namespace(resource, meta, namespace)
-        return self._write_update(resource, current, obj, subresource=subresource, dry_run=dry_run)
+        return self._write_update(resource, current, obj, subresource=subresource)
 
     def patch(
         self,
@@ -310,9 +305,8 @@ class Objects:
         patch: Any,
         *,
         subresource: str | None = None,
-        dry_run: bool = False,
     ) -> dict[str, Any]:
-        """PATCH (merge, strategic merge, JSON patch); a resourceVersion in the patch is a precondition."""
+        """PATCH (merge, strategic merge); a resourceVersion in the patch is a precondition."""
         current = self._require(resource, namespace, name)
         patched = apply_patch(content_type, clone(current), patch)
         if not isinstance(patched, dict):
@@ -320,7 +314,7 @@ class Objects:
         meta = self._check_type(resource, patched)
         meta["name"], meta["uid"] = current["metadata"]["name"], current["metadata"]["uid"]
         self._check_namespace(resource, meta, namespace)
-        return self._write_update(resource, current, patched, subresource=subresource, dry_run=dry_run)
+        return self._write_update(resource, current, patched, subresource=subresource)
 
     def _write_update(
         self,
@@ -329,7 +323,6 @@ class Objects:
         obj: dict[str, Any],
         *,
         subresource: str | None,
-        dry_run: bool,
     ) -> dict[str, Any]:
         meta, current_meta = obj["metadata"], current["metadata"]
         name = current_meta["name"]
@@ -365,8 +358,6 @@ class Objects:
         new["metadata"]["resourceVersion"] = current_meta["resourceVersion"]
         if new == current:
             return current  # a no-op write takes no revision, as in the apiserver
-        if dry_run:
-            return new
         return self._store_or_finish_deletion(resource, new)
 
     def _store_or_finish_deletion(self, resource: Resource, obj: dict[str, Any]) -> dict[str, Any]:
@@ -405,8 +396,6 @@ class Objects:
         namespace: str | None,
         name: str,
         options: DeleteOptions | None = None,
-        *,
-        dry_run: bool = False,
     ) -> DeleteResult:
         """DELETE with preconditions, finalizers and owner propagation (Background/Foreground/Orphan).
 
@@ -427,8 +416,6 @@ class Objects:
             propagation = ORPHAN if resource is JOBS else BACKGROUND
             if resource is JOBS:
                 warnings.append(JOB_ORPHAN_WARNING)
-        if dry_run:
-            return DeleteResult(current, warnings)
         if meta.get("finalizers"):
             if meta.get("deletionTimestamp"):
                 return DeleteResult(current, warnings)

@@ -17,7 +17,7 @@ from tests.k8s_emulator.api import INFO_KEY, KubernetesApi, error_response, json
 from tests.k8s_emulator.config import EmulatorConfig
 from tests.k8s_emulator.errors import ApiError
 from tests.k8s_emulator.faults import FaultInjector
-from tests.k8s_emulator.job_controller import JobController, JobControllerKnobs
+from tests.k8s_emulator.job_controller import JobController
 from tests.k8s_emulator.kubelet import Kubelet, KubeletKnobs
 from tests.k8s_emulator.objects import Objects
 from tests.k8s_emulator.requestinfo import RequestInfo, resolve
@@ -40,31 +40,19 @@ class Emulator:
         self.objects = Objects(self.store)
         self.faults = FaultInjector(config.fault_plan())
         self.stats = RequestStats()
-        self.watches = WatchHub(self.store, self._initial_watch_knobs())
-        self.kubelet = Kubelet(
-            self.objects,
-            KubeletKnobs(config.kubelet, config.max_running_pods, config.max_grace_seconds),
-            workroot,
-        )
-        self.jobs = JobController(self.objects, self.kubelet, JobControllerKnobs(config.job_backoff_seconds))
+        self.watches = WatchHub(self.store, WatchKnobs())
+        self.kubelet = Kubelet(self.objects, KubeletKnobs(config.kubelet, config.max_running_pods), workroot)
+        self.jobs = JobController(self.objects, self.kubelet)
         self.api = KubernetesApi(self.objects, self.watches, self.kubelet)
         self._tasks: list[asyncio.Task[None]] = []
         for name in _PRESET_NAMESPACES:
             self.objects.create(NAMESPACES, None, {"metadata": {"name": name}})
 
-    def _initial_watch_knobs(self) -> WatchKnobs:
-        return WatchKnobs(
-            bookmark_interval=self.config.bookmark_interval,
-            drop_after_events=self.config.drop_watch_after_events,
-            drop_after_seconds=self.config.drop_watch_after_seconds,
-        )
-
     def reset_knobs(self) -> None:
-        """Every runtime knob back to its start-up value (faults, watches, kubelet, Job backoff)."""
+        """Every runtime knob back to its start-up value (faults, watches, kubelet)."""
         self.faults.set_plan(self.config.fault_plan())
-        self.watches.knobs = self._initial_watch_knobs()
+        self.watches.knobs = WatchKnobs()
         self.kubelet.set_knobs(self.config.kubelet, self.config.max_running_pods, failing_images=())
-        self.jobs.knobs.backoff_seconds = self.config.job_backoff_seconds
 
     def state(self) -> dict[str, Any]:
         """What the control API reports about the emulator."""
@@ -78,8 +66,6 @@ class Emulator:
                 "stalled": self.watches.stalled_count,
                 "served": self.watches.served,
                 "bookmark_interval": knobs.bookmark_interval,
-                "drop_after_events": knobs.drop_after_events,
-                "drop_after_seconds": knobs.drop_after_seconds,
                 "expire_next": knobs.expire_next,
             },
             "kubelet": {
@@ -89,10 +75,7 @@ class Emulator:
                 "running": self.kubelet.running,
                 "pending": self.kubelet.pending,
             },
-            "job_controller": {
-                "backoff_seconds": self.jobs.knobs.backoff_seconds,
-                "reconciles": self.jobs.reconciles,
-            },
+            "job_controller": {"reconciles": self.jobs.reconciles},
             "faults": {**self.faults.plan.to_json(), "injected": self.faults.injected},
             "objects": {
                 plural: self.store.count(plural)

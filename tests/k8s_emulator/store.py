@@ -243,14 +243,6 @@ class Store:
         found.reverse()
         return found
 
-    def compact(self, revision: int | None = None) -> int:
-        """Forget history up to *revision* (default: now), like etcd compaction; returns that revision."""
-        target = self.revision if revision is None else min(revision, self.revision)
-        while self._history and self._history[0].revision <= target:
-            self._history.popleft()
-        self.compacted_revision = max(self.compacted_revision, target)
-        return self.compacted_revision
-
     # -- subscribers -------------------------------------------------------------------------------
 
     def subscribe(self, resource: str) -> Subscription:

@@ -5,9 +5,10 @@ ERROR event (410 Expired); selectors apply to events, and an object that stops m
 DELETED (one that starts matching as ADDED); BOOKMARK events carry the revision the watcher has seen
 up to; `timeoutSeconds` ends the stream cleanly (after a last bookmark when bookmarks were asked for).
 
-Faults: streams can be dropped (ended cleanly, now or after N events or T seconds) or stalled: a stalled
-stream sends nothing more, not even bookmarks or its end at `timeoutSeconds`, and stays open until the
-client leaves -- what a client sees of a half-open connection (a peer or a middlebox gone silently).
+Faults: the next N watch calls can be made to answer 410, and open streams can be dropped (ended cleanly)
+or stalled: a stalled stream sends nothing more, not even bookmarks or its end at `timeoutSeconds`, and
+stays open until the client leaves -- what a client sees of a half-open connection (a peer or a middlebox
+gone silently).
 """
 
 from __future__ import annotations
@@ -57,10 +58,6 @@ class WatchKnobs:
 
     bookmark_interval: float = 5.0
     """Seconds between BOOKMARK events for watchers that allow them."""
-    drop_after_events: int | None = None
-    """Fault: end every watch stream after it has sent this many events."""
-    drop_after_seconds: float | None = None
-    """Fault: end every watch stream this many seconds after it opened."""
     expire_next: int = 0
     """Fault: this many upcoming watch calls answer 410 Expired whatever their resourceVersion."""
 
@@ -168,13 +165,9 @@ class WatchHub:
         self._open[subscription] = request.path
         try:
             await response.prepare(request)
-            limit = self.knobs.drop_after_events
-            if limit and len(initial) >= limit:
-                await response.write(b"".join(initial[:limit]))
-            else:
-                for start in range(0, len(initial), _INITIAL_CHUNK):
-                    await response.write(b"".join(initial[start : start + _INITIAL_CHUNK]))
-                await self._stream(response, watch, subscription, last_revision, sent=len(initial))
+            for start in range(0, len(initial), _INITIAL_CHUNK):
+                await response.write(b"".join(initial[start : start + _INITIAL_CHUNK]))
+            await self._stream(response, watch, subscription, last_revision)
         finally:
             self.store.unsubscribe(subscription)
             self._open.pop(subscription, None)
@@ -215,16 +208,12 @@ class WatchHub:
         watch: WatchRequest,
         subscription: Subscription,
         last_revision: int,
-        *,
-        sent: int,
     ) -> None:
         started = time.monotonic()
         timeout_at = started + watch.timeout_seconds if watch.timeout_seconds else None
-        drop_after = self.knobs.drop_after_seconds
-        drop_at = started + drop_after if drop_after else None
         next_bookmark = started + self.knobs.bookmark_interval if watch.bookmarks else None
         while True:
-            deadlines = [t for t in (timeout_at, drop_at, next_bookmark) if t is not None]
+            deadlines = [t for t in (timeout_at, next_bookmark) if t is not None]
             await subscription.wait(min(deadlines) - time.monotonic() if deadlines else 3600.0)
             if subscription.closed_reason is not None:
                 return
@@ -236,9 +225,6 @@ class WatchHub:
                     lines.append(event.line(seen_as))
             if lines:
                 await response.write(b"".join(lines))
-                sent += len(lines)
-                if self.knobs.drop_after_events and sent >= self.knobs.drop_after_events:
-                    return
             now = time.monotonic()
             # With nothing queued the watcher has seen every event up to the store's current revision.
             seen_up_to = self.store.revision if subscription.idle else last_revision
@@ -248,6 +234,4 @@ class WatchHub:
             if timeout_at is not None and now >= timeout_at:
                 if watch.bookmarks:
                     await response.write(bookmark_line(watch.resource, seen_up_to))
-                return
-            if drop_at is not None and now >= drop_at:
                 return
