@@ -142,16 +142,22 @@ def missing_servers() -> str | None:
     return None
 
 
-@pytest.fixture(scope="module")
-def private_control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    """A control plane of the module's own (no node, no proxy), for tests that stop, compact or fault
-    it, or run their own node agent; skipped where `make servers` has not built it (a failure under CI,
-    which builds it)."""
+def require_built_servers() -> None:
+    """Skip the test where `make servers` has not built the control plane; fail it under CI, which
+    builds it."""
     missing = missing_servers()
     if missing is not None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI builds the control plane with make servers, yet {missing}")
         pytest.skip(f"the control plane is not built: {missing}")
+
+
+@pytest.fixture(scope="module")
+def private_control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A control plane of the module's own (no node, no proxy), for tests that stop, compact or fault
+    it, or run their own node agent; skipped where `make servers` has not built it (a failure under CI,
+    which builds it)."""
+    require_built_servers()
     plane = start_control_plane(tmp_path_factory.mktemp("control-plane"))
     try:
         yield plane

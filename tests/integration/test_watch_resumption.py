@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -43,7 +42,13 @@ from kubernetes_asyncio.client.exceptions import ApiException  # noqa: TID251
 from dispatcher.domain.jobs import finished_condition, is_recorded
 from dispatcher.executors.kubernetes import KubernetesExecutor, connect_kubernetes_executor
 from dispatcher.process.app import run_dispatcher
-from tests.backends.kubernetes import KubeBackend, KubeTestEnv, api_client_for, missing_servers, namespace_for
+from tests.backends.kubernetes import (
+    KubeBackend,
+    KubeTestEnv,
+    api_client_for,
+    namespace_for,
+    require_built_servers,
+)
 from tests.backends.local_kube import LocalCluster, LocalClusterControl, run_local_cluster
 from tests.backends.rabbitmq import AmqpNames
 from tests.backends.s3 import S3Scope
@@ -68,11 +73,7 @@ WITHIN = 120.0
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     """A local cluster of this module's own (etcd without fsync, the node agent, the fault proxy)."""
-    missing = missing_servers()
-    if missing is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI builds the control plane with make servers, yet {missing}")
-        pytest.skip(f"the control plane is not built: {missing}")
+    require_built_servers()
     with run_local_cluster(tmp_path_factory.mktemp("watch-resumption")) as local:
         print(f"\nwatch resumption cluster:\n{local.summary()}")
         yield local
