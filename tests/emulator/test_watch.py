@@ -303,23 +303,11 @@ async def test_a_stalled_stream_goes_silent_but_stays_open_until_the_client_leav
     assert [(e["type"], e["name"]) for e in events] == [("ADDED", "unseen")]
 
 
-async def test_streaming_list_sends_current_objects_then_the_initial_events_end_bookmark(api, namespace):
+async def test_a_streaming_list_is_refused_naming_the_parameter(api, namespace):
     core = client.CoreV1Api(api)
-    for name in ("one", "two"):
-        await core.create_namespaced_config_map(namespace, _cm(name))
-    seen = []
-    async with asyncio.timeout(10), watch.Watch() as stream:
-        async for event in stream.stream(
-            core.list_namespaced_config_map,
-            namespace,
-            send_initial_events=True,
-            resource_version_match="NotOlderThan",
-            allow_watch_bookmarks=True,
-            timeout_seconds=5,
-        ):
-            seen.append((event["type"], event["raw_object"]["metadata"].get("name")))
-            if event["type"] == "BOOKMARK":
-                annotations = event["raw_object"]["metadata"]["annotations"]
-                assert annotations == {"k8s.io/initial-events-end": "true"}
-                break
-    assert seen == [("ADDED", "one"), ("ADDED", "two"), ("BOOKMARK", None)]
+    with pytest.raises(ApiException) as refused:
+        await core.list_namespaced_config_map(
+            namespace, watch=True, send_initial_events=True, resource_version_match="NotOlderThan"
+        )
+    assert refused.value.status == 400
+    assert "sendInitialEvents=true (a streaming list) is not emulated" in refused.value.body

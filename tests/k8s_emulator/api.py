@@ -129,6 +129,8 @@ class KubernetesApi:
         rv = request.query.get("resourceVersion") or None
         if rv is not None and not rv.isdigit():
             raise bad_request(f"invalid resource version: {rv!r}")
+        if is_true(request.query.get("sendInitialEvents")):
+            raise bad_request("sendInitialEvents=true (a streaming list) is not emulated")
         timeout = _int_query(request, "timeoutSeconds")
         watch = WatchRequest(
             resource=info.resource,
@@ -136,6 +138,5 @@ class KubernetesApi:
             resource_version=rv,
             timeout_seconds=float(timeout) if timeout else None,
             bookmarks=is_true(request.query.get("allowWatchBookmarks")),
-            send_initial_events=is_true(request.query.get("sendInitialEvents")),
         )
         return await self.watches.serve(request, watch)

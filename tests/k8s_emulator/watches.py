@@ -48,8 +48,6 @@ class WatchRequest:
     resource_version: str | None
     timeout_seconds: float | None
     bookmarks: bool
-    send_initial_events: bool = False
-    """Streaming list: current objects as ADDED, then a bookmark marked `k8s.io/initial-events-end`."""
 
 
 @dataclass
@@ -76,13 +74,13 @@ def transition(event: WatchEvent, selection: Selection) -> str | None:
 
 
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+"""The annotation of the bookmark that ends a streaming list (the fault proxy reads it; the emulator
+refuses `sendInitialEvents`)."""
 
 
-def bookmark_line(resource: Resource, revision: int, *, initial_events_end: bool = False) -> bytes:
+def bookmark_line(resource: Resource, revision: int) -> bytes:
     """A BOOKMARK event carrying only the kind and the resourceVersion, as the apiserver sends it."""
-    metadata: dict[str, object] = {"resourceVersion": str(revision)}
-    if initial_events_end:
-        metadata["annotations"] = {INITIAL_EVENTS_END: "true"}
+    metadata = {"resourceVersion": str(revision)}
     obj = {"kind": resource.kind, "apiVersion": resource.api_version, "metadata": metadata}
     return dump_json({"type": "BOOKMARK", "object": obj}) + b"\n"
 
@@ -184,15 +182,13 @@ class WatchHub:
 
     def _initial_events(self, watch: WatchRequest) -> tuple[list[bytes], int]:
         rv = watch.resource_version
-        if watch.send_initial_events or not rv or rv == "0":
+        if not rv or rv == "0":
             namespace = watch.selection.namespace if watch.resource.namespaced else None
             lines = [
                 b'{"type":"ADDED","object":' + dump_json(obj) + b"}\n"
                 for obj in self.store.list_objects(watch.resource.plural, namespace)
                 if watch.selection.matches(obj)
             ]
-            if watch.send_initial_events and watch.bookmarks:
-                lines.append(bookmark_line(watch.resource, self.store.revision, initial_events_end=True))
             return lines, self.store.revision
         revision = int(rv)
         lines = []
