@@ -17,12 +17,6 @@ def rfc3339(moment: datetime | None = None) -> str:
     return timestamps.rfc3339(moment or now())
 
 
-def rfc3339_nano(moment: datetime | None = None) -> str:
-    """*moment* (default: now) with nanosecond digits, as kubelet stamps log lines."""
-    moment = moment or now()
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
-
-
 def parse_rfc3339(text: str) -> datetime:
     """A timestamp written by `rfc3339` (or any ISO-8601 form with `Z` or an offset)."""
     return datetime.fromisoformat(text.replace("Z", "+00:00"))

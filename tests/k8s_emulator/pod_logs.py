@@ -1,27 +1,21 @@
 """GET .../pods/{name}/log: the kubelet's log endpoint over the local runner's log files.
 
-`tailLines`, `limitBytes`, `timestamps` and `follow` are honoured. The runner's files carry no
-per-line times, so `timestamps=true` stamps every line with the file's last modification time.
+`container` and `tailLines` are honoured (all bucketrun asks for); `follow`, `timestamps`, `limitBytes`
+and `previous` are refused with 400 (the real control plane's node agent serves them).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from tests.k8s_emulator.clock import rfc3339_nano
 from tests.k8s_emulator.errors import ApiError, bad_request
 from tests.k8s_emulator.kubelet import Kubelet
-from tests.k8s_emulator.requestinfo import is_true
 from tests.k8s_emulator.resources import PODS
 from tests.k8s_emulator.store import Store
-
-_FOLLOW_POLL = 0.1
 
 
 def choose_container(pod: Mapping[str, Any], requested: str | None) -> str:
@@ -51,18 +45,11 @@ def container_state(pod: Mapping[str, Any], container: str) -> dict[str, Any]:
     return {}
 
 
-def format_log(text: str, *, tail_lines: int | None, limit_bytes: int | None, stamp: datetime | None) -> str:
-    """Apply tailLines, then timestamps (*stamp* before each line), then limitBytes (pure)."""
-    lines = text.splitlines(keepends=True)
-    if tail_lines is not None:
-        lines = lines[-tail_lines:] if tail_lines > 0 else []
-    if stamp is not None:
-        prefix = rfc3339_nano(stamp) + " "
-        lines = [prefix + line for line in lines]
-    result = "".join(lines)
-    if limit_bytes is not None:
-        result = result.encode()[:limit_bytes].decode(errors="ignore")
-    return result
+def tail(text: str, tail_lines: int | None) -> str:
+    """The last *tail_lines* lines of *text* (all of it when None; pure)."""
+    if tail_lines is None:
+        return text
+    return "".join(text.splitlines(keepends=True)[-tail_lines:]) if tail_lines > 0 else ""
 
 
 def _int_param(query: Mapping[str, str], key: str, minimum: int) -> int | None:
@@ -78,65 +65,30 @@ def _int_param(query: Mapping[str, str], key: str, minimum: int) -> int | None:
     return value
 
 
-def _read(path: Path | None) -> tuple[str, datetime | None]:
+def _read(path: Path | None) -> str:
     if path is None or not path.exists():
-        return "", None
-    stamp = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-    return path.read_bytes().decode(errors="replace"), stamp
+        return ""
+    return path.read_bytes().decode(errors="replace")
+
+
+_NOT_EMULATED = ("follow", "timestamps", "limitBytes", "previous")
 
 
 async def serve_log(
     request: web.Request, store: Store, kubelet: Kubelet, namespace: str, name: str
 ) -> web.StreamResponse:
-    """Answer a pod log request (plain text; a stream when follow=true)."""
+    """Answer a pod log request (plain text)."""
     query = request.query
     pod = store.get(PODS.plural, namespace, name)
     if pod is None:
         raise ApiError(404, f'pods "{name}" not found', details={"name": name, "kind": "pods"})
     container = choose_container(pod, query.get("container"))
-    if is_true(query.get("previous")):
-        raise bad_request(f'previous terminated container "{container}" in pod "{name}" not found')
+    asked = [key for key in _NOT_EMULATED if key in query]
+    if asked:
+        raise bad_request(f"{', '.join(asked)} on pod logs is not emulated")
     state = container_state(pod, container)
     if "running" not in state and "terminated" not in state:
         reason = (state.get("waiting") or {}).get("reason", "ContainerCreating")
         raise bad_request(f'container "{container}" in pod "{name}" is waiting to start: {reason}')
-    tail_lines = _int_param(query, "tailLines", 0)
-    limit_bytes = _int_param(query, "limitBytes", 1)
-    timestamps = is_true(query.get("timestamps"))
-    path = kubelet.log_file(pod["metadata"]["uid"], container)
-    text, stamp = _read(path)
-    body = format_log(
-        text, tail_lines=tail_lines, limit_bytes=limit_bytes, stamp=stamp if timestamps else None
-    )
-    if not is_true(query.get("follow")) or "terminated" in state:
-        return web.Response(text=body, content_type="text/plain")
-    response = web.StreamResponse(status=200, headers={"Content-Type": "text/plain"})
-    response.enable_chunked_encoding()
-    await response.prepare(request)
-    await response.write(body.encode())
-    offset = len(text.encode())
-    uid = pod["metadata"]["uid"]
-    while True:
-        await asyncio.sleep(_FOLLOW_POLL)
-        current = store.get(PODS.plural, namespace, name)
-        done = (
-            current is None
-            or current["metadata"]["uid"] != uid
-            or "terminated" in container_state(current, container)
-        )
-        if path is not None and path.exists():
-            with path.open("rb") as handle:
-                handle.seek(offset)
-                chunk = handle.read()
-            if chunk:
-                offset += len(chunk)
-                text_chunk = chunk.decode(errors="replace")
-                if timestamps:
-                    text_chunk = format_log(
-                        text_chunk, tail_lines=None, limit_bytes=None, stamp=datetime.now(UTC)
-                    )
-                await response.write(text_chunk.encode())
-        if done:
-            break
-    await response.write_eof()
-    return response
+    text = _read(kubelet.log_file(pod["metadata"]["uid"], container))
+    return web.Response(text=tail(text, _int_param(query, "tailLines", 0)), content_type="text/plain")
