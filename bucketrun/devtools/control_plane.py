@@ -81,6 +81,16 @@ CONTROLLERS: Final = (
     "taint-eviction-controller",
 )
 """The kube-controller-manager controllers started (names as v1.37's ``--controllers`` spells them)."""
+CONTROLLER_MANAGER_TUNING: Final = (
+    "--kube-api-qps=200",
+    "--kube-api-burst=400",
+    "--concurrent-job-syncs=20",
+)
+"""Raised from 20 QPS, burst 30 and 5 Job workers, as clusters that run many Jobs raise them: at the
+defaults the Job controller's client-side rate limiter is the whole stack's ceiling. Each Job costs it
+about five writes (the pod, Job status updates, the pod's finalizer removed, events): in a 10,000-event
+soak (4 Dec 2026) it wrote ~26 requests/s, and after 9 min 4,766 pods had Succeeded but only 1,061 Jobs
+were Complete, with kube-controller-manager at 6% CPU."""
 ADMISSION_PLUGINS: Final = (
     "NamespaceLifecycle",
     "LimitRanger",
@@ -555,6 +565,7 @@ def _controllers(
             "--use-service-account-credentials=true",
             f"--service-account-private-key-file={sa.key}",
             f"--root-ca-file={pki.ca.cert}",
+            *CONTROLLER_MANAGER_TUNING,
         ]
         return _controller(
             "kube-controller-manager",
