@@ -360,16 +360,11 @@ async def test_namespaces_can_be_listed_and_deleting_one_deletes_its_objects(api
     del control
 
 
-async def test_discovery_and_version(api):
-    version = await client.VersionApi(api).get_code()
-    assert version.major == "1"
-    assert "emulator" in version.git_version
-    core_versions = await client.CoreApi(api).get_api_versions()
-    assert core_versions.versions == ["v1"]
-    groups = await client.ApisApi(api).get_api_versions()
-    assert {"batch", "coordination.k8s.io"} <= {group.name for group in groups.groups}
-    batch_resources = await client.BatchV1Api(api).get_api_resources()
-    assert "jobs" in {resource.name for resource in batch_resources.resources}
+async def test_discovery_documents_are_not_served(api):
+    with pytest.raises(ApiException) as missing:
+        await client.BatchV1Api(api).get_api_resources()
+    assert missing.value.status == 404
+    assert json.loads(missing.value.body)["kind"] == "Status"
 
 
 async def test_dry_run_is_refused_and_nothing_is_written(api, namespace):

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.k8s_emulator import discovery, pod_logs
+from tests.k8s_emulator import pod_logs
 from tests.k8s_emulator.errors import ApiError, bad_request
 from tests.k8s_emulator.kubelet import Kubelet
 from tests.k8s_emulator.objects import DeleteOptions, Objects
@@ -63,7 +63,7 @@ def _refuse_dry_run(request: web.Request) -> None:
 
 
 class KubernetesApi:
-    """Serves /api and /apis: discovery, CRUD verbs, watch and pod logs."""
+    """Serves /api and /apis: CRUD verbs, watch and pod logs (no discovery documents)."""
 
     def __init__(self, objects: Objects, watches: WatchHub, kubelet: Kubelet) -> None:
         self.objects = objects
@@ -73,8 +73,6 @@ class KubernetesApi:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Dispatch one resolved request (the middleware stored its RequestInfo)."""
         info = request[INFO_KEY]
-        if info.verb == "discovery":
-            return json_response(discovery.document(request.path))
         if info.subresource == "log":
             assert info.name is not None  # resolve() allows log only on a named pod
             store, namespace = self.objects.store, info.namespace or ""
@@ -85,7 +83,7 @@ class KubernetesApi:
 
     async def _collection(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
         resource = info.resource
-        assert resource is not None  # resolve() sets it for every non-discovery verb
+        assert resource is not None  # resolve() sets it for every request it lets through
         query = request.query
         selection = selection_from_query(query, resource.plural, info.namespace)
         if info.verb == "watch":
@@ -98,7 +96,7 @@ class KubernetesApi:
 
     async def _single(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
         resource, namespace, name = info.resource, info.namespace, info.name
-        assert resource is not None  # resolve() sets it for every non-discovery verb
+        assert resource is not None  # resolve() sets it for every request it lets through
         _refuse_dry_run(request)
         if info.verb == "create":
             return json_response(self.objects.create(resource, namespace, await _body(request)), 201)

@@ -19,7 +19,7 @@ class RequestInfo:
     """The parsed target of an /api or /apis request."""
 
     verb: str
-    """get, list, watch, create, update, patch, delete, deletecollection; "discovery" for /api, /apis."""
+    """get, list, watch, create, update, patch, delete, deletecollection ("unknown" until resolved)."""
     resource: Resource | None = None
     namespace: str | None = None
     name: str | None = None
@@ -27,7 +27,7 @@ class RequestInfo:
 
     @property
     def resource_name(self) -> str:
-        """The resource plural ("" for discovery), as faults and stats name it."""
+        """The resource plural ("" until resolved), as faults and stats name it."""
         return self.resource.plural if self.resource else ""
 
 
@@ -83,8 +83,8 @@ def resolve(method: str, path: str, query: Mapping[str, str]) -> RequestInfo:
     if not parts or parts[0] not in ("api", "apis"):
         raise _not_found(path)
     prefix = _split_prefix(parts)
-    if prefix is None:
-        return RequestInfo("discovery")
+    if prefix is None:  # discovery documents: no client of the emulator reads them
+        raise _not_found(path)
     group, version, rest = prefix
     namespaced_path = rest[0] == "namespaces" and len(rest) > 2 and rest[2] not in _NAMESPACE_SUBRESOURCES
     plural = rest[2] if namespaced_path else rest[0]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Resource:
-    """One REST resource (a plural under a group/version), as the apiserver's discovery describes it."""
+    """One REST resource (a plural under a group/version) and how the apiserver treats its objects."""
 
     group: str
     """API group; "" is the core group served under /api."""
@@ -19,7 +19,6 @@ class Resource:
     """A `/status` subresource exists: main writes keep status, status writes keep everything else."""
     tracks_generation: bool = False
     """metadata.generation starts at 1 and grows on every spec change."""
-    short_names: tuple[str, ...] = ()
 
     @property
     def api_version(self) -> str:
@@ -38,12 +37,12 @@ class Resource:
 
 
 JOBS = Resource("batch", "v1", "jobs", "Job", has_status=True, tracks_generation=True)
-PODS = Resource("", "v1", "pods", "Pod", has_status=True, tracks_generation=True, short_names=("po",))
-CONFIG_MAPS = Resource("", "v1", "configmaps", "ConfigMap", short_names=("cm",))
+PODS = Resource("", "v1", "pods", "Pod", has_status=True, tracks_generation=True)
+CONFIG_MAPS = Resource("", "v1", "configmaps", "ConfigMap")
 SECRETS = Resource("", "v1", "secrets", "Secret")
-EVENTS = Resource("", "v1", "events", "Event", short_names=("ev",))
+EVENTS = Resource("", "v1", "events", "Event")
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease")
-NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False, short_names=("ns",))
+NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
 
 ALL_RESOURCES: tuple[Resource, ...] = (JOBS, PODS, CONFIG_MAPS, SECRETS, EVENTS, LEASES, NAMESPACES)
 
@@ -67,13 +66,3 @@ def by_plural(plural: str) -> Resource:
         return _BY_PLURAL[plural]
     except KeyError:
         raise KeyError(f"the emulator serves no resource called {plural!r}") from None
-
-
-def group_versions() -> dict[str, list[str]]:
-    """Each served API group ("" for core) with its versions, in registry order."""
-    groups: dict[str, list[str]] = {}
-    for resource in ALL_RESOURCES:
-        versions = groups.setdefault(resource.group, [])
-        if resource.version not in versions:
-            versions.append(resource.version)
-    return groups

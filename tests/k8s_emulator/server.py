@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.k8s_emulator import control_api, discovery
+from tests.k8s_emulator import control_api
 from tests.k8s_emulator.api import INFO_KEY, KubernetesApi, error_response, json_response
 from tests.k8s_emulator.config import EmulatorConfig
 from tests.k8s_emulator.errors import ApiError
@@ -110,13 +110,9 @@ class Emulator:
     # -- HTTP -------------------------------------------------------------------------------------------
 
     def build_app(self) -> web.Application:
-        """The aiohttp app: health, version, discovery and the API behind the fault and stats middleware."""
+        """The aiohttp app: the control API, and the Kubernetes API behind the fault and stats middleware."""
         app = web.Application(middlewares=[self._middleware], client_max_size=16 * 1024 * 1024)
         control_api.add_routes(app, self)
-        for path in ("/healthz", "/readyz", "/livez"):
-            app.router.add_get(path, _ok)
-        app.router.add_get("/version", _version)
-        app.router.add_get("/version/", _version)  # kubernetes_asyncio's VersionApi asks with the slash
         app.router.add_route("*", "/api", self.api.handle)
         app.router.add_route("*", "/apis", self.api.handle)
         app.router.add_route("*", "/api/{tail:.*}", self.api.handle)
@@ -188,14 +184,6 @@ async def _freeze_survivors(period: float = 1.0) -> None:
     while True:
         await asyncio.sleep(period)
         gc.freeze()
-
-
-async def _ok(_: web.Request) -> web.Response:
-    return web.Response(text="ok")
-
-
-async def _version(_: web.Request) -> web.Response:
-    return json_response(discovery.version_info())
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
