@@ -12,7 +12,7 @@ fallback where the real control plane is not built, and serves only what those t
 """
 
 from tests.k8s_emulator.control import WRITE_VERBS, ControlError, EmulatorControl
-from tests.k8s_emulator.process import EmulatorHandle, run_emulator, write_kubeconfig
+from tests.k8s_emulator.process import EmulatorHandle, run_emulator
 
 __all__ = [
     "WRITE_VERBS",
@@ -20,5 +20,4 @@ __all__ = [
     "EmulatorControl",
     "EmulatorHandle",
     "run_emulator",
-    "write_kubeconfig",
 ]
