@@ -32,7 +32,7 @@ $(DEMO_STAMP): pyproject.toml
 
 setup: system-deps $(STAMP) ## Install everything the demo and the tests need
 
-servers: ## Build MinIO, mc, etcd and the Kubernetes control plane from source (versions in .ci/servers.env) into ~/.cache/bucketrun/servers (or BUCKETRUN_SERVERS_DIR), once per version
+servers: ## Build MinIO, mc, etcd, the Kubernetes control plane and oscar-cli from source (versions in .ci/servers.env) into ~/.cache/bucketrun/servers (or BUCKETRUN_SERVERS_DIR), once per version
 	@bash .ci/build-servers
 
 test: setup servers ## Run the whole test suite against real servers (prints the backends it chose)
