@@ -28,7 +28,7 @@ from dispatcher.domain import kube
 from dispatcher.domain.constants import ANNOTATION_BUCKET, ANNOTATION_KEY, ANNOTATION_VERSION
 from dispatcher.domain.errors import PermanentError, TransientError
 from dispatcher.domain.jobs import is_recorded, job_service
-from dispatcher.domain.outcome import NOT_FINISHED, classify
+from dispatcher.domain.outcome import NOT_FINISHED, Outcome, classify
 from dispatcher.domain.record import OutputList, build_record, container_names, output_keys
 from dispatcher.domain.timings import job_timings
 from dispatcher.executors.base import Executor
@@ -98,15 +98,19 @@ class Recorder:
         self.stats = CompletionStats()
         self.metrics = metrics
 
-    async def record(self, job: Mapping[str, Any]) -> bool:
-        """Record the finished *job*; False when it was recorded already. Errors are bucketrun's."""
+    async def record(self, job: Mapping[str, Any], outcome: Outcome | None = None) -> bool:
+        """Record the finished *job*; False when it was recorded already. Errors are bucketrun's.
+
+        *outcome* is what the caller decided for a Job its pods cannot show (one that never got a pod);
+        without it, ``classify`` decides from the Job and its pods.
+        """
         if is_recorded(job):
             self.stats.skipped += 1
             return False
         uid = kube.uid(job)
         with _work_context(job), self._counting_errors():
             written_before = self.stats.records_written
-            record = await self._stored(job, uid)
+            record = await self._stored(job, uid, outcome)
             await self.events.publish(record)
             await self.executor.mark_recorded(job)
             self.stats.recorded += 1
@@ -142,15 +146,16 @@ class Recorder:
                 self.metrics.record_errors.labels(label).inc()
             raise
 
-    async def _stored(self, job: Mapping[str, Any], uid: str) -> dict[str, Any]:
-        """The Job's record: the one already stored for this UID, else a new one, written now."""
+    async def _stored(self, job: Mapping[str, Any], uid: str, decided: Outcome | None) -> dict[str, Any]:
+        """The Job's record: the one already stored for this UID, else a new one (of the *decided*
+        outcome, else the classified one), written now."""
         # Independent reads go out together: a record costs round trips, not CPU.
         pods, existing = await both(
             self.executor.job_pods(job), self.store.read(job_service(job) or "", kube.name(job))
         )
         if existing is not None and existing.get("uid") == uid:
             return existing
-        outcome = classify(job, pods)
+        outcome = decided or classify(job, pods)
         if outcome.reason == NOT_FINISHED:
             # Records are for finished Jobs, and for Jobs whose pod can never start (classify says why):
             # one whose pod just got going again is left running.

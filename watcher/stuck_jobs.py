@@ -1,4 +1,4 @@
-"""Ends Jobs whose pod can never start: records each with the pod's reason, then deletes it.
+"""Ends Jobs whose pod can never start, or never gets created: records each with the reason, then deletes it.
 
 On a cluster, a pod whose image cannot be pulled, whose Secret, ConfigMap or key does not exist, or
 that no node can take stays Pending until its Job's ``activeDeadlineSeconds`` (24 h by default): no
@@ -7,6 +7,12 @@ bucketrun's Pending pods every ``interval`` seconds; a pod that ``stuck_reason``
 least ``grace`` has its Job recorded (``classify`` names the pod's reason: ``config-error``,
 ``image-pull-failed``, ``unschedulable``) and then deleted with its pods (propagationPolicy
 Background), so the slot comes back.
+
+A Job whose pods the API server refuses (PodSecurity, a missing ServiceAccount, a quota its pod can
+never fit) has no pod to list: the Job controller only emits ``FailedCreate`` Events on it and tries
+again for ever. Each sweep also lists those Events; a bucketrun Job they name, whose own Events
+``refused_reason`` finds refused for at least ``grace`` (a quota that may free is left to wait), is
+recorded as ``pod-create-refused`` with the controller's message, and deleted the same way.
 
 Exactly once, keyed on the Job's UID like every record: the record is written and the Job marked
 before the delete, so a stop between the two leaves a recorded Job that the next sweep only deletes;
@@ -28,10 +34,11 @@ import structlog
 from dispatcher.adapters.kube import deleting, fetching
 from dispatcher.adapters.kube.api import KubeApi
 from dispatcher.domain import kube
-from dispatcher.domain.constants import LABEL_JOB_CONTROLLER_UID, LABEL_JOB_NAME
+from dispatcher.domain.constants import LABEL_JOB_CONTROLLER_UID, LABEL_JOB_NAME, LABEL_MANAGED_BY, MANAGED_BY
 from dispatcher.domain.errors import PermanentError, TransientError
 from dispatcher.domain.jobs import finished_condition
 from dispatcher.domain.outcome import Outcome, stuck_reason
+from dispatcher.domain.refused import refused_jobs, refused_reason
 from dispatcher.runtime.concurrency import InHand
 
 _log = structlog.get_logger(__name__)
@@ -50,6 +57,14 @@ class StuckJobSource(Protocol):
 
     async def delete_job(self, name: str, uid: str) -> bool:
         """Delete Job *name* with its pods if its UID is *uid*; False when it is gone or another Job's."""
+        ...
+
+    async def refused_job_events(self) -> list[dict[str, Any]]:
+        """The ``FailedCreate`` Events about any Job of the namespace."""
+        ...
+
+    async def job_events(self, uid: str) -> list[dict[str, Any]]:
+        """Every Event kept about the Job with UID *uid*."""
         ...
 
 
@@ -71,9 +86,21 @@ class KubeStuckJobSource:
         """Delete Job *name* with its pods if its UID is *uid*; False when it is gone or another Job's."""
         return await deleting.delete_job(self.api, name, uid)
 
+    async def refused_job_events(self) -> list[dict[str, Any]]:
+        """The ``FailedCreate`` Events about any Job of the namespace, every page."""
+        return await fetching.refused_job_events(self.api)
 
-Recorder = Callable[[Mapping[str, Any]], Awaitable[object]]
-"""Records one Job (``Recorder.record``: skips a Job already marked recorded)."""
+    async def job_events(self, uid: str) -> list[dict[str, Any]]:
+        """Every Event kept about the Job with UID *uid*, every page."""
+        return await fetching.job_events(self.api, uid)
+
+
+class Recorder(Protocol):
+    """Records one Job (``watcher.completion.Recorder.record``: skips a Job already marked recorded)."""
+
+    def __call__(self, job: Mapping[str, Any], outcome: Outcome | None = None) -> Awaitable[object]:
+        """Record *job*: with *outcome* when given, else as ``classify`` finds it from its pods."""
+        ...
 
 
 def owning_job(pod: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -93,7 +120,7 @@ class SweepStats:
     sweeps: int = 0
     """Looks at the Pending pods."""
     ended: int = 0
-    """Jobs recorded and deleted (or found deleted) because their pod could never start."""
+    """Jobs recorded and deleted (or found deleted) because their pod could never start (or be created)."""
     failures: int = 0
     """Failed looks or Jobs (each tried again at the next sweep)."""
 
@@ -132,7 +159,8 @@ class StuckJobSweep:
                 await asyncio.sleep(self._interval)
 
     async def sweep(self) -> int:
-        """One look at the Pending pods; how many Jobs it ended. Errors of one Job are logged, not raised."""
+        """One look at the Pending pods, then at the Jobs refused a pod; how many Jobs it ended. Errors of
+        one Job are logged, not raised."""
         self.stats.sweeps += 1
         pods = await self._source.pending_pods()
         now = self._clock()
@@ -144,6 +172,9 @@ class StuckJobSweep:
                 continue
             if await self._in_hand.run(self._end(*owner, outcome), name=f"end stuck Job {owner[0]}"):
                 ended += 1
+        for name, uid in refused_jobs(await self._source.refused_job_events()):
+            if await self._in_hand.run(self._end_refused(name, uid, now), name=f"end refused Job {name}"):
+                ended += 1
         return ended
 
     async def drain(self, grace: float) -> bool:
@@ -151,17 +182,33 @@ class StuckJobSweep:
         return await self._in_hand.drain(grace)
 
     async def _end(self, name: str, uid: str, outcome: Outcome) -> bool:
-        """Record Job *name* (UID *uid*), then delete it; False when there was nothing to do or it failed."""
+        """Record Job *name* (UID *uid*), whose pod *outcome* says cannot start, then delete it; False when
+        there was nothing to do or it failed. The Recorder classifies the Job's pods again."""
         try:
             job = await self._source.read_job(name)
             if job is None or kube.uid(job) != uid or finished_condition(job) is not None:
                 return False  # gone, replaced by a new Job of that name, or for the finished-Job watch
-            await self._record(job)
-            deleted = await self._source.delete_job(name, uid)
+            return await self._record_and_delete(job, outcome, given=False)
         except (TransientError, PermanentError) as error:
-            self.stats.failures += 1
-            _log.warning("ending a Job whose pod cannot start failed", job=name, error=str(error))
-            return False
+            return self._failed(name, error)
+
+    async def _end_refused(self, name: str, uid: str, now: datetime) -> bool:
+        """Record Job *name* (UID *uid*) as refused a pod, then delete it, if bucketrun's and if its Events
+        show the refusal persisting (``refused_reason``); False when not, or when it failed."""
+        try:
+            job = await self._source.read_job(name)
+            if job is None or kube.uid(job) != uid or kube.labels(job).get(LABEL_MANAGED_BY) != MANAGED_BY:
+                return False  # gone, replaced, or not bucketrun's
+            outcome = refused_reason(job, await self._source.job_events(uid), now, self._grace)
+            return outcome is not None and await self._record_and_delete(job, outcome, given=True)
+        except (TransientError, PermanentError) as error:
+            return self._failed(name, error)
+
+    async def _record_and_delete(self, job: Mapping[str, Any], outcome: Outcome, *, given: bool) -> bool:
+        """Record *job* (with *outcome* if *given*), then delete it with its pods (UID precondition)."""
+        name = kube.name(job)
+        await self._record(job, outcome if given else None)
+        deleted = await self._source.delete_job(name, kube.uid(job))
         self.stats.ended += 1
         _log.info(
             "ended a Job whose pod cannot start",
@@ -172,3 +219,8 @@ class StuckJobSweep:
             deleted=deleted,
         )
         return True
+
+    def _failed(self, name: str, error: TransientError | PermanentError) -> bool:
+        self.stats.failures += 1
+        _log.warning("ending a Job whose pod cannot start failed", job=name, error=str(error))
+        return False

@@ -10,6 +10,8 @@ the cause a user cares about, most specific first:
 | 2 | ``config-error`` | a container waiting: ``CreateContainerConfigError`` (no such Secret, ConfigMap |
 |   |                  | or key), ``CreateContainerError``; or ended ``ContainerCannotRun``, ``StartError`` |
 | 2 | ``unschedulable`` | the pod's ``PodScheduled`` condition False with reason ``Unschedulable`` |
+| 2 | ``pod-create-refused`` | no pod at all: the Job controller's ``FailedCreate`` Events |
+|   |                        | (``dispatcher.domain.refused``; the sweep gives it to the recorder) |
 | 3 | ``evicted`` | the pod's ``DisruptionTarget`` condition, or pod reason ``Evicted`` |
 | 4 | ``oom-killed`` | a container terminated with reason ``OOMKilled`` |
 | 5 | ``input-missing`` | stage-in exited 64 (missing) or 65 (forbidden) |
@@ -27,7 +29,9 @@ the deadline outranks exit codes (the deadline killed it).
 
 A Job that has not finished is ``unknown`` (``NotFinished``) unless its newest pod shows row 2: that is
 how the watcher records a Job it ends because its pod can never start. ``stuck_reason(pod, now, grace)``
-is that decision: row 2's evidence, held for at least *grace*, in a pod that is still waiting.
+is that decision: row 2's evidence, held for at least *grace*, in a pod that is still waiting. A Job whose
+pods admission refuses has no pod to look at: ``dispatcher.domain.refused.refused_reason(job, events, now,
+grace)`` decides that one from the Job's Events.
 """
 
 from __future__ import annotations
@@ -77,6 +81,7 @@ class OutcomeKind(enum.StrEnum):
     IMAGE_PULL_FAILED = "image-pull-failed"
     CONFIG_ERROR = "config-error"
     UNSCHEDULABLE = "unschedulable"
+    POD_CREATE_REFUSED = "pod-create-refused"
     INPUT_MISSING = "input-missing"
     STAGE_IN_FAILED = "stage-in-failed"
     STAGE_OUT_FAILED = "stage-out-failed"

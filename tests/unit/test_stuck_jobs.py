@@ -9,6 +9,9 @@ from typing import Any
 import pytest
 
 from dispatcher.domain.errors import PermanentError, TransientError
+from dispatcher.domain.outcome import Outcome, OutcomeKind
+from tests.unit.test_refused import CREATED, POD_SECURITY, QUOTA_FULL, refusals
+from tests.unit.test_refused import job as refused_job
 from tests.unit.test_stuck import AFTER_INIT, GRACE, unschedulable_pod, waiting_run_pod
 from watcher.completion import Recorder
 from watcher.stuck_jobs import StuckJobSweep, owning_job
@@ -21,13 +24,31 @@ def job(name: str = "upper-abc", uid: str = "5b1f-job", **status: Any) -> dict[s
 
 
 class FakeApi:
-    """Pending pods, Jobs by name, and a log of the calls the sweep makes."""
+    """Pending pods, Jobs by name, Events, and a log of the calls the sweep makes."""
 
-    def __init__(self, pods: list[dict[str, Any]], jobs: list[dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        pods: list[dict[str, Any]],
+        jobs: list[dict[str, Any]],
+        events: list[dict[str, Any]] | None = None,
+    ) -> None:
         self.pods = pods
         self.jobs = {j["metadata"]["name"]: j for j in jobs}
+        self.events = events or []
         self.calls: list[tuple[str, str]] = []
         self.fail_delete: list[Exception] = []
+        self.outcomes: list[Outcome | None] = []
+
+    async def refused_job_events(self) -> list[dict[str, Any]]:
+        return [
+            copy.deepcopy(e)
+            for e in self.events
+            if e["reason"] == "FailedCreate" and e["involvedObject"]["kind"] == "Job"
+        ]
+
+    async def job_events(self, uid: str) -> list[dict[str, Any]]:
+        self.calls.append(("events", uid))
+        return [copy.deepcopy(e) for e in self.events if e["involvedObject"]["uid"] == uid]
 
     async def pending_pods(self) -> list[dict[str, Any]]:
         return copy.deepcopy(self.pods)
@@ -43,13 +64,15 @@ class FakeApi:
         if found is None or found["metadata"]["uid"] != uid:
             return False
         del self.jobs[name]
+        self.events = [e for e in self.events if e["involvedObject"]["uid"] != uid]
         self.pods = [p for p in self.pods if owning_job(p) != (name, uid)]
         return True
 
 
 def sweep_over(api: FakeApi, now: datetime = LATER) -> StuckJobSweep:
-    async def record(doc: Any) -> bool:
+    async def record(doc: Any, outcome: Outcome | None = None) -> bool:
         api.calls.append(("record", doc["metadata"]["name"]))
+        api.outcomes.append(outcome)
         return True
 
     return StuckJobSweep(api, record, grace=GRACE.total_seconds(), interval=0.01, clock=lambda: now)
@@ -136,6 +159,38 @@ def test_grace_and_interval_must_be_positive() -> None:
         StuckJobSweep(FakeApi([], []), sweep_over(FakeApi([], []))._record, grace=0, interval=1)
 
 
+# -- Jobs refused a pod: the FailedCreate Events ------------------------------------------------------
+
+
+async def test_a_job_refused_a_pod_is_recorded_with_the_refusal_then_deleted() -> None:
+    api = FakeApi([], [refused_job()], refusals(POD_SECURITY))
+    sweep = sweep_over(api, now=CREATED + GRACE + timedelta(seconds=2))
+    assert await sweep.sweep() == 1
+    assert api.calls == [("events", "5b1f-job"), ("record", "image-user-abc"), ("delete", "image-user-abc")]
+    (outcome,) = api.outcomes
+    assert outcome is not None
+    assert (outcome.kind.value, outcome.reason) == ("pod-create-refused", "FailedCreate")
+    assert 'violates PodSecurity "restricted:latest"' in outcome.message
+    assert await sweep.sweep() == 0
+    assert sweep.stats.ended == 1
+
+
+async def test_refused_jobs_left_alone_within_the_grace_waiting_on_quota_or_not_bucketrun() -> None:
+    later = CREATED + timedelta(hours=1)
+    foreign = refused_job()
+    del foreign["metadata"]["labels"]["app.kubernetes.io/managed-by"]
+    for jobs, events, now in (
+        ([refused_job()], refusals(POD_SECURITY), CREATED + GRACE),
+        ([refused_job()], refusals(QUOTA_FULL), later),
+        ([foreign], refusals(POD_SECURITY), later),
+        ([refused_job(uid="a-new-job-of-that-name")], refusals(POD_SECURITY), later),
+        ([], refusals(POD_SECURITY), later),
+    ):
+        api = FakeApi([], jobs, events)
+        assert await sweep_over(api, now=now).sweep() == 0
+        assert [call for call in api.calls if call[0] != "events"] == []
+
+
 # -- the Recorder records an unfinished Job only while its pod shows it can never start ------------------
 
 
@@ -190,6 +245,19 @@ async def test_a_stuck_jobs_record_says_why_its_pod_never_started() -> None:
     assert await recorder.record(job())
     (record,) = store.written
     assert (record["outcome"], record["reason"]) == ("config-error", "CreateContainerConfigError")
+    assert events.published == executor.marked == ["5b1f-job"]
+
+
+async def test_a_refused_jobs_record_has_the_outcome_the_sweep_gives_it() -> None:
+    recorder, executor, store, events = recorder_for([])
+    outcome = Outcome(OutcomeKind.POD_CREATE_REFUSED, "FailedCreate", "Job upper-abc got no pod: ...", None)
+    assert await recorder.record(job(), outcome)
+    (record,) = store.written
+    assert (record["outcome"], record["reason"], record["message"]) == (
+        "pod-create-refused",
+        "FailedCreate",
+        "Job upper-abc got no pod: ...",
+    )
     assert events.published == executor.marked == ["5b1f-job"]
 
 

@@ -1,4 +1,5 @@
-"""Fetching: read one object, list (every page, or one page of Jobs), read a pod's log, probe the API.
+"""Fetching: read one object, list (every page, or one page of Jobs; Events too), read a pod's log,
+probe the API.
 
 A read of an object that does not exist is None, not an error; lists come back as the API sent the
 items. Nothing here writes.
@@ -16,6 +17,7 @@ from dispatcher.adapters.kube.list_watch import PAGE_SIZE, ResourceExpired
 from dispatcher.domain import kube
 from dispatcher.domain.constants import LABEL_JOB_CONTROLLER_UID
 from dispatcher.domain.errors import BucketrunError, TransientError
+from dispatcher.domain.refused import FAILED_CREATE
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +172,28 @@ async def pending_pods(api: KubeApi) -> list[dict[str, Any]]:
         api.core.list_namespaced_pod,
         label_selector=MANAGED_SELECTOR,
         field_selector="status.phase=Pending",
+    )
+
+
+async def refused_job_events(api: KubeApi) -> list[dict[str, Any]]:
+    """The namespace's ``FailedCreate`` Events about Jobs (the Job controller's, when the API server
+    refuses a pod), every page: where the watcher looks for Jobs that can never get a pod. Any Job's
+    (Events carry no labels): the caller keeps bucketrun's."""
+    return await list_all(
+        api,
+        f"list the FailedCreate Events of Jobs in {api.namespace}",
+        api.core.list_namespaced_event,
+        field_selector=f"involvedObject.kind=Job,reason={FAILED_CREATE}",
+    )
+
+
+async def job_events(api: KubeApi, job_uid: str) -> list[dict[str, Any]]:
+    """Every Event about the Job with UID *job_uid* still kept by the API server (an hour by default)."""
+    return await list_all(
+        api,
+        f"list the Events of Job {job_uid} in {api.namespace}",
+        api.core.list_namespaced_event,
+        field_selector=f"involvedObject.kind=Job,involvedObject.uid={job_uid}",
     )
 
 
