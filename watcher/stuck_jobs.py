@@ -172,7 +172,15 @@ class StuckJobSweep:
                 continue
             if await self._in_hand.run(self._end(*owner, outcome), name=f"end stuck Job {owner[0]}"):
                 ended += 1
-        for name, uid in refused_jobs(await self._source.refused_job_events()):
+        try:
+            events = await self._source.refused_job_events()
+        except PermanentError as error:  # a Role without `list events`: the pods' sweep goes on
+            self.stats.failures += 1
+            _log.warning(
+                "cannot list the FailedCreate Events: Jobs refused a pod are not ended", error=str(error)
+            )
+            return ended
+        for name, uid in refused_jobs(events):
             if await self._in_hand.run(self._end_refused(name, uid, now), name=f"end refused Job {name}"):
                 ended += 1
         return ended

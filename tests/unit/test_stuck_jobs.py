@@ -191,6 +191,22 @@ async def test_refused_jobs_left_alone_within_the_grace_waiting_on_quota_or_not_
         assert [call for call in api.calls if call[0] != "events"] == []
 
 
+async def test_events_the_role_may_not_list_leave_the_stuck_pods_sweep_working() -> None:
+    # An older Role without `list events`: the refused Jobs wait for their deadline, the rest goes on.
+    api = FakeApi([secret_pod()], [job()], refusals(POD_SECURITY))
+
+    async def forbidden() -> list[dict[str, Any]]:
+        raise PermanentError(
+            "list the FailedCreate Events of Jobs: HTTP 403 forbidden", reason="api-forbidden"
+        )
+
+    api.refused_job_events = forbidden  # type: ignore[method-assign]
+    sweep = sweep_over(api, now=datetime(2026, 3, 2, tzinfo=UTC))
+    assert await sweep.sweep() == 1
+    assert api.calls == [("record", "upper-abc"), ("delete", "upper-abc")]
+    assert sweep.stats.failures == 1
+
+
 # -- the Recorder records an unfinished Job only while its pod shows it can never start ------------------
 
 
