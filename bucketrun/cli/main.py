@@ -1,10 +1,10 @@
 """The `bucketrun` command line: the parser assembled from one module per command group, and `main`.
 
 The groups are ``services`` (validate, apply, list, delete), ``render``, ``run`` (dispatcher,
-watcher, serve, poll, demo), ``jobs`` (list, show, logs, delete), ``events`` (inspect) and ``stack``
-(run, up, down: the local stack, a developer tool). Each adds its own parsers and sets a handler on
-each command (``bucketrun.cli.common``); a new command goes into the group it belongs to, or a new
-module added to ``build_parser``. The groups never import this module.
+watcher, serve, poll, demo), ``jobs`` (list, show, logs, delete), ``events`` (inspect), ``stack``
+(run, up, down: the local stack, a developer tool) and ``api`` (the OSCAR-compatible API). Each adds
+its own parsers and sets a handler on each command (``bucketrun.cli.common``); a new command goes
+into the group it belongs to, or a new module added to ``build_parser``. The groups never import this module.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from bucketrun.cli import events, jobs, render, run, services, stack
+from bucketrun.cli import api, events, jobs, render, run, services, stack
 from bucketrun.cli.common import EXIT_INVALID, EXIT_OK, EXIT_USAGE, Handler, UsageError
 from dispatcher import __version__
 from dispatcher.domain.events import EventError
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"bucketrun {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for group in (services, render, run, jobs, events, stack):
+    for group in (services, render, run, jobs, events, stack, api):
         group.add_commands(commands)
     return parser
 

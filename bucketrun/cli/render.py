@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from bucketrun.admin.validation import sample_upload
 from bucketrun.cli.common import EXIT_OK, Commands, add_cluster_option, chosen_cluster
-from dispatcher.domain.events import ObjectEvent, build_message, parse_message
 from dispatcher.domain.routing import Router
 from dispatcher.fdl import load_services
 from dispatcher.rendering.context import RenderSettings, placeholder_grants
@@ -84,18 +84,3 @@ def render_manifests(
     notes.append("# presigned URLs are placeholders; the dispatcher signs real ones per Job")
     body = yaml.safe_dump_all([rendered.config_map, rendered.job], sort_keys=False, allow_unicode=True)
     return "\n".join([*notes, body]), EXIT_OK
-
-
-def sample_upload(bucket: str, key: str, *, version_id: str | None = None) -> ObjectEvent:
-    """The event of an empty object put at bucket/key, parsed as the dispatcher parses MinIO's."""
-    body = build_message(
-        event_name="s3:ObjectCreated:Put",
-        bucket=bucket,
-        key=key,
-        size=0,
-        etag="d41d8cd98f00b204e9800998ecf8427e",
-        version_id=version_id,
-        sequencer="0000000000000000",
-    )
-    (event,) = parse_message(body)
-    return event

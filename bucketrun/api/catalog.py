@@ -1,0 +1,186 @@
+"""The services the API applied: each one's definition, kept as OSCAR JSON, and the work on them.
+
+Create, update and delete do what ``bucketrun services validate``, ``apply`` and ``delete`` do, by
+calling the same code (``bucketrun.admin``) on a one-service FDL document written to a temporary
+directory. The definition is then kept in the records bucket under ``<records prefix>_api/services/``,
+which ``check_records_location`` keeps clear of every input path, so storing it never triggers a service.
+What is kept never holds a credential: ``clusters`` (oscar-cli puts the API's own password there) is
+dropped, and secret values (``environment.secrets``, storage providers' keys) are blanked.
+
+Invariant: one change at a time (``_lock``). ``services apply`` rewrites a bucket's whole notification
+configuration from what it read, so two concurrent applies on one bucket would lose an entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from bucketrun.admin.commands import EXIT_BAD_FDL, EXIT_OK, apply_services, delete_services
+from bucketrun.admin.plan import PlanError, check_names
+from bucketrun.admin.validation import validate_services
+from bucketrun.api.oscar_types import Service
+from dispatcher.adapters.s3.storage import Storage
+from dispatcher.runtime.settings import Settings
+
+DEFINITIONS_FOLDER: Final = "_api/services/"
+"""Under the records prefix: where each applied service's definition is kept."""
+_SECRET_FIELDS: Final = frozenset({"secret_key", "access_key", "password", "token", "secret"})
+
+
+class InvalidServiceError(ValueError):
+    """The definition was refused; the message is what ``services validate`` prints for it."""
+
+
+class ServiceExistsError(Exception):
+    """A create named a service the API already has (OSCAR answers 409)."""
+
+
+class UnknownServiceError(LookupError):
+    """No service of that name was applied through the API."""
+
+
+class ApplyFailedError(RuntimeError):
+    """The store or the cluster failed half-way; the message says what was done before."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What an apply or delete printed, line by line, as ``services apply`` prints it."""
+
+    lines: tuple[str, ...]
+
+
+def fdl_document(service: Service) -> dict[str, Any]:
+    """The one-service FDL document ``oscar-cli`` would read ``service`` from.
+
+    ``clusters`` is dropped (bucketrun runs no other OSCAR cluster; oscar-cli fills it with credentials),
+    ``storage_providers`` moves up to the document, where an FDL holds it.
+    """
+    body = service.model_dump(mode="json", exclude={"clusters", "storage_providers"}, exclude_none=True)
+    document: dict[str, Any] = {"functions": {"oscar": [{service.cluster_id or "oscar": body}]}}
+    if service.storage_providers:
+        document["storage_providers"] = service.storage_providers
+    return document
+
+
+def kept_definition(service: Service) -> dict[str, Any]:
+    """``service`` as stored and shown by ``GET``: no ``clusters``, secret values blanked."""
+    kept = service.model_dump(mode="json", exclude={"clusters"}, exclude_none=True)
+    environment = kept.get("environment") or {}
+    if environment.get("secrets"):
+        environment["secrets"] = dict.fromkeys(environment["secrets"], "")
+    for providers in (kept.get("storage_providers") or {}).values():
+        for provider in providers.values():
+            provider.update({key: "" for key in provider if key in _SECRET_FIELDS})
+    return kept
+
+
+def _tidy(text: str, folder: Path) -> str:
+    """The message as ``services validate`` prints it for the file ``<name>.yaml`` in the current folder."""
+    return text.replace(f"{folder}/", "")
+
+
+@contextmanager
+def fdl_file(service: Service) -> Iterator[Path]:
+    """``service`` as the FDL file ``<name>.yaml`` (JSON is YAML) in a temporary folder, removed after."""
+    with tempfile.TemporaryDirectory(prefix="bucketrun-api-") as directory:
+        path = Path(directory, f"{service.name}.yaml")
+        path.write_text(json.dumps(fdl_document(service)), encoding="utf-8")
+        yield path
+
+
+def check_service(path: Path, *, cluster: str | None) -> None:
+    """Raise ``InvalidServiceError`` with what ``bucketrun services validate <name>.yaml`` prints when
+    it refuses the FDL file ``path``."""
+    text, code = validate_services([path], cluster=cluster)
+    if code != EXIT_OK:
+        raise InvalidServiceError(_tidy(text, path.parent))
+
+
+class ServiceCatalog:
+    """Applies, lists, reads and deletes the API's services against the configured store and cluster."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._storage = Storage(settings.storage)
+        self._bucket = settings.storage.records_bucket
+        self._folder = settings.storage.records_prefix + DEFINITIONS_FOLDER
+        self._lock = asyncio.Lock()
+
+    def _key(self, name: str) -> str:
+        return f"{self._folder}{name}.json"
+
+    async def get(self, name: str) -> dict[str, Any]:
+        """The kept definition of ``name``; ``UnknownServiceError`` when the API has none."""
+        try:
+            (checked,) = check_names([name])
+        except PlanError:
+            raise UnknownServiceError(name) from None
+        if not await self._storage.bucket_exists(self._bucket):
+            raise UnknownServiceError(name)
+        if not await self._storage.object_exists(self._bucket, self._key(checked)):
+            raise UnknownServiceError(name)
+        loaded: dict[str, Any] = json.loads(await self._storage.get_object(self._bucket, self._key(checked)))
+        return loaded
+
+    async def list(self) -> list[dict[str, Any]]:
+        """Every kept definition, by name."""
+        if not await self._storage.bucket_exists(self._bucket):
+            return []
+        found = await self._storage.list(self._bucket, self._folder, limit=None)
+        return [json.loads(await self._storage.get_object(self._bucket, item.key)) for item in found]
+
+    async def create(self, service: Service) -> Outcome:
+        """Validate and apply a new service; ``ServiceExistsError`` when the API has it already."""
+        async with self._lock:
+            if await self._exists(service.name):
+                raise ServiceExistsError(service.name)
+            return await self._apply(service)
+
+    async def update(self, service: Service) -> Outcome:
+        """Validate and apply a service the API has; ``UnknownServiceError`` otherwise."""
+        async with self._lock:
+            if not await self._exists(service.name):
+                raise UnknownServiceError(service.name)
+            return await self._apply(service)
+
+    async def delete(self, name: str) -> Outcome:
+        """Do what ``services delete NAME`` does, then forget the definition."""
+        async with self._lock:
+            await self.get(name)
+            lines: list[str] = []
+            message, code = await delete_services(self._settings, [name], [], emit=lines.append)
+            if code != EXIT_OK:
+                raise ApplyFailedError("\n".join([*lines, message]))
+            await self._storage.delete_objects(self._bucket, [self._key(name)])
+            return Outcome(tuple(lines))
+
+    async def _exists(self, name: str) -> bool:
+        try:
+            await self.get(name)
+        except UnknownServiceError:
+            return False
+        return True
+
+    async def _apply(self, service: Service) -> Outcome:
+        lines: list[str] = []
+        with fdl_file(service) as path:
+            # Loading and test-rendering is CPU work: off the event loop.
+            await asyncio.to_thread(check_service, path, cluster=self._settings.services.cluster)
+            message, code = await apply_services(self._settings, [path], emit=lines.append)
+            if code == EXIT_BAD_FDL:
+                raise InvalidServiceError(_tidy(message, path.parent))
+            if code != EXIT_OK:
+                raise ApplyFailedError(_tidy("\n".join([*lines, message]), path.parent))
+        definition = json.dumps(kept_definition(service), indent=2).encode()
+        await self._storage.put_object(
+            self._bucket, self._key(service.name), definition, content_type="application/json"
+        )
+        return Outcome(tuple(lines))

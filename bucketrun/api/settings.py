@@ -1,0 +1,30 @@
+"""The API's own settings (``BUCKETRUN_API__*``), beside the dispatcher's ``Settings`` it also loads."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MAX_BODY_BYTES: Final = 1024 * 1024
+
+
+class ApiSettings(BaseSettings):
+    """Who may call the API and how much it reads."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BUCKETRUN_API__", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
+
+    username: str = Field(min_length=1)
+    """HTTP basic user every route but ``/health`` requires (OSCAR's ``OSCAR_USERNAME``). Required."""
+    password: SecretStr = Field(min_length=1)
+    """Its password (OSCAR's ``OSCAR_PASSWORD``). Required."""
+    host: str = "127.0.0.1"
+    """Address to listen on. Default ``127.0.0.1``."""
+    port: int = Field(default=8080, ge=0, le=65535)
+    """TCP port to listen on (0: any free port). Default 8080, OSCAR's."""
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
+    """Largest request body, in bytes, read; a bigger one is answered 413. Default 1 MiB (a service's
+    script must fit a ConfigMap anyway)."""

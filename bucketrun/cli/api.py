@@ -1,0 +1,67 @@
+"""``bucketrun api``: serve the OSCAR-compatible API (``bucketrun.api``) for the real oscar-cli."""
+
+from __future__ import annotations
+
+import argparse
+
+from pydantic import ValidationError
+
+from bucketrun.cli.common import EXIT_OK, Commands, UsageError, load_settings
+from dispatcher.runtime.logs import configure_logging
+
+DESCRIPTION = """\
+Serve an OSCAR-compatible HTTP API, so the unmodified oscar-cli manages bucketrun's services:
+  oscar-cli cluster add bucketrun http://127.0.0.1:8080 USER PASSWORD --disable-ssl
+  oscar-cli apply services.yaml; oscar-cli service list | get NAME | remove NAME
+Routes (OSCAR's paths, methods, status codes and JSON): GET /health (no auth), GET /system/info,
+GET /system/config (the store's endpoint, never its keys), GET|POST|PUT /system/services,
+GET|DELETE /system/services/NAME. Create and update check the service as `bucketrun services
+validate` does (400 with its message), then do what `services apply` does; delete does what
+`services delete` does. Not served yet: /job, /run, /system/logs, buckets, OIDC tokens."""
+
+EPILOG = """\
+settings (environment):
+  BUCKETRUN_API__USERNAME, BUCKETRUN_API__PASSWORD   HTTP basic credential (required; 401 otherwise)
+  BUCKETRUN_API__HOST (127.0.0.1), BUCKETRUN_API__PORT (8080; 0 picks a free port)
+  BUCKETRUN_API__MAX_BODY_BYTES (1048576; a bigger request body is answered 413)
+  and the store and cluster as for `bucketrun services apply` (BUCKETRUN_STORAGE__*, BUCKETRUN_CLUSTER__*).
+It prints `bucketrun api listening on http://HOST:PORT` to stderr once it accepts connections, and
+stops on SIGINT or SIGTERM. The definitions it applied are kept in the records bucket under
+<records prefix>_api/services/ (no credentials); services applied with `bucketrun services apply`
+are not listed by it.
+exit codes: 0 stopped, 2 settings error."""
+
+
+def add_commands(commands: Commands) -> None:
+    """Add ``api``."""
+    api = commands.add_parser(
+        "api",
+        help="serve the OSCAR-compatible API for oscar-cli",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    api.add_argument("--host", help="address to listen on (default BUCKETRUN_API__HOST, else 127.0.0.1)")
+    api.add_argument("--port", type=int, help="port to listen on (default BUCKETRUN_API__PORT, else 8080)")
+    api.set_defaults(handler=_serve)
+
+
+def _serve(args: argparse.Namespace) -> tuple[str, int]:
+    # Imported here: FastAPI and uvicorn are the `api` extra, needed by this command only.
+    from bucketrun.api.server import serve  # noqa: PLC0415
+    from bucketrun.api.settings import ApiSettings  # noqa: PLC0415
+
+    settings = load_settings()
+    overrides = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
+    try:
+        api = ApiSettings(**overrides)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"BUCKETRUN_API__{'.'.join(str(part) for part in problem['loc']).upper()}: {problem['msg']}"
+            for problem in error.errors()
+        )
+        raise UsageError(f"error: {problems}") from None
+    credentials = (settings.storage.secret_key.get_secret_value(), api.password.get_secret_value())
+    configure_logging(level=settings.log.level, json=settings.log.json_lines, secrets=credentials)
+    serve(settings, api)
+    return "", EXIT_OK

@@ -1,0 +1,348 @@
+"""The real, unmodified oscar-cli against `bucketrun api`, on the suite's real store and cluster.
+
+oscar-cli is built from source by `make servers` (its pin in .ci/servers.env; `BUCKETRUN_OSCAR_CLI`
+names another build). Every call names a config file of the test's own (`--config`): oscar-cli finds
+its default ~/.oscar-cli/config.yaml through the password database, not $HOME, so only the flag keeps
+the user's file unread and unwritten. Each step is checked twice: what oscar-cli prints, and what is
+then in the store (bucket notifications, the kept definition) and the cluster (the service's ConfigMap).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pty
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes_asyncio import client  # noqa: TID251 - the test inspects the cluster directly
+
+from bucketrun.admin.validation import validate_services
+from bucketrun.devtools.minio_server import servers_dir
+from dispatcher.adapters.kube.api import MANAGED_SELECTOR
+from tests.backends.kubernetes import KubeTestEnv
+from tests.backends.s3 import S3Scope
+
+pytestmark = pytest.mark.integration
+
+USER = "oscar"
+PASSWORD = "a-test-password-3f9c"
+RUN_TIMEOUT = 90.0
+START_TIMEOUT = 30.0
+CLUSTER = "bucketrun"
+
+FDL = """\
+functions:
+  oscar:
+  - {cluster}:
+      name: upper
+      image: alpine:3.20
+      memory: {memory}
+      cpu: '0.5'
+      script: upper.sh
+      environment:
+        Variables:
+          GREETING: hello
+      input:
+      - storage_provider: minio.default
+        path: {inbox}/in
+        suffix: [.txt]
+      output:
+      - storage_provider: minio.default
+        path: {outbox}/results
+"""
+# `Variables`, capitalised: oscar-cli 1.12 reads its FDL with OSCAR 3.3's types, whose map has that key
+# (its YAML reader matches keys by case, so a lowercase `variables:` never reaches any server).
+SCRIPT = '#!/bin/sh\ntr a-z A-Z < "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/out.txt"\n'
+
+
+def oscar_cli_binary() -> Path:
+    """The oscar-cli to run; skips where it was not built (fails under CI unless the module proxy does
+    not serve it, which `make servers` records in bin/oscar-cli.unavailable)."""
+    configured = os.environ.get("BUCKETRUN_OSCAR_CLI")
+    path = Path(configured) if configured else servers_dir() / "bin" / "oscar-cli"
+    if path.is_file() and os.access(path, os.X_OK):
+        return path
+    unavailable = servers_dir() / "bin" / "oscar-cli.unavailable"
+    if unavailable.is_file():
+        pytest.skip(f"oscar-cli is not built: {unavailable.read_text().strip()}")
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI builds oscar-cli with make servers, yet {path} is missing")
+    pytest.skip(f"oscar-cli is not built ({path} missing): run make servers")
+
+
+class OscarCli:
+    """oscar-cli with a HOME of its own, against one `bucketrun api`."""
+
+    def __init__(self, binary: Path, home: Path) -> None:
+        self.binary = binary
+        self.home = home
+        self.config = home / "oscar-cli.yaml"
+
+    async def __call__(self, *args: str) -> tuple[int, str]:
+        """Run ``oscar-cli ARGS --config <the test's file>`` on a terminal of its own, as a user runs it
+        (its spinners print their closing line only there): (exit code, what it wrote, colours and
+        carriage returns taken out)."""
+        env = {"HOME": str(self.home), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TERM": "dumb"}
+        controller, terminal = pty.openpty()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                self.binary,
+                *args,
+                "--config",
+                str(self.config),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=terminal,
+                stderr=terminal,
+            )
+        finally:
+            os.close(terminal)
+        reader = asyncio.create_task(asyncio.to_thread(_read_all, controller))
+        try:
+            async with asyncio.timeout(RUN_TIMEOUT):
+                await process.wait()
+                written = await reader
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            pytest.fail(f"oscar-cli {' '.join(args)} did not finish within {RUN_TIMEOUT} s")
+        finally:
+            os.close(controller)
+        assert process.returncode is not None
+        text = _ANSI.sub("", written.decode(errors="replace")).replace("\r\n", "\n")
+        return process.returncode, "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def _read_all(fd: int) -> bytes:
+    """Everything written to the terminal whose controlling side is *fd*, until its last writer closed."""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: no process holds the terminal any more
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class Api:
+    """A `bucketrun api` process on a free port, with the test's store and namespace."""
+
+    def __init__(self, s3: S3Scope, kube: KubeTestEnv) -> None:
+        self.s3 = s3
+        self.kube = kube
+        self.inbox = s3.bucket("in", create=False)
+        self.outbox = s3.bucket("out", create=False)
+        self.records = s3.bucket("records", create=False)
+        self.url = ""
+
+    def env(self) -> dict[str, str]:
+        endpoint = self.s3.endpoint
+        assert endpoint.notify_arn is not None
+        base = {key: value for key, value in os.environ.items() if not key.startswith("BUCKETRUN_")}
+        return {
+            **base,
+            "BUCKETRUN_STORAGE__ENDPOINT": endpoint.endpoint,
+            "BUCKETRUN_STORAGE__ACCESS_KEY": endpoint.access_key,
+            "BUCKETRUN_STORAGE__SECRET_KEY": endpoint.secret_key,
+            "BUCKETRUN_STORAGE__REGION": endpoint.region,
+            "BUCKETRUN_STORAGE__SECURE": str(endpoint.secure).lower(),
+            "BUCKETRUN_STORAGE__RECORDS_BUCKET": self.records,
+            "BUCKETRUN_STORAGE__NOTIFY_ARN": endpoint.notify_arn,
+            "BUCKETRUN_CLUSTER__EXECUTOR": "kubernetes",
+            "BUCKETRUN_CLUSTER__NAMESPACE": self.kube.namespace,
+            "BUCKETRUN_CLUSTER__KUBECONFIG": str(self.kube.kubeconfig),
+            "BUCKETRUN_API__USERNAME": USER,
+            "BUCKETRUN_API__PASSWORD": PASSWORD,
+            "BUCKETRUN_LOG__FORMAT": "json",
+        }
+
+    def fdl(self, *, memory: str = "256Mi") -> str:
+        return FDL.format(cluster=CLUSTER, memory=memory, inbox=self.inbox, outbox=self.outbox)
+
+    def queue_rules(self, bucket: str) -> list[tuple[str, str, tuple[str, ...], str, str]]:
+        """(id, arn, events, prefix, suffix) of every queue entry MinIO holds for *bucket*."""
+        minio = self.s3.endpoint.client()
+        if not minio.bucket_exists(bucket):
+            return []
+        return sorted(
+            (
+                q.config_id or "",
+                q.queue,
+                tuple(q.events),
+                q.prefix_filter_rule.value if q.prefix_filter_rule else "",
+                q.suffix_filter_rule.value if q.suffix_filter_rule else "",
+            )
+            for q in minio.get_bucket_notification(bucket).queue_config_list
+        )
+
+    def kept_definitions(self) -> dict[str, Any]:
+        minio = self.s3.endpoint.client()
+        found = minio.list_objects(self.records, prefix="records/_api/services/", recursive=True)
+        return {
+            item.object_name or "": json.loads(minio.get_object(self.records, item.object_name or "").read())
+            for item in found
+        }
+
+    async def config_maps(self, api: client.ApiClient) -> list[dict[str, Any]]:
+        maps = await client.CoreV1Api(api).list_namespaced_config_map(
+            self.kube.namespace, label_selector=MANAGED_SELECTOR
+        )
+        return [{"name": m.metadata.name, "labels": m.metadata.labels, "data": m.data} for m in maps.items]
+
+
+@pytest.fixture
+async def api(s3: S3Scope, kube: KubeTestEnv) -> AsyncIterator[Api]:
+    """`bucketrun api` started as a user starts it, stopped (SIGTERM) at the end."""
+    if s3.endpoint.notify_arn is None:
+        pytest.skip("needs MinIO's AMQP notifications (moto has none): run make servers")
+    served = Api(s3, kube)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bucketrun.cli.main",
+        "api",
+        "--port",
+        "0",
+        env=served.env(),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    seen: list[str] = []
+    try:
+        async with asyncio.timeout(START_TIMEOUT):
+            while not served.url:
+                line = (await process.stderr.readline()).decode()
+                if not line:
+                    pytest.fail(f"bucketrun api exited ({await process.wait()}): {''.join(seen)}")
+                seen.append(line)
+                if found := re.search(r"listening on (http://\S+)", line):
+                    served.url = found.group(1)
+        drain = asyncio.create_task(process.stderr.read())  # never let a full pipe stall the server
+        yield served
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            async with asyncio.timeout(START_TIMEOUT):
+                await process.wait()
+    errors = (await drain).decode()
+    # uvicorn stops gracefully on SIGTERM, then raises it again: the exit is by that signal.
+    assert process.returncode in (0, -signal.SIGTERM), errors[-3000:]
+    assert "Traceback" not in errors, errors[-3000:]
+
+
+@pytest.fixture
+def oscar_cli(tmp_path: Path) -> OscarCli:
+    home = tmp_path / "home"
+    home.mkdir()
+    return OscarCli(oscar_cli_binary(), home)
+
+
+async def test_oscar_cli_applies_lists_gets_and_removes_a_service(
+    api: Api, oscar_cli: OscarCli, kube_api: client.ApiClient, tmp_path: Path
+) -> None:
+    user_config = Path.home() / ".oscar-cli" / "config.yaml"
+    user_config_before = user_config.read_bytes() if user_config.exists() else None
+
+    code, out = await oscar_cli("cluster", "add", CLUSTER, api.url, USER, PASSWORD, "--disable-ssl")
+    assert code == 0, out
+    assert f'Cluster "{CLUSTER}" successfully stored' in out
+    stored = yaml.safe_load(oscar_cli.config.read_text())
+    assert stored["oscar"][CLUSTER]["endpoint"] == api.url
+
+    fdl = tmp_path / "services.yaml"
+    fdl.write_text(api.fdl())
+    (tmp_path / "upper.sh").write_text(SCRIPT)
+    code, out = await oscar_cli("apply", str(fdl))
+    assert code == 0, out
+    assert 'Applying file "services.yaml"' in out
+    assert f'Creating service "upper" in cluster "{CLUSTER}"' in out
+
+    arn = api.s3.endpoint.notify_arn
+    assert api.queue_rules(api.inbox) == [("bucketrun-upper-0", arn, ("s3:ObjectCreated:*",), "in/", ".txt")]
+    (config_map,) = await api.config_maps(kube_api)
+    assert config_map["labels"]["bucketrun.io/service"] == "upper"
+    assert SCRIPT in config_map["data"].values()
+    (kept,) = api.kept_definitions().values()
+    assert kept["name"] == "upper"
+    assert "clusters" not in kept
+    assert PASSWORD not in json.dumps(kept)
+    assert api.s3.endpoint.secret_key not in json.dumps(kept)
+
+    code, out = await oscar_cli("service", "list")
+    assert code == 0, out
+    rows = [line.split() for line in out.splitlines() if line.strip()]
+    assert rows == [["NAME", "IMAGE", "CPU", "MEMORY"], ["upper", "alpine:3.20", "0.5", "256Mi"]]
+
+    code, out = await oscar_cli("service", "get", "upper")
+    assert code == 0, out
+    shown = yaml.safe_load(out)
+    assert (shown["name"], shown["image"], shown["script"]) == ("upper", "alpine:3.20", SCRIPT)
+    assert shown["environment"] == {"Variables": {"GREETING": "hello"}}
+    assert [entry["path"] for entry in shown["input"]] == [f"{api.inbox}/in"]
+    assert PASSWORD not in out
+
+    # Applied again with other memory: oscar-cli finds it (GET) and edits it (PUT).
+    fdl.write_text(api.fdl(memory="512Mi"))
+    code, out = await oscar_cli("apply", str(fdl))
+    assert code == 0, out
+    assert f'Editing service "upper" in cluster "{CLUSTER}"' in out
+    code, out = await oscar_cli("service", "get", "upper")
+    assert yaml.safe_load(out)["memory"] == "512Mi"
+
+    code, out = await oscar_cli("service", "delete", "upper")
+    assert code == 0, out
+    assert 'Removing service "upper"' in out
+    assert api.queue_rules(api.inbox) == []
+    assert await api.config_maps(kube_api) == []
+    assert api.kept_definitions() == {}
+    code, out = await oscar_cli("service", "list")
+    assert (code, out.strip()) == (0, "There are no services in the cluster")
+    code, out = await oscar_cli("service", "get", "upper")
+    assert code != 0
+    assert "not found" in out
+
+    assert (user_config.read_bytes() if user_config.exists() else None) == user_config_before
+
+
+async def test_oscar_cli_shows_the_validate_message_for_an_invalid_service(
+    api: Api, oscar_cli: OscarCli, kube_api: client.ApiClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, out = await oscar_cli("cluster", "add", CLUSTER, api.url, USER, "a-wrong-password", "--disable-ssl")
+    assert code == 0, out
+    fdl = tmp_path / "services.yaml"
+    fdl.write_text(api.fdl(memory="lots"))
+    (tmp_path / "upper.sh").write_text(SCRIPT)
+    code, out = await oscar_cli("apply", str(fdl))
+    assert code != 0
+    assert "invalid credentials" in out
+
+    code, out = await oscar_cli("cluster", "add", CLUSTER, api.url, USER, PASSWORD, "--disable-ssl")
+    assert code == 0, out
+    code, out = await oscar_cli("apply", str(fdl))
+    assert code != 0
+    # What `bucketrun services validate upper.yaml` prints for the same service, as oscar-cli sent it.
+    sent = {"name": "upper", "image": "alpine:3.20", "memory": "lots", "cpu": "0.5", "script": SCRIPT}
+    (tmp_path / "upper.yaml").write_text(yaml.safe_dump({"functions": {"oscar": [{CLUSTER: sent}]}}))
+    monkeypatch.chdir(tmp_path)
+    expected, exit_code = validate_services([Path("upper.yaml")])
+    assert exit_code == 1
+    problem = next(line for line in expected.splitlines() if "memory" in line)
+    assert problem in out
+    assert api.queue_rules(api.inbox) == []
+    assert await api.config_maps(kube_api) == []
