@@ -226,7 +226,7 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
                 "Finished Jobs by outcome",
                 "Finished Jobs per second by service and outcome (succeeded, failed, oom-killed, "
                 "deadline-exceeded, evicted, image-pull-failed, config-error, unschedulable, "
-                "input-missing, stage-in-failed, stage-out-failed, unknown).",
+                "pod-create-refused, input-missing, stage-in-failed, stage-out-failed, unknown).",
                 (
                     Query(
                         f"sum by (service, outcome) ({_rate(_FINISHED, SERVICE)})",

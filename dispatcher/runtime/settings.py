@@ -388,10 +388,14 @@ class WatcherSettings(_Group):
     ``ImagePullBackOff``, ``InvalidImageName``, ``ErrImageNeverPull``, ``CreateContainerConfigError`` or
     ``CreateContainerError``, or ``PodScheduled=False`` with reason ``Unschedulable``) before the watcher
     records its Job with that reason and deletes it, which frees its ``max_concurrent_jobs`` slot.
-    Kubernetes keeps such a pod Pending until the Job's deadline. Raise it where a cluster autoscaler
-    adds nodes for unschedulable pods (a GPU node can take 10 minutes). Default 300 (5 min)."""
+    Kubernetes keeps such a pod Pending until the Job's deadline. Also how long a Job may go on being
+    refused its pod (the Job controller's ``FailedCreate`` Events: PodSecurity, a missing
+    ServiceAccount, a quota its pod can never fit; not a quota that may free) before it is recorded as
+    ``pod-create-refused`` and deleted. Raise it where a cluster autoscaler adds nodes for
+    unschedulable pods (a GPU node can take 10 minutes). Default 300 (5 min)."""
     stuck_interval: PositiveFloat = 30.0
-    """Seconds between two looks at bucketrun's Pending pods for ones that can never start. Default 30."""
+    """Seconds between two looks at bucketrun's Pending pods, and at the Jobs refused a pod, for ones
+    that can never start. Default 30."""
     records_retention_days: int = Field(default=30, ge=0, le=36_500)
     """Days a job record (``status.json``, logs, ``outputs.json``) is kept after it was written; 0 keeps
     records for ever. The watcher sets it at start as an S3 lifecycle rule on the records prefix (ID

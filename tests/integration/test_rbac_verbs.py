@@ -8,7 +8,8 @@ PUT = update, PATCH = patch, DELETE = delete, pods/log a resource of its own) gi
 1. the dispatcher turns a MinIO event into a Job (ConfigMap, Job, the Job informer's list + watch);
 2. the watcher leads through the Lease (create, get, renew, release), records the finished Job
    (list + watch Jobs, list its pods, read its logs, annotate it) and ends a Job whose pod can never
-   start (list the Pending pods, get the Job, record it, delete it);
+   start (list the Pending pods, get the Job, record it, delete it); each of those looks also lists the
+   Job controller's FailedCreate Events (list events);
 3. `bucketrun jobs list|show|logs` read the cluster as an operator does (Role `bucketrun-operator`),
    with a finished Job and one still pending (its pods are listed);
 4. `bucketrun jobs delete` ends them (Role `bucketrun-jobs-admin`): a service's Jobs by status, which

@@ -7,7 +7,9 @@ and Jobs ended the way the real Job controller, scheduler and kubelet end them.
    the same tokens are refused (403) outside their Roles.
 2. PodSecurity: in a namespace enforcing ``restricted``, a service with ``run_as_user`` gets its pod
    admitted (the Job controller records no FailedCreate) and run; one without (the script runs as its
-   image's user, root included, as OSCAR runs it) is refused, and its Job ends at the service's timeout.
+   image's user, root included, as OSCAR runs it) is refused: the watcher finds the Job controller's
+   FailedCreate Events, records the Job as ``pod-create-refused`` with the refusal well within the
+   service's timeout, and deletes it, so its capacity slot comes back.
 3. Quota: a ResourceQuota refusing the next Job makes the API server answer 403 "exceeded quota"; the
    event is neither acked as "exists" nor dead-lettered: it waits in a retry tier and becomes its Job
    once the quota frees.
@@ -267,6 +269,11 @@ async def test_dispatcher_and_watcher_run_with_their_service_account_tokens_only
             ("create jobs", lambda api: client.BatchV1Api(api).create_namespaced_job(namespace, _JOB)),
             ("create pods", lambda api: client.CoreV1Api(api).create_namespaced_pod(namespace, _POD)),
             ("list configmaps", lambda api: client.CoreV1Api(api).list_namespaced_config_map(namespace)),
+            # Events: list only (the refused-Job sweep), never write or delete.
+            (
+                "delete events",
+                lambda api: client.CoreV1Api(api).delete_collection_namespaced_event(namespace),
+            ),
         ],
     }
     for kubeconfig, calls in outside.items():
@@ -314,15 +321,18 @@ functions:
       script: |
         id -u
       input: [{storage_provider: minio, path: IN_BUCKET/root}]
-      bucketrun: {timeout: 3, max_concurrent_jobs: 1}
+      bucketrun: {timeout: 40, max_concurrent_jobs: 1}
 """
+REFUSED_TIMEOUT = 40
+"""The refused service's timeout (activeDeadlineSeconds): its record must come well before it."""
 RESTRICTED = "pod-security.kubernetes.io/enforce"
 
 
 async def test_jobs_with_run_as_user_are_admitted_under_pod_security_restricted(
     amqp_names, s3, real, tmp_path
 ) -> None:
-    """A service with run_as_user runs; one without is refused by PodSecurity and ends at its timeout."""
+    """A service with run_as_user runs; one without is refused by PodSecurity, and the watcher ends its
+    Job (recorded with the refusal, deleted) before the service's timeout."""
     namespace = real.namespace
     async with await api_client_for(real.kubeconfig) as api:
         await client.CoreV1Api(api).patch_namespace(
@@ -336,13 +346,17 @@ async def test_jobs_with_run_as_user_are_admitted_under_pod_security_restricted(
         started(partial(run_watcher, env.settings), "watcher"),
     ):
         await env.upload("in/a.txt")
+        began = time.monotonic()
         await env.upload("root/a.txt")
         (record,) = await until(lambda: _some(env.records_of("nonroot")), "the job record", WITHIN)
         (as_image_user,) = await until(
-            lambda: _some(env.records_of("image-user")), "the refused Job's record", WITHIN
+            lambda: _some(env.records_of("image-user")), "the refused Job's record", REFUSED_TIMEOUT
         )
+        took = time.monotonic() - began
         async with asyncio.timeout(WITHIN):
             await informer.index.wait_until(lambda: informer.index.active("image-user") == 0)
+        await until(partial(_job_count, env, 1), "the refused Job deleted by the watcher", WITHIN)
+        freed = time.monotonic() - began
 
     assert record["outcome"] == "succeeded", env.explain(record)
     async with await api_client_for(real.kubeconfig) as api:
@@ -360,10 +374,15 @@ async def test_jobs_with_run_as_user_are_admitted_under_pod_security_restricted(
     (run,) = [c for c in pod["spec"]["containers"] if c["name"] == "run"]
     assert (run["securityContext"]["runAsUser"], run["securityContext"]["runAsNonRoot"]) == (1000, True)
     # Without run_as_user the script runs as its image's user, root included (OSCAR images expect it):
-    # restricted refuses that pod, and the Job, which never gets one, ends at its deadline.
+    # restricted refuses that pod; the Job, which never gets one, is recorded with the controller's
+    # refusal and deleted by the watcher before its deadline.
     assert 'violates PodSecurity "restricted:latest"' in refused[as_image_user["job"]], refused
     assert 'container "run" must set securityContext.runAsNonRoot=true' in refused[as_image_user["job"]]
-    assert (as_image_user["outcome"], as_image_user["reason"]) == ("deadline-exceeded", "DeadlineExceeded")
+    got = (as_image_user["outcome"], as_image_user["reason"])
+    assert got == ("pod-create-refused", "FailedCreate"), env.explain(as_image_user)
+    assert 'violates PodSecurity "restricted:latest"' in as_image_user["message"], as_image_user
+    assert freed < REFUSED_TIMEOUT, f"{freed:.1f} s to the slot back, the timeout is {REFUSED_TIMEOUT} s"
+    print(f"refused Job: recorded {took:.1f} s after its upload, deleted (slot back) after {freed:.1f} s")
 
 
 # -- 3. Quota -------------------------------------------------------------------------------------------

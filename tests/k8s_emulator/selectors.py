@@ -15,7 +15,11 @@ _SET = re.compile(r"(?P<key>[^\s!=<>(),]+)\s+(?P<op>in|notin)\s*\((?P<values>[^(
 
 # Fields each resource can be selected by besides metadata.name and metadata.namespace: only those a
 # client of the emulator selects by (the apiserver knows more, e.g. spec.nodeName; those answer 400 here).
-_EXTRA_FIELDS: dict[str, frozenset[str]] = {"pods": frozenset({"status.phase"})}
+_EXTRA_FIELDS: dict[str, frozenset[str]] = {
+    "pods": frozenset({"status.phase"}),
+    # The watcher's refused-Job sweep: FailedCreate Events of Jobs, then one Job's Events by UID.
+    "events": frozenset({"involvedObject.kind", "involvedObject.uid", "reason"}),
+}
 
 
 def _as_int(value: str | None) -> int | None:
