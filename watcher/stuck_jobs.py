@@ -180,7 +180,7 @@ class StuckJobSweep:
                 "cannot list the FailedCreate Events: Jobs refused a pod are not ended", error=str(error)
             )
             return ended
-        for name, uid in refused_jobs(events):
+        for name, uid in refused_jobs(events, now, self._grace):
             if await self._in_hand.run(self._end_refused(name, uid, now), name=f"end refused Job {name}"):
                 ended += 1
         return ended

@@ -5,7 +5,8 @@ root, a ServiceAccount that does not exist, a LimitRange, a webhook, a ResourceQ
 sets no condition and the Job has no pod: it emits a Warning Event on the Job, reason ``FailedCreate``,
 message ``Error creating: <the API server's refusal>``, and tries again with back-off (1 s doubling up to
 60 s), for ever or until ``activeDeadlineSeconds``. ``stuck_reason`` never sees such a Job (it reads
-pods), so this module decides it instead: ``refused_reason(job, events, now, grace)``.
+pods), so this module decides it instead: ``refused_reason(job, events, now, grace)``, for the Jobs that
+``refused_jobs(events, now, grace)`` picks from the namespace's ``FailedCreate`` Events alone.
 
 A Job is refused when it has not finished, is not suspended or being deleted, has no active pod, its
 newest Event is a ``FailedCreate``, and the refusals have gone on for at least *grace*: counted from the
@@ -52,29 +53,38 @@ def refused_reason(
     its pods refused, persistently, for at least *grace* before *now*; else None (see the module)."""
     if not _may_be_refused(job):
         return None
-    own = sorted(
-        (event for event in events if _about(event, job)), key=lambda event: _last_seen(event) or _EPOCH
-    )
-    if not own or own[-1].get("reason") != FAILED_CREATE:
-        return None
-    since = _refused_since(own)
-    message = _message(own[-1])
-    if since is None or now - since < grace or _transient(message):
+    message = _persisting_refusal([event for event in events if _about(event, kube.uid(job))], now, grace)
+    if message is None:
         return None
     bounded = message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"
     detail = f"Job {kube.name(job)} got no pod, the API server refused it: {bounded}"
     return Outcome(OutcomeKind.POD_CREATE_REFUSED, FAILED_CREATE, detail, None)
 
 
-def refused_jobs(events: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
-    """(name, UID) of each Job that *events* name as ``FailedCreate``, once each, in the order listed."""
-    found: dict[tuple[str, str], None] = {}
+def refused_jobs(
+    events: Sequence[Mapping[str, Any]], now: datetime, grace: timedelta
+) -> list[tuple[str, str]]:
+    """(name, UID) of each Job, once, in the order listed, whose ``FailedCreate`` *events* alone already
+    show a persisting refusal for *grace*: the Jobs worth reading with all their Events (the Events of
+    another reason can only make it later, or not a refusal at all, never sooner)."""
+    jobs: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for event in events:
         involved = _involved(event)
         name, uid = involved.get("name"), involved.get("uid")
         if event.get("reason") == FAILED_CREATE and involved.get("kind") == "Job" and name and uid:
-            found[str(name), str(uid)] = None
-    return list(found)
+            jobs.setdefault((str(name), str(uid)), []).append(event)
+    return [job for job, refusals in jobs.items() if _persisting_refusal(refusals, now, grace) is not None]
+
+
+def _persisting_refusal(events: Sequence[Mapping[str, Any]], now: datetime, grace: timedelta) -> str | None:
+    """The newest refusal's message when one Job's *events* end in refusals going on for *grace*, and not
+    a quota that may free; else None."""
+    own = sorted(events, key=lambda event: _last_seen(event) or _EPOCH)
+    if not own or own[-1].get("reason") != FAILED_CREATE:
+        return None
+    since = _refused_since(own)
+    message = _message(own[-1])
+    return None if since is None or now - since < grace or _transient(message) else message
 
 
 def _may_be_refused(job: Mapping[str, Any]) -> bool:
@@ -125,9 +135,9 @@ def _message(event: Mapping[str, Any]) -> str:
     return text.removeprefix(_COMBINED)
 
 
-def _about(event: Mapping[str, Any], job: Mapping[str, Any]) -> bool:
+def _about(event: Mapping[str, Any], uid: str) -> bool:
     involved = _involved(event)
-    return involved.get("kind") == "Job" and involved.get("uid") == kube.uid(job)
+    return involved.get("kind") == "Job" and involved.get("uid") == uid
 
 
 def _involved(event: Mapping[str, Any]) -> Mapping[str, Any]:

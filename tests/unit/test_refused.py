@@ -210,15 +210,21 @@ def test_events_v1_shapes_are_read_too() -> None:
     assert refused_reason(job(), [refusal], CREATED + GRACE + timedelta(seconds=2), GRACE) is not None
 
 
-def test_refused_jobs_names_each_job_once_and_only_jobs() -> None:
+def test_refused_jobs_names_each_job_refused_for_the_grace_once_and_only_jobs() -> None:
+    later = CREATED + timedelta(hours=1)
     pod_event = event("FailedCreate", "Error creating: ...", 5)
     pod_event["involvedObject"] = {"kind": "ReplicaSet", "name": "web-5d8f", "uid": "rs-1"}
     other = event("FailedCreate", POD_SECURITY, 3, uid="other-uid")
     other["involvedObject"]["name"] = "other"
+    waiting = event("FailedCreate", QUOTA_FULL, 3, uid="quota-uid")
+    recent = event("FailedCreate", POD_SECURITY, 3590, uid="recent-uid")
     events = [
         *refusals(POD_SECURITY),
         pod_event,
         other,
-        event("SuccessfulCreate", "Created pod: x", 4, uid="u3"),
+        waiting,
+        recent,
+        event("SuccessfulCreate", "Created", 4),
     ]
-    assert refused_jobs(events) == [("image-user-abc", "5b1f-job"), ("other", "other-uid")]
+    assert refused_jobs(events, later, GRACE) == [("image-user-abc", "5b1f-job"), ("other", "other-uid")]
+    assert refused_jobs(events, CREATED + GRACE, GRACE) == []
