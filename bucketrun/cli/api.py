@@ -25,11 +25,11 @@ settings (environment):
   BUCKETRUN_API__HOST (127.0.0.1), BUCKETRUN_API__PORT (8080; 0 picks a free port)
   BUCKETRUN_API__MAX_BODY_BYTES (1048576; a bigger request body is answered 413)
   and the store and cluster as for `bucketrun services apply` (BUCKETRUN_STORAGE__*, BUCKETRUN_CLUSTER__*).
-It prints `bucketrun api listening on http://HOST:PORT` to stderr once it accepts connections, and
-stops on SIGINT or SIGTERM. The definitions it applied are kept in the records bucket under
-<records prefix>_api/services/ (no credentials); services applied with `bucketrun services apply`
-are not listed by it.
-exit codes: 0 stopped, 2 settings error."""
+It prints `bucketrun api listening on http://HOST:PORT` to stderr once it accepts connections. On
+SIGINT or SIGTERM it finishes the requests in flight, then ends by that signal (uvicorn's way).
+The definitions it applied are kept in the records bucket under <records prefix>_api/services/
+(no credentials); services applied with `bucketrun services apply` are not listed by it.
+exit codes: 2 settings error (nothing served)."""
 
 
 def add_commands(commands: Commands) -> None:
@@ -48,8 +48,13 @@ def add_commands(commands: Commands) -> None:
 
 def _serve(args: argparse.Namespace) -> tuple[str, int]:
     # Imported here: FastAPI and uvicorn are the `api` extra, needed by this command only.
-    from bucketrun.api.server import serve  # noqa: PLC0415
-    from bucketrun.api.settings import ApiSettings  # noqa: PLC0415
+    try:
+        from bucketrun.api.server import serve  # noqa: PLC0415
+        from bucketrun.api.settings import ApiSettings  # noqa: PLC0415
+    except ModuleNotFoundError as error:
+        raise UsageError(
+            f"error: bucketrun api needs {error.name}, of the api extra: pip install 'bucketrun[api]'"
+        ) from None
 
     settings = load_settings()
     overrides = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
