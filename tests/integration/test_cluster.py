@@ -13,7 +13,13 @@ from kubernetes_asyncio import client  # noqa: TID251 - the tests drive the API 
 from dispatcher.adapters.kube import JobFeed, JobInformer, KubeApi, runs_in_cluster
 from dispatcher.adapters.kube.creating import ConfigMapCreator, create_job
 from dispatcher.adapters.kube.deleting import delete_job
-from dispatcher.adapters.kube.fetching import api_answers, pending_pods, read_job
+from dispatcher.adapters.kube.fetching import (
+    api_answers,
+    job_events,
+    pending_pods,
+    read_job,
+    refused_job_events,
+)
 from dispatcher.adapters.kube.patching import ensure_secret
 from dispatcher.domain.constants import LABEL_MANAGED_BY, LABEL_SERVICE, MANAGED_BY
 from dispatcher.domain.errors import PermanentError, TransientError
@@ -22,6 +28,7 @@ from dispatcher.executors.kubernetes import KubernetesExecutor, connect_kubernet
 from dispatcher.runtime.ratelimit import TokenBucket
 from dispatcher.runtime.settings import ClusterSettings
 from tests.backends import free_port
+from tests.backends.kubernetes import api_client_for
 from tests.emulator.helpers import wait_for
 from tests.k8s_emulator import WRITE_VERBS
 
@@ -387,3 +394,36 @@ async def test_pending_pods_and_a_delete_that_takes_only_the_job_of_that_uid_wit
             await asyncio.sleep(0.05)
     assert not await delete_job(api, "stuck", uid)  # gone: 404
     assert await read_job(api, "fine") is not None
+
+
+async def test_the_failed_create_events_of_a_job_whose_pod_admission_refuses(kube, api):
+    # What the watcher's refused-Job sweep calls, against the real Job controller and PodSecurity: the
+    # namespace's FailedCreate Events of Jobs (a field selector the API server must accept), then all
+    # of one Job's Events by its UID. The emulator has no admission: it only answers both lists.
+    if not kube.backend.real:
+        assert await refused_job_events(api) == []
+        assert await job_events(api, "no-such-uid") == []
+        return
+    async with await api_client_for(kube.kubeconfig) as admin:
+        await client.CoreV1Api(admin).patch_namespace(
+            kube.namespace, {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}
+        )
+    await create_job(api, job("refused"))  # busybox as root, no securityContext: restricted refuses it
+    found = await read_job(api, "refused")
+    assert found is not None
+    uid = found["metadata"]["uid"]
+
+    async with asyncio.timeout(WITHIN):
+        while not (refusals := await refused_job_events(api)):  # noqa: ASYNC110 - the controller works in the server
+            await asyncio.sleep(0.1)
+    assert {(e["involvedObject"]["kind"], e["involvedObject"]["uid"], e["reason"]) for e in refusals} == {
+        ("Job", uid, "FailedCreate")
+    }
+    assert refusals[0]["message"].startswith('Error creating: pods "refused-')
+    assert 'violates PodSecurity "restricted:latest"' in refusals[0]["message"]
+    own = await job_events(api, uid)
+    assert {e["reason"] for e in own} == {"FailedCreate"}, own
+    assert await job_events(api, "the-uid-of-another-job") == []
+    job_now = await read_job(api, "refused")
+    assert job_now is not None
+    assert not job_now.get("status", {}).get("conditions"), "the controller sets no condition for it"
