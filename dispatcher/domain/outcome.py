@@ -29,7 +29,9 @@ the deadline outranks exit codes (the deadline killed it).
 
 A Job that has not finished is ``unknown`` (``NotFinished``) unless its newest pod shows row 2: that is
 how the watcher records a Job it ends because its pod can never start. ``stuck_reason(pod, now, grace)``
-is that decision: row 2's evidence, held for at least *grace*, in a pod that is still waiting. A Job whose
+is that decision: row 2's evidence, held for at least *grace*, in a pod that is still waiting. An
+unschedulable pod counts only when no node could ever take it (``unschedulable_for_good``); a pod that
+waits for a busy node's capacity waits, as Kubernetes lets it, bounded by the Job's deadline. A Job whose
 pods admission refuses has no pod to look at: ``dispatcher.domain.refused.refused_reason(job, events, now,
 grace)`` decides that one from the Job's Events.
 """
@@ -64,6 +66,13 @@ CANNOT_RUN_REASONS: Final = frozenset({"ContainerCannotRun", "StartError"})
 """Terminated reasons of a container whose process never started (the local runner's, containerd's)."""
 UNSCHEDULABLE: Final = "Unschedulable"
 """Reason of the ``PodScheduled=False`` condition of a pod no node can take."""
+_PREEMPTION: Final = "preemption:"
+"""Where the scheduler's message turns from the nodes' filters to what preemption could do about them."""
+_NOT_HELPFUL: Final = "Preemption is not helpful for scheduling"
+"""Preemption's answer for a node that could not take the pod even empty (a filter that no eviction
+changes: a request above its allocatable, a selector, an untolerated taint)."""
+_CAPACITY: Final = ("Insufficient ", "Too many pods")
+"""Filter reasons of a node that is full now and may not be later (NodeResourcesFit)."""
 _STILL_WAITING: Final = frozenset({"Pending", "Running"})
 """Pod phases in which a container can still be waiting to start."""
 _DEADLINE: Final = "DeadlineExceeded"
@@ -177,7 +186,28 @@ def stuck_reason(pod: Mapping[str, Any], now: datetime, grace: timedelta) -> Out
     if found is None:
         return None
     outcome, since = found
+    if outcome.kind is OutcomeKind.UNSCHEDULABLE and not unschedulable_for_good(outcome.message):
+        return None
     return outcome if since is not None and now - since >= grace else None
+
+
+def unschedulable_for_good(message: str) -> bool:
+    """Whether the scheduler's ``Unschedulable`` *message* says that no node could ever take the pod,
+    rather than that the nodes are full now.
+
+    kube-scheduler ends it with what preemption found for each node (``preemption: 0/N nodes are
+    available: ...``): ``Preemption is not helpful for scheduling`` for a node that could not take the
+    pod even empty, ``No preemption victims found for incoming pod`` for one that is only busy. Measured
+    on kube-scheduler v1.37.2 with a node of 2 CPUs: a 512-CPU pod gets the first, a 1.5-CPU pod beside
+    another the second. Without that part (preemption off), only node-full filters (``Insufficient X``,
+    ``Too many pods``) count as waiting."""
+    filters, found, preemption = message.partition(_PREEMPTION)
+    if found:
+        return _NOT_HELPFUL in preemption and "No preemption victims" not in preemption
+    _, _, reasons = filters.partition("nodes are available:")
+    parts = [part.strip().lstrip("0123456789 ").rstrip(".") for part in reasons.split(",")]
+    parts = [part for part in parts if part]
+    return not parts or not all(part.startswith(_CAPACITY) for part in parts)
 
 
 def _never_started(pod: Mapping[str, Any], run_exit: int | None) -> tuple[Outcome, datetime | None] | None:

@@ -386,9 +386,10 @@ class WatcherSettings(_Group):
     stuck_grace: PositiveFloat = 300.0
     """Seconds a pod may show that it can never start (a container waiting with ``ErrImagePull``,
     ``ImagePullBackOff``, ``InvalidImageName``, ``ErrImageNeverPull``, ``CreateContainerConfigError`` or
-    ``CreateContainerError``, or ``PodScheduled=False`` with reason ``Unschedulable``) before the watcher
-    records its Job with that reason and deletes it, which frees its ``max_concurrent_jobs`` slot.
-    Kubernetes keeps such a pod Pending until the Job's deadline. Also how long a Job may go on being
+    ``CreateContainerError``, or ``PodScheduled=False`` with reason ``Unschedulable`` where the scheduler
+    says that no node could take it even empty) before the watcher records its Job with that reason and
+    deletes it, which frees its ``max_concurrent_jobs`` slot. Kubernetes keeps such a pod Pending until
+    the Job's deadline. A pod waiting for a busy node's capacity is left waiting. Also how long a Job may go on being
     refused its pod (the Job controller's ``FailedCreate`` Events: PodSecurity, a missing
     ServiceAccount, a quota its pod can never fit; not a quota that may free) before it is recorded as
     ``pod-create-refused`` and deleted. Raise it where a cluster autoscaler adds nodes for

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from dispatcher.domain.outcome import Outcome, OutcomeKind, classify, stuck_reason
+from dispatcher.domain.outcome import Outcome, OutcomeKind, classify, stuck_reason, unschedulable_for_good
 
 GRACE = timedelta(minutes=5)
 STARTED = "2026-03-01T10:00:00Z"
@@ -126,7 +126,7 @@ def unschedulable_pod() -> dict[str, Any]:
                 "lastTransitionTime": STARTED,
                 "reason": "Unschedulable",
                 "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu. preemption: 0/3 nodes "
-                "are available: 3 No preemption victims found for incoming pod.",
+                "are available: 3 Preemption is not helpful for scheduling.",
             }
         ],
     }
@@ -229,6 +229,53 @@ def test_an_unschedulable_pod_is_stuck_once_the_grace_has_passed() -> None:
     assert found.message.startswith(
         "pod upper-abc-x7k2p: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu"
     )
+
+
+BUSY = (
+    "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption "
+    "victims found for incoming pod."
+)
+"""kube-scheduler v1.37.2's message for a 1.5-CPU pod beside another on a 2-CPU node (it fits once the
+other ends)."""
+NEVER = (
+    "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 Preemption is "
+    "not helpful for scheduling."
+)
+"""kube-scheduler v1.37.2's message for a 512-CPU pod on the same node (it never fits)."""
+
+
+def test_a_pod_waiting_for_a_busy_nodes_capacity_is_never_stuck() -> None:
+    pod = unschedulable_pod()
+    pod["status"]["conditions"][0]["message"] = BUSY
+    start = datetime(2026, 3, 1, 10, tzinfo=UTC)
+    assert stuck_reason(pod, start + 100 * GRACE, GRACE) is None
+    pod["status"]["conditions"][0]["message"] = NEVER
+    assert stuck_reason(pod, start + GRACE, GRACE) is not None
+
+
+@pytest.mark.parametrize(
+    ("message", "for_good"),
+    [
+        (NEVER, True),
+        (BUSY, False),
+        (
+            "0/3 nodes are available: 1 Insufficient memory, 2 node(s) had untolerated taint {gpu: yes}. "
+            "preemption: 0/3 nodes are available: 1 No preemption victims found for incoming pod, 2 "
+            "Preemption is not helpful for scheduling.",
+            False,  # the first node may free its memory
+        ),
+        (
+            "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector. preemption: 0/2 "
+            "nodes are available: 2 Preemption is not helpful for scheduling.",
+            True,
+        ),
+        ("0/2 nodes are available: 1 Too many pods, 1 Insufficient cpu.", False),  # preemption off
+        ("0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector.", True),
+        ("no nodes available to schedule pods", True),  # a message not understood: as before, stuck
+    ],
+)
+def test_unschedulable_for_good_reads_the_schedulers_message(message: str, for_good: bool) -> None:
+    assert unschedulable_for_good(message) is for_good
 
 
 def later(hours: int = 10) -> datetime:
