@@ -254,7 +254,7 @@ def oscar_cli(tmp_path: Path) -> OscarCli:
 
 
 async def test_oscar_cli_applies_lists_gets_and_removes_a_service(
-    api: Api, oscar_cli: OscarCli, kube_api: client.ApiClient, tmp_path: Path
+    oscar_cli: OscarCli, api: Api, kube_api: client.ApiClient, tmp_path: Path
 ) -> None:
     user_config = Path.home() / ".oscar-cli" / "config.yaml"
     user_config_before = user_config.read_bytes() if user_config.exists() else None
@@ -321,7 +321,7 @@ async def test_oscar_cli_applies_lists_gets_and_removes_a_service(
 
 
 async def test_oscar_cli_shows_the_validate_message_for_an_invalid_service(
-    api: Api, oscar_cli: OscarCli, kube_api: client.ApiClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    oscar_cli: OscarCli, api: Api, kube_api: client.ApiClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     code, out = await oscar_cli("cluster", "add", CLUSTER, api.url, USER, "a-wrong-password", "--disable-ssl")
     assert code == 0, out
