@@ -30,6 +30,7 @@ from bucketrun.devtools.minio_server import servers_dir
 from dispatcher.adapters.kube.api import MANAGED_SELECTOR
 from tests.backends.kubernetes import KubeTestEnv
 from tests.backends.s3 import S3Scope
+from tests.integration.admin_env import admin_env
 
 pytestmark = pytest.mark.integration
 
@@ -151,25 +152,17 @@ class Api:
         self.url = ""
 
     def env(self) -> dict[str, str]:
-        endpoint = self.s3.endpoint
-        assert endpoint.notify_arn is not None
-        base = {key: value for key, value in os.environ.items() if not key.startswith("BUCKETRUN_")}
-        return {
-            **base,
-            "BUCKETRUN_STORAGE__ENDPOINT": endpoint.endpoint,
-            "BUCKETRUN_STORAGE__ACCESS_KEY": endpoint.access_key,
-            "BUCKETRUN_STORAGE__SECRET_KEY": endpoint.secret_key,
-            "BUCKETRUN_STORAGE__REGION": endpoint.region,
-            "BUCKETRUN_STORAGE__SECURE": str(endpoint.secure).lower(),
-            "BUCKETRUN_STORAGE__RECORDS_BUCKET": self.records,
-            "BUCKETRUN_STORAGE__NOTIFY_ARN": endpoint.notify_arn,
-            "BUCKETRUN_CLUSTER__EXECUTOR": "kubernetes",
-            "BUCKETRUN_CLUSTER__NAMESPACE": self.kube.namespace,
-            "BUCKETRUN_CLUSTER__KUBECONFIG": str(self.kube.kubeconfig),
-            "BUCKETRUN_API__USERNAME": USER,
-            "BUCKETRUN_API__PASSWORD": PASSWORD,
-            "BUCKETRUN_LOG__FORMAT": "json",
-        }
+        arn = self.s3.endpoint.notify_arn
+        assert arn is not None
+        return admin_env(
+            self.s3.endpoint,
+            self.records,
+            self.kube,
+            BUCKETRUN_STORAGE__NOTIFY_ARN=arn,
+            BUCKETRUN_API__USERNAME=USER,
+            BUCKETRUN_API__PASSWORD=PASSWORD,
+            BUCKETRUN_LOG__FORMAT="json",
+        )
 
     def fdl(self, *, memory: str = "256Mi") -> str:
         return FDL.format(cluster=CLUSTER, memory=memory, inbox=self.inbox, outbox=self.outbox)

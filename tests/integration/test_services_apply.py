@@ -33,6 +33,7 @@ from tests.backends.kubernetes import KubeTestEnv
 from tests.backends.minio_server import FOREIGN_ARN as MINIO_FOREIGN_ARN
 from tests.backends.minio_server import mc
 from tests.backends.s3 import S3Scope
+from tests.integration.admin_env import admin_env
 
 pytestmark = pytest.mark.integration
 
@@ -102,21 +103,7 @@ class Stack:
         self.fdl.write_text(FDL.format(inbox=self.inbox, outbox=self.outbox, suffix=suffix))
 
     def env(self, **extra: str) -> dict[str, str]:
-        endpoint = self.s3.endpoint
-        base = {key: value for key, value in os.environ.items() if not key.startswith("BUCKETRUN_")}
-        return {
-            **base,
-            "BUCKETRUN_STORAGE__ENDPOINT": endpoint.endpoint,
-            "BUCKETRUN_STORAGE__ACCESS_KEY": endpoint.access_key,
-            "BUCKETRUN_STORAGE__SECRET_KEY": endpoint.secret_key,
-            "BUCKETRUN_STORAGE__REGION": endpoint.region,
-            "BUCKETRUN_STORAGE__SECURE": str(endpoint.secure).lower(),
-            "BUCKETRUN_STORAGE__RECORDS_BUCKET": self.records,
-            "BUCKETRUN_CLUSTER__EXECUTOR": "kubernetes",
-            "BUCKETRUN_CLUSTER__NAMESPACE": self.kube.namespace,
-            "BUCKETRUN_CLUSTER__KUBECONFIG": str(self.kube.kubeconfig),
-            **extra,
-        }
+        return admin_env(self.s3.endpoint, self.records, self.kube, **extra)
 
     async def run(self, *args: str, **env: str) -> tuple[int, str, str]:
         """`bucketrun ARGS` through `main(argv)` in a worker thread (it runs its own event loop) with this
