@@ -7,15 +7,14 @@ auth; a wrong credential is a bare 401.
 
 from __future__ import annotations
 
-import json
 import platform
 import secrets
 from typing import Annotated, Any, Final
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
-from pydantic import ValidationError
 
 from bucketrun.api.catalog import (
     ApplyFailedError,
@@ -92,40 +91,35 @@ def system_info() -> Info:
     )
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _RefusedError(413, f"request body of {declared} bytes is larger than {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise _RefusedError(413, f"request body is larger than {limit} bytes")
-    return bytes(body)
-
-
-def parse_service(body: bytes) -> Service:
-    """The service in a create/update body; 400 with OSCAR's wording when it is not one."""
-    try:
-        return Service.model_validate(json.loads(body))
-    except json.JSONDecodeError as error:
-        raise _RefusedError(400, f"{_NOT_VALID}{error}") from None
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in problem['loc']) or 'body'}: {problem['msg']}"
-            for problem in error.errors()
-        )
-        raise _RefusedError(400, f"{_NOT_VALID}{problems}") from None
+def not_valid(error: RequestValidationError) -> str:
+    """A refused body in OSCAR's words: ``The service specification is not valid: <field>: <why>``."""
+    problems = []
+    for problem in error.errors():
+        place = ".".join(str(part) for part in problem["loc"][1:]) or "body"
+        why = problem["msg"]
+        if problem["type"] == "json_invalid" and (detail := problem.get("ctx", {}).get("error")):
+            why = f"{why}: {detail}"
+        problems.append(f"{place}: {why}")
+    return _NOT_VALID + "; ".join(problems)
 
 
 def create_app(settings: Settings, api: ApiSettings, catalog: ServiceCatalog | None = None) -> FastAPI:
     """The application; ``catalog`` defaults to one over ``settings``' store and cluster."""
     services = catalog if catalog is not None else ServiceCatalog(settings)
     app = FastAPI(
-        title="bucketrun (OSCAR-compatible API)", version=__version__, docs_url=None, redoc_url=None
+        title="bucketrun (OSCAR-compatible API)",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        # oscar-cli sends JSON bodies without a Content-Type, and OSCAR reads them as JSON all the same.
+        strict_content_type=False,
+        max_body_size=api.max_body_bytes,  # 413 from the declared length or the bytes received so far
     )
     auth = [Depends(BasicAuth(api))]
+
+    @app.exception_handler(RequestValidationError)
+    async def refused_body(_: Request, error: RequestValidationError) -> Response:
+        return PlainTextResponse(not_valid(error), status_code=400)
 
     @app.exception_handler(_RefusedError)
     async def refused(_: Request, error: _RefusedError) -> Response:
@@ -168,21 +162,21 @@ def create_app(settings: Settings, api: ApiSettings, catalog: ServiceCatalog | N
     async def list_services() -> list[dict[str, Any]]:
         return await services.list()
 
-    @app.post("/system/services", dependencies=auth)
-    async def create_service(request: Request) -> Response:
-        await services.create(parse_service(await read_body(request, api.max_body_bytes)))
+    @app.post("/system/services", dependencies=auth, status_code=201, response_class=Response)
+    async def create_service(service: Service) -> Response:
+        await services.create(service)
         return Response(status_code=201)
 
-    @app.put("/system/services", dependencies=auth)
-    async def update_service(request: Request) -> Response:
-        await services.update(parse_service(await read_body(request, api.max_body_bytes)))
+    @app.put("/system/services", dependencies=auth, status_code=204, response_class=Response)
+    async def update_service(service: Service) -> Response:
+        await services.update(service)
         return Response(status_code=204)
 
     @app.get("/system/services/{name}", dependencies=auth)
     async def read_service(name: str) -> JSONResponse:
         return JSONResponse(await services.get(name))
 
-    @app.delete("/system/services/{name}", dependencies=auth)
+    @app.delete("/system/services/{name}", dependencies=auth, status_code=204, response_class=Response)
     async def delete_service(name: str) -> Response:
         await services.delete(name)
         return Response(status_code=204)

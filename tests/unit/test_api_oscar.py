@@ -314,7 +314,6 @@ def test_a_body_over_the_limit_is_413_whether_declared_or_streamed(api: TestClie
     big = json.dumps({**SENT, "script": "x" * 5000}).encode()
     declared = api.post("/system/services", auth=AUTH, content=big)
     assert declared.status_code == 413
-    assert "4096" in declared.text
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: sent chunked
         yield from (big[i : i + 1000] for i in range(0, len(big), 1000))
