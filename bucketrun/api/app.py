@@ -105,7 +105,7 @@ def not_valid(error: RequestValidationError) -> str:
 
 def create_app(settings: Settings, api: ApiSettings, catalog: ServiceCatalog | None = None) -> FastAPI:
     """The application; ``catalog`` defaults to one over ``settings``' store and cluster."""
-    services = catalog if catalog is not None else ServiceCatalog(settings)
+    services = catalog if catalog is not None else ServiceCatalog(settings, api.definitions_bucket)
     app = FastAPI(
         title="bucketrun (OSCAR-compatible API)",
         version=__version__,

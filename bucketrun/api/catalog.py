@@ -2,10 +2,12 @@
 
 Create, update and delete do what ``bucketrun services validate``, ``apply`` and ``delete`` do, by
 calling the same code (``bucketrun.admin``) on a one-service FDL document written to a temporary
-directory. The definition is then kept in the records bucket under ``<records prefix>_api/services/``,
-which ``check_records_location`` keeps clear of every input path, so storing it never triggers a service.
-What is kept never holds a credential: ``clusters`` (oscar-cli puts the API's own password there) is
-dropped, and secret values (``environment.secrets``, storage providers' keys) are blanked.
+directory. The definition is then kept as ``services/<name>.json`` in a bucket of the API's own
+(``BUCKETRUN_API__DEFINITIONS_BUCKET``). That bucket must notify nothing (checked before each write, so
+storing a definition never triggers a service) and is not the records bucket (whose retention would
+expire definitions). What is kept never holds a credential: ``clusters`` (oscar-cli puts the API's own
+password there) is dropped, and secret values (``environment.secrets``, storage providers' keys) are
+blanked.
 
 Invariant: one change at a time (``_lock``). ``services apply`` rewrites a bucket's whole notification
 configuration from what it read, so two concurrent applies on one bucket would lose an entry.
@@ -26,12 +28,16 @@ from bucketrun.admin.commands import EXIT_BAD_FDL, EXIT_OK, apply_services, dele
 from bucketrun.admin.plan import PlanError, check_names
 from bucketrun.admin.validation import validate_services
 from bucketrun.api.oscar_types import Service
-from dispatcher.adapters.s3.storage import Storage
+from dispatcher.adapters.s3.storage import NotificationsRefusedError, Storage
 from dispatcher.runtime.settings import Settings
 
-DEFINITIONS_FOLDER: Final = "_api/services/"
-"""Under the records prefix: where each applied service's definition is kept."""
+DEFINITIONS_FOLDER: Final = "services/"
+"""Where each applied service's definition is kept in the definitions bucket."""
 _SECRET_FIELDS: Final = frozenset({"secret_key", "access_key", "password", "token", "secret"})
+
+
+class DefinitionsBucketError(ValueError):
+    """The definitions bucket cannot be used (it is the records bucket)."""
 
 
 class InvalidServiceError(ValueError):
@@ -107,11 +113,16 @@ def check_service(path: Path, *, cluster: str | None) -> None:
 class ServiceCatalog:
     """Applies, lists, reads and deletes the API's services against the configured store and cluster."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, definitions_bucket: str) -> None:
+        if definitions_bucket == settings.storage.records_bucket:
+            raise DefinitionsBucketError(
+                f"the API's definitions bucket {definitions_bucket!r} is the records bucket, whose "
+                "retention would expire them: set BUCKETRUN_API__DEFINITIONS_BUCKET to a bucket of its own"
+            )
         self._settings = settings
         self._storage = Storage(settings.storage)
-        self._bucket = settings.storage.records_bucket
-        self._folder = settings.storage.records_prefix + DEFINITIONS_FOLDER
+        self._bucket = definitions_bucket
+        self._folder = DEFINITIONS_FOLDER
         self._lock = asyncio.Lock()
 
     def _key(self, name: str) -> str:
@@ -169,6 +180,21 @@ class ServiceCatalog:
             return False
         return True
 
+    async def _check_quiet(self) -> None:
+        """Create the definitions bucket if needed; refuse to write there while it notifies anyone."""
+        await self._storage.ensure_bucket(self._bucket)
+        try:
+            rules = await self._storage.bucket_notification(self._bucket)
+        except NotificationsRefusedError:
+            return  # a store without notifications: nothing can be triggered
+        if rules:
+            ids = ", ".join(rule.rule_id or rule.arn for rule in rules)
+            raise ApplyFailedError(
+                f"applied, but its definition was not kept: the definitions bucket {self._bucket} has "
+                f"notification entries ({ids}), and writing there could trigger a service; give "
+                "BUCKETRUN_API__DEFINITIONS_BUCKET a bucket that notifies nothing"
+            )
+
     async def _apply(self, service: Service) -> Outcome:
         lines: list[str] = []
         with fdl_file(service) as path:
@@ -179,6 +205,7 @@ class ServiceCatalog:
                 raise InvalidServiceError(_tidy(message, path.parent))
             if code != EXIT_OK:
                 raise ApplyFailedError(_tidy("\n".join([*lines, message]), path.parent))
+        await self._check_quiet()
         definition = json.dumps(kept_definition(service), indent=2).encode()
         await self._storage.put_object(
             self._bucket, self._key(service.name), definition, content_type="application/json"

@@ -24,10 +24,11 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 def serve(settings: Settings, api: ApiSettings) -> None:
     """Serve until stopped; prints ``bucketrun api listening on http://HOST:PORT`` once it accepts."""
+    app = create_app(settings, api)  # raises DefinitionsBucketError before anything listens
     sock = listening_socket(api.host, api.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     sys.stderr.write(f"bucketrun api listening on http://{shown}:{port}\n")
     sys.stderr.flush()
-    config = uvicorn.Config(create_app(settings, api), log_level="warning", access_log=False)
+    config = uvicorn.Config(app, log_level="warning", access_log=False)
     uvicorn.Server(config).run(sockets=[sock])

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Annotated, Final
 
-from pydantic import Field, SecretStr
+from pydantic import AfterValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from dispatcher.fdl.names import check_bucket_name
 
 DEFAULT_MAX_BODY_BYTES: Final = 1024 * 1024
 
@@ -25,6 +27,10 @@ class ApiSettings(BaseSettings):
     """Address to listen on. Default ``127.0.0.1``."""
     port: int = Field(default=8080, ge=0, le=65535)
     """TCP port to listen on (0: any free port). Default 8080, OSCAR's."""
+    definitions_bucket: Annotated[str, AfterValidator(check_bucket_name)] = "bucketrun-api"
+    """Bucket of the store where the API keeps the definitions it applied (``services/<name>.json``, no
+    credentials): not the records bucket, and one that notifies nothing. Created when missing. Default
+    ``bucketrun-api``."""
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
     """Largest request body, in bytes, read; a bigger one is answered 413. Default 1 MiB (a service's
     script must fit a ConfigMap anyway)."""

@@ -24,11 +24,13 @@ settings (environment):
   BUCKETRUN_API__USERNAME, BUCKETRUN_API__PASSWORD   HTTP basic credential (required; 401 otherwise)
   BUCKETRUN_API__HOST (127.0.0.1), BUCKETRUN_API__PORT (8080; 0 picks a free port)
   BUCKETRUN_API__MAX_BODY_BYTES (1048576; a bigger request body is answered 413)
+  BUCKETRUN_API__DEFINITIONS_BUCKET (bucketrun-api): where the definitions it applied are kept
   and the store and cluster as for `bucketrun services apply` (BUCKETRUN_STORAGE__*, BUCKETRUN_CLUSTER__*).
 It prints `bucketrun api listening on http://HOST:PORT` to stderr once it accepts connections. On
 SIGINT or SIGTERM it finishes the requests in flight, then ends by that signal (uvicorn's way).
-The definitions it applied are kept in the records bucket under <records prefix>_api/services/
-(no credentials); services applied with `bucketrun services apply` are not listed by it.
+The definitions it applied are kept as services/NAME.json (no credentials) in that bucket, which
+must notify nothing and not be the records bucket; services applied with `bucketrun services apply`
+are not listed by it.
 exit codes: 2 settings error (nothing served)."""
 
 
@@ -49,6 +51,7 @@ def add_commands(commands: Commands) -> None:
 def _serve(args: argparse.Namespace) -> tuple[str, int]:
     # Imported here: FastAPI and uvicorn are the `api` extra, needed by this command only.
     try:
+        from bucketrun.api.catalog import DefinitionsBucketError  # noqa: PLC0415
         from bucketrun.api.server import serve  # noqa: PLC0415
         from bucketrun.api.settings import ApiSettings  # noqa: PLC0415
     except ModuleNotFoundError as error:
@@ -68,5 +71,8 @@ def _serve(args: argparse.Namespace) -> tuple[str, int]:
         raise UsageError(f"error: {problems}") from None
     credentials = (settings.storage.secret_key.get_secret_value(), api.password.get_secret_value())
     configure_logging(level=settings.log.level, json=settings.log.json_lines, secrets=credentials)
-    serve(settings, api)
+    try:
+        serve(settings, api)
+    except DefinitionsBucketError as error:
+        raise UsageError(f"error: {error}") from None
     return "", EXIT_OK

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes_asyncio import client  # noqa: TID251 - the test inspects the cluster directly
+from minio.notificationconfig import NotificationConfig, QueueConfig  # noqa: TID251
 
 from bucketrun.admin.validation import validate_services
 from bucketrun.devtools.minio_server import servers_dir
@@ -149,6 +150,7 @@ class Api:
         self.inbox = s3.bucket("in", create=False)
         self.outbox = s3.bucket("out", create=False)
         self.records = s3.bucket("records", create=False)
+        self.definitions = s3.bucket("api", create=False)
         self.url = ""
 
     def env(self) -> dict[str, str]:
@@ -161,6 +163,7 @@ class Api:
             BUCKETRUN_STORAGE__NOTIFY_ARN=arn,
             BUCKETRUN_API__USERNAME=USER,
             BUCKETRUN_API__PASSWORD=PASSWORD,
+            BUCKETRUN_API__DEFINITIONS_BUCKET=self.definitions,
             BUCKETRUN_LOG__FORMAT="json",
         )
 
@@ -185,9 +188,11 @@ class Api:
 
     def kept_definitions(self) -> dict[str, Any]:
         minio = self.s3.endpoint.client()
-        found = minio.list_objects(self.records, prefix="records/_api/services/", recursive=True)
+        found = minio.list_objects(self.definitions, prefix="services/", recursive=True)
         return {
-            item.object_name or "": json.loads(minio.get_object(self.records, item.object_name or "").read())
+            item.object_name or "": json.loads(
+                minio.get_object(self.definitions, item.object_name or "").read()
+            )
             for item in found
         }
 
@@ -271,6 +276,7 @@ async def test_oscar_cli_applies_lists_gets_and_removes_a_service(
     (config_map,) = await api.config_maps(kube_api)
     assert config_map["labels"]["bucketrun.io/service"] == "upper"
     assert SCRIPT in config_map["data"].values()
+    assert list(api.kept_definitions()) == ["services/upper.json"]
     (kept,) = api.kept_definitions().values()
     assert kept["name"] == "upper"
     assert "clusters" not in kept
@@ -339,3 +345,23 @@ async def test_oscar_cli_shows_the_validate_message_for_an_invalid_service(
     assert problem in out
     assert api.queue_rules(api.inbox) == []
     assert await api.config_maps(kube_api) == []
+
+
+async def test_a_definitions_bucket_that_notifies_is_never_written(
+    oscar_cli: OscarCli, api: Api, tmp_path: Path
+) -> None:
+    minio = api.s3.endpoint.client()
+    minio.make_bucket(api.definitions)
+    arn = api.s3.endpoint.notify_arn
+    assert arn is not None
+    rule = QueueConfig(["s3:ObjectCreated:*"], config_id="someone-else", queue=arn)
+    minio.set_bucket_notification(api.definitions, NotificationConfig(queue_config_list=[rule]))
+    code, out = await oscar_cli("cluster", "add", CLUSTER, api.url, USER, PASSWORD, "--disable-ssl")
+    assert code == 0, out
+    fdl = tmp_path / "services.yaml"
+    fdl.write_text(api.fdl())
+    (tmp_path / "upper.sh").write_text(SCRIPT)
+    code, out = await oscar_cli("apply", str(fdl))
+    assert code != 0
+    assert f"the definitions bucket {api.definitions} has notification entries (someone-else)" in out
+    assert api.kept_definitions() == {}

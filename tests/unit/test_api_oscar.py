@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from bucketrun.admin.validation import validate_services
 from bucketrun.api.app import cluster_config, create_app, system_info
 from bucketrun.api.catalog import (
+    DefinitionsBucketError,
     InvalidServiceError,
     Outcome,
     ServiceCatalog,
@@ -195,7 +196,7 @@ class MemoryCatalog(ServiceCatalog):
     """The catalog's contract (exists, unknown, kept definitions) over a dict: no store, no cluster."""
 
     def __init__(self) -> None:
-        super().__init__(settings())
+        super().__init__(settings(), "bucketrun-api")
         self.kept: dict[str, dict[str, Any]] = {}
 
     async def get(self, name: str) -> dict[str, Any]:
@@ -343,3 +344,22 @@ def test_the_command_help_names_routes_and_settings(capsys: pytest.CaptureFixtur
     shown = capsys.readouterr().out
     for text in ("/system/services", "BUCKETRUN_API__PASSWORD", "413", "oscar-cli cluster add", "/job"):
         assert text in shown
+
+
+def test_the_records_bucket_cannot_hold_the_definitions(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(DefinitionsBucketError, match="retention"):
+        ServiceCatalog(settings(), settings().storage.records_bucket)
+    for key in [key for key in os.environ if key.startswith("BUCKETRUN_")]:
+        monkeypatch.delenv(key)
+    for key, value in {
+        "STORAGE__ACCESS_KEY": "a",
+        "STORAGE__SECRET_KEY": "b",
+        "API__USERNAME": USER,
+        "API__PASSWORD": PASSWORD,
+        "API__DEFINITIONS_BUCKET": "bucketrun-records",
+    }.items():
+        monkeypatch.setenv(f"BUCKETRUN_{key}", value)
+    assert main(["api", "--port", "0"]) == 2
+    assert "BUCKETRUN_API__DEFINITIONS_BUCKET" in capsys.readouterr().err
