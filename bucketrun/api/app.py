@@ -33,11 +33,8 @@ _NOT_VALID: Final = "The service specification is not valid: "
 _GO_ARCH: Final = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
 
-class _RefusedError(Exception):
-    def __init__(self, status: int, text: str = "") -> None:
-        super().__init__(text)
-        self.status = status
-        self.text = text
+class _UnauthorisedError(Exception):
+    """A missing or wrong credential: answered 401 with no detail."""
 
 
 _BASIC: Final = HTTPBasic(auto_error=False)
@@ -53,12 +50,12 @@ class BasicAuth:
     def __call__(self, credentials: Annotated[HTTPBasicCredentials | None, Depends(_BASIC)]) -> None:
         """Refuse the request unless it carries the credential."""
         if credentials is None:
-            raise _RefusedError(401)
+            raise _UnauthorisedError
         # Both compared, always: how long a refusal takes says nothing about which part was wrong.
         user_ok = secrets.compare_digest(credentials.username.encode(), self._username)
         password_ok = secrets.compare_digest(credentials.password.encode(), self._password)
         if not (user_ok and password_ok):
-            raise _RefusedError(401)
+            raise _UnauthorisedError
 
 
 def minio_provider(settings: Settings) -> MinIOProvider:
@@ -121,10 +118,9 @@ def create_app(settings: Settings, api: ApiSettings, catalog: ServiceCatalog | N
     async def refused_body(_: Request, error: RequestValidationError) -> Response:
         return PlainTextResponse(not_valid(error), status_code=400)
 
-    @app.exception_handler(_RefusedError)
-    async def refused(_: Request, error: _RefusedError) -> Response:
-        headers = {"WWW-Authenticate": 'Basic realm="bucketrun"'} if error.status == 401 else None
-        return PlainTextResponse(error.text, status_code=error.status, headers=headers)
+    @app.exception_handler(_UnauthorisedError)
+    async def unauthorised(_: Request, __: _UnauthorisedError) -> Response:
+        return Response(status_code=401, headers={"WWW-Authenticate": 'Basic realm="bucketrun"'})
 
     @app.exception_handler(UnknownServiceError)
     async def unknown(_: Request, __: UnknownServiceError) -> Response:
