@@ -389,10 +389,10 @@ class WatcherSettings(_Group):
     ``CreateContainerError``, or ``PodScheduled=False`` with reason ``Unschedulable`` where the scheduler
     says that no node could take it even empty) before the watcher records its Job with that reason and
     deletes it, which frees its ``max_concurrent_jobs`` slot. Kubernetes keeps such a pod Pending until
-    the Job's deadline. A pod waiting for a busy node's capacity is left waiting. Also how long a Job may go on being
-    refused its pod (the Job controller's ``FailedCreate`` Events: PodSecurity, a missing
-    ServiceAccount, a quota its pod can never fit; not a quota that may free) before it is recorded as
-    ``pod-create-refused`` and deleted. Raise it where a cluster autoscaler adds nodes for
+    the Job's deadline. A pod waiting for a busy node's capacity is left waiting. Also how long a Job
+    may go on being refused its pod (the Job controller's ``FailedCreate`` Events: PodSecurity, a
+    missing ServiceAccount, a quota its pod can never fit; not a quota that may free) before it is
+    recorded as ``pod-create-refused`` and deleted. Raise it where a cluster autoscaler adds nodes for
     unschedulable pods (a GPU node can take 10 minutes). Default 300 (5 min)."""
     stuck_interval: PositiveFloat = 30.0
     """Seconds between two looks at bucketrun's Pending pods, and at the Jobs refused a pod, for ones
