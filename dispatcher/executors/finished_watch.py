@@ -8,8 +8,13 @@ again on 410 Expired, back off (capped, full jitter, Retry-After honoured) on er
 that end at once.
 
 Each Job that is finished and not marked recorded is queued once (by UID) for ``concurrency``
-workers; the queue is small, so a relist of 10,000 finished Jobs is held back by the workers rather
-than held in memory. A worker retries transient failures with backoff until the Job is recorded.
+workers. The list and the watch never wait for the workers: beyond a small queue of whole documents,
+a Job waits in a backlog as its name and UID only (about 150 bytes), and the worker that takes it reads
+it again first (it may have been recorded, replaced or deleted meanwhile). A real API server does not
+wait either: it ends a watch whose client stops reading, and a paged list's continue token expires
+with the next compaction (every 5 minutes), so a list paced by recording (10,000 Jobs at 10 per
+second) would start over for ever. A worker retries transient failures with backoff until the Job is
+recorded.
 
 The handling of one Job runs shielded from cancellation: when the watch is cancelled (a stop, lost
 leadership), ``drain()`` lets the Jobs in hand finish their few requests, so a record, its event and
@@ -19,6 +24,7 @@ its mark are not split by a restart.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -51,6 +57,18 @@ class JobDocumentSource(Protocol):
         """A watch stream of bucketrun's Jobs from *resource_version*, with bookmarks: raw events."""
         ...
 
+    async def read_job(self, name: str) -> Mapping[str, Any] | None:
+        """Job *name* as the API has it now, or None when there is none."""
+        ...
+
+
+@dataclass(frozen=True)
+class Backlogged:
+    """A finished Job offered while the queue was full: read again when a worker takes it."""
+
+    name: str
+    uid: str
+
 
 @dataclass
 class WatchStats(ListWatchStats):
@@ -62,6 +80,10 @@ class WatchStats(ListWatchStats):
     """Jobs the handler finished with."""
     failures: int = 0
     """Handler failures (each retried, or dropped when permanent)."""
+    backlogged: int = 0
+    """Jobs offered while the queue was full (kept by name and UID, read again when taken)."""
+    gone: int = 0
+    """Backlogged Jobs found recorded, replaced or deleted when read again (nothing to do)."""
 
 
 class FinishedJobWatch(ListWatch):
@@ -91,7 +113,10 @@ class FinishedJobWatch(ListWatch):
         self._source = source
         self._handle = handle
         self._concurrency = concurrency
-        self._queue: asyncio.Queue[Mapping[str, Any]] = asyncio.Queue(maxsize=2 * concurrency)
+        self._queue: asyncio.Queue[Mapping[str, Any] | Backlogged] = asyncio.Queue()
+        self._queue_limit = 2 * concurrency
+        """Whole documents queued at most; beyond, Jobs wait in the backlog by name and UID."""
+        self._backlog: deque[Backlogged] = deque()
         self._pending: set[str] = set()
         """UIDs queued or being handled."""
         self._done: set[str] = set()
@@ -152,35 +177,63 @@ class FinishedJobWatch(ListWatch):
             return
         self._pending.add(uid)
         self.stats.queued += 1
-        await self._queue.put(job)
+        if self._queue.qsize() < self._queue_limit:
+            self._queue.put_nowait(job)
+        else:
+            self._backlog.append(Backlogged(kube.name(job), uid))
+            self.stats.backlogged += 1
 
     async def _work(self) -> None:
         while True:
-            job = await self._queue.get()
+            item = await self._queue.get()
+            name = item.name if isinstance(item, Backlogged) else kube.name(item)
             try:
-                await self._in_hand.run(self._handle_until_done(job), name=f"record {kube.name(job)}")
+                await self._in_hand.run(self._handle_until_done(item), name=f"record {name}")
             finally:
+                # Refilled before this item is marked done, so that join() waits for the backlog too.
+                while self._backlog and self._queue.qsize() < self._queue_limit:
+                    self._queue.put_nowait(self._backlog.popleft())
                 self._queue.task_done()
 
-    async def _handle_until_done(self, job: Mapping[str, Any]) -> None:
-        uid = kube.uid(job)
+    async def _handle_until_done(self, item: Mapping[str, Any] | Backlogged) -> None:
+        uid, name = (
+            (item.uid, item.name) if isinstance(item, Backlogged) else (kube.uid(item), kube.name(item))
+        )
         try:
+            job = item if not isinstance(item, Backlogged) else await self._read_again(item)
+            if job is None:
+                return
             await retry_transient(
                 lambda: self._handle_once(job),
                 what="recording a job failed",
                 base=self._backoff_base,
                 cap=self._backoff_cap,
-                job=kube.name(job),
+                job=name,
             )
         except PermanentError as error:
             # Left unmarked: the next list (a restart, a new leader) tries it again.
             self.stats.failures += 1
-            _log.error("recording a job failed for good", job=kube.name(job), error=str(error))
+            _log.error("recording a job failed for good", job=name, error=str(error))
         else:
             self._done.add(uid)
             self.stats.handled += 1
         finally:
             self._pending.discard(uid)
+
+    async def _read_again(self, item: Backlogged) -> Mapping[str, Any] | None:
+        """The backlogged Job as it is now; None when there is nothing left to do (recorded meanwhile,
+        replaced by a new Job of that name, or deleted)."""
+        job = await retry_transient(
+            lambda: self._source.read_job(item.name),
+            what="reading a job to record failed",
+            base=self._backoff_base,
+            cap=self._backoff_cap,
+            job=item.name,
+        )
+        if job is None or kube.uid(job) != item.uid or is_recorded(job) or finished_condition(job) is None:
+            self.stats.gone += 1
+            return None
+        return job
 
     async def _handle_once(self, job: Mapping[str, Any]) -> None:
         """One try at handling *job*; a transient failure counts in ``stats.failures``."""

@@ -11,6 +11,7 @@ from typing import Any, cast
 import structlog
 
 from dispatcher.adapters.kube import DocumentPage
+from dispatcher.domain.constants import ANNOTATION_RECORDED
 from dispatcher.domain.errors import PermanentError, TransientError
 from dispatcher.executors.finished_watch import FinishedJobWatch
 from dispatcher.executors.local.finished import LocalFinishedJobs
@@ -28,6 +29,13 @@ class OnePage:
 
     def __init__(self, *jobs: dict[str, Any]) -> None:
         self.jobs = list(jobs)
+        self.now: dict[str, dict[str, Any]] = {job["metadata"]["name"]: job for job in jobs}
+        """What a read of each Job finds now (the tests change it after the list)."""
+        self.reads: list[str] = []
+
+    async def read_job(self, name: str) -> dict[str, Any] | None:
+        self.reads.append(name)
+        return self.now.get(name)
 
     async def list_job_documents(self, *, limit: int, continue_token: str | None) -> DocumentPage:
         return DocumentPage(items=self.jobs, resource_version="1", continue_token=None)
@@ -102,3 +110,30 @@ async def test_local_jobs_are_retried_until_recorded_and_a_permanent_failure_ski
     events = [line["event"] for line in logged]
     assert events.count("recording a local job failed; retrying") == 2
     assert events.count("recording a local job failed for good") == 1
+
+
+async def test_the_list_never_waits_for_the_recorder_and_a_backlogged_job_is_read_again() -> None:
+    """A real API server drops a watch its client stops reading, and a paged list's continue token
+    expires at the next compaction: listing 100 finished Jobs must not wait for their recording."""
+    source = OnePage(*(finished(f"j{index}", f"u{index}") for index in range(100)))
+    recorded = finished("j99", "u99")
+    recorded["metadata"]["annotations"] = {ANNOTATION_RECORDED: "u99"}  # the mark is the Job's UID
+    source.now["j99"] = recorded  # recorded meanwhile (by the previous leader, say)
+    del source.now["j98"]  # deleted meanwhile
+    source.now["j97"] = finished("j97", "another-uid")  # replaced by a new Job of that name
+    release, handled = asyncio.Event(), []
+
+    async def record(job: Mapping[str, Any]) -> None:
+        await release.wait()
+        handled.append(job["metadata"]["name"])
+
+    watch = FinishedJobWatch(source, record, concurrency=2, backoff_base=0.01, backoff_cap=0.02)
+    running = asyncio.create_task(watch.run(max_cycles=1))
+    await asyncio.wait_for(watch.synced.wait(), 5)  # the whole list is in, nothing recorded yet
+    assert (watch.stats.lists, watch.stats.queued, handled) == (1, 100, [])
+    assert watch.stats.backlogged == 96  # beyond the 4 documents queued (twice the workers)
+    release.set()
+    await asyncio.wait_for(running, 10)
+    assert sorted(handled) == sorted(f"j{index}" for index in range(97))
+    assert (watch.stats.handled, watch.stats.gone) == (97, 3)
+    assert sorted(source.reads) == sorted(f"j{index}" for index in range(4, 100))  # each read once

@@ -34,6 +34,10 @@ class JobFeed:
         page = await self.list_job_documents(limit=limit, continue_token=continue_token)
         return JobPage([JobFacts.of(item) for item in page.items], page.resource_version, page.continue_token)
 
+    async def read_job(self, name: str) -> dict[str, Any] | None:
+        """Job *name* as the API has it now, or None when there is none."""
+        return await fetching.read_job(self.api, name)
+
     def watch_jobs(
         self, *, resource_version: str, timeout_seconds: int
     ) -> AbstractAsyncContextManager[AsyncIterator[Mapping[str, Any]]]:
