@@ -70,7 +70,7 @@ stack-down: ## Stop everything the local stack in $(STACK_DIR) started
 bench: setup ## Performance report (issue #8): writes bench/results/ (BENCH_ARGS=--quick for a smoke run)
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
-soak: setup ## Full soak with faults (10,000 events, 5 services; ~8 min); report in soak-report.json
+soak: setup ## Full soak with faults (10,000 events, 5 services; ~15 min on the real control plane); report in soak-report.json
 	BUCKETRUN_SOAK_EVENTS=10000 BUCKETRUN_SOAK_REPORT=soak-report.json $(BIN)/pytest tests/reliability/test_soak.py -k soak_with_faults -s $(PYTEST_ARGS)
 
 mutant: setup ## Prove the soak catches a broken build: it must fail on the ack-before-create mutant
