@@ -29,6 +29,7 @@ from bucketrun.admin.plan import PlanError, check_names
 from bucketrun.admin.validation import validate_services
 from bucketrun.api.oscar_types import Service
 from dispatcher.adapters.s3.storage import NotificationsRefusedError, Storage
+from dispatcher.domain.errors import PermanentError
 from dispatcher.runtime.settings import Settings
 
 DEFINITIONS_FOLDER: Final = "services/"
@@ -134,11 +135,13 @@ class ServiceCatalog:
             (checked,) = check_names([name])
         except PlanError:
             raise UnknownServiceError(name) from None
-        if not await self._storage.bucket_exists(self._bucket):
-            raise UnknownServiceError(name)
-        if not await self._storage.object_exists(self._bucket, self._key(checked)):
-            raise UnknownServiceError(name)
-        loaded: dict[str, Any] = json.loads(await self._storage.get_object(self._bucket, self._key(checked)))
+        try:
+            body = await self._storage.get_object(self._bucket, self._key(checked))
+        except PermanentError as error:  # no such key, or no definitions bucket yet
+            if error.reason == "storage-not-found":
+                raise UnknownServiceError(name) from None
+            raise
+        loaded: dict[str, Any] = json.loads(body)
         return loaded
 
     async def list(self) -> list[dict[str, Any]]:
