@@ -9,8 +9,7 @@ emulator: the controllers and the node agent talk to the API server directly.
 
 ``LocalClusterControl`` is the emulator's control interface (``EmulatorControl``) over this cluster:
 faults, counts and watch faults are the proxy's (it is a `FaultProxyControl`), kubelet modes and
-image-pull faults the node agent's, compaction and outages the control plane's. What only the
-emulator can do (its Job controller's back-off) is refused with the reason.
+image-pull faults the node agent's, compaction and outages the control plane's.
 """
 
 from __future__ import annotations
