@@ -29,7 +29,7 @@ from bucketrun.admin.plan import PlanError, check_names
 from bucketrun.admin.validation import validate_services
 from bucketrun.api.oscar_types import Service
 from dispatcher.adapters.s3.storage import NotificationsRefusedError, Storage
-from dispatcher.domain.errors import PermanentError
+from dispatcher.domain.errors import BucketrunError, PermanentError
 from dispatcher.runtime.settings import Settings
 
 DEFINITIONS_FOLDER: Final = "services/"
@@ -68,9 +68,12 @@ def fdl_document(service: Service) -> dict[str, Any]:
     """The one-service FDL document ``oscar-cli`` would read ``service`` from.
 
     ``clusters`` is dropped (bucketrun runs no other OSCAR cluster; oscar-cli fills it with credentials),
-    ``storage_providers`` moves up to the document, where an FDL holds it.
+    ``storage_providers`` moves up to the document, where an FDL holds it. A field sent as an empty
+    string is left out: OSCAR's Go types cannot tell it from a field not sent, and OSCAR gives both its
+    default (oscar-python posts ``cpu: ""`` for a service that names none).
     """
-    body = service.model_dump(mode="json", exclude={"clusters", "storage_providers"}, exclude_none=True)
+    dumped = service.model_dump(mode="json", exclude={"clusters", "storage_providers"}, exclude_none=True)
+    body = {key: value for key, value in dumped.items() if value != ""}
     document: dict[str, Any] = {"functions": {"oscar": [{service.cluster_id or "oscar": body}]}}
     if service.storage_providers:
         document["storage_providers"] = service.storage_providers
@@ -156,14 +159,14 @@ class ServiceCatalog:
         async with self._lock:
             if await self._exists(service.name):
                 raise ServiceExistsError(service.name)
-            return await self._apply(service)
+            return await self._apply(service, new=True)
 
     async def update(self, service: Service) -> Outcome:
         """Validate and apply a service the API has; ``UnknownServiceError`` otherwise."""
         async with self._lock:
             if not await self._exists(service.name):
                 raise UnknownServiceError(service.name)
-            return await self._apply(service)
+            return await self._apply(service, new=False)
 
     async def delete(self, name: str) -> Outcome:
         """Do what ``services delete NAME`` does, then forget the definition."""
@@ -184,7 +187,9 @@ class ServiceCatalog:
         return True
 
     async def _check_quiet(self) -> None:
-        """Create the definitions bucket if needed; refuse to write there while it notifies anyone."""
+        """Create the definitions bucket if needed; refuse to write there while it notifies anyone.
+
+        Runs before anything is applied, so this refusal leaves nothing behind."""
         await self._storage.ensure_bucket(self._bucket)
         try:
             rules = await self._storage.bucket_notification(self._bucket)
@@ -193,24 +198,47 @@ class ServiceCatalog:
         if rules:
             ids = ", ".join(rule.rule_id or rule.arn for rule in rules)
             raise ApplyFailedError(
-                f"applied, but its definition was not kept: the definitions bucket {self._bucket} has "
-                f"notification entries ({ids}), and writing there could trigger a service; give "
-                "BUCKETRUN_API__DEFINITIONS_BUCKET a bucket that notifies nothing"
+                f"nothing was applied: the definitions bucket {self._bucket} has notification entries "
+                f"({ids}), and writing there could trigger a service; give BUCKETRUN_API__DEFINITIONS_BUCKET "
+                "a bucket that notifies nothing"
             )
 
-    async def _apply(self, service: Service) -> Outcome:
+    async def _apply(self, service: Service, *, new: bool) -> Outcome:
+        """Validate, apply and keep ``service``. Nothing is left half-applied without saying so: a create
+        that fails part-way is undone (``services delete`` of the name), and the error lists what the undo
+        did, or what it could not undo; an update that fails part-way lists the changes it made."""
         lines: list[str] = []
         with fdl_file(service) as path:
             # Loading and test-rendering is CPU work: off the event loop.
             await asyncio.to_thread(check_service, path, cluster=self._settings.services.cluster)
+            await self._check_quiet()
             message, code = await apply_services(self._settings, [path], emit=lines.append)
             if code == EXIT_BAD_FDL:
                 raise InvalidServiceError(_tidy(message, path.parent))
             if code != EXIT_OK:
-                raise ApplyFailedError(_tidy("\n".join([*lines, message]), path.parent))
-        await self._check_quiet()
+                failure = _tidy("\n".join([*lines, message]), path.parent)
+                raise ApplyFailedError(await self._left_behind(service.name, failure, lines, new=new))
         definition = json.dumps(kept_definition(service), indent=2).encode()
-        await self._storage.put_object(
-            self._bucket, self._key(service.name), definition, content_type="application/json"
-        )
+        try:
+            await self._storage.put_object(
+                self._bucket, self._key(service.name), definition, content_type="application/json"
+            )
+        except BucketrunError as error:
+            failure = f"error: its definition could not be kept in {self._bucket}: {error}"
+            raise ApplyFailedError(await self._left_behind(service.name, failure, lines, new=new)) from error
         return Outcome(tuple(lines))
+
+    async def _left_behind(self, name: str, failure: str, applied: list[str], *, new: bool) -> str:
+        """The error of an apply that stopped part-way, saying what is left: a create is undone first."""
+        if not new:
+            done = "\n".join(applied) or "(no change)"
+            return f"{failure}\nthe service was not updated; changes already applied:\n{done}"
+        undo: list[str] = []
+        message, code = await delete_services(self._settings, [name], [], emit=undo.append)
+        undone = "\n".join(undo)
+        if code == EXIT_OK:
+            return f"{failure}\nthe service was not created; what was applied is undone:\n{undone}"
+        return (
+            f"{failure}\nthe service was not created, and undoing it failed ({message}); left behind "
+            f"(remove with `bucketrun services delete {name}`):\n" + ("\n".join(applied) or "(nothing)")
+        )

@@ -1,0 +1,147 @@
+"""The API's service catalog on the real store and cluster: nothing is left half-applied unsaid.
+
+A create that fails part-way is undone (its notification entry, ConfigMap and Secret are removed), and
+the error says so; a definitions bucket that notifies someone is refused before anything is applied.
+The one injected fault is the store refusing to keep the definition, after the real apply; every state
+asserted is read back from MinIO and kube-apiserver.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes_asyncio import client  # noqa: TID251 - the test inspects the cluster directly
+from minio.notificationconfig import NotificationConfig, QueueConfig  # noqa: TID251
+
+from bucketrun.api.catalog import ApplyFailedError, ServiceCatalog
+from bucketrun.api.oscar_types import Service
+from dispatcher.adapters.kube.api import MANAGED_SELECTOR
+from dispatcher.domain.errors import TransientError
+from dispatcher.runtime.settings import Settings
+from tests.backends.kubernetes import KubeTestEnv
+from tests.backends.s3 import S3Scope
+from tests.integration.admin_env import admin_env
+
+pytestmark = pytest.mark.integration
+
+
+class Scope:
+    """One test's buckets and namespace, and a catalog over them."""
+
+    def __init__(self, s3: S3Scope, kube: KubeTestEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+        arn = s3.endpoint.notify_arn
+        if arn is None:
+            pytest.skip("needs MinIO's AMQP notifications (moto has none): run make servers")
+        self.s3 = s3
+        self.kube = kube
+        self.arn = arn
+        self.inbox = s3.bucket("in", create=False)
+        self.outbox = s3.bucket("out", create=False)
+        self.definitions = s3.bucket("api", create=False)
+        records = s3.bucket("records", create=False)
+        env = admin_env(s3.endpoint, records, kube, BUCKETRUN_STORAGE__NOTIFY_ARN=arn)
+        for key in [key for key in env if key.startswith("BUCKETRUN_")]:
+            monkeypatch.setenv(key, env[key])
+        self.catalog = ServiceCatalog(Settings.load(), self.definitions)
+
+    def service(self, **changes: Any) -> Service:
+        body: dict[str, Any] = {
+            "name": "upper",
+            "image": "alpine:3.20",
+            "script": '#!/bin/sh\ntr a-z A-Z < "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/out.txt"\n',
+            "input": [{"storage_provider": "minio.default", "path": f"{self.inbox}/in"}],
+            "output": [{"storage_provider": "minio.default", "path": f"{self.outbox}/results"}],
+            "environment": {"secrets": {"TOKEN": "s3cr3t-value"}},
+        }
+        return Service.model_validate(body | changes)
+
+    def queue_ids(self, bucket: str) -> list[str]:
+        minio = self.s3.endpoint.client()
+        if not minio.bucket_exists(bucket):
+            return []
+        return sorted(q.config_id or "" for q in minio.get_bucket_notification(bucket).queue_config_list)
+
+    def kept(self) -> list[str]:
+        minio = self.s3.endpoint.client()
+        if not minio.bucket_exists(self.definitions):
+            return []
+        return [item.object_name or "" for item in minio.list_objects(self.definitions, recursive=True)]
+
+    async def managed(self, api: client.ApiClient) -> tuple[list[str], list[str]]:
+        """Names of the bucketrun-managed ConfigMaps and of every Secret named after the service."""
+        core = client.CoreV1Api(api)
+        maps = await core.list_namespaced_config_map(self.kube.namespace, label_selector=MANAGED_SELECTOR)
+        secrets = await core.list_namespaced_secret(self.kube.namespace)
+        return (
+            [m.metadata.name for m in maps.items],
+            [s.metadata.name for s in secrets.items if "upper" in s.metadata.name],
+        )
+
+
+@pytest.fixture
+def scope(s3: S3Scope, kube: KubeTestEnv, monkeypatch: pytest.MonkeyPatch) -> Scope:
+    return Scope(s3, kube, monkeypatch)
+
+
+async def test_a_create_whose_definition_cannot_be_kept_is_undone(
+    scope: Scope, kube_api: client.ApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def refuse(*_: Any, **__: Any) -> None:
+        raise TransientError("the store answered 503 SlowDown", kind="s3-5xx")
+
+    monkeypatch.setattr(scope.catalog._storage, "put_object", refuse)  # the one fault
+    with pytest.raises(ApplyFailedError) as refused:
+        await scope.catalog.create(scope.service())
+
+    message = str(refused.value)
+    assert "its definition could not be kept" in message
+    assert "the service was not created; what was applied is undone" in message
+    assert "s3cr3t-value" not in message
+    assert scope.queue_ids(scope.inbox) == []
+    assert await scope.managed(kube_api) == ([], [])
+    assert scope.kept() == []
+
+
+async def test_a_failed_update_says_which_changes_were_applied_and_keeps_the_service(
+    scope: Scope, kube_api: client.ApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await scope.catalog.create(scope.service())
+    assert scope.queue_ids(scope.inbox) == ["bucketrun-upper-0"]
+
+    async def refuse(*_: Any, **__: Any) -> None:
+        raise TransientError("the store answered 503 SlowDown", kind="s3-5xx")
+
+    monkeypatch.setattr(scope.catalog._storage, "put_object", refuse)  # the one fault
+    with pytest.raises(ApplyFailedError) as refused:
+        await scope.catalog.update(scope.service(memory="512Mi"))
+
+    message = str(refused.value)
+    assert "the service was not updated; changes already applied:" in message
+    assert "create configmap bucketrun-upper-" in message, message  # the new ConfigMap is named
+    assert scope.queue_ids(scope.inbox) == ["bucketrun-upper-0"]
+    created = message.split("create configmap ", 1)[1].split()[0]
+    config_maps, secrets = await scope.managed(kube_api)
+    assert created in config_maps  # what the message says was applied is there
+    assert secrets == ["bucketrun-upper-secrets"]
+    assert scope.kept() == ["services/upper.json"]
+
+
+async def test_a_noisy_definitions_bucket_is_refused_before_anything_is_applied(
+    scope: Scope, kube_api: client.ApiClient
+) -> None:
+    minio = scope.s3.endpoint.client()
+    minio.make_bucket(scope.definitions)
+    noisy = NotificationConfig(
+        queue_config_list=[QueueConfig(["s3:ObjectCreated:*"], config_id="someone-else", queue=scope.arn)]
+    )
+    minio.set_bucket_notification(scope.definitions, noisy)
+
+    with pytest.raises(ApplyFailedError) as refused:
+        await scope.catalog.create(scope.service())
+
+    assert str(refused.value).startswith("nothing was applied: the definitions bucket")
+    assert "someone-else" in str(refused.value)
+    assert scope.queue_ids(scope.inbox) == []
+    assert await scope.managed(kube_api) == ([], [])
+    assert scope.kept() == []
