@@ -69,8 +69,8 @@ def fdl_document(service: Service) -> dict[str, Any]:
 
     ``clusters`` is dropped (bucketrun runs no other OSCAR cluster; oscar-cli fills it with credentials),
     ``storage_providers`` moves up to the document, where an FDL holds it. A field sent as an empty
-    string is left out: OSCAR's Go types cannot tell it from a field not sent, and OSCAR gives both its
-    default (oscar-python posts ``cpu: ""`` for a service that names none).
+    string is left out, as a field not sent is: OSCAR's Go types cannot tell the two apart and give both
+    its default (oscar-python posts the user's dict as it is, often without ``cpu`` or ``memory``).
     """
     dumped = service.model_dump(mode="json", exclude={"clusters", "storage_providers"}, exclude_none=True)
     body = {key: value for key, value in dumped.items() if value != ""}
