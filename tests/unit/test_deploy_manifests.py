@@ -23,6 +23,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from bucketrun.api.settings import ApiSettings
 from dispatcher.fdl import load_services, load_services_text
 from dispatcher.fdl.catalog import load_catalog
 from dispatcher.rendering.context import STAGER_SECURITY_CONTEXT
@@ -80,8 +81,19 @@ MINIO_AMQP_ENV = frozenset(
         "MINIO_NOTIFY_AMQP_CLIENT_TLS_KEY",
     }
 )
-SETTINGS_ENV = frozenset(name for name, _ in environment_reference())
-SECRET_ENV = frozenset(env_name(path) for path in secret_fields())
+API_PREFIX = ApiSettings.model_config.get("env_prefix", "")
+SETTINGS_ENV = frozenset(
+    [
+        *(name for name, _ in environment_reference()),
+        *(f"{API_PREFIX}{name.upper()}" for name in ApiSettings.model_fields),
+    ]
+)
+SECRET_ENV = frozenset(
+    [
+        *(env_name(path) for path in secret_fields()),
+        *(f"{API_PREFIX}{name.upper()}" for (name,) in secret_fields(ApiSettings)),
+    ]
+)
 # A URL with a password in it, or a variable named like a credential holding a literal value.
 _URL_WITH_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/@\s:]+:[^/@\s]+@", re.IGNORECASE)
 _CREDENTIAL_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|ACCESS_KEY|PRIVATE_KEY|(^|_)URL$", re.IGNORECASE)
@@ -243,7 +255,10 @@ def test_the_servicemonitor_selects_the_metrics_services_by_their_named_port() -
     (monitor,) = objects("example+servicemonitor", "ServiceMonitor")
     services = objects("example+servicemonitor", "Service")
     wanted = monitor["spec"]["selector"]["matchLabels"]
-    selected = [s for s in services if wanted.items() <= s["metadata"].get("labels", {}).items()]
+    labelled = [s for s in services if wanted.items() <= s["metadata"].get("labels", {}).items()]
+    # The API's Service carries the label too, but no port named as the endpoints': it is not scraped.
+    ports = {endpoint["port"] for endpoint in monitor["spec"]["endpoints"]}
+    selected = [s for s in labelled if ports & {p["name"] for p in s["spec"]["ports"]}]
     assert {s["metadata"]["name"] for s in selected} == {
         "bucketrun-dispatcher-metrics",
         "bucketrun-watcher-metrics",
@@ -326,19 +341,31 @@ def test_every_container_is_non_root_without_privilege_escalation(build_name: st
             assert not context.get("privileged"), where
 
 
+PROBES = {
+    "dispatcher": ("/healthz", "/readyz"),
+    "watcher": ("/healthz", "/readyz"),
+    # OSCAR's unauthenticated route: the API has no readiness of its own (each request reaches the store).
+    "api": ("/health", "/health"),
+}
+"""The paths of each container's liveness and readiness probes."""
+
+
 @pytest.mark.parametrize("build_name", list(BUILDS))
 def test_probes_resources_and_a_grace_period_longer_than_the_drain(build_name: str) -> None:
     for name, spec in pod_specs(build_name):
         for container in spec["containers"]:
             where = f"{name}/{container['name']}"
             ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-            for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+            for probe, path in zip(
+                ("livenessProbe", "readinessProbe"), PROBES[container["name"]], strict=True
+            ):
                 http = container[probe]["httpGet"]
                 assert http["path"] == path, where
                 assert http["port"] in ports or http["port"] in ports.values(), where
             env = env_of(container)
-            port = int(env.get("BUCKETRUN_METRICS__PORT", {}).get("value", MetricsSettings().port))
-            assert port in ports.values(), f"{where}: the metrics port {port} is not a container port"
+            if container["name"] != "api":  # the API serves no metrics port of the dispatcher's settings
+                port = int(env.get("BUCKETRUN_METRICS__PORT", {}).get("value", MetricsSettings().port))
+                assert port in ports.values(), f"{where}: the metrics port {port} is not a container port"
             resources = container["resources"]
             assert resources["requests"].get("cpu"), where
             assert resources["requests"].get("memory"), where
@@ -411,6 +438,48 @@ def test_dispatcher_watcher_and_stager_use_one_image(build_name: str) -> None:
 
 
 @pytest.mark.parametrize("build_name", list(BUILDS))
+def test_the_api_listens_on_every_address_behind_its_service_as_one_replica(build_name: str) -> None:
+    spec = one(build_name, "Deployment", "bucketrun-api")["spec"]
+    # One process serialises service changes; a rolling update would briefly run two.
+    assert spec["replicas"] == 1
+    assert spec["strategy"]["type"] == "Recreate"
+    pod = spec["template"]
+    (container,) = pod["spec"]["containers"]
+    args = container["args"]
+    assert args[0] == "api"
+    assert args[args.index("--host") + 1] == "0.0.0.0", "the default host, loopback, is unreachable"
+    env = env_of(container)
+    default_port = str(ApiSettings.model_fields["port"].default)
+    listens = int(
+        args[args.index("--port") + 1]
+        if "--port" in args
+        else env.get(f"{API_PREFIX}PORT", {}).get("value", default_port)
+    )
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    service = one(build_name, "Service", "bucketrun-api")
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    (port,) = service["spec"]["ports"]
+    assert port["port"] == 8080, "OSCAR's port, the one oscar-cli users expect"
+    assert ports[port["targetPort"]] == listens
+    for variable in ("USERNAME", "PASSWORD"):
+        reference = env[f"{API_PREFIX}{variable}"]["valueFrom"]["secretKeyRef"]
+        assert reference["name"] == "bucketrun-api", variable
+    assert pod["spec"]["serviceAccountName"] == "bucketrun-api"
+    # Its ConfigMaps are rendered as the dispatcher renders them: same stager image, same namespace.
+    dispatcher = one(build_name, "Deployment", "bucketrun-dispatcher")["spec"]["template"]["spec"]
+    theirs = env_of(dispatcher["containers"][0])
+    assert container["image"] == dispatcher["containers"][0]["image"]
+    for variable in (
+        "BUCKETRUN_CLUSTER__STAGER_IMAGE",
+        "BUCKETRUN_CLUSTER__NAMESPACE",
+        "BUCKETRUN_CLUSTER__EXECUTOR",
+    ):
+        assert env[variable] == theirs[variable], variable
+    # Under a read-only root, the one-service FDL file it applies is written to /tmp.
+    assert "/tmp" in {mount["mountPath"] for mount in container["volumeMounts"]}
+
+
+@pytest.mark.parametrize("build_name", list(BUILDS))
 def test_metrics_services_select_their_pods_and_announce_the_port(build_name: str) -> None:
     for component in ("dispatcher", "watcher"):
         service = one(build_name, "Service", f"bucketrun-{component}-metrics")
@@ -432,6 +501,11 @@ def test_the_services_fdl_is_a_secret_mounted_where_the_settings_look_and_loads(
     assert (secret["metadata"]["name"], secret["type"]) == ("bucketrun-services", "Opaque")
     for name, spec in pod_specs("base"):
         container = spec["containers"][0]
+        if container["name"] == "api":
+            # The API applies what its callers send; it never reads the mounted definitions.
+            assert "BUCKETRUN_SERVICES__PATHS" not in env_of(container)
+            assert not any("secret" in volume for volume in spec["volumes"]), f"{name} mounts a Secret"
+            continue
         paths = yaml.safe_load(env_of(container)["BUCKETRUN_SERVICES__PATHS"]["value"])
         volumes = {v["name"]: v for v in spec["volumes"]}
         mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
