@@ -21,15 +21,8 @@ from typing import Any
 
 import pytest
 
-from bucketrun.cli.jobs import (
-    EXIT_NOT_FOUND,
-    EXIT_SKIPPED,
-    delete_jobs,
-    job_logs,
-    list_jobs,
-    parse_cursor,
-    show_job,
-)
+from bucketrun.admin.jobs import EXIT_NOT_FOUND, EXIT_SKIPPED, delete_jobs
+from bucketrun.cli.jobs import job_logs, list_jobs, parse_cursor, show_job
 from dispatcher.adapters.kube import KubeApi, fetching
 from dispatcher.domain.jobs import CreateOutcome
 from dispatcher.executors.admin import JobStatus

@@ -34,7 +34,8 @@ import aio_pika  # noqa: TID251 - the test plays MinIO: it publishes the bucket 
 import pytest
 
 from bucketrun.admin.commands import EXIT_OK, apply_services, delete_services, list_services
-from bucketrun.cli.jobs import EXIT_SKIPPED, delete_jobs, job_logs, list_jobs, show_job
+from bucketrun.admin.jobs import EXIT_SKIPPED, delete_jobs
+from bucketrun.cli.jobs import job_logs, list_jobs, show_job
 from dispatcher.domain.events import build_message
 from dispatcher.process.app import run_dispatcher
 from dispatcher.runtime.settings import Settings

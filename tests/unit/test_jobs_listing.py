@@ -10,15 +10,9 @@ from typing import Any
 
 import pytest
 
+from bucketrun.admin.jobs import Page, cursor_of, format_cursor, newest_jobs, refusal
 from bucketrun.cli.common import UsageError
-from bucketrun.cli.jobs import (
-    Page,
-    cursor_of,
-    format_cursor,
-    newest_jobs,
-    parse_cursor,
-    refusal,
-)
+from bucketrun.cli.jobs import parse_cursor
 from dispatcher.adapters.s3.storage import ObjectInfo
 from dispatcher.domain.constants import ANNOTATION_RECORDED, LABEL_MANAGED_BY, LABEL_SERVICE, MANAGED_BY
 from dispatcher.executors.admin import JobStatus, job_status, summarize, summarize_record
