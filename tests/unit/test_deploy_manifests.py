@@ -627,7 +627,7 @@ def test_services_apply_is_a_one_shot_that_the_processes_wait_for(tmp_path: Path
         assert path in mounts, f"{path} is not mounted into services-apply"
         assert load_services([COMPOSE_DIR / mounts[path]]).services
     for name in _bucketrun_containers():
-        if name == "services-apply":
+        if name in ("services-apply", "api"):  # the API applies what it is sent, and loads no FDL
             continue
         theirs = {target: source for source, target in compose_bind_mounts(services[name])}
         assert mounts.items() <= theirs.items(), f"{name} loads other services than services-apply applied"
@@ -666,6 +666,10 @@ def test_compose_runs_the_processes_and_profiles_the_issue_asks_for() -> None:
     assert services["dispatcher"]["command"] == ["dispatcher"]
     assert services["watcher"]["command"] == ["watcher"]
     assert services["poller"]["command"] == ["poll"]
+    assert services["api"]["command"] == ["api", "--host", "0.0.0.0"]
+    assert "profiles" not in services["api"], "oscar-cli needs the API whichever processes run"
+    assert services["api"]["ports"] == ["127.0.0.1:8080:8080"]
+    assert "/health" in str(services["api"]["healthcheck"]["test"])
     assert "poller" in services["poller"]["profiles"]
     assert _env("dispatcher")["BUCKETRUN_CLUSTER__STAGER_IMAGE"] == services["dispatcher"]["image"]
     plugins = (COMPOSE_DIR / "rabbitmq" / "enabled_plugins").read_text().strip()
