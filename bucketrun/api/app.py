@@ -23,6 +23,7 @@ from bucketrun.api.catalog import (
     ServiceExistsError,
     UnknownServiceError,
 )
+from bucketrun.api.logs import logs_router
 from bucketrun.api.oscar_types import ClusterConfig, ConfigForUser, Info, MinIOProvider, Service
 from bucketrun.api.settings import ApiSettings
 from dispatcher import __version__
@@ -177,4 +178,5 @@ def create_app(settings: Settings, api: ApiSettings, catalog: ServiceCatalog | N
         await services.delete(name)
         return Response(status_code=204)
 
+    app.include_router(logs_router(settings, api, services), dependencies=auth)
     return app

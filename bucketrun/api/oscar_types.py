@@ -6,7 +6,8 @@ A service is read leniently, as OSCAR's Go decoder does: fields bucketrun does n
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -102,3 +103,26 @@ class Info(BaseModel):
     git_commit: str
     architecture: str
     kubernetes_version: str
+
+
+JobPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
+"""A Job's status as OSCAR lists it (its pod's phase)."""
+
+
+class JobInfo(BaseModel):
+    """``types.JobInfo``: one Job in ``GET /system/logs/{service}``, its times omitted when unknown
+    (OSCAR's ``omitempty``), in whole seconds as Kubernetes writes them."""
+
+    status: JobPhase
+    creation_time: datetime | None = None
+    start_time: datetime | None = None
+    finish_time: datetime | None = None
+
+
+class JobsResponse(BaseModel):
+    """``types.JobsResponse``: one page of a service's Jobs by name, and ``next_page``, the ``page``
+    token of the next one (omitted on the last page). OSCAR's ``remaining_jobs`` is never sent: the
+    Kubernetes list OSCAR fills it from leaves it out whenever a label selector is given, as OSCAR's is."""
+
+    jobs: dict[str, JobInfo]
+    next_page: str | None = None

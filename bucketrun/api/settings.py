@@ -34,3 +34,6 @@ class ApiSettings(BaseSettings):
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
     """Largest request body, in bytes, read; a bigger one is answered 413. Default 1 MiB (a service's
     script must fit a ConfigMap anyway)."""
+    job_listing_limit: int = Field(default=70, ge=1, le=10_000)
+    """Jobs per page of ``GET /system/logs/{service}`` (OSCAR's ``JOB_LISTING_LIMIT``). Default 70,
+    OSCAR's."""
