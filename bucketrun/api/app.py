@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import platform
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any, Final
 
 from fastapi import Depends, FastAPI, Request
@@ -26,6 +28,7 @@ from bucketrun.api.catalog import (
 from bucketrun.api.logs import logs_router
 from bucketrun.api.oscar_types import ClusterConfig, ConfigForUser, Info, MinIOProvider, Service
 from bucketrun.api.settings import ApiSettings
+from bucketrun.api.store_user import StoreUser
 from dispatcher import __version__
 from dispatcher.domain.errors import BucketrunError
 from dispatcher.runtime.settings import Settings
@@ -59,25 +62,32 @@ class BasicAuth:
             raise _UnauthorisedError
 
 
-def minio_provider(settings: Settings) -> MinIOProvider:
-    """How oscar-cli reaches the store: the endpoint only, never the admin's keys."""
+def minio_provider(settings: Settings, keys: tuple[str, str] = ("", "")) -> MinIOProvider:
+    """How oscar-cli and oscar-python reach the store: the endpoint and the API users' ``keys`` (access,
+    secret; ``StoreUser``), never the admin's."""
     storage = settings.storage
     scheme = "https" if storage.secure else "http"
     return MinIOProvider(
         endpoint=f"{scheme}://{storage.endpoint}",
         verify=storage.secure,
-        access_key="",
-        secret_key="",
+        access_key=keys[0],
+        secret_key=keys[1],
         region=storage.region,
     )
 
 
-def cluster_config(settings: Settings) -> ConfigForUser:
-    """The body of ``GET /system/config``."""
+def with_storage_providers(definition: dict[str, Any]) -> dict[str, Any]:
+    """A kept definition as OSCAR shows a service: ``storage_providers`` always there (oscar-python's
+    storage client indexes it, then takes ``minio.default`` from ``/system/config``)."""
+    return {**definition, "storage_providers": definition.get("storage_providers") or {}}
+
+
+def cluster_config(settings: Settings, keys: tuple[str, str] = ("", "")) -> ConfigForUser:
+    """The body of ``GET /system/config``, with the API users' store ``keys``."""
     namespace = settings.cluster.namespace
     return ConfigForUser(
         config=ClusterConfig(name="bucketrun", namespace=namespace, services_namespace=namespace),
-        minio_provider=minio_provider(settings),
+        minio_provider=minio_provider(settings, keys),
     )
 
 
@@ -103,8 +113,18 @@ def not_valid(error: RequestValidationError) -> str:
 
 def create_app(settings: Settings, api: ApiSettings, catalog: ServiceCatalog | None = None) -> FastAPI:
     """The application; ``catalog`` defaults to one over ``settings``' store and cluster."""
-    services = catalog if catalog is not None else ServiceCatalog(settings, api.definitions_bucket)
+    store_user = StoreUser(settings, api)  # raises StoreUserError before anything listens
+    if catalog is None:
+        catalog = ServiceCatalog(settings, api.definitions_bucket, on_change=store_user.grant)
+    services = catalog
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await store_user.start(services.list)
+        yield
+
     app = FastAPI(
+        lifespan=lifespan,
         title="bucketrun (OSCAR-compatible API)",
         version=__version__,
         docs_url=None,
@@ -152,12 +172,13 @@ def create_app(settings: Settings, api: ApiSettings, catalog: ServiceCatalog | N
         return system_info()
 
     @app.get("/system/config", dependencies=auth)
+    @app.get("/system/config/", dependencies=auth, include_in_schema=False)  # oscar-python's spelling
     async def config() -> ConfigForUser:
-        return cluster_config(settings)
+        return cluster_config(settings, store_user.keys)
 
     @app.get("/system/services", dependencies=auth)
     async def list_services() -> list[dict[str, Any]]:
-        return await services.list()
+        return [with_storage_providers(definition) for definition in await services.list()]
 
     @app.post("/system/services", dependencies=auth, status_code=201, response_class=Response)
     async def create_service(service: Service) -> Response:
@@ -171,7 +192,7 @@ def create_app(settings: Settings, api: ApiSettings, catalog: ServiceCatalog | N
 
     @app.get("/system/services/{name}", dependencies=auth)
     async def read_service(name: str) -> JSONResponse:
-        return JSONResponse(await services.get(name))
+        return JSONResponse(with_storage_providers(await services.get(name)))
 
     @app.delete("/system/services/{name}", dependencies=auth, status_code=204, response_class=Response)
     async def delete_service(name: str) -> Response:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,7 +117,15 @@ def check_service(path: Path, *, cluster: str | None) -> None:
 class ServiceCatalog:
     """Applies, lists, reads and deletes the API's services against the configured store and cluster."""
 
-    def __init__(self, settings: Settings, definitions_bucket: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        definitions_bucket: str,
+        *,
+        on_change: Callable[[list[dict[str, Any]]], Awaitable[None]] | None = None,
+    ) -> None:
+        """``on_change`` is awaited with every kept definition after each create, update and delete,
+        under the lock (the API users' store policy follows the services with it)."""
         if definitions_bucket == settings.storage.records_bucket:
             raise DefinitionsBucketError(
                 f"the API's definitions bucket {definitions_bucket!r} is the records bucket, whose "
@@ -128,6 +136,7 @@ class ServiceCatalog:
         self._bucket = definitions_bucket
         self._folder = DEFINITIONS_FOLDER
         self._lock = asyncio.Lock()
+        self._on_change = on_change
 
     def _key(self, name: str) -> str:
         return f"{self._folder}{name}.json"
@@ -159,14 +168,18 @@ class ServiceCatalog:
         async with self._lock:
             if await self._exists(service.name):
                 raise ServiceExistsError(service.name)
-            return await self._apply(service, new=True)
+            outcome = await self._apply(service, new=True)
+            await self._changed("applied")
+            return outcome
 
     async def update(self, service: Service) -> Outcome:
         """Validate and apply a service the API has; ``UnknownServiceError`` otherwise."""
         async with self._lock:
             if not await self._exists(service.name):
                 raise UnknownServiceError(service.name)
-            return await self._apply(service, new=False)
+            outcome = await self._apply(service, new=False)
+            await self._changed("applied")
+            return outcome
 
     async def delete(self, name: str) -> Outcome:
         """Do what ``services delete NAME`` does, then forget the definition."""
@@ -177,7 +190,20 @@ class ServiceCatalog:
             if code != EXIT_OK:
                 raise ApplyFailedError("\n".join([*lines, message]))
             await self._storage.delete_objects(self._bucket, [self._key(name)])
+            await self._changed("deleted")
             return Outcome(tuple(lines))
+
+    async def _changed(self, done: str) -> None:
+        """Call ``on_change`` with every kept definition; a failure says the change itself is ``done``."""
+        if self._on_change is None:
+            return
+        try:
+            await self._on_change(await self.list())
+        except BucketrunError as error:
+            raise ApplyFailedError(
+                f"{done}, but the store policy of the API's users was not updated: {error}; it is "
+                "rewritten at the next change or restart"
+            ) from error
 
     async def _exists(self, name: str) -> bool:
         try:

@@ -23,6 +23,12 @@ class ApiSettings(BaseSettings):
     """HTTP basic user every route but ``/health`` requires (OSCAR's ``OSCAR_USERNAME``). Required."""
     password: SecretStr = Field(min_length=1)
     """Its password (OSCAR's ``OSCAR_PASSWORD``). Required."""
+    store_access_key: SecretStr | None = Field(default=None, min_length=3, max_length=20)
+    """Access key of the MinIO user the API creates for its users and serves in ``/system/config``
+    (put-file, get-file): it may read and write only the input and output folders of the API's
+    services. Not bucketrun's own key. Default none: empty keys are served."""
+    store_secret_key: SecretStr | None = Field(default=None, min_length=8, max_length=40)
+    """Its secret key (MinIO: 8 to 40 characters); set both or neither. Default none."""
     host: str = "127.0.0.1"
     """Address to listen on. Default ``127.0.0.1``."""
     port: int = Field(default=8080, ge=0, le=65535)

@@ -54,6 +54,7 @@ def _serve(args: argparse.Namespace) -> tuple[str, int]:
         from bucketrun.api.catalog import DefinitionsBucketError  # noqa: PLC0415
         from bucketrun.api.server import serve  # noqa: PLC0415
         from bucketrun.api.settings import ApiSettings  # noqa: PLC0415
+        from bucketrun.api.store_user import StoreUserError  # noqa: PLC0415
     except ModuleNotFoundError as error:
         raise UsageError(
             f"error: bucketrun api needs {error.name}, of the api extra: pip install 'bucketrun[api]'"
@@ -69,10 +70,14 @@ def _serve(args: argparse.Namespace) -> tuple[str, int]:
             for problem in error.errors()
         )
         raise UsageError(f"error: {problems}") from None
-    credentials = (settings.storage.secret_key.get_secret_value(), api.password.get_secret_value())
+    credentials = (
+        settings.storage.secret_key.get_secret_value(),
+        api.password.get_secret_value(),
+        *([api.store_secret_key.get_secret_value()] if api.store_secret_key else []),
+    )
     configure_logging(level=settings.log.level, json=settings.log.json_lines, secrets=credentials)
     try:
         serve(settings, api)
-    except DefinitionsBucketError as error:
+    except (DefinitionsBucketError, StoreUserError) as error:
         raise UsageError(f"error: {error}") from None
     return "", EXIT_OK
