@@ -70,7 +70,10 @@ def check_settings(settings: Settings) -> tuple[str, ...]:
     """The services' names; ``StartupError`` when the definitions do not load or the records location
     overlaps an input."""
     records = (settings.storage.records_bucket, settings.storage.records_prefix)
-    return tuple(load_catalog(settings.services.paths, records, cluster=settings.services.cluster).services)
+    catalog = load_catalog(
+        settings.services.paths, records, cluster=settings.services.cluster, empty_dirs=True
+    )
+    return tuple(catalog.services)
 
 
 async def run_watcher(

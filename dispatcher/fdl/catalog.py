@@ -36,17 +36,23 @@ class Catalog:
 
 
 def load_catalog(
-    paths: tuple[Path, ...], records: tuple[str, str] | None = None, *, cluster: str | None = None
+    paths: tuple[Path, ...],
+    records: tuple[str, str] | None = None,
+    *,
+    cluster: str | None = None,
+    empty_dirs: bool = False,
 ) -> Catalog:
     """The services in *paths*; `StartupError` listing every problem when they do not load, or when an
     input path overlaps the *records* location (bucket, prefix) where job records are written. *cluster*
-    chooses among a service's definitions for several OSCAR clusters (``BUCKETRUN_SERVICES__CLUSTER``)."""
+    chooses among a service's definitions for several OSCAR clusters (``BUCKETRUN_SERVICES__CLUSTER``).
+    With *empty_dirs*, a directory of no FDL file loads as no service (logged as a warning when no
+    service at all is loaded) instead of being refused."""
     if not paths:
         raise StartupError(
             "no service definitions: set BUCKETRUN_SERVICES__PATHS to FDL files or directories"
         )
     try:
-        loaded = load_services(paths, cluster=cluster)
+        loaded = load_services(paths, cluster=cluster, empty_dirs=empty_dirs)
         if records is not None:
             check_records_location(*records, loaded.services)
     except ServiceDefinitionError as error:
@@ -55,6 +61,11 @@ def load_catalog(
         raise StartupError(str(error)) from error
     for warning in loaded.warnings:
         _log.warning("service definition warning", detail=str(warning))
+    if not loaded.services:
+        _log.warning(
+            "no service definitions loaded: every event routes nowhere until one appears",
+            paths=[str(path) for path in paths],
+        )
     for note in loaded.notes:
         _log.info("service definition for another cluster set aside", detail=note)
     return Catalog.of(loaded.services)

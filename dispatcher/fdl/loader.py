@@ -108,8 +108,9 @@ def _read_file(path: Path) -> _Parsed:
     return _parse(text, source=source, base_dir=path.parent)
 
 
-def _expand(paths: Iterable[Path]) -> tuple[list[Path], list[ServiceProblem]]:
-    """The FDL files named by ``paths`` (directories listed), each once; problems for unusable paths."""
+def _expand(paths: Iterable[Path], *, empty_dirs: bool = False) -> tuple[list[Path], list[ServiceProblem]]:
+    """The FDL files named by ``paths`` (directories listed), each once; problems for unusable paths (an
+    empty directory is one unless ``empty_dirs``)."""
     files: list[Path] = []
     problems: list[ServiceProblem] = []
     seen: set[Path] = set()
@@ -120,7 +121,7 @@ def _expand(paths: Iterable[Path]) -> tuple[list[Path], list[ServiceProblem]]:
                 for entry in path.iterdir()
                 if entry.suffix in FDL_SUFFIXES and not entry.name.startswith(".") and entry.is_file()
             )
-            if not found:
+            if not found and not empty_dirs:
                 problems.append(
                     ServiceProblem(str(path), None, None, "directory holds no *.yaml or *.yml file")
                 )
@@ -205,14 +206,19 @@ def _finish(parsed: list[_Parsed], problems: list[ServiceProblem], cluster: str 
     return LoadedServices(tuple(services), tuple(warnings), tuple(notes))
 
 
-def load_services(paths: Iterable[Path], *, cluster: str | None = None) -> LoadedServices:
+def load_services(
+    paths: Iterable[Path], *, cluster: str | None = None, empty_dirs: bool = False
+) -> LoadedServices:
     """Load every service defined in ``paths`` (FDL files, or directories of them).
+
+    A directory without FDL files is a problem (a path mistyped) unless ``empty_dirs``: the running
+    processes allow it, for a directory another program fills (``bucketrun api``'s services directory).
 
     ``cluster`` chooses among the definitions of a service filed under several OSCAR cluster ids
     (``dispatcher.fdl.clusters``). Raises ``ServiceDefinitionError`` listing every problem of every file
     when anything is refused.
     """
-    files, problems = _expand(paths)
+    files, problems = _expand(paths, empty_dirs=empty_dirs)
     return _finish([_read_file(file) for file in files], problems, cluster)
 
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Final
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -73,6 +75,9 @@ class Dispatcher:
             settings.storage.grant_lifetime,
             mount_limits=MountLimits(settings.storage.mount_max_objects, settings.storage.mount_max_bytes),
         )
+        self.look_again: Callable[[], Awaitable[bool]] = _nothing_new
+        """Look for new definitions now (set by `run_dispatcher`): what an event that routes nowhere
+        asks before it is dead-lettered; True when new definitions were loaded."""
         self.handlers = Handlers(
             lambda: self.catalog,
             amqp.publish_to_service,
@@ -84,6 +89,7 @@ class Dispatcher:
             pause_service=self._pause,
             metrics=metrics or DispatcherMetrics(CollectorRegistry()),
             direct_creates=settings.dispatch.direct_creates,
+            look_again=self._look_again,
         )
         self.queue_depths: dict[str, int] = {}
         """Ready messages per queue at the last sample (``sample_queues``)."""
@@ -95,6 +101,9 @@ class Dispatcher:
         await self._sync_lanes(self.catalog.services)
         self._ingress = await self.amqp.consume(self.amqp.topology.ingress_queue, self.handlers.on_ingress)
         _log.info("dispatcher consuming", services=sorted(self.catalog.services))
+
+    async def _look_again(self) -> bool:
+        return await self.look_again()  # read at each call: run_dispatcher sets it after construction
 
     async def reload(self, catalog: Catalog) -> None:
         """Swap in new definitions: new services get queues and consumers, removed ones are drained."""
@@ -176,24 +185,68 @@ def _export_state(metrics: DispatcherMetrics, dispatcher: Dispatcher, probes: _P
     )
 
 
-async def _watch_definitions(
-    dispatcher: Dispatcher, services: ServicesSettings, records: tuple[str, str]
-) -> None:
-    """Reload definitions when their files change; an invalid new version is refused, the old one kept."""
-    paths = services.paths
-    seen = _fingerprint(paths)
-    while True:
-        await asyncio.sleep(services.reload_interval)
-        current = _fingerprint(paths)
-        if current == seen:
-            continue
-        seen = current
-        try:
-            catalog = load_catalog(paths, records, cluster=services.cluster)
-        except StartupError as error:
-            _log.error("new service definitions refused; keeping the previous ones", error=str(error))
-            continue
-        await dispatcher.reload(catalog)
+async def _nothing_new() -> bool:
+    return False
+
+
+LOOK_AGAIN_PACE: Final = 1.0
+"""Seconds between two looks at the definitions asked for by events that route nowhere."""
+
+
+class _Definitions:
+    """The FDL files in force: re-read when they change, every ``reload_interval`` s, and when an event
+    routes nowhere (a service ``bucketrun api`` has just written may be newer than the last look, and its
+    first upload must not be dead-lettered for it). An invalid new version is refused, the old one kept.
+
+    Invariant: looks asked for by events are paced (``LOOK_AGAIN_PACE``) and shared: every event that
+    asks while a look is pending gets that look's answer, so a flood of unroutable events costs one
+    directory scan a second, and an event never waits for a look that started before it asked.
+    """
+
+    def __init__(self, dispatcher: Dispatcher, services: ServicesSettings, records: tuple[str, str]) -> None:
+        self._dispatcher = dispatcher
+        self._services = services
+        self._records = records
+        self._seen = _fingerprint(services.paths)
+        self._lock = asyncio.Lock()
+        self._last = time.monotonic()
+        self._pending: asyncio.Future[bool] | None = None
+
+    async def watch(self) -> None:
+        """Look every ``reload_interval`` seconds, for ever."""
+        while True:
+            await asyncio.sleep(self._services.reload_interval)
+            await self._reload_if_changed()
+
+    async def look_again(self) -> bool:
+        """Look now (paced, shared); True when new definitions were loaded."""
+        if self._pending is None:
+            self._pending = asyncio.ensure_future(self._paced_look())
+        return await asyncio.shield(self._pending)
+
+    async def _paced_look(self) -> bool:
+        wait = self._last + LOOK_AGAIN_PACE - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._pending = None  # who asks from now on gets a look that starts after they asked
+        return await self._reload_if_changed()
+
+    async def _reload_if_changed(self) -> bool:
+        async with self._lock:
+            self._last = time.monotonic()
+            current = _fingerprint(self._services.paths)
+            if current == self._seen:
+                return False
+            self._seen = current
+            try:
+                catalog = load_catalog(
+                    self._services.paths, self._records, cluster=self._services.cluster, empty_dirs=True
+                )
+            except StartupError as error:
+                _log.error("new service definitions refused; keeping the previous ones", error=str(error))
+                return False
+            await self._dispatcher.reload(catalog)
+            return True
 
 
 def _fingerprint(paths: tuple[Path, ...]) -> tuple[tuple[str, int, int], ...]:
@@ -241,7 +294,9 @@ async def run_dispatcher(
     *registry*, metrics go there and the caller serves the HTTP endpoints; without, this serves its own.
     """
     records = (settings.storage.records_bucket, settings.storage.records_prefix)
-    catalog = load_catalog(settings.services.paths, records, cluster=settings.services.cluster)
+    catalog = load_catalog(
+        settings.services.paths, records, cluster=settings.services.cluster, empty_dirs=True
+    )
     ready = ready or asyncio.Event()
     probes = _Probes(ready)
     async with contextlib.AsyncExitStack() as cleanup:
@@ -277,7 +332,9 @@ async def run_dispatcher(
             # keep it out of the garbage collector's full passes, which otherwise stall the loop.
             gc.freeze()
             ready.set()
-            definitions = _watch_definitions(dispatcher, settings.services, records)
+            watched = _Definitions(dispatcher, settings.services, records)
+            dispatcher.look_again = watched.look_again
+            definitions = watched.watch()
             interval = settings.metrics.queue_sample_interval
             sampler = asyncio.create_task(dispatcher.sample_queues(interval), name="bucketrun-queue-depths")
             cleanup.push_async_callback(cancelled, sampler)

@@ -61,8 +61,10 @@ class Handlers:
         pause_service: Callable[[str], None],
         metrics: DispatcherMetrics,
         direct_creates: int = 0,
+        look_again: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self._catalog = catalog
+        self._look_again = look_again
         self._publish_task = publish_task
         self._creator = creator
         self._executor = executor
@@ -88,6 +90,8 @@ class Handlers:
         log = _log.bind(queue=delivery.queue, message_id=delivery.message_id)
         try:
             plan = plan_ingress(delivery.body, self._catalog().router, max_bytes=self._max_bytes)
+            if plan.unroutable and self._look_again is not None and await self._look_again():
+                plan = plan_ingress(delivery.body, self._catalog().router, max_bytes=self._max_bytes)
         except EventError as error:
             metrics.dead_lettered.labels(str(error.reason)).inc()
             log.warning("message refused", reason=str(error.reason), error=error.message)

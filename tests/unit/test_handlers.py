@@ -101,3 +101,68 @@ async def test_a_task_that_cannot_be_published_sends_the_message_back_unacked(fa
     await handlers(steps, fail_on=failing).on_ingress(RecordingDelivery(message(), steps))
     assert "ack" not in steps
     assert steps[-1] == "retry_later:amqp"
+
+
+NEW_SERVICE = """
+functions:
+  oscar:
+  - c:
+      name: fresh
+      image: busybox
+      script: |
+        true
+      input: [{storage_provider: minio, path: uploads/in}]
+"""
+
+
+def handlers_that_look_again(steps: list[str], *, finds: bool) -> Handlers:
+    """Handlers whose definitions gain service `fresh` (bucket `uploads`) on their first look again."""
+    catalogs = [Catalog.of(load_services_text(FDL, source="t.yaml", base_dir=None).services)]
+
+    async def publish_task(service: str, body: bytes, headers: Mapping[str, Any]) -> None:
+        steps.append(f"publish:{service}")
+
+    async def look_again() -> bool:
+        steps.append("look-again")
+        if finds:
+            catalogs.append(
+                Catalog.of(load_services_text(NEW_SERVICE, source="n.yaml", base_dir=None).services)
+            )
+        return finds
+
+    return Handlers(
+        lambda: catalogs[-1],
+        publish_task,
+        creator=None,  # type: ignore[arg-type] - a fan-out never creates from the ingress
+        executor=None,  # type: ignore[arg-type]
+        retry_base_delay=1.0,
+        max_retry_delay=10.0,
+        max_message_bytes=1 << 20,
+        pause_service=lambda service: None,
+        metrics=DispatcherMetrics(CollectorRegistry()),
+        look_again=look_again,
+    )
+
+
+async def test_an_event_for_a_service_newer_than_the_last_reload_is_routed_after_a_look_again() -> None:
+    steps: list[str] = []
+    body = build_message(
+        event_name="s3:ObjectCreated:Put", bucket="uploads", key="in/a.txt", etag="e", sequencer="1"
+    )
+    await handlers_that_look_again(steps, finds=True).on_ingress(RecordingDelivery(body, steps))
+    assert steps == ["look-again", "publish:fresh", "ack"]
+
+
+async def test_an_event_that_still_routes_nowhere_after_the_look_is_dead_lettered() -> None:
+    steps: list[str] = []
+    body = build_message(
+        event_name="s3:ObjectCreated:Put", bucket="uploads", key="in/a.txt", etag="e", sequencer="1"
+    )
+    await handlers_that_look_again(steps, finds=False).on_ingress(RecordingDelivery(body, steps))
+    assert steps == ["look-again", "dead_letter:unknown-bucket"]
+
+
+async def test_a_routed_event_never_looks_again() -> None:
+    steps: list[str] = []
+    await handlers_that_look_again(steps, finds=True).on_ingress(RecordingDelivery(message(), steps))
+    assert steps == ["publish:thumbs", "publish:archive", "ack"]
