@@ -26,6 +26,7 @@ from bucketrun.api.catalog import (
     UnknownServiceError,
 )
 from bucketrun.api.logs import logs_router
+from bucketrun.api.openapi_document import document_errors
 from bucketrun.api.oscar_types import ClusterConfig, ConfigForUser, Info, MinIOProvider, Service
 from bucketrun.api.settings import ApiSettings
 from bucketrun.api.store_user import StoreUser
@@ -200,4 +201,5 @@ def create_app(settings: Settings, api: ApiSettings, catalog: ServiceCatalog | N
         return Response(status_code=204)
 
     app.include_router(logs_router(settings, api, services), dependencies=auth)
+    document_errors(app)  # the answers the app gives: 400 text, not FastAPI's 422 JSON
     return app

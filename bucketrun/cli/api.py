@@ -15,9 +15,12 @@ Serve an OSCAR-compatible HTTP API, so the unmodified oscar-cli manages bucketru
   oscar-cli apply services.yaml; oscar-cli service list | get NAME | remove NAME
 Routes (OSCAR's paths, methods, status codes and JSON): GET /health (no auth), GET /system/info,
 GET /system/config (the store's endpoint, never its keys), GET|POST|PUT /system/services,
-GET|DELETE /system/services/NAME. Create and update check the service as `bucketrun services
+GET|DELETE /system/services/NAME, GET|DELETE /system/logs/NAME and /system/logs/NAME/JOB (as
+`bucketrun jobs` reads them, where Jobs run, then the records: the service's Jobs newest first, paged;
+a Job's log; deleting one, the succeeded ones, or with all=true every one, with their records).
+Create and update check the service as `bucketrun services
 validate` does (400 with its message), then do what `services apply` does; delete does what
-`services delete` does. Not served yet: /job, /run, /system/logs, buckets, OIDC tokens."""
+`services delete` does. Not served yet: /job, /run, buckets, OIDC tokens."""
 
 EPILOG = """\
 settings (environment):
@@ -25,6 +28,7 @@ settings (environment):
   BUCKETRUN_API__HOST (127.0.0.1), BUCKETRUN_API__PORT (8080; 0 picks a free port)
   BUCKETRUN_API__MAX_BODY_BYTES (1048576; a bigger request body is answered 413)
   BUCKETRUN_API__DEFINITIONS_BUCKET (bucketrun-api): where the definitions it applied are kept
+  BUCKETRUN_API__JOB_LISTING_LIMIT (70): Jobs per page of GET /system/logs/NAME
   and the store and cluster as for `bucketrun services apply` (BUCKETRUN_STORAGE__*, BUCKETRUN_CLUSTER__*).
 It prints `bucketrun api listening on http://HOST:PORT` to stderr once it accepts connections. On
 SIGINT or SIGTERM it finishes the requests in flight, then ends by that signal (uvicorn's way).
