@@ -26,6 +26,7 @@ from typing import Any, Final
 
 from bucketrun.admin.commands import EXIT_BAD_FDL, EXIT_OK, apply_services, delete_services
 from bucketrun.admin.plan import PlanError, check_names
+from bucketrun.admin.tokens import ServiceTokens
 from bucketrun.admin.validation import validate_services
 from bucketrun.api.oscar_types import Service
 from dispatcher.adapters.s3.storage import NotificationsRefusedError, Storage
@@ -72,7 +73,9 @@ def fdl_document(service: Service) -> dict[str, Any]:
     string is left out, as a field not sent is: OSCAR's Go types cannot tell the two apart and give both
     its default (oscar-python posts the user's dict as it is, often without ``cpu`` or ``memory``).
     """
-    dumped = service.model_dump(mode="json", exclude={"clusters", "storage_providers"}, exclude_none=True)
+    dumped = service.model_dump(
+        mode="json", exclude={"clusters", "storage_providers", "token"}, exclude_none=True
+    )
     body = {key: value for key, value in dumped.items() if value != ""}
     document: dict[str, Any] = {"functions": {"oscar": [{service.cluster_id or "oscar": body}]}}
     if service.storage_providers:
@@ -82,7 +85,7 @@ def fdl_document(service: Service) -> dict[str, Any]:
 
 def kept_definition(service: Service) -> dict[str, Any]:
     """``service`` as stored and shown by ``GET``: no ``clusters``, secret values blanked."""
-    kept = service.model_dump(mode="json", exclude={"clusters"}, exclude_none=True)
+    kept = service.model_dump(mode="json", exclude={"clusters", "token"}, exclude_none=True)
     environment = kept.get("environment") or {}
     if environment.get("secrets"):
         environment["secrets"] = dict.fromkeys(environment["secrets"], "")
@@ -136,6 +139,7 @@ class ServiceCatalog:
         self._bucket = definitions_bucket
         self._folder = DEFINITIONS_FOLDER
         self._lock = asyncio.Lock()
+        self._tokens = ServiceTokens(settings.cluster)
         self._on_change = on_change
 
     def _key(self, name: str) -> str:
@@ -154,6 +158,7 @@ class ServiceCatalog:
                 raise UnknownServiceError(name) from None
             raise
         loaded: dict[str, Any] = json.loads(body)
+        loaded["token"] = (await self._tokens.read([checked]))[checked]
         return loaded
 
     async def list(self) -> list[dict[str, Any]]:
@@ -161,7 +166,9 @@ class ServiceCatalog:
         if not await self._storage.bucket_exists(self._bucket):
             return []
         found = await self._storage.list(self._bucket, self._folder, limit=None)
-        return [json.loads(await self._storage.get_object(self._bucket, item.key)) for item in found]
+        kept = [json.loads(await self._storage.get_object(self._bucket, item.key)) for item in found]
+        tokens = await self._tokens.read(definition["name"] for definition in kept)
+        return [{**definition, "token": tokens[definition["name"]]} for definition in kept]
 
     async def create(self, service: Service) -> Outcome:
         """Validate and apply a new service; ``ServiceExistsError`` when the API has it already."""
@@ -169,6 +176,7 @@ class ServiceCatalog:
             if await self._exists(service.name):
                 raise ServiceExistsError(service.name)
             outcome = await self._apply(service, new=True)
+            await self._token(service.name, self._tokens.issue)
             await self._changed("applied")
             return outcome
 
@@ -178,6 +186,7 @@ class ServiceCatalog:
             if not await self._exists(service.name):
                 raise UnknownServiceError(service.name)
             outcome = await self._apply(service, new=False)
+            await self._token(service.name, self._tokens.keep)
             await self._changed("applied")
             return outcome
 
@@ -189,6 +198,7 @@ class ServiceCatalog:
             message, code = await delete_services(self._settings, [name], [], emit=lines.append)
             if code != EXIT_OK:
                 raise ApplyFailedError("\n".join([*lines, message]))
+            await self._tokens.drop(name)
             await self._storage.delete_objects(self._bucket, [self._key(name)])
             await self._changed("deleted")
             return Outcome(tuple(lines))
@@ -203,6 +213,17 @@ class ServiceCatalog:
             raise ApplyFailedError(
                 f"{done}, but the store policy of the API's users was not updated: {error}; it is "
                 "rewritten at the next change or restart"
+            ) from error
+
+    @staticmethod
+    async def _token(name: str, give: Callable[[str], Awaitable[str]]) -> None:
+        """Issue or keep ``name``'s token (``ServiceTokens``); a failure says the service is applied
+        without one, which the next update issues."""
+        try:
+            await give(name)
+        except BucketrunError as error:
+            raise ApplyFailedError(
+                f"applied, but its token could not be kept: {error}; update the service to issue one"
             ) from error
 
     async def _exists(self, name: str) -> bool:
