@@ -8,16 +8,15 @@ auth; a wrong credential is a bare 401.
 from __future__ import annotations
 
 import platform
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Final
+from typing import Any, Final
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
+from bucketrun.api.auth import Authenticator, UnauthorisedError
 from bucketrun.api.catalog import (
     ApplyFailedError,
     InvalidServiceError,
@@ -25,9 +24,11 @@ from bucketrun.api.catalog import (
     ServiceExistsError,
     UnknownServiceError,
 )
+from bucketrun.api.invocations import register_invocations
 from bucketrun.api.logs import logs_router
 from bucketrun.api.openapi_document import document_errors
 from bucketrun.api.oscar_types import ClusterConfig, ConfigForUser, Info, MinIOProvider, Service
+from bucketrun.api.services_source import services_source
 from bucketrun.api.settings import ApiSettings
 from bucketrun.api.store_user import StoreUser
 from dispatcher import __version__
@@ -36,31 +37,6 @@ from dispatcher.runtime.settings import Settings
 
 _NOT_VALID: Final = "The service specification is not valid: "
 _GO_ARCH: Final = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
-
-
-class _UnauthorisedError(Exception):
-    """A missing or wrong credential: answered 401 with no detail."""
-
-
-_BASIC: Final = HTTPBasic(auto_error=False)
-
-
-class BasicAuth:
-    """The dependency every route but ``/health`` has: the configured user and password, or a bare 401."""
-
-    def __init__(self, api: ApiSettings) -> None:
-        self._username = api.username.encode()
-        self._password = api.password.get_secret_value().encode()
-
-    def __call__(self, credentials: Annotated[HTTPBasicCredentials | None, Depends(_BASIC)]) -> None:
-        """Refuse the request unless it carries the credential."""
-        if credentials is None:
-            raise _UnauthorisedError
-        # Both compared, always: how long a refusal takes says nothing about which part was wrong.
-        user_ok = secrets.compare_digest(credentials.username.encode(), self._username)
-        password_ok = secrets.compare_digest(credentials.password.encode(), self._password)
-        if not (user_ok and password_ok):
-            raise _UnauthorisedError
 
 
 def minio_provider(settings: Settings, keys: tuple[str, str] = ("", "")) -> MinIOProvider:
@@ -116,7 +92,8 @@ def create_app(settings: Settings, api: ApiSettings, catalog: ServiceCatalog | N
     """The application; ``catalog`` defaults to one over ``settings``' store and cluster."""
     store_user = StoreUser(settings, api)  # raises StoreUserError before anything listens
     if catalog is None:
-        catalog = ServiceCatalog(settings, api.definitions_bucket, on_change=store_user.grant)
+        source = services_source(settings.cluster, api.services_dir, api.services_secret)
+        catalog = ServiceCatalog(settings, api.definitions_bucket, on_change=store_user.grant, source=source)
     services = catalog
 
     @asynccontextmanager
@@ -134,15 +111,16 @@ def create_app(settings: Settings, api: ApiSettings, catalog: ServiceCatalog | N
         strict_content_type=False,
         max_body_size=api.max_body_bytes,  # 413 from the declared length or the bytes received so far
     )
-    auth = [Depends(BasicAuth(api))]
+    authenticator = Authenticator(api)
+    auth = authenticator.dependencies()
 
     @app.exception_handler(RequestValidationError)
     async def refused_body(_: Request, error: RequestValidationError) -> Response:
         return PlainTextResponse(not_valid(error), status_code=400)
 
-    @app.exception_handler(_UnauthorisedError)
-    async def unauthorised(_: Request, __: _UnauthorisedError) -> Response:
-        return Response(status_code=401, headers={"WWW-Authenticate": 'Basic realm="bucketrun"'})
+    @app.exception_handler(UnauthorisedError)
+    async def unauthorised(_: Request, __: UnauthorisedError) -> Response:
+        return Response(status_code=401, headers={"WWW-Authenticate": authenticator.challenge})
 
     @app.exception_handler(UnknownServiceError)
     async def unknown(_: Request, __: UnknownServiceError) -> Response:
@@ -201,5 +179,6 @@ def create_app(settings: Settings, api: ApiSettings, catalog: ServiceCatalog | N
         return Response(status_code=204)
 
     app.include_router(logs_router(settings, api, services), dependencies=auth)
+    register_invocations(app, settings, api.definitions_bucket, services, authenticator)
     document_errors(app)  # the answers the app gives: 400 text, not FastAPI's 422 JSON
     return app

@@ -20,7 +20,12 @@ GET|DELETE /system/services/NAME, GET|DELETE /system/logs/NAME and /system/logs/
 a Job's log; deleting one, the succeeded ones, or with all=true every one, with their records).
 Create and update check the service as `bucketrun services
 validate` does (400 with its message), then do what `services apply` does; delete does what
-`services delete` does. Not served yet: /job, /run, buckets, OIDC tokens."""
+`services delete` does. POST /job/NAME (201): an asynchronous invocation, the body as the event
+(a MinIO event for an input of NAME, else the input file: JSON as it is, anything else base64), handed
+to the dispatcher through NAME's queue, exactly once per X-Request-ID (answered back; a UUID when not
+sent); it takes `Authorization: Bearer TOKEN`, the token the API issued with the service (its `token`
+field, kept in the Secret bucketrun-NAME-token), or the credential of the other routes.
+Not served yet: /run, buckets, OIDC tokens."""
 
 EPILOG = """\
 settings (environment):
@@ -29,7 +34,8 @@ settings (environment):
   BUCKETRUN_API__MAX_BODY_BYTES (1048576; a bigger request body is answered 413)
   BUCKETRUN_API__DEFINITIONS_BUCKET (bucketrun-api): where the definitions it applied are kept
   BUCKETRUN_API__JOB_LISTING_LIMIT (70): Jobs per page of GET /system/logs/NAME
-  and the store and cluster as for `bucketrun services apply` (BUCKETRUN_STORAGE__*, BUCKETRUN_CLUSTER__*).
+  and the store and cluster as for `bucketrun services apply` (BUCKETRUN_STORAGE__*, BUCKETRUN_CLUSTER__*),
+  and for POST /job the broker as for the dispatcher (BUCKETRUN_AMQP__*).
 It prints `bucketrun api listening on http://HOST:PORT` to stderr once it accepts connections. On
 SIGINT or SIGTERM it finishes the requests in flight, then ends by that signal (uvicorn's way).
 The definitions it applied are kept as services/NAME.json (no credentials) in that bucket, which
@@ -71,12 +77,14 @@ def _serve(args: argparse.Namespace) -> tuple[str, int]:
     except ValidationError as error:
         problems = "; ".join(
             f"BUCKETRUN_API__{'.'.join(str(part) for part in problem['loc']).upper()}: {problem['msg']}"
+            if problem["loc"]
+            else problem["msg"]  # a rule over several settings names them itself
             for problem in error.errors()
         )
         raise UsageError(f"error: {problems}") from None
     credentials = (
         settings.storage.secret_key.get_secret_value(),
-        api.password.get_secret_value(),
+        *api.secret_values(),
         *([api.store_secret_key.get_secret_value()] if api.store_secret_key else []),
     )
     configure_logging(level=settings.log.level, json=settings.log.json_lines, secrets=credentials)

@@ -333,8 +333,8 @@ def test_the_command_refuses_missing_credentials_naming_the_variables(
     monkeypatch.setenv("BUCKETRUN_STORAGE__SECRET_KEY", "b")
     assert main(["api", "--port", "0"]) == 2
     err = capsys.readouterr().err
-    assert "BUCKETRUN_API__USERNAME: Field required" in err
-    assert "BUCKETRUN_API__PASSWORD: Field required" in err
+    assert "error: no credential: set BUCKETRUN_API__USERNAME and BUCKETRUN_API__PASSWORD" in err
+    assert "or BUCKETRUN_API__OIDC_ISSUERS and BUCKETRUN_API__OIDC_AUDIENCE" in err
 
 
 def test_the_command_help_names_routes_and_settings(capsys: pytest.CaptureFixture[str]) -> None:
