@@ -16,9 +16,10 @@ configuration from what it read, so two concurrent applies on one bucket would l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import tempfile
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from bucketrun.admin.plan import PlanError, check_names
 from bucketrun.admin.tokens import ServiceTokens
 from bucketrun.admin.validation import validate_services
 from bucketrun.api.oscar_types import Service
+from bucketrun.api.services_source import ServicesSource, file_name
 from dispatcher.adapters.s3.storage import NotificationsRefusedError, Storage
 from dispatcher.domain.errors import BucketrunError, PermanentError
 from dispatcher.runtime.settings import Settings
@@ -126,9 +128,11 @@ class ServiceCatalog:
         definitions_bucket: str,
         *,
         on_change: Callable[[list[dict[str, Any]]], Awaitable[None]] | None = None,
+        source: ServicesSource | None = None,
     ) -> None:
         """``on_change`` is awaited with every kept definition after each create, update and delete,
-        under the lock (the API users' store policy follows the services with it)."""
+        under the lock (the API users' store policy follows the services with it). ``source`` is where
+        each applied service's FDL goes for the dispatcher to run it (``bucketrun.api.services_source``)."""
         if definitions_bucket == settings.storage.records_bucket:
             raise DefinitionsBucketError(
                 f"the API's definitions bucket {definitions_bucket!r} is the records bucket, whose "
@@ -141,6 +145,7 @@ class ServiceCatalog:
         self._lock = asyncio.Lock()
         self._tokens = ServiceTokens(settings.cluster)
         self._on_change = on_change
+        self._source = source
 
     def _key(self, name: str) -> str:
         return f"{self._folder}{name}.json"
@@ -198,10 +203,23 @@ class ServiceCatalog:
             message, code = await delete_services(self._settings, [name], [], emit=lines.append)
             if code != EXIT_OK:
                 raise ApplyFailedError("\n".join([*lines, message]))
+            if self._source is not None:
+                await self._source.remove(name)  # the dispatcher stops routing to it
             await self._tokens.drop(name)
             await self._storage.delete_objects(self._bucket, [self._key(name)])
             await self._changed("deleted")
             return Outcome(tuple(lines))
+
+    @staticmethod
+    async def _token(name: str, give: Callable[[str], Awaitable[str]]) -> None:
+        """Issue or keep ``name``'s token (``ServiceTokens``); a failure says the service is applied
+        without one, which the next update issues."""
+        try:
+            await give(name)
+        except BucketrunError as error:
+            raise ApplyFailedError(
+                f"applied, but its token could not be kept: {error}; update the service to issue one"
+            ) from error
 
     async def _changed(self, done: str) -> None:
         """Call ``on_change`` with every kept definition; a failure says the change itself is ``done``."""
@@ -213,17 +231,6 @@ class ServiceCatalog:
             raise ApplyFailedError(
                 f"{done}, but the store policy of the API's users was not updated: {error}; it is "
                 "rewritten at the next change or restart"
-            ) from error
-
-    @staticmethod
-    async def _token(name: str, give: Callable[[str], Awaitable[str]]) -> None:
-        """Issue or keep ``name``'s token (``ServiceTokens``); a failure says the service is applied
-        without one, which the next update issues."""
-        try:
-            await give(name)
-        except BucketrunError as error:
-            raise ApplyFailedError(
-                f"applied, but its token could not be kept: {error}; update the service to issue one"
             ) from error
 
     async def _exists(self, name: str) -> bool:
@@ -265,6 +272,15 @@ class ServiceCatalog:
             if code != EXIT_OK:
                 failure = _tidy("\n".join([*lines, message]), path.parent)
                 raise ApplyFailedError(await self._left_behind(service.name, failure, lines, new=new))
+        if self._source is not None:
+            try:
+                await self._source.write(service.name, json.dumps(fdl_document(service)).encode())
+            except (BucketrunError, OSError) as error:
+                failure = f"error: its FDL could not be written to the {self._source.where}: {error}"
+                raise ApplyFailedError(
+                    await self._left_behind(service.name, failure, lines, new=new)
+                ) from error
+            lines.append(f"fdl {file_name(service.name)} written to the {self._source.where}")
         definition = json.dumps(kept_definition(service), indent=2).encode()
         try:
             await self._storage.put_object(
@@ -275,12 +291,15 @@ class ServiceCatalog:
             raise ApplyFailedError(await self._left_behind(service.name, failure, lines, new=new)) from error
         return Outcome(tuple(lines))
 
-    async def _left_behind(self, name: str, failure: str, applied: list[str], *, new: bool) -> str:
+    async def _left_behind(self, name: str, failure: str, applied: Sequence[str], *, new: bool) -> str:
         """The error of an apply that stopped part-way, saying what is left: a create is undone first."""
         if not new:
             done = "\n".join(applied) or "(no change)"
             return f"{failure}\nthe service was not updated; changes already applied:\n{done}"
         undo: list[str] = []
+        if self._source is not None:
+            with contextlib.suppress(BucketrunError, OSError):  # the delete below reports the rest
+                await self._source.remove(name)
         message, code = await delete_services(self._settings, [name], [], emit=undo.append)
         undone = "\n".join(undo)
         if code == EXIT_OK:

@@ -25,6 +25,12 @@ def listening_socket(host: str, port: int) -> socket.socket:
 def serve(settings: Settings, api: ApiSettings) -> None:
     """Serve until stopped; prints ``bucketrun api listening on http://HOST:PORT`` once it accepts."""
     app = create_app(settings, api)  # raises DefinitionsBucketError before anything listens
+    if api.services_dir is None and api.services_secret is None:
+        sys.stderr.write(
+            "warning: neither BUCKETRUN_API__SERVICES_DIR nor BUCKETRUN_API__SERVICES_SECRET is set: "
+            "services created here get their buckets, notifications and ConfigMaps, but no dispatcher "
+            "learns of them\n"
+        )
     sock = listening_socket(api.host, api.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host

@@ -8,6 +8,9 @@ asserted is read back from MinIO and kube-apiserver.
 
 from __future__ import annotations
 
+import base64
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,8 +19,10 @@ from minio.notificationconfig import NotificationConfig, QueueConfig  # noqa: TI
 
 from bucketrun.api.catalog import ApplyFailedError, ServiceCatalog
 from bucketrun.api.oscar_types import Service
+from bucketrun.api.services_source import DirectorySource, SecretSource
 from dispatcher.adapters.kube.api import MANAGED_SELECTOR
 from dispatcher.domain.errors import TransientError
+from dispatcher.fdl import load_services
 from dispatcher.runtime.settings import Settings
 from tests.backends.kubernetes import KubeTestEnv
 from tests.backends.s3 import S3Scope
@@ -29,7 +34,9 @@ pytestmark = pytest.mark.integration
 class Scope:
     """One test's buckets and namespace, and a catalog over them."""
 
-    def __init__(self, s3: S3Scope, kube: KubeTestEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(
+        self, s3: S3Scope, kube: KubeTestEnv, monkeypatch: pytest.MonkeyPatch, services_dir: Path
+    ) -> None:
         arn = s3.endpoint.notify_arn
         if arn is None:
             pytest.skip("needs MinIO's AMQP notifications (moto has none): run make servers")
@@ -43,7 +50,15 @@ class Scope:
         env = admin_env(s3.endpoint, records, kube, BUCKETRUN_STORAGE__NOTIFY_ARN=arn)
         for key in [key for key in env if key.startswith("BUCKETRUN_")]:
             monkeypatch.setenv(key, env[key])
-        self.catalog = ServiceCatalog(Settings.load(), self.definitions)
+        self.settings = Settings.load()
+        self.services_dir = services_dir
+        self.catalog = ServiceCatalog(self.settings, self.definitions, source=DirectorySource(services_dir))
+
+    def fdl_files(self) -> list[str]:
+        """The FDL files the dispatcher would read from the API's services directory."""
+        if not self.services_dir.is_dir():
+            return []
+        return sorted(path.name for path in self.services_dir.iterdir())
 
     def service(self, **changes: Any) -> Service:
         body: dict[str, Any] = {
@@ -80,8 +95,8 @@ class Scope:
 
 
 @pytest.fixture
-def scope(s3: S3Scope, kube: KubeTestEnv, monkeypatch: pytest.MonkeyPatch) -> Scope:
-    return Scope(s3, kube, monkeypatch)
+def scope(s3: S3Scope, kube: KubeTestEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Scope:
+    return Scope(s3, kube, monkeypatch, tmp_path / "api-services")
 
 
 async def test_a_create_whose_definition_cannot_be_kept_is_undone(
@@ -101,6 +116,7 @@ async def test_a_create_whose_definition_cannot_be_kept_is_undone(
     assert scope.queue_ids(scope.inbox) == []
     assert await scope.managed(kube_api) == ([], [])
     assert scope.kept() == []
+    assert scope.fdl_files() == []
 
 
 async def test_a_failed_update_says_which_changes_were_applied_and_keeps_the_service(
@@ -108,6 +124,7 @@ async def test_a_failed_update_says_which_changes_were_applied_and_keeps_the_ser
 ) -> None:
     await scope.catalog.create(scope.service())
     assert scope.queue_ids(scope.inbox) == ["bucketrun-upper-0"]
+    assert scope.fdl_files() == ["upper.yaml"]
 
     async def refuse(*_: Any, **__: Any) -> None:
         raise TransientError("the store answered 503 SlowDown", kind="s3-5xx")
@@ -120,10 +137,10 @@ async def test_a_failed_update_says_which_changes_were_applied_and_keeps_the_ser
     assert "the service was not updated; changes already applied:" in message
     assert "create configmap bucketrun-upper-" in message, message  # the new ConfigMap is named
     assert scope.queue_ids(scope.inbox) == ["bucketrun-upper-0"]
-    created = message.split("create configmap ", 1)[1].split()[0]
+    created = message.split("create configmap ", 1)[1].split(maxsplit=1)[0]
     config_maps, secrets = await scope.managed(kube_api)
     assert created in config_maps  # what the message says was applied is there
-    assert secrets == ["bucketrun-upper-secrets"]
+    assert "bucketrun-upper-secrets" in secrets
     assert scope.kept() == ["services/upper.json"]
 
 
@@ -145,3 +162,43 @@ async def test_a_noisy_definitions_bucket_is_refused_before_anything_is_applied(
     assert scope.queue_ids(scope.inbox) == []
     assert await scope.managed(kube_api) == ([], [])
     assert scope.kept() == []
+    assert scope.fdl_files() == []
+
+
+async def test_the_dispatcher_learns_each_service_from_the_source_and_forgets_it_on_delete(
+    scope: Scope, kube_api: client.ApiClient
+) -> None:
+    outcome = await scope.catalog.create(scope.service())
+    assert f"fdl upper.yaml written to the directory {scope.services_dir}" in outcome.lines
+    (loaded,) = load_services([scope.services_dir]).services
+    assert (loaded.name, loaded.image) == ("upper", "alpine:3.20")
+    assert loaded.inputs[0].bucket == scope.inbox
+
+    await scope.catalog.update(scope.service(image="alpine:3.21"))
+    (loaded,) = load_services([scope.services_dir]).services
+    assert loaded.image == "alpine:3.21"
+
+    await scope.catalog.delete("upper")
+    assert scope.fdl_files() == []
+
+
+async def test_in_kubernetes_the_services_go_to_a_secret_one_key_each(
+    scope: Scope, kube_api: client.ApiClient
+) -> None:
+    catalog = ServiceCatalog(
+        scope.settings,
+        scope.definitions,
+        source=SecretSource(scope.settings.cluster, "bucketrun-api-services"),
+    )
+    core = client.CoreV1Api(kube_api)
+    await catalog.create(scope.service())
+    await catalog.create(scope.service(name="lower", input=[], output=[]))
+
+    secret = await core.read_namespaced_secret("bucketrun-api-services", scope.kube.namespace)
+    assert sorted(secret.data) == ["lower.yaml", "upper.yaml"]
+    document = json.loads(base64.b64decode(secret.data["upper.yaml"]))
+    assert document["functions"]["oscar"][0]["oscar"]["name"] == "upper"
+
+    await catalog.delete("upper")
+    secret = await core.read_namespaced_secret("bucketrun-api-services", scope.kube.namespace)
+    assert sorted(secret.data) == ["lower.yaml"]
