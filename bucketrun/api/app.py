@@ -24,7 +24,6 @@ from bucketrun.api.catalog import (
     ServiceExistsError,
     UnknownServiceError,
 )
-from bucketrun.api.invocations import register_invocations
 from bucketrun.api.logs import logs_router
 from bucketrun.api.openapi_document import document_errors
 from bucketrun.api.oscar_types import ClusterConfig, ConfigForUser, Info, MinIOProvider, Service
@@ -179,6 +178,5 @@ def create_app(settings: Settings, api: ApiSettings, catalog: ServiceCatalog | N
         return Response(status_code=204)
 
     app.include_router(logs_router(settings, api, services), dependencies=auth)
-    register_invocations(app, settings, api.definitions_bucket, services, authenticator)
     document_errors(app)  # the answers the app gives: 400 text, not FastAPI's 422 JSON
     return app
