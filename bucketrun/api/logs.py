@@ -56,8 +56,12 @@ OSCAR_STATUS: Final[dict[JobStatus, JobPhase]] = {
 """bucketrun's statuses in OSCAR's words (its pod phases, which ``oscar-cli service logs list
 --status`` filters on)."""
 _GO_TRUE: Final = frozenset({"1", "t", "T", "TRUE", "true", "True"})
-_NOT_FOUND: Final[dict[int | str, dict[str, Any]]] = {
-    404: {"description": "No such service, or no such Job of it"}
+_Answers = dict[int | str, dict[str, Any]]
+_TEXT: Final = {"text/plain": {"schema": {"type": "string"}}}
+_NOT_FOUND: Final[_Answers] = {404: {"description": "No such service, or no such Job of it; no body"}}
+_BAD_PAGE: Final[_Answers] = {400: {"description": "A page token no page gave, named", "content": _TEXT}}
+_LEFT_ALONE: Final[_Answers] = {
+    409: {"description": "Jobs left alone (a running serve's local executor holds them)", "content": _TEXT}
 }
 
 
@@ -125,7 +129,7 @@ def logs_router(settings: Settings, api: ApiSettings, services: ServiceCatalog) 
         "/system/logs/{service}",
         response_model=JobsResponse,
         response_model_exclude_none=True,
-        responses={**_NOT_FOUND, 400: {"description": "A page token no page gave"}},
+        responses={**_NOT_FOUND, **_BAD_PAGE},
     )
     async def list_jobs(service: str, page: str = "") -> JobsResponse | Response:
         """A page of the service's Jobs, newest first; ``next_page`` is the next page's ``page``."""
@@ -150,7 +154,7 @@ def logs_router(settings: Settings, api: ApiSettings, services: ServiceCatalog) 
         text = logs.texts.get(RUN_CONTAINER)
         return Response(status_code=404) if text is None else PlainTextResponse(text)
 
-    @router.delete("/system/logs/{service}/{job}", status_code=204, responses=_NOT_FOUND)
+    @router.delete("/system/logs/{service}/{job}", status_code=204, responses={**_NOT_FOUND, **_LEFT_ALONE})
     async def delete_job(service: str, job: str) -> Response:
         """Delete the Job, running or not, with its pods and its record."""
         await services.get(service)
@@ -160,7 +164,7 @@ def logs_router(settings: Settings, api: ApiSettings, services: ServiceCatalog) 
         )
         return deletion_answer(code, message, lines)
 
-    @router.delete("/system/logs/{service}", status_code=204, responses=_NOT_FOUND)
+    @router.delete("/system/logs/{service}", status_code=204, responses={**_NOT_FOUND, **_LEFT_ALONE})
     async def delete_service_jobs(
         service: str,
         every: Annotated[
