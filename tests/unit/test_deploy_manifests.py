@@ -97,6 +97,8 @@ SECRET_ENV = frozenset(
 # A URL with a password in it, or a variable named like a credential holding a literal value.
 _URL_WITH_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/@\s:]+:[^/@\s]+@", re.IGNORECASE)
 _CREDENTIAL_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|ACCESS_KEY|PRIVATE_KEY|(^|_)URL$", re.IGNORECASE)
+SECRET_NAMES = frozenset({f"{API_PREFIX}SERVICES_SECRET"})
+"""Settings named like credentials whose value is the name of a Secret, not a credential."""
 _PINNED_TAG = re.compile(r"^(?!latest$)[A-Za-z0-9_.-]*\d[A-Za-z0-9_.-]*$")
 
 BUILDS = {
@@ -412,7 +414,7 @@ def test_env_names_are_real_settings_and_credentials_come_only_from_secrets(buil
                     )
                 value = str(entry.get("value", ""))
                 assert not _URL_WITH_PASSWORD.search(value), f"{where}: a URL with a password"
-                if _CREDENTIAL_NAME.search(entry["name"]):
+                if _CREDENTIAL_NAME.search(entry["name"]) and entry["name"] not in SECRET_NAMES:
                     assert "value" not in entry, f"{where}: literal value for a credential-like variable"
             assert not container.get("envFrom"), f"{name}: envFrom hides which variables are set"
     # Credentials are created by the operator, never shipped: the one Secret of the build is the services'
@@ -499,6 +501,9 @@ def test_the_services_fdl_is_a_secret_mounted_where_the_settings_look_and_loads(
     assert [obj["metadata"]["name"] for obj in objects("base", "ConfigMap")] == []
     (secret,) = objects("base", "Secret")
     assert (secret["metadata"]["name"], secret["type"]) == ("bucketrun-services", "Opaque")
+    api = one("base", "Deployment", "bucketrun-api")["spec"]["template"]["spec"]
+    # The services applied through the API: a Secret the API writes (none is shipped), read as a directory.
+    api_services = env_of(api["containers"][0])[f"{API_PREFIX}SERVICES_SECRET"]["value"]
     for name, spec in pod_specs("base"):
         container = spec["containers"][0]
         if container["name"] == "api":
@@ -509,10 +514,13 @@ def test_the_services_fdl_is_a_secret_mounted_where_the_settings_look_and_loads(
         paths = yaml.safe_load(env_of(container)["BUCKETRUN_SERVICES__PATHS"]["value"])
         volumes = {v["name"]: v for v in spec["volumes"]}
         mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+        mounted = []
         for path in paths:
             mount = mounts[path]
             assert "subPath" not in mount, f"{name}: a subPath mount never sees the Secret's updates"
-            assert volumes[mount["name"]]["secret"]["secretName"] == secret["metadata"]["name"]
+            mounted.append(volumes[mount["name"]]["secret"])
+        assert [source["secretName"] for source in mounted] == [secret["metadata"]["name"], api_services]
+        assert mounted[1].get("optional") is True, f"{name} would not start before the API's first service"
     # The FDL as the dispatcher will read it: through the real loader, with the default records place.
     storage = StorageSettings.model_fields
     for filename, encoded in secret["data"].items():
@@ -670,6 +678,15 @@ def test_compose_runs_the_processes_and_profiles_the_issue_asks_for() -> None:
     assert "profiles" not in services["api"], "oscar-cli needs the API whichever processes run"
     assert services["api"]["ports"] == ["127.0.0.1:8080:8080"]
     assert "/health" in str(services["api"]["healthcheck"]["test"])
+    # The services applied through the API reach the processes: the API's directory is a volume they
+    # mount where their BUCKETRUN_SERVICES__PATHS look.
+    volumes = {target: source for source, target, *_ in (v.split(":") for v in services["api"]["volumes"])}
+    written_to = volumes[_env("api")[f"{API_PREFIX}SERVICES_DIR"]]
+    assert written_to in compose()["volumes"], "the API's directory must be a named volume"
+    for name in ("bucketrun", "dispatcher", "watcher", "poller"):
+        theirs = {target: source for source, target, *_ in (v.split(":") for v in services[name]["volumes"])}
+        paths = yaml.safe_load(_env(name)["BUCKETRUN_SERVICES__PATHS"])
+        assert written_to in {theirs.get(path) for path in paths}, f"{name} never reads the API's services"
     assert "poller" in services["poller"]["profiles"]
     assert _env("dispatcher")["BUCKETRUN_CLUSTER__STAGER_IMAGE"] == services["dispatcher"]["image"]
     plugins = (COMPOSE_DIR / "rabbitmq" / "enabled_plugins").read_text().strip()
