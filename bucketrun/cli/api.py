@@ -14,7 +14,8 @@ Serve an OSCAR-compatible HTTP API, so the unmodified oscar-cli manages bucketru
   oscar-cli cluster add bucketrun http://127.0.0.1:8080 USER PASSWORD --disable-ssl
   oscar-cli apply services.yaml; oscar-cli service list | get NAME | remove NAME
 Routes (OSCAR's paths, methods, status codes and JSON): GET /health (no auth), GET /system/info,
-GET /system/config (the store's endpoint, never its keys), GET|POST|PUT /system/services,
+GET /system/config (the store's endpoint and the API users' store keys, never the admin's; also
+/system/config/, as oscar-python asks), GET|POST|PUT /system/services,
 GET|DELETE /system/services/NAME, GET|DELETE /system/logs/NAME and /system/logs/NAME/JOB (as
 `bucketrun jobs` reads them, where Jobs run, then the records: the service's Jobs newest first, paged;
 a Job's log; deleting one, the succeeded ones, or with all=true every one, with their records).
@@ -33,6 +34,9 @@ settings (environment):
   BUCKETRUN_API__HOST (127.0.0.1), BUCKETRUN_API__PORT (8080; 0 picks a free port)
   BUCKETRUN_API__MAX_BODY_BYTES (1048576; a bigger request body is answered 413)
   BUCKETRUN_API__DEFINITIONS_BUCKET (bucketrun-api): where the definitions it applied are kept
+  BUCKETRUN_API__STORE_ACCESS_KEY, BUCKETRUN_API__STORE_SECRET_KEY: a MinIO user the API creates at
+    startup for put-file, get-file and oscar-python, allowed only the input and output folders of its
+    services (unset, or no MinIO admin API: a warning, and /system/config serves empty keys)
   BUCKETRUN_API__JOB_LISTING_LIMIT (70): Jobs per page of GET /system/logs/NAME
   and the store and cluster as for `bucketrun services apply` (BUCKETRUN_STORAGE__*, BUCKETRUN_CLUSTER__*),
   and for POST /job the broker as for the dispatcher (BUCKETRUN_AMQP__*).
