@@ -9,11 +9,9 @@ stay running waits for a file the test creates; every wait is on a condition wit
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +21,16 @@ import pytest
 from bucketrun.admin.jobs import record_store
 from bucketrun.api.app import create_app
 from bucketrun.api.settings import ApiSettings
+from dispatcher.domain.kube import name as kube_name
+from dispatcher.executors.build import job_admin_of
+from dispatcher.executors.local.executor import LocalExecutor
 from dispatcher.runtime.settings import Settings
 from tests.backends.kubernetes import KubeTestEnv
 from tests.backends.rabbitmq import AmqpNames
 from tests.backends.s3 import S3Scope
-from tests.integration.stack import started, until
-from tests.integration.test_jobs_commands import held_job, next_second
-from tests.integration.watcher_support import WatcherEnv, job_doc, new_env
-from watcher.app import run_watcher
+from tests.integration.stack import until
+from tests.integration.test_jobs_commands import Where, held_job, next_second
+from tests.integration.watcher_support import job_doc, new_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -40,11 +40,14 @@ PAGE_SIZE = 2
 
 @dataclass
 class Served:
-    """The API over one test's cluster and store, and the watcher recording its Jobs."""
+    """The API over one test's store and where its Jobs run, and the watcher recording them."""
 
-    env: WatcherEnv
-    settings: Settings
+    where: Where
     http: httpx2.AsyncClient
+
+    @property
+    def settings(self) -> Settings:
+        return self.where.settings
 
     async def jobs(self, service: str = "upper") -> tuple[dict[str, dict[str, Any]], int]:
         """Every page of the service's Jobs merged, as oscar-cli's `service logs list` merges them, and
@@ -78,12 +81,21 @@ class Served:
         return await record_store(self.settings).read("upper", name) is not None
 
     async def job_names(self) -> set[str]:
-        return {doc["metadata"]["name"] for doc in await self.env.jobs()}
+        """The Jobs that exist where they run (of every service)."""
+        async with job_admin_of(self.settings.cluster) as admin:
+            return {kube_name(job) for job, _ in await admin.jobs(with_pods=False)}
+
+    async def delete_job(self, name: str) -> None:
+        """Delete the finished Job *name* where it runs, as its TTL would."""
+        async with job_admin_of(self.settings.cluster) as admin:
+            job = await admin.read_job(name)
+            assert job is not None, name
+            assert await admin.delete_job(job)
 
 
-@pytest.fixture
+@pytest.fixture(params=["kubernetes", "local"])
 async def served(
-    amqp_names: AmqpNames, s3: S3Scope, kube: KubeTestEnv, tmp_path: Path
+    request: pytest.FixtureRequest, amqp_names: AmqpNames, s3: S3Scope, kube: KubeTestEnv, tmp_path: Path
 ) -> AsyncIterator[Served]:
     if s3.endpoint.notify_arn is None:
         pytest.skip("creating a service needs MinIO's AMQP notifications (moto has none): run make servers")
@@ -91,20 +103,31 @@ async def served(
     env = await new_env(amqp_names, s3, kube, tmp_path)
     storage = env.settings.storage.model_copy(update={"notify_arn": s3.endpoint.notify_arn})
     settings = env.settings.model_copy(update={"storage": storage})
+    executor = None
+    if request.param == "local":
+        state = tmp_path / "state"
+        cluster = settings.cluster.model_copy(update={"executor": "local", "local_state_dir": state})
+        settings = settings.model_copy(update={"cluster": cluster})
+        executor = LocalExecutor(state, max_running=4)
+    where = Where(request.param, env, settings, executor)
+    if executor is not None:
+        await executor.start()
+        where.stack.push_async_callback(executor.close)
     api = ApiSettings(
         username=USER,
         password=PASSWORD,
         definitions_bucket=s3.bucket("api", create=False),
         job_listing_limit=PAGE_SIZE,
     )
-    app = create_app(settings, api)
-    transport = httpx2.ASGITransport(app=app)
-    async with contextlib.AsyncExitStack() as stack:
-        http = await stack.enter_async_context(
-            httpx2.AsyncClient(transport=transport, base_url="http://api", auth=(USER, PASSWORD), timeout=60)
-        )
-        await stack.enter_async_context(started(partial(run_watcher, settings), "watcher"))
-        yield Served(env, settings, http)
+    transport = httpx2.ASGITransport(app=create_app(settings, api))
+    try:
+        async with httpx2.AsyncClient(
+            transport=transport, base_url="http://api", auth=(USER, PASSWORD), timeout=60
+        ) as http:
+            await where.start_watcher()
+            yield Served(where, http)
+    finally:
+        await where.stop()
 
 
 def service_body(inputs: str) -> dict[str, Any]:
@@ -131,20 +154,21 @@ async def test_jobs_in_the_cluster_and_in_the_records_are_listed_paged_logged_an
     assert (await http.get("/system/logs/upper")).json() == {"jobs": {}}
 
     release = tmp_path / "release"
-    await served.env.create_jobs([job_doc("gone-job", exit_code=0)])
+    where = served.where
+    await where.create(job_doc("gone-job", exit_code=0))
     await next_second()
-    await served.env.create_jobs([job_doc("bad-job", exit_code=1), job_doc("other-job", service="other")])
+    await where.create(job_doc("bad-job", exit_code=1), job_doc("other-job", service="other"))
     await next_second()
-    await served.env.create_jobs([job_doc("ok-job", exit_code=0)])
+    await where.create(job_doc("ok-job", exit_code=0))
     await next_second()
-    await served.env.create_jobs([held_job("held-job", release)])
+    await where.create(held_job("held-job", release))
 
     async def recorded() -> bool:
         return all([await served.recorded(name) for name in ("gone-job", "bad-job", "ok-job")])
 
     await until(recorded, "three finished Jobs recorded by the watcher")
     # gone-job is known by its record only from now on, as after the Job TTL.
-    await served.env.delete_job("gone-job")
+    await served.delete_job("gone-job")
 
     async def gone() -> bool:
         return "gone-job" not in await served.job_names()
@@ -192,8 +216,15 @@ async def test_jobs_in_the_cluster_and_in_the_records_are_listed_paged_logged_an
     assert (await http.delete("/system/logs/upper/bad-job")).status_code == 404
     assert (await http.delete("/system/logs/upper/other-job")).status_code == 404  # not upper's
 
-    # all=true: the running one too (its pods stopped by the cluster); the other service's Job stays.
+    # all=true: the running one too (its pods stopped); the other service's Job stays. The local
+    # executor's Job only once `serve` (here: the executor and the watcher) has stopped.
     answer = await http.delete("/system/logs/upper", params={"all": "true"})
+    if where.kind == "local":
+        assert answer.status_code == 409
+        assert answer.text.startswith("skip job held-job: not finished, and it runs in the local executor")
+        assert (await http.get("/system/logs/upper/held-job")).text.strip() == "waiting held-job"
+        await where.stop()
+        answer = await http.delete("/system/logs/upper", params={"all": "true"})
     assert (answer.status_code, answer.text) == (204, "")
     assert (await http.get("/system/logs/upper")).json() == {"jobs": {}}
     assert await served.job_names() == {"other-job"}
