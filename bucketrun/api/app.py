@@ -26,7 +26,6 @@ from bucketrun.api.catalog import (
 )
 from bucketrun.api.invocations import register_invocations
 from bucketrun.api.logs import logs_router
-from bucketrun.api.metrics import instrument
 from bucketrun.api.openapi_document import document_errors
 from bucketrun.api.oscar_types import ClusterConfig, ConfigForUser, Info, MinIOProvider, Service
 from bucketrun.api.services_source import services_source
@@ -181,6 +180,5 @@ def create_app(settings: Settings, api: ApiSettings, catalog: ServiceCatalog | N
 
     app.include_router(logs_router(settings, api, services), dependencies=auth)
     register_invocations(app, settings, api.definitions_bucket, services, authenticator)
-    instrument(app)  # bucketrun_api_* by route template, served on the metrics port
     document_errors(app)  # the answers the app gives: 400 text, not FastAPI's 422 JSON
     return app
