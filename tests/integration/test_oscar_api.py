@@ -14,9 +14,7 @@ import json
 import os
 import pty
 import re
-import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -32,13 +30,13 @@ from dispatcher.adapters.kube.api import MANAGED_SELECTOR
 from tests.backends.kubernetes import KubeTestEnv
 from tests.backends.s3 import S3Scope
 from tests.integration.admin_env import admin_env
+from tests.integration.api_process import api_process
 
 pytestmark = pytest.mark.integration
 
 USER = "oscar"
 PASSWORD = "a-test-password-3f9c"
 RUN_TIMEOUT = 90.0
-START_TIMEOUT = 30.0
 CLUSTER = "bucketrun"
 
 FDL = """\
@@ -209,39 +207,9 @@ async def api(s3: S3Scope, kube: KubeTestEnv) -> AsyncIterator[Api]:
     if s3.endpoint.notify_arn is None:
         pytest.skip("needs MinIO's AMQP notifications (moto has none): run make servers")
     served = Api(s3, kube)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bucketrun.cli.main",
-        "api",
-        "--port",
-        "0",
-        env=served.env(),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert process.stderr is not None
-    seen: list[str] = []
-    try:
-        async with asyncio.timeout(START_TIMEOUT):
-            while not served.url:
-                line = (await process.stderr.readline()).decode()
-                if not line:
-                    pytest.fail(f"bucketrun api exited ({await process.wait()}): {''.join(seen)}")
-                seen.append(line)
-                if found := re.search(r"listening on (http://\S+)", line):
-                    served.url = found.group(1)
-        drain = asyncio.create_task(process.stderr.read())  # never let a full pipe stall the server
+    async with api_process(served.env()) as url:
+        served.url = url
         yield served
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            async with asyncio.timeout(START_TIMEOUT):
-                await process.wait()
-    errors = (await drain).decode()
-    # uvicorn stops gracefully on SIGTERM, then raises it again: the exit is by that signal.
-    assert process.returncode in (0, -signal.SIGTERM), errors[-3000:]
-    assert "Traceback" not in errors, errors[-3000:]
 
 
 @pytest.fixture
