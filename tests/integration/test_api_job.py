@@ -58,6 +58,7 @@ class Stack:
     kube_api: client.ApiClient
     data: str
     definitions: str
+    api: ApiSettings
 
     def output(self, name: str) -> bytes | None:
         return read_object(self.s3.endpoint, self.data, f"out/{name}")
@@ -129,7 +130,7 @@ async def stack(
         created = await http.post("/system/services", json=service_json(data), headers=BASIC)
         assert created.status_code == 201, created.text
         async with started(partial(run_dispatcher, settings), "the dispatcher", within=60):
-            yield Stack(http, settings, s3, kube, kube_api, data, definitions)
+            yield Stack(http, settings, s3, kube, kube_api, data, definitions, api)
 
 
 async def test_an_invocation_runs_once_per_request_id_with_the_body_as_input(stack: Stack) -> None:
@@ -221,6 +222,37 @@ async def test_a_minio_event_is_replayed_to_the_named_service(stack: Stack) -> N
         refused = await stack.invoke(event(bucket, key))
         assert refused.status_code == 400
         assert why in refused.text
+    assert len(await stack.jobs()) == 1
+
+
+async def test_a_broker_away_is_503_and_the_same_request_id_then_runs_once(stack: Stack) -> None:
+    """The API cannot publish: 503 naming what to do (send the id again), the body already kept; sent
+    again to an API that can publish, the same id makes its one Job from the first body."""
+    closed = stack.settings.amqp.model_copy(
+        update={"url": SecretStr("amqp://guest:guest@127.0.0.1:1/"), "connect_timeout": 1.0}
+    )
+    away = create_app(stack.settings.model_copy(update={"amqp": closed}), stack.api)
+    request_id = f"away-{uuid.uuid4().hex}"
+    async with (
+        away.router.lifespan_context(away),
+        httpx2.AsyncClient(transport=httpx2.ASGITransport(app=away), base_url="http://api") as http,
+    ):
+        answer = await http.post(
+            "/job/upper", content=base64.b64encode(b"kept\n"), headers={**BASIC, "X-Request-ID": request_id}
+        )
+    assert (answer.status_code, answer.headers["X-Request-ID"]) == (503, request_id)
+    assert "cannot connect to the AMQP broker" in answer.text
+    assert "try again with the same X-Request-ID" in answer.text
+    assert "guest:guest" not in answer.text
+    assert await stack.jobs() == []
+
+    again = await stack.invoke(base64.b64encode(b"second\n"), {"X-Request-ID": request_id})
+    assert again.status_code == 201, again.text
+
+    async def output() -> bytes | None:
+        return stack.output(request_id)
+
+    assert await until(output, "the Job of the retried request", within=RUN_WITHIN) == b"kept\n"
     assert len(await stack.jobs()) == 1
 
 
