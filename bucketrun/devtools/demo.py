@@ -36,6 +36,7 @@ from typing import Any, Final, TextIO
 
 from bucketrun.admin.commands import EXIT_OK, apply_services
 from bucketrun.devtools.control_plane import ServersNotBuiltError, find_binaries
+from bucketrun.devtools.demo_api import DemoApiError, api_installed, demo_api
 from bucketrun.devtools.demo_cluster import ClusterBoot, ClusterBootError, DemoCluster
 from bucketrun.devtools.demo_progress import KubeProgress, LocalProgress, Progress
 from bucketrun.devtools.minio_server import (
@@ -224,11 +225,16 @@ def ensure_rabbitmq(out: TextIO) -> bool:
 
 
 def demo_settings(
-    options: DemoOptions, fdl: Path, store: DemoStore, cluster: DemoCluster | None = None
+    options: DemoOptions,
+    fdl: Path,
+    store: DemoStore,
+    cluster: DemoCluster | None = None,
+    api_services: Path | None = None,
 ) -> Settings:
     """The settings of the demo: the environment's, with the demo's own where the environment is silent
     (and the store's address, keys and notification target where the demo started the store). The Jobs
-    go to *cluster* when given (the admin's kubeconfig, its namespace), else to the local executor."""
+    go to *cluster* when given (the admin's kubeconfig, its namespace), else to the local executor. With
+    *api_services*, the dispatcher also runs the services the demo's API writes there."""
     directory = options.directory.resolve()
     storage: dict[str, Any] = {"records_bucket": f"{options.name}-records"}
     if store.endpoint is not None and store.root is not None:
@@ -237,7 +243,7 @@ def demo_settings(
     overrides: dict[str, Any] = {
         "storage": storage,
         "cluster": {"executor": "local", "local_state_dir": directory / "state"},
-        "services": {"paths": (fdl,)},
+        "services": {"paths": (fdl,) if api_services is None else (fdl, api_services)},
         "poller": {"interval": 1.0, "state_file": directory / "poller.sqlite3"},
     }
     if cluster is not None:
@@ -391,10 +397,15 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event, out: TextIO = sys.
             cluster = await _cluster_ready(booting, out)
             if cluster is None:
                 print(local_executor_line(options.kube, not_built), file=out, flush=True)
-            demo = _Demo(options, demo_settings(options, fdl, store, cluster), store, cluster)
+            # The API needs notifications (its services' uploads) and a cluster (their ConfigMaps).
+            api_dir = options.directory.resolve() / "api-services"
+            with_api = store.notify_arn is not None and cluster is not None
+            settings = demo_settings(options, fdl, store, cluster, api_dir if with_api else None)
+            demo = _Demo(options, settings, store, cluster)
             if store.notify_arn is not None:
                 await _apply(demo.settings, fdl, out)
-            return await _run_stack(demo, stop, out)
+            async with _api(demo, api_dir, with_api, out):
+                return await _run_stack(demo, stop, out)
     finally:
         if started_rabbit:
             print("RabbitMQ was started detached and is left running (stop it: rabbitmqctl stop)", file=out)
@@ -496,6 +507,28 @@ async def _minio(
     finally:
         await asyncio.to_thread(server.stop)
         print("stopped MinIO", file=out)
+
+
+@contextlib.asynccontextmanager
+async def _api(demo: _Demo, services_dir: Path, wanted: bool, out: TextIO) -> AsyncIterator[None]:
+    """The demo's OSCAR API (``demo_api``) while the block runs, when *wanted* and installed."""
+    if not wanted:
+        yield
+        return
+    if not api_installed():
+        print("OSCAR API: not started (the api extra is missing: pip install 'bucketrun[api]')", file=out)
+        yield
+        return
+    # An empty store each run: the services applied through the API last time are gone with it.
+    await asyncio.to_thread(shutil.rmtree, services_dir, ignore_errors=True)
+    await asyncio.to_thread(services_dir.mkdir, parents=True)
+    try:
+        async with demo_api(demo.settings, services_dir, demo.options.directory.resolve() / "api.log") as api:
+            print(*api.lines(), sep="\n", file=out, flush=True)
+            yield
+    except DemoApiError as error:
+        raise DemoError(str(error)) from error
+    print("stopped the OSCAR API", file=out)
 
 
 async def _apply(settings: Settings, fdl: Path, out: TextIO) -> None:

@@ -11,6 +11,7 @@ environment variable and its file key.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Iterator, Mapping
@@ -678,3 +679,30 @@ def environment_reference() -> Iterator[tuple[str, str]]:
         for name, sub in model.model_fields.items():
             doc = (sub.description or "").split(". ")[0].replace("\n", " ").rstrip(".")
             yield f"{ENV_PREFIX}{group.upper()}{ENV_DELIMITER}{name.upper()}", doc
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """The ``BUCKETRUN_*`` variables whose ``Settings.load()`` equals *settings* (unset where None): how
+    a process configures a child (``bucketrun demo`` its API, the tests a dispatcher), as a pod is."""
+    variables: dict[str, str] = {}
+    for group_name in type(settings).model_fields:
+        group = getattr(settings, group_name)
+        if not isinstance(group, BaseModel):
+            continue
+        for name in type(group).model_fields:
+            value = getattr(group, name)
+            if value is not None:
+                variable = f"{ENV_PREFIX}{group_name}{ENV_DELIMITER}{name}".upper()
+                variables[variable] = _environment_value(value)
+    return variables
+
+
+def _environment_value(value: object) -> str:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple | list):
+        # pydantic-settings reads a complex value from one variable as JSON.
+        return json.dumps([str(item) if isinstance(item, Path) else item for item in value])
+    return str(value)

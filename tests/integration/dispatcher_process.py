@@ -23,9 +23,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from pydantic import BaseModel, SecretStr
 
-from dispatcher.runtime.settings import ENV_DELIMITER, ENV_PREFIX, Settings
+from dispatcher.runtime.settings import ENV_PREFIX, Settings, settings_environment
 from tests.backends import free_port
 from tests.integration.stack import until
 
@@ -35,32 +34,6 @@ COMMAND = (sys.executable, "-m", "bucketrun.cli.main", "dispatcher")
 READY_WITHIN = 45.0
 """Seconds a child may take to answer ``/readyz`` 200 (interpreter start, informer sync, topology)."""
 _LOG_TAIL = 20_000
-
-
-def settings_environment(settings: Settings) -> dict[str, str]:
-    """The ``BUCKETRUN_*`` variables whose ``Settings.load()`` equals *settings* (unset where None)."""
-    variables: dict[str, str] = {}
-    for group_name in type(settings).model_fields:
-        group = getattr(settings, group_name)
-        if not isinstance(group, BaseModel):
-            continue
-        for name in type(group).model_fields:
-            value = getattr(group, name)
-            if value is not None:
-                variable = f"{ENV_PREFIX}{group_name}{ENV_DELIMITER}{name}".upper()
-                variables[variable] = _environment_value(value)
-    return variables
-
-
-def _environment_value(value: object) -> str:
-    if isinstance(value, SecretStr):
-        return value.get_secret_value()
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, tuple | list):
-        # pydantic-settings reads a complex value from one variable as JSON.
-        return json.dumps([str(item) if isinstance(item, Path) else item for item in value])
-    return str(value)
 
 
 def child_environment(settings: Settings) -> dict[str, str]:

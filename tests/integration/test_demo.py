@@ -184,6 +184,14 @@ async def test_demo_once_runs_its_jobs_on_the_built_control_plane_by_default(
         assert seen[-1] == "done", (key, text)  # read from the API: a Job's last line is its end
     assert "stopped Kubernetes" in text
     assert "stopped MinIO" in text
+    # Its OSCAR API served oscar-cli's login while the demo ran, and logged no error.
+    api = re.search(r"^OSCAR API: (http://127\.0\.0\.1:\d+)  user demo  password (\S+)", text, re.MULTILINE)
+    assert api is not None, text
+    assert f"oscar-cli cluster add demo {api.group(1)} demo {api.group(2)} --disable-ssl" in text
+    assert "stopped the OSCAR API" in text
+    api_log = (demo_dir / "api.log").read_text()
+    assert "listening on" in api_log
+    assert "Traceback" not in api_log, api_log[-3000:]
 
     # The demo stopped its cluster; its etcd, served again, holds the Jobs: each finished, recorded by
     # the watcher, for one sample, and its pod ran on the node agent.
