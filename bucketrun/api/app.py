@@ -26,6 +26,7 @@ from bucketrun.api.catalog import (
 )
 from bucketrun.api.invocations import register_invocations
 from bucketrun.api.logs import logs_router
+from bucketrun.api.metrics import instrument
 from bucketrun.api.openapi_document import document_errors
 from bucketrun.api.oscar_types import ClusterConfig, ConfigForUser, Info, MinIOProvider, Service
 from bucketrun.api.services_source import services_source
@@ -100,6 +101,7 @@ def create_app(settings: Settings, api: ApiSettings, catalog: ServiceCatalog | N
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await store_user.start(services.list)
         yield
+        await store_user.stop()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -180,5 +182,6 @@ def create_app(settings: Settings, api: ApiSettings, catalog: ServiceCatalog | N
 
     app.include_router(logs_router(settings, api, services), dependencies=auth)
     register_invocations(app, settings, api.definitions_bucket, services, authenticator)
+    instrument(app)  # bucketrun_api_* by route template, served on the metrics port
     document_errors(app)  # the answers the app gives: 400 text, not FastAPI's 422 JSON
     return app

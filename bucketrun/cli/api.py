@@ -66,7 +66,7 @@ def _serve(args: argparse.Namespace) -> tuple[str, int]:
     # Imported here: FastAPI and uvicorn are the `api` extra, needed by this command only.
     try:
         from bucketrun.api.catalog import DefinitionsBucketError  # noqa: PLC0415
-        from bucketrun.api.server import serve  # noqa: PLC0415
+        from bucketrun.api.server import MetricsPortError, serve  # noqa: PLC0415
         from bucketrun.api.settings import ApiSettings  # noqa: PLC0415
         from bucketrun.api.store_user import StoreUserError  # noqa: PLC0415
     except ModuleNotFoundError as error:
@@ -94,6 +94,6 @@ def _serve(args: argparse.Namespace) -> tuple[str, int]:
     configure_logging(level=settings.log.level, json=settings.log.json_lines, secrets=credentials)
     try:
         serve(settings, api)
-    except (DefinitionsBucketError, StoreUserError) as error:
+    except (DefinitionsBucketError, StoreUserError, MetricsPortError) as error:
         raise UsageError(f"error: {error}") from None
     return "", EXIT_OK

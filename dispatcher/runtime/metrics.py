@@ -1,10 +1,11 @@
-"""Prometheus metrics of the dispatcher and the watcher: every name, label and bucket in one place.
+"""Prometheus metrics of the dispatcher, the watcher and the API: every name, label and bucket in one place.
 
 Each process owns a `CollectorRegistry` (not the library's global one), so two dispatchers in one test
 process never share counters, and ``bucketrun serve`` puts both halves in one registry behind one
 ``/metrics``. Label values are bounded: ``service`` comes from the loaded definitions, ``reason``,
-``kind`` and ``outcome`` from fixed vocabularies, ``queue`` from the topology. Never an object key, a
-Job name or an error text.
+``kind`` and ``outcome`` from fixed vocabularies, ``queue`` from the topology, the API's ``route`` from
+its route templates (``/system/services/{name}``, never the path asked for) and ``method`` and ``code``
+from HTTP's. Never an object key, a Job name, a path or an error text.
 
 Names are the contract with ``deploy/grafana`` and ``deploy/prometheus``; the integration test in
 ``tests/integration/test_observability.py`` evaluates every panel and alert against a real Prometheus
@@ -58,6 +59,8 @@ RETRY_KINDS: Final = (
     "at-capacity",
 )
 """Kinds of retried failures created at 0 (see `DEAD_LETTER_REASONS`)."""
+API_LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+"""Seconds: from a cached answer (ms) to a service created with its buckets and notifications (s)."""
 
 
 def bucketrun_version() -> str:
@@ -288,3 +291,28 @@ class WatcherMetrics:
                 self.jobs_finished.labels(service, outcome)
             for histogram in (self.created_to_started, self.started_to_finished, self.end_to_end):
                 histogram.labels(service)
+
+
+class ApiMetrics:
+    """What ``bucketrun api`` counts and times, per route template (see the module docstring)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.requests = Counter(
+            "bucketrun_api_requests",
+            "Requests answered by the OSCAR-compatible API, by method, route template and status code.",
+            ["method", "route", "code"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "bucketrun_api_request_duration_seconds",
+            "From a request's arrival to the end of its answer, by method and route template.",
+            ["method", "route"],
+            buckets=API_LATENCY_BUCKETS,
+            registry=registry,
+        )
+
+    def observe(self, method: str, route: str, code: int, seconds: float) -> None:
+        """Count one answered request and its duration."""
+        self.requests.labels(method, route, str(code)).inc()
+        self.latency.labels(method, route).observe(seconds)

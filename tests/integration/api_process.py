@@ -17,8 +17,9 @@ START_TIMEOUT = 30.0
 
 @contextlib.asynccontextmanager
 async def api_process(env: dict[str, str]) -> AsyncIterator[str]:
-    """`bucketrun api --port 0` with the environment *env*; yields its URL once it listens, then stops it
-    with SIGTERM and fails the test if it did not end by that signal or wrote a traceback."""
+    """`bucketrun api --port 0` with the environment *env* (its metrics on a free port unless *env* names
+    one); yields its URL once it listens, then stops it with SIGTERM and fails the test if it did not end
+    by that signal or wrote a traceback."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -26,7 +27,7 @@ async def api_process(env: dict[str, str]) -> AsyncIterator[str]:
         "api",
         "--port",
         "0",
-        env=env,
+        env={"BUCKETRUN_METRICS__PORT": "0", **env},
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
