@@ -74,6 +74,7 @@ def api_environment(settings: Settings, services_dir: Path, port: int) -> dict[s
         "BUCKETRUN_API__USERNAME": DEMO_API_LOGIN.user,
         "BUCKETRUN_API__PASSWORD": DEMO_API_LOGIN.password,
         "BUCKETRUN_API__PORT": str(port),
+        "BUCKETRUN_METRICS__PORT": "0",  # the demo's dispatcher and watcher serve theirs on the demo's port
         "BUCKETRUN_API__SERVICES_DIR": str(services_dir),
         "BUCKETRUN_API__STORE_ACCESS_KEY": DEMO_STORE_USER.user,
         "BUCKETRUN_API__STORE_SECRET_KEY": DEMO_STORE_USER.password,
