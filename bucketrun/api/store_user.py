@@ -12,12 +12,15 @@ definitions bucket. It is rewritten from the kept definitions at startup and aft
 and delete (the catalog calls ``grant`` under its lock, so rewrites follow changes in order).
 
 Where the store has no admin API (moto, AWS S3), or bucketrun's key may not use it, or no keys are set,
-the API says so at startup and serves empty keys: put-file and get-file then get the store's own 403.
+the API says so at startup and serves empty keys: put-file and get-file then get the store's own 403. A
+store that does not answer at startup delays the API by ``START_BUDGET`` at most: the user is then
+created in the background, and empty keys are served until it is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -29,7 +32,7 @@ from dispatcher.adapters.s3.users import StoreUsers
 from dispatcher.domain.errors import PermanentError
 from dispatcher.fdl.locations import split_location
 from dispatcher.fdl.storage import DEFAULT_PROVIDER, normalise_provider
-from dispatcher.runtime.retrying import retry_transient
+from dispatcher.runtime.retrying import OutOfTimeError, retry_transient
 from dispatcher.runtime.settings import Settings
 
 _log = structlog.get_logger(__name__)
@@ -45,7 +48,9 @@ OBJECT_ACTIONS: Final = (
 )
 """What the keys may do to objects under a granted folder: read, write (multipart too), delete."""
 _DENY_ALL: Final = {"Effect": "Deny", "Action": ["s3:*"], "Resource": ["arn:aws:s3:::*"]}
-_START_BUDGET: Final = 60.0
+START_BUDGET: Final = 15.0
+"""Seconds ``start`` tries to create the user before the API serves without it (and goes on trying)."""
+_CREATING: Final = "creating the API users' store user"
 
 
 class StoreUserError(ValueError):
@@ -130,8 +135,9 @@ def policy_document(granted: Iterable[Grant]) -> dict[str, Any]:
 class StoreUser:
     """The API users' MinIO user: created at ``start``, its policy rewritten by ``grant``."""
 
-    def __init__(self, settings: Settings, api: ApiSettings) -> None:
-        """Check the configured keys; no request is made. ``StoreUserError`` when they are the admin's."""
+    def __init__(self, settings: Settings, api: ApiSettings, *, start_budget: float = START_BUDGET) -> None:
+        """Check the configured keys; no request is made. ``StoreUserError`` when one is missing or they
+        are the admin's. ``start`` tries for ``start_budget`` seconds before going on in the background."""
         access = api.store_access_key.get_secret_value() if api.store_access_key else ""
         secret = api.store_secret_key.get_secret_value() if api.store_secret_key else ""
         if bool(access) != bool(secret):
@@ -149,6 +155,8 @@ class StoreUser:
         self._users = StoreUsers(settings.storage) if self._keys else None
         self._ready = False
         self._lock = asyncio.Lock()
+        self._creating: asyncio.Task[None] | None = None
+        self._start_budget = start_budget
 
     @property
     def keys(self) -> tuple[str, str]:
@@ -157,8 +165,8 @@ class StoreUser:
 
     async def start(self, definitions: Callable[[], Awaitable[Iterable[Mapping[str, Any]]]]) -> None:
         """Write the policy for the kept ``definitions()``, then create the user with it; say so when it
-        cannot be. Transient failures are retried for up to a minute, then raised (the API does not start).
-        """
+        cannot be. A store that does not answer within the start budget is tried again in the
+        background (empty keys are served meanwhile): the API starts either way."""
         if self._users is None or self._keys is None:
             _log.warning(
                 "no store keys for API users (BUCKETRUN_API__STORE_ACCESS_KEY, _SECRET_KEY): "
@@ -168,29 +176,54 @@ class StoreUser:
         users, (access, secret) = self._users, self._keys
 
         async def create() -> None:
-            document = policy_document(grants(await definitions(), withheld=self._withheld))
-            await users.put_policy(self._policy, document)
-            await users.put_user(access, secret, policy=self._policy)
+            async with self._lock:  # a grant waits for it, then sees the user ready
+                document = policy_document(grants(await definitions(), withheld=self._withheld))
+                await users.put_policy(self._policy, document)
+                await users.put_user(access, secret, policy=self._policy)
+                self._ready = True
 
         try:
-            await retry_transient(
-                create, what="creating the API users' store user", base=0.5, cap=5.0, seconds=_START_BUDGET
-            )
-        except PermanentError as error:
+            await retry_transient(create, what=_CREATING, base=0.5, cap=5.0, seconds=self._start_budget)
+        except OutOfTimeError as error:
             _log.warning(
-                "the API users' store user cannot be created: /system/config serves empty keys, so "
-                "put-file and get-file get the store's 403",
+                "the store does not answer: the API users' store user is created once it does; until "
+                "then /system/config serves empty keys",
                 error=str(error),
             )
+            self._creating = asyncio.create_task(self._create_later(create))
             return
-        self._ready = True
+        except PermanentError as error:
+            self._cannot(error)
+            return
         _log.info("API users' store user ready", access_key=access, policy=self._policy)
+
+    async def stop(self) -> None:
+        """Stop trying to create the user in the background, if it still is."""
+        if self._creating is not None:
+            self._creating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._creating
+
+    async def _create_later(self, create: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await retry_transient(create, what=_CREATING, base=1.0, cap=60.0)
+        except PermanentError as error:
+            self._cannot(error)
+            return
+        _log.info("API users' store user ready", access_key=self._keys[0] if self._keys else "")
+
+    @staticmethod
+    def _cannot(error: PermanentError) -> None:
+        _log.warning(
+            "the API users' store user cannot be created: /system/config serves empty keys, so "
+            "put-file and get-file get the store's 403",
+            error=str(error),
+        )
 
     async def grant(self, definitions: Iterable[Mapping[str, Any]]) -> None:
         """Rewrite the users' policy for ``definitions`` (all the API's services); nothing when the user
         was not created."""
-        if not self._ready or self._users is None:
-            return
         document = policy_document(grants(definitions, withheld=self._withheld))
         async with self._lock:
-            await self._users.put_policy(self._policy, document)
+            if self._ready and self._users is not None:
+                await self._users.put_policy(self._policy, document)

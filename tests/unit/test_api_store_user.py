@@ -6,9 +6,11 @@ parts: what a kept definition grants, the document, the keys' checks, and the ad
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
+import structlog
 from fastapi.testclient import TestClient
 from minio.error import MinioAdminException  # noqa: TID251 - the adapter's input, built by hand
 
@@ -174,3 +176,49 @@ def test_system_config_answers_with_and_without_the_trailing_slash() -> None:
     assert (plain.status_code, slashed.status_code) == (200, 200)
     assert plain.json() == slashed.json()
     assert plain.json()["minio_provider"]["access_key"] == ""
+
+
+class FlakyStore:
+    """StoreUsers' two calls, refused as a store that does not answer for the first *failures* calls."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.policies: list[dict[str, Any]] = []
+        self.users: list[tuple[str, str]] = []
+
+    async def put_policy(self, name: str, document: dict[str, Any]) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise TransientError("cannot reach the store's admin API", kind="storage-connection")
+        self.policies.append(document)
+
+    async def put_user(self, access_key: str, secret_key: str, *, policy: str) -> None:
+        self.users.append((access_key, policy))
+
+
+async def test_a_store_that_does_not_answer_at_startup_gets_the_user_later() -> None:
+    user = StoreUser(
+        settings(), api(store_access_key="apiuser", store_secret_key="a-long-secret"), start_budget=0.2
+    )
+    store = FlakyStore(failures=3)
+    user._users = store  # type: ignore[assignment]
+    kept = [definition("x", [{"storage_provider": "minio", "path": "b/in"}], [])]
+
+    async def definitions() -> list[dict[str, Any]]:
+        return kept
+
+    with structlog.testing.capture_logs() as logs:
+        await user.start(definitions)  # returns once the budget is spent: the API serves meanwhile
+        assert user.keys == ("", "")
+        async with asyncio.timeout(20):
+            while user.keys == ("", ""):  # noqa: ASYNC110 - the background task sets it
+                await asyncio.sleep(0.05)
+    await user.stop()
+
+    assert user.keys == ("apiuser", "a-long-secret")
+    assert store.users == [("apiuser", "bucketrun-api-users.api-defs")]
+    assert store.policies == [policy_document([Grant("b", "in")])]
+    assert any(line["event"].startswith("the store does not answer") for line in logs)
+    kept.append(definition("y", [{"storage_provider": "minio", "path": "c/in"}], []))
+    await user.grant(kept)  # now that it exists, changes rewrite its policy
+    assert store.policies[-1] == policy_document([Grant("b", "in"), Grant("c", "in")])
