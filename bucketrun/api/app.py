@@ -102,7 +102,6 @@ def create_app(settings: Settings, api: ApiSettings, catalog: ServiceCatalog | N
         await store_user.start(services.list)
         yield
         await store_user.stop()
-        await store_user.stop()
 
     app = FastAPI(
         lifespan=lifespan,
