@@ -75,14 +75,14 @@ class Scope:
         self.user = StoreUser(self.settings, self.api)
         self.catalog = ServiceCatalog(self.settings, self.definitions, on_change=self.user.grant)
 
-    def service(self) -> Service:
+    def service(self, output: str = "results") -> Service:
         return Service.model_validate(
             {
                 "name": "upper",
                 "image": "alpine:3.20",
                 "script": SCRIPT,
                 "input": [{"storage_provider": "minio.default", "path": f"{self.inbox}/in"}],
-                "output": [{"storage_provider": "minio", "path": f"{self.outbox}/results"}],
+                "output": [{"storage_provider": "minio", "path": f"{self.outbox}/{output}"}],
             }
         )
 
@@ -178,6 +178,11 @@ async def test_the_users_keys_reach_only_the_folders_of_the_apis_services(scope:
         "listing the input bucket's root": str(_listed(user, scope.inbox, "")),
     }
     assert denied == dict.fromkeys(denied, "AccessDenied")
+
+    await scope.catalog.update(scope.service(output="final"))  # the policy follows an update too
+    assert _put(user, scope.outbox, "final/x.txt") == "ok"
+    assert _get(user, scope.outbox, "results/out.txt") == "AccessDenied"
+    assert _put(user, scope.inbox, "in/still.txt") == "ok"
 
     await scope.catalog.delete("upper")
     assert _put(user, scope.inbox, "in/after.txt") == "AccessDenied"
