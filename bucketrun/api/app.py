@@ -29,6 +29,7 @@ from bucketrun.api.logs import logs_router
 from bucketrun.api.metrics import instrument
 from bucketrun.api.openapi_document import document_errors
 from bucketrun.api.oscar_types import ClusterConfig, ConfigForUser, Info, MinIOProvider, Service
+from bucketrun.api.plain_errors import register_plain_errors
 from bucketrun.api.services_source import services_source
 from bucketrun.api.settings import ApiSettings
 from bucketrun.api.store_user import StoreUser
@@ -183,5 +184,6 @@ def create_app(settings: Settings, api: ApiSettings, catalog: ServiceCatalog | N
     app.include_router(logs_router(settings, api, services), dependencies=auth)
     register_invocations(app, settings, api.definitions_bucket, services, authenticator)
     instrument(app)  # bucketrun_api_* by route template, served on the metrics port
+    register_plain_errors(app)  # the framework's own errors (unreadable body, 404, 405) as text too
     document_errors(app)  # the answers the app gives: 400 text, not FastAPI's 422 JSON
     return app
