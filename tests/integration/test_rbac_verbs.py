@@ -16,7 +16,10 @@ PUT = update, PATCH = patch, DELETE = delete, pods/log a resource of its own) gi
    skips the pending one, then that one by name with --force;
 5. `bucketrun services apply|list|delete` manage the services' ConfigMaps and Secrets (Role
    `bucketrun-admin`): apply creates, finds unchanged and replaces an outdated ConfigMap, creates and
-   updates a Secret, list reads, delete removes both.
+   updates a Secret, list reads, delete removes both;
+6. `bucketrun api` (Role `bucketrun-api`), every route that reaches the cluster (tests/integration/
+   api_calls.py): a service with a secret created, read, updated, its Job listed, logged and deleted,
+   an invocation, the service removed.
 
 Used must equal granted, per Role; the failure message lists both differences.
 """
@@ -43,7 +46,8 @@ from tests.backends.kubernetes import KubeTestEnv
 from tests.backends.rabbitmq import AmqpNames
 from tests.backends.s3 import S3Scope
 from tests.deploy_support import KUSTOMIZE, load_documents
-from tests.integration.stack import started, storage_settings, until
+from tests.integration import api_calls
+from tests.integration.stack import amqp_settings, started, storage_settings, until
 from tests.integration.watcher_support import FDL, job_doc, make_settings
 from tests.k8s_emulator import EmulatorControl
 from tests.k8s_emulator.resources import by_plural
@@ -259,6 +263,38 @@ async def test_the_admin_role_grants_exactly_what_services_apply_list_delete_cal
     calls |= used(control, namespace)
 
     assert_same("bucketrun-admin", calls)
+
+
+async def test_the_api_role_grants_exactly_what_its_routes_call(amqp_names, s3, kube) -> None:
+    if s3.endpoint.notify_arn is None:
+        pytest.skip("creating a service needs MinIO's AMQP notifications (moto has none): run make servers")
+    control = kube.require_control()
+    control.set_kubelet("run")
+    namespace = kube.namespace
+    settings = Settings.load(
+        amqp=amqp_settings(amqp_names, services=(api_calls.SERVICE,)),
+        storage=storage_settings(
+            s3.endpoint, records_bucket=s3.bucket("records", create=False), notify_arn=s3.endpoint.notify_arn
+        ),
+        cluster={"executor": "kubernetes", "namespace": namespace, "kubeconfig": kube.kubeconfig},
+    )
+    # A finished Job of the service, made by the test (as the admin) before the API's calls are counted.
+    await _create_job(settings, job_doc(api_calls.JOB))
+    await until(partial(_finished, settings, api_calls.JOB), f"Job {api_calls.JOB} finished", 60)
+
+    control.reset_stats()
+    async with api_calls.api_client(settings, api_calls.api_settings(s3)) as http:
+        await api_calls.call_every_cluster_route(http, s3.bucket("io", create=False))
+    assert_same("bucketrun-api", used(control, namespace))
+
+
+async def _finished(settings: Settings, name: str) -> bool:
+    from dispatcher.adapters.kube import KubeApi, fetching  # noqa: PLC0415 - see _only_job_name
+    from dispatcher.domain.jobs import finished_condition  # noqa: PLC0415
+
+    async with await KubeApi.from_settings(settings.cluster) as api:
+        job = await fetching.read_job(api, name)
+    return job is not None and finished_condition(job) is not None
 
 
 async def _create_stuck_job(settings: Settings, control: EmulatorControl) -> None:
