@@ -14,7 +14,13 @@ from typing import Any
 import yaml
 from prometheus_client import CollectorRegistry
 
-from dispatcher.runtime.metrics import DispatcherMetrics, WatcherMetrics, export_flags, new_registry
+from dispatcher.runtime.metrics import (
+    ApiMetrics,
+    DispatcherMetrics,
+    WatcherMetrics,
+    export_flags,
+    new_registry,
+)
 from tests.script_modules import load_script
 
 REPO = Path(__file__).resolve().parents[1]
@@ -144,6 +150,7 @@ def bucketrun_metric_names() -> set[str]:
     dispatcher.queue_depths(dict)
     export_flags(registry, dict)
     WatcherMetrics(registry)
+    ApiMetrics(registry)
     return _exposed_names(registry)
 
 

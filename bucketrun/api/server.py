@@ -46,12 +46,14 @@ def serve(settings: Settings, api: ApiSettings) -> None:
         )
     sock = listening_socket(api.host, api.port)
     config = uvicorn.Config(app, log_level="warning", access_log=False)
-    asyncio.run(_serve(uvicorn.Server(config), sock, settings.metrics, metrics_of(app).registry))
+    asyncio.run(serve_on(uvicorn.Server(config), sock, settings.metrics, metrics_of(app).registry))
 
 
-async def _serve(
+async def serve_on(
     server: uvicorn.Server, sock: socket.socket, metrics: MetricsSettings, registry: CollectorRegistry
 ) -> None:
+    """Serve the API with *server* on *sock* and *registry* on the metrics endpoint until *server* ends;
+    `MetricsPortError` when the metrics endpoint cannot listen."""
     try:
         runner = await serve_endpoints(metrics.host, metrics.port, _serving, registry)
     except OSError as error:

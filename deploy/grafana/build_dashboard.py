@@ -73,6 +73,8 @@ def _quantile(q: float, histogram: str, by: str, selector: str = "") -> str:
 
 _UP_MAPPINGS = (("0", "down", "red"), ("1", "up", "green"))
 _FINISHED = "bucketrun_jobs_finished_total"
+_API_REQUESTS = "bucketrun_api_requests_total"
+_API_LATENCY = "bucketrun_api_request_duration_seconds"
 
 ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
     (
@@ -321,6 +323,38 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
                 "them (the measure max_concurrent_jobs caps). Every dispatcher replica sees the same "
                 "cluster, hence max rather than sum.",
                 (Query(f"max by (service) (bucketrun_running_jobs{{{SERVICE}}})", "{{service}}"),),
+            ),
+        ),
+    ),
+    (
+        "API",
+        (
+            Panel(
+                "API requests by route and code",
+                "Requests the OSCAR-compatible API (`bucketrun api`) answered per second, by method, route "
+                "template (`/system/services/{name}`, never the name asked for) and status code. 401s "
+                "are refused credentials; `unmatched` is a path no route serves.",
+                (
+                    Query(
+                        f"sum by (method, route, code) ({_rate(_API_REQUESTS)})",
+                        "{{method}} {{route}} {{code}}",
+                    ),
+                ),
+                unit="suffix:/s",
+            ),
+            Panel(
+                "API latency (p50, p99)",
+                "From a request's arrival to the end of its answer, p50 and p99 per method and route "
+                "template. Creating or updating a service applies its buckets, notifications and "
+                "ConfigMap, so it takes longer than a read.",
+                tuple(
+                    Query(
+                        _quantile(q, _API_LATENCY, "method, route, le"),
+                        f"p{round(q * 100)} {{{{method}}}} {{{{route}}}}",
+                    )
+                    for q in (0.5, 0.99)
+                ),
+                unit="s",
             ),
         ),
     ),

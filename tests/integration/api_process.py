@@ -1,5 +1,6 @@
 """`bucketrun api` as a separate process, started as a user starts it, for the tests of real OSCAR clients
-(oscar-cli, oscar-python) that reach it over HTTP."""
+(oscar-cli, oscar-python) that reach it over HTTP; or an app served in the test's own event loop, with
+its metrics endpoint, as `bucketrun api` serves them."""
 
 from __future__ import annotations
 
@@ -7,10 +8,18 @@ import asyncio
 import contextlib
 import re
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 
 import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from bucketrun.api.metrics import metrics_of
+from bucketrun.api.server import serve_on
+from dispatcher.runtime.settings import MetricsSettings
+from tests.integration.stack import until
 
 START_TIMEOUT = 30.0
 
@@ -54,3 +63,28 @@ async def api_process(env: dict[str, str]) -> AsyncIterator[str]:
     # uvicorn stops gracefully on SIGTERM, then raises it again: the exit is by that signal.
     assert process.returncode in (0, -signal.SIGTERM), errors[-3000:]
     assert "Traceback" not in errors, errors[-3000:]
+
+
+@contextlib.asynccontextmanager
+async def api_in_loop(app: FastAPI, metrics_port: int) -> AsyncIterator[str]:
+    """*app* served by uvicorn in this event loop on a free port, its metrics on *metrics_port* (as
+    `bucketrun api` serves them); yields the API's URL once it accepts, and stops it at the end."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    metrics = MetricsSettings(host="127.0.0.1", port=metrics_port)
+    serving = asyncio.create_task(serve_on(server, sock, metrics, metrics_of(app).registry))
+
+    async def started() -> bool:
+        if serving.done():
+            serving.result()  # its error, if it ended
+        return bool(server.started)
+
+    try:
+        await until(started, "the API to accept connections", within=START_TIMEOUT)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, START_TIMEOUT)
+        sock.close()

@@ -1,14 +1,17 @@
-"""The dashboard and the alert rules against a real Prometheus scraping a running dispatcher and watcher.
+"""The dashboard and the alert rules against a real Prometheus scraping a running dispatcher, watcher and API.
 
 Set-up, as in production on Kubernetes: the dispatcher and the watcher run apart (each with its own
 registry and /metrics port, so the per-component ``up`` and the watcher's Lease-based leader gauge are
 real), both with the kubernetes executor on the API emulator, whose kubelet runs the Jobs' pods for
 real. RabbitMQ and S3 (moto) are real servers; the test plays MinIO by publishing the notifications.
-Prometheus (Debian's binary) scrapes both every second with the real rules file.
+The API (over an in-memory catalog: its metrics are what is checked here) serves its metrics port as
+`bucketrun api` does. Prometheus (Debian's binary) scrapes all three every second with the real rules
+file.
 
 Workload: successful Jobs of a capped service (one at a time, so later uploads are retried
 "at-capacity"), a redelivered event (409: the Job exists), a failing script, an unparseable message
-(dead-lettered) and a folder marker (ignored). Then every panel query of the committed dashboard must
+(dead-lettered) and a folder marker (ignored); API requests served, refused (401) and of an unknown
+service (404). Then every panel query of the committed dashboard must
 parse and return a number, except the panels that need RabbitMQ's own plugin (not scraped here), which
 must parse; every rule must parse and evaluate without error, every recording rule must return a
 number, and the one alert the workload provokes (dead letters) must be active.
@@ -16,6 +19,7 @@ number, and the one alert the workload provokes (dead letters) must be active.
 
 from __future__ import annotations
 
+import base64
 import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -24,8 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika  # noqa: TID251 - the test plays MinIO
+import aiohttp
 import pytest
 
+from bucketrun.api.app import create_app
+from bucketrun.api.settings import ApiSettings
 from dispatcher.domain.events import build_message
 from dispatcher.process.app import run_dispatcher
 from dispatcher.runtime.settings import Settings
@@ -34,6 +41,7 @@ from tests.backends.kubernetes import KubeTestEnv
 from tests.backends.prometheus import Prometheus, running_prometheus, scrape_config, wait_for_data
 from tests.backends.rabbitmq import AmqpNames
 from tests.backends.s3 import S3Scope
+from tests.integration.api_process import api_in_loop
 from tests.integration.dispatcher_process import with_settings
 from tests.integration.stack import started, until
 from tests.integration.watcher_support import make_settings
@@ -45,6 +53,7 @@ from tests.observability_files import (
     recorded_names,
     rules,
 )
+from tests.unit.test_api_oscar import MemoryCatalog
 from watcher.app import run_watcher
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -72,6 +81,7 @@ functions:
       output: [{storage_provider: minio, path: DATA/never}]
 """
 WAIT = 45.0
+API_USER, API_PASSWORD = "oscar", "observed-password"
 
 
 @dataclass
@@ -82,6 +92,7 @@ class Workload:
     names: AmqpNames
     s3: S3Scope
     data: str
+    api: str
     sequencer: int = 0x17A76FE05CF30000
 
     def upload(self, key: str, body: bytes) -> bytes:
@@ -101,6 +112,18 @@ class Workload:
             sequencer=f"{self.sequencer:X}",
         )
 
+    async def call_api(self) -> None:
+        """One served, one refused and one unknown-service request to the API."""
+        basic = "Basic " + base64.b64encode(f"{API_USER}:{API_PASSWORD}".encode()).decode()
+        async with aiohttp.ClientSession(self.api) as session:
+            for path, headers, status in (
+                ("/system/info", {"Authorization": basic}, 200),
+                ("/system/info", {}, 401),
+                ("/system/services/no-such-service", {"Authorization": basic}, 404),
+            ):
+                async with session.get(path, headers=headers) as answer:
+                    assert answer.status == status, path
+
     async def publish(self, *bodies: bytes) -> None:
         connection = await aio_pika.connect(self.names.url)
         async with connection:
@@ -118,10 +141,13 @@ async def observed(amqp_names, s3, kube, tmp_path) -> AsyncIterator[tuple[Promet
     settings, data = _settings(amqp_names, s3, kube, tmp_path)
     dispatcher = with_settings(settings, metrics={"port": free_port()})
     watcher = with_settings(settings, metrics={"port": free_port()})
+    api_metrics_port = free_port()
+    api = create_app(settings, ApiSettings(username=API_USER, password=API_PASSWORD), MemoryCatalog())
     config = scrape_config(
         {
             "bucketrun-dispatcher": f"127.0.0.1:{dispatcher.metrics.port}",
             "bucketrun-watcher": f"127.0.0.1:{watcher.metrics.port}",
+            "bucketrun-api": f"127.0.0.1:{api_metrics_port}",
         },
         [RULES_FILE],
     )
@@ -129,18 +155,22 @@ async def observed(amqp_names, s3, kube, tmp_path) -> AsyncIterator[tuple[Promet
     async with (
         started(partial(run_dispatcher, dispatcher), "dispatcher", within=60),
         started(partial(run_watcher, watcher), "watcher", within=60),
+        api_in_loop(api, api_metrics_port) as api_url,
         running_prometheus(config, tmp_path / "prometheus") as prometheus,
     ):
         try:
             await wait_for_data(
-                prometheus, 'sum(up{job=~"bucketrun-(dispatcher|watcher)"}) == 2', "both targets up", WAIT
+                prometheus,
+                'sum(up{job=~"bucketrun-(dispatcher|watcher|api)"}) == 3',
+                "three targets up",
+                WAIT,
             )
             await wait_for_data(prometheus, "sum(bucketrun_watcher_leader) == 1", "a leader", WAIT)
             # The DLQ's depth sampled at 0 before the workload, so its growth shows.
             await wait_for_data(
                 prometheus, 'bucketrun_queue_messages{queue=~".+\\\\.dead-letter"}', "a DLQ sample", WAIT
             )
-            yield prometheus, Workload(settings, amqp_names, s3, data)
+            yield prometheus, Workload(settings, amqp_names, s3, data, api_url)
         finally:
             print(f"--- prometheus log (tail) ---\n{prometheus.log()[-6000:]}")  # shown on failure only
 
@@ -166,11 +196,14 @@ async def _drive(prometheus: Prometheus, load: Workload) -> None:
     """The workload, waiting on what Prometheus has scraped (never on time)."""
     first = load.upload("in/a.txt", b"first upload\n")
     await load.publish(first)
+    await load.call_api()
     # Labelled series appear with their first increment, which rate() cannot see: let Prometheus scrape
     # the first Job's series before the rest of the workload moves them.
     await wait_for_data(
         prometheus, "sum(bucketrun_records_written_total) >= 1", "the first Job recorded", WAIT
     )
+    await wait_for_data(prometheus, "sum(bucketrun_api_requests_total) >= 3", "the first API requests", WAIT)
+    await load.call_api()
     await load.publish(
         *(load.upload(f"in/{name}.txt", b"more words\n") for name in ("b", "c", "d")),
         first,  # redelivered: its Job exists already
@@ -187,6 +220,7 @@ async def _drive(prometheus: Prometheus, load: Workload) -> None:
         ('sum(bucketrun_retries_total{kind="at-capacity"}) >= 1', "an at-capacity retry"),
         ('sum(bucketrun_events_ignored_total{reason="folder-marker"}) >= 1', "the ignored folder marker"),
         ('max(bucketrun_queue_messages{queue=~".+\\\\.dead-letter"}) >= 1', "the DLQ depth sampled"),
+        ("sum(bucketrun_api_requests_total) >= 6", "the second API requests"),
     ):
         await wait_for_data(prometheus, expr, what, WAIT)
 

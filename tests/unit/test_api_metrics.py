@@ -3,7 +3,6 @@ read from the registry and from the metrics port as Prometheus scrapes it."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import socket
 from collections.abc import Iterator
@@ -18,11 +17,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bucketrun.api.app import create_app
 from bucketrun.api.metrics import metrics_of
-from bucketrun.api.server import MetricsPortError, _serve
+from bucketrun.api.server import MetricsPortError, serve_on
 from bucketrun.api.settings import ApiSettings
 from dispatcher.runtime.settings import MetricsSettings
 from tests.backends import free_port
-from tests.integration.stack import until
+from tests.integration.api_process import api_in_loop
 from tests.unit.test_api_oscar import MemoryCatalog, settings
 
 USER, PASSWORD = "oscar", "the-password"
@@ -104,37 +103,20 @@ def test_an_error_the_app_raises_is_counted_as_500(app: Any) -> None:
 
 
 async def test_the_metrics_port_serves_what_the_api_counted(app: Any) -> None:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen()
     metrics_port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    metrics = MetricsSettings(host="127.0.0.1", port=metrics_port)
-    serving = asyncio.create_task(_serve(server, sock, metrics, metrics_of(app).registry))
-    try:
-
-        async def started() -> bool:
-            return bool(server.started)
-
-        await until(started, "uvicorn started", within=20)
-        api_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        async with aiohttp.ClientSession() as session:
-            async with session.get(f"{api_url}/system/services/x", headers=BASIC) as answer:
-                assert answer.status == 404
-            async with session.get(f"{api_url}/metrics", headers=BASIC) as answer:
-                assert answer.status == 404  # not on the API's port
-            async with session.get(f"http://127.0.0.1:{metrics_port}/metrics") as answer:
-                assert answer.status == 200
-                text = await answer.text()
-            async with session.get(f"http://127.0.0.1:{metrics_port}/readyz") as answer:
-                assert answer.status == 200
-        counted = requests_total(text)
-        assert counted[("GET", "/system/services/{name}", "404")] == 1
-        assert counted[("GET", "unmatched", "404")] == 1
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(serving, 20)
-        sock.close()
+    async with api_in_loop(app, metrics_port) as api_url, aiohttp.ClientSession() as session:
+        async with session.get(f"{api_url}/system/services/x", headers=BASIC) as answer:
+            assert answer.status == 404
+        async with session.get(f"{api_url}/metrics", headers=BASIC) as answer:
+            assert answer.status == 404  # not on the API's port
+        async with session.get(f"http://127.0.0.1:{metrics_port}/metrics") as answer:
+            assert answer.status == 200
+            text = await answer.text()
+        async with session.get(f"http://127.0.0.1:{metrics_port}/readyz") as answer:
+            assert answer.status == 200
+    counted = requests_total(text)
+    assert counted[("GET", "/system/services/{name}", "404")] == 1
+    assert counted[("GET", "unmatched", "404")] == 1
 
 
 async def test_a_taken_metrics_port_is_a_clear_error(app: Any) -> None:
@@ -146,7 +128,7 @@ async def test_a_taken_metrics_port_is_a_clear_error(app: Any) -> None:
     unused = socket.socket()
     try:
         with pytest.raises(MetricsPortError, match=f"127.0.0.1:{port} .*BUCKETRUN_METRICS__PORT"):
-            await _serve(
+            await serve_on(
                 server, unused, MetricsSettings(host="127.0.0.1", port=port), metrics_of(app).registry
             )
     finally:

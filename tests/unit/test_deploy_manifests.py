@@ -258,12 +258,14 @@ def test_the_servicemonitor_selects_the_metrics_services_by_their_named_port() -
     services = objects("example+servicemonitor", "Service")
     wanted = monitor["spec"]["selector"]["matchLabels"]
     labelled = [s for s in services if wanted.items() <= s["metadata"].get("labels", {}).items()]
-    # The API's Service carries the label too, but no port named as the endpoints': it is not scraped.
+    # The API's own Service carries the label too, but no port named as the endpoints': it is not scraped
+    # (its metrics Service is).
     ports = {endpoint["port"] for endpoint in monitor["spec"]["endpoints"]}
     selected = [s for s in labelled if ports & {p["name"] for p in s["spec"]["ports"]}]
     assert {s["metadata"]["name"] for s in selected} == {
         "bucketrun-dispatcher-metrics",
         "bucketrun-watcher-metrics",
+        "bucketrun-api-metrics",
     }
     for endpoint in monitor["spec"]["endpoints"]:
         assert all(endpoint["port"] in {p["name"] for p in s["spec"]["ports"]} for s in selected)
@@ -365,9 +367,8 @@ def test_probes_resources_and_a_grace_period_longer_than_the_drain(build_name: s
                 assert http["path"] == path, where
                 assert http["port"] in ports or http["port"] in ports.values(), where
             env = env_of(container)
-            if container["name"] != "api":  # the API serves no metrics port of the dispatcher's settings
-                port = int(env.get("BUCKETRUN_METRICS__PORT", {}).get("value", MetricsSettings().port))
-                assert port in ports.values(), f"{where}: the metrics port {port} is not a container port"
+            port = int(env.get("BUCKETRUN_METRICS__PORT", {}).get("value", MetricsSettings().port))
+            assert port in ports.values(), f"{where}: the metrics port {port} is not a container port"
             resources = container["resources"]
             assert resources["requests"].get("cpu"), where
             assert resources["requests"].get("memory"), where
@@ -483,7 +484,7 @@ def test_the_api_listens_on_every_address_behind_its_service_as_one_replica(buil
 
 @pytest.mark.parametrize("build_name", list(BUILDS))
 def test_metrics_services_select_their_pods_and_announce_the_port(build_name: str) -> None:
-    for component in ("dispatcher", "watcher"):
+    for component in ("dispatcher", "watcher", "api"):
         service = one(build_name, "Service", f"bucketrun-{component}-metrics")
         pod = one(build_name, "Deployment", f"bucketrun-{component}")["spec"]["template"]
         assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()

@@ -55,7 +55,7 @@ NOT_CHARTED = {
     "bucketrun_records_expired_total": "housekeeping, not traffic: the records retention's sweep",
 }
 """bucketrun metrics no panel shows, and why."""
-JOBS = {"bucketrun-dispatcher", "bucketrun-watcher", "bucketrun-serve"}
+JOBS = {"bucketrun-dispatcher", "bucketrun-watcher", "bucketrun-serve", "bucketrun-api"}
 """The scrape job names the rules and the dashboard rely on."""
 
 
