@@ -26,11 +26,25 @@ validate` does (400 with its message), then do what `services apply` does; delet
 to the dispatcher through NAME's queue, exactly once per X-Request-ID (answered back; a UUID when not
 sent); it takes `Authorization: Bearer TOKEN`, the token the API issued with the service (its `token`
 field, kept in the Secret bucketrun-NAME-token), or the credential of the other routes.
-Not served yet: /run, buckets, OIDC tokens."""
+Every route but /health takes HTTP basic (the configured user and password) or an OIDC bearer token of
+a configured issuer (signature from its JWKS, iss, aud, exp, nbf, sub, and a group when one is asked);
+anything else gets a bare 401, its reason logged at info. Metrics (bucketrun_api_requests_total and
+bucketrun_api_request_duration_seconds, by route template) are served on the metrics port with
+/healthz and /readyz, as the dispatcher's, not on the API's port.
+Not served yet: /run, buckets."""
 
 EPILOG = """\
 settings (environment):
-  BUCKETRUN_API__USERNAME, BUCKETRUN_API__PASSWORD   HTTP basic credential (required; 401 otherwise)
+  BUCKETRUN_API__USERNAME, BUCKETRUN_API__PASSWORD   HTTP basic credential (required unless OIDC is set)
+  BUCKETRUN_API__OIDC_ISSUERS, BUCKETRUN_API__OIDC_AUDIENCE: issuers whose bearer tokens are accepted
+    (comma-separated; keys from ISSUER/.well-known/openid-configuration) and the audiences a token must
+    name one of (required with issuers)
+  BUCKETRUN_API__OIDC_GROUPS (none): groups a token must hold one of (groups, realm roles, EGI entitlements)
+  BUCKETRUN_API__OIDC_ALGORITHMS (RS256,ES256; asymmetric only), BUCKETRUN_API__OIDC_LEEWAY_SECONDS (30),
+  BUCKETRUN_API__OIDC_JWKS_CACHE_SECONDS (600), BUCKETRUN_API__OIDC_JWKS_REFETCH_SECONDS (60: at most one
+    fetch of an issuer's keys in that time, whatever kid tokens name), _OIDC_FETCH_TIMEOUT_SECONDS (5)
+  BUCKETRUN_METRICS__HOST (0.0.0.0), BUCKETRUN_METRICS__PORT (8000; 0 picks a free port): /metrics,
+    /healthz, /readyz
   BUCKETRUN_API__HOST (127.0.0.1), BUCKETRUN_API__PORT (8080; 0 picks a free port)
   BUCKETRUN_API__MAX_BODY_BYTES (1048576; a bigger request body is answered 413)
   BUCKETRUN_API__DEFINITIONS_BUCKET (bucketrun-api): where the definitions it applied are kept
@@ -40,12 +54,13 @@ settings (environment):
   BUCKETRUN_API__JOB_LISTING_LIMIT (70): Jobs per page of GET /system/logs/NAME
   and the store and cluster as for `bucketrun services apply` (BUCKETRUN_STORAGE__*, BUCKETRUN_CLUSTER__*),
   and for POST /job the broker as for the dispatcher (BUCKETRUN_AMQP__*).
-It prints `bucketrun api listening on http://HOST:PORT` to stderr once it accepts connections. On
+It prints `bucketrun api listening on http://HOST:PORT` and `bucketrun api metrics on
+http://HOST:PORT/metrics` to stderr once it accepts connections. On
 SIGINT or SIGTERM it finishes the requests in flight, then ends by that signal (uvicorn's way).
 The definitions it applied are kept as services/NAME.json (no credentials) in that bucket, which
 must notify nothing and not be the records bucket; services applied with `bucketrun services apply`
 are not listed by it.
-exit codes: 2 settings error (nothing served)."""
+exit codes: 2 settings error, or the metrics port taken (nothing served)."""
 
 
 def add_commands(commands: Commands) -> None:

@@ -33,6 +33,7 @@ from bucketrun.api.catalog import ServiceCatalog
 from bucketrun.api.jwks import KeyCachePolicy, fetch_due
 from bucketrun.api.settings import ApiSettings
 from bucketrun.api.tokens import groups_of
+from bucketrun.cli.main import main
 from tests.backends import free_port
 from tests.unit.test_api_oscar import settings
 
@@ -454,3 +455,17 @@ def test_fetch_due(case: tuple[tuple[bool, float, float | None, bool, float], bo
     (fetched, fetched_at, attempted_at, key_known, now), due = case
     state = {"fetched": fetched, "fetched_at": fetched_at, "attempted_at": attempted_at}
     assert fetch_due(**state, key_known=key_known, now=now, policy=POLICY) is due
+
+
+def test_the_command_help_names_the_auth_and_metrics_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["api", "--help"])
+    assert exited.value.code == 0
+    shown = capsys.readouterr().out
+    for text in (
+        "BUCKETRUN_API__OIDC_ISSUERS",
+        "BUCKETRUN_API__OIDC_AUDIENCE",
+        "BUCKETRUN_METRICS__PORT",
+        "/metrics",
+    ):
+        assert text in shown
