@@ -2,7 +2,8 @@
 
 Errors are plain text as OSCAR's handlers write them (oscar-cli prints the body of any status outside
 200 to 204 except 401, 404 and 502, which it words itself). Every route but ``/health`` needs HTTP basic
-auth; a wrong credential is a bare 401.
+auth or an OIDC bearer token (`bucketrun.api.auth`); a wrong credential is a bare 401. Every request is
+counted by its route template (`bucketrun.api.metrics`).
 """
 
 from __future__ import annotations
