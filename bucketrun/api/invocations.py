@@ -9,7 +9,9 @@ arguments (``AmqpClient.declare_service_queue``), so a task waits there until a 
 
 Exactly once per request id: the id is ``X-Request-ID`` when sent (checked, 400 otherwise), else a new
 UUID, and is answered back in ``X-Request-ID``. An opaque body is stored under that id only once (the
-first body wins) and its task's identity is the id, so the same id sent again names the same Job.
+first body wins) and its task's identity is the id, so the same id sent again names the same Job. As
+the catalog before it keeps a definition, the API writes a body only while the definitions bucket
+notifies nobody (a write there must never trigger a service).
 
 Answers, as OSCAR's: 201 with no body; 404 for a service the API does not have (before any credential is
 looked at, as OSCAR's handler does); 401 without a credential. The credential is the service's token as
@@ -40,7 +42,7 @@ from bucketrun.api.oscar_types import Service
 from dispatcher.adapters.amqp.client import AmqpClient
 from dispatcher.adapters.amqp.headers import received_headers
 from dispatcher.adapters.amqp.topology import DEFAULT_EXCHANGE
-from dispatcher.adapters.s3.storage import Storage
+from dispatcher.adapters.s3.storage import NotificationsRefusedError, Storage
 from dispatcher.domain.errors import TransientError
 from dispatcher.domain.identity import job_name, object_version
 from dispatcher.domain.ingress import ServiceTask
@@ -88,8 +90,9 @@ class RouteAuth(Protocol):
         """What a route lists in ``dependencies=``: the schemes to document, and this check."""
 
 
-class _DefinitionError(RuntimeError):
-    """A kept definition no longer loads (answered 500: the store holds something the API did not write)."""
+class _StateError(RuntimeError):
+    """The API's own state cannot be used (answered 500 with the message): a kept definition that no
+    longer loads, or a definitions bucket that notifies someone."""
 
 
 def is_service_token(presented: str | None, token: str) -> bool:
@@ -109,11 +112,11 @@ def service_definition(definition: dict[str, Any], *, cluster: str | None) -> Se
             document, source=f"kept definition of {name}", base_dir=None, cluster=cluster
         )
     except ServiceDefinitionError as error:
-        raise _DefinitionError(f"the kept definition of {name} no longer loads: {error}") from error
+        raise _StateError(f"the kept definition of {name} no longer loads: {error}") from error
     for service in loaded.services:
         if service.name == name:
             return service
-    raise _DefinitionError(f"the kept definition of {name} defines no service {name}")
+    raise _StateError(f"the kept definition of {name} defines no service {name}")
 
 
 class Invocations:
@@ -138,6 +141,21 @@ class Invocations:
             await self._amqp.close()
             self._amqp = None
 
+    async def _check_quiet(self) -> None:
+        """Refuse to write to the definitions bucket while it notifies anyone: the body could trigger a
+        service (the catalog checks the same before it keeps a definition)."""
+        try:
+            rules = await self._storage.bucket_notification(self._bucket)
+        except NotificationsRefusedError:
+            return  # a store without notifications: nothing can be triggered
+        if rules:
+            ids = ", ".join(rule.rule_id or rule.arn for rule in rules)
+            raise _StateError(
+                f"the definitions bucket {self._bucket} has notification entries ({ids}), and writing the "
+                "invocation there could trigger a service; give BUCKETRUN_API__DEFINITIONS_BUCKET a bucket "
+                "that notifies nothing"
+            )
+
     async def invoke(self, definition: dict[str, Any], body: bytes, request_id: str) -> ServiceTask:
         """Store the content (an opaque body), then publish the task; the task published."""
         cluster = self._settings.services.cluster
@@ -151,6 +169,7 @@ class Invocations:
         )
         event = task.event
         if content is not None and not await self._storage.object_exists(event.bucket, event.key):
+            await self._check_quiet()
             await self._storage.put_object(
                 event.bucket,
                 event.key,
@@ -227,8 +246,8 @@ def register_invocations(
     async def refused(_: Request, error: InvocationError) -> Response:
         return PlainTextResponse(str(error), status_code=400)
 
-    @app.exception_handler(_DefinitionError)
-    async def unloadable(_: Request, error: _DefinitionError) -> Response:
+    @app.exception_handler(_StateError)
+    async def unusable(_: Request, error: _StateError) -> Response:
         return PlainTextResponse(f"error: {error}", status_code=500)
 
     app.include_router(router)

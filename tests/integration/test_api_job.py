@@ -25,6 +25,11 @@ import httpx2
 import pytest
 import structlog
 from kubernetes_asyncio import client  # noqa: TID251 - the test inspects the cluster directly
+from minio.notificationconfig import (  # noqa: TID251 - the test gives the bucket a notification itself
+    NotificationConfig,
+    PrefixFilterRule,
+    QueueConfig,
+)
 from pydantic import SecretStr
 
 from bucketrun.admin.tokens import token_secret_name
@@ -254,6 +259,25 @@ async def test_a_broker_away_is_503_and_the_same_request_id_then_runs_once(stack
 
     assert await until(output, "the Job of the retried request", within=RUN_WITHIN) == b"kept\n"
     assert len(await stack.jobs()) == 1
+
+
+async def test_a_definitions_bucket_that_notifies_is_never_written(stack: Stack) -> None:
+    minio = stack.s3.endpoint.client()
+    arn = stack.s3.endpoint.notify_arn
+    assert arn is not None
+    rule = QueueConfig(
+        ["s3:ObjectCreated:*"], config_id="someone", prefix_filter_rule=PrefixFilterRule("x/"), queue=arn
+    )
+    minio.set_bucket_notification(stack.definitions, NotificationConfig(queue_config_list=[rule]))
+    try:
+        request_id = f"loud-{uuid.uuid4().hex}"
+        answer = await stack.invoke(base64.b64encode(b"x"), {"X-Request-ID": request_id})
+        assert answer.status_code == 500
+        assert f"the definitions bucket {stack.definitions} has notification entries (someone)" in answer.text
+        assert read_object(stack.s3.endpoint, stack.definitions, f"invocations/upper/{request_id}") is None
+    finally:
+        minio.set_bucket_notification(stack.definitions, NotificationConfig())
+    assert await stack.jobs() == []
 
 
 async def test_refusals_are_oscars(stack: Stack) -> None:
