@@ -4,7 +4,8 @@ and Jobs ended the way the real Job controller, scheduler and kubelet end them.
 1. RBAC: the dispatcher and the watcher run with ServiceAccount tokens bound only to deploy/kubernetes'
    Roles, straight at kube-apiserver (not the fault proxy, which would act as the admin): an upload
    becomes a Job, a pod on the node agent and a record, and nothing either process did was refused;
-   the same tokens are refused (403) outside their Roles.
+   the same tokens are refused (403) outside their Roles. `bucketrun api` likewise, with the token of
+   bucketrun-api: every route that reaches the cluster answers as it should, and nothing else is allowed.
 2. PodSecurity: in a namespace enforcing ``restricted``, a service with ``run_as_user`` gets its pod
    admitted (the Job controller records no FailedCreate) and run; one without (the script runs as its
    image's user, root included, as OSCAR runs it) is refused: the watcher finds the Job controller's
@@ -44,7 +45,7 @@ from kubernetes_asyncio.client.exceptions import ApiException  # noqa: TID251
 
 from dispatcher.adapters.kube import JobFeed, JobInformer, KubeApi
 from dispatcher.domain.constants import ANNOTATION_KEY
-from dispatcher.domain.jobs import JobIndex
+from dispatcher.domain.jobs import JobIndex, finished_condition
 from dispatcher.process.app import run_dispatcher
 from dispatcher.runtime.settings import Settings
 from tests.backends.kubernetes import KubeTestEnv, api_client_for
@@ -52,8 +53,16 @@ from tests.backends.local_kube import LocalClusterControl
 from tests.backends.rabbitmq import AmqpNames
 from tests.backends.s3 import S3Scope
 from tests.deploy_support import KUSTOMIZE, load_documents
-from tests.integration.stack import notify_upload, read_object, started, until
-from tests.integration.watcher_support import make_settings
+from tests.integration import api_calls
+from tests.integration.stack import (
+    amqp_settings,
+    notify_upload,
+    read_object,
+    started,
+    storage_settings,
+    until,
+)
+from tests.integration.watcher_support import job_doc, make_settings
 from watcher.app import run_watcher
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -282,6 +291,70 @@ async def test_dispatcher_and_watcher_run_with_their_service_account_tokens_only
                 with pytest.raises(ApiException) as refused:
                     await call(api)
                 assert refused.value.status == 403, f"{kubeconfig.name}: {what}: {refused.value}"
+
+
+async def test_the_api_runs_with_its_service_account_token_only(amqp_names, s3, real, logs) -> None:
+    control = local_control(real)
+    if s3.endpoint.notify_arn is None:
+        pytest.skip("creating a service needs MinIO's AMQP notifications (moto has none): run make servers")
+    plane, namespace = control.plane, real.namespace
+    documents = [
+        in_namespace(doc, namespace)
+        for name in ("serviceaccounts.yaml", "rbac.yaml")
+        for doc in load_documents(KUSTOMIZE / "base" / name)
+    ]
+    await asyncio.to_thread(plane.kubectl, "apply", "-f", "-", stdin=yaml.safe_dump_all(documents))
+    api_config = await asyncio.to_thread(plane.service_account_kubeconfig, namespace, "bucketrun-api", 600)
+    assert plane.api_url in api_config.read_text()  # straight at kube-apiserver, past the proxy
+    control.set_kubelet("run")
+    settings = Settings.load(
+        amqp=amqp_settings(amqp_names, services=(api_calls.SERVICE,)),
+        storage=storage_settings(
+            s3.endpoint, records_bucket=s3.bucket("records", create=False), notify_arn=s3.endpoint.notify_arn
+        ),
+        cluster={"executor": "kubernetes", "namespace": namespace, "kubeconfig": real.kubeconfig},
+    )
+    # A finished Job of the service, made by the admin: the API lists it, reads its log and deletes it.
+    async with await api_client_for(real.kubeconfig) as admin:
+        await client.BatchV1Api(admin).create_namespaced_job(namespace, job_doc(api_calls.JOB))
+    await until(partial(_job_finished, real, api_calls.JOB), f"Job {api_calls.JOB} finished", WITHIN)
+
+    async with api_calls.api_client(
+        with_kubeconfig(settings, api_config), api_calls.api_settings(s3)
+    ) as http:
+        await api_calls.call_every_cluster_route(http, s3.bucket("io", create=False))
+
+    assert logs, "no log line captured: the refusal check below would prove nothing"
+    assert not refusals(logs), refusals(logs)
+    async with await api_client_for(real.kubeconfig) as admin:
+        # The dispatcher's source of the API's services, written with the API's token.
+        await client.CoreV1Api(admin).read_namespaced_secret(api_calls.SERVICES_SECRET, namespace)
+
+    # The same token, outside its Role: no Job or pod is created, no Secret listed (each is read by name),
+    # no Job patched (that is the watcher's annotation), no Event read.
+    outside = [
+        ("list secrets", lambda api: client.CoreV1Api(api).list_namespaced_secret(namespace)),
+        ("create jobs", lambda api: client.BatchV1Api(api).create_namespaced_job(namespace, _JOB)),
+        ("create pods", lambda api: client.CoreV1Api(api).create_namespaced_pod(namespace, _POD)),
+        (
+            "patch jobs",
+            lambda api: client.BatchV1Api(api).patch_namespaced_job("any", namespace, {"metadata": {}}),
+        ),
+        ("list events", lambda api: client.CoreV1Api(api).list_namespaced_event(namespace)),
+        ("list leases", lambda api: client.CoordinationV1Api(api).list_namespaced_lease(namespace)),
+    ]
+    async with await api_client_for(api_config) as api:
+        for what, call in outside:
+            with pytest.raises(ApiException) as refused:
+                await call(api)
+            assert refused.value.status == 403, f"{what}: {refused.value}"
+
+
+async def _job_finished(kube: KubeTestEnv, name: str) -> bool:
+    """Whether the Job *name* has its Complete or Failed condition, as the admin reads it."""
+    async with await api_client_for(kube.kubeconfig) as api:
+        job = await client.BatchV1Api(api).read_namespaced_job(name, kube.namespace, _preload_content=False)
+        return finished_condition(await job.json()) is not None
 
 
 _POD = {
