@@ -112,7 +112,7 @@ class OidcTokens:
         jwk = signing_key(header, keys)
         if jwk is None:
             why = "no key of its issuer signs it" if keys else "its issuer's keys could not be fetched"
-            raise TokenRejectedError(f"{why} (kid {header.key_id!r})")
+            raise TokenRejectedError(f"{why} (kid {header.key_id!r:.80})")
         return jwk
 
 

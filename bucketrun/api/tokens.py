@@ -74,10 +74,10 @@ def read_header(token: str, policy: TokenPolicy) -> TokenHeader:
         raise TokenRejectedError(f"not a JWT: {error}") from None
     algorithm = header.get("alg")
     if algorithm not in policy.algorithms:
-        raise TokenRejectedError(f"algorithm {algorithm!r} is not accepted")
+        raise TokenRejectedError(f"algorithm {algorithm!r:.40} is not accepted")
     issuer = claims.get("iss")
     if not isinstance(issuer, str) or issuer not in policy.issuers:
-        raise TokenRejectedError(f"issuer {issuer!r} is not configured")
+        raise TokenRejectedError(f"issuer {issuer!r:.200} is not configured")
     key_id = header.get("kid")
     if key_id is not None and not isinstance(key_id, str):
         raise TokenRejectedError("kid is not a string")
@@ -96,7 +96,9 @@ def signing_key(header: TokenHeader, keys: Iterable[Mapping[str, Any]]) -> Mappi
 def verify(token: str, header: TokenHeader, jwk: Mapping[str, Any], policy: TokenPolicy) -> TokenCaller:
     """The caller *token* speaks for, once its signature by *jwk* and its claims pass *policy*."""
     if jwk.get("alg", header.algorithm) != header.algorithm:
-        raise TokenRejectedError(f"key {header.key_id!r} is for {jwk.get('alg')!r}, not {header.algorithm}")
+        raise TokenRejectedError(
+            f"key {header.key_id!r:.80} is for {jwk.get('alg')!r}, not {header.algorithm}"
+        )
     try:
         key = jwt.PyJWK(dict(jwk), algorithm=header.algorithm)
         claims = jwt.decode(

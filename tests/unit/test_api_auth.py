@@ -207,6 +207,14 @@ def test_a_bad_token_gets_a_bare_401(api: TestClient, issuer: Issuer, case: str)
     assert api.get("/system/info", headers=bearer(issuer.token())).status_code == 200  # a good one passes
 
 
+def test_what_a_token_names_is_logged_bounded(api: TestClient, issuer: Issuer) -> None:
+    for token in (issuer.token("k" * 5000, RSA_KEY), issuer.token(iss="https://x.example/" + "i" * 5000)):
+        with capture_logs() as logs:
+            assert refused(api.get("/system/info", headers=bearer(token)))
+        (refusal,) = [line for line in logs if line["event"] == "api refused a credential"]
+        assert len(refusal["reason"]) < 400
+
+
 def test_the_keys_are_fetched_once_for_many_requests(api: TestClient, issuer: Issuer) -> None:
     for _ in range(20):
         assert api.get("/system/info", headers=bearer(issuer.token())).status_code == 200
