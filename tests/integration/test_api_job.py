@@ -105,19 +105,21 @@ def service_json(data: str) -> dict[str, Any]:
 async def stack(
     amqp_names: AmqpNames, s3: S3Scope, kube: KubeTestEnv, kube_api: client.ApiClient, tmp_path: Path
 ) -> AsyncIterator[Stack]:
-    """The service applied through the API, the dispatcher running it, and the API over ASGI."""
+    """The service applied through the API (which writes its FDL where the dispatcher reads services), the
+    dispatcher running it, and the API over ASGI."""
     arn = s3.endpoint.notify_arn
     if arn is None:
         pytest.skip("needs MinIO's AMQP notifications for the API's apply (moto has none): run make servers")
     kube.require_control().set_kubelet("run")
     data, records, definitions = s3.bucket("data"), s3.bucket("records"), s3.bucket("api", create=False)
-    fdl = tmp_path / "services.yaml"
-    fdl.write_text(json.dumps({"functions": {"oscar": [{"c": service_json(data)}]}}))
+    # The API writes each service it applies here, and the dispatcher reads its services from here.
+    services_dir = tmp_path / "api-services"
+    services_dir.mkdir()
     settings = make_settings(
         amqp_names,
         s3,
         kube,
-        fdl,
+        services_dir,
         records_bucket=records,
         exchange=amqp_names.exchange("results"),
         services=["upper"],
@@ -125,7 +127,9 @@ async def stack(
     settings = settings.model_copy(
         update={"storage": settings.storage.model_copy(update={"notify_arn": arn})}
     )
-    api = ApiSettings(username=USER, password=SecretStr(PASSWORD), definitions_bucket=definitions)
+    api = ApiSettings(
+        username=USER, password=SecretStr(PASSWORD), definitions_bucket=definitions, services_dir=services_dir
+    )
     app = create_app(settings, api)
     transport = httpx2.ASGITransport(app=app)
     async with (
