@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import json
+import socket
 import threading
 import time
 from collections import Counter
@@ -316,6 +317,20 @@ def test_an_issuer_that_is_down_refuses_its_tokens_with_401(issuer: Issuer) -> N
         assert refused(answer)
         assert any(line["event"] == "oidc keys not fetched" for line in logs)
         assert client.get("/system/info", auth=(USER, PASSWORD)).status_code == 200
+
+
+def test_an_issuer_that_never_answers_is_given_up_after_the_timeout(issuer: Issuer) -> None:
+    silent = socket.socket()  # listens, so connections queue, but never reads or answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    hung = f"http://127.0.0.1:{silent.getsockname()[1]}/realms/test"
+    try:
+        with TestClient(app_for(oidc_settings(hung, oidc_fetch_timeout_seconds=0.5))) as client:
+            started = time.monotonic()
+            assert refused(client.get("/system/info", headers=bearer(issuer.token(iss=hung))))
+            assert time.monotonic() - started < 5
+    finally:
+        silent.close()
 
 
 def test_an_issuer_answering_500_refuses_its_tokens_with_401(api: TestClient, issuer: Issuer) -> None:
