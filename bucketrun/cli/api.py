@@ -31,7 +31,8 @@ a configured issuer (signature from its JWKS, iss, aud, exp, nbf, sub, and a gro
 anything else gets a bare 401, its reason logged at info. Metrics (bucketrun_api_requests_total and
 bucketrun_api_request_duration_seconds, by route template) are served on the metrics port with
 /healthz and /readyz, as the dispatcher's, not on the API's port.
-Not served yet: /run, buckets."""
+A create that fails part-way is undone, and its 500 says what was undone (an update: what it
+changed). Not served: /run, buckets, volumes, quotas, federation."""
 
 EPILOG = """\
 settings (environment):
@@ -47,6 +48,9 @@ settings (environment):
     /healthz, /readyz
   BUCKETRUN_API__HOST (127.0.0.1), BUCKETRUN_API__PORT (8080; 0 picks a free port)
   BUCKETRUN_API__MAX_BODY_BYTES (1048576; a bigger request body is answered 413)
+  BUCKETRUN_API__SERVICES_DIR or BUCKETRUN_API__SERVICES_SECRET: where it writes each service it applied
+    as NAME.yaml for the dispatcher (a directory the dispatcher's BUCKETRUN_SERVICES__PATHS lists, or a
+    Secret its pod mounts there); neither: a warning, and no dispatcher runs the API's services
   BUCKETRUN_API__DEFINITIONS_BUCKET (bucketrun-api): where the definitions it applied are kept
   BUCKETRUN_API__STORE_ACCESS_KEY, BUCKETRUN_API__STORE_SECRET_KEY: a MinIO user the API creates at
     startup for put-file, get-file and oscar-python, allowed only the input and output folders of its
