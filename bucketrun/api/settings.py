@@ -43,10 +43,14 @@ def _algorithms(algorithms: tuple[str, ...]) -> tuple[str, ...]:
 
 
 class ApiSettings(BaseSettings):
-    """Who may call the API and how much it reads."""
+    """`bucketrun api`: who may call it, where it listens, where its services go, how much it reads."""
 
     model_config = SettingsConfigDict(
-        env_prefix="BUCKETRUN_API__", extra="ignore", frozen=True, hide_input_in_errors=True
+        env_prefix="BUCKETRUN_API__",
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,
+        use_attribute_docstrings=True,
     )
 
     username: str | None = Field(default=None, min_length=1)

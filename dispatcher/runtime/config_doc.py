@@ -1,13 +1,15 @@
 """The configuration reference (docs/CONFIGURATION.md), generated from the settings models.
 
-Every variable, its group, its full documentation and its default come from ``dispatcher/runtime/settings.py``
-itself, so the reference cannot drift: a unit test compares the committed file with this output.
-Regenerate with ``python -m dispatcher.runtime.config_doc > docs/CONFIGURATION.md``.
+Every variable, its group, its full documentation and its default come from the settings models
+themselves (``dispatcher/runtime/settings.py``, and the groups of other processes such as ``bucketrun
+api``'s, which ``bucketrun.config_reference`` adds), so the reference cannot drift: a unit test compares
+the committed file with the output. Regenerate with
+``python -m bucketrun.config_reference > docs/CONFIGURATION.md``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from pydantic import BaseModel
 
@@ -15,8 +17,7 @@ from dispatcher.runtime.settings import CONFIG_ENV, ENV_DELIMITER, ENV_PREFIX, S
 
 HEADER = f"""# Configuration reference
 
-Generated from `dispatcher/runtime/settings.py` by `python -m dispatcher.runtime.config_doc`; do not
-edit by hand.
+Generated from the settings models by `python -m bucketrun.config_reference`; do not edit by hand.
 
 Every setting is an environment variable `{ENV_PREFIX}<GROUP>{ENV_DELIMITER}<NAME>`, or the key
 `<group>.<name>` of the YAML file named by `{CONFIG_ENV}` (environment variables win over the file).
@@ -25,23 +26,28 @@ in logs. `bucketrun dispatcher --print-settings` shows the effective values.
 """
 
 
-def reference_markdown() -> str:
-    """The whole reference as Markdown."""
-    return "\n".join([HEADER, *_groups()]) + "\n"
+def reference_markdown(extra: Sequence[tuple[str, type[BaseModel], str]] = ()) -> str:
+    """The whole reference as Markdown: ``Settings``' groups, then each *extra* (group, model, a note
+    saying who reads it) of another process, whose variables follow the same naming."""
+    lines = [HEADER, *_groups()]
+    for group, model, note in extra:
+        lines.extend(_group(group, model, note))
+    return "\n".join(lines) + "\n"
 
 
 def _groups() -> Iterator[str]:
     for group, field in Settings.model_fields.items():
         model = field.annotation
-        if not isinstance(model, type) or not issubclass(model, BaseModel):
-            continue
-        yield f"## `{group}` — {(model.__doc__ or '').strip().splitlines()[0]}\n"
-        for name, sub in model.model_fields.items():
-            variable = f"{ENV_PREFIX}{group.upper()}{ENV_DELIMITER}{name.upper()}"
-            doc = " ".join((sub.description or "(undocumented)").split())
-            yield f"- **`{variable}`** — {doc}"
-        yield ""
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            yield from _group(group, model)
 
 
-if __name__ == "__main__":
-    print(reference_markdown(), end="")  # noqa: T201 - the generator's output
+def _group(group: str, model: type[BaseModel], note: str = "") -> Iterator[str]:
+    yield f"## `{group}` — {(model.__doc__ or '').strip().splitlines()[0]}\n"
+    if note:
+        yield f"{note}\n"
+    for name, sub in model.model_fields.items():
+        variable = f"{ENV_PREFIX}{group.upper()}{ENV_DELIMITER}{name.upper()}"
+        doc = " ".join((sub.description or "(undocumented)").split())
+        yield f"- **`{variable}`** — {doc}"
+    yield ""

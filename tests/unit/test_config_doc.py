@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dispatcher.runtime.config_doc import reference_markdown
+from bucketrun.api.settings import ApiSettings
+from bucketrun.config_reference import configuration_reference as reference_markdown
 from dispatcher.runtime.settings import environment_reference
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "CONFIGURATION.md"
@@ -12,7 +13,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "CONFIGURATION.md"
 
 def test_the_committed_reference_is_up_to_date() -> None:
     assert DOC.read_text(encoding="utf-8") == reference_markdown(), (
-        "regenerate: python -m dispatcher.runtime.config_doc > docs/CONFIGURATION.md"
+        "regenerate: python -m bucketrun.config_reference > docs/CONFIGURATION.md"
     )
 
 
@@ -21,4 +22,6 @@ def test_every_variable_is_in_the_reference_with_a_documentation() -> None:
     for variable, doc in environment_reference():
         assert f"**`{variable}`**" in text
         assert doc, f"{variable} has no documentation"
+    for name in ApiSettings.model_fields:
+        assert f"**`BUCKETRUN_API__{name.upper()}`**" in text
     assert "(undocumented)" not in text
