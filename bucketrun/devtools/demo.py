@@ -79,7 +79,7 @@ functions:
         echo "upper-cased $STORAGE_OBJECT_KEY"
       input: [{storage_provider: minio, path: NAME-in/in}]
       output: [{storage_provider: minio, path: NAME-out/results}]
-      # non-root without capabilities: what the demo cluster's PodSecurity "restricted" admits
+      # non-root without capabilities: PodSecurity "restricted" (the namespace warns about anything less)
       bucketrun: {run_as_user: 1000}
 """
 

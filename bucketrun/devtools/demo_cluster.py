@@ -37,7 +37,8 @@ class DemoCluster:
     kubeconfig: Path
     """The admin's kubeconfig: the dispatcher and watcher use it, and so does the printed kubectl line."""
     namespace: str
-    """Where the Jobs go (PodSecurity ``restricted``, deploy/kubernetes' RBAC in it)."""
+    """Where the Jobs go (labelled as deploy/kubernetes' namespace.yaml: PodSecurity enforce ``baseline``,
+    warn ``restricted``; deploy/kubernetes' RBAC in it)."""
     kubectl: Path
     """The kubectl ``make servers`` built."""
     api_url: str

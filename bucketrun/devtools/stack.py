@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TextIO
 
+import yaml
+
 from bucketrun.devtools.control_plane import NODES_GROUP, ControlPlane, find_binaries, start_control_plane
 from bucketrun.devtools.minio_server import AmqpTarget, Credentials, MinioServer, built, start_minio
 from bucketrun.devtools.moto_server import free_port
@@ -223,18 +225,19 @@ def _start_rabbit_and_plane(
 
 
 def prepare_namespace(plane: ControlPlane, timeout: float = SERVICE_ACCOUNT_TIMEOUT) -> None:
-    """The ``bucketrun`` namespace (PodSecurity restricted) with deploy/kubernetes' RBAC in it; returns
-    once its ``default`` ServiceAccount exists (until then ServiceAccount admission refuses its pods, and
-    the Job controller backs off 10 s and more). StackError naming what failed."""
-    labels = {
-        "pod-security.kubernetes.io/enforce": "restricted",
-        "pod-security.kubernetes.io/warn": "restricted",
-    }
-    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": labels}}
+    """The ``bucketrun`` namespace as deploy/kubernetes has it (PodSecurity: enforce ``baseline``, which
+    admits the root images most OSCAR services use, warn ``restricted``) with deploy/kubernetes' RBAC in
+    it; returns once its ``default`` ServiceAccount exists (until then ServiceAccount admission refuses its
+    pods, and the Job controller backs off 10 s and more). StackError naming what failed."""
+    base = deploy_dir() / "kubernetes" / "base"
+    namespace = yaml.safe_load((base / "namespace.yaml").read_text(encoding="utf-8"))
+    if namespace["metadata"]["name"] != NAMESPACE:
+        raise StackError(
+            f"{base / 'namespace.yaml'} names {namespace['metadata']['name']!r}, not {NAMESPACE!r}"
+        )
     status, body = plane.request("POST", "/api/v1/namespaces", namespace)
     if status not in (201, 409):
         raise StackError(f"creating namespace {NAMESPACE}: HTTP {status} {body}")
-    base = deploy_dir() / "kubernetes" / "base"
     files = [arg for name in _RBAC_FILES for arg in ("-f", str(base / name))]
     try:
         plane.kubectl("apply", "--namespace", NAMESPACE, *files)
