@@ -102,11 +102,19 @@ def _tidy(text: str, folder: Path) -> str:
     return text.replace(f"{folder}/", "")
 
 
+def _plain_file_name(name: str) -> bool:
+    """Whether ``name`` names a file in the folder it is joined to, and nothing else."""
+    return "\x00" not in name and Path(name).name == name and name not in {".", ".."}
+
+
 @contextmanager
 def fdl_file(service: Service) -> Iterator[Path]:
     """``service`` as the FDL file ``<name>.yaml`` (JSON is YAML) in a temporary folder, removed after."""
     with tempfile.TemporaryDirectory(prefix="bucketrun-api-") as directory:
-        path = Path(directory, f"{service.name}.yaml")
+        # The name is the caller's and not checked yet: one that is not a plain file name ('../x', 'a/b',
+        # a NUL) must not choose where the file goes; the check then refuses it in the file 'service.yaml'.
+        name = f"{service.name}.yaml"
+        path = Path(directory, name if _plain_file_name(name) else "service.yaml")
         path.write_text(json.dumps(fdl_document(service)), encoding="utf-8")
         yield path
 

@@ -4,9 +4,11 @@ document declares (status code, content type, body schema, headers).
 The app runs in-process (Schemathesis' ASGI transport, one event loop for the whole run, the app's
 lifespan started once) on the test's real store, cluster namespace and RabbitMQ names. Every operation
 is generated twice, with schema-valid input and with input the schema refuses; a quarter of the
-requests go without a credential. Generated services are pointed at the test's buckets before they are
-sent, so a service that passes validation is applied only inside the test's scope (its ConfigMap and
-Secrets in the test's namespace, its buckets among those the s3 fixture removes).
+requests go without a credential; half name the service the run creates first, or a hostile name
+('../escaped', 'a/b', a NUL), instead of the generated one. Generated services are pointed at the
+test's buckets before they are sent, so a service that passes validation is applied only inside the
+test's scope (its ConfigMap and Secrets in the test's namespace, its buckets among those the s3 fixture
+removes).
 
 The run is bounded (``MAX_EXAMPLES`` per operation and mode, ``DEADLINE`` per request) to stay under a
 minute; Hypothesis' database is off, so a run never replays an earlier machine's examples.
@@ -67,6 +69,8 @@ SERVICE: Final = "upper"
 SERVICE_BODY: Final = {"name": SERVICE, "image": "busybox:1.36", "script": 'cat "$INPUT_FILE_PATH"\n'}
 SERVICE_PARAMETERS: Final = frozenset({"name", "service", "service_name"})
 """Path parameters that name a service."""
+HOSTILE_NAMES: Final = ("../escaped", "a/b", "nul\x00", "..")
+"""Names that are no service's, and that a file or object name must not be built from unchecked."""
 _AUTHORIZATION: Final = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
 
 
@@ -105,14 +109,14 @@ def confined(body: Any, bucket: str) -> Any:
     return confined_body
 
 
-def aim_at_the_service(case: Any) -> None:
-    """Make *case* name the service the run starts with (its path's service, its body's name), so the
-    answers for a service that exists are checked too, not only 404s for made-up names."""
+def aim_at(case: Any, service: str) -> None:
+    """Make *case* name *service* (its path's service, its body's name): the service the run starts
+    with, so the answers for one that exists are checked too, or a hostile name."""
     parameters = case.path_parameters or {}
     for name in SERVICE_PARAMETERS & parameters.keys():
-        parameters[name] = SERVICE
+        parameters[name] = service
     if isinstance(case.body, dict) and "name" in case.body:
-        case.body = {**case.body, "name": SERVICE}
+        case.body = {**case.body, "name": service}
 
 
 def seed_service(app: Any, bucket: str) -> None:
@@ -143,12 +147,12 @@ def check_operation(operation: Any, mode: GenerationMode, bucket: str, failures:
     @hypothesis.given(
         case=operation.as_strategy(generation_mode=mode),
         authorised=st.integers(0, 3),
-        existing=st.booleans(),
+        aimed=st.sampled_from([None, None, SERVICE, SERVICE, *HOSTILE_NAMES]),
     )
-    def run(case: Any, authorised: int, existing: bool) -> None:
+    def run(case: Any, authorised: int, aimed: str | None) -> None:
         case.body = confined(case.body, bucket)
-        if existing:
-            aim_at_the_service(case)
+        if aimed is not None:
+            aim_at(case, aimed)
         headers = {"Authorization": _AUTHORIZATION} if authorised else {}
         started = time.monotonic()
         try:
