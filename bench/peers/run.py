@@ -1,0 +1,953 @@
+"""bucketrun beside the systems a user would otherwise pick (issue #22), on one local stack, in one run.
+
+    .venv/bin/python bench/peers/run.py [--count 20] [--rate 1] [--burst 100] [--out bench/results]
+
+Starts the local real stack (``bucketrun.devtools.stack.start_stack``: RabbitMQ, MinIO with its AMQP
+target, etcd, kube-apiserver, kube-controller-manager, kube-scheduler, the node agent running pods as
+local processes), then runs each system on the same uploads, one system at a time, each on buckets of
+its own:
+
+- **KEDA ScaledJob** (``make peers`` builds its operator): its CRDs applied, the operator run as a
+  local process with the admin's kubeconfig, a queue bound to the exchange MinIO's AMQP target
+  publishes to, the input bucket's notifications sent there, and a ScaledJob with KEDA's rabbitmq
+  trigger (``mode: QueueLength``, ``value: "1"``: a Job per message) whose Job consumes one message and
+  writes the output (bench/peers/keda_job.py). Everything else at KEDA's defaults. Measured at the
+  default ``pollingInterval`` (30 s) and at 1 s.
+- **bucketrun** as shipped: ``bucketrun services apply``, then ``bucketrun dispatcher`` and
+  ``bucketrun watcher`` as processes, a service whose script does the same work.
+- **OSCAR**: reported with what stops it (see ``oscar_status``).
+
+For each system: (1) ``count`` uploads at ``rate`` per second: upload → Job created (the watch event
+of the Job that processed it) and upload → output written (the output's LastModified), p50/p95/p99;
+(2) a burst of ``burst`` uploads: time to drain, Jobs created per upload, uploads never processed;
+(3) the same burst with the receiver (KEDA's operator, bucketrun's dispatcher) killed (SIGKILL) a third
+of the way in and restarted ``--down`` seconds later: lost, duplicated, drain time; (4) a failing script:
+the Jobs it caused, their status, whether an output was written; (5) CPU seconds and peak RSS of the
+system's own processes over all its phases. Writes ``peers.md`` and ``peers.json`` (and ``peers.png``
+with matplotlib) into ``--out``.
+"""
+
+# ruff: noqa: T201 - a benchmark prints its progress and its figures
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pika
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from bucketrun.devtools.stack import NAMESPACE, Stack, StackOptions, start_stack  # noqa: E402
+
+SERVERS = Path(os.environ.get("BUCKETRUN_SERVERS_DIR", Path.home() / ".cache/bucketrun/servers"))
+BIN = SERVERS / "bin"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+KEDA_NAMESPACE = "peers-keda"
+KEDA_QUEUE = "peers-keda"
+SCRIPT = """\
+name=$(basename "$INPUT_FILE_PATH")
+if grep -q FAIL "$INPUT_FILE_PATH"; then echo "$STORAGE_OBJECT_KEY: failing on purpose" >&2; exit 3; fi
+tr a-z A-Z < "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/$name"
+echo "upper-cased $STORAGE_OBJECT_KEY"
+"""
+"""The bucketrun service's script; bench/peers/keda_job.py does the same work."""
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    """p50, p95 and p99 (nearest rank) of *values*, None for each when there are none."""
+    if not values:
+        return {"p50": None, "p95": None, "p99": None}
+    ordered = sorted(values)
+
+    def rank(q: float) -> float:
+        return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))]
+
+    return {"p50": rank(0.50), "p95": rank(0.95), "p99": rank(0.99)}
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:
+    """Until *condition* holds; TimeoutError naming *what* after *timeout* seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout:.0f} s")
+        time.sleep(interval)
+
+
+# --- what the bench observes ------------------------------------------------------------------------
+
+
+@dataclass
+class JobEvent:
+    """A Job as the watch saw it."""
+
+    name: str
+    added: float
+    annotations: dict[str, str]
+    finished: str | None = None
+    """``Complete``, ``Failed: <reason>``, or None while it runs."""
+    failed_pods: int = 0
+
+
+class JobWatch:
+    """Every Job of a namespace, with the local time its ADDED event arrived (a thread on the watch)."""
+
+    def __init__(self, stack: Stack, namespace: str) -> None:
+        self._stack = stack
+        self._path = f"/apis/batch/v1/namespaces/{namespace}/jobs"
+        self.jobs: dict[str, JobEvent] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        version = ""
+        while not self._stop.is_set():
+            url = f"{self._stack.plane.api_url}{self._path}?watch=1&allowWatchBookmarks=true"
+            if version:
+                url += f"&resourceVersion={version}"
+            try:
+                context = self._stack.plane.admin_context
+                with urllib.request.urlopen(url, timeout=5, context=context) as stream:  # noqa: S310
+                    for line in stream:
+                        event = json.loads(line)
+                        obj = event["object"]
+                        version = obj["metadata"].get("resourceVersion", version)
+                        if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
+                            self._seen(obj, time.time())
+                        elif event["type"] == "ERROR":
+                            version = ""
+            except (TimeoutError, OSError, json.JSONDecodeError):
+                continue
+
+    def _seen(self, job: dict[str, Any], now: float) -> None:
+        name = job["metadata"]["name"]
+        with self._lock:
+            entry = self.jobs.setdefault(name, JobEvent(name, now, job["metadata"].get("annotations") or {}))
+            status = job.get("status") or {}
+            entry.failed_pods = max(entry.failed_pods, int(status.get("failed") or 0))
+            for condition in status.get("conditions") or []:
+                if condition.get("status") != "True":
+                    continue
+                if condition["type"] == "Complete":
+                    entry.finished = "Complete"
+                elif condition["type"] == "Failed":
+                    entry.finished = f"Failed: {condition.get('reason', '')}"
+
+    def snapshot(self) -> dict[str, JobEvent]:
+        """The Jobs seen so far."""
+        with self._lock:
+            return dict(self.jobs)
+
+    def stop(self) -> None:
+        """End the thread (within the watch's 5 s read timeout)."""
+        self._stop.set()
+
+
+@dataclass
+class Usage:
+    """CPU seconds and peak RSS of a system's processes, summed over every instance it ran."""
+
+    cpu_s: float = 0.0
+    peak_rss_mib: dict[str, float] = field(default_factory=dict)
+
+    def sample(self, name: str, pid: int) -> tuple[float, float] | None:
+        """CPU seconds so far and peak RSS (MiB) of *pid*, None once it is gone."""
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return None
+        hwm = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM")), 0)
+        return (int(stat[11]) + int(stat[12])) / CLOCK_TICKS, hwm / 1024
+
+    def add(self, name: str, cpu: float, hwm: float) -> None:
+        """Account a finished instance of *name*."""
+        self.cpu_s += cpu
+        self.peak_rss_mib[name] = max(self.peak_rss_mib.get(name, 0.0), hwm)
+
+
+class Proc:
+    """A system's process: its log, its usage sampled until it ends."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path, usage: Usage) -> None:
+        self.name, self.argv, self.env, self.log, self.usage = name, argv, env, log, usage
+        self.process: subprocess.Popen[bytes] | None = None
+        self._last: tuple[float, float] = (0.0, 0.0)
+        self._sampler: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start it in a session of its own, appending to its log."""
+        with self.log.open("ab") as sink:
+            self.process = subprocess.Popen(
+                self.argv, env=self.env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self._last = (0.0, 0.0)
+        self._sampler = threading.Thread(target=self._sample, args=(self.process,), daemon=True)
+        self._sampler.start()
+
+    def _sample(self, process: subprocess.Popen[bytes]) -> None:
+        while process.poll() is None:
+            now = self.usage.sample(self.name, process.pid)
+            if now is not None:
+                self._last = now
+            time.sleep(0.5)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
+        """Signal its process group, wait for it, and account its CPU and RSS."""
+        process = self.process
+        if process is None:
+            return
+        now = self.usage.sample(self.name, process.pid)
+        if now is not None:
+            self._last = now
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+        if self._sampler is not None:
+            self._sampler.join(5)
+        self.usage.add(self.name, *self._last)
+        self.process = None
+
+    def alive(self) -> bool:
+        """Whether it runs."""
+        return self.process is not None and self.process.poll() is None
+
+    def tail(self) -> str:
+        """The end of its log."""
+        return self.log.read_text(errors="replace")[-1500:]
+
+
+# --- uploads and outputs ----------------------------------------------------------------------------
+
+
+class Store:
+    """The stack's MinIO through boto3, as the admin."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.s3 = boto3.client(
+            "s3",
+            endpoint_url=f"http://{env['BUCKETRUN_STORAGE__ENDPOINT']}",
+            aws_access_key_id=env["BUCKETRUN_STORAGE__ACCESS_KEY"],
+            aws_secret_access_key=env["BUCKETRUN_STORAGE__SECRET_KEY"],
+            region_name="us-east-1",
+        )
+
+    def ensure(self, bucket: str) -> None:
+        """Create *bucket* if missing."""
+        with contextlib.suppress(self.s3.exceptions.BucketAlreadyOwnedByYou):
+            self.s3.create_bucket(Bucket=bucket)
+
+    def upload(self, bucket: str, key: str, body: bytes) -> float:
+        """Put one object; the time the put returned."""
+        self.s3.put_object(Bucket=bucket, Key=key, Body=body)
+        return time.time()
+
+    def outputs(self, bucket: str, prefix: str) -> dict[str, float]:
+        """Every object under *prefix*: its key's last part → LastModified (epoch seconds)."""
+        found: dict[str, float] = {}
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                found[item["Key"].rsplit("/", 1)[-1]] = item["LastModified"].timestamp()
+        return found
+
+    def job_of(self, bucket: str, key: str) -> str:
+        """The ``job`` metadata of an output (KEDA's Jobs record which Job wrote it)."""
+        return str(self.s3.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get("job", ""))
+
+
+def names(prefix: str, count: int) -> list[str]:
+    """The object names of one phase: the same for every system."""
+    return [f"{prefix}-{i:04d}.txt" for i in range(count)]
+
+
+def upload_at_rate(store: Store, bucket: str, keys: list[str], rate: float) -> dict[str, float]:
+    """Upload *keys* (under ``in/``) at *rate* per second on a fixed schedule; name → upload time."""
+    times: dict[str, float] = {}
+    start = time.monotonic()
+    for i, name in enumerate(keys):
+        delay = start + i / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        times[name] = store.upload(bucket, f"in/{name}", f"upload {name}\n".encode())
+    return times
+
+
+def upload_burst(
+    store: Store, bucket: str, keys: list[str], at: Callable[[int], None] | None = None
+) -> dict[str, float]:
+    """Upload *keys* as fast as 8 threads can; ``at(i)`` is called after the i-th put returns."""
+    times: dict[str, float] = {}
+    done = 0
+    lock = threading.Lock()
+
+    def put(name: str) -> None:
+        nonlocal done
+        stamp = store.upload(bucket, f"in/{name}", f"upload {name}\n".encode())
+        with lock:
+            times[name] = stamp
+            done += 1
+            count = done
+        if at is not None:
+            at(count)
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(put, keys))
+    return times
+
+
+# --- one system -------------------------------------------------------------------------------------
+
+
+class System:
+    """What the phases need of a system under test."""
+
+    label: str
+    in_bucket: str
+    out_bucket: str
+    receiver: Proc
+    usage: Usage
+    watch: JobWatch
+
+    def job_for(self, name: str, jobs: dict[str, JobEvent]) -> JobEvent | None:
+        """The Job that processed upload *name*."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop everything it started."""
+        raise NotImplementedError
+
+
+def measure_rate(system: System, store: Store, count: int, rate: float, timeout: float) -> dict[str, Any]:
+    """Phase 1: *count* uploads at *rate*/s; latencies to Job created and to output written."""
+    keys = names("rate", count)
+    uploaded = upload_at_rate(store, system.in_bucket, keys, rate)
+    outputs = wait_outputs(store, system, keys, timeout)
+    jobs = system.watch.snapshot()
+    to_job, to_output = [], []
+    for name, at in uploaded.items():
+        job = system.job_for(name, jobs)
+        if job is not None:
+            to_job.append(job.added - at)
+        if name in outputs:
+            to_output.append(outputs[name] - at)
+    return {
+        "uploads": count,
+        "rate_per_s": rate,
+        "job_created_s": percentiles(to_job),
+        "output_written_s": percentiles(to_output),
+        "missing_outputs": count - len(to_output),
+    }
+
+
+def wait_outputs(store: Store, system: System, keys: list[str], timeout: float) -> dict[str, float]:
+    """Until every output of *keys* is written or *timeout* passes; name → LastModified of those written."""
+    wanted = set(keys)
+    deadline = time.monotonic() + timeout
+    while True:
+        found = {k: v for k, v in store.outputs(system.out_bucket, "out/").items() if k in wanted}
+        if len(found) == len(wanted) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
+
+
+def measure_burst(
+    system: System, store: Store, prefix: str, size: int, timeout: float, *, kill_after: float | None = None
+) -> dict[str, Any]:
+    """Phases 2 and 3: *size* uploads at once (the receiver SIGKILLed after a third of them and
+    restarted *kill_after* seconds later, when given); drain time, Jobs per upload, lost uploads."""
+    keys = names(prefix, size)
+    before = set(system.watch.snapshot())
+    restart: threading.Thread | None = None
+    down: dict[str, float] = {}
+
+    def kill(count: int) -> None:
+        nonlocal restart
+        if kill_after is None or count != max(1, size // 3) or restart is not None:
+            return
+        down["killed"] = time.time()
+        system.receiver.stop(signal.SIGKILL)
+
+        def back() -> None:
+            time.sleep(kill_after)
+            system.receiver.start()
+            down["restarted"] = time.time()
+
+        restart = threading.Thread(target=back)
+        restart.start()
+
+    start = time.time()
+    uploaded = upload_burst(store, system.in_bucket, keys, kill)
+    if restart is not None:
+        restart.join()
+    outputs = wait_outputs(store, system, keys, timeout)
+    time.sleep(2.0)  # Jobs created late (duplicates) are counted too
+    jobs = {name: job for name, job in system.watch.snapshot().items() if name not in before}
+    processed = [name for name in keys if name in outputs]
+    result: dict[str, Any] = {
+        "uploads": size,
+        "upload_s": max(uploaded.values()) - start,
+        "drain_s": (max(outputs.values()) - start) if len(processed) == size else None,
+        "jobs_created": len(jobs),
+        "jobs_per_upload": len(jobs) / size,
+        "never_processed": size - len(processed),
+        "timeout_s": timeout,
+    }
+    if kill_after is not None:
+        result["receiver_down_s"] = down.get("restarted", 0.0) - down.get("killed", 0.0)
+    return result
+
+
+def measure_failure(system: System, store: Store, observe: float) -> dict[str, Any]:
+    """Phase 4: one upload whose script fails; what the user sees after *observe* seconds."""
+    before = set(system.watch.snapshot())
+    store.upload(system.in_bucket, "in/fail.txt", b"FAIL\n")
+    time.sleep(observe)
+    jobs = {n: j for n, j in system.watch.snapshot().items() if n not in before}
+    outputs = store.outputs(system.out_bucket, "out/")
+    return {
+        "jobs": len(jobs),
+        "statuses": sorted({j.finished or "running" for j in jobs.values()}),
+        "failed_pods": sum(j.failed_pods for j in jobs.values()),
+        "output_written": "fail.txt" in outputs,
+        "observed_s": observe,
+    }
+
+
+# --- KEDA -------------------------------------------------------------------------------------------
+
+
+class Keda(System):
+    """KEDA's operator and a ScaledJob on the stack (see the module docstring)."""
+
+    def __init__(self, stack: Stack, store: Store, work: Path, polling: int, usage: Usage) -> None:
+        self.label = f"KEDA ScaledJob (pollingInterval {polling} s)"
+        self.stack, self.store, self.polling, self.usage = stack, store, polling, usage
+        self.in_bucket, self.out_bucket = f"peers-keda{polling}-in", f"peers-keda{polling}-out"
+        self.work = work
+        env = stack.env
+        plane = stack.plane
+        status, body = plane.request("POST", "/api/v1/namespaces", {"metadata": {"name": KEDA_NAMESPACE}})
+        if status not in (201, 409):
+            raise RuntimeError(f"creating namespace {KEDA_NAMESPACE}: HTTP {status} {body}")
+        plane.kubectl("apply", "--server-side", "-f", str(BIN / "keda-crd"))
+        plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/scaledjobs.keda.sh")
+        certs = work / "keda-certs"
+        certs.mkdir(parents=True, exist_ok=True)
+        cert, key = plane.issue_serving_cert("keda-operator")
+        shutil.copy(cert, certs / "tls.crt")
+        shutil.copy(key, certs / "tls.key")
+        shutil.copy(plane.ca_cert, certs / "ca.crt")
+        self.health = free_port()
+        argv = [
+            str(BIN / "keda-operator"),
+            "--leader-elect=false",
+            f"--metrics-bind-address=127.0.0.1:{free_port()}",
+            f"--health-probe-bind-address=127.0.0.1:{self.health}",
+            f"--metrics-service-bind-address=127.0.0.1:{free_port()}",
+            f"--cert-dir={certs}",
+            f"--ca-dir={certs}",
+        ]
+        operator_env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(work),
+            "KUBECONFIG": env["KUBECONFIG"],
+            "WATCH_NAMESPACE": "",
+            "POD_NAMESPACE": KEDA_NAMESPACE,
+            "KEDA_CLUSTER_OBJECT_NAMESPACE": KEDA_NAMESPACE,
+            "OPERATOR_NAME": "keda-operator",
+        }
+        self.receiver = Proc("keda-operator", argv, operator_env, work / "keda-operator.log", usage)
+        self.receiver.start()
+        wait_until(self._ready, 120, f"keda-operator ready (log {self.receiver.log})", 0.5)
+        self._queue(env)
+        for bucket in (self.in_bucket, self.out_bucket):
+            store.ensure(bucket)
+        store.s3.put_bucket_notification_configuration(
+            Bucket=self.in_bucket,
+            NotificationConfiguration={
+                "QueueConfigurations": [
+                    {
+                        "Id": "peers-keda",
+                        "QueueArn": env["BUCKETRUN_STORAGE__NOTIFY_ARN"],
+                        "Events": ["s3:ObjectCreated:*"],
+                        "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "in/"}]}},
+                    }
+                ]
+            },
+        )
+        self.watch = JobWatch(stack, KEDA_NAMESPACE)
+        self._scaled_job(env)
+
+    def _ready(self) -> bool:
+        if not self.receiver.alive():
+            raise RuntimeError(f"keda-operator exited; its log ends:\n{self.receiver.tail()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health}/readyz", timeout=2) as answer:
+                return int(answer.status) == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def _queue(self, env: dict[str, str]) -> None:
+        """The queue KEDA's trigger counts, bound to the exchange MinIO's AMQP target publishes to; empty."""
+        connection = pika.BlockingConnection(pika.URLParameters(env["BUCKETRUN_AMQP__URL"]))
+        channel = connection.channel()
+        channel.exchange_declare(env["BUCKETRUN_AMQP__EXCHANGE"], "fanout", durable=True)
+        channel.queue_declare(KEDA_QUEUE, durable=True)
+        channel.queue_bind(KEDA_QUEUE, env["BUCKETRUN_AMQP__EXCHANGE"])
+        channel.queue_purge(KEDA_QUEUE)
+        connection.close()
+
+    def _scaled_job(self, env: dict[str, str]) -> None:
+        secret = {
+            "AMQP_URL": env["BUCKETRUN_AMQP__URL"],
+            "QUEUE": KEDA_QUEUE,
+            "S3_ENDPOINT": env["BUCKETRUN_STORAGE__ENDPOINT"],
+            "S3_ACCESS_KEY": env["BUCKETRUN_STORAGE__ACCESS_KEY"],
+            "S3_SECRET_KEY": env["BUCKETRUN_STORAGE__SECRET_KEY"],
+            "OUTPUT_BUCKET": self.out_bucket,
+        }
+        name = f"upper-{self.polling}"
+        manifests = [
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": f"{name}-env", "namespace": KEDA_NAMESPACE},
+                "stringData": secret,
+            },
+            {
+                "apiVersion": "keda.sh/v1alpha1",
+                "kind": "TriggerAuthentication",
+                "metadata": {"name": f"{name}-rabbitmq", "namespace": KEDA_NAMESPACE},
+                "spec": {
+                    "secretTargetRef": [{"parameter": "host", "name": f"{name}-env", "key": "AMQP_URL"}]
+                },
+            },
+            {
+                "apiVersion": "keda.sh/v1alpha1",
+                "kind": "ScaledJob",
+                "metadata": {"name": name, "namespace": KEDA_NAMESPACE},
+                "spec": {
+                    "pollingInterval": self.polling,
+                    "jobTargetRef": {
+                        "template": {
+                            "spec": {
+                                "restartPolicy": "Never",
+                                "containers": [
+                                    {
+                                        "name": "worker",
+                                        "image": "python:3.12-slim",
+                                        "command": [
+                                            sys.executable,
+                                            str(Path(__file__).with_name("keda_job.py")),
+                                        ],
+                                        "envFrom": [{"secretRef": {"name": f"{name}-env"}}],
+                                        "env": [
+                                            {
+                                                "name": "JOB_NAME",
+                                                "valueFrom": {
+                                                    "fieldRef": {"fieldPath": "metadata.labels['job-name']"}
+                                                },
+                                            }
+                                        ],
+                                    }
+                                ],
+                            }
+                        }
+                    },
+                    "triggers": [
+                        {
+                            "type": "rabbitmq",
+                            "metadata": {"queueName": KEDA_QUEUE, "mode": "QueueLength", "value": "1"},
+                            "authenticationRef": {"name": f"{name}-rabbitmq"},
+                        }
+                    ],
+                },
+            },
+        ]
+        self.stack.plane.kubectl(
+            "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests})
+        )
+        self.scaled_job = name
+
+    def job_for(self, name: str, jobs: dict[str, JobEvent]) -> JobEvent | None:
+        """The Job named in the output's metadata (KEDA's Jobs are not made for one upload)."""
+        try:
+            job = self.store.job_of(self.out_bucket, f"out/{name}")
+        except Exception:  # noqa: BLE001 - no output: no Job to name
+            return None
+        return jobs.get(job)
+
+    def stop(self) -> None:
+        """Delete the ScaledJob and its Jobs, drop the queue binding, stop the operator."""
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self.stack.plane.kubectl(
+                "delete", "scaledjob", "-n", KEDA_NAMESPACE, self.scaled_job, "--wait=true"
+            )
+            self.stack.plane.kubectl("delete", "jobs", "--all", "-n", KEDA_NAMESPACE, "--wait=false")
+        self.store.s3.put_bucket_notification_configuration(
+            Bucket=self.in_bucket, NotificationConfiguration={}
+        )
+        connection = pika.BlockingConnection(pika.URLParameters(self.stack.env["BUCKETRUN_AMQP__URL"]))
+        connection.channel().queue_delete(KEDA_QUEUE)
+        connection.close()
+        self.receiver.stop()
+        self.watch.stop()
+
+
+# --- bucketrun --------------------------------------------------------------------------------------
+
+
+class Bucketrun(System):
+    """bucketrun as shipped: services apply, the dispatcher and the watcher as processes."""
+
+    def __init__(self, stack: Stack, store: Store, work: Path, usage: Usage) -> None:
+        self.label = "bucketrun"
+        self.stack, self.store, self.usage = stack, store, usage
+        self.in_bucket, self.out_bucket = "peers-br-in", "peers-br-out"
+        fdl = work / "bucketrun-services.yaml"
+        script = "\n".join(f"        {line}" for line in SCRIPT.splitlines())
+        fdl.write_text(
+            "functions:\n  oscar:\n  - peers:\n      name: upper\n      image: busybox:1.36\n"
+            f"      script: |\n{script}\n"
+            f"      input: [{{storage_provider: minio, path: {self.in_bucket}/in}}]\n"
+            f"      output: [{{storage_provider: minio, path: {self.out_bucket}/out}}]\n"
+            "      bucketrun: {run_as_user: 1000}\n"
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BUCKETRUN_")} | {
+            k: v for k, v in stack.env.items() if not k.startswith("STACK_")
+        }
+        env |= {"BUCKETRUN_SERVICES__PATHS": json.dumps([str(fdl)]), "PYTHONPATH": str(REPO)}
+        cli = [sys.executable, "-m", "bucketrun.cli.main"]
+        applied = subprocess.run(
+            [*cli, "services", "apply", str(fdl)], env=env, capture_output=True, text=True, check=False
+        )
+        if applied.returncode != 0:
+            raise RuntimeError(
+                f"bucketrun services apply: exit {applied.returncode}: {applied.stdout}{applied.stderr}"
+            )
+        self.watch = JobWatch(stack, NAMESPACE)
+        dispatcher_env = env | {
+            "BUCKETRUN_METRICS__PORT": str(free_port()),
+            "BUCKETRUN_METRICS__HOST": "127.0.0.1",
+        }
+        watcher_env = env | {
+            "BUCKETRUN_METRICS__PORT": str(free_port()),
+            "BUCKETRUN_METRICS__HOST": "127.0.0.1",
+        }
+        self.receiver = Proc(
+            "dispatcher", [*cli, "dispatcher"], dispatcher_env, work / "dispatcher.log", usage
+        )
+        self.watcher = Proc("watcher", [*cli, "watcher"], watcher_env, work / "watcher.log", usage)
+        self.receiver.start()
+        self.watcher.start()
+        self._ports = {
+            "dispatcher": dispatcher_env["BUCKETRUN_METRICS__PORT"],
+            "watcher": watcher_env["BUCKETRUN_METRICS__PORT"],
+        }
+        for proc in (self.receiver, self.watcher):
+            wait_until(
+                lambda proc=proc: self._ready(proc), 120, f"bucketrun {proc.name} ready (log {proc.log})", 0.5
+            )
+
+    def _ready(self, proc: Proc) -> bool:
+        if not proc.alive():
+            raise RuntimeError(f"bucketrun {proc.name} exited; its log ends:\n{proc.tail()}")
+        try:
+            url = f"http://127.0.0.1:{self._ports[proc.name]}/readyz"
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                return int(answer.status) == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def job_for(self, name: str, jobs: dict[str, JobEvent]) -> JobEvent | None:
+        """The Job whose ``bucketrun.io/key`` annotation names the upload (the first, if several)."""
+        mine = [j for j in jobs.values() if j.annotations.get("bucketrun.io/key") == f"in/{name}"]
+        return min(mine, key=lambda j: j.added) if mine else None
+
+    def stop(self) -> None:
+        """Stop the dispatcher and the watcher."""
+        self.receiver.stop()
+        self.watcher.stop()
+        self.watch.stop()
+
+
+# --- OSCAR ------------------------------------------------------------------------------------------
+
+
+def oscar_status() -> str:
+    """Why OSCAR is not measured in this run: what the build left, and what this bench lacks."""
+    unavailable = BIN / "oscar.unavailable"
+    if unavailable.is_file():
+        return f"not built: {unavailable.read_text().strip()}"
+    if not (BIN / "oscar").is_file():
+        return "not built: run `make peers`"
+    version = (BIN / "oscar.version").read_text().strip()
+    return (
+        f"OSCAR {version} is built ({BIN / 'oscar'}), but this bench does not run it yet: its kube backend "
+        "reads in-cluster configuration (a ServiceAccount token and CA under "
+        "/var/run/secrets/kubernetes.io/serviceaccount, to be given through an `unshare -m` private mount), "
+        "its MinIO webhook notification, and its Jobs' supervisor (PyPI faas-supervisor) on the node agent "
+        "are not wired up"
+    )
+
+
+# --- the run ----------------------------------------------------------------------------------------
+
+
+def run_system(
+    make: Callable[[Usage], System], args: argparse.Namespace, store: Store, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Every phase for one system; an exception in one phase is recorded and the next phase runs."""
+    usage = Usage()
+    result: dict[str, Any] = {}
+    try:
+        system = make(usage)
+    except Exception as error:  # noqa: BLE001 - the report says what stopped it
+        return {"error": f"{type(error).__name__}: {error}"}
+    result["system"] = system.label
+    phases: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+        ("rate", lambda: measure_rate(system, store, args.count, args.rate, args.timeout)),
+        ("burst", lambda: measure_burst(system, store, "burst", args.burst, args.timeout)),
+        (
+            "kill",
+            lambda: measure_burst(system, store, "kill", args.burst, args.timeout, kill_after=args.down),
+        ),
+        ("failure", lambda: measure_failure(system, store, args.observe)),
+    ]
+    try:
+        for name, phase in phases:
+            if name not in args.phases:
+                continue
+            log(f"{system.label}: {name} ...")
+            started = time.monotonic()
+            try:
+                result[name] = phase()
+            except Exception as error:  # noqa: BLE001 - recorded, the other phases still run
+                result[name] = {"error": f"{type(error).__name__}: {error}"}
+            took = time.monotonic() - started
+            log(f"{system.label}: {name} done in {took:.0f} s: {json.dumps(result[name])}")
+    finally:
+        system.stop()
+    result["cpu_s"] = round(usage.cpu_s, 2)
+    result["peak_rss_mib"] = {k: round(v, 1) for k, v in usage.peak_rss_mib.items()}
+    return result
+
+
+def main() -> int:
+    """Run the systems, write the report."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--count", type=int, default=20, help="uploads at a fixed rate (phase 1)")
+    parser.add_argument("--rate", type=float, default=1.0, help="uploads per second in phase 1")
+    parser.add_argument("--burst", type=int, default=1000, help="uploads of each burst (phases 2 and 3)")
+    parser.add_argument("--down", type=float, default=10.0, help="seconds the receiver stays down (phase 3)")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds a phase waits for its outputs")
+    parser.add_argument("--observe", type=float, default=90.0, help="seconds the failing upload is watched")
+    parser.add_argument("--systems", default="keda30,keda1,bucketrun", help="comma-separated, in order")
+    parser.add_argument("--phases", default="rate,burst,kill,failure", help="comma-separated")
+    parser.add_argument("--work", type=Path, default=REPO / ".bucketrun-peers")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    args = parser.parse_args()
+    args.phases = set(args.phases.split(","))
+    args.work.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = datetime.now(UTC)
+    log_file = (args.work / "peers.log").open("a")
+
+    def log(line: str) -> None:
+        stamped = f"{datetime.now(UTC):%H:%M:%S} {line}"
+        print(stamped, flush=True)
+        print(stamped, file=log_file, flush=True)
+
+    log("starting the local stack ...")
+    stack = start_stack(StackOptions(args.work / "stack", fsync=False), out=sys.stdout)
+    results: dict[str, Any] = {}
+    try:
+        store = Store(stack.env)
+        makers: dict[str, Callable[[Usage], System]] = {
+            "bucketrun": lambda usage: Bucketrun(stack, store, args.work, usage),
+        }
+        for polling in (30, 1):
+            makers[f"keda{polling}"] = lambda usage, polling=polling: keda_or_reason(
+                stack, store, args.work, polling, usage
+            )
+        for name in args.systems.split(","):
+            results[name] = run_system(makers[name], args, store, log)
+        results["oscar"] = {"system": "OSCAR", "error": oscar_status()}
+    finally:
+        stack.stop()
+        log_file.close()
+    report = {
+        "started": started.isoformat(timespec="seconds"),
+        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
+        "machine": f"{os.cpu_count()} cores, load average at start {os.getloadavg()[0]:.1f}",
+        "versions": versions(),
+        "args": {k: (sorted(v) if isinstance(v, set) else str(v)) for k, v in vars(args).items()},
+        "results": results,
+    }
+    (args.out / "peers.json").write_text(json.dumps(report, indent=2))
+    (args.out / "peers.md").write_text(markdown(report))
+    with contextlib.suppress(ImportError):
+        plot(report, args.out / "peers.png")
+    print((args.out / "peers.md").read_text())
+    return 0
+
+
+def keda_or_reason(stack: Stack, store: Store, work: Path, polling: int, usage: Usage) -> Keda:
+    """KEDA, or RuntimeError saying what `make peers` left instead of its operator."""
+    if not (BIN / "keda-operator").is_file():
+        reason = BIN / "keda-operator.unavailable"
+        raise RuntimeError(
+            reason.read_text().strip() if reason.is_file() else "keda-operator not built: run `make peers`"
+        )
+    return Keda(stack, store, work, polling, usage)
+
+
+def versions() -> dict[str, str]:
+    """The version stamp of every binary used."""
+    found = {}
+    for name in ("keda-operator", "oscar", "minio", "kube-apiserver"):
+        stamp = BIN / f"{name}.version"
+        found[name] = stamp.read_text().strip() if stamp.is_file() else "not built"
+    return found
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The table: a row per system, a column per measure; then what could not run, and how to rerun."""
+    rows = []
+    notes = []
+    for result in report["results"].values():
+        label = result.get("system", "?")
+        if "rate" not in result and "error" in result:
+            notes.append(f"- **{label}**: {result['error']}")
+            rows.append(f"| {label} | not run (below) |" + " |" * 9)
+            continue
+        cells = [label]
+        rate = result.get("rate", {})
+        for measure in ("job_created_s", "output_written_s"):
+            p = rate.get(measure, {})
+            cells.append(f"{_fmt(p.get('p50'))} / {_fmt(p.get('p95'))} / {_fmt(p.get('p99'))}" if p else "—")
+        for phase in ("burst", "kill"):
+            b = result.get(phase, {})
+            if "error" in b:
+                notes.append(f"- **{label}**, {phase}: {b['error']}")
+            drain = (
+                _fmt(b.get("drain_s"), 0)
+                if b.get("drain_s") is not None
+                else f"not drained in {_fmt(b.get('timeout_s'), 0)}"
+            )
+            cells.append(drain if b and "error" not in b else "error")
+            cells.append(f"{b['jobs_created']} ({b['jobs_per_upload']:.2f})" if "jobs_created" in b else "—")
+            cells.append(str(b.get("never_processed", "—")))
+        failure = result.get("failure", {})
+        cells.append(describe_failure(failure))
+        rss = ", ".join(f"{k} {v:.0f}" for k, v in result.get("peak_rss_mib", {}).items())
+        cells.append(f"{_fmt(result.get('cpu_s'))} s; {rss}")
+        rows.append("| " + " | ".join(cells) + " |")
+    args = report["args"]
+    header = (
+        "| system | upload → Job created p50/p95/p99 (s) | upload → output p50/p95/p99 (s) "
+        "| burst: drain (s) | burst: Jobs (per upload) | burst: never processed "
+        "| receiver killed: drain (s) | killed: Jobs (per upload) | killed: never processed "
+        "| failing script | CPU; peak RSS (MiB) |\n" + "|---" * 11 + "|"
+    )
+    lines = [
+        "# bucketrun beside KEDA ScaledJob and OSCAR (issue #22)",
+        "",
+        f"One run, started {report['started']} on {report['machine']}; every figure below is from it.",
+        f"Versions: {', '.join(f'{k} {v}' for k, v in report['versions'].items())}.",
+        f"Phase 1: {args['count']} uploads at {args['rate']}/s. Bursts: {args['burst']} uploads each; in the "
+        f"second, the receiver is SIGKILLed a third of the way in and restarted {args['down']} s later. "
+        f"A phase waits at most {args['timeout']} s for its outputs; the failing upload is watched "
+        f"{args['observe']} s.",
+        "",
+        header,
+        *rows,
+        "",
+        "## What could not run",
+        "",
+        *(notes or ["Nothing."]),
+        "",
+        "## Reproduce",
+        "",
+        "```sh",
+        "make servers peers",
+        f".venv/bin/{report['command']}",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def describe_failure(failure: dict[str, Any]) -> str:
+    """The failing-script cell: the Jobs it caused, their end, failed pods, and whether an output came."""
+    if "jobs" not in failure:
+        return str(failure.get("error", "—"))
+    statuses = ", ".join(failure["statuses"])
+    output = "yes" if failure["output_written"] else "no"
+    return f"{failure['jobs']} Jobs ({statuses}), {failure['failed_pods']} failed pods, output: {output}"
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """Upload → output p50/p95/p99 per system, as bars."""
+    import matplotlib  # noqa: PLC0415 - optional
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    systems = [r for r in report["results"].values() if "rate" in r and "output_written_s" in r["rate"]]
+    if not systems:
+        return
+    figure, axes = plt.subplots(figsize=(8, 4))
+    width = 0.25
+    for i, q in enumerate(("p50", "p95", "p99")):
+        values = [r["rate"]["output_written_s"][q] or 0.0 for r in systems]
+        axes.bar([x + i * width for x in range(len(systems))], values, width, label=q)
+    axes.set_xticks([x + width for x in range(len(systems))], [r["system"] for r in systems], fontsize=8)
+    axes.set_ylabel("upload → output written (s)")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
