@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 STACK_DIR ?= .bucketrun-stack
 
-.PHONY: help setup system-deps servers test test-fast lint format demo stack stack-up stack-down bench soak mutant clean
+.PHONY: help setup system-deps servers peers bench-peers test test-fast lint format demo stack stack-up stack-down bench soak mutant clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
@@ -34,6 +34,12 @@ setup: system-deps $(STAMP) ## Install everything the demo and the tests need
 
 servers: ## Build MinIO, mc, etcd, the Kubernetes control plane and oscar-cli from source (versions in .ci/servers.env) into ~/.cache/bucketrun/servers (or BUCKETRUN_SERVERS_DIR), once per version
 	@bash .ci/build-servers
+
+peers: ## Build the peers of issue #22 from source (KEDA's operator, OSCAR; versions in .ci/peers.env) into ~/.cache/bucketrun/servers (or BUCKETRUN_SERVERS_DIR), once per version; not needed by `make test`
+	@bash .ci/build-peers
+
+bench-peers: setup servers peers ## bucketrun beside KEDA ScaledJob and OSCAR on the local stack (issue #22): writes bench/results/peers.md (PEERS_ARGS=... for bench/peers/run.py)
+	$(BIN)/python bench/peers/run.py $(PEERS_ARGS)
 
 test: setup servers ## Run the whole test suite against real servers (prints the backends it chose)
 	$(BIN)/pytest $(PYTEST_ARGS)
