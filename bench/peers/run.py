@@ -31,6 +31,7 @@ with matplotlib) into ``--out``.
 from __future__ import annotations
 
 import argparse
+import base64
 import concurrent.futures
 import contextlib
 import json
@@ -114,6 +115,8 @@ class JobEvent:
     finished: str | None = None
     """``Complete``, ``Failed: <reason>``, or None while it runs."""
     failed_pods: int = 0
+    event: str = ""
+    """The ``EVENT`` variable of its first container (OSCAR passes the MinIO event so)."""
 
 
 class JobWatch:
@@ -151,7 +154,14 @@ class JobWatch:
     def _seen(self, job: dict[str, Any], now: float) -> None:
         name = job["metadata"]["name"]
         with self._lock:
-            entry = self.jobs.setdefault(name, JobEvent(name, now, job["metadata"].get("annotations") or {}))
+            entry = self.jobs.get(name)
+            if entry is None:
+                containers = job["spec"]["template"]["spec"].get("containers") or [{}]
+                env = {e.get("name"): e.get("value", "") for e in containers[0].get("env") or []}
+                entry = JobEvent(
+                    name, now, job["metadata"].get("annotations") or {}, event=env.get("EVENT", "")
+                )
+                self.jobs[name] = entry
             status = job.get("status") or {}
             entry.failed_pods = max(entry.failed_pods, int(status.get("failed") or 0))
             for condition in status.get("conditions") or []:
@@ -336,11 +346,15 @@ class System:
     """What the phases need of a system under test."""
 
     label: str
+    stack: Stack
+    namespace: str
     in_bucket: str
     out_bucket: str
     receiver: Proc
     usage: Usage
     watch: JobWatch
+    output_timeout: float | None = None
+    """How long to wait for outputs where the system cannot write them (None: the phase's timeout)."""
 
     def job_for(self, name: str, jobs: dict[str, JobEvent]) -> JobEvent | None:
         """The Job that processed upload *name*."""
@@ -355,7 +369,7 @@ def measure_rate(system: System, store: Store, count: int, rate: float, timeout:
     """Phase 1: *count* uploads at *rate*/s; latencies to Job created and to output written."""
     keys = names("rate", count)
     uploaded = upload_at_rate(store, system.in_bucket, keys, rate)
-    outputs = wait_outputs(store, system, keys, timeout)
+    outputs = wait_outputs(store, system, keys, system.output_timeout or timeout)
     jobs = system.watch.snapshot()
     to_job, to_output = [], []
     for name, at in uploaded.items():
@@ -364,13 +378,38 @@ def measure_rate(system: System, store: Store, count: int, rate: float, timeout:
             to_job.append(job.added - at)
         if name in outputs:
             to_output.append(outputs[name] - at)
-    return {
+    result: dict[str, Any] = {
         "uploads": count,
         "rate_per_s": rate,
         "job_created_s": percentiles(to_job),
         "output_written_s": percentiles(to_output),
         "missing_outputs": count - len(to_output),
     }
+    if len(to_output) < count:
+        result["pods_without_output"] = pod_reasons(system)
+    return result
+
+
+def pod_reasons(system: System) -> list[str]:
+    """Why the pods of the system's namespace ended or wait: each distinct reason and message."""
+    status, body = system.stack.plane.request("GET", f"/api/v1/namespaces/{system.namespace}/pods")
+    if status != 200:
+        return [f"listing pods: HTTP {status}"]
+    reasons = set()
+    for pod in body.get("items", []):
+        pod_status = pod.get("status") or {}
+        for condition in pod_status.get("conditions") or []:
+            if condition.get("status") == "False" and condition.get("reason"):
+                reasons.add(
+                    f"pod {condition['type']} False, {condition['reason']}: {condition.get('message', '')}"[
+                        :300
+                    ]
+                )
+        for container in pod_status.get("containerStatuses") or []:
+            for state in (container.get("state") or {}).values():
+                if state.get("reason") not in (None, "Completed"):
+                    reasons.add(f"{state.get('reason')}: {state.get('message', '')}".strip()[:300])
+    return sorted(reasons)
 
 
 def wait_outputs(store: Store, system: System, keys: list[str], timeout: float) -> dict[str, float]:
@@ -413,7 +452,7 @@ def measure_burst(
     uploaded = upload_burst(store, system.in_bucket, keys, kill)
     if restart is not None:
         restart.join()
-    outputs = wait_outputs(store, system, keys, timeout)
+    outputs = wait_outputs(store, system, keys, system.output_timeout or timeout)
     time.sleep(2.0)  # Jobs created late (duplicates) are counted too
     jobs = {name: job for name, job in system.watch.snapshot().items() if name not in before}
     processed = [name for name in keys if name in outputs]
@@ -424,6 +463,7 @@ def measure_burst(
         "jobs_created": len(jobs),
         "jobs_per_upload": len(jobs) / size,
         "never_processed": size - len(processed),
+        "uploads_with_job": sum(system.job_for(name, jobs) is not None for name in keys),
         "timeout_s": timeout,
     }
     if kill_after is not None:
@@ -457,6 +497,7 @@ class Keda(System):
         self.label = f"KEDA ScaledJob (pollingInterval {polling} s)"
         self.stack, self.store, self.polling, self.usage = stack, store, polling, usage
         self.in_bucket, self.out_bucket = f"peers-keda{polling}-in", f"peers-keda{polling}-out"
+        self.namespace = KEDA_NAMESPACE
         self.work = work
         env = stack.env
         plane = stack.plane
@@ -638,6 +679,7 @@ class Bucketrun(System):
         self.label = "bucketrun"
         self.stack, self.store, self.usage = stack, store, usage
         self.in_bucket, self.out_bucket = "peers-br-in", "peers-br-out"
+        self.namespace = NAMESPACE
         fdl = work / "bucketrun-services.yaml"
         script = "\n".join(f"        {line}" for line in SCRIPT.splitlines())
         fdl.write_text(
@@ -707,22 +749,160 @@ class Bucketrun(System):
 
 # --- OSCAR ------------------------------------------------------------------------------------------
 
+OSCAR_NAMESPACE = "oscar-bench"
+OSCAR_SERVICES_NAMESPACE = "oscar-svc"
+OSCAR_OUTPUT_TIMEOUT = 60.0
+"""OSCAR's Job pods cannot run on the node agent (see ``Oscar``): its phases wait this long for outputs."""
+_IN_CLUSTER = "/run/secrets/kubernetes.io/serviceaccount"  # /var/run is a link to /run
 
-def oscar_status() -> str:
-    """Why OSCAR is not measured in this run: what the build left, and what this bench lacks."""
-    unavailable = BIN / "oscar.unavailable"
-    if unavailable.is_file():
-        return f"not built: {unavailable.read_text().strip()}"
+
+class Oscar(System):
+    """OSCAR's server with its kube backend, as a local process that sees in-cluster configuration.
+
+    OSCAR reads ``rest.InClusterConfig()``: ``KUBERNETES_SERVICE_HOST``/``PORT`` and a ServiceAccount
+    token and CA under /var/run/secrets/kubernetes.io/serviceaccount. It runs under ``unshare -m``: in
+    its private mount namespace a tmpfs covers /run and the token, CA and namespace of its ServiceAccount
+    (bound to cluster-admin, as broad as its Helm chart's ClusterRole) are bind-mounted there; the
+    machine's own /run is untouched. Its MinIO webhook goes to ``http://OSCAR_NAME.OSCAR_NAMESPACE:
+    OSCAR_SERVICE_PORT/job/<service>`` (a cluster Service's DNS name); with OSCAR_NAME ``127.0.0`` and
+    OSCAR_NAMESPACE ``1`` (used for nothing else) that is this process's address. Its services are
+    created through its own API (``POST /system/services``), which creates the buckets, registers the
+    webhook in MinIO (and restarts MinIO, as OSCAR does) and subscribes the input folder.
+
+    Its Jobs' pods mount the supervisor (faas-supervisor) from the PersistentVolumeClaim OSCAR's chart
+    fills, at /oscar/bin: a volume type the node agent cannot run, so no OSCAR Job writes an output
+    here; the upload → Job created figures and the Job counts are OSCAR's own.
+    """
+
+    def __init__(self, stack: Stack, store: Store, work: Path, usage: Usage) -> None:
+        self.label = f"OSCAR {(BIN / 'oscar.version').read_text().strip()}"
+        self.stack, self.store, self.usage = stack, store, usage
+        self.in_bucket, self.out_bucket = "peers-oscar-in", "peers-oscar-out"
+        self.output_timeout = OSCAR_OUTPUT_TIMEOUT
+        self.namespace = OSCAR_SERVICES_NAMESPACE
+        plane = stack.plane
+        for namespace in (OSCAR_NAMESPACE, OSCAR_SERVICES_NAMESPACE):
+            status, body = plane.request("POST", "/api/v1/namespaces", {"metadata": {"name": namespace}})
+            if status not in (201, 409):
+                raise RuntimeError(f"creating namespace {namespace}: HTTP {status} {body}")
+        account = {"metadata": {"name": "oscar", "namespace": OSCAR_NAMESPACE}}
+        plane.request("POST", f"/api/v1/namespaces/{OSCAR_NAMESPACE}/serviceaccounts", account)
+        binding = {
+            "metadata": {"name": "peers-oscar"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "cluster-admin",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "oscar", "namespace": OSCAR_NAMESPACE}],
+        }
+        plane.request("POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", binding)
+        status, body = plane.request(
+            "POST",
+            f"/api/v1/namespaces/{OSCAR_NAMESPACE}/serviceaccounts/oscar/token",
+            {"spec": {"expirationSeconds": 86400}},
+        )
+        if status != 201:
+            raise RuntimeError(f"token of ServiceAccount {OSCAR_NAMESPACE}/oscar: HTTP {status} {body}")
+        secrets_dir = work / "oscar-serviceaccount"
+        secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        (secrets_dir / "token").write_text(body["status"]["token"])
+        (secrets_dir / "namespace").write_text(OSCAR_NAMESPACE)
+        shutil.copy(plane.ca_cert, secrets_dir / "ca.crt")
+        self.port = free_port()
+        self.password = os.urandom(12).hex()
+        env = stack.env
+        api = plane.api_url.removeprefix("https://")
+        oscar_env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(work),
+            "KUBERNETES_SERVICE_HOST": api.rsplit(":", 1)[0],
+            "KUBERNETES_SERVICE_PORT": api.rsplit(":", 1)[1],
+            "OSCAR_USERNAME": "oscar",
+            "OSCAR_PASSWORD": self.password,
+            "MINIO_ENDPOINT": f"http://{env['BUCKETRUN_STORAGE__ENDPOINT']}",
+            "MINIO_ACCESS_KEY": env["BUCKETRUN_STORAGE__ACCESS_KEY"],
+            "MINIO_SECRET_KEY": env["BUCKETRUN_STORAGE__SECRET_KEY"],
+            "MINIO_TLS_VERIFY": "false",
+            "OSCAR_NAME": "127.0.0",
+            "OSCAR_NAMESPACE": "1",
+            "OSCAR_SERVICE_PORT": str(self.port),
+            "OSCAR_SERVICES_NAMESPACE": OSCAR_SERVICES_NAMESPACE,
+        }
+        mount = (
+            f"mount -t tmpfs -o mode=755 tmpfs /run && mkdir -p {_IN_CLUSTER}"
+            f' && mount --bind "$1" {_IN_CLUSTER} && exec "$2"'
+        )
+        argv = ["unshare", "-m", "--propagation", "private", "sh", "-c", mount, "oscar", str(secrets_dir)]
+        argv.append(str(BIN / "oscar"))
+        self.receiver = Proc("oscar", argv, oscar_env, work / "oscar.log", usage)
+        self.receiver.start()
+        wait_until(self._ready, 60, f"OSCAR ready (log {self.receiver.log})", 0.5)
+        self.watch = JobWatch(stack, OSCAR_SERVICES_NAMESPACE)
+        self._service()
+
+    def _call(self, method: str, path: str, body: Any = None) -> tuple[int, str]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method)
+        token = base64.b64encode(f"oscar:{self.password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+        request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=120) as answer:  # noqa: S310
+                return int(answer.status), answer.read().decode(errors="replace")
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode(errors="replace")
+
+    def _ready(self) -> bool:
+        if not self.receiver.alive():
+            raise RuntimeError(f"OSCAR exited; its log ends:\n{self.receiver.tail()}")
+        try:
+            return self._call("GET", "/health")[0] == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def _service(self) -> None:
+        service = {
+            "name": "upper",
+            "image": "busybox:1.36",
+            "script": SCRIPT,
+            "input": [{"storage_provider": "minio.default", "path": f"{self.in_bucket}/in"}],
+            "output": [{"storage_provider": "minio.default", "path": f"{self.out_bucket}/out"}],
+        }
+        status, text = self._call("POST", "/system/services", service)
+        if status not in (200, 201):
+            raise RuntimeError(f"OSCAR POST /system/services: HTTP {status}: {text[:500]}")
+        # OSCAR restarted MinIO to load the webhook target: wait until it answers again
+        wait_until(self._minio_up, 60, "MinIO back after OSCAR restarted it", 0.5)
+
+    def _minio_up(self) -> bool:
+        try:
+            self.store.s3.head_bucket(Bucket=self.in_bucket)
+        except Exception:  # noqa: BLE001 - not up yet
+            return False
+        return True
+
+    def job_for(self, name: str, jobs: dict[str, JobEvent]) -> JobEvent | None:
+        """The Job whose ``EVENT`` names the upload."""
+        for job in jobs.values():
+            if f"in/{name}" in job.event or f"in%2F{name}" in job.event:
+                return job
+        return None
+
+    def stop(self) -> None:
+        """Stop OSCAR (its service and webhook stay: the stack is thrown away after the run)."""
+        self.receiver.stop()
+        self.watch.stop()
+
+
+def oscar_or_reason(stack: Stack, store: Store, work: Path, usage: Usage) -> Oscar:
+    """OSCAR, or RuntimeError saying what `make peers` left instead of its server."""
     if not (BIN / "oscar").is_file():
-        return "not built: run `make peers`"
-    version = (BIN / "oscar.version").read_text().strip()
-    return (
-        f"OSCAR {version} is built ({BIN / 'oscar'}), but this bench does not run it yet: its kube backend "
-        "reads in-cluster configuration (a ServiceAccount token and CA under "
-        "/var/run/secrets/kubernetes.io/serviceaccount, to be given through an `unshare -m` private mount), "
-        "its MinIO webhook notification, and its Jobs' supervisor (PyPI faas-supervisor) on the node agent "
-        "are not wired up"
-    )
+        reason = BIN / "oscar.unavailable"
+        raise RuntimeError(
+            reason.read_text().strip() if reason.is_file() else "oscar not built: run `make peers`"
+        )
+    return Oscar(stack, store, work, usage)
 
 
 # --- the run ----------------------------------------------------------------------------------------
@@ -778,7 +958,7 @@ def main() -> int:
     parser.add_argument("--down", type=float, default=10.0, help="seconds the receiver stays down (phase 3)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds a phase waits for its outputs")
     parser.add_argument("--observe", type=float, default=90.0, help="seconds the failing upload is watched")
-    parser.add_argument("--systems", default="keda30,keda1,bucketrun", help="comma-separated, in order")
+    parser.add_argument("--systems", default="keda30,keda1,bucketrun,oscar", help="comma-separated, in order")
     parser.add_argument("--phases", default="rate,burst,kill,failure", help="comma-separated")
     parser.add_argument("--work", type=Path, default=REPO / ".bucketrun-peers")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
@@ -806,9 +986,10 @@ def main() -> int:
             makers[f"keda{polling}"] = lambda usage, polling=polling: keda_or_reason(
                 stack, store, args.work, polling, usage
             )
+        makers["oscar"] = lambda usage: oscar_or_reason(stack, store, args.work, usage)
         for name in args.systems.split(","):
             results[name] = run_system(makers[name], args, store, log)
-        results["oscar"] = {"system": "OSCAR", "error": oscar_status()}
+            results[name].setdefault("system", name)
     finally:
         stack.stop()
         log_file.close()
@@ -875,11 +1056,19 @@ def markdown(report: dict[str, Any]) -> str:
                 if b.get("drain_s") is not None
                 else f"not drained in {_fmt(b.get('timeout_s'), 0)}"
             )
-            cells.append(drain if b and "error" not in b else "error")
+            cells.append(("error" if "error" in b else drain) if b else "—")
             cells.append(f"{b['jobs_created']} ({b['jobs_per_upload']:.2f})" if "jobs_created" in b else "—")
-            cells.append(str(b.get("never_processed", "—")))
+            cells.append(
+                f"{b['never_processed']} ({b['uploads'] - b['uploads_with_job']} without a Job)"
+                if "never_processed" in b
+                else "—"
+            )
         failure = result.get("failure", {})
         cells.append(describe_failure(failure))
+        if rate.get("pods_without_output"):
+            reasons = "; ".join(rate["pods_without_output"])
+            missing = f"{rate['missing_outputs']} of {rate['uploads']} uploads got no output"
+            notes.append(f"- **{label}**: phase 1: {missing}; its pods: {reasons or 'none'}")
         rss = ", ".join(f"{k} {v:.0f}" for k, v in result.get("peak_rss_mib", {}).items())
         cells.append(f"{_fmt(result.get('cpu_s'))} s; {rss}")
         rows.append("| " + " | ".join(cells) + " |")
