@@ -56,7 +56,7 @@ from dispatcher.process.job_creation import JobCreator
 from dispatcher.rendering.context import RenderSettings
 from dispatcher.rendering.render import JobRenderer
 from dispatcher.runtime.settings import Settings
-from tests.k8s_emulator import WRITE_VERBS, EmulatorControl, run_emulator
+from tests.k8s_emulator import WRITE_VERBS, run_emulator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -252,24 +252,17 @@ def listening_pid(port: int) -> int | None:
 
 @dataclass
 class Meter:
-    """Over one window: CPU of the bench process, the emulator and RabbitMQ; garbage-collector pauses here.
+    """Over one window: CPU of the bench process and of every server (*cpu*: name -> CPU seconds so far);
+    garbage-collector pauses here. A collection stops this process's event loop, dispatcher included, for
+    as long as it lasts."""
 
-    A collection stops this process's event loop, dispatcher included, for as long as it lasts.
-    """
-
-    emulator_pid: int
-    rabbit_pid: int | None
-    _start: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    cpu: Callable[[], dict[str, float]]
+    _start: tuple[float, float, dict[str, float]] = (0.0, 0.0, {})
     _pauses: list[tuple[int, float]] = field(default_factory=list)
     _collecting_since: float = 0.0
 
-    def _now(self) -> tuple[float, float, float, float]:
-        return (
-            time.perf_counter(),
-            time.process_time(),
-            cpu_seconds(self.emulator_pid),
-            cpu_seconds(self.rabbit_pid),
-        )
+    def _now(self) -> tuple[float, float, dict[str, float]]:
+        return (time.perf_counter(), time.process_time(), self.cpu())
 
     def _on_gc(self, phase: str, info: Mapping[str, int]) -> None:
         if phase == "start":
@@ -284,22 +277,21 @@ class Meter:
         self._start = self._now()
 
     def stop(self) -> dict[str, float]:
-        """Close the window: % of one core per process (RabbitMQ may use more than one), each process's CPU
-        seconds, and GC pauses (all generations, and the full collections of generation 2)."""
+        """Close the window: % of one core per process (a server may use more than one), each process's CPU
+        seconds (``<name>_cpu_s``, the bench's own as ``bench``), and GC pauses (all generations, and the
+        full collections of generation 2)."""
         end = self._now()
         gc.callbacks.remove(self._on_gc)
         wall = max(end[0] - self._start[0], 1e-9)
-        names = ("bench_pct", "emulator_pct", "rabbitmq_pct")
-        figures = {name: 100 * (end[i + 1] - self._start[i + 1]) / wall for i, name in enumerate(names)}
-        full = [seconds for generation, seconds in self._pauses if generation == 2]
+        seconds = {"bench": end[1] - self._start[1]}
+        seconds |= {name: value - self._start[2].get(name, 0.0) for name, value in end[2].items()}
+        full = [pause for generation, pause in self._pauses if generation == 2]
         return {
-            **figures,
+            **{f"{name}_pct": 100 * value / wall for name, value in seconds.items()},
             "wall_s": wall,
-            "bench_cpu_s": end[1] - self._start[1],
-            "emulator_cpu_s": end[2] - self._start[2],
-            "rabbitmq_cpu_s": end[3] - self._start[3],
-            "gc_pause_total_ms": 1000 * sum(seconds for _, seconds in self._pauses),
-            "gc_pause_max_ms": 1000 * max((seconds for _, seconds in self._pauses), default=0.0),
+            **{f"{name}_cpu_s": value for name, value in seconds.items()},
+            "gc_pause_total_ms": 1000 * sum(pause for _, pause in self._pauses),
+            "gc_pause_max_ms": 1000 * max((pause for _, pause in self._pauses), default=0.0),
             "gc_full_collections": len(full),
             "gc_full_total_ms": 1000 * sum(full),
         }
@@ -397,19 +389,33 @@ class Stack:
 
     amqp_url: str
     kubeconfig: Path
-    control: EmulatorControl
-    emulator_pid: int
+    control: Any
+    """The emulator's ``EmulatorControl``, or ``real_stack.RealControl`` (the same methods)."""
+    emulator_pid: int | None
     s3_endpoint: str
     fdl: Path
     prefix: str
+    backend: str = "emulator"
+    """``emulator`` or ``real`` (the local stack: etcd, kube-apiserver, controllers, node agent, MinIO)."""
+    cpu: Callable[[], dict[str, float]] | None = None
+    """Every server's CPU seconds so far, by name; None: the emulator's and the broker's (found by port)."""
+    s3_access_key: str = "bench"
+    s3_secret_key: str = "bench-secret"  # noqa: S105 - moto accepts any key; the real stack passes MinIO's
+    versions: dict[str, str] = field(default_factory=dict)
 
-    def settings(self, namespace: str) -> Settings:
-        """Dispatcher settings for one phase: unique broker names, its own namespace, writes unlimited."""
+    def settings(
+        self, namespace: str, *, exchange: str | None = None, storage: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Dispatcher settings for one phase: unique broker names, its own namespace, writes unlimited.
+        With *exchange* (MinIO's), the phase has an ingress queue of its own on it; *storage* overrides
+        the store's settings (a real MinIO's endpoint and keys)."""
         return Settings.load(
             amqp={
                 "url": self.amqp_url,
-                "exchange": f"{self.prefix}.events",
-                "ingress_queue": f"{self.prefix}.ingress",
+                "exchange": exchange or f"{self.prefix}.events",
+                "ingress_queue": f"{self.prefix}.{namespace}.ingress"
+                if exchange
+                else f"{self.prefix}.ingress",
                 "dead_letter_exchange": f"{self.prefix}.dlx",
                 "dead_letter_queue": f"{self.prefix}.dlq",
                 "retry_exchange": f"{self.prefix}.retry",
@@ -419,9 +425,10 @@ class Stack:
             },
             storage={
                 "endpoint": self.s3_endpoint,
-                "access_key": "bench",
-                "secret_key": "bench-secret",
+                "access_key": self.s3_access_key,
+                "secret_key": self.s3_secret_key,
                 "region": "us-east-1",
+                **(storage or {}),
             },
             cluster={
                 "executor": "kubernetes",
@@ -540,14 +547,22 @@ async def queue_events(settings: Settings, bodies: list[bytes], *, check_queued:
 # -- Kubernetes helpers ----------------------------------------------------------------------------------
 
 
+NAMESPACE_HOOKS: list[Callable[[str], None]] = []
+"""Called (in a thread) with each namespace the bench creates: the real stack waits for its controllers
+and starts counting its requests there."""
+
+
 async def create_namespace(kubeconfig: Path, name: str) -> None:
-    """Create a namespace."""
+    """Create a namespace (and run NAMESPACE_HOOKS on it)."""
     async with await api_client_for(kubeconfig) as api:
         core: Any = client.CoreV1Api(api)  # a plain dict body: the generated signature wants a model
-        await core.create_namespace({"metadata": {"name": name}}, _preload_content=False)
+        response = await core.create_namespace({"metadata": {"name": name}}, _preload_content=False)
+        response.release()
+    for hook in NAMESPACE_HOOKS:
+        await asyncio.to_thread(hook, name)
 
 
-def api_counts(control: EmulatorControl, namespace: str) -> dict[str, int]:
+def api_counts(control: Any, namespace: str) -> dict[str, int]:
     """What the emulator answered in *namespace*: Job creates by outcome, and all writes."""
     jobs = {"verb": "create", "resource": "jobs", "namespace": namespace}
     return {
@@ -754,9 +769,13 @@ class Bench:
     results: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.stack.cpu is not None:
+            self.meter = Meter(self.stack.cpu)
+            return
         broker = urlsplit(self.stack.amqp_url)
         local = broker.hostname in {"127.0.0.1", "localhost", "::1"}
-        self.meter = Meter(self.stack.emulator_pid, listening_pid(broker.port or 5672) if local else None)
+        rabbit, emulator = listening_pid(broker.port or 5672) if local else None, self.stack.emulator_pid
+        self.meter = Meter(lambda: {"emulator": cpu_seconds(emulator), "rabbitmq": cpu_seconds(rabbit)})
 
     async def settle(self, *namespaces: str) -> None:
         """Between phases: empty finished namespaces (every phase meets an emulator of the same size) and
@@ -817,8 +836,10 @@ class Bench:
             "usage": usage,
         }
 
-    async def raw_creates(self, namespace: str, docs: list[dict[str, Any]]) -> dict[str, Any]:
-        """Bare kubernetes-asyncio: create every Job, ``prefetch`` requests in flight."""
+    async def raw_creates(
+        self, namespace: str, docs: list[dict[str, Any]], in_flight: int | None = None
+    ) -> dict[str, Any]:
+        """Bare kubernetes-asyncio: create every Job, *in_flight* (default ``prefetch``) requests at once."""
         await create_namespace(self.stack.kubeconfig, namespace)
         statuses: dict[int, int] = {}
         async with await api_client_for(self.stack.kubeconfig) as api:
@@ -837,7 +858,8 @@ class Bench:
             self.meter.start()
             started = time.perf_counter()
             await asyncio.wait_for(
-                asyncio.gather(*(worker() for _ in range(self.prefetch))), phase_timeout(len(docs))
+                asyncio.gather(*(worker() for _ in range(in_flight or self.prefetch))),
+                phase_timeout(len(docs)),
             )
             seconds = time.perf_counter() - started
             usage = self.meter.stop()
@@ -1084,7 +1106,8 @@ def usage_columns(usage: Mapping[str, float] | None) -> str:
     if not usage:
         return ""
     return (
-        f"{usage['bench_pct']:>6.0f} {usage['emulator_pct']:>6.0f} {usage['rabbitmq_pct']:>6.0f}"
+        f"{usage['bench_pct']:>6.0f} {usage.get('emulator_pct', 0):>6.0f} "
+        f"{usage.get('rabbitmq_pct', 0):>6.0f}"
         f"   {usage['gc_full_collections']:>2.0f} / {usage['gc_pause_total_ms']:>5.0f} ms"
     )
 

@@ -157,10 +157,100 @@ async def create_jobs(kubeconfig: Path, namespace: str, names: list[str], rate: 
         await asyncio.gather(*tasks)
 
 
-async def watcher_completions(kubeconfig: Path, namespace: str, count: int) -> dict[str, Any]:
-    """*count* finished Jobs already in *namespace*: the watcher's completions/s recording them all."""
+async def finished_jobs(kubeconfig: Path, namespace: str) -> list[dict[str, Any]]:
+    """The finished Jobs of *namespace* (paged list, raw JSON)."""
+    found: list[dict[str, Any]] = []
+    async with await api_client_for(kubeconfig) as api:
+        batch: Any = client.BatchV1Api(api)
+        token: str | None = None
+        while True:
+            extra = {"_continue": token} if token else {}
+            page = await batch.list_namespaced_job(namespace, limit=1000, _preload_content=False, **extra)
+            try:
+                body = await page.json()
+            finally:
+                page.release()
+            found += [job for job in body["items"] if finished_condition(job) is not None]
+            token = body["metadata"].get("continue")
+            if not token:
+                return found
+
+
+async def until_finished(kubeconfig: Path, namespace: str, count: int, within: float) -> float:
+    """Poll until *count* Jobs of *namespace* have finished (on the real stack the Job controller, the
+    scheduler and the node agent take a while); the seconds it took."""
+    started = time.monotonic()
+    while len(await finished_jobs(kubeconfig, namespace)) < count:
+        if time.monotonic() - started > within:
+            raise TimeoutError(f"fewer than {count} Jobs of {namespace} finished within {within:.0f} s")
+        await asyncio.sleep(0.5)  # a list per half second: the bench has no event that says "all done"
+    return time.monotonic() - started
+
+
+async def bare_record_rate(kubeconfig: Path, namespace: str, count: int) -> dict[str, Any]:
+    """The bare client doing what the watcher does per finished Job, for *count* finished Jobs of
+    *namespace*: list them, then per Job (WATCHER_CONCURRENCY at once) list its pods, read its three
+    containers' logs together, and mark it recorded (one PATCH); Jobs/s from the list to the last PATCH."""
+    async with await api_client_for(kubeconfig) as api:
+        batch: Any = client.BatchV1Api(api)
+        core: Any = client.CoreV1Api(api)
+
+        async def log(pod: str, container: str) -> int:
+            response = await core.read_namespaced_pod_log(
+                pod, namespace, container=container, tail_lines=100, _preload_content=False
+            )
+            try:
+                return len(await response.read())
+            finally:
+                response.release()
+
+        async def record(job: dict[str, Any]) -> None:
+            name = job["metadata"]["name"]
+            response = await core.list_namespaced_pod(
+                namespace, label_selector=f"job-name={name}", _preload_content=False
+            )
+            try:
+                pods = (await response.json())["items"]
+            finally:
+                response.release()
+            pod = pods[0]["metadata"]["name"]
+            await asyncio.gather(
+                *(log(pod, c) for c in (CONTAINER_STAGE_IN, CONTAINER_RUN, CONTAINER_STAGE_OUT))
+            )
+            patch = {"metadata": {"annotations": {"bench.bucketrun.io/recorded": "true"}}}
+            response = await batch.patch_namespaced_job(name, namespace, patch, _preload_content=False)
+            response.release()
+
+        cpu, started = time.process_time(), time.perf_counter()
+        jobs = await finished_jobs(kubeconfig, namespace)
+        remaining = iter(jobs[:count])
+
+        async def worker() -> None:
+            for job in remaining:
+                await record(job)
+
+        await asyncio.gather(*(worker() for _ in range(WATCHER_CONCURRENCY)))
+        seconds = time.perf_counter() - started
+    return {
+        "jobs": count,
+        "seconds": seconds,
+        "rate": count / seconds,
+        "cpu_ms_per_job": (time.process_time() - cpu) * 1000 / count,
+    }
+
+
+async def watcher_completions(
+    kubeconfig: Path, namespace: str, count: int, *, bare: bool = False, meter: Any = None
+) -> dict[str, Any]:
+    """*count* finished Jobs already in *namespace*: the watcher's completions/s recording them all.
+    With *bare*, the same Jobs are first recorded by ``bare_record_rate`` (under ``bare``); *meter*
+    (``bench_dispatch.Meter``) measures the CPU from there to the watcher's last record (under ``usage``)."""
     await create_namespace(kubeconfig, namespace)
     await create_jobs(kubeconfig, namespace, [f"done-{index:06d}" for index in range(count)], None)
+    finishing_s = await until_finished(kubeconfig, namespace, count, 120 + count * 0.5)
+    if meter is not None:
+        meter.start()
+    bare_figures = await bare_record_rate(kubeconfig, namespace, count) if bare else None
     api = await KubeApi.connect(namespace, kubeconfig=kubeconfig, request_timeout=30)
     try:
         store, events = TimedStore(), MemoryEvents()
@@ -177,12 +267,16 @@ async def watcher_completions(kubeconfig: Path, namespace: str, count: int) -> d
             await asyncio.gather(task, return_exceptions=True)
             await watch.drain(10)  # records still in hand (a retry) finish before the client closes
         seconds = time.perf_counter() - started
-        return {
+        usage = meter.stop() if meter is not None else None
+        figures = {
+            "usage": usage,
             "jobs": count,
             "seconds": seconds,
             "rate": count / seconds,
             "cpu_ms_per_completion": (time.process_time() - cpu) * 1000 / count,
+            "finishing_s": finishing_s,
         }
+        return figures | ({"bare": bare_figures} if bare_figures is not None else {})
     finally:
         await api.close()
 

@@ -26,12 +26,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import cProfile
 import json
 import os
 import shlex
 import subprocess
 import sys
 import tempfile
+import time
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,12 +47,19 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the repository (
 import aio_pika  # noqa: TID251 - the bench fills the naive baseline's queue with the bare client
 import bench_dispatch as dispatch
 import completions
+import real_stack
 import report
 import scale
+import uploads
+
+from dispatcher.domain.constants import ANNOTATION_KEY
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WATCH_JOBS = 1000
 """Jobs whose events the bare watch replays: few enough that their history fits the emulator's window."""
+COMPLETION_SECONDS = 4.0
+"""At most this long the real stack's watcher latency runs create Jobs: its Job controller finishes about
+one Job a second here, and each run waits for all of them."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +75,13 @@ class Sizes:
     scale_events: int
     api_latency_ms: tuple[int, ...] = (5, 20)
     """Latencies added to every emulator answer for the second comparison with the naive baseline."""
+    concurrencies: tuple[int, ...] = (16, 64, 128)
+    """Requests in flight tried for the bare creates on the real stack (the best one is the raw limit)."""
+    uploads: int = 1000
+    """Uploads of the sustained upload -> Job created run and of the bare MinIO -> AMQP run (real stack)."""
+    emulator_scale: tuple[int, ...] = ()
+    """Tracked-Job counts measured on the emulator after the real stack's run (those too slow to create
+    in a real etcd here)."""
 
 
 FULL = Sizes(
@@ -73,6 +92,30 @@ FULL = Sizes(
     burst=10_000,
     scale=(1_000, 10_000, 50_000),
     scale_events=300,
+)
+FULL_REAL = Sizes(
+    events=1000,
+    latency_seconds=8,
+    completions=100,
+    naive=500,
+    burst=10_000,
+    scale=(1_000, 10_000),
+    scale_events=300,
+    concurrencies=(16, 64, 128),
+    uploads=600,
+    emulator_scale=(50_000,),
+)
+"""The full run on the real stack; 50,000 tracked Jobs only on the emulator (see the README)."""
+QUICK_REAL = Sizes(
+    events=200,
+    latency_seconds=2,
+    completions=60,
+    naive=30,
+    burst=300,
+    scale=(100, 400),
+    scale_events=50,
+    concurrencies=(16, 64),
+    uploads=200,
 )
 TINY = Sizes(
     events=30,
@@ -98,9 +141,15 @@ QUICK = Sizes(
 
 
 async def naive_baseline(
-    stack: dispatch.Stack, count: int, progress: dispatch.Progress, namespace: str = "bench-naive"
+    stack: dispatch.Stack,
+    count: int,
+    progress: dispatch.Progress,
+    namespace: str = "bench-naive",
+    *,
+    poll: bool = True,
 ) -> dict[str, Any]:
-    """Fill a quorum queue with *count* MinIO messages; run ``naive_baseline.py`` on it as its own process."""
+    """Fill a quorum queue with *count* MinIO messages; run ``naive_baseline.py`` on it as its own process
+    (without *poll*, it stops once its Jobs are created: the real Job controller finishes them slowly)."""
     queue = f"{stack.prefix}.naive"
     await dispatch.create_namespace(stack.kubeconfig, namespace)
     connection = await aio_pika.connect(stack.amqp_url)
@@ -126,6 +175,7 @@ async def naive_baseline(
             namespace,
             "--count",
             str(count),
+            *(() if poll else ("--no-poll",)),
         ],
         capture_output=True,
         text=True,
@@ -237,14 +287,369 @@ async def measure(
     return results
 
 
+async def best_concurrency(
+    bench: dispatch.Bench, sizes: Sizes, docs: list[dict[str, Any]], tag: str, progress: dispatch.Progress
+) -> dict[str, Any]:
+    """Bare creates of *docs* at each of ``sizes.concurrencies`` requests in flight (a namespace each):
+    the fastest run, with every run's rate under ``sweep``."""
+    runs = []
+    for in_flight in sizes.concurrencies:
+        namespace = f"bench-raw-{tag}-c{in_flight}"
+        progress(f"raw (b): {len(docs)} {tag} Jobs, {in_flight} in flight")
+        placed = [{**doc, "metadata": {**doc["metadata"], "namespace": namespace}} for doc in docs]
+        run = await bench.raw_creates(namespace, placed, in_flight)
+        if run["statuses"] != {"201": len(docs)}:
+            raise RuntimeError(f"bare creates in {namespace} were answered {run['statuses']}, not all 201")
+        run["in_flight"] = in_flight
+        runs.append(run)
+        await bench.settle(namespace)
+    best = max(runs, key=lambda run: run["rate"])
+    return best | {"sweep": {str(run["in_flight"]): run["rate"] for run in runs}}
+
+
+@dataclass
+class RealRun:
+    """The phases of a run on the real stack (``measure_real``), sharing one ``Bench`` and its results.
+
+    Dispatch phases run with the node agent holding pods (the Job controller and the scheduler still
+    make and bind each Job's pod); the watcher's phases with pods finishing at once. Between phases the
+    control plane is left to become quiet (``RealControl.reset_namespace``).
+    """
+
+    stack: dispatch.Stack
+    sizes: Sizes
+    work: Path
+    progress: dispatch.Progress
+    stores: tuple[uploads.Store, uploads.Store]
+    bench: dispatch.Bench
+
+    @property
+    def results(self) -> dict[str, Any]:
+        """The results so far."""
+        return self.bench.results
+
+    async def raw_limits(self) -> list[dict[str, Any]]:
+        """Bare aio-pika, bare creates at the best concurrency, the bare watch, bare PUT -> message; the
+        rendered Jobs (for the bare latency run)."""
+        stack, sizes, bench, results, progress = (
+            self.stack,
+            self.sizes,
+            self.bench,
+            self.results,
+            self.progress,
+        )
+        bodies = [body for _, body in dispatch.corpus("raw", sizes.events)]
+        progress(f"raw (a): aio-pika, {sizes.events} messages through a fresh quorum queue")
+        results["raw_amqp"] = await bench.raw_amqp(bodies)
+        rendered = dispatch.rendered_jobs(stack.settings("bench-raw-rendered"), bodies)
+        results["raw_k8s_rendered"] = await best_concurrency(bench, sizes, rendered, "rendered", progress)
+        small = [dispatch.small_job(f"raw-{index:06d}") for index in range(sizes.events)]
+        best = Sizes(**{**sizes.__dict__, "concurrencies": (results["raw_k8s_rendered"]["in_flight"],)})
+        results["raw_k8s_small"] = await best_concurrency(bench, best, small, "small", progress)
+        watched = min(sizes.events, WATCH_JOBS)
+        progress(f"raw: bare watch replaying the events of {watched} Jobs")
+        since = await completions.resource_version(stack.kubeconfig, "default")
+        await dispatch.create_namespace(stack.kubeconfig, "bench-watch")
+        await completions.create_jobs(
+            stack.kubeconfig, "bench-watch", [f"w-{index:06d}" for index in range(watched)], None
+        )
+        results["raw_watch"] = await completions.raw_watch_rate(
+            stack.kubeconfig, "bench-watch", since, watched
+        )
+        await bench.settle("bench-watch")
+        results["raw_notify"] = {}
+        for store in self.stores:
+            name = "queue_dir" if store.queue_dir else "no_queue_dir"
+            bench.meter.start()
+            row = await uploads.bare_notifications(
+                store,
+                stack.amqp_url,
+                f"{stack.prefix}.bare-{name}",
+                sizes.uploads,
+                rate=None,
+                progress=progress,
+            )
+            row["usage"] = bench.meter.stop()
+            results["raw_notify"][name] = row
+        return rendered
+
+    async def dispatching(self, rendered: list[dict[str, Any]]) -> None:
+        """Saturation, publish -> created at 10/50/90%, the bare creates at 50%, the profile."""
+        sizes, bench, results, progress = self.sizes, self.bench, self.results, self.progress
+        progress(f"bucketrun: {sizes.events} pre-published events -> dispatcher -> Jobs")
+        results["saturation"] = await bench.saturation("sat", sizes.events)
+        await bench.settle("bench-sat")
+        results["latency"] = {}
+        for share in (10, 50, 90):
+            rate = results["saturation"]["rate"] * share / 100
+            progress(f"latency: {rate:,.0f} events/s ({share}% of max) for {sizes.latency_seconds:g} s")
+            results["latency"][str(share)] = await bench.latency(rate, sizes.latency_seconds, f"lat{share}")
+            await bench.settle(f"bench-lat{share}")
+        rate = results["saturation"]["rate"] / 2
+        progress(f"raw: bare creates of bucketrun's Job at {rate:,.0f}/s for {sizes.latency_seconds:g} s")
+        results["raw_create_latency"] = await bare_create_latency(
+            self.stack, rendered, rate, sizes.latency_seconds, "bench-raw-lat"
+        )
+        await bench.settle("bench-raw-lat")
+        progress(f"profile: the saturation run again under cProfile ({sizes.events} events)")
+        profiler = cProfile.Profile()
+        results["profile_run"] = await bench.saturation("prof", sizes.events, profiler)
+        await bench.settle("bench-prof")
+        factor = (
+            results["saturation"]["usage"]["bench_cpu_s"] / results["profile_run"]["usage"]["bench_cpu_s"]
+        )
+        results["profile"] = dispatch.profile_report(profiler, sizes.events, factor)
+
+    async def uploading(self) -> None:
+        """Per MinIO: sustained upload -> Job created, bare PUT -> message at 50%, latency at 10/50/90%."""
+        stack, sizes, bench, progress = self.stack, self.sizes, self.bench, self.progress
+        self.results["upload"] = {}
+        for store in self.stores:
+            name = "queue_dir" if store.queue_dir else "no_queue_dir"
+            tag = "upq" if store.queue_dir else "upn"
+            bench.meter.start()
+            sustained = await uploads.upload_to_created(
+                stack,
+                store,
+                count=sizes.uploads,
+                rate=None,
+                tag=f"{tag}-max",
+                work=self.work,
+                progress=progress,
+            )
+            sustained["usage"] = bench.meter.stop()
+            await bench.settle(f"bench-{tag}-max")
+            row: dict[str, Any] = {"sustained": sustained, "latency": {}}
+            rate = sustained["rate"] / 2
+            row["bare_at_50"] = await uploads.bare_notifications(
+                store,
+                stack.amqp_url,
+                f"{stack.prefix}.bare50-{name}",
+                max(2, round(rate * sizes.latency_seconds)),
+                rate=rate,
+                progress=progress,
+            )
+            for share in (10, 50, 90):
+                rate = sustained["rate"] * share / 100
+                row["latency"][str(share)] = await uploads.upload_to_created(
+                    stack,
+                    store,
+                    count=max(2, round(rate * sizes.latency_seconds)),
+                    rate=rate,
+                    tag=f"{tag}{share}",
+                    work=self.work,
+                    progress=progress,
+                )
+                await bench.settle(f"bench-{tag}{share}")
+            self.results["upload"][name] = row
+
+    async def recording(self) -> None:
+        """The bare record loop and the watcher's completions/s, then finished -> recorded at 10/50/90%."""
+        stack, sizes, bench, results, progress = (
+            self.stack,
+            self.sizes,
+            self.bench,
+            self.results,
+            self.progress,
+        )
+        progress(
+            f"watcher: {sizes.completions} finished Jobs, the bare client's reads and writes, the watcher"
+        )
+        results["completions"] = await completions.watcher_completions(
+            stack.kubeconfig, "bench-done", sizes.completions, bare=True, meter=bench.meter
+        )
+        await bench.settle("bench-done")
+        results["completion_latency"] = {}
+        seconds = min(sizes.latency_seconds, COMPLETION_SECONDS)
+        for share in (10, 50, 90):
+            rate = results["completions"]["rate"] * share / 100
+            progress(f"watcher latency: {rate:,.1f} Jobs/s ({share}% of max) for {seconds:g} s")
+            results["completion_latency"][str(share)] = await completions.completion_latency(
+                stack.kubeconfig, f"bench-rec{share}", rate, seconds
+            )
+            await bench.settle(f"bench-rec{share}")
+
+
+async def measure_real(
+    stack: dispatch.Stack,
+    sizes: Sizes,
+    work: Path,
+    progress: dispatch.Progress,
+    stores: tuple[uploads.Store, uploads.Store],
+) -> dict[str, Any]:
+    """Every phase on the real stack, in order (see ``RealRun``); the results dict (without verdicts)."""
+    control = stack.control
+    bench = dispatch.Bench(stack, progress, stack.settings("bench").amqp.prefetch)
+    run = RealRun(stack, sizes, work, progress, stores, bench)
+    results = bench.results
+    results["problems"] = bench.log.problems
+    with Path(os.devnull).open("w") as sink:  # noqa: ASYNC230 - opening /dev/null does not block
+        dispatch.configure_dispatcher_logs(bench.log, sink)
+        await asyncio.to_thread(control.set_kubelet, "off")
+        rendered = await run.raw_limits()
+        await run.dispatching(rendered)
+        await run.uploading()
+        await asyncio.to_thread(control.set_kubelet, "instant")
+        await run.recording()
+        await asyncio.to_thread(control.set_kubelet, "off")
+        results["naive"] = await naive_baseline(stack, sizes.naive, progress, poll=False)
+        await bench.settle("bench-naive")
+        results["scale"] = await scale.scale(
+            stack,
+            sizes=sizes.scale,
+            events=sizes.scale_events,
+            work=work,
+            progress=progress,
+            set_kubelet=control.set_kubelet,
+            suspend=True,
+        )
+        await bench.settle("bench-scale")
+        # Last: the control plane's work on its 10,000 Jobs (pods made and bound) outlasts the run.
+        results["burst"] = await scale.burst(stack, sizes.burst, work, progress)
+    raw_a = results["raw_amqp"]
+    results["amqp_work_per_event_rate"] = 1 / (2 / raw_a["consume_ack_rate"] + 1 / raw_a["publish_rate"])
+    results["settles"] = control.settles
+    return results
+
+
+async def bare_create_latency(
+    stack: dispatch.Stack, docs: list[dict[str, Any]], rate: float, duration: float, namespace: str
+) -> dict[str, Any]:
+    """Bare creates of *docs* (cycled) open-loop at *rate* for *duration*: due instant -> the Job's ADDED
+    event on a watch, as the publish -> created latency is measured, without bucketrun in between."""
+    count = max(2, round(rate * duration))
+    await dispatch.create_namespace(stack.kubeconfig, namespace)
+    placed = []
+    for index in range(count):
+        doc = docs[index % len(docs)]
+        metadata = {**doc["metadata"], "namespace": namespace, "name": f"bare-{index:06d}"}
+        metadata["annotations"] = {**metadata.get("annotations", {}), ANNOTATION_KEY: f"bare/{index}"}
+        placed.append({**doc, "metadata": metadata})
+    watch = dispatch.JobWatch(count)
+    observer = asyncio.create_task(watch.run(stack.kubeconfig, namespace))
+    due: dict[str, float] = {}
+    try:
+        await dispatch.until(watch.opened, observer, 30, "the Job watch to open")
+        async with await dispatch.api_client_for(stack.kubeconfig) as api:
+            batch: Any = dispatch.client.BatchV1Api(api)
+
+            async def create(doc: dict[str, Any]) -> None:
+                response = await batch.create_namespaced_job(namespace, doc, _preload_content=False)
+                response.release()
+
+            tasks = []
+            start = time.perf_counter()
+            for index, doc in enumerate(placed):
+                instant = start + index / rate
+                # A schedule, not a wait for a condition: the creates must arrive at a steady rate.
+                await asyncio.sleep(max(0.0, instant - time.perf_counter()))
+                due[f"bare/{index}"] = instant
+                tasks.append(asyncio.create_task(create(doc)))
+            await asyncio.gather(*tasks)
+        await dispatch.until(watch.complete, observer, 60, "every bare Job on the watch")
+    finally:
+        observer.cancel()
+        await asyncio.gather(observer, return_exceptions=True)
+    return {
+        "jobs": count,
+        "target_rate": rate,
+        "due_to_watch": dispatch.latency_summary([watch.seen[key] - instant for key, instant in due.items()]),
+    }
+
+
+async def emulator_scale(sizes: Sizes, work: Path, progress: dispatch.Progress) -> list[dict[str, Any]]:
+    """The scale phase on the emulator (kubelet off), for the tracked-Job counts of ``emulator_scale``."""
+    with dispatch.started_stack(progress, kubelet="off") as stack:
+        return await scale.scale(
+            stack,
+            sizes=sizes.emulator_scale,
+            events=sizes.scale_events,
+            work=work,
+            progress=progress,
+            set_kubelet=stack.control.set_kubelet,
+        )
+
+
 def summary(results: dict[str, Any]) -> str:
     """The targets, one line each, and what the throughput targets ask of this machine, for the terminal."""
     width = max(len(row["target"]) for row in results["targets"])
     verdicts = [
         f"{row['verdict']:<4}  {row['target']:<{width}}  {row['measured']}" for row in results["targets"]
     ]
+    if results.get("backend") == "real":
+        return "\n".join([*verdicts, "", *report.why_lines(results)])
     budget = [f"- {title} {text}" for title, text in report.budget_conclusions(report.cpu_budget(results))]
     return "\n".join([*verdicts, "", "What the throughput targets ask of this machine:", *budget])
+
+
+def choose_backend(requested: str, tiny: bool) -> tuple[str, str]:
+    """(backend, why): ``real`` when asked or when ``auto`` finds the stack built (``--tiny`` stays on the
+    emulator unless ``--backend real``: its test must be quick), else ``emulator``."""
+    missing = real_stack.unavailable()
+    if requested == "real":
+        if missing is not None:
+            raise SystemExit(f"--backend real: {missing}")
+        return "real", "asked for"
+    if requested == "emulator":
+        return "emulator", "asked for"
+    if tiny:
+        return "emulator", "--tiny runs on the emulator unless --backend real"
+    if missing is not None:
+        return "emulator", f"the real stack is not built ({missing})"
+    return "real", "the real stack is built (`make servers`)"
+
+
+@contextlib.contextmanager
+def real_stack_for_bench(
+    scratch: Path, fsync: bool, settle_cap: float, progress: dispatch.Progress
+) -> Iterator[tuple[dispatch.Stack, tuple[uploads.Store, uploads.Store]]]:
+    """The real stack, a second MinIO without queue_dir, and the bench's Stack on them; stopped on exit."""
+    progress(
+        f"starting the real stack (etcd fsync {'on' if fsync else 'off'}): RabbitMQ, MinIO, the control "
+        "plane, the node agent"
+    )
+    with real_stack.started_real_stack(scratch / "stack", fsync=fsync, settle_cap=settle_cap) as (
+        devstack,
+        control,
+    ):
+        dispatch.NAMESPACE_HOOKS.append(control.namespace_created)
+        root = devstack.minio.root
+        fdl = scratch / "services.yaml"
+        fdl.write_text(dispatch.fdl_text())
+        with real_stack.started_minio_without_queue_dir(devstack.rabbit.url, "bench.minio-direct") as second:
+            second_root = second.server.root
+            stores = (
+                uploads.Store(
+                    devstack.minio.endpoint, root.user, root.password, real_stack.EXCHANGE, queue_dir=True
+                ),
+                uploads.Store(
+                    second.server.endpoint,
+                    second_root.user,
+                    second_root.password,
+                    second.exchange,
+                    queue_dir=False,
+                ),
+            )
+            groups = devstack.process_groups() | {"minio-direct": second.server.process.pid}
+            stack = dispatch.Stack(
+                amqp_url=devstack.rabbit.url,
+                kubeconfig=devstack.plane.kubeconfig,
+                control=control,
+                emulator_pid=None,
+                s3_endpoint=devstack.minio.endpoint,
+                fdl=fdl,
+                prefix=f"bench-{uuid.uuid4().hex[:10]}",
+                backend="real",
+                cpu=lambda: real_stack.groups_cpu_seconds(groups),
+                s3_access_key=root.user,
+                s3_secret_key=root.password,
+                versions=real_stack.versions(devstack),
+            )
+            try:
+                yield stack, stores
+            finally:
+                dispatch.NAMESPACE_HOOKS.remove(control.namespace_created)
+                progress("stopping the real stack")
 
 
 def main(argv: list[str]) -> int:
@@ -256,16 +661,43 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--tiny", action="store_true", help="the smallest sizes: for the bench's own test")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results", help="output folder")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots (no matplotlib needed)")
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "real", "emulator"),
+        default="auto",
+        help="real: the local stack (`make servers`); auto (default): real when built, else the emulator",
+    )
+    parser.add_argument(
+        "--no-fsync", action="store_true", help="real stack: etcd without fsync (test-only; production syncs)"
+    )
     options = parser.parse_args(argv)
-    sizes = TINY if options.tiny else QUICK if options.quick else FULL
+    backend, why = choose_backend(options.backend, options.tiny)
     progress = dispatch.Progress()
+    progress(f"backend: {backend} ({why})")
     machine = dispatch.machine_facts()
-    with (
-        tempfile.TemporaryDirectory(prefix="bucketrun-bench-all-") as scratch,
-        dispatch.started_stack(progress, kubelet="instant") as stack,
-    ):
-        results = asyncio.run(measure(stack, sizes, Path(scratch), progress))
-        broker = stack.amqp_url.rsplit("@", 1)[-1]
+    if backend == "real":
+        sizes = TINY if options.tiny else QUICK_REAL if options.quick else FULL_REAL
+        with tempfile.TemporaryDirectory(prefix="bucketrun-bench-all-") as scratch:
+            settle_cap = 20.0 if options.quick or options.tiny else 120.0
+            with real_stack_for_bench(Path(scratch), not options.no_fsync, settle_cap, progress) as (
+                stack,
+                stores,
+            ):
+                results = asyncio.run(measure_real(stack, sizes, Path(scratch), progress, stores))
+                if sizes.emulator_scale:
+                    os.environ[dispatch.AMQP_URL_ENV] = stack.amqp_url  # the emulator phase uses this broker
+                    results["emulator_scale"] = asyncio.run(emulator_scale(sizes, Path(scratch), progress))
+                broker = stack.amqp_url.rsplit("@", 1)[-1]
+                results["versions"] = stack.versions
+        results["fsync"] = not options.no_fsync
+    else:
+        sizes = TINY if options.tiny else QUICK if options.quick else FULL
+        with (
+            tempfile.TemporaryDirectory(prefix="bucketrun-bench-all-") as scratch,
+            dispatch.started_stack(progress, kubelet="instant") as stack,
+        ):
+            results = asyncio.run(measure(stack, sizes, Path(scratch), progress))
+            broker = stack.amqp_url.rsplit("@", 1)[-1]
     machine["load_after"] = [round(value, 2) for value in os.getloadavg()]
     results.update(
         machine=machine,
@@ -273,6 +705,8 @@ def main(argv: list[str]) -> int:
         sizes=sizes.__dict__,
         services=len(dispatch.SERVICES),
         broker=broker,
+        backend=backend,
+        backend_reason=why,
         command=shlex.join([".venv/bin/python", "bench/run_all.py", *argv]),
     )
     results["targets"] = report.targets(results)

@@ -113,6 +113,17 @@ class Child:
             await asyncio.sleep(0.2)  # polling an HTTP probe: there is nothing to await instead
         raise TimeoutError(f"child not ready within {within:.0f} s: {self.tail()}")
 
+    def jobs_created(self) -> int:
+        """Job creations it has counted (201 and 409, ``bucketrun_jobs_created_total``), from its metrics."""
+        url = f"http://127.0.0.1:{self.port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            text = answer.read().decode()
+        return sum(
+            int(float(line.rsplit(" ", 1)[1]))
+            for line in text.splitlines()
+            if line.startswith("bucketrun_jobs_created_total{")
+        )
+
     def _ready(self) -> bool:
         try:
             url = f"http://127.0.0.1:{self.port}/readyz"
@@ -170,16 +181,22 @@ def started_child(command: str, settings: Settings, log: Path) -> Iterator[Child
         child.stop()
 
 
-def tracked_job(name: str, service: str) -> dict[str, Any]:
-    """A small Job the dispatcher and the watcher both count as bucketrun's."""
-    return bench_job(
+def tracked_job(name: str, service: str, *, suspend: bool = False) -> dict[str, Any]:
+    """A small Job the dispatcher and the watcher both count as bucketrun's; *suspend*: the real Job
+    controller makes no pod for it (it stays unfinished, so tracked, without pods)."""
+    job = bench_job(
         name,
         labels={LABEL_MANAGED_BY: MANAGED_BY, LABEL_SERVICE: service},
         annotations={ANNOTATION_KEY: f"preloaded/{name}"},
     )
+    if suspend:
+        job["spec"]["suspend"] = True
+    return job
 
 
-async def preload(kubeconfig: Path, namespace: str, first: int, last: int, in_flight: int = 64) -> None:
+async def preload(
+    kubeconfig: Path, namespace: str, first: int, last: int, in_flight: int = 64, *, suspend: bool = False
+) -> None:
     """Create Jobs number *first* .. *last* - 1 in *namespace* through the API."""
     async with await api_client_for(kubeconfig) as api:
         batch: Any = client.BatchV1Api(api)
@@ -187,7 +204,7 @@ async def preload(kubeconfig: Path, namespace: str, first: int, last: int, in_fl
 
         async def worker() -> None:
             for number in numbers:
-                doc = tracked_job(f"tracked-{number:06d}", SERVICES[number % len(SERVICES)])
+                doc = tracked_job(f"tracked-{number:06d}", SERVICES[number % len(SERVICES)], suspend=suspend)
                 response = await batch.create_namespaced_job(namespace, doc, _preload_content=False)
                 try:
                     if response.status not in (201, 409):
@@ -219,14 +236,22 @@ async def job_keys(kubeconfig: Path, namespace: str) -> list[str]:
                 return keys
 
 
-async def until_created(stack: Stack, namespace: str, count: int, within: float) -> float:
-    """Poll the emulator until *count* Job creates (201 or 409) were answered in *namespace*; the instant."""
+async def until_created(
+    stack: Stack, namespace: str, count: int, within: float, child: Child | None = None
+) -> float:
+    """Poll the emulator until *count* Job creates (201 or 409) were answered in *namespace*; the instant.
+    On the real stack (whose request counters come from a large ``/metrics`` answer) *child*, the
+    dispatcher process, is polled instead: its own count of creations (201 and 409)."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        counts = await asyncio.to_thread(api_counts, stack.control, namespace)
-        if counts["jobs_created_201"] + counts["jobs_conflict_409"] >= count:
+        if stack.backend == "real" and child is not None:
+            created = await asyncio.to_thread(child.jobs_created)
+        else:
+            counts = await asyncio.to_thread(api_counts, stack.control, namespace)
+            created = counts["jobs_created_201"] + counts["jobs_conflict_409"]
+        if created >= count:
             return time.perf_counter()
-        await asyncio.sleep(0.2)  # the emulator's counters are polled: it has no notification to await
+        await asyncio.sleep(0.2)  # the counters are polled: neither has a notification to await
     raise TimeoutError(f"fewer than {count} Jobs created in {namespace} within {within:.0f} s")
 
 
@@ -244,7 +269,7 @@ async def burst(stack: Stack, count: int, work: Path, progress: Progress) -> dic
         await child.wait_ready()
         started = time.perf_counter()
         before = child.usage()
-        finished = await until_created(stack, namespace, count, 60 + count * 0.05)
+        finished = await until_created(stack, namespace, count, 60 + count * 0.05, child)
         after = child.usage()
     api = await asyncio.to_thread(api_counts, stack.control, namespace)
     keys = await job_keys(stack.kubeconfig, namespace)
@@ -276,8 +301,10 @@ async def scale(
     work: Path,
     progress: Progress,
     set_kubelet: Callable[[str], None],
+    suspend: bool = False,
 ) -> list[dict[str, Any]]:
-    """RSS and CPU of a dispatcher and a watcher process at each number of tracked Jobs."""
+    """RSS and CPU of a dispatcher and a watcher process at each number of tracked Jobs (*suspend*: the
+    pre-loaded ones suspended, see ``tracked_job``); the seconds each pre-load took."""
     namespace = "bench-scale"
     await create_namespace(stack.kubeconfig, namespace)
     set_kubelet("off")  # the tracked Jobs stay active: none finishes, none is recorded
@@ -286,20 +313,28 @@ async def scale(
     loaded = 0
     for size in sizes:
         progress(f"scale: pre-loading the emulator to {size:,} tracked Jobs")
-        await preload(stack.kubeconfig, namespace, loaded, size)
+        preload_started = time.perf_counter()
+        await preload(stack.kubeconfig, namespace, loaded, size, suspend=suspend)
+        row: dict[str, Any] = {
+            "tracked_jobs": size,
+            "preload_s": time.perf_counter() - preload_started,
+            "preloaded": size - loaded,
+            "backend": stack.backend,
+        }
         loaded = size
-        row: dict[str, Any] = {"tracked_jobs": size}
         progress(f"scale: dispatcher process with {size:,} tracked Jobs, then {events} events through it")
         with started_child("dispatcher", settings, work / f"scale-dispatcher-{size}.log") as child:
             await child.wait_ready()
             row["dispatcher_settle_s"] = await child.settle()
             idle = child.usage()
             batch = corpus(f"scale{size}", events)
-            created_before = (await asyncio.to_thread(api_counts, stack.control, namespace))[
-                "jobs_created_201"
-            ]
+            created_before = (
+                0
+                if stack.backend == "real"  # the child's own count: this process has created none yet
+                else (await asyncio.to_thread(api_counts, stack.control, namespace))["jobs_created_201"]
+            )
             await queue_events(settings, [body for _, body in batch], check_queued=False)
-            await until_created(stack, namespace, created_before + events, 60 + events * 0.05)
+            await until_created(stack, namespace, created_before + events, 60 + events * 0.05, child)
             busy = child.usage()
         loaded += events
         row["dispatcher"] = {
