@@ -1,0 +1,94 @@
+"""The real stack's bench: request counts from kube-apiserver's counters, and the CPU target's figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tests.script_modules import load_script
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def sample(verb: str, resource: str, subresource: str, code: int, value: int) -> str:
+    """One line of kube-apiserver's ``/metrics`` as v1.37 writes it."""
+    return (
+        f'apiserver_request_total{{code="{code}",component="apiserver",dry_run="",group="batch",'
+        f'resource="{resource}",scope="resource",subresource="{subresource}",verb="{verb}",'
+        f'version="v1"}} {value}'
+    )
+
+
+METRICS = "\n".join(
+    [
+        "# HELP apiserver_request_total [STABLE] Counter of apiserver requests ...",
+        "# TYPE apiserver_request_total counter",
+        sample("POST", "jobs", "", 201, 1200),
+        sample("POST", "jobs", "", 409, 3),
+        sample("PUT", "jobs", "status", 200, 900),
+        sample("POST", "pods", "", 201, 1200),
+        sample("POST", "configmaps", "", 201, 4),
+        sample("PATCH", "jobs", "", 200, 7),
+        sample("LIST", "jobs", "", 200, 5),
+        'apiserver_request_duration_seconds_count{verb="POST",resource="jobs"} 99',
+    ]
+)
+
+
+@pytest.fixture(scope="module")
+def real_stack() -> ModuleType:
+    return load_script(BENCH / "real_stack.py", "bench_real_stack_under_test")
+
+
+@pytest.fixture(scope="module")
+def report() -> ModuleType:
+    return load_script(BENCH / "report.py", "bench_report_real_under_test")
+
+
+def test_request_totals_are_read_by_verb_resource_subresource_and_code(real_stack: ModuleType) -> None:
+    totals = real_stack.parse_request_totals(METRICS)
+    assert totals[("POST", "jobs", "", "201")] == 1200
+    assert totals[("PUT", "jobs", "status", "200")] == 900
+    assert sum(totals.values()) == 1200 + 3 + 900 + 1200 + 4 + 7 + 5  # the duration histogram is not counted
+
+
+def test_counts_use_the_emulator_s_verb_names(real_stack: ModuleType) -> None:
+    totals = real_stack.parse_request_totals(METRICS)
+    count = real_stack.count_requests
+    assert count(totals, verb="create", resource="jobs", subresource="", code=201) == 1200
+    assert count(totals, verb="create", resource="jobs", code=409) == 3
+    writes = ("create", "update", "patch", "delete", "deletecollection")
+    # The Job controller's status updates are a subresource: not the client's writes of the Job itself.
+    assert count(totals, verb=writes, resource="jobs", subresource="") == 1200 + 3 + 7
+    assert count(totals, verb=writes, resource="jobs") == 1200 + 3 + 7 + 900
+    assert count(totals, verb="create", resource="pods") == 1200
+
+
+def usage(bench: float) -> dict[str, float]:
+    return {"bench_cpu_s": bench, "kube-apiserver_cpu_s": 9.0, "etcd_cpu_s": 2.0}
+
+
+def results(dispatcher_s: float) -> dict[str, Any]:
+    return {
+        "saturation": {"events": 1000, "usage": usage(dispatcher_s)},
+        "raw_k8s_rendered": {"jobs": 1000, "usage": usage(1.8)},
+        "raw_amqp": {"messages": 1000, "usage": usage(0.2)},
+    }
+
+
+def test_the_cpu_target_is_the_dispatcher_s_own_cpu_against_the_two_bare_clients(report: ModuleType) -> None:
+    figures = report.dispatcher_cpu(results(dispatcher_s=3.0))
+    assert figures == pytest.approx(
+        {"dispatcher": 3.0, "bare_create": 1.8, "bare_consume_ack": 0.2, "bound": 1.5 * 2.0}
+    )
+    assert report.dispatcher_cpu(results(dispatcher_s=3.1))["dispatcher"] > figures["bound"]
+
+
+def test_the_largest_scale_row_may_be_the_emulator_s(report: ModuleType) -> None:
+    rows = {"scale": [{"tracked_jobs": 10_000}], "emulator_scale": [{"tracked_jobs": 50_000}]}
+    assert report.largest_scale(rows) == {"tracked_jobs": 50_000, "backend": "emulator"}
+    assert report.largest_scale({"scale": [{"tracked_jobs": 1_000}]}) == {"tracked_jobs": 1_000}
+    assert report.largest_scale({"scale": []}) is None
