@@ -111,6 +111,7 @@ def create_app(settings: Settings, api: ApiSettings, catalog: ServiceCatalog | N
         version=__version__,
         docs_url=None,
         redoc_url=None,
+        openapi_url=None,  # served below, behind the credential as every route but /health
         # oscar-cli sends JSON bodies without a Content-Type, and OSCAR reads them as JSON all the same.
         strict_content_type=False,
         max_body_size=api.max_body_bytes,  # 413 from the declared length or the bytes received so far
@@ -187,4 +188,9 @@ def create_app(settings: Settings, api: ApiSettings, catalog: ServiceCatalog | N
     instrument(app)  # bucketrun_api_* by route template, served on the metrics port
     register_plain_errors(app)  # the framework's own errors (unreadable body, 404, 405) as text too
     document_errors(app)  # the answers the app gives: 400 text, not FastAPI's 422 JSON
+
+    @app.get("/openapi.json", dependencies=auth, include_in_schema=False)
+    async def openapi_document() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
     return app

@@ -175,7 +175,7 @@ def check_operation(operation: Any, mode: GenerationMode, bucket: str, failures:
 
 def run_schemathesis(app: Any, bucket: str) -> tuple[list[str], int]:
     """Every operation of *app*'s document, both modes: (failures, operations checked)."""
-    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app, headers={"Authorization": _AUTHORIZATION})
     failures: list[str] = []
     operations = []
     for result in schema.get_all_operations():

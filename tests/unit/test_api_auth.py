@@ -402,11 +402,12 @@ def test_without_basic_settings_only_tokens_are_accepted(issuer: Issuer) -> None
 
 
 def test_the_openapi_document_lists_the_configured_schemes(api: TestClient) -> None:
-    document = api.get("/openapi.json").json()
+    assert refused(api.get("/openapi.json"))  # the document too needs the credential
+    document = api.get("/openapi.json", auth=(USER, PASSWORD)).json()
     assert {"HTTPBasic", "HTTPBearer"} <= set(document["components"]["securitySchemes"])
     assert document["paths"]["/system/info"]["get"]["security"] == [{"HTTPBasic": []}, {"HTTPBearer": []}]
     with TestClient(app_for(ApiSettings(username=USER, password=PASSWORD))) as basic_only:
-        document = basic_only.get("/openapi.json").json()
+        document = basic_only.get("/openapi.json", auth=(USER, PASSWORD)).json()
     assert document["paths"]["/system/info"]["get"]["security"] == [{"HTTPBasic": []}]
 
 

@@ -248,6 +248,7 @@ def test_health_needs_no_credential(api: TestClient) -> None:
     ("method", "path"),
     [
         ("GET", "/system/info"),
+        ("GET", "/openapi.json"),
         ("GET", "/system/config"),
         ("GET", "/system/services"),
         ("POST", "/system/services"),
