@@ -73,7 +73,7 @@ stack-up: $(DEMO_STAMP) servers ## Start the local stack in the background; retu
 stack-down: ## Stop everything the local stack in $(STACK_DIR) started
 	$(BIN)/bucketrun stack down --dir $(STACK_DIR)
 
-bench: setup ## Performance report (issue #8): writes bench/results/ (BENCH_ARGS=--quick for a smoke run)
+bench: setup ## Performance report (issue #21): on the real stack when `make servers` built it, else the emulator; writes bench/results/ (BENCH_ARGS=--quick for a smoke run)
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 soak: setup ## Full soak with faults (10,000 events, 5 services; ~15 min on the real control plane); report in soak-report.json

@@ -404,11 +404,16 @@ class Stack:
     versions: dict[str, str] = field(default_factory=dict)
 
     def settings(
-        self, namespace: str, *, exchange: str | None = None, storage: Mapping[str, str] | None = None
+        self,
+        namespace: str,
+        *,
+        exchange: str | None = None,
+        storage: Mapping[str, str] | None = None,
+        dispatch: Mapping[str, Any] | None = None,
     ) -> Settings:
         """Dispatcher settings for one phase: unique broker names, its own namespace, writes unlimited.
         With *exchange* (MinIO's), the phase has an ingress queue of its own on it; *storage* overrides
-        the store's settings (a real MinIO's endpoint and keys)."""
+        the store's settings (a real MinIO's endpoint and keys), *dispatch* the dispatch settings."""
         return Settings.load(
             amqp={
                 "url": self.amqp_url,
@@ -438,7 +443,7 @@ class Stack:
                 "api_write_burst": 1_000_000,
             },
             services={"paths": (self.fdl,), "reload_interval": 3600.0},
-            dispatch={"drain_timeout": 10.0},
+            dispatch={"drain_timeout": 10.0, **(dispatch or {})},
             metrics={"host": "127.0.0.1", "port": 0},
         )
 
@@ -872,11 +877,16 @@ class Bench:
         }
 
     async def saturation(
-        self, tag: str, count: int, profiler: cProfile.Profile | None = None
+        self,
+        tag: str,
+        count: int,
+        profiler: cProfile.Profile | None = None,
+        dispatch: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Pre-publish *count* events, let the dispatcher drain them: events/s up to the last 201 Created."""
+        """Pre-publish *count* events, let the dispatcher drain them: events/s up to the last 201 Created.
+        *dispatch* overrides dispatcher settings (``BUCKETRUN_DISPATCH__*``)."""
         namespace = f"bench-{tag}"
-        settings = self.stack.settings(namespace)
+        settings = self.stack.settings(namespace, dispatch=dispatch)
         await create_namespace(self.stack.kubeconfig, namespace)
         await queue_events(settings, [body for _, body in corpus(tag, count)])
         self.log.expect(count)

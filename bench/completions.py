@@ -195,11 +195,17 @@ async def bare_record_rate(kubeconfig: Path, namespace: str, count: int) -> dict
         batch: Any = client.BatchV1Api(api)
         core: Any = client.CoreV1Api(api)
 
+        statuses: dict[str, int] = {}
+
+        def note(what: str, status: int) -> None:
+            statuses[f"{what} {status}"] = statuses.get(f"{what} {status}", 0) + 1
+
         async def log(pod: str, container: str) -> int:
             response = await core.read_namespaced_pod_log(
                 pod, namespace, container=container, tail_lines=100, _preload_content=False
             )
             try:
+                note("log", response.status)
                 return len(await response.read())
             finally:
                 response.release()
@@ -219,6 +225,7 @@ async def bare_record_rate(kubeconfig: Path, namespace: str, count: int) -> dict
             )
             patch = {"metadata": {"annotations": {"bench.bucketrun.io/recorded": "true"}}}
             response = await batch.patch_namespaced_job(name, namespace, patch, _preload_content=False)
+            note("patch", response.status)
             response.release()
 
         cpu, started = time.process_time(), time.perf_counter()
@@ -236,6 +243,7 @@ async def bare_record_rate(kubeconfig: Path, namespace: str, count: int) -> dict
         "seconds": seconds,
         "rate": count / seconds,
         "cpu_ms_per_job": (time.process_time() - cpu) * 1000 / count,
+        "statuses": statuses,
     }
 
 

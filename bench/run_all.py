@@ -1,23 +1,26 @@
-"""`make bench`: the performance report of issue #8, every figure from one run on one machine.
+"""`make bench`: the performance report of issues #21 and #8, every figure from one run on one machine.
 
 A measurement, not a test. From the repository root:
-``.venv/bin/python bench/run_all.py [--quick] [--out bench/results]``.
+``.venv/bin/python bench/run_all.py [--quick] [--out bench/results] [--backend auto|real|emulator]``.
 
-With a real RabbitMQ (the machine's, or ``$BUCKETRUN_BENCH_AMQP_URL``) and the Kubernetes API emulator
-with the instant kubelet (pods finish at once), it measures in order:
+On the real stack (``--backend real``, or ``auto`` when ``make servers`` built it; ``real_stack.py``):
+etcd with fsync, kube-apiserver, kube-controller-manager, kube-scheduler, the node agent, RabbitMQ and
+two MinIOs (with and without ``queue_dir``), ``RealRun`` measures in order: raw limits (bare aio-pika,
+bare creates of bucketrun's rendered Job at the best of several concurrencies and of a minimal Job, the
+bare watch, bare PUT -> AMQP message); bucketrun's sustained rate, publish -> created at 10/50/90%, bare
+creates at 50%, the profile; upload -> Job created through real MinIO notifications (a dispatcher
+process); the bare record loop and the watcher; the naive baseline; scale at 1k and 10k tracked Jobs;
+the 10,000-event burst; then 50,000 tracked Jobs on the emulator. The targets are issue #21's.
 
-1. raw limits: bare aio-pika publish and consume+ack, bare kubernetes-asyncio Job creates (small and
-   rendered Jobs), the bare watch-event rate (``bench_dispatch.py``, ``completions.py``);
-2. bucketrun: sustained events/s publish -> Job created (dispatcher in this process); p50/p95/p99 of
-   publish -> created at 10%, 50% and 90% of that rate; the watcher's completions/s and finished ->
-   recorded latency at 10/50/90% of its rate; a 10,000-event burst drained by a dispatcher process (time,
-   API writes per Job, peak RSS, duplicates and losses) (``completions.py``, ``scale.py``);
-3. the naive baseline against the same broker and emulator (``naive_baseline.py``);
-4. scale: dispatcher and watcher processes with 1k, 10k and 50k tracked Jobs (``scale.py``).
+On the emulator (``--backend emulator``, or ``auto`` without the servers; ``--tiny`` unless ``--backend
+real``), with a real RabbitMQ (the machine's, or ``$BUCKETRUN_BENCH_AMQP_URL``) and the instant kubelet,
+it measures what issue #8 asked: raw limits, bucketrun's sustained rate and latency, the watcher, the
+naive baseline (also with API latency added), the burst and scale at 1k, 10k and 50k tracked Jobs.
 
 Writes ``latest.json``, ``latest.md`` (targets PASS/FAIL, ratios to the raw limits and the naive
-baseline) and ``latency.png`` / ``rss.png`` to the output folder; prints the targets and progress lines.
-``--quick`` runs every phase on small sizes (a smoke run of a minute or two, not a result).
+baseline, CPU per process), ``latency.png`` / ``rss.png`` (and ``upload_cdf.png`` on the real stack) to
+the output folder; prints the targets and progress lines. ``--quick`` runs every phase on small sizes
+(a smoke run of several minutes, not a result).
 """
 
 # ruff: noqa: T201 - a benchmark prints its figures
@@ -57,6 +60,9 @@ from dispatcher.domain.constants import ANNOTATION_KEY
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WATCH_JOBS = 1000
 """Jobs whose events the bare watch replays: few enough that their history fits the emulator's window."""
+DIRECT_CREATES_TRIED = 64
+"""The direct path's bound (default 16) of the second saturation run on the real stack: the prefetch, so
+every event of a one-service message is created by the ingress consumer, none through a service queue."""
 COMPLETION_SECONDS = 4.0
 """At most this long the real stack's watcher latency runs create Jobs: its Job controller finishes about
 one Job a second here, and each run waits for all of them."""
@@ -94,15 +100,15 @@ FULL = Sizes(
     scale_events=300,
 )
 FULL_REAL = Sizes(
-    events=1000,
-    latency_seconds=8,
-    completions=100,
-    naive=500,
+    events=800,
+    latency_seconds=6,
+    completions=60,
+    naive=300,
     burst=10_000,
     scale=(1_000, 10_000),
     scale_events=300,
     concurrencies=(16, 64, 128),
-    uploads=600,
+    uploads=400,
     emulator_scale=(50_000,),
 )
 """The full run on the real stack; 50,000 tracked Jobs only on the emulator (see the README)."""
@@ -385,6 +391,11 @@ class RealRun:
             progress(f"latency: {rate:,.0f} events/s ({share}% of max) for {sizes.latency_seconds:g} s")
             results["latency"][str(share)] = await bench.latency(rate, sizes.latency_seconds, f"lat{share}")
             await bench.settle(f"bench-lat{share}")
+        direct = {"direct_creates": DIRECT_CREATES_TRIED}
+        progress(f"bucketrun again with BUCKETRUN_DISPATCH__DIRECT_CREATES={DIRECT_CREATES_TRIED}")
+        results["saturation_direct"] = await bench.saturation("satd", sizes.events, dispatch=direct)
+        results["saturation_direct"]["direct_creates"] = DIRECT_CREATES_TRIED
+        await bench.settle("bench-satd")
         rate = results["saturation"]["rate"] / 2
         progress(f"raw: bare creates of bucketrun's Job at {rate:,.0f}/s for {sizes.latency_seconds:g} s")
         results["raw_create_latency"] = await bare_create_latency(
@@ -678,7 +689,7 @@ def main(argv: list[str]) -> int:
     if backend == "real":
         sizes = TINY if options.tiny else QUICK_REAL if options.quick else FULL_REAL
         with tempfile.TemporaryDirectory(prefix="bucketrun-bench-all-") as scratch:
-            settle_cap = 20.0 if options.quick or options.tiny else 120.0
+            settle_cap = 20.0 if options.quick or options.tiny else 60.0
             with real_stack_for_bench(Path(scratch), not options.no_fsync, settle_cap, progress) as (
                 stack,
                 stores,
