@@ -464,7 +464,7 @@ def measure_burst(
         "jobs_per_upload": len(jobs) / size,
         "never_processed": size - len(processed),
         "uploads_with_job": sum(system.job_for(name, jobs) is not None for name in keys),
-        "timeout_s": timeout,
+        "timeout_s": system.output_timeout or timeout,
     }
     if kill_after is not None:
         result["receiver_down_s"] = down.get("restarted", 0.0) - down.get("killed", 0.0)
@@ -962,7 +962,16 @@ def main() -> int:
     parser.add_argument("--phases", default="rate,burst,kill,failure", help="comma-separated")
     parser.add_argument("--work", type=Path, default=REPO / ".bucketrun-peers")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument(
+        "--render", type=Path, help="only write peers.md and peers.png again from this peers.json"
+    )
     args = parser.parse_args()
+    if args.render is not None:
+        report = json.loads(args.render.read_text())
+        (args.out / "peers.md").write_text(markdown(report))
+        with contextlib.suppress(ImportError):
+            plot(report, args.out / "peers.png")
+        return 0
     args.phases = set(args.phases.split(","))
     args.work.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -1054,7 +1063,7 @@ def markdown(report: dict[str, Any]) -> str:
             drain = (
                 _fmt(b.get("drain_s"), 0)
                 if b.get("drain_s") is not None
-                else f"not drained in {_fmt(b.get('timeout_s'), 0)}"
+                else f"not drained (no output within {_fmt(b.get('timeout_s'), 0)} s)"
             )
             cells.append(("error" if "error" in b else drain) if b else "—")
             cells.append(f"{b['jobs_created']} ({b['jobs_per_upload']:.2f})" if "jobs_created" in b else "—")
