@@ -309,6 +309,8 @@ class DispatcherLog:
     """
 
     consuming_at: float | None = None
+    consuming_cpu: float | None = None
+    """This process's CPU seconds (``time.process_time``) when the dispatcher logged that it consumes."""
     created_at: dict[str, float] = field(default_factory=dict)
     """Object key -> ``perf_counter()`` when its Job's 201 Created reached the dispatcher."""
     exists: int = 0
@@ -319,6 +321,7 @@ class DispatcherLog:
     def expect(self, count: int) -> None:
         """Start a phase: forget previous instants; ``done`` is set once *count* Jobs were created."""
         self.consuming_at = None
+        self.consuming_cpu = None
         self.created_at = {}
         self.exists = 0
         self.expected = count
@@ -336,6 +339,7 @@ class DispatcherLog:
             self.exists += 1
         elif name == "dispatcher consuming":
             self.consuming_at = now
+            self.consuming_cpu = time.process_time()
         if method not in {"debug", "info"}:
             detail = {k: v for k, v in event.items() if k != "event"}
             line = f"dispatcher {method}: {name} {detail}"
@@ -891,6 +895,7 @@ class Bench:
         await queue_events(settings, [body for _, body in corpus(tag, count)])
         self.log.expect(count)
         self.meter.start()
+        cpu_before = time.process_time()
         if profiler is not None:
             profiler.enable()
         try:
@@ -903,11 +908,14 @@ class Bench:
         if self.log.consuming_at is None:
             raise RuntimeError("the dispatcher never logged 'dispatcher consuming'")
         seconds = max(self.log.created_at.values()) - self.log.consuming_at
+        startup_cpu = (self.log.consuming_cpu or cpu_before) - cpu_before
         return {
             "events": count,
             "seconds": seconds,
             "rate": count / seconds,
             "cpu_ms_per_event": usage["bench_cpu_s"] * 1000 / count,
+            "startup_cpu_s": startup_cpu,
+            "cpu_ms_per_event_consuming": (usage["bench_cpu_s"] - startup_cpu) * 1000 / count,
             "jobs_logged_created": len(self.log.created_at),
             "jobs_logged_existing": self.log.exists,
             "api": await asyncio.to_thread(api_counts, self.stack.control, namespace),

@@ -210,7 +210,10 @@ async def bare_record_rate(kubeconfig: Path, namespace: str, count: int) -> dict
             finally:
                 response.release()
 
+        durations: list[float] = []
+
         async def record(job: dict[str, Any]) -> None:
+            began = time.perf_counter()
             name = job["metadata"]["name"]
             response = await core.list_namespaced_pod(
                 namespace, label_selector=f"job-name={name}", _preload_content=False
@@ -227,6 +230,7 @@ async def bare_record_rate(kubeconfig: Path, namespace: str, count: int) -> dict
             response = await batch.patch_namespaced_job(name, namespace, patch, _preload_content=False)
             note("patch", response.status)
             response.release()
+            durations.append(time.perf_counter() - began)
 
         cpu, started = time.process_time(), time.perf_counter()
         jobs = await finished_jobs(kubeconfig, namespace)
@@ -244,6 +248,7 @@ async def bare_record_rate(kubeconfig: Path, namespace: str, count: int) -> dict
         "rate": count / seconds,
         "cpu_ms_per_job": (time.process_time() - cpu) * 1000 / count,
         "statuses": statuses,
+        "per_job": latency_summary(durations),
     }
 
 

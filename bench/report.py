@@ -440,8 +440,10 @@ def dispatcher_cpu(results: Mapping[str, Any]) -> dict[str, float]:
     sat, rendered, amqp = results["saturation"], results["raw_k8s_rendered"], results["raw_amqp"]
     create = ms_per(rendered["usage"], "bench", rendered["jobs"])
     consume = ms_per(amqp["usage"], "bench", amqp["messages"])
+    whole = ms_per(sat["usage"], "bench", sat["events"])
     return {
-        "dispatcher": ms_per(sat["usage"], "bench", sat["events"]),
+        "dispatcher": sat.get("cpu_ms_per_event_consuming", whole),
+        "dispatcher_with_start": whole,
         "bare_create": create,
         "bare_consume_ack": consume,
         "bound": TARGET_CPU_RATIO * (create + consume),
@@ -481,7 +483,8 @@ def targets_real(results: Mapping[str, Any]) -> list[dict[str, Any]]:
             "target": f"dispatcher CPU per event <= {TARGET_CPU_RATIO}x (bare create of the same Job + "
             "bare consume+ack)",
             "measured": f"{cpu['dispatcher']:.2f} ms vs {TARGET_CPU_RATIO} x ({cpu['bare_create']:.2f} + "
-            f"{cpu['bare_consume_ack']:.2f}) = {cpu['bound']:.2f} ms",
+            f"{cpu['bare_consume_ack']:.2f}) = {cpu['bound']:.2f} ms (from its first consume; "
+            f"{cpu['dispatcher_with_start']:.2f} ms with its start)",
             "passed": cpu["dispatcher"] <= cpu["bound"],
         },
         {
@@ -678,9 +681,8 @@ def why_lines(results: Mapping[str, Any]) -> list[str]:
             )
         elif target.startswith("dispatcher CPU"):
             lines.append(
-                f"- **{target}**: {cpu['dispatcher']:.2f} ms against a bound of {cpu['bound']:.2f} ms (the "
-                "window includes the dispatcher's start: its connections, topology and Job informer's list). "
-                + direct_sentence(results)
+                f"- **{target}**: {cpu['dispatcher']:.2f} ms against a bound of {cpu['bound']:.2f} ms, "
+                "counted from the dispatcher's first consume. " + direct_sentence(results)
             )
         elif target.startswith(">="):
             lines.append(
@@ -698,18 +700,17 @@ def why_lines(results: Mapping[str, Any]) -> list[str]:
                 "the checks bucketrun's template carries."
             )
         elif target.startswith("upload -> Job created") and "with queue_dir" in target:
-            notify = results["raw_notify"]
+            queued = results["upload"]["queue_dir"]["bare_at_50"]["upload_to_message"]
+            direct_put = results["upload"]["no_queue_dir"]["bare_at_50"]["upload_to_message"]
             lines.append(
-                f"- **{target}**: MinIO's queue store alone takes "
-                f"{notify['queue_dir']['upload_to_message']['p50_ms']:,.0f} ms "
-                f"(p50, bare PUT -> message) against "
-                f"{notify['no_queue_dir']['upload_to_message']['p50_ms']:,.0f} ms without "
-                "it: MinIO delivers a target with `queue_dir` from its store in a loop of its own, "
-                "not as the "
-                "request completes. The change that meets it is bucketrun's deployment of MinIO's target "
-                "without `queue_dir` (deploy/ and `bucketrun.devtools.minio_server`), at the price of losing "
-                "the events MinIO cannot deliver while the broker is away: the poller "
-                "(`bucketrun poller`) then has to catch what was lost."
+                f"- **{target}**: at the same rate without bucketrun, MinIO's PUT -> message alone took "
+                f"{queued['p50_ms']:,.0f} / {queued['p99_ms']:,.0f} ms (p50 / p99) through its queue store, "
+                f"{direct_put['p50_ms']:,.0f} / {direct_put['p99_ms']:,.0f} ms without one: MinIO delivers a "
+                "target with `queue_dir` from its store in a loop of its own, not as the PUT completes. "
+                "No change to the dispatcher reaches the target; the change that does is bucketrun's "
+                "deployment of MinIO's target without `queue_dir` (deploy/ and "
+                "`bucketrun.devtools.minio_server`), at the price of the events MinIO cannot deliver while "
+                "the broker is away, which the poller (`bucketrun poller`) then has to find."
             )
         elif target.startswith("upload -> Job created"):
             upload = results["upload"]["no_queue_dir"]
@@ -763,6 +764,25 @@ def why_lines(results: Mapping[str, Any]) -> list[str]:
                     else "The watcher's own CPU per completion is the gap (record building, its informer)."
                 )
             )
+        elif target.startswith("finished -> recorded"):
+            bare = results["completions"]["bare"].get("per_job")
+            ours = results["completion_latency"]["50"]["finished_to_recorded"]
+            text = f"- **{target}**: p50 / p99 {ours['p50_ms']:,.0f} / {ours['p99_ms']:,.0f} ms"
+            if bare:
+                text += (
+                    f"; the bare loop's own requests for one Job (its pods, three logs read together, one "
+                    f"PATCH; 8 Jobs at once) took {bare['p50_ms']:,.0f} / {bare['p99_ms']:,.0f} ms in this "
+                    "run. "
+                    + (
+                        "That floor is above the target already: the API server's answers (each log read "
+                        "is proxied to the node agent) take the budget, and no change to the watcher "
+                        "reaches it on this machine."
+                        if bare["p99_ms"] > TARGET_RECORDED_P99_MS
+                        else "The rest is the watcher's: the finish reaching its watch, and its queue of "
+                        "8 workers when Jobs finish together (the Job controller completes them in batches)."
+                    )
+                )
+            lines.append(text + ".")
         else:
             lines.append(f"- **{target}**: see the figures above.")
     return lines
@@ -776,7 +796,7 @@ def direct_sentence(results: Mapping[str, Any]) -> str:
         return ""
     rendered = results["raw_k8s_rendered"]
     cpu = dispatcher_cpu(results)
-    own = ms_per(direct["usage"], "bench", direct["events"])
+    own = direct.get("cpu_ms_per_event_consuming", ms_per(direct["usage"], "bench", direct["events"]))
     rate_ok = direct["rate"] / rendered["rate"] >= TARGET_RENDERED_RATIO
     cpu_ok = own <= cpu["bound"]
     return (

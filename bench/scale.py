@@ -312,7 +312,7 @@ async def scale(
     rows: list[dict[str, Any]] = []
     loaded = 0
     for size in sizes:
-        progress(f"scale: pre-loading the emulator to {size:,} tracked Jobs")
+        progress(f"scale: pre-loading the {stack.backend} to {size:,} tracked Jobs")
         preload_started = time.perf_counter()
         await preload(stack.kubeconfig, namespace, loaded, size, suspend=suspend)
         row: dict[str, Any] = {

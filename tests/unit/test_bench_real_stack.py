@@ -71,20 +71,33 @@ def usage(bench: float) -> dict[str, float]:
     return {"bench_cpu_s": bench, "kube-apiserver_cpu_s": 9.0, "etcd_cpu_s": 2.0}
 
 
-def results(dispatcher_s: float) -> dict[str, Any]:
+def results(dispatcher_s: float, startup_s: float = 0.5) -> dict[str, Any]:
+    consuming = (dispatcher_s - startup_s) * 1000 / 1000
     return {
-        "saturation": {"events": 1000, "usage": usage(dispatcher_s)},
+        "saturation": {
+            "events": 1000,
+            "usage": usage(dispatcher_s),
+            "startup_cpu_s": startup_s,
+            "cpu_ms_per_event_consuming": consuming,
+        },
         "raw_k8s_rendered": {"jobs": 1000, "usage": usage(1.8)},
         "raw_amqp": {"messages": 1000, "usage": usage(0.2)},
     }
 
 
 def test_the_cpu_target_is_the_dispatcher_s_own_cpu_against_the_two_bare_clients(report: ModuleType) -> None:
-    figures = report.dispatcher_cpu(results(dispatcher_s=3.0))
+    # The dispatcher's start (connections, topology, its informer's list) is not per-event CPU.
+    figures = report.dispatcher_cpu(results(dispatcher_s=3.5))
     assert figures == pytest.approx(
-        {"dispatcher": 3.0, "bare_create": 1.8, "bare_consume_ack": 0.2, "bound": 1.5 * 2.0}
+        {
+            "dispatcher": 3.0,
+            "dispatcher_with_start": 3.5,
+            "bare_create": 1.8,
+            "bare_consume_ack": 0.2,
+            "bound": 1.5 * 2.0,
+        }
     )
-    assert report.dispatcher_cpu(results(dispatcher_s=3.1))["dispatcher"] > figures["bound"]
+    assert report.dispatcher_cpu(results(dispatcher_s=3.6))["dispatcher"] > figures["bound"]
 
 
 def test_the_largest_scale_row_may_be_the_emulator_s(report: ModuleType) -> None:
