@@ -638,20 +638,34 @@ async def watch_job_events(
     note: Callable[[Mapping[str, Any], float], None],
 ) -> None:
     """Watch Jobs in *namespace* until cancelled, setting *opened* once the watch is open and calling
-    *note(event, arrival instant)* per event (raw lines: no model building in the way of the timing)."""
+    *note(event, arrival instant)* per event (raw lines: no model building in the way of the timing).
+
+    A stream that ends (a real API server closes the watch of a client that reads too slowly for it) is
+    opened again from the last resourceVersion seen, so no event is lost; an ERROR event (410: that
+    version is gone) raises.
+    """
     async with await api_client_for(kubeconfig) as api:
         batch: Any = client.BatchV1Api(api)
-        response = await batch.list_namespaced_job(
-            namespace, watch=True, timeout_seconds=3600, _preload_content=False
-        )
-        opened.set()
-        try:
-            async for line in response.content:
-                now = time.perf_counter()
-                if line.strip():
-                    note(json.loads(line), now)
-        finally:
-            response.release()
+        version: str | None = None
+        while True:
+            since = {"resource_version": version, "allow_watch_bookmarks": True} if version else {}
+            response = await batch.list_namespaced_job(
+                namespace, watch=True, timeout_seconds=3600, _preload_content=False, **since
+            )
+            opened.set()
+            try:
+                async for line in response.content:
+                    now = time.perf_counter()
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    if event.get("type") == "ERROR":
+                        raise RuntimeError(f"the Job watch of {namespace} answered {event.get('object')}")
+                    version = event["object"]["metadata"].get("resourceVersion", version)
+                    if event.get("type") != "BOOKMARK":
+                        note(event, now)
+            finally:
+                response.release()
 
 
 @dataclass

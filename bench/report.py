@@ -992,6 +992,10 @@ def markdown_real(results: Mapping[str, Any]) -> str:
             f"{d['rss_mib']:.0f} / {d['peak_rss_mib']:.0f} | {d['cpu_ms_per_event']:.2f} ms | "
             f"{w['rss_mib']:.0f} / {w['peak_rss_mib']:.0f} |"
         )
+    problems = results.get("problems", [])
+    if problems:
+        lines += ["", f"Warnings and errors logged during the run ({len(problems)}, first 5):", ""]
+        lines += [f"- `{problem[:300]}`" for problem in problems[:5]]
     waited = sum(row["seconds"] for row in results.get("settles", []))
     lines += [
         "",

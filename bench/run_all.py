@@ -697,7 +697,13 @@ def main(argv: list[str]) -> int:
                 results = asyncio.run(measure_real(stack, sizes, Path(scratch), progress, stores))
                 if sizes.emulator_scale:
                     os.environ[dispatch.AMQP_URL_ENV] = stack.amqp_url  # the emulator phase uses this broker
-                    results["emulator_scale"] = asyncio.run(emulator_scale(sizes, Path(scratch), progress))
+                    try:
+                        results["emulator_scale"] = asyncio.run(
+                            emulator_scale(sizes, Path(scratch), progress)
+                        )
+                    except Exception as error:  # noqa: BLE001 - the real stack's figures are kept either way
+                        results["problems"].append(f"the emulator's scale phase failed: {error!r}")
+                        progress(f"the emulator's scale phase failed: {error!r}")
                 broker = stack.amqp_url.rsplit("@", 1)[-1]
                 results["versions"] = stack.versions
         results["fsync"] = not options.no_fsync
