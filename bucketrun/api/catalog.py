@@ -97,6 +97,16 @@ def kept_definition(service: Service) -> dict[str, Any]:
     return kept
 
 
+async def notification_ids(storage: Storage, bucket: str) -> str:
+    """The ids (else ARNs) of *bucket*'s notification entries, comma-separated: empty when it notifies
+    nobody, or the store has no notifications (nothing can then be triggered by a write there)."""
+    try:
+        rules = await storage.bucket_notification(bucket)
+    except NotificationsRefusedError:
+        return ""
+    return ", ".join(rule.rule_id or rule.arn for rule in rules)
+
+
 def _tidy(text: str, folder: Path) -> str:
     """The message as ``services validate`` prints it for the file ``<name>.yaml`` in the current folder."""
     return text.replace(f"{folder}/", "")
@@ -253,12 +263,7 @@ class ServiceCatalog:
 
         Runs before anything is applied, so this refusal leaves nothing behind."""
         await self._storage.ensure_bucket(self._bucket)
-        try:
-            rules = await self._storage.bucket_notification(self._bucket)
-        except NotificationsRefusedError:
-            return  # a store without notifications: nothing can be triggered
-        if rules:
-            ids = ", ".join(rule.rule_id or rule.arn for rule in rules)
+        if ids := await notification_ids(self._storage, self._bucket):
             raise ApplyFailedError(
                 f"nothing was applied: the definitions bucket {self._bucket} has notification entries "
                 f"({ids}), and writing there could trigger a service; give BUCKETRUN_API__DEFINITIONS_BUCKET "

@@ -37,12 +37,12 @@ from fastapi.security import HTTPBearer
 
 from bucketrun.admin.tokens import TOKEN_LENGTH
 from bucketrun.api.auth import bearer_token
-from bucketrun.api.catalog import ServiceCatalog, fdl_document
+from bucketrun.api.catalog import ServiceCatalog, fdl_document, notification_ids
 from bucketrun.api.oscar_types import Service
 from dispatcher.adapters.amqp.client import AmqpClient
 from dispatcher.adapters.amqp.headers import received_headers
 from dispatcher.adapters.amqp.topology import DEFAULT_EXCHANGE
-from dispatcher.adapters.s3.storage import NotificationsRefusedError, Storage
+from dispatcher.adapters.s3.storage import Storage
 from dispatcher.domain.errors import TransientError
 from dispatcher.domain.identity import job_name, object_version
 from dispatcher.domain.ingress import ServiceTask
@@ -144,12 +144,7 @@ class Invocations:
     async def _check_quiet(self) -> None:
         """Refuse to write to the definitions bucket while it notifies anyone: the body could trigger a
         service (the catalog checks the same before it keeps a definition)."""
-        try:
-            rules = await self._storage.bucket_notification(self._bucket)
-        except NotificationsRefusedError:
-            return  # a store without notifications: nothing can be triggered
-        if rules:
-            ids = ", ".join(rule.rule_id or rule.arn for rule in rules)
+        if ids := await notification_ids(self._storage, self._bucket):
             raise _StateError(
                 f"the definitions bucket {self._bucket} has notification entries ({ids}), and writing the "
                 "invocation there could trigger a service; give BUCKETRUN_API__DEFINITIONS_BUCKET a bucket "

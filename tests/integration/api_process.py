@@ -15,10 +15,15 @@ from collections.abc import AsyncIterator
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from minio.credentials.providers import StaticProvider  # noqa: TID251 - the tests remove the user the API made
+from minio.error import MinioAdminException  # noqa: TID251
+from minio.minioadmin import MinioAdmin  # noqa: TID251
 
 from bucketrun.api.metrics import metrics_of
 from bucketrun.api.server import serve_on
+from bucketrun.api.store_user import policy_name
 from dispatcher.runtime.settings import MetricsSettings
+from tests.backends.s3 import S3Endpoint
 from tests.integration.stack import until
 
 START_TIMEOUT = 30.0
@@ -88,3 +93,17 @@ async def api_in_loop(app: FastAPI, metrics_port: int) -> AsyncIterator[str]:
         server.should_exit = True
         await asyncio.wait_for(serving, START_TIMEOUT)
         sock.close()
+
+
+def remove_store_user(endpoint: S3Endpoint, access_key: str, definitions_bucket: str) -> None:
+    """Remove the API users' MinIO user and its policy, which `bucketrun api` created on *endpoint*
+    (nothing when they are gone already: the test's MinIO often goes with the test anyway)."""
+    admin = MinioAdmin(
+        endpoint=endpoint.endpoint,
+        credentials=StaticProvider(endpoint.access_key, endpoint.secret_key),
+        region=endpoint.region,
+        secure=endpoint.secure,
+    )
+    with contextlib.suppress(MinioAdminException):
+        admin.user_remove(access_key)
+        admin.policy_remove(policy_name(definitions_bucket))

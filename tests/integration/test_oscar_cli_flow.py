@@ -12,7 +12,6 @@ is asserted on what oscar-cli prints and on the store and cluster state.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import uuid
@@ -24,11 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 from kubernetes_asyncio import client  # noqa: TID251 - the test inspects the cluster directly
-from minio.credentials.providers import StaticProvider  # noqa: TID251 - the test removes the user it made
-from minio.error import MinioAdminException  # noqa: TID251
-from minio.minioadmin import MinioAdmin  # noqa: TID251
 
-from bucketrun.api.store_user import policy_name
 from bucketrun.devtools.minio_server import MinioServer
 from bucketrun.serve import run_serve
 from dispatcher.adapters.kube.api import MANAGED_SELECTOR
@@ -37,9 +32,9 @@ from tests.backends.kubernetes import KubeTestEnv
 from tests.backends.minio_server import endpoint_of
 from tests.backends.rabbitmq import AmqpNames
 from tests.backends.s3 import S3Scope
-from tests.integration.api_process import api_process
+from tests.integration.api_process import api_process, remove_store_user
 from tests.integration.oscar_cli import OscarCli, oscar_cli_binary
-from tests.integration.stack import started, until
+from tests.integration.stack import read_object, started, until
 from tests.integration.watcher_support import bind_results_queue, make_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -133,16 +128,7 @@ class Session:
         )
 
     def read(self, bucket: str, key: str) -> bytes | None:
-        minio = self.s3.endpoint.client()
-        try:
-            response = minio.get_object(bucket, key)
-        except Exception:  # noqa: BLE001 - not there (yet)
-            return None
-        try:
-            return response.read()
-        finally:
-            response.close()
-            response.release_conn()
+        return read_object(self.s3.endpoint, bucket, key)
 
     async def cli_ok(self, *args: str) -> str:
         code, out = await self.cli(*args)
@@ -200,15 +186,7 @@ async def session(
         ):
             yield Session(s3, kube, inbox, middle, outbox, definitions, cli, url)
     finally:
-        admin = MinioAdmin(
-            endpoint=s3.endpoint.endpoint,
-            credentials=StaticProvider(s3.endpoint.access_key, s3.endpoint.secret_key),
-            region=s3.endpoint.region,
-            secure=s3.endpoint.secure,
-        )
-        with contextlib.suppress(MinioAdminException):  # the MinIO goes with the test anyway
-            admin.user_remove(store_user)
-            admin.policy_remove(policy_name(definitions))
+        remove_store_user(s3.endpoint, store_user, definitions)
 
 
 def _rows(text: str) -> list[list[str]]:

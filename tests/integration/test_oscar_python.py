@@ -13,7 +13,6 @@ keep running meanwhile.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -24,11 +23,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from minio.credentials.providers import StaticProvider  # noqa: TID251 - the test removes the user it made
-from minio.error import MinioAdminException  # noqa: TID251
-from minio.minioadmin import MinioAdmin  # noqa: TID251
 
-from bucketrun.api.store_user import policy_name
 from bucketrun.devtools.minio_server import MinioServer
 from bucketrun.serve import run_serve
 from tests.backends.kubernetes import KubeTestEnv
@@ -36,7 +31,7 @@ from tests.backends.minio_server import endpoint_of
 from tests.backends.rabbitmq import AmqpNames
 from tests.backends.s3 import S3Scope
 from tests.integration.admin_env import admin_env
-from tests.integration.api_process import api_process
+from tests.integration.api_process import api_process, remove_store_user
 from tests.integration.stack import started, until
 from tests.integration.watcher_support import bind_results_queue, make_settings
 
@@ -149,15 +144,7 @@ async def notebook(
                 client_module.Client(options),
             )
     finally:
-        admin = MinioAdmin(
-            endpoint=s3.endpoint.endpoint,
-            credentials=StaticProvider(s3.endpoint.access_key, s3.endpoint.secret_key),
-            region=s3.endpoint.region,
-            secure=s3.endpoint.secure,
-        )
-        with contextlib.suppress(MinioAdminException):  # the MinIO goes with the test anyway
-            admin.user_remove(store_access_key)
-            admin.policy_remove(policy_name(definitions))
+        remove_store_user(s3.endpoint, store_access_key, definitions)
 
 
 async def test_a_notebook_creates_uploads_waits_reads_downloads_and_removes(
