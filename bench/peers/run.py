@@ -1041,6 +1041,40 @@ def _fmt(value: float | None, digits: int = 1) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+HOW_TO_READ = [
+    "## How each system runs here, and how to read the figures",
+    "",
+    "- The same object names, contents and schedule go to each system's own buckets, one system at a time",
+    "  on one stack. Job created: the local time the Job's ADDED watch event arrived. Output: the output",
+    "  object's LastModified (the same clock). CPU and peak RSS: the system's own processes only (KEDA's",
+    "  operator; bucketrun's dispatcher and watcher; OSCAR's server), summed over restarts; Jobs' pods are",
+    "  not counted. The node agent runs every system's pods as local processes on the same 2 cores, so the",
+    "  drain times of the bursts are mostly pod execution, the same work for each system.",
+    "- **KEDA ScaledJob**, as its Scaling Jobs documentation describes: the rabbitmq trigger",
+    "  (`mode: QueueLength`, `value: 1`) on a queue bound to the exchange MinIO's AMQP target publishes to;",
+    "  each Job takes one message, writes the output, then acknowledges it (bench/peers/keda_job.py). Every",
+    "  other field at its default (maxReplicaCount 100, backoffLimit 6, the default scaling strategy). Its",
+    "  Jobs are not made for one upload: the output's metadata names the Job that processed it. The default",
+    "  `pollingInterval` is 30 s; its documentation names no lower value to use for latency that this bench",
+    "  found, so the second row uses 1 s, the smallest it accepts. A failing message returns to the queue",
+    "  unacknowledged, so the same upload is retried by the Job's pods and by the next Jobs without end.",
+    "- **OSCAR**: its server with the kube backend, in-cluster configuration through a private mount",
+    "  (`unshare -m`), its MinIO webhook, its service created through its own API. OSCAR registers the",
+    "  webhook target with an endpoint and a token only (no `queue_dir`), so MinIO keeps no event it could",
+    "  not deliver: while the target is marked offline, MinIO drops the events (its log says `not connected",
+    '  to target server/service` for `targetID="upper:webhook"`). Its Job pods mount the supervisor',
+    "  (faas-supervisor) from the PersistentVolumeClaim `oscar-pvc` that OSCAR's Helm chart creates and",
+    "  fills; here there is none, so they stay Pending (Unschedulable), and the node agent's runner has no",
+    "  PersistentVolumeClaim volumes anyway (emptyDir, configMap, secret, downwardAPI, projected, hostPath).",
+    "  Its outputs and its failing-script behaviour cannot be measured here; its Job figures are its own.",
+    "- Issue #22 asks for OSCAR v4 and bursts of 1,000: the Go module proxy refuses",
+    "  github.com/grycap/oscar/v4 at every version (v3.3.0 is the OSCAR it serves), and this run's bursts",
+    "  are the size given above.",
+    "",
+]
+"""The fixed part of peers.md: what the table's figures are and how each system was set up."""
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The table: a row per system, a column per measure; then what could not run, and how to rerun."""
     rows = []
@@ -1101,6 +1135,7 @@ def markdown(report: dict[str, Any]) -> str:
         header,
         *rows,
         "",
+        *HOW_TO_READ,
         "## What could not run",
         "",
         *(notes or ["Nothing."]),
