@@ -1057,7 +1057,7 @@ HOW_TO_READ = [
     "  Jobs are not made for one upload: the output's metadata names the Job that processed it. The default",
     "  `pollingInterval` is 30 s; its documentation names no lower value to use for latency that this bench",
     "  found, so the second row uses 1 s, the smallest it accepts. A failing message returns to the queue",
-    "  unacknowledged, so the same upload is retried by the Job's pods and by the next Jobs without end.",
+    "  unacknowledged, so the Job's next pods (and later Jobs) take the same upload again.",
     "- **OSCAR**: its server with the kube backend, in-cluster configuration through a private mount",
     "  (`unshare -m`), its MinIO webhook, its service created through its own API. OSCAR registers the",
     "  webhook target with an endpoint and a token only (no `queue_dir`), so MinIO keeps no event it could",
@@ -1167,7 +1167,11 @@ def plot(report: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    systems = [r for r in report["results"].values() if "rate" in r and "output_written_s" in r["rate"]]
+    systems = [
+        r
+        for r in report["results"].values()
+        if r.get("rate", {}).get("output_written_s", {}).get("p50") is not None
+    ]
     if not systems:
         return
     figure, axes = plt.subplots(figsize=(8, 4))
@@ -1175,7 +1179,11 @@ def plot(report: dict[str, Any], path: Path) -> None:
     for i, q in enumerate(("p50", "p95", "p99")):
         values = [r["rate"]["output_written_s"][q] or 0.0 for r in systems]
         axes.bar([x + i * width for x in range(len(systems))], values, width, label=q)
-    axes.set_xticks([x + width for x in range(len(systems))], [r["system"] for r in systems], fontsize=8)
+    axes.set_xticks(
+        [x + width for x in range(len(systems))],
+        [r["system"].replace(" (", "\n(") for r in systems],
+        fontsize=8,
+    )
     axes.set_ylabel("upload → output written (s)")
     axes.legend()
     figure.tight_layout()
