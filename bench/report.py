@@ -655,137 +655,179 @@ def cpu_table_real(results: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _why_sustained(results: Mapping[str, Any]) -> str:
+    rows = cpu_rows_real(results)
+    sat = next(row for row in rows if row["what"].startswith("bucketrun: consume"))
+    bare = next(row for row in rows if row["what"].startswith("bare create, bucketrun's Job"))
+    return (
+        f"the dispatcher spends {sat['ms']['bench']:.2f} ms of CPU per event and the servers "
+        f"{sat['total'] - sat['ms']['bench']:.2f} ms (bare create: client {bare['ms']['bench']:.2f} ms, "
+        f"servers {bare['total'] - bare['ms']['bench']:.2f} ms); on {results['machine']['cpus']} cores all "
+        f"together allow {sat['ceiling']:,.0f}/s against {bare['ceiling']:,.0f}/s for the bare create: the "
+        "dispatcher's own CPU is taken from the cores the API server and etcd need. "
+        + direct_sentence(results)
+    )
+
+
+def _why_cpu(results: Mapping[str, Any]) -> str:
+    cpu = dispatcher_cpu(results)
+    return (
+        f"{cpu['dispatcher']:.2f} ms against a bound of {cpu['bound']:.2f} ms, counted from the dispatcher's "
+        "first consume. " + direct_sentence(results)
+    )
+
+
+def _why_naive(results: Mapping[str, Any]) -> str:
+    rendered, naive = results["raw_k8s_rendered"], results["naive"]["rate"]
+    needed = TARGET_NAIVE_RATIO_REAL * naive
+    return (
+        f"bucketrun is bounded by the API server's create rate ({rendered['rate']:,.0f} bare creates/s of "
+        f"its Job), and the naive script made {naive:,.0f} creates/s of a 0.3 KB Job, one at a time. "
+        f"{TARGET_NAIVE_RATIO_REAL:.0f}x would need {needed:,.0f}/s, {needed / rendered['rate']:.1f}x what "
+        "the bare client gets from this API server: no dispatcher change reaches it here; smaller Jobs "
+        f"would (a rendered Job is {rendered['avg_body_bytes'] / 1024:.1f} KB, the naive one 0.3 KB), at "
+        "the cost of the stager and the checks bucketrun's template carries."
+    )
+
+
+def _why_upload_queued(results: Mapping[str, Any]) -> str:
+    queued = results["upload"]["queue_dir"]["bare_at_50"]["upload_to_message"]
+    direct = results["upload"]["no_queue_dir"]["bare_at_50"]["upload_to_message"]
+    return (
+        "at the same rate without bucketrun, MinIO's PUT -> message alone took "
+        f"{queued['p50_ms']:,.0f} / {queued['p99_ms']:,.0f} ms (p50 / p99) through its queue store, "
+        f"{direct['p50_ms']:,.0f} / {direct['p99_ms']:,.0f} ms without one: MinIO delivers a target with "
+        "`queue_dir` from its store in a loop of its own, not as the PUT completes. No change to the "
+        "dispatcher reaches the target; the change that does is bucketrun's deployment of MinIO's target "
+        "without `queue_dir` (deploy/ and `bucketrun.devtools.minio_server`), at the price of the events "
+        "MinIO cannot deliver while the broker is away, which the poller (`bucketrun poller`) then has to "
+        "find."
+    )
+
+
+def _why_upload_direct(results: Mapping[str, Any]) -> str:
+    upload = results["upload"]["no_queue_dir"]
+    ours, put = upload["latency"]["50"]["upload_to_created"], upload["bare_at_50"]["upload_to_message"]
+    created = results["raw_create_latency"]["due_to_watch"]
+    floor = put["p99_ms"] + created["p99_ms"]
+    text = (
+        f"p50 / p99 {ours['p50_ms']:,.0f} / {ours['p99_ms']:,.0f} ms; at the same rate without bucketrun, "
+        f"MinIO's PUT -> message alone took {put['p50_ms']:,.0f} / {put['p99_ms']:,.0f} ms and the bare "
+        f"create of bucketrun's Job {created['p50_ms']:,.0f} / {created['p99_ms']:,.0f} ms (at half the "
+        "dispatch maximum). "
+    )
+    if floor > TARGET_UPLOAD_P99_MS:
+        return text + (
+            "Those two steps alone take the budget at p99, so no change to the dispatcher reaches the target "
+            "on this machine."
+        )
+    return text + (
+        f"Those two steps take about {floor:,.0f} ms of the {TARGET_UPLOAD_P99_MS:.0f} ms at p99; the rest, "
+        f"about {ours['p99_ms'] - floor:,.0f} ms, is the dispatcher process's share, on 2 cores it shares "
+        "with the uploads, MinIO, RabbitMQ, the API server and etcd (CPU table): the direct-create bound "
+        "above, which cut its CPU per event in the saturation runs, is the change to try first."
+    )
+
+
+def _why_publish(results: Mapping[str, Any]) -> str:
+    created = results["raw_create_latency"]["due_to_watch"]
+    ours = results["latency"]["50"]["due_to_watch"]
+    return (
+        f"p50 / p99 {ours['p50_ms']:,.1f} / {ours['p99_ms']:,.1f} ms; bare creates of the same Job at the "
+        f"same rate, with nothing in between, took {created['p50_ms']:,.1f} / {created['p99_ms']:,.1f} ms "
+        "from their due instant to the watch: the API server and etcd (fsync "
+        f"{'on' if results.get('fsync') else 'off'}) set the floor, "
+        + (
+            "and it is above the target: no dispatcher change reaches it on this machine."
+            if created["p99_ms"] > TARGET_P99_MS
+            else "and bucketrun's share is the rest."
+        )
+    )
+
+
+def _why_watcher(results: Mapping[str, Any]) -> str:
+    done = results["completions"]
+    bare = done["bare"]
+    busy = done["cpu_ms_per_completion"] * done["rate"] / 1000
+    answers = ", ".join(f"{key}: {n}" for key, n in sorted(bare.get("statuses", {}).items()))
+    return (
+        f"the watcher took {done['seconds']:.1f} s for {done['jobs']} Jobs at "
+        f"{done['cpu_ms_per_completion']:.2f} ms of CPU each ({busy:.0%} of a core), the bare loop "
+        f"{bare['seconds']:.1f} s at {bare['cpu_ms_per_job']:.2f} ms (answers: {answers}). "
+        + (
+            "The watcher was mostly waiting on the API server's answers, not computing."
+            if busy < 0.5
+            else "The watcher's own CPU per completion is the gap (record building, its informer)."
+        )
+    )
+
+
+def _why_recorded(results: Mapping[str, Any]) -> str:
+    bare = results["completions"]["bare"].get("per_job")
+    ours = results["completion_latency"]["50"]["finished_to_recorded"]
+    text = f"p50 / p99 {ours['p50_ms']:,.0f} / {ours['p99_ms']:,.0f} ms"
+    if not bare:
+        return text + "."
+    return text + (
+        f"; the bare loop's own requests for one Job (its pods, three logs read together, one PATCH; 8 Jobs "
+        f"at once) took {bare['p50_ms']:,.0f} / {bare['p99_ms']:,.0f} ms in this run. "
+        + (
+            "That floor is above the target already: the API server's answers (each log read is proxied "
+            "to the node agent) take the budget, and no change to the watcher reaches it on this machine."
+            if bare["p99_ms"] > TARGET_RECORDED_P99_MS
+            else "The rest is the watcher's: the finish reaching its watch, and its queue of 8 workers when "
+            "Jobs finish together (the Job controller completes them in batches)."
+        )
+    )
+
+
+_WHY = (
+    ("sustained dispatch", _why_sustained),
+    ("dispatcher CPU", _why_cpu),
+    (">=", _why_naive),
+    ("upload -> Job created p99 <= 100 ms at 50% of max (MinIO with queue_dir", _why_upload_queued),
+    ("upload -> Job created", _why_upload_direct),
+    ("publish -> Job created", _why_publish),
+    ("watcher completions", _why_watcher),
+    ("finished -> recorded", _why_recorded),
+)
+
+
 def why_lines(results: Mapping[str, Any]) -> list[str]:
     """For each failing target: why, from this run's figures, and what change to bucketrun would meet it."""
-    verdicts = {row["target"]: row["passed"] for row in results["targets"]}
-    rows = {row["what"]: row for row in cpu_rows_real(results)}
-    lines: list[str] = []
-    rendered = results["raw_k8s_rendered"]
-    sat_row = next(row for what, row in rows.items() if what.startswith("bucketrun: consume"))
-    bare_row = next(row for what, row in rows.items() if what.startswith("bare create, bucketrun's Job"))
-    server_sat = sat_row["total"] - sat_row["ms"]["bench"]
-    server_bare = bare_row["total"] - bare_row["ms"]["bench"]
-    cpu = dispatcher_cpu(results)
-    for target, passed in verdicts.items():
-        if passed:
+    lines = []
+    for row in results["targets"]:
+        if row["passed"]:
             continue
-        if target.startswith("sustained dispatch"):
-            lines.append(
-                f"- **{target}**: the dispatcher spends {sat_row['ms']['bench']:.2f} ms of CPU per event and "
-                f"the servers {server_sat:.2f} ms (bare create: client {bare_row['ms']['bench']:.2f} ms, "
-                "servers "
-                f"{server_bare:.2f} ms); on {results['machine']['cpus']} cores all together allow "
-                f"{sat_row['ceiling']:,.0f}/s against {bare_row['ceiling']:,.0f}/s for the bare create: the "
-                "dispatcher's own CPU is taken from the cores the API server and etcd need. "
-                + direct_sentence(results)
-            )
-        elif target.startswith("dispatcher CPU"):
-            lines.append(
-                f"- **{target}**: {cpu['dispatcher']:.2f} ms against a bound of {cpu['bound']:.2f} ms, "
-                "counted from the dispatcher's first consume. " + direct_sentence(results)
-            )
-        elif target.startswith(">="):
-            lines.append(
-                f"- **{target}**: bucketrun is bounded by the API server's create rate "
-                f"({rendered['rate']:,.0f} bare "
-                f"creates/s of its Job), and the naive script made {results['naive']['rate']:,.0f} "
-                "creates/s of a "
-                f"0.3 KB Job, one at a time. {TARGET_NAIVE_RATIO_REAL:.0f}x would need "
-                f"{TARGET_NAIVE_RATIO_REAL * results['naive']['rate']:,.0f}/s, "
-                f"{TARGET_NAIVE_RATIO_REAL * results['naive']['rate'] / rendered['rate']:.1f}x what "
-                "the bare client gets from this "
-                "API server: no dispatcher change reaches it here; smaller Jobs would (a rendered Job is "
-                f"{rendered['avg_body_bytes'] / 1024:.1f} KB, the naive one 0.3 KB), at the cost of "
-                "the stager and "
-                "the checks bucketrun's template carries."
-            )
-        elif target.startswith("upload -> Job created") and "with queue_dir" in target:
-            queued = results["upload"]["queue_dir"]["bare_at_50"]["upload_to_message"]
-            direct_put = results["upload"]["no_queue_dir"]["bare_at_50"]["upload_to_message"]
-            lines.append(
-                f"- **{target}**: at the same rate without bucketrun, MinIO's PUT -> message alone took "
-                f"{queued['p50_ms']:,.0f} / {queued['p99_ms']:,.0f} ms (p50 / p99) through its queue store, "
-                f"{direct_put['p50_ms']:,.0f} / {direct_put['p99_ms']:,.0f} ms without one: MinIO delivers a "
-                "target with `queue_dir` from its store in a loop of its own, not as the PUT completes. "
-                "No change to the dispatcher reaches the target; the change that does is bucketrun's "
-                "deployment of MinIO's target without `queue_dir` (deploy/ and "
-                "`bucketrun.devtools.minio_server`), at the price of the events MinIO cannot deliver while "
-                "the broker is away, which the poller (`bucketrun poller`) then has to find."
-            )
-        elif target.startswith("upload -> Job created"):
-            upload = results["upload"]["no_queue_dir"]
-            ours, bare_put = (
-                upload["latency"]["50"]["upload_to_created"],
-                upload["bare_at_50"]["upload_to_message"],
-            )
-            created = results["raw_create_latency"]["due_to_watch"]
-            lines.append(
-                f"- **{target}**: p50 / p99 {ours['p50_ms']:,.0f} / {ours['p99_ms']:,.0f} ms; at "
-                "the same rate without "
-                f"bucketrun, MinIO's PUT -> message alone took {bare_put['p50_ms']:,.0f} / "
-                f"{bare_put['p99_ms']:,.0f} ms and "
-                f"the bare create of bucketrun's Job {created['p50_ms']:,.0f} / "
-                f"{created['p99_ms']:,.0f} ms (at half "
-                "the dispatch maximum): the two steps bucketrun sits between use the budget before it does. "
-                "The dispatcher's own share is what remains; on this machine the uploads, MinIO, RabbitMQ, "
-                "the API server and etcd share 2 cores with it (CPU table)."
-            )
-        elif target.startswith("publish -> Job created"):
-            created = results["raw_create_latency"]["due_to_watch"]
-            ours = results["latency"]["50"]["due_to_watch"]
-            lines.append(
-                f"- **{target}**: p50 / p99 {ours['p50_ms']:,.1f} / {ours['p99_ms']:,.1f} ms; bare "
-                "creates of the same "
-                f"Job at the same rate, with nothing in between, took {created['p50_ms']:,.1f} / "
-                f"{created['p99_ms']:,.1f} ms from their due instant to the watch: the API server "
-                "and etcd (fsync "
-                f"{'on' if results.get('fsync') else 'off'}) set the floor, "
-                + (
-                    "and it is above the target: no dispatcher change reaches it on this machine."
-                    if created["p99_ms"] > TARGET_P99_MS
-                    else "and bucketrun's share is the rest."
-                )
-            )
-        elif target.startswith("watcher completions"):
-            done = results["completions"]
-            bare = done["bare"]
-            busy = done["cpu_ms_per_completion"] * done["rate"] / 1000
-            lines.append(
-                f"- **{target}**: the watcher took {done['seconds']:.1f} s for {done['jobs']} Jobs at "
-                f"{done['cpu_ms_per_completion']:.2f} ms of CPU each ({busy:.0%} of a core), the bare loop "
-                f"{bare['seconds']:.1f} s at {bare['cpu_ms_per_job']:.2f} ms (answers: "
-                f"{', '.join(f'{key}: {n}' for key, n in sorted(bare.get('statuses', {}).items()))}). "
-                + (
-                    "The watcher was mostly waiting, not computing: its workers back off between tries of a "
-                    "log read or record that fails transiently (`watcher/completion.py`, 0.2 s doubling), "
-                    "which the bare loop does not do; a shorter first backoff for log reads "
-                    "(`_LOG_RETRY_BASE`) is the change to try."
-                    if busy < 0.5
-                    else "The watcher's own CPU per completion is the gap (record building, its informer)."
-                )
-            )
-        elif target.startswith("finished -> recorded"):
-            bare = results["completions"]["bare"].get("per_job")
-            ours = results["completion_latency"]["50"]["finished_to_recorded"]
-            text = f"- **{target}**: p50 / p99 {ours['p50_ms']:,.0f} / {ours['p99_ms']:,.0f} ms"
-            if bare:
-                text += (
-                    f"; the bare loop's own requests for one Job (its pods, three logs read together, one "
-                    f"PATCH; 8 Jobs at once) took {bare['p50_ms']:,.0f} / {bare['p99_ms']:,.0f} ms in this "
-                    "run. "
-                    + (
-                        "That floor is above the target already: the API server's answers (each log read "
-                        "is proxied to the node agent) take the budget, and no change to the watcher "
-                        "reaches it on this machine."
-                        if bare["p99_ms"] > TARGET_RECORDED_P99_MS
-                        else "The rest is the watcher's: the finish reaching its watch, and its queue of "
-                        "8 workers when Jobs finish together (the Job controller completes them in batches)."
-                    )
-                )
-            lines.append(text + ".")
-        else:
-            lines.append(f"- **{target}**: see the figures above.")
+        target = row["target"]
+        if "RSS" in target:
+            lines.append(f"- **{target}**: {rss_sentence(results, target)}")
+            continue
+        explain = next((why for prefix, why in _WHY if target.startswith(prefix)), None)
+        lines.append(f"- **{target}**: {explain(results) if explain else 'see the figures above.'}")
     return lines
+
+
+def rss_sentence(results: Mapping[str, Any], target: str) -> str:
+    """Why an RSS target fails: too few tracked Jobs in the run, or how the peak grows with them."""
+    side = "dispatcher" if target.startswith("dispatcher") else "watcher"
+    rows = sorted(
+        [
+            *results.get("scale", []),
+            *({**row, "backend": "emulator"} for row in results.get("emulator_scale", [])),
+        ],
+        key=lambda row: row["tracked_jobs"],
+    )
+    largest = rows[-1]
+    if largest["tracked_jobs"] < TARGET_SCALE_JOBS:
+        return f"this run tracked {largest['tracked_jobs']:,} Jobs at most (the full run measures 50,000)."
+    smallest = rows[0]
+    low, high = (row[side]["peak_rss_mib"] / MIB_PER_MB for row in (smallest, largest))
+    return (
+        f"peak {low:.0f} MB at {smallest['tracked_jobs']:,} tracked Jobs and {high:.0f} MB at "
+        f"{largest['tracked_jobs']:,}: {high - low:.0f} MB for the Jobs, the rest is the process itself "
+        "(interpreter, clients, imports), which a leaner import set would shrink."
+    )
 
 
 def direct_sentence(results: Mapping[str, Any]) -> str:
@@ -808,7 +850,8 @@ def direct_sentence(results: Mapping[str, Any]) -> str:
         f"event ({'meets' if cpu_ok else 'misses'} the CPU bound). "
         + (
             "Raising the bound's default is the change to bucketrun that meets them; the default keeps a "
-            "flood of one service from delaying another's events behind it (see the README)."
+            "flood of one service from delaying another's events behind it (bench/README.md, \"The direct "
+            'path").'
             if rate_ok and cpu_ok
             else "What remains is the dispatcher's per-event CPU (the profile below): a second replica on "
             "another core, as a deployment scales out, is what meets it on this machine."
