@@ -496,13 +496,14 @@ async def measure_real(
     results["problems"] = bench.log.problems
     with Path(os.devnull).open("w") as sink:  # noqa: ASYNC230 - opening /dev/null does not block
         dispatch.configure_dispatcher_logs(bench.log, sink)
+        # First, while the Job controller has nothing else to do: later phases leave it thousands of
+        # held Jobs to make pods for, and it then finishes new Jobs minutes late (a full run timed out).
+        await asyncio.to_thread(control.set_kubelet, "instant")
+        await run.recording()
         await asyncio.to_thread(control.set_kubelet, "off")
         rendered = await run.raw_limits()
         await run.dispatching(rendered)
         await run.uploading()
-        await asyncio.to_thread(control.set_kubelet, "instant")
-        await run.recording()
-        await asyncio.to_thread(control.set_kubelet, "off")
         results["naive"] = await naive_baseline(stack, sizes.naive, progress, poll=False)
         await bench.settle("bench-naive")
         results["scale"] = await scale.scale(
