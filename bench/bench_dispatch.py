@@ -387,6 +387,25 @@ async def api_client_for(kubeconfig: Path) -> client.ApiClient:
     return client.ApiClient(configuration=configuration)
 
 
+async def all_jobs(kubeconfig: Path, namespace: str) -> list[dict[str, Any]]:
+    """Every Job of *namespace* as the API sent it (raw JSON), a page of 1,000 at a time."""
+    found: list[dict[str, Any]] = []
+    async with await api_client_for(kubeconfig) as api:
+        batch: Any = client.BatchV1Api(api)
+        token: str | None = None
+        while True:
+            extra = {"_continue": token} if token else {}
+            page = await batch.list_namespaced_job(namespace, limit=1000, _preload_content=False, **extra)
+            try:
+                body = await page.json()
+            finally:
+                page.release()
+            found += body["items"]
+            token = body["metadata"].get("continue")
+            if not token:
+                return found
+
+
 @dataclass(frozen=True)
 class Stack:
     """The servers of this run and the names it uses on them."""

@@ -20,7 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench_dispatch import api_client_for, bench_job, create_namespace, latency_summary, watch_job_events
+from bench_dispatch import (
+    all_jobs,
+    api_client_for,
+    bench_job,
+    create_namespace,
+    latency_summary,
+    watch_job_events,
+)
 from bench_watcher import MemoryEvents, MemoryStore, recording_executor
 from kubernetes_asyncio import client  # noqa: TID251 - the bench measures the bare client's watch
 
@@ -159,21 +166,7 @@ async def create_jobs(kubeconfig: Path, namespace: str, names: list[str], rate: 
 
 async def finished_jobs(kubeconfig: Path, namespace: str) -> list[dict[str, Any]]:
     """The finished Jobs of *namespace* (paged list, raw JSON)."""
-    found: list[dict[str, Any]] = []
-    async with await api_client_for(kubeconfig) as api:
-        batch: Any = client.BatchV1Api(api)
-        token: str | None = None
-        while True:
-            extra = {"_continue": token} if token else {}
-            page = await batch.list_namespaced_job(namespace, limit=1000, _preload_content=False, **extra)
-            try:
-                body = await page.json()
-            finally:
-                page.release()
-            found += [job for job in body["items"] if finished_condition(job) is not None]
-            token = body["metadata"].get("continue")
-            if not token:
-                return found
+    return [job for job in await all_jobs(kubeconfig, namespace) if finished_condition(job) is not None]
 
 
 async def until_finished(kubeconfig: Path, namespace: str, count: int, within: float) -> tuple[float, int]:

@@ -80,19 +80,7 @@ def unavailable() -> str | None:
 
 def group_cpu_seconds(group: int) -> float:
     """User + system CPU seconds of every live process in process group *group* (0 when none)."""
-    total = 0
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as stat:  # noqa: PTH123 - hot loop, no Path objects
-                fields = stat.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        # After the command name: state, ppid, pgrp, ... utime (12th), stime (13th)
-        if int(fields[2]) == group:
-            total += int(fields[11]) + int(fields[12])
-    return total / CLOCK_TICKS
+    return groups_cpu_seconds({"group": group})["group"]
 
 
 def groups_cpu_seconds(groups: Mapping[str, int]) -> dict[str, float]:

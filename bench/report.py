@@ -288,9 +288,7 @@ def markdown(results: Mapping[str, Any]) -> str:
     burst = results["burst"]
     lines += [
         "",
-        f"Burst: {burst['events']:,} events drained in {burst['seconds']:.1f} s by a dispatcher process; "
-        f"{burst['writes_per_job']:.4f} API writes per Job; peak RSS {burst['peak_rss_mib']:.0f} MiB; "
-        f"{burst['jobs_listed']:,} Jobs listed, {burst['duplicates']} duplicates, {burst['losses']} lost.",
+        burst_line(burst),
         "",
         "## Scale: separate processes with N tracked Jobs",
         "",
@@ -1008,9 +1006,7 @@ def markdown_real(results: Mapping[str, Any]) -> str:
     burst = results["burst"]
     lines += [
         "",
-        f"Burst: {burst['events']:,} events drained in {burst['seconds']:.1f} s by a dispatcher process; "
-        f"{burst['writes_per_job']:.4f} API writes per Job; peak RSS {burst['peak_rss_mib']:.0f} MiB; "
-        f"{burst['jobs_listed']:,} Jobs listed, {burst['duplicates']} duplicates, {burst['losses']} lost.",
+        burst_line(burst),
         *profile_lines(results.get("profile")),
         "",
         "## Scale: separate processes with N tracked Jobs",
@@ -1103,3 +1099,12 @@ def plot_upload_cdf(results: Mapping[str, Any], folder: Path) -> Path:
     figure.savefig(path, dpi=80)
     pyplot.close(figure)
     return path
+
+
+def burst_line(burst: Mapping[str, Any]) -> str:
+    """The report's sentence on the burst a dispatcher process drained."""
+    return (
+        f"Burst: {burst['events']:,} events drained in {burst['seconds']:.1f} s by a dispatcher process; "
+        f"{burst['writes_per_job']:.4f} API writes per Job; peak RSS {burst['peak_rss_mib']:.0f} MiB; "
+        f"{burst['jobs_listed']:,} Jobs listed, {burst['duplicates']} duplicates, {burst['losses']} lost."
+    )

@@ -33,6 +33,7 @@ from bench_dispatch import (
     SERVICES,
     Progress,
     Stack,
+    all_jobs,
     api_client_for,
     api_counts,
     bench_job,
@@ -217,23 +218,10 @@ async def preload(
 
 async def job_keys(kubeconfig: Path, namespace: str) -> list[str]:
     """The object key annotation of every Job in *namespace* (paged list, raw JSON)."""
-    keys: list[str] = []
-    async with await api_client_for(kubeconfig) as api:
-        batch: Any = client.BatchV1Api(api)
-        token: str | None = None
-        while True:
-            extra = {"_continue": token} if token else {}
-            page = await batch.list_namespaced_job(namespace, limit=1000, _preload_content=False, **extra)
-            try:
-                body = await page.json()
-            finally:
-                page.release()
-            keys += [
-                str((item["metadata"].get("annotations") or {}).get(ANNOTATION_KEY)) for item in body["items"]
-            ]
-            token = body["metadata"].get("continue")
-            if not token:
-                return keys
+    return [
+        str((job["metadata"].get("annotations") or {}).get(ANNOTATION_KEY))
+        for job in await all_jobs(kubeconfig, namespace)
+    ]
 
 
 async def until_created(
