@@ -14,8 +14,9 @@ What it does, module by module:
 - `pods`: one worker per pod — statuses, `activeDeadlineSeconds` (Failed, DeadlineExceeded), deletion
   with the deletion's grace period (SIGTERM, SIGKILL after it), then delete with grace 0 on the uid;
 - `status`: the status document (phase, conditions, container states, exit codes and reasons);
-- `refs`: the Secrets and ConfigMaps a pod references, fetched for the runner: a missing one keeps a
-  container waiting with CreateContainerConfigError until it is created, as on a kubelet;
+- `refs`: the Secrets, ConfigMaps and PersistentVolumeClaims (with their bound PersistentVolumes) a
+  pod references, fetched for the runner: a missing one keeps a container waiting
+  (CreateContainerConfigError; ContainerCreating for a volume) until it is there, as on a kubelet;
 - `memory`: memory limits enforced by an RSS watchdog (no cgroups): a container over its limit is
   SIGKILLed and reported OOMKilled, exit code 137;
 - `logs`: `GET /containerLogs/{ns}/{pod}/{container}` (tailLines, limitBytes, timestamps, follow) and

@@ -1,4 +1,4 @@
-"""The Secrets and ConfigMaps a pod references, fetched from the API for the local runner.
+"""The Secrets, ConfigMaps and PersistentVolumeClaims a pod references, fetched for the local runner.
 
 The runner asks for a ConfigMap or Secret synchronously, at every try to start a container, so each
 pod's worker fetches the objects its pod names (env valueFrom, envFrom, secret/configMap volumes and
@@ -7,7 +7,9 @@ for its configuration: one created after the pod is seen at the next try, and th
 with CreateContainerConfigError starts. Only objects a pod references are read, one GET each: what the
 Node authorizer lets a node identity (`system:node:NAME`) do. A refused read counts as missing.
 Projected ServiceAccount tokens are requested before the pod starts (TokenRequest bound to the pod),
-and again while a container waits for a volume; they are not rotated.
+and again while a container waits for a volume; they are not rotated. Each persistentVolumeClaim
+volume's claim is read with the PersistentVolume it is bound to (the Node authorizer allows both for a
+pod bound to the node), at the same times: a claim bound later lets the waiting container start.
 """
 
 from __future__ import annotations
@@ -50,6 +52,16 @@ def referenced(pod: Mapping[str, Any]) -> tuple[set[str], set[str]]:
     return config_maps, secrets
 
 
+def claim_names(pod: Mapping[str, Any]) -> set[str]:
+    """The names of the PersistentVolumeClaims the pod's volumes mount."""
+    names = set()
+    for volume in (pod.get("spec") or {}).get("volumes") or []:
+        claim = volume.get("persistentVolumeClaim")
+        if isinstance(claim, Mapping) and claim.get("claimName"):
+            names.add(str(claim["claimName"]))
+    return names
+
+
 def token_sources(pod: Mapping[str, Any]) -> list[tuple[str, int]]:
     """(audience, expirationSeconds) of each projected serviceAccountToken source of the pod."""
     found = []
@@ -84,13 +96,16 @@ def secret_data(secret: Mapping[str, Any]) -> dict[str, bytes]:
 
 
 class FetchedRefs:
-    """The runner's `PodRefs` for one pod: its referenced objects as last fetched."""
+    """The runner's `PodRefs` and `ClaimRefs` for one pod: its referenced objects as last fetched."""
 
     def __init__(self, api: ApiClient, pod: Mapping[str, Any]) -> None:
         self._api = api
         self._namespace = str(pod["metadata"]["namespace"])
         self._wanted_config_maps, self._wanted_secrets = referenced(pod)
         self._wanted_tokens = token_sources(pod)
+        self._wanted_claims = claim_names(pod)
+        self._claims: dict[str, dict[str, Any]] = {}
+        self._volumes: dict[str, dict[str, Any]] = {}
         self._config_maps: dict[str, dict[str, str]] = {}
         self._secrets: dict[str, dict[str, bytes]] = {}
         self._tokens: dict[tuple[str, int], bytes] = {}
@@ -133,8 +148,10 @@ class FetchedRefs:
 
     @property
     def empty(self) -> bool:
-        """True when the pod references no Secret, ConfigMap or token: nothing to fetch."""
-        return not (self._wanted_config_maps or self._wanted_secrets or self._wanted_tokens)
+        """True when the pod references no Secret, ConfigMap, token or claim: nothing to fetch."""
+        return not (
+            self._wanted_config_maps or self._wanted_secrets or self._wanted_tokens or self._wanted_claims
+        )
 
     async def refresh(self) -> None:
         """Fetch every referenced object again (a missing or unreadable one is forgotten)."""
@@ -150,10 +167,30 @@ class FetchedRefs:
                 self._secrets.pop(name, None)
             else:
                 self._secrets[name] = secret_data(found)
+        await self._refresh_claims()
 
-    async def _get(self, plural: str, name: str) -> dict[str, Any] | None:
+    async def _refresh_claims(self) -> None:
+        """Each wanted claim and the PersistentVolume it names (a missing one is forgotten); replaced at
+        once, so the runner never sees a claim without the volume fetched with it."""
+        claims: dict[str, dict[str, Any]] = {}
+        volumes: dict[str, dict[str, Any]] = {}
+        for name in sorted(self._wanted_claims):
+            claim = await self._get("persistentvolumeclaims", name)
+            if claim is None:
+                continue
+            claims[name] = claim
+            volume_name = str((claim.get("spec") or {}).get("volumeName") or "")
+            volume = (
+                await self._get("persistentvolumes", volume_name, namespaced=False) if volume_name else None
+            )
+            if volume is not None:
+                volumes[volume_name] = volume
+        self._claims, self._volumes = claims, volumes
+
+    async def _get(self, plural: str, name: str, *, namespaced: bool = True) -> dict[str, Any] | None:
+        where = f"namespaces/{self._namespace}/" if namespaced else ""
         try:
-            return await self._api.get(f"/api/v1/namespaces/{self._namespace}/{plural}/{name}")
+            return await self._api.get(f"/api/v1/{where}{plural}/{name}")
         except ApiError as error:
             if error.status != 404:
                 logger.warning("%s %s/%s cannot be read: %s", plural, self._namespace, name, error)
@@ -169,3 +206,11 @@ class FetchedRefs:
     def secret(self, name: str) -> Mapping[str, bytes] | None:
         """The Secret's decoded `data`, or None if it does not exist (as last fetched)."""
         return self._secrets.get(name)
+
+    def persistent_volume_claim(self, name: str) -> Mapping[str, Any] | None:
+        """The PersistentVolumeClaim, or None if it does not exist (as last fetched)."""
+        return self._claims.get(name)
+
+    def persistent_volume(self, name: str) -> Mapping[str, Any] | None:
+        """The PersistentVolume a fetched claim names, or None if it does not exist (as last fetched)."""
+        return self._volumes.get(name)

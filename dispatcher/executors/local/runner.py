@@ -22,14 +22,19 @@ pods everywhere. Kubernetes semantics, mapped to local processes:
   Kubernetes, where image variables are not either.
 - Volumes: emptyDir, configMap, secret, downwardAPI and projected volumes become directories under
   the workdir (a projected serviceAccountToken only where `refs` can request tokens, as the node
-  agent's do); a hostPath volume is that host path. Other volume types, and a missing ConfigMap,
-  Secret or key that is not optional (in a volume or an env ref), make the containers that use them
-  end as ContainerCannotRun (Kubernetes would keep them waiting; a local run must end). A volume
-  whose source was missing is materialized again at each try to start a container that mounts it.
-- With `wait_when_unstartable` (the emulator's kubelet) such a container waits instead, as on a
-  kubelet: CreateContainerConfigError for a missing env ref, ContainerCreating for a missing volume
-  source, and ErrImagePull, then ImagePullBackOff, for an image that `pull_image` refuses. It is tried
-  again every `retry_seconds` until it can start or the pod is killed.
+  agent's do); a hostPath volume is that host path; a persistentVolumeClaim volume is the hostPath
+  (or `local`) path of the PersistentVolume its claim is bound to, where `refs` can read claims
+  (`ClaimRefs`: the node agent's, `StaticPodRefs`): the claim, in the pod's namespace, must be Bound
+  and its volume's claimRef must name it, as a kubelet checks. Other volume types, and a missing
+  ConfigMap, Secret or key that is not optional (in a volume or an env ref), or a missing or unbound
+  claim, make the containers that use them end as ContainerCannotRun (Kubernetes would keep them
+  waiting; a local run must end). A volume whose source was missing is materialized again at each
+  try to start a container that mounts it.
+- With `wait_when_unstartable` (the node agent, the emulator's kubelet) such a container waits instead,
+  as on a kubelet: CreateContainerConfigError for a missing env ref, ContainerCreating for a missing
+  volume source (a claim not found or not Bound included), and ErrImagePull, then ImagePullBackOff, for
+  an image that `pull_image` refuses. It is tried again every `retry_seconds` until it can start or
+  the pod is killed.
   ConfigMap/secret/downwardAPI files are written read-only; readOnly on other mounts is not enforced.
 - **Mounts are rewritten, not mounted.** A process cannot mount anything, so every occurrence of a
   mountPath (or mountPath + subPath) in env values, command, args and workingDir is replaced by the
@@ -77,6 +82,7 @@ from dispatcher.executors.local.pod.model import (
     REASON_CREATE_CONFIG_ERROR,
     REASON_ERR_IMAGE_PULL,
     REASON_IMAGE_PULL_BACK_OFF,
+    ClaimRefs,
     ContainerState,
     NoPodRefs,
     PodOutcome,
@@ -100,6 +106,7 @@ from dispatcher.executors.local.pod.volumes import PathRewriter, VolumeError, ma
 from dispatcher.runtime.concurrency import all_or_none, cancel_all
 
 __all__ = [
+    "ClaimRefs",
     "ContainerState",
     "LocalPodRunner",
     "PodOutcome",

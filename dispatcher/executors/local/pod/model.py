@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 ContainerPhase = Literal["waiting", "running", "terminated"]
 PodPhase = Literal["Succeeded", "Failed"]
@@ -84,12 +84,31 @@ class PodRefs(Protocol):
         ...
 
 
+@runtime_checkable
+class ClaimRefs(Protocol):
+    """Refs that can also read PersistentVolumeClaims and PersistentVolumes (the node agent's, and
+    `StaticPodRefs`): what a persistentVolumeClaim volume needs. Others refuse such volumes."""
+
+    def persistent_volume_claim(self, name: str) -> Mapping[str, Any] | None:
+        """The PersistentVolumeClaim called *name* in the pod's namespace, or None if there is none."""
+        ...
+
+    def persistent_volume(self, name: str) -> Mapping[str, Any] | None:
+        """The PersistentVolume called *name* (cluster-scoped), or None if there is none."""
+        ...
+
+
 @dataclass(frozen=True)
 class StaticPodRefs:
-    """A `PodRefs` backed by plain mappings: for the local executor's rendered objects and for tests."""
+    """A `PodRefs` and `ClaimRefs` backed by plain mappings: for the local executor's rendered objects
+    and for tests."""
 
     config_maps: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     secrets: Mapping[str, Mapping[str, bytes]] = field(default_factory=dict)
+    claims: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """PersistentVolumeClaim documents by name."""
+    persistent_volumes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """PersistentVolume documents by name."""
 
     def config_map(self, name: str) -> Mapping[str, str] | None:
         """The ConfigMap data called *name*, or None."""
@@ -98,6 +117,14 @@ class StaticPodRefs:
     def secret(self, name: str) -> Mapping[str, bytes] | None:
         """The Secret data called *name*, or None."""
         return self.secrets.get(name)
+
+    def persistent_volume_claim(self, name: str) -> Mapping[str, Any] | None:
+        """The PersistentVolumeClaim called *name*, or None."""
+        return self.claims.get(name)
+
+    def persistent_volume(self, name: str) -> Mapping[str, Any] | None:
+        """The PersistentVolume called *name*, or None."""
+        return self.persistent_volumes.get(name)
 
 
 class NoPodRefs:

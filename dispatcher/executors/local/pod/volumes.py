@@ -1,8 +1,10 @@
 """Volumes as host directories, and the rewriting that stands in for mounting them.
 
 A local process cannot mount anything, so each volume becomes a directory under the pod's workdir
-(a hostPath volume is the host path itself) and every occurrence of a mountPath in a container's
-env values, command, args and workingDir is replaced by that directory.
+(a hostPath volume is the host path itself; a persistentVolumeClaim volume is the hostPath or local
+path of the PersistentVolume its claim is bound to, as a kubelet mounts a bound claim) and every
+occurrence of a mountPath in a container's env values, command, args and workingDir is replaced by
+that directory.
 """
 
 from __future__ import annotations
@@ -16,8 +18,23 @@ from dispatcher.domain.quantity import parse_quantity
 from dispatcher.executors.local.pod.environment import PodSources
 from dispatcher.executors.local.pod.expansion import expand_with
 from dispatcher.executors.local.pod.fields import field_value, resource_value
+from dispatcher.executors.local.pod.model import ClaimRefs
 from dispatcher.executors.local.pod.spec import VolumeMount
 
+# A PersistentVolume's spec fields that are not its volume source.
+_PV_FIELDS_NOT_SOURCES = frozenset(
+    {
+        "accessModes",
+        "capacity",
+        "claimRef",
+        "mountOptions",
+        "nodeAffinity",
+        "persistentVolumeReclaimPolicy",
+        "storageClassName",
+        "volumeAttributesClassName",
+        "volumeMode",
+    }
+)
 _TOKEN_SECONDS = 3600  # a projected token's default expirationSeconds
 # Kubernetes' default file mode for configMap, secret, downwardAPI and projected volumes (0644).
 DEFAULT_MODE = 0o644
@@ -34,7 +51,8 @@ class VolumeError(Exception):
 def materialize(volume: Mapping[str, Any], root: Path, sources: PodSources) -> Path:
     """Create *volume* as a directory under *root* and return the host path that stands for it."""
     name: str = volume["name"]
-    kind = next((kind for kind in (*_FILE_WRITERS, "emptyDir", "hostPath") if kind in volume), None)
+    kinds = (*_FILE_WRITERS, "emptyDir", "hostPath", "persistentVolumeClaim")
+    kind = next((kind for kind in kinds if kind in volume), None)
     if kind is None:
         others = sorted(key for key in volume if key != "name")
         raise VolumeError(
@@ -46,6 +64,8 @@ def materialize(volume: Mapping[str, Any], root: Path, sources: PodSources) -> P
             directory.mkdir(parents=True, exist_ok=True)
         elif kind == "hostPath":
             directory = _host_path(volume["hostPath"])
+        elif kind == "persistentVolumeClaim":
+            directory = claimed_directory(volume["persistentVolumeClaim"]["claimName"], sources.refs)
         else:
             source: Mapping[str, Any] = volume[kind]
             files = _FILE_WRITERS[kind](source, source.get("defaultMode", DEFAULT_MODE), sources)
@@ -107,6 +127,46 @@ def _host_path(source: Mapping[str, Any]) -> Path:
     elif not path.exists():
         raise VolumeError(f"hostPath {str(path)!r} does not exist on this host")
     return path
+
+
+def claimed_directory(claim_name: str, refs: object) -> Path:
+    """The host directory of the PersistentVolume that claim *claim_name* is bound to, as a kubelet
+    finds it: the claim (the pod's namespace) must be Bound with a volumeName, that volume's claimRef
+    must name this claim (its uid), and the volume must be a hostPath or local one. VolumeError says
+    which step failed: the kubelet keeps the pod's containers in ContainerCreating until it succeeds.
+    """
+    if not isinstance(refs, ClaimRefs):
+        raise VolumeError("persistentVolumeClaim volumes need refs that can read claims (the node agent's)")
+    claim = refs.persistent_volume_claim(claim_name)
+    if claim is None:
+        raise VolumeError(f"persistentvolumeclaim {claim_name!r} not found")
+    phase = str((claim.get("status") or {}).get("phase", ""))
+    volume_name = str((claim.get("spec") or {}).get("volumeName") or "")
+    if phase != "Bound" or not volume_name:
+        raise VolumeError(
+            f"persistentvolumeclaim {claim_name!r} is not bound (phase {phase or 'none'!r}, "
+            f"volumeName {volume_name!r})"
+        )
+    volume = refs.persistent_volume(volume_name)
+    if volume is None:
+        raise VolumeError(f"persistentvolume {volume_name!r} of claim {claim_name!r} not found")
+    spec = volume.get("spec") or {}
+    claim_ref = spec.get("claimRef") or {}
+    claim_meta = claim.get("metadata") or {}
+    if claim_ref.get("name") != claim_name or claim_ref.get("uid") != claim_meta.get("uid"):
+        raise VolumeError(f"persistentvolume {volume_name!r} is bound to another claim than {claim_name!r}")
+    if "hostPath" in spec:
+        return _host_path(spec["hostPath"])
+    if "local" in spec:
+        path = Path(spec["local"]["path"])
+        if not path.exists():
+            raise VolumeError(f"local path {str(path)!r} of persistentvolume {volume_name!r} does not exist")
+        return path
+    sources = "/".join(sorted(set(spec) - _PV_FIELDS_NOT_SOURCES))
+    raise VolumeError(
+        f"persistentvolume {volume_name!r}: only hostPath and local volumes are supported by the local "
+        f"runner, not {sources or 'this one'}"
+    )
 
 
 _Files = list[tuple[str, bytes, int]]
