@@ -79,6 +79,11 @@ CONTROLLERS: Final = (
     # a Node whose agent stops renewing its Lease turns NotReady and gets the unreachable taint
     "node-lifecycle-controller",
     "taint-eviction-controller",
+    # PersistentVolumeClaims bound to PersistentVolumes (hostPath ones: the node agent mounts those), and
+    # the finalizers the StorageObjectInUseProtection admission plugin puts on both removed when unused
+    "persistentvolume-binder-controller",
+    "persistentvolume-protection-controller",
+    "persistentvolumeclaim-protection-controller",
 )
 """The kube-controller-manager controllers started (names as v1.37's ``--controllers`` spells them)."""
 CONTROLLER_MANAGER_TUNING: Final = (
