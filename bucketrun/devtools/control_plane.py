@@ -11,8 +11,8 @@ small but real cluster:
   ServiceAccount tokens (TokenRequest) and reaches kubelets over HTTPS at a Node's ``InternalIP``,
   checking their serving certificate against the cluster CA and presenting a client certificate of
   its own (user ``kube-apiserver-kubelet-client``);
-- the controller manager runs the controllers a Job's life needs (``CONTROLLERS``), each with its own
-  ServiceAccount credentials;
+- the controller manager runs the controllers a Job's life needs, and those binding claims to
+  volumes (``CONTROLLERS``), each with its own ServiceAccount credentials;
 - the scheduler binds pods to Ready Nodes. There is no node: a node agent (``node_agent``) registers
   one as user ``system:node:NAME`` in group ``system:nodes`` (``kubeconfig_for``), serving with a
   certificate from ``issue_serving_cert``. The ClusterRole ``system:node`` is bound to that group
