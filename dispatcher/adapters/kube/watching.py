@@ -7,12 +7,12 @@ nothing, not even a bookmark, for the API's ``watch_read_timeout`` raises ``Watc
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
+import orjson
 
 from dispatcher.adapters.kube.api import MANAGED_SELECTOR, KubeApi, mapped, raise_for_status
 from dispatcher.adapters.kube.list_watch import ResourceExpired, WatchStalled
@@ -69,7 +69,7 @@ async def _watch_events(
         async for line in response.content:
             if not line.strip():
                 continue
-            event = json.loads(line)
+            event = orjson.loads(line)  # a watch event is a whole Job: about twice as fast as json
             if not isinstance(event, dict):
                 raise TransientError(
                     f"{action}: a watch line is not an event: {line[:200]!r}", kind="api-watch"
