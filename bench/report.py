@@ -247,6 +247,17 @@ def markdown(results: Mapping[str, Any]) -> str:
         ),
         ("raw: bare kubernetes-asyncio Job create (small Job)", results["raw_k8s_small"]["rate"], "Jobs/s"),
         ("raw: same, bucketrun's rendered Jobs", results["raw_k8s_rendered"]["rate"], "Jobs/s"),
+        *(
+            (
+                f"raw: the same at {paired[0]['in_flight']} in flight, just before, between and after "
+                "bucketrun's two saturation runs ("
+                + ", ".join(f"{bare['rate']:,.0f}/s" for bare in paired)
+                + ")",
+                sum(bare["rate"] for bare in paired) / len(paired),
+                "Jobs/s",
+            )
+            for paired in ([results["raw_k8s_paired"]] if results.get("raw_k8s_paired") else [])
+        ),
         ("raw: bare watch events", results["raw_watch"]["rate"], "events/s"),
         (
             "naive baseline: pika + sync kubernetes, one create per message",
@@ -432,11 +443,39 @@ def ms_per(usage: Mapping[str, Any], name: str, count: int) -> float:
     return 1000 * float(usage.get(f"{name}_cpu_s", 0.0)) / max(count, 1)
 
 
+def create_baseline(results: Mapping[str, Any], run: str = "saturation") -> dict[str, Any]:
+    """The bare creates of bucketrun's Job that saturation *run* (``saturation`` or ``saturation_direct``)
+    is judged by: the mean rate and client CPU of the bare runs made just before and just after it, at
+    the sweep's best in-flight count (``raw_k8s_paired``: the cluster in the same state); the sweep's best
+    run for results without them (the emulator's, older runs). ``sentence`` says which."""
+    paired = results.get("raw_k8s_paired") or []
+    first = 0 if run == "saturation" else 1
+    pair = paired[first : first + 2]
+    if len(pair) == 2:
+        rates = [bare["rate"] for bare in pair]
+        return {
+            "rate": sum(rates) / 2,
+            "cpu_ms": sum(ms_per(bare["usage"], "bench", bare["jobs"]) for bare in pair) / 2,
+            "in_flight": pair[0]["in_flight"],
+            "sentence": f"bare, {pair[0]['in_flight']} in flight, the mean of the runs just before and "
+            f"after it: {rates[0]:,.0f} and {rates[1]:,.0f}",
+        }
+    rendered = results["raw_k8s_rendered"]
+    sweep = rendered.get("sweep")
+    return {
+        "rate": rendered["rate"],
+        "cpu_ms": ms_per(rendered["usage"], "bench", rendered["jobs"]),
+        "in_flight": rendered.get("in_flight"),
+        "sentence": f"bare, {rendered.get('in_flight')} in flight"
+        + (f", the best of {', '.join(sweep)}" if sweep else ""),
+    }
+
+
 def dispatcher_cpu(results: Mapping[str, Any]) -> dict[str, float]:
-    """The CPU target's figures (ms per event): bucketrun's dispatcher, the bare create of its own Job,
-    the bare consume+ack, and the bound (TARGET_CPU_RATIO x the two bare figures together)."""
-    sat, rendered, amqp = results["saturation"], results["raw_k8s_rendered"], results["raw_amqp"]
-    create = ms_per(rendered["usage"], "bench", rendered["jobs"])
+    """The CPU target's figures (ms per event): bucketrun's dispatcher, the bare create of its own Job
+    (``create_baseline``), the bare consume+ack, and the bound (TARGET_CPU_RATIO x the two together)."""
+    sat, amqp = results["saturation"], results["raw_amqp"]
+    create = create_baseline(results)["cpu_ms"]
     consume = ms_per(amqp["usage"], "bench", amqp["messages"])
     whole = ms_per(sat["usage"], "bench", sat["events"])
     return {
@@ -459,7 +498,7 @@ def largest_scale(results: Mapping[str, Any]) -> dict[str, Any] | None:
 
 def targets_real(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Each target of issue #21: what was measured and PASS/FAIL (``why_lines`` says why a failure fails)."""
-    sat, rendered = results["saturation"], results["raw_k8s_rendered"]
+    sat, baseline = results["saturation"], create_baseline(results)
     naive = results["naive"]["rate"]
     cpu = dispatcher_cpu(results)
     half = results["latency"]["50"]["due_to_watch"]
@@ -472,10 +511,9 @@ def targets_real(results: Mapping[str, Any]) -> list[dict[str, Any]]:
         {
             "target": f"sustained dispatch >= {TARGET_RENDERED_RATIO:.0%} of the bare create rate of the "
             "same rendered Job",
-            "measured": f"{sat['rate']:,.0f} events/s = {sat['rate'] / rendered['rate']:.0%} of "
-            f"{rendered['rate']:,.0f} Jobs/s (bare, {rendered['in_flight']} in flight, the best of "
-            f"{', '.join(rendered['sweep'])})",
-            "passed": sat["rate"] / rendered["rate"] >= TARGET_RENDERED_RATIO,
+            "measured": f"{sat['rate']:,.0f} events/s = {sat['rate'] / baseline['rate']:.0%} of "
+            f"{baseline['rate']:,.0f} Jobs/s ({baseline['sentence']})",
+            "passed": sat["rate"] / baseline["rate"] >= TARGET_RENDERED_RATIO,
         },
         {
             "target": f"dispatcher CPU per event <= {TARGET_CPU_RATIO}x (bare create of the same Job + "
@@ -594,6 +632,16 @@ def cpu_rows_real(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     ):
         run = results[key]
         add(f"{label} ({run['in_flight']} in flight)", run["usage"], run["jobs"], run["rate"])
+    paired = results.get("raw_k8s_paired") or []
+    for bare, when in zip(
+        paired, ("just before bucketrun's run", "between its two runs", "after them"), strict=False
+    ):
+        add(
+            f"bare create, bucketrun's Job ({bare['in_flight']} in flight), {when}",
+            bare["usage"],
+            bare["jobs"],
+            bare["rate"],
+        )
     sat = results["saturation"]
     add(
         "bucketrun: consume, route, render, create, ack (in the bench process)",
@@ -656,7 +704,8 @@ def cpu_table_real(results: Mapping[str, Any]) -> list[str]:
 def _why_sustained(results: Mapping[str, Any]) -> str:
     rows = cpu_rows_real(results)
     sat = next(row for row in rows if row["what"].startswith("bucketrun: consume"))
-    bare = next(row for row in rows if row["what"].startswith("bare create, bucketrun's Job"))
+    bares = [row for row in rows if row["what"].startswith("bare create, bucketrun's Job")]
+    bare = bares[1] if len(bares) > 1 else bares[0]  # the run just before bucketrun's (same state), if made
     return (
         f"the dispatcher spends {sat['ms']['bench']:.2f} ms of CPU per event and the servers "
         f"{sat['total'] - sat['ms']['bench']:.2f} ms (bare create: client {bare['ms']['bench']:.2f} ms, "
@@ -834,18 +883,18 @@ def direct_sentence(results: Mapping[str, Any]) -> str:
     direct = results.get("saturation_direct")
     if not direct:
         return ""
-    rendered = results["raw_k8s_rendered"]
+    baseline = create_baseline(results, "saturation_direct")
     cpu = dispatcher_cpu(results)
     own = direct.get("cpu_ms_per_event_consuming", ms_per(direct["usage"], "bench", direct["events"]))
-    rate_ok = direct["rate"] / rendered["rate"] >= TARGET_RENDERED_RATIO
+    rate_ok = direct["rate"] / baseline["rate"] >= TARGET_RENDERED_RATIO
     cpu_ok = own <= cpu["bound"]
     return (
         f"The same run with `BUCKETRUN_DISPATCH__DIRECT_CREATES={direct['direct_creates']}` (every event of "
         "a "
         "one-service message created by the ingress consumer, no service queue's publish, consume and ack): "
-        f"{direct['rate']:,.0f} events/s = {direct['rate'] / rendered['rate']:.0%} of the bare create rate "
-        f"({'meets' if rate_ok else 'misses'} the throughput target) at {own:.2f} ms of dispatcher CPU per "
-        f"event ({'meets' if cpu_ok else 'misses'} the CPU bound). "
+        f"{direct['rate']:,.0f} events/s = {direct['rate'] / baseline['rate']:.0%} of the bare create rate "
+        f"({baseline['sentence']} Jobs/s; {'meets' if rate_ok else 'misses'} the throughput target) at "
+        f"{own:.2f} ms of dispatcher CPU per event ({'meets' if cpu_ok else 'misses'} the CPU bound). "
         + (
             "Raising the bound's default is the change to bucketrun that meets them; the default keeps a "
             "flood of one service from delaying another's events behind it (bench/README.md, \"The direct "

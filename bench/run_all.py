@@ -7,10 +7,12 @@ On the real stack (``--backend real``, or ``auto`` when ``make servers`` built i
 etcd with fsync, kube-apiserver, kube-controller-manager, kube-scheduler, the node agent, RabbitMQ and
 two MinIOs (with and without ``queue_dir``), ``RealRun`` measures in order: raw limits (bare aio-pika,
 bare creates of bucketrun's rendered Job at the best of several concurrencies and of a minimal Job, the
-bare watch, bare PUT -> AMQP message); bucketrun's sustained rate, publish -> created at 10/50/90%, bare
-creates at 50%, the profile; upload -> Job created through real MinIO notifications (a dispatcher
-process); the bare record loop and the watcher; the naive baseline; scale at 1k and 10k tracked Jobs;
-the 10,000-event burst; then 50,000 tracked Jobs on the emulator. The targets are issue #21's.
+bare watch, bare PUT -> AMQP message); bucketrun's sustained rate, as shipped and with
+``DIRECT_CREATES`` raised, each between two bare create runs of its Job (the throughput target's
+baseline, in the same cluster state); publish -> created at 10/50/90%, bare creates at 50%, the
+profile; upload -> Job created through real MinIO notifications (a dispatcher process); the bare record
+loop and the watcher; the naive baseline; scale at 1k and 10k tracked Jobs; the 10,000-event burst;
+then 50,000 tracked Jobs on the emulator. The targets are issue #21's.
 
 On the emulator (``--backend emulator``, or ``auto`` without the servers; ``--tiny`` unless ``--backend
 real``), with a real RabbitMQ (the machine's, or ``$BUCKETRUN_BENCH_AMQP_URL``) and the instant kubelet,
@@ -380,22 +382,30 @@ class RealRun:
         return rendered
 
     async def dispatching(self, rendered: list[dict[str, Any]]) -> None:
-        """Saturation, publish -> created at 10/50/90%, the bare creates at 50%, the profile."""
+        """Saturation (as shipped, then with DIRECT_CREATES raised), each between two bare create runs;
+        publish -> created at 10/50/90%, the bare creates at 50%, the profile."""
         sizes, bench, results, progress = self.sizes, self.bench, self.results, self.progress
+        # The bare creates again before, between and after bucketrun's two saturation runs, at the sweep's
+        # best in-flight count: the cluster's state (the Jobs and pods earlier phases left) moves the API
+        # server's rate by tens of percent, so each run is compared with the bare runs on either side.
+        in_flight = results["raw_k8s_rendered"]["in_flight"]
+        results["raw_k8s_paired"] = [await self.bare_pair("pair-a", rendered, in_flight)]
         progress(f"bucketrun: {sizes.events} pre-published events -> dispatcher -> Jobs")
         results["saturation"] = await bench.saturation("sat", sizes.events)
         await bench.settle("bench-sat")
+        results["raw_k8s_paired"].append(await self.bare_pair("pair-b", rendered, in_flight))
+        direct = {"direct_creates": DIRECT_CREATES_TRIED}
+        progress(f"bucketrun again with BUCKETRUN_DISPATCH__DIRECT_CREATES={DIRECT_CREATES_TRIED}")
+        results["saturation_direct"] = await bench.saturation("satd", sizes.events, dispatch=direct)
+        results["saturation_direct"]["direct_creates"] = DIRECT_CREATES_TRIED
+        await bench.settle("bench-satd")
+        results["raw_k8s_paired"].append(await self.bare_pair("pair-c", rendered, in_flight))
         results["latency"] = {}
         for share in (10, 50, 90):
             rate = results["saturation"]["rate"] * share / 100
             progress(f"latency: {rate:,.0f} events/s ({share}% of max) for {sizes.latency_seconds:g} s")
             results["latency"][str(share)] = await bench.latency(rate, sizes.latency_seconds, f"lat{share}")
             await bench.settle(f"bench-lat{share}")
-        direct = {"direct_creates": DIRECT_CREATES_TRIED}
-        progress(f"bucketrun again with BUCKETRUN_DISPATCH__DIRECT_CREATES={DIRECT_CREATES_TRIED}")
-        results["saturation_direct"] = await bench.saturation("satd", sizes.events, dispatch=direct)
-        results["saturation_direct"]["direct_creates"] = DIRECT_CREATES_TRIED
-        await bench.settle("bench-satd")
         rate = results["saturation"]["rate"] / 2
         progress(f"raw: bare creates of bucketrun's Job at {rate:,.0f}/s for {sizes.latency_seconds:g} s")
         results["raw_create_latency"] = await bare_create_latency(
@@ -410,6 +420,18 @@ class RealRun:
             results["saturation"]["usage"]["bench_cpu_s"] / results["profile_run"]["usage"]["bench_cpu_s"]
         )
         results["profile"] = dispatch.profile_report(profiler, sizes.events, factor)
+
+    async def bare_pair(self, tag: str, docs: list[dict[str, Any]], in_flight: int) -> dict[str, Any]:
+        """Bare creates of *docs* at *in_flight* in a namespace of their own, then the settle."""
+        namespace = f"bench-raw-{tag}"
+        self.progress(f"raw (b): {len(docs)} rendered Jobs, {in_flight} in flight, beside bucketrun's run")
+        placed = [{**doc, "metadata": {**doc["metadata"], "namespace": namespace}} for doc in docs]
+        run = await self.bench.raw_creates(namespace, placed, in_flight)
+        if run["statuses"] != {"201": len(docs)}:
+            raise RuntimeError(f"bare creates in {namespace} were answered {run['statuses']}, not all 201")
+        run["in_flight"] = in_flight
+        await self.bench.settle(namespace)
+        return run
 
     async def uploading(self) -> None:
         """Per MinIO: sustained upload -> Job created, bare PUT -> message at 50%, latency at 10/50/90%."""

@@ -80,7 +80,7 @@ def results(dispatcher_s: float, startup_s: float = 0.5) -> dict[str, Any]:
             "startup_cpu_s": startup_s,
             "cpu_ms_per_event_consuming": consuming,
         },
-        "raw_k8s_rendered": {"jobs": 1000, "usage": usage(1.8)},
+        "raw_k8s_rendered": {"jobs": 1000, "rate": 200.0, "usage": usage(1.8)},
         "raw_amqp": {"messages": 1000, "usage": usage(0.2)},
     }
 
@@ -98,6 +98,22 @@ def test_the_cpu_target_is_the_dispatcher_s_own_cpu_against_the_two_bare_clients
         }
     )
     assert report.dispatcher_cpu(results(dispatcher_s=3.6))["dispatcher"] > figures["bound"]
+
+
+def test_runs_are_judged_by_the_bare_creates_made_just_before_and_after_them(report: ModuleType) -> None:
+    paired = [
+        {"jobs": 1000, "rate": rate, "in_flight": 128, "usage": usage(cpu)}
+        for rate, cpu in ((100.0, 1.0), (140.0, 1.4), (180.0, 2.0))
+    ]
+    figures = results(dispatcher_s=3.5) | {"raw_k8s_paired": paired}
+    shipped = report.create_baseline(figures)
+    assert (shipped["rate"], shipped["cpu_ms"]) == pytest.approx((120.0, 1.2))
+    assert "100 and 140" in shipped["sentence"]
+    direct = report.create_baseline(figures, "saturation_direct")
+    assert (direct["rate"], direct["cpu_ms"]) == pytest.approx((160.0, 1.7))
+    assert report.dispatcher_cpu(figures)["bound"] == pytest.approx(1.5 * (1.2 + 0.2))
+    # Without them (older results, the emulator): the sweep's best run.
+    assert report.create_baseline(results(dispatcher_s=3.5))["rate"] == 200.0
 
 
 def test_the_largest_scale_row_may_be_the_emulator_s(report: ModuleType) -> None:
