@@ -607,9 +607,20 @@ def cpu_rows_real(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     rows = []
 
     def add(
-        label: str, usage: Mapping[str, Any], count: int, rate: float, child_ms: float | None = None
+        label: str,
+        usage: Mapping[str, Any],
+        count: int,
+        rate: float,
+        child_ms: float | None = None,
+        *,
+        tail: Mapping[str, Any] | None = None,
     ) -> None:
-        cost = {name: ms_per(usage, name, count) for name in ("bench", *SERVERS)}
+        # A run's servers also count their tail (``Bench.settle``: the pods of its Jobs, made after the
+        # window), so a fast run and a slow one are charged the same work.
+        cost = {
+            name: ms_per(usage, name, count) + (ms_per(tail, name, count) if tail and name != "bench" else 0)
+            for name in ("bench", *SERVERS)
+        }
         if child_ms is not None:
             cost["dispatcher"] = child_ms
         total = sum(cost.values())
@@ -631,7 +642,13 @@ def cpu_rows_real(results: Mapping[str, Any]) -> list[dict[str, Any]]:
         ("raw_k8s_rendered", "bare create, bucketrun's Job"),
     ):
         run = results[key]
-        add(f"{label} ({run['in_flight']} in flight)", run["usage"], run["jobs"], run["rate"])
+        add(
+            f"{label} ({run['in_flight']} in flight)",
+            run["usage"],
+            run["jobs"],
+            run["rate"],
+            tail=run.get("tail_usage"),
+        )
     paired = results.get("raw_k8s_paired") or []
     for bare, when in zip(
         paired, ("just before bucketrun's run", "between its two runs", "after them"), strict=False
@@ -641,6 +658,7 @@ def cpu_rows_real(results: Mapping[str, Any]) -> list[dict[str, Any]]:
             bare["usage"],
             bare["jobs"],
             bare["rate"],
+            tail=bare.get("tail_usage"),
         )
     sat = results["saturation"]
     add(
@@ -648,6 +666,7 @@ def cpu_rows_real(results: Mapping[str, Any]) -> list[dict[str, Any]]:
         sat["usage"],
         sat["events"],
         sat["rate"],
+        tail=sat.get("tail_usage"),
     )
     direct = results.get("saturation_direct")
     if direct:
@@ -656,6 +675,7 @@ def cpu_rows_real(results: Mapping[str, Any]) -> list[dict[str, Any]]:
             direct["usage"],
             direct["events"],
             direct["rate"],
+            tail=direct.get("tail_usage"),
         )
     for name, row in results["raw_notify"].items():
         add(
@@ -1000,7 +1020,10 @@ def markdown_real(results: Mapping[str, Any]) -> str:
         "",
         "`bench` is this process (the bare client, or the dispatcher or watcher in-process, or the "
         "uploaders); "
-        "`dispatcher` a `bucketrun dispatcher` process. A ceiling is the cores over the total.",
+        "`dispatcher` a `bucketrun dispatcher` process. A ceiling is the cores over the total. The "
+        "servers' figures of the create runs (bare and bucketrun's) include what they spent in the settle "
+        "after the run, until the control plane was quiet: the Job controller and the scheduler make and "
+        "bind the pods of a run's Jobs after it ends, and more of that work falls outside a faster run.",
         "",
         *cpu_table_real(results),
         "",

@@ -310,7 +310,7 @@ async def best_concurrency(
             raise RuntimeError(f"bare creates in {namespace} were answered {run['statuses']}, not all 201")
         run["in_flight"] = in_flight
         runs.append(run)
-        await bench.settle(namespace)
+        run["tail_usage"] = await bench.settle(namespace)
     best = max(runs, key=lambda run: run["rate"])
     return best | {"sweep": {str(run["in_flight"]): run["rate"] for run in runs}}
 
@@ -392,13 +392,13 @@ class RealRun:
         results["raw_k8s_paired"] = [await self.bare_pair("pair-a", rendered, in_flight)]
         progress(f"bucketrun: {sizes.events} pre-published events -> dispatcher -> Jobs")
         results["saturation"] = await bench.saturation("sat", sizes.events)
-        await bench.settle("bench-sat")
+        results["saturation"]["tail_usage"] = await bench.settle("bench-sat")
         results["raw_k8s_paired"].append(await self.bare_pair("pair-b", rendered, in_flight))
         direct = {"direct_creates": DIRECT_CREATES_TRIED}
         progress(f"bucketrun again with BUCKETRUN_DISPATCH__DIRECT_CREATES={DIRECT_CREATES_TRIED}")
         results["saturation_direct"] = await bench.saturation("satd", sizes.events, dispatch=direct)
         results["saturation_direct"]["direct_creates"] = DIRECT_CREATES_TRIED
-        await bench.settle("bench-satd")
+        results["saturation_direct"]["tail_usage"] = await bench.settle("bench-satd")
         results["raw_k8s_paired"].append(await self.bare_pair("pair-c", rendered, in_flight))
         results["latency"] = {}
         for share in (10, 50, 90):
@@ -430,7 +430,7 @@ class RealRun:
         if run["statuses"] != {"201": len(docs)}:
             raise RuntimeError(f"bare creates in {namespace} were answered {run['statuses']}, not all 201")
         run["in_flight"] = in_flight
-        await self.bench.settle(namespace)
+        run["tail_usage"] = await self.bench.settle(namespace)
         return run
 
     async def uploading(self) -> None:
