@@ -420,6 +420,7 @@ class RealRun:
             results["saturation"]["usage"]["bench_cpu_s"] / results["profile_run"]["usage"]["bench_cpu_s"]
         )
         results["profile"] = dispatch.profile_report(profiler, sizes.events, factor)
+        results["json_costs"] = dispatch.json_costs(rendered)
 
     async def bare_pair(self, tag: str, docs: list[dict[str, Any]], in_flight: int) -> dict[str, Any]:
         """Bare creates of *docs* at *in_flight* in a namespace of their own, then the settle."""
