@@ -4,8 +4,10 @@ As KEDA's "Scaling Jobs" documentation describes a ScaledJob's Job: it starts, p
 from the queue, processes it to completion and ends. The event is MinIO's bucket notification, which
 MinIO's AMQP target published and the bench's queue holds. The work is the same as the bucketrun
 service's script (bench/peers/run.py, ``SCRIPT``): the object upper-cased into the output bucket, or
-exit 3 without an output when the object says ``FAIL``. The message is acknowledged after the output
-is written (at least once: a Job that dies first leaves it for another Job).
+exit 3 when the object says ``FAIL``. That script writes its output before failing and leaves the
+upload to the system around it; this Job is its own upload step and, like bucketrun by default, uploads
+only after success. The message is acknowledged after the output is written (at least once: a Job that
+dies first leaves it for another Job).
 
 A Job that finds the queue empty for ``EMPTY_WAIT`` seconds ends with exit 0 and no output (KEDA
 creates a Job per message it counted at its last poll; another Job may have taken it).

@@ -15,14 +15,17 @@ its own:
   default ``pollingInterval`` (30 s) and at 1 s.
 - **bucketrun** as shipped: ``bucketrun services apply``, then ``bucketrun dispatcher`` and
   ``bucketrun watcher`` as processes, a service whose script does the same work.
-- **OSCAR**: reported with what stops it (see ``oscar_status``).
+- **OSCAR** (``make peers`` builds its server): run with its kube backend as a local process that sees
+  in-cluster configuration, after the bench made what its Helm chart makes for its Jobs (the claim
+  ``oscar-pvc`` holding the supervisor: see ``Oscar``), and a service created through its own API.
 
 For each system: (1) ``count`` uploads at ``rate`` per second: upload → Job created (the watch event
 of the Job that processed it) and upload → output written (the output's LastModified), p50/p95/p99;
 (2) a burst of ``burst`` uploads: time to drain, Jobs created per upload, uploads never processed;
 (3) the same burst with the receiver (KEDA's operator, bucketrun's dispatcher) killed (SIGKILL) a third
 of the way in and restarted ``--down`` seconds later: lost, duplicated, drain time; (4) a failing script:
-the Jobs it caused, their status, whether an output was written; (5) CPU seconds and peak RSS of the
+the Jobs it caused, their status, whether an output was written, the end of the script container's log;
+(5) CPU seconds and peak RSS of the
 system's own processes over all its phases. Writes ``peers.md`` and ``peers.json`` (and ``peers.png``
 with matplotlib) into ``--out``.
 """
@@ -67,11 +70,12 @@ KEDA_NAMESPACE = "peers-keda"
 KEDA_QUEUE = "peers-keda"
 SCRIPT = """\
 name=$(basename "$INPUT_FILE_PATH")
-if grep -q FAIL "$INPUT_FILE_PATH"; then echo "$STORAGE_OBJECT_KEY: failing on purpose" >&2; exit 3; fi
 tr a-z A-Z < "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/$name"
+if grep -q FAIL "$INPUT_FILE_PATH"; then echo "$STORAGE_OBJECT_KEY: failing on purpose" >&2; exit 3; fi
 echo "upper-cased $STORAGE_OBJECT_KEY"
 """
-"""The bucketrun service's script; bench/peers/keda_job.py does the same work."""
+"""The bucketrun and OSCAR services' script; bench/peers/keda_job.py does the same work. A failing upload
+writes its output first and then exits 3, so whether a system uploads a failed script's outputs shows."""
 
 
 def free_port() -> int:
@@ -353,12 +357,16 @@ class System:
     receiver: Proc
     usage: Usage
     watch: JobWatch
-    output_timeout: float | None = None
-    """How long to wait for outputs where the system cannot write them (None: the phase's timeout)."""
+    log_container: str | None = None
+    """The container of its Jobs' pods that runs the script: whose log the failing-script column shows."""
 
     def job_for(self, name: str, jobs: dict[str, JobEvent]) -> JobEvent | None:
         """The Job that processed upload *name*."""
         raise NotImplementedError
+
+    def record(self, job: str) -> str:
+        """What the system itself recorded about how *job* ended, where it keeps such a record ('')."""
+        return ""
 
     def stop(self) -> None:
         """Stop everything it started."""
@@ -369,7 +377,7 @@ def measure_rate(system: System, store: Store, count: int, rate: float, timeout:
     """Phase 1: *count* uploads at *rate*/s; latencies to Job created and to output written."""
     keys = names("rate", count)
     uploaded = upload_at_rate(store, system.in_bucket, keys, rate)
-    outputs = wait_outputs(store, system, keys, system.output_timeout or timeout)
+    outputs = wait_outputs(store, system, keys, timeout)
     jobs = system.watch.snapshot()
     to_job, to_output = [], []
     for name, at in uploaded.items():
@@ -452,7 +460,7 @@ def measure_burst(
     uploaded = upload_burst(store, system.in_bucket, keys, kill)
     if restart is not None:
         restart.join()
-    outputs = wait_outputs(store, system, keys, system.output_timeout or timeout)
+    outputs = wait_outputs(store, system, keys, timeout)
     time.sleep(2.0)  # Jobs created late (duplicates) are counted too
     jobs = {name: job for name, job in system.watch.snapshot().items() if name not in before}
     processed = [name for name in keys if name in outputs]
@@ -464,7 +472,7 @@ def measure_burst(
         "jobs_per_upload": len(jobs) / size,
         "never_processed": size - len(processed),
         "uploads_with_job": sum(system.job_for(name, jobs) is not None for name in keys),
-        "timeout_s": system.output_timeout or timeout,
+        "timeout_s": timeout,
     }
     if kill_after is not None:
         result["receiver_down_s"] = down.get("restarted", 0.0) - down.get("killed", 0.0)
@@ -478,13 +486,35 @@ def measure_failure(system: System, store: Store, observe: float) -> dict[str, A
     time.sleep(observe)
     jobs = {n: j for n, j in system.watch.snapshot().items() if n not in before}
     outputs = store.outputs(system.out_bucket, "out/")
+    first = min(jobs.values(), key=lambda j: j.added, default=None)
     return {
         "jobs": len(jobs),
         "statuses": sorted({j.finished or "running" for j in jobs.values()}),
         "failed_pods": sum(j.failed_pods for j in jobs.values()),
         "output_written": "fail.txt" in outputs,
         "observed_s": observe,
+        "log": job_log(system, first.name) if first is not None else "",
+        "record": system.record(first.name) if first is not None else "",
     }
+
+
+def job_log(system: System, job: str, lines: int = 3) -> str:
+    """The last *lines* lines of the script container's log in the Job's first pod, as ``kubectl logs``
+    shows it to the user ('' when there is no pod or no such container)."""
+    plane = system.stack.plane
+    namespace = system.namespace
+    status, body = plane.request("GET", f"/api/v1/namespaces/{namespace}/pods?labelSelector=job-name%3D{job}")
+    pods = sorted((body or {}).get("items", []), key=lambda pod: pod["metadata"]["creationTimestamp"])
+    if status != 200 or not pods or system.log_container is None:
+        return ""
+    pod = pods[0]["metadata"]["name"]
+    url = f"{plane.api_url}/api/v1/namespaces/{namespace}/pods/{pod}/log?container={system.log_container}"
+    try:
+        context = plane.admin_context
+        with urllib.request.urlopen(f"{url}&tailLines={lines}", timeout=10, context=context) as answer:  # noqa: S310
+            return str(answer.read().decode(errors="replace").strip())
+    except (urllib.error.URLError, OSError) as error:
+        return f"(no log: {error})"
 
 
 # --- KEDA -------------------------------------------------------------------------------------------
@@ -498,6 +528,7 @@ class Keda(System):
         self.stack, self.store, self.polling, self.usage = stack, store, polling, usage
         self.in_bucket, self.out_bucket = f"peers-keda{polling}-in", f"peers-keda{polling}-out"
         self.namespace = KEDA_NAMESPACE
+        self.log_container = "worker"
         self.work = work
         env = stack.env
         plane = stack.plane
@@ -680,6 +711,7 @@ class Bucketrun(System):
         self.stack, self.store, self.usage = stack, store, usage
         self.in_bucket, self.out_bucket = "peers-br-in", "peers-br-out"
         self.namespace = NAMESPACE
+        self.log_container = "run"
         fdl = work / "bucketrun-services.yaml"
         script = "\n".join(f"        {line}" for line in SCRIPT.splitlines())
         fdl.write_text(
@@ -740,6 +772,30 @@ class Bucketrun(System):
         mine = [j for j in jobs.values() if j.annotations.get("bucketrun.io/key") == f"in/{name}"]
         return min(mine, key=lambda j: j.added) if mine else None
 
+    def record(self, job: str) -> str:
+        """The outcome, exit code, reason and message of the Job's ``status.json``, which the watcher writes
+        to ``<records bucket>/<records prefix><service>/<job>/`` (docs/USAGE.md); waits for it up to 30 s."""
+        bucket = self.stack.env.get("BUCKETRUN_STORAGE__RECORDS_BUCKET", "bucketrun-records")
+        prefix = self.stack.env.get("BUCKETRUN_STORAGE__RECORDS_PREFIX", "records/")
+        key = f"{prefix}upper/{job}/status.json"
+        found: dict[str, Any] = {}
+
+        def recorded() -> bool:
+            try:
+                body = self.store.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            except self.store.s3.exceptions.NoSuchKey:
+                return False
+            found.update(json.loads(body))
+            return True
+
+        try:
+            wait_until(recorded, 30, f"{bucket}/{key}", 0.5)
+        except TimeoutError as error:
+            return f"no record: {error}"
+        parts = [f"outcome {found.get('outcome')}", f"exit code {found.get('exit_code')}"]
+        parts += [f"{field} {found[field]}" for field in ("reason", "message") if found.get(field)]
+        return ", ".join(parts)
+
     def stop(self) -> None:
         """Stop the dispatcher and the watcher."""
         self.receiver.stop()
@@ -751,9 +807,70 @@ class Bucketrun(System):
 
 OSCAR_NAMESPACE = "oscar-bench"
 OSCAR_SERVICES_NAMESPACE = "oscar-svc"
-OSCAR_OUTPUT_TIMEOUT = 60.0
-"""OSCAR's Job pods cannot run on the node agent (see ``Oscar``): its phases wait this long for outputs."""
+OSCAR_PVC = "oscar-pvc"
+"""The claim OSCAR's Job pods mount at /oscar/bin (its pkg/types.PVCName), as its Helm chart names it."""
+OSCAR_PV = "peers-oscar-supervisor"
+"""The hostPath PersistentVolume standing for the storage class the chart's claim is provisioned from."""
+FAAS_SUPERVISOR_VERSION = "1.5.2"
+"""PyPI's faas-supervisor. OSCAR 3.3's chart pins 1.5.7, whose metadata asks for
+``webdavclient3 (==3.14.6requests)``, which no pip can install (pip >= 24.1 refuses the specifier, older
+pips find no such version); 1.5.2's binary supervisor, MinIO event parsing and S3 up/download are the
+same code (diffed), 1.5.7 adds dCache and WebDAV."""
+WEBDAVCLIENT_VERSION = "3.14.6"
+"""faas-supervisor imports ``webdav3`` whatever the storage, but 1.5.2 does not declare it (the PyInstaller
+build bundles it): installed beside it at the version 1.5.7 means."""
+PEERS_DIR = SERVERS / "peers"
+"""Where the bench installs what the peers need at run time (outside the checkout)."""
 _IN_CLUSTER = "/run/secrets/kubernetes.io/serviceaccount"  # /var/run is a link to /run
+SUPERVISOR_WRAPPER = """\
+#!/bin/sh
+# OSCAR's `supervisor` for bench/peers/run.py: PyPI's faas-supervisor {version} (in {venv}) in place of
+# the PyInstaller build of it that OSCAR's Helm chart downloads into oscar-pvc.
+# faas-supervisor reads the service's configuration and script at the fixed paths
+# /oscar/config/function_config.yaml and /oscar/config/script.sh, where the pod mounts the service's
+# ConfigMap (volume oscar-config). The node agent cannot mount: it runs the pod's processes on this host
+# and rewrites mountPaths only in env values, command, args and workingDir, and keeps that volume at
+# $HOME/../volumes/oscar-config (the local runner's workdir layout). When those files are absent,
+# faas-supervisor takes both from the environment (FUNCTION_CONFIG and SCRIPT, base64: its binary
+# mode's other input), so this wrapper passes them that way; faas-supervisor itself runs unchanged.
+config="$HOME/../volumes/oscar-config"
+for file in function_config.yaml script.sh; do
+    if [ ! -f "$config/$file" ]; then
+        echo "supervisor (bench wrapper): $config/$file not found: not run by the node agent?" >&2
+        exit 1
+    fi
+done
+FUNCTION_CONFIG=$(base64 -w0 < "$config/function_config.yaml")
+SCRIPT=$(base64 -w0 < "$config/script.sh")
+export FUNCTION_CONFIG SCRIPT
+exec {python} -m faassupervisor.supervisor
+"""
+"""The ``supervisor`` put into oscar-pvc (its comments say what it adapts and why)."""
+
+
+def faas_supervisor() -> Path:
+    """PyPI's faas-supervisor in a virtualenv under PEERS_DIR (installed once) and the ``supervisor``
+    wrapper that runs it; the wrapper's path."""
+    home = PEERS_DIR / f"faas-supervisor-{FAAS_SUPERVISOR_VERSION}"
+    venv = home / "venv"
+    python = venv / "bin" / "python"
+    probe = [str(python), "-c", "import faassupervisor.supervisor, webdav3.client"]
+    if not python.is_file() or subprocess.run(probe, capture_output=True, check=False).returncode != 0:
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, capture_output=True)
+        install = [
+            *(str(python), "-m", "pip", "install", "-q"),
+            f"faas-supervisor=={FAAS_SUPERVISOR_VERSION}",
+            f"webdavclient3=={WEBDAVCLIENT_VERSION}",
+        ]
+        done = subprocess.run(install, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"pip install faas-supervisor: exit {done.returncode}: {done.stderr[-800:]}")
+    wrapper = home / "supervisor"
+    wrapper.write_text(
+        SUPERVISOR_WRAPPER.format(version=FAAS_SUPERVISOR_VERSION, venv=venv, python=shlex.quote(str(python)))
+    )
+    wrapper.chmod(0o755)
+    return wrapper
 
 
 class Oscar(System):
@@ -769,22 +886,27 @@ class Oscar(System):
     created through its own API (``POST /system/services``), which creates the buckets, registers the
     webhook in MinIO (and restarts MinIO, as OSCAR does) and subscribes the input folder.
 
-    Its Jobs' pods mount the supervisor (faas-supervisor) from the PersistentVolumeClaim OSCAR's chart
-    fills, at /oscar/bin: a volume type the node agent cannot run, so no OSCAR Job writes an output
-    here; the upload → Job created figures and the Job counts are OSCAR's own.
+    Its Jobs' pods run ``echo $EVENT | /oscar/bin/supervisor``, the supervisor (faas-supervisor) coming
+    from the PersistentVolumeClaim ``oscar-pvc`` that OSCAR's Helm chart creates in the services
+    namespace and fills with its ``populate-volume-job``. Before OSCAR starts, the bench makes the same:
+    a hostPath PersistentVolume (the chart's claim is provisioned from the cluster's storage class; this
+    stack has none), the chart's claim, bound to it by the controller manager, and the chart's Job
+    (same name, container, mount at /data) copying ``SUPERVISOR_WRAPPER`` in, which runs PyPI's
+    faas-supervisor. The node agent mounts the bound claim as a kubelet would.
     """
 
     def __init__(self, stack: Stack, store: Store, work: Path, usage: Usage) -> None:
         self.label = f"OSCAR {(BIN / 'oscar.version').read_text().strip()}"
         self.stack, self.store, self.usage = stack, store, usage
         self.in_bucket, self.out_bucket = "peers-oscar-in", "peers-oscar-out"
-        self.output_timeout = OSCAR_OUTPUT_TIMEOUT
         self.namespace = OSCAR_SERVICES_NAMESPACE
+        self.log_container = "oscar-container"
         plane = stack.plane
         for namespace in (OSCAR_NAMESPACE, OSCAR_SERVICES_NAMESPACE):
             status, body = plane.request("POST", "/api/v1/namespaces", {"metadata": {"name": namespace}})
             if status not in (201, 409):
                 raise RuntimeError(f"creating namespace {namespace}: HTTP {status} {body}")
+        self._supervisor_volume(work / "oscar-pv")
         account = {"metadata": {"name": "oscar", "namespace": OSCAR_NAMESPACE}}
         plane.request("POST", f"/api/v1/namespaces/{OSCAR_NAMESPACE}/serviceaccounts", account)
         binding = {
@@ -840,6 +962,96 @@ class Oscar(System):
         wait_until(self._ready, 60, f"OSCAR ready (log {self.receiver.log})", 0.5)
         self.watch = JobWatch(stack, OSCAR_SERVICES_NAMESPACE)
         self._service()
+
+    def _supervisor_volume(self, directory: Path) -> None:
+        """What OSCAR's Helm chart makes for its Jobs: the claim ``oscar-pvc`` (bound here to a hostPath
+        volume on *directory*), filled with the supervisor by the chart's ``populate-volume-job``."""
+        wrapper = faas_supervisor()
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+        plane = self.stack.plane
+        volume: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": OSCAR_PV},
+            "spec": {
+                "capacity": {"storage": "2Gi"},
+                "accessModes": ["ReadWriteMany"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": "",
+                "hostPath": {"path": str(directory), "type": "Directory"},
+            },
+        }
+        # oscar/templates/oscar-volume.yaml (storageClassName unset: the chart's default)
+        claim: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": OSCAR_PVC, "namespace": OSCAR_SERVICES_NAMESPACE},
+            "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "2Gi"}}},
+        }
+        for path, body in (
+            ("/api/v1/persistentvolumes", volume),
+            (f"/api/v1/namespaces/{OSCAR_SERVICES_NAMESPACE}/persistentvolumeclaims", claim),
+        ):
+            status, answer = plane.request("POST", path, body)
+            if status != 201:
+                raise RuntimeError(
+                    f"creating {body['kind']} {body['metadata']['name']}: HTTP {status} {answer}"
+                )
+        claim_path = f"/api/v1/namespaces/{OSCAR_SERVICES_NAMESPACE}/persistentvolumeclaims/{OSCAR_PVC}"
+        wait_until(
+            lambda: (plane.request("GET", claim_path)[1] or {}).get("status", {}).get("phase") == "Bound",
+            60,
+            f"claim {OSCAR_PVC} bound to {OSCAR_PV}",
+        )
+        populate = {  # oscar/templates/populate-oscar-volume-job.yaml, its downloader a local copy
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": "populate-volume-job", "namespace": OSCAR_SERVICES_NAMESPACE},
+            "spec": {
+                "ttlSecondsAfterFinished": 120,
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [
+                            {
+                                "name": "bin-downloader",
+                                "image": "ghcr.io/grycap/oscar-bin-downloader:v3.3.0",
+                                "command": ["/bin/sh", "-c"],
+                                "args": [
+                                    'mkdir -p /data/alpine && cp "$SUPERVISOR" /data/supervisor'
+                                    ' && cp "$SUPERVISOR" /data/alpine/supervisor'
+                                    " && chmod 755 /data/supervisor /data/alpine/supervisor"
+                                ],
+                                "env": [
+                                    {"name": "FAAS_SUPERVISOR_VERSION", "value": FAAS_SUPERVISOR_VERSION},
+                                    {"name": "SUPERVISOR", "value": str(wrapper)},
+                                ],
+                                "volumeMounts": [{"name": "oscar-vol", "mountPath": "/data"}],
+                            }
+                        ],
+                        "volumes": [{"name": "oscar-vol", "persistentVolumeClaim": {"claimName": OSCAR_PVC}}],
+                    }
+                },
+            },
+        }
+        status, answer = plane.request(
+            "POST", f"/apis/batch/v1/namespaces/{OSCAR_SERVICES_NAMESPACE}/jobs", populate
+        )
+        if status != 201:
+            raise RuntimeError(f"creating populate-volume-job: HTTP {status} {answer}")
+        job_path = f"/apis/batch/v1/namespaces/{OSCAR_SERVICES_NAMESPACE}/jobs/populate-volume-job"
+
+        def populated() -> bool:
+            conditions = (plane.request("GET", job_path)[1] or {}).get("status", {}).get("conditions") or []
+            ended = {c["type"] for c in conditions if c.get("status") == "True"}
+            if "Failed" in ended:
+                raise RuntimeError(f"populate-volume-job failed: {'; '.join(pod_reasons(self))}")
+            return "Complete" in ended
+
+        wait_until(populated, 120, "populate-volume-job complete")
+        if not os.access(directory / "supervisor", os.X_OK):
+            raise RuntimeError(f"populate-volume-job completed, but {directory}/supervisor is not there")
 
     def _call(self, method: str, path: str, body: Any = None) -> tuple[int, str]:
         data = json.dumps(body).encode() if body is not None else None
@@ -1062,11 +1274,27 @@ HOW_TO_READ = [
     "  (`unshare -m`), its MinIO webhook, its service created through its own API. OSCAR registers the",
     "  webhook target with an endpoint and a token only (no `queue_dir`), so MinIO keeps no event it could",
     "  not deliver: while the target is marked offline, MinIO drops the events (its log says `not connected",
-    '  to target server/service` for `targetID="upper:webhook"`). Its Job pods mount the supervisor',
-    "  (faas-supervisor) from the PersistentVolumeClaim `oscar-pvc` that OSCAR's Helm chart creates and",
-    "  fills; here there is none, so they stay Pending (Unschedulable), and the node agent's runner has no",
-    "  PersistentVolumeClaim volumes anyway (emptyDir, configMap, secret, downwardAPI, projected, hostPath).",
-    "  Its outputs and its failing-script behaviour cannot be measured here; its Job figures are its own.",
+    '  to target server/service` for `targetID="upper:webhook"`). Its Job pods run',
+    "  `echo $EVENT | /oscar/bin/supervisor`, the supervisor (faas-supervisor) coming from the",
+    "  PersistentVolumeClaim `oscar-pvc` that its Helm chart creates in the services namespace (`oscar-svc`)",
+    "  and fills with its `populate-volume-job`. The bench makes the same before OSCAR starts: the chart's",
+    "  claim, bound to a hostPath PersistentVolume (the chart's claim is provisioned from the cluster's",
+    "  default storage class; this stack has none), and the chart's Job (its name, container and mount at",
+    "  /data) copying in a `supervisor` that runs PyPI's faas-supervisor 1.5.2 with webdavclient3 3.14.6",
+    "  (OSCAR 3.3's chart pins 1.5.7, whose metadata no pip can install; its binary-supervisor, MinIO and",
+    "  S3 code is 1.5.2's). The node agent mounts the bound claim's host path as a kubelet would.",
+    "  faas-supervisor reads the service's configuration and script at the fixed paths",
+    "  /oscar/config/function_config.yaml and /oscar/config/script.sh, which a local process does not see",
+    "  (the node agent rewrites mount paths only in env values, command, args and workingDir); the",
+    "  `supervisor` wrapper reads both from the pod's ConfigMap volume and passes them through",
+    "  faas-supervisor's own environment inputs (FUNCTION_CONFIG, SCRIPT), so the script runs from",
+    "  `$TMP_INPUT_DIR/script.sh` instead; faas-supervisor itself is unchanged. Its binary supervisor reads",
+    "  the script's output but never its exit status, so a failing script's Job completes, whatever the",
+    "  script left in `$TMP_OUTPUT_DIR` is uploaded, and the pod's log is the user's only sign.",
+    "- Failing script: the Jobs the upload caused, how they ended, their failed pods, whether an output",
+    "  was written, and the last lines of the script container's log in the first Job's first pod, as",
+    "  `kubectl logs` shows them; for bucketrun also its job record (`status.json`, which the watcher",
+    "  writes under the records bucket's `records/<service>/<job>/`): outcome, exit code, reason, message.",
     "- Issue #22 asks for OSCAR v4 and bursts of 1,000: the Go module proxy refuses",
     "  github.com/grycap/oscar/v4 at every version (v3.3.0 is the OSCAR it serves), and this run's bursts",
     "  are the size given above.",
@@ -1157,7 +1385,15 @@ def describe_failure(failure: dict[str, Any]) -> str:
         return str(failure.get("error", "—"))
     statuses = ", ".join(failure["statuses"])
     output = "yes" if failure["output_written"] else "no"
-    return f"{failure['jobs']} Jobs ({statuses}), {failure['failed_pods']} failed pods, output: {output}"
+    cell = f"{failure['jobs']} Jobs ({statuses}), {failure['failed_pods']} failed pods, output: {output}"
+    log = " ⏎ ".join(line.strip() for line in str(failure.get("log", "")).splitlines() if line.strip())
+    if log:
+        shown = log if len(log) <= 240 else f"…{log[-240:]}"
+        # a table cell: no pipe, and no backquote to end the code span
+        cell += f"; its log ends `{shown.replace('|', '/').replace('`', chr(39))}`"
+    if failure.get("record"):
+        cell += f"; its record: {str(failure['record'])[:300].replace('|', '/')}"
+    return cell
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
