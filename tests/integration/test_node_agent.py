@@ -6,7 +6,8 @@ server, controller manager and scheduler are the real ones. Checked: the Node is
 capacity and kubelet port and its Lease is renewed; a Job runs to completion and a failing one ends
 Failed with its exit code; `kubectl logs` reaches the agent through the API server with --tail and
 --limit-bytes; a missing Secret keeps the pod waiting with CreateContainerConfigError until it is
-created; a deleted pod is terminated within its grace period; activeDeadlineSeconds ends a pod
+created; a PersistentVolumeClaim bound (by the controller manager) to a hostPath volume is mounted;
+a deleted pod is terminated within its grace period; activeDeadlineSeconds ends a pod
 DeadlineExceeded; a memory limit is enforced (OOMKilled, 137); the image-pull fault holds a pod in
 ErrImagePull/ImagePullBackOff, the config-error and OOM faults act; fifty Jobs at once all complete
 (time and the agent's RSS printed); the unreachable fault makes the node NotReady (last: it takes
@@ -297,6 +298,48 @@ def test_a_missing_secret_keeps_the_pod_waiting_until_it_exists(plane: ControlPl
     assert status == 201, body
     wait_for(lambda: pod_phase(plane, "needs-secret", "Succeeded"), "the pod to run once the Secret exists")
     assert plane.kubectl("logs", "-n", namespace, "needs-secret").stdout == "token=s3cr3t\n"
+
+
+def test_a_claim_bound_to_a_hostpath_volume_is_mounted(
+    plane: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    # The controller manager binds the claim; the agent reads claim and volume and mounts the host path.
+    (tmp_path / "hello").write_text("from the volume\n")
+    volume = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": "agent-test-pv"},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteMany"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "",
+            "hostPath": {"path": str(tmp_path), "type": "Directory"},
+        },
+    }
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    status, body = plane.request("POST", "/api/v1/persistentvolumes", volume)
+    assert status == 201, body
+    status, body = plane.request("POST", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", claim)
+    assert status == 201, body
+    mounts = [{"name": "data", "mountPath": "/data"}]
+    create_pod(
+        plane,
+        "uses-claim",
+        [container("main", "cat /data/hello && echo written > /data/out", volumeMounts=mounts)],
+        volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}],
+    )
+
+    wait_for(lambda: pod_phase(plane, "uses-claim", "Succeeded"), "the pod to run with its claim")
+    claim_path = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/data"
+    assert plane.request("GET", claim_path)[1]["spec"]["volumeName"] == "agent-test-pv"
+    assert plane.kubectl("logs", "-n", namespace, "uses-claim").stdout == "from the volume\n"
+    assert (tmp_path / "out").read_text() == "written\n"
 
 
 def test_deleting_a_running_pod_terminates_it_within_the_grace_period(
