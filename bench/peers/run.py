@@ -420,13 +420,24 @@ def pod_reasons(system: System) -> list[str]:
     return sorted(reasons)
 
 
+STALL_SECONDS = 240.0
+"""A phase stops waiting once this long passed without a new output: longer than any retry backoff of the
+three systems (bucketrun's is capped at 120 s, KEDA polls at most every 30 s), so the outputs still
+missing by then are uploads the system lost, not slow ones."""
+
+
 def wait_outputs(store: Store, system: System, keys: list[str], timeout: float) -> dict[str, float]:
-    """Until every output of *keys* is written or *timeout* passes; name → LastModified of those written."""
+    """Until every output of *keys* is written, *timeout* passes, or ``STALL_SECONDS`` pass without a new
+    output; name → LastModified of those written."""
     wanted = set(keys)
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    progressed, seen = started, 0
     while True:
         found = {k: v for k, v in store.outputs(system.out_bucket, "out/").items() if k in wanted}
-        if len(found) == len(wanted) or time.monotonic() > deadline:
+        now = time.monotonic()
+        if len(found) != seen:
+            progressed, seen = now, len(found)
+        if len(found) == len(wanted) or now - started > timeout or now - progressed > STALL_SECONDS:
             return found
         time.sleep(0.5)
 
@@ -1328,7 +1339,8 @@ def markdown(report: dict[str, Any]) -> str:
             drain = (
                 _fmt(b.get("drain_s"), 0)
                 if b.get("drain_s") is not None
-                else f"not drained (no output within {_fmt(b.get('timeout_s'), 0)} s)"
+                else f"not drained (no new output for {STALL_SECONDS:.0f} s, "
+                f"or {_fmt(b.get('timeout_s'), 0)} s in all)"
             )
             cells.append(("error" if "error" in b else drain) if b else "—")
             cells.append(f"{b['jobs_created']} ({b['jobs_per_upload']:.2f})" if "jobs_created" in b else "—")
@@ -1360,7 +1372,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"Versions: {', '.join(f'{k} {v}' for k, v in report['versions'].items())}.",
         f"Phase 1: {args['count']} uploads at {args['rate']}/s. Bursts: {args['burst']} uploads each; in the "
         f"second, the receiver is SIGKILLed a third of the way in and restarted {args['down']} s later. "
-        f"A phase waits at most {args['timeout']} s for its outputs; the failing upload is watched "
+        f"A phase waits at most {args['timeout']} s for its outputs, and stops once {STALL_SECONDS:.0f} s "
+        "pass without a new one; the failing upload is watched "
         f"{args['observe']} s.",
         "",
         header,
