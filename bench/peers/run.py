@@ -1170,8 +1170,8 @@ def run_system(
     return result
 
 
-def main() -> int:
-    """Run the systems, write the report."""
+def parse_args() -> argparse.Namespace:
+    """The command line."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -1179,7 +1179,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=1.0, help="uploads per second in phase 1")
     parser.add_argument("--burst", type=int, default=1000, help="uploads of each burst (phases 2 and 3)")
     parser.add_argument("--down", type=float, default=10.0, help="seconds the receiver stays down (phase 3)")
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds a phase waits for its outputs")
+    parser.add_argument("--timeout", type=float, default=1200.0, help="seconds a phase waits for its outputs")
     parser.add_argument("--observe", type=float, default=90.0, help="seconds the failing upload is watched")
     parser.add_argument("--systems", default="keda30,keda1,bucketrun,oscar", help="comma-separated, in order")
     parser.add_argument("--phases", default="rate,burst,kill,failure", help="comma-separated")
@@ -1188,7 +1188,13 @@ def main() -> int:
     parser.add_argument(
         "--render", type=Path, help="only write peers.md and peers.png again from this peers.json"
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> int:
+    """Run the systems, write the report (after each system, so a run stopped part-way keeps those)."""
+    args = parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
     if args.render is not None:
         report = json.loads(args.render.read_text())
         (args.out / "peers.md").write_text(markdown(report))
@@ -1197,7 +1203,6 @@ def main() -> int:
         return 0
     args.phases = set(args.phases.split(","))
     args.work.mkdir(parents=True, exist_ok=True)
-    args.out.mkdir(parents=True, exist_ok=True)
     started = datetime.now(UTC)
     log_file = (args.work / "peers.log").open("a")
 
@@ -1206,9 +1211,24 @@ def main() -> int:
         print(stamped, flush=True)
         print(stamped, file=log_file, flush=True)
 
+    load_at_start = os.getloadavg()[0]
+    results: dict[str, Any] = {}
+
+    def write_report() -> dict[str, Any]:
+        report = {
+            "started": started.isoformat(timespec="seconds"),
+            "command": shlex.join([Path(sys.executable).name, *sys.argv]),
+            "machine": f"{os.cpu_count()} cores, load average at start {load_at_start:.1f}",
+            "versions": versions(),
+            "args": {k: (sorted(v) if isinstance(v, set) else str(v)) for k, v in vars(args).items()},
+            "results": results,
+        }
+        (args.out / "peers.json").write_text(json.dumps(report, indent=2))
+        (args.out / "peers.md").write_text(markdown(report))
+        return report
+
     log("starting the local stack ...")
     stack = start_stack(StackOptions(args.work / "stack", fsync=False), out=sys.stdout)
-    results: dict[str, Any] = {}
     try:
         store = Store(stack.env)
         makers: dict[str, Callable[[Usage], System]] = {
@@ -1222,19 +1242,11 @@ def main() -> int:
         for name in args.systems.split(","):
             results[name] = run_system(makers[name], args, store, log)
             results[name].setdefault("system", name)
+            write_report()
     finally:
         stack.stop()
         log_file.close()
-    report = {
-        "started": started.isoformat(timespec="seconds"),
-        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
-        "machine": f"{os.cpu_count()} cores, load average at start {os.getloadavg()[0]:.1f}",
-        "versions": versions(),
-        "args": {k: (sorted(v) if isinstance(v, set) else str(v)) for k, v in vars(args).items()},
-        "results": results,
-    }
-    (args.out / "peers.json").write_text(json.dumps(report, indent=2))
-    (args.out / "peers.md").write_text(markdown(report))
+    report = write_report()
     with contextlib.suppress(ImportError):
         plot(report, args.out / "peers.png")
     print((args.out / "peers.md").read_text())
