@@ -6,13 +6,15 @@ server and etcd, and `make bench`'s throughput target fails for that reason (ben
 A deployment runs the dispatcher on a worker node and the API server on the control plane's. This run
 does the same on the real stack: it pins every thread of the control plane (etcd, kube-apiserver,
 kube-controller-manager, kube-scheduler, the node agent) to core 0, and this process (the bare client,
-or the dispatcher in it), RabbitMQ and MinIO to core 1. Then, in one run, each saturation run between
-two bare create runs of the same rendered Jobs (``--in-flight`` requests at once):
+or the dispatcher in it), RabbitMQ and MinIO to core 1. Then, in one run, bare creates of the same
+rendered Jobs (``--in-flight`` requests at once), some of them with a watch open on their namespace as
+the dispatcher's informer keeps one on its Jobs, and bucketrun's saturation runs:
 
-    bare, bucketrun as shipped, bare, bucketrun with DIRECT_CREATES=64, bare
+    bare, bare + watch, bucketrun as shipped, bare, bare + watch, bucketrun with DIRECT_CREATES=64, bare
 
-and the ratio of each bucketrun run to the mean of the bare runs on either side of it, with every
-process's CPU per event. Writes ``pinned.json`` and ``pinned.md`` into ``--out``.
+with the ratio of each bucketrun run to the mean of the plain bare runs on either side of it, and every
+process's CPU per event (the API server's with and without a watch). Writes ``pinned.json`` and
+``pinned.md`` into ``--out``.
 
     .venv/bin/python bench/pinned.py [--events 800] [--in-flight 128] [--out bench/results]
 
@@ -42,6 +44,7 @@ import real_stack
 import report
 import run_all
 
+WATCHED = ", a watch on their namespace open (as the dispatcher's informer keeps one on its Jobs)"
 CONTROL_CORE = 0
 CLIENT_CORE = 1
 TARGET = report.TARGET_RENDERED_RATIO
@@ -89,15 +92,29 @@ async def measure(
         dispatch.configure_dispatcher_logs(bench.log, sink)
         await asyncio.to_thread(stack.control.set_kubelet, "off")
 
-        async def bare(tag: str) -> dict[str, Any]:
+        async def bare(tag: str, *, watched: bool = False) -> dict[str, Any]:
             namespace = f"bench-pin-{tag}"
-            progress(f"bare creates: {events} rendered Jobs, {in_flight} in flight")
+            progress(
+                f"bare creates: {events} rendered Jobs, {in_flight} in flight{WATCHED if watched else ''}"
+            )
             placed = [{**doc, "metadata": {**doc["metadata"], "namespace": namespace}} for doc in rendered]
-            run = await bench.raw_creates(namespace, placed, in_flight)
-            if run["statuses"] != {"201": events}:
-                raise RuntimeError(f"bare creates in {namespace} were answered {run['statuses']}")
-            await bench.settle(namespace)
-            return run
+            watch: asyncio.Task[None] | None = None
+            if watched:  # opened before the namespace and its first Job, read until the settle is over
+                opened = asyncio.Event()
+                watch = asyncio.create_task(
+                    dispatch.watch_job_events(stack.kubeconfig, namespace, opened, lambda *_: None)
+                )
+                await asyncio.wait_for(opened.wait(), 30)
+            try:
+                run = await bench.raw_creates(namespace, placed, in_flight)
+                if run["statuses"] != {"201": events}:
+                    raise RuntimeError(f"bare creates in {namespace} were answered {run['statuses']}")
+                await bench.settle(namespace)
+            finally:
+                if watch is not None:
+                    watch.cancel()
+                    await asyncio.gather(watch, return_exceptions=True)
+            return run | {"watched": watched}
 
         async def bucketrun(tag: str, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
             progress(
@@ -108,8 +125,10 @@ async def measure(
             return run
 
         results["bare"] = [await bare("a")]
+        results["watched"] = [await bare("aw", watched=True)]
         results["shipped"] = await bucketrun("pins", None)
         results["bare"].append(await bare("b"))
+        results["watched"].append(await bare("bw", watched=True))
         results["direct"] = await bucketrun("pind", {"direct_creates": run_all.DIRECT_CREATES_TRIED})
         results["direct"]["direct_creates"] = run_all.DIRECT_CREATES_TRIED
         results["bare"].append(await bare("c"))
@@ -127,10 +146,12 @@ def per_event(usage: Mapping[str, Any], count: int) -> dict[str, float]:
 
 def markdown(results: Mapping[str, Any]) -> str:
     """The runs as a table, with the verdict against the throughput target's ratio."""
-    bare = results["bare"]
+    bare, watched = results["bare"], results.get("watched") or []
     rows = [("bare creates", bare[0], None)]
+    rows += [("bare creates, a watch open", run, None) for run in watched[:1]]
     rows.append(("bucketrun as shipped", results["shipped"], ratio(results["shipped"], bare[0], bare[1])))
     rows.append(("bare creates", bare[1], None))
+    rows += [("bare creates, a watch open", run, None) for run in watched[1:]]
     label = f"bucketrun, DIRECT_CREATES={results['direct']['direct_creates']}"
     rows.append((label, results["direct"], ratio(results["direct"], bare[1], bare[2])))
     rows.append(("bare creates", bare[2], None))
@@ -164,6 +185,19 @@ def markdown(results: Mapping[str, Any]) -> str:
         f"made {shipped:.0%} of the bare rate beside it here, **{report.verdict(shipped >= TARGET)}** with "
         "the dispatcher on a core of its own.",
     ]
+    if watched:
+
+        def api(run: Mapping[str, Any]) -> float:
+            return per_event(run["usage"], run.get("jobs", run.get("events", 1))).get("kube-apiserver", 0.0)
+
+        lines += [
+            "",
+            f"The API server's CPU per Job: {sum(map(api, bare)) / len(bare):.2f} ms for the bare creates, "
+            f"{sum(map(api, watched)) / len(watched):.2f} ms for the bare creates with a watch open on "
+            f"them, {api(results['shipped']):.2f} ms in bucketrun's run as shipped and "
+            f"{api(results['direct']):.2f} ms with DIRECT_CREATES raised (the dispatcher's informer watches "
+            "its Jobs).",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -66,3 +66,6 @@ def test_bucketrun_is_judged_against_the_bare_runs_on_either_side(
     text = pinned.markdown(results)
     assert f"made {shipped / 100:.0%} of the bare rate beside it here, **{verdict}**" in text
     assert "| bucketrun, DIRECT_CREATES=64 | 100.0/s | 87% | 2.50 | 5.00 |" in text
+    watched = pinned.markdown(results | {"watched": [run(100.0, 0.2) | {"watched": True}]})
+    assert "| bare creates, a watch open | 100.0/s |  | 2.00 | 5.00 |" in watched
+    assert "5.00 ms for the bare creates, 5.00 ms for the bare creates with a watch open" in watched
