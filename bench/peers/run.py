@@ -1273,7 +1273,12 @@ def versions() -> dict[str, str]:
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
-    return "—" if value is None else f"{value:.{digits}f}"
+    """*value* with *digits* decimals; below 1 (a latency in seconds) two significant ones, not 0.0."""
+    if value is None:
+        return "—"
+    if digits and 0 < abs(value) < 1:
+        return f"{value:.2g}"
+    return f"{value:.{digits}f}"
 
 
 HOW_TO_READ = [
