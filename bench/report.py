@@ -743,8 +743,9 @@ def _why_sustained(results: Mapping[str, Any]) -> str:
         f"({predicted / baseline['rate']:.0%}; measured {sat['rate']:,.0f}). 90% allows {allowed:.2f} ms "
         "more per event on these cores. " + direct_sentence(results) + " Where the dispatcher does not "
         "share the API server's cores (a deployment's dispatcher runs on a worker node, the API server on "
-        "the control plane's), its CPU takes nothing from the creates; on this 2-core machine it cannot "
-        "be measured apart."
+        "the control plane's), its CPU takes nothing from the creates: `bench/pinned.py` measures that "
+        "with the control plane pinned to one core (bench/README.md), where the bare rate itself moves by "
+        "more than the target's margin from one run to the next."
     )
 
 
