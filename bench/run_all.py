@@ -310,7 +310,7 @@ async def best_concurrency(
             raise RuntimeError(f"bare creates in {namespace} were answered {run['statuses']}, not all 201")
         run["in_flight"] = in_flight
         runs.append(run)
-        run["tail_usage"] = await bench.settle(namespace)
+        await bench.settle(namespace)
     best = max(runs, key=lambda run: run["rate"])
     return best | {"sweep": {str(run["in_flight"]): run["rate"] for run in runs}}
 

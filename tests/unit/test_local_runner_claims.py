@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from bucketrun.devtools.node_agent.api import ApiError
 from bucketrun.devtools.node_agent.refs import FetchedRefs, claim_names
 from dispatcher.executors.local.pod.model import NoPodRefs
 from dispatcher.executors.local.pod.volumes import VolumeError, claimed_directory
 from dispatcher.executors.local.runner import ContainerState, LocalPodRunner, StaticPodRefs
+from tests.node_api_fake import ObjectsApi
 
 TIMEOUT = 10.0
 NAMESPACE = "oscar-svc"
@@ -169,25 +169,11 @@ async def test_without_waiting_a_missing_claim_ends_the_container(tmp_path: Path
     assert "persistentvolumeclaim 'data' not found" in (outcome.containers[0].message or "")
 
 
-class ClaimApi:
-    """Answers the node agent's GETs of a claim and its volume; 404 for anything else."""
-
-    def __init__(self, objects: dict[str, dict[str, Any]]) -> None:
-        self.objects = objects
-        self.calls: list[str] = []
-
-    async def get(self, path: str, params: Any = None) -> dict[str, Any]:
-        self.calls.append(path)
-        if path not in self.objects:
-            raise ApiError(404, "NotFound", f"{path} not found")
-        return self.objects[path]
-
-
 async def test_the_node_agent_reads_the_claim_then_its_bound_volume(tmp_path: Path) -> None:
     manifest = claim_pod("true")
     assert claim_names(manifest) == {"data"}
     claim_path = f"/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims/data"
-    api = ClaimApi({claim_path: claim(phase="Pending", volume="")})
+    api = ObjectsApi({claim_path: claim(phase="Pending", volume="")})
     fetched = FetchedRefs(api, manifest)  # type: ignore[arg-type]
     assert not fetched.empty
     await fetched.refresh()

@@ -27,32 +27,25 @@ from typing import Any
 
 import pytest
 
-from bucketrun.devtools.node_agent.api import ApiError
 from bucketrun.devtools.node_agent.refs import FetchedRefs, referenced
 from bucketrun.devtools.node_agent.status import ContainerRecord, container_status
 from dispatcher.executors.local.runner import ContainerState, LocalPodRunner
+from tests.node_api_fake import ObjectsApi
 
 TIMEOUT = 20.0
 NAMESPACE = "pinned"
 
 
-class CannedApi:
+class CannedApi(ObjectsApi):
     """Answers the GETs FetchedRefs makes from canned objects; 404 for anything else."""
 
     def __init__(self, config_maps: dict[str, dict[str, str]], secrets: dict[str, dict[str, str]]) -> None:
-        self.objects: dict[str, dict[str, Any]] = {}
+        super().__init__()
         for name, data in config_maps.items():
             self.objects[f"/api/v1/namespaces/{NAMESPACE}/configmaps/{name}"] = {"data": data}
         for name, plain in secrets.items():
             encoded = {key: base64.b64encode(value.encode()).decode() for key, value in plain.items()}
             self.objects[f"/api/v1/namespaces/{NAMESPACE}/secrets/{name}"] = {"data": encoded}
-        self.calls: list[str] = []
-
-    async def get(self, path: str, params: Any = None) -> dict[str, Any]:
-        self.calls.append(path)
-        if path not in self.objects:
-            raise ApiError(404, "NotFound", f"{path} not found")
-        return self.objects[path]
 
 
 def pod(
