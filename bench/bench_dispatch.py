@@ -433,10 +433,12 @@ class Stack:
         exchange: str | None = None,
         storage: Mapping[str, str] | None = None,
         dispatch: Mapping[str, Any] | None = None,
+        amqp: Mapping[str, Any] | None = None,
     ) -> Settings:
         """Dispatcher settings for one phase: unique broker names, its own namespace, writes unlimited.
         With *exchange* (MinIO's), the phase has an ingress queue of its own on it; *storage* overrides
-        the store's settings (a real MinIO's endpoint and keys), *dispatch* the dispatch settings."""
+        the store's settings (a real MinIO's endpoint and keys), *dispatch* and *amqp* the dispatch and
+        broker settings."""
         return Settings.load(
             amqp={
                 "url": self.amqp_url,
@@ -450,6 +452,7 @@ class Stack:
                 "retry_queue_prefix": f"{self.prefix}.retry",
                 "service_queue_prefix": f"{self.prefix}.svc",
                 "retry_tiers": (1, 5),
+                **(amqp or {}),
             },
             storage={
                 "endpoint": self.s3_endpoint,
@@ -927,11 +930,13 @@ class Bench:
         count: int,
         profiler: cProfile.Profile | None = None,
         dispatch: Mapping[str, Any] | None = None,
+        amqp: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Pre-publish *count* events, let the dispatcher drain them: events/s up to the last 201 Created.
-        *dispatch* overrides dispatcher settings (``BUCKETRUN_DISPATCH__*``)."""
+        *dispatch* and *amqp* override dispatcher settings (``BUCKETRUN_DISPATCH__*``,
+        ``BUCKETRUN_AMQP__*``)."""
         namespace = f"bench-{tag}"
-        settings = self.stack.settings(namespace, dispatch=dispatch)
+        settings = self.stack.settings(namespace, dispatch=dispatch, amqp=amqp)
         await create_namespace(self.stack.kubeconfig, namespace)
         await queue_events(settings, [body for _, body in corpus(tag, count)])
         self.log.expect(count)

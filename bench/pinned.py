@@ -6,17 +6,17 @@ server and etcd, and `make bench`'s throughput target fails for that reason (ben
 A deployment runs the dispatcher on a worker node and the API server on the control plane's. This run
 does the same on the real stack: it pins every thread of the control plane (etcd, kube-apiserver,
 kube-controller-manager, kube-scheduler, the node agent) to core 0, and this process (the bare client,
-or the dispatcher in it), RabbitMQ and MinIO to core 1. Then, in one run, bare creates of the same
-rendered Jobs (``--in-flight`` requests at once), some of them with a watch open on their namespace as
-the dispatcher's informer keeps one on its Jobs, and bucketrun's saturation runs:
+or the dispatcher in it), RabbitMQ and MinIO to core 1. Then, in one run, ``--rounds`` rounds of
+bucketrun's two saturation runs (as shipped, and with ``DIRECT_CREATES`` and ``PREFETCH`` at the bare
+runs' ``--in-flight``), every run between two runs of bare creates of the same rendered Jobs:
 
-    bare, bare + watch, bucketrun as shipped, bare, bare + watch, bucketrun with DIRECT_CREATES=64, bare
+    bare, shipped, bare, raised, bare, shipped, bare, raised, bare, ...
 
-with the ratio of each bucketrun run to the mean of the plain bare runs on either side of it, and every
-process's CPU per event (the API server's with and without a watch). Writes ``pinned.json`` and
-``pinned.md`` into ``--out``.
+with the ratio of each bucketrun run to the mean of the bare runs on either side of it, the verdict on
+the median round, and every process's CPU per event. Writes ``pinned.json`` and ``pinned.md`` into
+``--out``.
 
-    .venv/bin/python bench/pinned.py [--events 800] [--in-flight 128] [--out bench/results]
+    .venv/bin/python bench/pinned.py [--events 800] [--in-flight 128] [--rounds 3] [--out bench/results]
 
 Needs ``make servers`` and at least 2 cores. A measurement, not a test.
 """
@@ -44,7 +44,6 @@ import real_stack
 import report
 import run_all
 
-WATCHED = ", a watch on their namespace open (as the dispatcher's informer keeps one on its Jobs)"
 CONTROL_CORE = 0
 CLIENT_CORE = 1
 TARGET = report.TARGET_RENDERED_RATIO
@@ -75,63 +74,53 @@ def pin_self(cpus: set[int]) -> None:
         os.sched_setaffinity(int(task.name), cpus)
 
 
-def ratio(run: Mapping[str, Any], before: Mapping[str, Any], after: Mapping[str, Any]) -> float:
-    """A saturation run's rate over the mean rate of the bare runs on either side of it."""
-    return float(run["rate"]) / ((before["rate"] + after["rate"]) / 2)
-
-
 async def measure(
-    stack: dispatch.Stack, events: int, in_flight: int, progress: dispatch.Progress
+    stack: dispatch.Stack, events: int, in_flight: int, rounds: int, progress: dispatch.Progress
 ) -> dict[str, Any]:
-    """The five runs, pinned; the results dict."""
+    """The rounds, pinned; the results dict, in ``make bench``'s shape (``raw_k8s_paired``,
+    ``saturation_rounds``, ``saturation_direct_rounds``, and the median rounds)."""
     bench = dispatch.Bench(stack, progress, stack.settings("bench").amqp.prefetch)
     results: dict[str, Any] = {"events": events, "in_flight": in_flight}
     bodies = [body for _, body in dispatch.corpus("pin", events)]
     rendered = dispatch.rendered_jobs(stack.settings("bench-pin-rendered"), bodies)
+    raised = {"direct_creates": in_flight}, {"prefetch": in_flight}
     with Path(os.devnull).open("w") as sink:  # noqa: ASYNC230 - opening /dev/null does not block
         dispatch.configure_dispatcher_logs(bench.log, sink)
         await asyncio.to_thread(stack.control.set_kubelet, "off")
 
-        async def bare(tag: str, *, watched: bool = False) -> dict[str, Any]:
+        async def bare(tag: str) -> dict[str, Any]:
             namespace = f"bench-pin-{tag}"
-            progress(
-                f"bare creates: {events} rendered Jobs, {in_flight} in flight{WATCHED if watched else ''}"
-            )
+            progress(f"bare creates: {events} rendered Jobs, {in_flight} in flight")
             placed = [{**doc, "metadata": {**doc["metadata"], "namespace": namespace}} for doc in rendered]
-            watch: asyncio.Task[None] | None = None
-            if watched:  # opened before the namespace and its first Job, read until the settle is over
-                opened = asyncio.Event()
-                watch = asyncio.create_task(
-                    dispatch.watch_job_events(stack.kubeconfig, namespace, opened, lambda *_: None)
-                )
-                await asyncio.wait_for(opened.wait(), 30)
-            try:
-                run = await bench.raw_creates(namespace, placed, in_flight)
-                if run["statuses"] != {"201": events}:
-                    raise RuntimeError(f"bare creates in {namespace} were answered {run['statuses']}")
-                await bench.settle(namespace)
-            finally:
-                if watch is not None:
-                    watch.cancel()
-                    await asyncio.gather(watch, return_exceptions=True)
-            return run | {"watched": watched}
+            run = await bench.raw_creates(namespace, placed, in_flight)
+            if run["statuses"] != {"201": events}:
+                raise RuntimeError(f"bare creates in {namespace} were answered {run['statuses']}")
+            await bench.settle(namespace)
+            return run | {"in_flight": in_flight}
 
-        async def bucketrun(tag: str, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
-            progress(
-                f"bucketrun: {events} pre-published events -> dispatcher -> Jobs {dict(overrides or {})}"
+        async def bucketrun(
+            tag: str, index: int, overrides: tuple[Mapping[str, Any], ...] = ()
+        ) -> dict[str, Any]:
+            settings = {key: value for part in overrides for key, value in part.items()}
+            progress(f"bucketrun (round {index + 1} of {rounds}): {events} pre-published events {settings}")
+            run = await bench.saturation(
+                tag,
+                events,
+                dispatch=overrides[0] if overrides else None,
+                amqp=overrides[1] if overrides else None,
             )
-            run = await bench.saturation(tag, events, dispatch=overrides)
             await bench.settle(f"bench-{tag}")
-            return run
+            return run | {"round": index, **settings}
 
-        results["bare"] = [await bare("a")]
-        results["watched"] = [await bare("aw", watched=True)]
-        results["shipped"] = await bucketrun("pins", None)
-        results["bare"].append(await bare("b"))
-        results["watched"].append(await bare("bw", watched=True))
-        results["direct"] = await bucketrun("pind", {"direct_creates": run_all.DIRECT_CREATES_TRIED})
-        results["direct"]["direct_creates"] = run_all.DIRECT_CREATES_TRIED
-        results["bare"].append(await bare("c"))
+        results["raw_k8s_paired"] = [await bare("b0")]
+        results["saturation_rounds"], results["saturation_direct_rounds"] = [], []
+        for index in range(rounds):
+            results["saturation_rounds"].append(await bucketrun(f"pins{index}", index))
+            results["raw_k8s_paired"].append(await bare(f"b{2 * index + 1}"))
+            results["saturation_direct_rounds"].append(await bucketrun(f"pind{index}", index, raised))
+            results["raw_k8s_paired"].append(await bare(f"b{2 * index + 2}"))
+    for run in ("saturation", "saturation_direct"):
+        results[run] = report.median_round(results, run)
     return results
 
 
@@ -145,18 +134,21 @@ def per_event(usage: Mapping[str, Any], count: int) -> dict[str, float]:
 
 
 def markdown(results: Mapping[str, Any]) -> str:
-    """The runs as a table, with the verdict against the throughput target's ratio."""
-    bare, watched = results["bare"], results.get("watched") or []
-    rows = [("bare creates", bare[0], None)]
-    rows += [("bare creates, a watch open", run, None) for run in watched[:1]]
-    rows.append(("bucketrun as shipped", results["shipped"], ratio(results["shipped"], bare[0], bare[1])))
-    rows.append(("bare creates", bare[1], None))
-    rows += [("bare creates, a watch open", run, None) for run in watched[1:]]
-    label = f"bucketrun, DIRECT_CREATES={results['direct']['direct_creates']}"
-    rows.append((label, results["direct"], ratio(results["direct"], bare[1], bare[2])))
-    rows.append(("bare creates", bare[2], None))
-    names = sorted({name for _, run, _ in rows for name in per_event(run["usage"], 1)})
+    """The rounds as a table, every process's CPU per event, and the verdict on the median round."""
+    bare = results["raw_k8s_paired"]
+    shipped, raised = results["saturation_rounds"], results["saturation_direct_rounds"]
+    groups = (
+        ("bare creates", bare, "jobs"),
+        ("bucketrun as shipped", shipped, "events"),
+        (f"bucketrun, {report.direct_label(raised[0])}", raised, "events"),
+    )
+    costs = {
+        label: per_event(report.merged_usage(runs), sum(run[unit] for run in runs))
+        for label, runs, unit in groups
+    }
+    names = sorted({name for cost in costs.values() for name in cost})
     machine = results["machine"]
+    median = {run: report.round_ratios(results, run) for run in ("saturation", "saturation_direct")}
     lines = [
         "# The dispatcher on a core of its own (issue #21)",
         "",
@@ -166,38 +158,28 @@ def markdown(results: Mapping[str, Any]) -> str:
         f"kube-apiserver, kube-controller-manager, kube-scheduler, the node agent) is pinned to core "
         f"{CONTROL_CORE}; this process (the bare client, or the dispatcher in it), RabbitMQ and MinIO to "
         f"core {CLIENT_CORE}, as a deployment keeps the dispatcher off the control plane's nodes. All "
-        "figures from this one run, in the order shown.",
+        "figures from this one run.",
+        *report.rounds_lines(results),
         "",
-        "| run | rate | / bare on either side | " + " | ".join(f"{name} ms/event" for name in names) + " |",
-        "|---|---:|---:|" + "---:|" * len(names),
+        "CPU per event (or bare Job) of each process, all rounds together (ms):",
+        "",
+        "| runs | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+        *(
+            f"| {label} | " + " | ".join(f"{costs[label].get(name, 0.0):.2f}" for name in names) + " |"
+            for label, _, _ in groups
+        ),
+        "",
     ]
-    for label, run, share in rows:
-        cost = per_event(run["usage"], run.get("jobs", run.get("events", 1)))
+    for run, label in (("saturation", "as shipped"), ("saturation_direct", report.direct_label(raised[0]))):
+        ratio = float(results[run]["rate"]) / report.create_baseline(results, run)["rate"]
         lines.append(
-            f"| {label} | {run['rate']:,.1f}/s | {'' if share is None else f'{share:.0%}'} | "
-            + " | ".join(f"{cost.get(name, 0.0):.2f}" for name in names)
-            + " |"
+            f"- Throughput target (>= {TARGET:.0%} of the bare create rate of the same Job), bucketrun "
+            f"{label}: {ratio:.0%} in the median round (every round: "
+            f"{', '.join(f'{value:.0%}' for value in median[run])}), "
+            f"**{report.verdict(ratio >= TARGET)}** with "
+            "the dispatcher on a core of its own."
         )
-    shipped = ratio(results["shipped"], bare[0], bare[1])
-    lines += [
-        "",
-        f"Throughput target (>= {TARGET:.0%} of the bare create rate of the same Job): bucketrun as shipped "
-        f"made {shipped:.0%} of the bare rate beside it here, **{report.verdict(shipped >= TARGET)}** with "
-        "the dispatcher on a core of its own.",
-    ]
-    if watched:
-
-        def api(run: Mapping[str, Any]) -> float:
-            return per_event(run["usage"], run.get("jobs", run.get("events", 1))).get("kube-apiserver", 0.0)
-
-        lines += [
-            "",
-            f"The API server's CPU per Job: {sum(map(api, bare)) / len(bare):.2f} ms for the bare creates, "
-            f"{sum(map(api, watched)) / len(watched):.2f} ms for the bare creates with a watch open on "
-            f"them, {api(results['shipped']):.2f} ms in bucketrun's run as shipped and "
-            f"{api(results['direct']):.2f} ms with DIRECT_CREATES raised (the dispatcher's informer watches "
-            "its Jobs).",
-        ]
     return "\n".join(lines) + "\n"
 
 
@@ -210,6 +192,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--in-flight", type=int, default=128, help="bare creates in flight (make bench's best)"
     )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of bucketrun's two runs")
     parser.add_argument(
         "--out", type=Path, default=run_all.REPO_ROOT / "bench" / "results", help="output folder"
     )
@@ -235,7 +218,7 @@ def main(argv: list[str]) -> int:
             f"the rest to {CLIENT_CORE}"
         )
         try:
-            results = asyncio.run(measure(stack, options.events, options.in_flight, progress))
+            results = asyncio.run(measure(stack, options.events, options.in_flight, options.rounds, progress))
         finally:
             pin_self(set(range(os.cpu_count() or 1)))
     machine["load_after"] = [round(value, 2) for value in os.getloadavg()]

@@ -116,6 +116,51 @@ def test_runs_are_judged_by_the_bare_creates_made_just_before_and_after_them(rep
     assert report.create_baseline(results(dispatcher_s=3.5))["rate"] == 200.0
 
 
+def test_each_round_is_judged_by_its_own_neighbours_and_the_target_by_the_median_round(
+    report: ModuleType,
+) -> None:
+    # bare, shipped, bare, raised, bare, shipped, bare, raised, bare, shipped, bare, raised, bare
+    bare_rates = (200.0, 300.0, 250.0, 150.0, 100.0, 240.0, 260.0)
+    paired = [{"jobs": 1000, "rate": rate, "in_flight": 128, "usage": usage(1.0)} for rate in bare_rates]
+
+    def run(rate: float, index: int, **extra: Any) -> dict[str, Any]:
+        return {
+            "events": 1000,
+            "rate": rate,
+            "round": index,
+            "usage": usage(2.0),
+            "cpu_ms_per_event_consuming": 2.0,
+            **extra,
+        }
+
+    shipped = [run(rate, index) for index, rate in enumerate((200.0, 150.0, 153.0))]
+    raised = [
+        run(rate, index, direct_creates=128, prefetch=128) for index, rate in enumerate((220.0, 100.0, 120.0))
+    ]
+    figures = {"raw_k8s_paired": paired, "saturation_rounds": shipped, "saturation_direct_rounds": raised}
+    # Shipped run k sits between bare runs 2k and 2k+1, raised run k between 2k+1 and 2k+2.
+    assert report.round_ratios(figures, "saturation") == pytest.approx([0.8, 0.75, 0.9])
+    assert report.round_ratios(figures, "saturation_direct") == pytest.approx([0.8, 0.8, 0.48])
+    median = report.median_round(figures, "saturation")
+    assert median is shipped[0]
+    figures |= {"saturation": median, "saturation_direct": report.median_round(figures, "saturation_direct")}
+    assert figures["saturation_direct"]["round"] in (0, 1)
+    baseline = report.create_baseline(figures)
+    assert baseline["rate"] == pytest.approx(250.0)
+    assert baseline["pair"] == paired[0:2]
+    assert report.create_baseline(figures, "saturation", shipped[2])["pair"] == paired[4:6]
+    assert report.ratios_sentence(figures) == "the median of 3 rounds (80%, 75%, 90%)"
+    table = "\n".join(report.rounds_lines(figures | {"machine": {"cpus": 2}}))
+    assert "| 2 | 250/s | 150/s | 150/s | 100/s | 75% | 80% | 2.00, 2.00 |" in table
+    assert "DIRECT_CREATES=128, PREFETCH=128" in table
+    # An even count takes the lower median; a single run has no rounds sentence and no table.
+    two = {**figures, "saturation_rounds": shipped[:2]}
+    assert report.median_round(two, "saturation") is shipped[1]
+    one = {"raw_k8s_paired": paired[:3], "saturation": shipped[0], "saturation_direct": raised[0]}
+    assert report.ratios_sentence(one) == ""
+    assert report.rounds_lines(one) == []
+
+
 def test_the_largest_scale_row_may_be_the_emulator_s(report: ModuleType) -> None:
     rows = {"scale": [{"tracked_jobs": 10_000}], "emulator_scale": [{"tracked_jobs": 50_000}]}
     assert report.largest_scale(rows) == {"tracked_jobs": 50_000, "backend": "emulator"}
