@@ -645,14 +645,25 @@ def targets_real(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     if largest is not None:
         short = largest["tracked_jobs"] < TARGET_SCALE_JOBS
         where = "real stack" if largest.get("backend") == "real" else "emulator"
+        real = [
+            row for row in results.get("scale", []) if largest.get("backend") != "real" and row is not largest
+        ]
         for side, bound in (("dispatcher", TARGET_DISPATCHER_RSS_MB), ("watcher", TARGET_WATCHER_RSS_MB)):
             megabytes = largest[side]["peak_rss_mib"] / MIB_PER_MB
+            # RSS does not fall as tracked Jobs grow: a real-stack row above the bound at fewer Jobs fails
+            # the target on the real stack whatever the emulator's row says.
+            over = [row for row in real if row[side]["peak_rss_mib"] / MIB_PER_MB > bound]
             rows.append(
                 {
                     "target": f"{side} RSS <= {bound:.0f} MB at {TARGET_SCALE_JOBS:,} tracked Jobs",
                     "measured": f"peak {megabytes:.0f} MB at {largest['tracked_jobs']:,} ({where})"
-                    + (f" (only {largest['tracked_jobs']:,} in this run)" if short else ""),
-                    "passed": megabytes <= bound and not short,
+                    + (f" (only {largest['tracked_jobs']:,} in this run)" if short else "")
+                    + "".join(
+                        f"; {row[side]['peak_rss_mib'] / MIB_PER_MB:.0f} MB at {row['tracked_jobs']:,} "
+                        "on the real stack"
+                        for row in real
+                    ),
+                    "passed": megabytes <= bound and not short and not over,
                 }
             )
     for row in rows:
@@ -1036,11 +1047,23 @@ def rss_sentence(results: Mapping[str, Any], target: str) -> str:
         return f"this run tracked {largest['tracked_jobs']:,} Jobs at most (the full run measures 50,000)."
     smallest = rows[0]
     low, high = (row[side]["peak_rss_mib"] / MIB_PER_MB for row in (smallest, largest))
-    return (
+    text = (
         f"peak {low:.0f} MB at {smallest['tracked_jobs']:,} tracked Jobs and {high:.0f} MB at "
         f"{largest['tracked_jobs']:,}: {high - low:.0f} MB for the Jobs, the rest is the process itself "
         "(interpreter, clients, imports), which a leaner import set would shrink."
     )
+    real = [row for row in results.get("scale", []) if row.get("backend", "real") == "real"]
+    if side == "dispatcher" and real and largest.get("backend") == "emulator":
+        row = max(real, key=lambda row: row["tracked_jobs"])
+        idle, peak = (row[side][key] / MIB_PER_MB for key in ("idle_rss_mib", "peak_rss_mib"))
+        text += (
+            f" On the real stack the dispatcher process had {idle:.0f} MB with {row['tracked_jobs']:,} "
+            f"tracked Jobs before its events and {peak:.0f} MB after them: the real API server speaks TLS "
+            "(the emulator plain HTTP), and each connection the creates keep open holds its own receive "
+            "buffer (`dispatcher.runtime.tls_buffers`: 64 KiB each, asyncio's default 256 KiB). The rest of "
+            "the difference is the informer's list of real Jobs, larger than the emulator's."
+        )
+    return text
 
 
 def direct_sentence(results: Mapping[str, Any]) -> str:

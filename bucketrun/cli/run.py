@@ -23,6 +23,7 @@ from dispatcher.poller.app import run_poller
 from dispatcher.process.app import run_dispatcher
 from dispatcher.runtime.logs import configure_logging
 from dispatcher.runtime.settings import Settings, SettingsError, describe_lines, environment_reference
+from dispatcher.runtime.tls_buffers import limit_tls_read_buffers
 from watcher.app import run_watcher
 
 Process = Callable[[Settings, asyncio.Event], Awaitable[None]]
@@ -154,6 +155,7 @@ def _run_process(args: argparse.Namespace) -> tuple[str, int]:
     configure_logging(
         level=settings.log.level, json=settings.log.json_lines, secrets=settings.secret_values()
     )
+    limit_tls_read_buffers()  # before the first connection: each pooled TLS connection's buffer
     try:
         asyncio.run(_until_signalled(settings, PROCESSES[args.process]))
     except StartupError as error:
