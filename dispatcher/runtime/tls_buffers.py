@@ -4,9 +4,10 @@ asyncio gives every TLS connection a receive buffer of ``asyncio.sslproto.SSLPro
 (256 KiB in CPython 3.11 to 3.13), allocated whole when the connection opens and kept while it is
 pooled. The dispatcher keeps as many connections to the API server as it has creates in flight (up to
 the API client's pool of 100), so on a TLS API server those buffers alone were about 25 MiB of its RSS
-(bench/README.md, "Memory of the dispatcher on the real stack"). A TLS record carries at most 16 KiB
-of data, so a 64 KiB buffer still takes several whole records per read; what a smaller buffer costs is
-more reads of a large answer (a page of a LIST), not correctness.
+(bench/README.md, "Memory on the real stack"). A TLS record carries at most 16 KiB of data, so a 16 KiB
+buffer still takes a whole record per read; what a smaller buffer costs is more reads of a large answer
+(a page of a LIST): about 0.5 ms more CPU per MiB than at 64 KiB (both ends of a local connection, on
+this machine), where a created Job's answer is 7 KiB and fits in one read either way.
 
 Process-wide, so it is set by the process entry point (``bucketrun dispatcher|watcher|serve|poll``)
 before the first connection opens; connections opened before keep their buffer.
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from asyncio import sslproto
 
-TLS_READ_BUFFER_BYTES = 64 * 1024
+TLS_READ_BUFFER_BYTES = 16 * 1024
 """The receive buffer of each TLS connection the processes open (asyncio's default is 256 KiB)."""
 
 

@@ -161,6 +161,38 @@ def test_each_round_is_judged_by_its_own_neighbours_and_the_target_by_the_median
     assert report.rounds_lines(one) == []
 
 
+def test_a_real_stack_row_above_the_rss_bound_fails_the_target_whatever_the_emulator_s_row(
+    report: ModuleType,
+) -> None:
+    def row(tracked: int, dispatcher_mib: float, idle_mib: float) -> dict[str, Any]:
+        return {
+            "tracked_jobs": tracked,
+            "dispatcher": {"peak_rss_mib": dispatcher_mib, "idle_rss_mib": idle_mib},
+            "watcher": {"peak_rss_mib": 150.0},
+        }
+
+    mib_of_151_mb = 151 * report.MIB_PER_MB
+    figures = {
+        "scale": [row(1_000, mib_of_151_mb, 120.0), row(10_000, 135.0, 130.0)],
+        "emulator_scale": [row(50_000, 138.0, 137.0)],
+    }
+    dispatcher, watcher = report.rss_targets(figures)
+    assert not dispatcher["passed"]  # the emulator's 145 MB at 50,000 alone would pass
+    assert dispatcher["measured"] == (
+        "peak 145 MB at 50,000 (emulator); 151 MB at 1,000 on the real stack; "
+        "142 MB at 10,000 on the real stack"
+    )
+    assert watcher["passed"]
+    target = "dispatcher RSS <= 150 MB at 50,000 tracked Jobs"
+    text = report.rss_sentence(figures, target)
+    assert "with 1,000 tracked Jobs had 126 MB before its events and 151 MB at its peak" in text
+    assert "145 MB at 50,000" in text
+    # Every real row within the bound: the emulator's row and the growth with the Jobs explain it.
+    within = {**figures, "scale": [row(1_000, 130.0, 120.0), row(10_000, 135.0, 130.0)]}
+    assert report.rss_targets(within)[0]["passed"]
+    assert report.rss_sentence(within, target).startswith("peak 145 MB at 50,000 tracked Jobs")
+
+
 def test_the_largest_scale_row_may_be_the_emulator_s(report: ModuleType) -> None:
     rows = {"scale": [{"tracked_jobs": 10_000}], "emulator_scale": [{"tracked_jobs": 50_000}]}
     assert report.largest_scale(rows) == {"tracked_jobs": 50_000, "backend": "emulator"}

@@ -71,7 +71,7 @@ async def test_connections_opened_afterwards_read_into_the_smaller_buffer(
 ) -> None:
     assert await client_buffer(*certificate) == asyncio_default == 256 * 1024  # CPython's own
     assert limit_tls_read_buffers() == asyncio_default
-    assert await client_buffer(*certificate) == TLS_READ_BUFFER_BYTES == 64 * 1024
+    assert await client_buffer(*certificate) == TLS_READ_BUFFER_BYTES == 16 * 1024
 
 
 def test_it_never_raises_asyncio_s_own_size_and_refuses_nonsense(asyncio_default: int) -> None:
