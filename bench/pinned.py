@@ -44,6 +44,8 @@ import real_stack
 import report
 import run_all
 
+from dispatcher.runtime.tls_buffers import limit_tls_read_buffers
+
 CONTROL_CORE = 0
 CLIENT_CORE = 1
 TARGET = report.TARGET_RENDERED_RATIO
@@ -197,6 +199,7 @@ def main(argv: list[str]) -> int:
         "--out", type=Path, default=run_all.REPO_ROOT / "bench" / "results", help="output folder"
     )
     options = parser.parse_args(argv)
+    limit_tls_read_buffers()  # as every bucketrun process does: the dispatcher here uses the shipped buffers
     missing = real_stack.unavailable()
     if missing is not None:
         raise SystemExit(f"bench/pinned.py needs the real stack: {missing}")

@@ -59,6 +59,7 @@ import scale
 import uploads
 
 from dispatcher.domain.constants import ANNOTATION_KEY
+from dispatcher.runtime.tls_buffers import limit_tls_read_buffers
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WATCH_JOBS = 1000
@@ -726,6 +727,7 @@ def main(argv: list[str]) -> int:
         "--no-fsync", action="store_true", help="real stack: etcd without fsync (test-only; production syncs)"
     )
     options = parser.parse_args(argv)
+    limit_tls_read_buffers()  # as every bucketrun process does: the in-process runs use the shipped buffers
     backend, why = choose_backend(options.backend, options.tiny)
     progress = dispatch.Progress()
     progress(f"backend: {backend} ({why})")
