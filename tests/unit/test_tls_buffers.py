@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import ssl
-import subprocess
 from asyncio import sslproto
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from bucketrun.devtools.kube_pki import ClusterPki
 from dispatcher.runtime.tls_buffers import TLS_READ_BUFFER_BYTES, limit_tls_read_buffers
 
 
@@ -24,28 +23,18 @@ def asyncio_default() -> Iterator[int]:
 
 
 @pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and its key (openssl)."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl is not installed")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-         "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """A serving certificate for 127.0.0.1, its key, and the CA that signed it (the local stack's PKI)."""
+    pki = ClusterPki(tmp_path_factory.mktemp("pki"))
+    serving = pki.issue_serving_cert("127.0.0.1", ["127.0.0.1"])
+    return serving.cert, serving.key, pki.ca.cert
 
 
-async def client_buffer(cert: Path, key: Path) -> int:
+async def client_buffer(cert: Path, key: Path, ca: Path) -> int:
     """Open a TLS connection to a local server: the size of the client's receive buffer."""
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_context.load_cert_chain(cert, key)
-    client_context = ssl.create_default_context(cafile=str(cert))
+    client_context = ssl.create_default_context(cafile=str(ca))
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(await reader.readline())
@@ -67,7 +56,7 @@ async def client_buffer(cert: Path, key: Path) -> int:
 
 
 async def test_connections_opened_afterwards_read_into_the_smaller_buffer(
-    asyncio_default: int, certificate: tuple[Path, Path]
+    asyncio_default: int, certificate: tuple[Path, Path, Path]
 ) -> None:
     assert await client_buffer(*certificate) == asyncio_default == 256 * 1024  # CPython's own
     assert limit_tls_read_buffers() == asyncio_default
