@@ -18,6 +18,8 @@ TARGET_P99_MS = 50.0
 TARGET_WRITES_PER_JOB = 1.0
 TARGET_DISPATCHER_RSS_MB = 150.0
 TARGET_WATCHER_RSS_MB = 250.0
+RSS_BOUNDS = {"dispatcher": TARGET_DISPATCHER_RSS_MB, "watcher": TARGET_WATCHER_RSS_MB}
+"""Each process's RSS bound (MB) at TARGET_SCALE_JOBS tracked Jobs."""
 TARGET_SCALE_JOBS = 50_000
 MIB_PER_MB = 1_000_000 / 1_048_576
 
@@ -87,7 +89,7 @@ def targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
             if largest["tracked_jobs"] >= TARGET_SCALE_JOBS
             else f" (only {largest['tracked_jobs']:,} in this run)"
         )
-        for side, bound in (("dispatcher", TARGET_DISPATCHER_RSS_MB), ("watcher", TARGET_WATCHER_RSS_MB)):
+        for side, bound in RSS_BOUNDS.items():
             megabytes = largest[side]["peak_rss_mib"] / MIB_PER_MB
             rows.append(
                 {
@@ -374,7 +376,7 @@ def plot(results: Mapping[str, Any], folder: Path) -> list[Path]:
         [*results["scale"], *results.get("emulator_scale", [])], key=lambda row: row["tracked_jobs"]
     )
     sizes = [row["tracked_jobs"] for row in scale_rows]
-    for side, bound in (("dispatcher", TARGET_DISPATCHER_RSS_MB), ("watcher", TARGET_WATCHER_RSS_MB)):
+    for side, bound in RSS_BOUNDS.items():
         line = axis.plot(
             sizes,
             [row[side]["peak_rss_mib"] / MIB_PER_MB for row in scale_rows],
@@ -656,13 +658,10 @@ def rss_targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
         return []
     short = largest["tracked_jobs"] < TARGET_SCALE_JOBS
     where = "real stack" if largest.get("backend") == "real" else "emulator"
-    real = [
-        row for row in results.get("scale", []) if largest.get("backend") != "real" and row is not largest
-    ]
+    real = _real_rows_beside(results, largest)
     rows = []
-    for side, bound in (("dispatcher", TARGET_DISPATCHER_RSS_MB), ("watcher", TARGET_WATCHER_RSS_MB)):
+    for side, bound in RSS_BOUNDS.items():
         megabytes = largest[side]["peak_rss_mib"] / MIB_PER_MB
-        over = [row for row in real if row[side]["peak_rss_mib"] / MIB_PER_MB > bound]
         rows.append(
             {
                 "target": f"{side} RSS <= {bound:.0f} MB at {TARGET_SCALE_JOBS:,} tracked Jobs",
@@ -673,10 +672,21 @@ def rss_targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
                     "real stack"
                     for row in real
                 ),
-                "passed": megabytes <= bound and not short and not over,
+                "passed": megabytes <= bound and not short and not _over_bound(real, side),
             }
         )
     return rows
+
+
+def _real_rows_beside(results: Mapping[str, Any], largest: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The real stack's scale rows, judged beside *largest* when that is the emulator's row (none when the
+    largest row is the real stack's own)."""
+    return list(results.get("scale", [])) if largest.get("backend") == "emulator" else []
+
+
+def _over_bound(rows: list[dict[str, Any]], side: str) -> list[dict[str, Any]]:
+    """The rows whose *side* process peaked above its RSS bound."""
+    return [row for row in rows if row[side]["peak_rss_mib"] / MIB_PER_MB > RSS_BOUNDS[side]]
 
 
 def cpu_rows_real(results: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -1044,14 +1054,12 @@ def rss_sentence(results: Mapping[str, Any], target: str) -> str:
     """Why an RSS target fails: too few tracked Jobs in the run, a real-stack row above the bound, or how
     the peak grows with the Jobs."""
     side = "dispatcher" if target.startswith("dispatcher") else "watcher"
-    bound = TARGET_DISPATCHER_RSS_MB if side == "dispatcher" else TARGET_WATCHER_RSS_MB
-    real = [{**row, "backend": "real"} for row in results.get("scale", [])]
-    emulated = [{**row, "backend": "emulator"} for row in results.get("emulator_scale", [])]
-    largest = max([*real, *emulated], key=lambda row: row["tracked_jobs"])
-    if largest["tracked_jobs"] < TARGET_SCALE_JOBS:
-        return f"this run tracked {largest['tracked_jobs']:,} Jobs at most (the full run measures 50,000)."
-    over = [row for row in real if row[side]["peak_rss_mib"] / MIB_PER_MB > bound]
-    if over and largest["backend"] == "emulator":
+    largest = largest_scale(results)
+    if largest is None or largest["tracked_jobs"] < TARGET_SCALE_JOBS:
+        most = 0 if largest is None else largest["tracked_jobs"]
+        return f"this run tracked {most:,} Jobs at most (the full run measures 50,000)."
+    over = _over_bound(_real_rows_beside(results, largest), side)
+    if over:
         row = max(over, key=lambda row: row[side]["peak_rss_mib"])
         peak = row[side]["peak_rss_mib"] / MIB_PER_MB
         idle = row[side].get("idle_rss_mib")
@@ -1065,10 +1073,8 @@ def rss_sentence(results: Mapping[str, Any], target: str) -> str:
             'asyncio\'s default 256 KiB: bench/README.md, "Memory on the real stack"); the rest is the '
             "process itself (interpreter, clients, imports), which a leaner import set would shrink."
         )
-    rows = sorted(
-        (row for row in [*real, *emulated] if row["backend"] == largest["backend"]),
-        key=lambda row: row["tracked_jobs"],
-    )
+    same_backend = results.get("emulator_scale" if largest.get("backend") == "emulator" else "scale", [])
+    rows = sorted(same_backend, key=lambda row: row["tracked_jobs"])
     smallest = rows[0]
     low, high = (row[side]["peak_rss_mib"] / MIB_PER_MB for row in (smallest, largest))
     return (
