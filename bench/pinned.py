@@ -82,48 +82,13 @@ async def measure(
     """The rounds, pinned; the results dict, in ``make bench``'s shape (``raw_k8s_paired``,
     ``saturation_rounds``, ``saturation_direct_rounds``, and the median rounds)."""
     bench = dispatch.Bench(stack, progress, stack.settings("bench").amqp.prefetch)
-    results: dict[str, Any] = {"events": events, "in_flight": in_flight}
     bodies = [body for _, body in dispatch.corpus("pin", events)]
     rendered = dispatch.rendered_jobs(stack.settings("bench-pin-rendered"), bodies)
-    raised = {"direct_creates": in_flight}, {"prefetch": in_flight}
     with Path(os.devnull).open("w") as sink:  # noqa: ASYNC230 - opening /dev/null does not block
         dispatch.configure_dispatcher_logs(bench.log, sink)
         await asyncio.to_thread(stack.control.set_kubelet, "off")
-
-        async def bare(tag: str) -> dict[str, Any]:
-            namespace = f"bench-pin-{tag}"
-            progress(f"bare creates: {events} rendered Jobs, {in_flight} in flight")
-            placed = [{**doc, "metadata": {**doc["metadata"], "namespace": namespace}} for doc in rendered]
-            run = await bench.raw_creates(namespace, placed, in_flight)
-            if run["statuses"] != {"201": events}:
-                raise RuntimeError(f"bare creates in {namespace} were answered {run['statuses']}")
-            await bench.settle(namespace)
-            return run | {"in_flight": in_flight}
-
-        async def bucketrun(
-            tag: str, index: int, overrides: tuple[Mapping[str, Any], ...] = ()
-        ) -> dict[str, Any]:
-            settings = {key: value for part in overrides for key, value in part.items()}
-            progress(f"bucketrun (round {index + 1} of {rounds}): {events} pre-published events {settings}")
-            run = await bench.saturation(
-                tag,
-                events,
-                dispatch=overrides[0] if overrides else None,
-                amqp=overrides[1] if overrides else None,
-            )
-            await bench.settle(f"bench-{tag}")
-            return run | {"round": index, **settings}
-
-        results["raw_k8s_paired"] = [await bare("b0")]
-        results["saturation_rounds"], results["saturation_direct_rounds"] = [], []
-        for index in range(rounds):
-            results["saturation_rounds"].append(await bucketrun(f"pins{index}", index))
-            results["raw_k8s_paired"].append(await bare(f"b{2 * index + 1}"))
-            results["saturation_direct_rounds"].append(await bucketrun(f"pind{index}", index, raised))
-            results["raw_k8s_paired"].append(await bare(f"b{2 * index + 2}"))
-    for run in ("saturation", "saturation_direct"):
-        results[run] = report.median_round(results, run)
-    return results
+        rounds_run = await run_all.saturation_rounds(bench, progress, rounds, rendered, in_flight)
+    return {"events": events, "in_flight": in_flight, **rounds_run}
 
 
 def per_event(usage: Mapping[str, Any], count: int) -> dict[str, float]:

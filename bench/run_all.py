@@ -395,32 +395,7 @@ class RealRun:
         # the API server's rate by tens of percent, so each run is compared with the bare runs on either
         # side, and the target with the median of several rounds (report.round_ratios).
         in_flight = results["raw_k8s_rendered"]["in_flight"]
-        raised = {"direct_creates": in_flight}, {"prefetch": in_flight}
-        results["raw_k8s_paired"] = [await self.bare_pair("pair-0", rendered, in_flight)]
-        results["saturation_rounds"], results["saturation_direct_rounds"] = [], []
-        for index in range(sizes.rounds):
-            where = f"round {index + 1} of {sizes.rounds}"
-            progress(f"bucketrun ({where}): {sizes.events} pre-published events -> dispatcher -> Jobs")
-            shipped = await bench.saturation(f"sat{index}", sizes.events)
-            shipped["tail_usage"] = await bench.settle(f"bench-sat{index}")
-            results["saturation_rounds"].append(shipped | {"round": index})
-            results["raw_k8s_paired"].append(
-                await self.bare_pair(f"pair-{2 * index + 1}", rendered, in_flight)
-            )
-            progress(
-                f"bucketrun ({where}) with BUCKETRUN_DISPATCH__DIRECT_CREATES={in_flight} and "
-                f"BUCKETRUN_AMQP__PREFETCH={in_flight}, the bare runs' concurrency"
-            )
-            direct = await bench.saturation(f"satd{index}", sizes.events, dispatch=raised[0], amqp=raised[1])
-            direct["tail_usage"] = await bench.settle(f"bench-satd{index}")
-            results["saturation_direct_rounds"].append(
-                direct | {"round": index, "direct_creates": in_flight, "prefetch": in_flight}
-            )
-            results["raw_k8s_paired"].append(
-                await self.bare_pair(f"pair-{2 * index + 2}", rendered, in_flight)
-            )
-        for run in ("saturation", "saturation_direct"):
-            results[run] = report.median_round(results, run)
+        results |= await saturation_rounds(bench, progress, sizes.rounds, rendered, in_flight)
         results["latency"] = {}
         for share in (10, 50, 90):
             rate = results["saturation"]["rate"] * share / 100
@@ -442,18 +417,6 @@ class RealRun:
         )
         results["profile"] = dispatch.profile_report(profiler, sizes.events, factor)
         results["json_costs"] = dispatch.json_costs(rendered)
-
-    async def bare_pair(self, tag: str, docs: list[dict[str, Any]], in_flight: int) -> dict[str, Any]:
-        """Bare creates of *docs* at *in_flight* in a namespace of their own, then the settle."""
-        namespace = f"bench-raw-{tag}"
-        self.progress(f"raw (b): {len(docs)} rendered Jobs, {in_flight} in flight, beside bucketrun's run")
-        placed = [{**doc, "metadata": {**doc["metadata"], "namespace": namespace}} for doc in docs]
-        run = await self.bench.raw_creates(namespace, placed, in_flight)
-        if run["statuses"] != {"201": len(docs)}:
-            raise RuntimeError(f"bare creates in {namespace} were answered {run['statuses']}, not all 201")
-        run["in_flight"] = in_flight
-        run["tail_usage"] = await self.bench.settle(namespace)
-        return run
 
     async def uploading(self) -> None:
         """Per MinIO: sustained upload -> Job created, bare PUT -> message at 50%, latency at 10/50/90%."""
@@ -523,6 +486,63 @@ class RealRun:
                 stack.kubeconfig, f"bench-rec{share}", rate, seconds
             )
             await bench.settle(f"bench-rec{share}")
+
+
+async def bare_creates(
+    bench: dispatch.Bench, progress: dispatch.Progress, tag: str, docs: list[dict[str, Any]], in_flight: int
+) -> dict[str, Any]:
+    """Bare creates of *docs* at *in_flight* in a namespace of their own, then the settle."""
+    namespace = f"bench-raw-{tag}"
+    progress(f"raw (b): {len(docs)} rendered Jobs, {in_flight} in flight, beside bucketrun's run")
+    placed = [{**doc, "metadata": {**doc["metadata"], "namespace": namespace}} for doc in docs]
+    run = await bench.raw_creates(namespace, placed, in_flight)
+    if run["statuses"] != {"201": len(docs)}:
+        raise RuntimeError(f"bare creates in {namespace} were answered {run['statuses']}, not all 201")
+    run["in_flight"] = in_flight
+    run["tail_usage"] = await bench.settle(namespace)
+    return run
+
+
+async def saturation_rounds(
+    bench: dispatch.Bench,
+    progress: dispatch.Progress,
+    rounds: int,
+    docs: list[dict[str, Any]],
+    in_flight: int,
+) -> dict[str, Any]:
+    """*rounds* rounds of bucketrun's two saturation runs of ``len(docs)`` events (as shipped, then with
+    ``DIRECT_CREATES`` and ``PREFETCH`` at *in_flight*), every run between two bare create runs of *docs*:
+    ``raw_k8s_paired``, ``saturation_rounds``, ``saturation_direct_rounds`` and the median round of each
+    (``saturation``, ``saturation_direct``; report.median_round)."""
+    events = len(docs)
+    paired = [await bare_creates(bench, progress, "pair-0", docs, in_flight)]
+    shipped_runs: list[dict[str, Any]] = []
+    raised_runs: list[dict[str, Any]] = []
+    for index in range(rounds):
+        where = f"round {index + 1} of {rounds}"
+        progress(f"bucketrun ({where}): {events} pre-published events -> dispatcher -> Jobs")
+        shipped = await bench.saturation(f"sat{index}", events)
+        shipped["tail_usage"] = await bench.settle(f"bench-sat{index}")
+        shipped_runs.append(shipped | {"round": index})
+        paired.append(await bare_creates(bench, progress, f"pair-{2 * index + 1}", docs, in_flight))
+        progress(
+            f"bucketrun ({where}) with BUCKETRUN_DISPATCH__DIRECT_CREATES={in_flight} and "
+            f"BUCKETRUN_AMQP__PREFETCH={in_flight}, the bare runs' concurrency"
+        )
+        raised = await bench.saturation(
+            f"satd{index}", events, dispatch={"direct_creates": in_flight}, amqp={"prefetch": in_flight}
+        )
+        raised["tail_usage"] = await bench.settle(f"bench-satd{index}")
+        raised_runs.append(raised | {"round": index, "direct_creates": in_flight, "prefetch": in_flight})
+        paired.append(await bare_creates(bench, progress, f"pair-{2 * index + 2}", docs, in_flight))
+    results: dict[str, Any] = {
+        "raw_k8s_paired": paired,
+        "saturation_rounds": shipped_runs,
+        "saturation_direct_rounds": raised_runs,
+    }
+    for run in ("saturation", "saturation_direct"):
+        results[run] = report.median_round(results, run)
+    return results
 
 
 async def measure_real(
