@@ -812,6 +812,9 @@ class Bench:
     log: DispatcherLog = field(default_factory=DispatcherLog)
     meter: Meter = field(init=False)
     results: dict[str, Any] = field(default_factory=dict)
+    pause_controllers: bool = False
+    """Real stack: stop the controller manager and the scheduler during every create run's window
+    (``RealControl.controllers_paused``), bare and bucketrun's alike (``pinned.py``)."""
 
     def __post_init__(self) -> None:
         if self.stack.cpu is not None:
@@ -821,6 +824,10 @@ class Bench:
         local = broker.hostname in {"127.0.0.1", "localhost", "::1"}
         rabbit, emulator = listening_pid(broker.port or 5672) if local else None, self.stack.emulator_pid
         self.meter = Meter(lambda: {"emulator": cpu_seconds(emulator), "rabbitmq": cpu_seconds(rabbit)})
+
+    def window(self) -> contextlib.AbstractContextManager[None]:
+        """Around a create run's measured part: the controllers paused if ``pause_controllers``."""
+        return self.stack.control.controllers_paused() if self.pause_controllers else contextlib.nullcontext()
 
     async def settle(self, *namespaces: str) -> dict[str, float]:
         """Between phases: empty finished namespaces (every phase meets an emulator of the same size) and
@@ -908,14 +915,15 @@ class Bench:
                         response.release()
                     statuses[response.status] = statuses.get(response.status, 0) + 1
 
-            self.meter.start()
-            started = time.perf_counter()
-            await asyncio.wait_for(
-                asyncio.gather(*(worker() for _ in range(in_flight or self.prefetch))),
-                phase_timeout(len(docs)),
-            )
-            seconds = time.perf_counter() - started
-            usage = self.meter.stop()
+            with self.window():
+                self.meter.start()
+                started = time.perf_counter()
+                await asyncio.wait_for(
+                    asyncio.gather(*(worker() for _ in range(in_flight or self.prefetch))),
+                    phase_timeout(len(docs)),
+                )
+                seconds = time.perf_counter() - started
+                usage = self.meter.stop()
         return {
             "jobs": len(docs),
             "rate": len(docs) / seconds,
@@ -940,17 +948,18 @@ class Bench:
         await create_namespace(self.stack.kubeconfig, namespace)
         await queue_events(settings, [body for _, body in corpus(tag, count)])
         self.log.expect(count)
-        self.meter.start()
-        cpu_before = time.process_time()
-        if profiler is not None:
-            profiler.enable()
-        try:
-            async with running_dispatcher(settings) as dispatcher:
-                await until(self.log.done, dispatcher, phase_timeout(count), f"{count} Jobs")
-        finally:
+        with self.window():
+            self.meter.start()
+            cpu_before = time.process_time()
             if profiler is not None:
-                profiler.disable()
-        usage = self.meter.stop()
+                profiler.enable()
+            try:
+                async with running_dispatcher(settings) as dispatcher:
+                    await until(self.log.done, dispatcher, phase_timeout(count), f"{count} Jobs")
+            finally:
+                if profiler is not None:
+                    profiler.disable()
+            usage = self.meter.stop()
         if self.log.consuming_at is None:
             raise RuntimeError("the dispatcher never logged 'dispatcher consuming'")
         seconds = max(self.log.created_at.values()) - self.log.consuming_at

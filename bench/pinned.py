@@ -14,9 +14,18 @@ runs' ``--in-flight``), every run between two runs of bare creates of the same r
 
 with the ratio of each bucketrun run to the mean of the bare runs on either side of it, the verdict on
 the median round, and every process's CPU per event. Writes ``pinned.json`` and ``pinned.md`` into
-``--out``.
+``--out``. ``--unpinned`` runs the same rounds with nothing pinned, as ``make bench`` runs them.
 
-    .venv/bin/python bench/pinned.py [--events 800] [--in-flight 128] [--rounds 3] [--out bench/results]
+During every run's window (bare and bucketrun's alike) kube-controller-manager and kube-scheduler are
+stopped (SIGSTOP) and resumed after it (``--controllers paused``, the default): the window then holds
+the run's creates and nothing else. With them running (``--controllers running``), the Job controller
+makes the pods of a run's Jobs on the same core as the API server, as fast as it can, and how much of
+that falls inside the window depends on how long the window lasts: a run a little slower than the bare
+one gets more of it, which slows it further. The pods' work is the same per Job whoever created it;
+the settle after each run waits for it either way.
+
+    .venv/bin/python bench/pinned.py [--events 800] [--in-flight 128] [--rounds 3]
+        [--controllers paused|running] [--unpinned] [--out bench/results]
 
 Needs ``make servers`` and at least 2 cores. A measurement, not a test.
 """
@@ -44,8 +53,16 @@ import real_stack
 import report
 import run_all
 
+from dispatcher.runtime.gc_tuning import tune_garbage_collector
 from dispatcher.runtime.tls_buffers import limit_tls_read_buffers
 
+CONTROLLERS_SENTENCE = {
+    "paused": "kube-controller-manager and kube-scheduler were stopped during every run's window, bare and "
+    "bucketrun's alike, and resumed after it (`--controllers paused`): each window holds the run's creates, "
+    "not the pods the Job controller makes for them, which it made during the settle after the run.",
+    "running": "kube-controller-manager and kube-scheduler ran throughout (`--controllers running`): the "
+    "pods the Job controller makes for a run's Jobs share core 0 with the API server in the run's window.",
+}
 CONTROL_CORE = 0
 CLIENT_CORE = 1
 TARGET = report.TARGET_RENDERED_RATIO
@@ -77,18 +94,32 @@ def pin_self(cpus: set[int]) -> None:
 
 
 async def measure(
-    stack: dispatch.Stack, events: int, in_flight: int, rounds: int, progress: dispatch.Progress
+    stack: dispatch.Stack,
+    options: argparse.Namespace,
+    progress: dispatch.Progress,
 ) -> dict[str, Any]:
     """The rounds, pinned; the results dict, in ``make bench``'s shape (``raw_k8s_paired``,
     ``saturation_rounds``, ``saturation_direct_rounds``, and the median rounds)."""
-    bench = dispatch.Bench(stack, progress, stack.settings("bench").amqp.prefetch)
+    events, in_flight = options.events, options.in_flight
+    bench = dispatch.Bench(
+        stack,
+        progress,
+        stack.settings("bench").amqp.prefetch,
+        pause_controllers=options.controllers == "paused",
+    )
     bodies = [body for _, body in dispatch.corpus("pin", events)]
     rendered = dispatch.rendered_jobs(stack.settings("bench-pin-rendered"), bodies)
     with Path(os.devnull).open("w") as sink:  # noqa: ASYNC230 - opening /dev/null does not block
         dispatch.configure_dispatcher_logs(bench.log, sink)
         await asyncio.to_thread(stack.control.set_kubelet, "off")
-        rounds_run = await run_all.saturation_rounds(bench, progress, rounds, rendered, in_flight)
-    return {"events": events, "in_flight": in_flight, **rounds_run}
+        rounds_run = await run_all.saturation_rounds(bench, progress, options.rounds, rendered, in_flight)
+    return {
+        "events": events,
+        "in_flight": in_flight,
+        "controllers": options.controllers,
+        "pinned": not options.unpinned,
+        **rounds_run,
+    }
 
 
 def per_event(usage: Mapping[str, Any], count: int) -> dict[str, float]:
@@ -116,16 +147,25 @@ def markdown(results: Mapping[str, Any]) -> str:
     names = sorted({name for cost in costs.values() for name in cost})
     machine = results["machine"]
     median = {run: report.round_ratios(results, run) for run in ("saturation", "saturation_direct")}
+    pinned = results.get("pinned", True)
+    layout = (
+        "The control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, the node "
+        f"agent) is pinned to core {CONTROL_CORE}; this process (the bare client, or the dispatcher in it), "
+        f"RabbitMQ and MinIO to core {CLIENT_CORE}, as a deployment keeps the dispatcher off the control "
+        "plane's nodes."
+        if pinned
+        else "Nothing is pinned (`--unpinned`): every process may run on every core, as in `make bench`."
+    )
     lines = [
-        "# The dispatcher on a core of its own (issue #21)",
+        "# The dispatcher on a core of its own (issue #21)"
+        if pinned
+        else "# The throughput rounds, unpinned (issue #21)",
         "",
         f"`{results['command']}` — {machine['cpus']} CPUs, load average before {machine['load_before']}, "
         f"after {machine['load_after']}; the real stack (etcd fsync on), {results['events']:,} events or "
-        f"Jobs per run, bare creates {results['in_flight']} in flight. The control plane (etcd, "
-        f"kube-apiserver, kube-controller-manager, kube-scheduler, the node agent) is pinned to core "
-        f"{CONTROL_CORE}; this process (the bare client, or the dispatcher in it), RabbitMQ and MinIO to "
-        f"core {CLIENT_CORE}, as a deployment keeps the dispatcher off the control plane's nodes. All "
-        "figures from this one run.",
+        f"Jobs per run, bare creates {results['in_flight']} in flight. {layout} "
+        + CONTROLLERS_SENTENCE[results.get("controllers", "running")]
+        + " All figures from this one run.",
         *report.rounds_lines(results),
         "",
         "CPU per event (or bare Job) of each process, all rounds together (ms):",
@@ -144,8 +184,8 @@ def markdown(results: Mapping[str, Any]) -> str:
             f"- Throughput target (>= {TARGET:.0%} of the bare create rate of the same Job), bucketrun "
             f"{label}: {ratio:.0%} in the median round (every round: "
             f"{', '.join(f'{value:.0%}' for value in median[run])}), "
-            f"**{report.verdict(ratio >= TARGET)}** with "
-            "the dispatcher on a core of its own."
+            f"**{report.verdict(ratio >= TARGET)}** "
+            + ("with the dispatcher on a core of its own." if pinned else "with every process on both cores.")
         )
     return "\n".join(lines) + "\n"
 
@@ -161,10 +201,23 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--rounds", type=int, default=3, help="rounds of bucketrun's two runs")
     parser.add_argument(
+        "--controllers",
+        choices=("paused", "running"),
+        default="paused",
+        help="paused (default): stop kube-controller-manager and kube-scheduler during each run's window; "
+        "running: leave them running",
+    )
+    parser.add_argument(
+        "--unpinned",
+        action="store_true",
+        help="pin nothing (every process on every core, as make bench runs): the same rounds, to compare",
+    )
+    parser.add_argument(
         "--out", type=Path, default=run_all.REPO_ROOT / "bench" / "results", help="output folder"
     )
     options = parser.parse_args(argv)
     limit_tls_read_buffers()  # as every bucketrun process does: the dispatcher here uses the shipped buffers
+    tune_garbage_collector()  # likewise the shipped collector thresholds (bare runs share this process)
     missing = real_stack.unavailable()
     if missing is not None:
         raise SystemExit(f"bench/pinned.py needs the real stack: {missing}")
@@ -176,17 +229,18 @@ def main(argv: list[str]) -> int:
         tempfile.TemporaryDirectory(prefix="bucketrun-bench-pinned-") as scratch,
         run_all.real_stack_for_bench(Path(scratch), True, 60.0, progress) as (stack, _),
     ):
-        groups = stack.control.stack.process_groups()
-        control = [group for name, group in groups.items() if name in real_stack.CONTROL_PLANE]
-        others = [group for name, group in groups.items() if name not in real_stack.CONTROL_PLANE]
-        threads = pin_groups(control, {CONTROL_CORE}) + pin_groups(others, {CLIENT_CORE})
-        pin_self({CLIENT_CORE})
-        progress(
-            f"pinned {threads} server threads: the control plane to core {CONTROL_CORE}, "
-            f"the rest to {CLIENT_CORE}"
-        )
+        if not options.unpinned:
+            groups = stack.control.stack.process_groups()
+            control = [group for name, group in groups.items() if name in real_stack.CONTROL_PLANE]
+            others = [group for name, group in groups.items() if name not in real_stack.CONTROL_PLANE]
+            threads = pin_groups(control, {CONTROL_CORE}) + pin_groups(others, {CLIENT_CORE})
+            pin_self({CLIENT_CORE})
+            progress(
+                f"pinned {threads} server threads: the control plane to core {CONTROL_CORE}, "
+                f"the rest to {CLIENT_CORE}"
+            )
         try:
-            results = asyncio.run(measure(stack, options.events, options.in_flight, options.rounds, progress))
+            results = asyncio.run(measure(stack, options, progress))
         finally:
             pin_self(set(range(os.cpu_count() or 1)))
     machine["load_after"] = [round(value, 2) for value in os.getloadavg()]

@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import ssl
 import subprocess
 import tempfile
@@ -52,6 +53,8 @@ QUIET_CORE_SHARE: Final = 0.10
 QUIET_SAMPLES: Final = 3
 """... over this many consecutive half-second samples."""
 CONTROL_PLANE: Final = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "node-agent")
+PAUSABLE: Final = ("kube-controller-manager", "kube-scheduler")
+"""The servers `RealControl.controllers_paused` stops: the ones that act on created Jobs by themselves."""
 CLIENT_RESOURCES: Final = ("jobs", "configmaps")
 """The kinds only the bench's clients write (the dispatcher's Jobs and ConfigMaps)."""
 _VERBS: Final = {
@@ -234,6 +237,24 @@ class RealControl:
             quiet = quiet + 1 if now - last < QUIET_CORE_SHARE * 0.5 else 0
             last = now
         return {"seconds": round(time.monotonic() - started, 1), "quiet": quiet >= QUIET_SAMPLES}
+
+    @contextlib.contextmanager
+    def controllers_paused(self) -> Iterator[None]:
+        """kube-controller-manager and kube-scheduler stopped (SIGSTOP) for the block, resumed after it
+        (SIGCONT), even on an error. Meanwhile the Job controller makes no pods and writes no Job status,
+        so a create run's window holds its creates and nothing of the pods they cause; the controllers
+        catch up once resumed (the settle after the run waits for them). Pause only after a new
+        namespace is ready: its ServiceAccount is the controller manager's to make."""
+        groups = self.stack.process_groups()
+        paused = [groups[name] for name in PAUSABLE if name in groups]
+        for group in paused:
+            os.killpg(group, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for group in paused:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(group, signal.SIGCONT)
 
     def set_faults(self, **_: Any) -> None:
         """No API faults on the real stack (the with-API-latency phase is the emulator's)."""
