@@ -59,6 +59,7 @@ import scale
 import uploads
 
 from dispatcher.domain.constants import ANNOTATION_KEY
+from dispatcher.runtime.gc_tuning import tune_garbage_collector
 from dispatcher.runtime.tls_buffers import limit_tls_read_buffers
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -748,6 +749,7 @@ def main(argv: list[str]) -> int:
     )
     options = parser.parse_args(argv)
     limit_tls_read_buffers()  # as every bucketrun process does: the in-process runs use the shipped buffers
+    tune_garbage_collector()  # likewise the shipped collector thresholds (bare runs share this process)
     backend, why = choose_backend(options.backend, options.tiny)
     progress = dispatch.Progress()
     progress(f"backend: {backend} ({why})")

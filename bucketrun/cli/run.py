@@ -21,6 +21,7 @@ from bucketrun.serve import run_serve
 from dispatcher.domain.errors import BucketrunError, StartupError
 from dispatcher.poller.app import run_poller
 from dispatcher.process.app import run_dispatcher
+from dispatcher.runtime.gc_tuning import tune_garbage_collector
 from dispatcher.runtime.logs import configure_logging
 from dispatcher.runtime.settings import Settings, SettingsError, describe_lines, environment_reference
 from dispatcher.runtime.tls_buffers import limit_tls_read_buffers
@@ -156,6 +157,7 @@ def _run_process(args: argparse.Namespace) -> tuple[str, int]:
         level=settings.log.level, json=settings.log.json_lines, secrets=settings.secret_values()
     )
     limit_tls_read_buffers()  # before the first connection: each pooled TLS connection's buffer
+    tune_garbage_collector()  # after the imports and settings: they are frozen, never walked again
     try:
         asyncio.run(_until_signalled(settings, PROCESSES[args.process]))
     except StartupError as error:
