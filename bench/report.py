@@ -1305,6 +1305,7 @@ def markdown_real(results: Mapping[str, Any]) -> str:
         burst_line(burst),
         *profile_lines(results.get("profile")),
         *json_lines(results.get("json_costs")),
+        *gc_lines(results),
         "",
         "## Scale: separate processes with N tracked Jobs",
         "",
@@ -1379,6 +1380,31 @@ def json_lines(costs: Mapping[str, float] | None) -> list[str]:
         f"read back {costs['decode_json_us']:,.0f} µs with `json.loads` and "
         f"{costs['decode_orjson_us']:,.0f} µs with orjson: {before - after:,.0f} µs less per event and "
         "watch event.",
+    ]
+
+
+def gc_lines(results: Mapping[str, Any]) -> list[str]:
+    """Before and after: the collector's pauses and the dispatcher's CPU per event, as shipped (the
+    median round) and with CPython's default thresholds (one more run after the profile)."""
+    before, after = results.get("gc_default_run"), results.get("saturation")
+    if not before or not after:
+        return []
+
+    def figures(run: Mapping[str, Any]) -> str:
+        usage, events = run["usage"], run["events"]
+        return (
+            f"{usage['gc_pause_total_ms']:,.0f} ms of pauses for {events:,} events "
+            f"({1000 * usage['gc_pause_total_ms'] / events:,.0f} µs per event), the longest "
+            f"{usage['gc_pause_max_ms']:,.1f} ms, {usage['gc_full_collections']} full collections; "
+            f"{run['cpu_ms_per_event_consuming']:.2f} ms of dispatcher CPU per event at {run['rate']:,.0f}/s"
+        )
+
+    return [
+        "",
+        "The garbage collector, before and after, in this run (the dispatcher in this process, as shipped): "
+        f"with CPython's default thresholds (700, 10, 10; before, one more run after the profile): "
+        f"{figures(before)}. With `gc.freeze()` at start and young collections every 50,000 allocations "
+        f"(`dispatcher.runtime.gc_tuning`, now; the median round): {figures(after)}.",
     ]
 
 

@@ -34,6 +34,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import gc
 import json
 import os
 import shlex
@@ -63,6 +64,8 @@ from dispatcher.runtime.gc_tuning import tune_garbage_collector
 from dispatcher.runtime.tls_buffers import limit_tls_read_buffers
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+CPYTHON_GC_THRESHOLDS = (700, 10, 10)
+"""CPython's own collector thresholds (what every process had before ``tune_garbage_collector``)."""
 WATCH_JOBS = 1000
 """Jobs whose events the bare watch replays: few enough that their history fits the emulator's window."""
 COMPLETION_SECONDS = 4.0
@@ -418,6 +421,12 @@ class RealRun:
         )
         results["profile"] = dispatch.profile_report(profiler, sizes.events, factor)
         results["json_costs"] = dispatch.json_costs(rendered)
+        progress(
+            f"collector: the saturation run as shipped with CPython's default thresholds ({sizes.events})"
+        )
+        with cpython_default_collector():
+            results["gc_default_run"] = await bench.saturation("gcdef", sizes.events)
+        await bench.settle("bench-gcdef")
 
     async def uploading(self) -> None:
         """Per MinIO: sustained upload -> Job created, bare PUT -> message at 50%, latency at 10/50/90%."""
@@ -487,6 +496,19 @@ class RealRun:
                 stack.kubeconfig, f"bench-rec{share}", rate, seconds
             )
             await bench.settle(f"bench-rec{share}")
+
+
+@contextlib.contextmanager
+def cpython_default_collector() -> Iterator[None]:
+    """CPython's own collector settings for the block (nothing frozen, thresholds 700, 10, 10), the
+    shipped ones (``tune_garbage_collector``) again after it: the before of the collector's before/after."""
+    tuned = gc.get_threshold()
+    gc.unfreeze()
+    gc.set_threshold(*CPYTHON_GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        tune_garbage_collector(tuned[0])
 
 
 async def bare_creates(

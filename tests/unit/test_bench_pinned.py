@@ -86,3 +86,33 @@ def test_bucketrun_is_judged_on_the_median_round_against_the_bare_runs_beside_ea
 @pytest.fixture(scope="module")
 def report() -> ModuleType:
     return load_script(BENCH / "report.py", "bench_report_for_pinned")
+
+
+@pytest.mark.parametrize(
+    ("controllers", "pinned_layout", "says"),
+    [
+        ("paused", True, "were stopped during every run's window, bare and bucketrun's alike"),
+        ("running", True, "ran throughout (`--controllers running`)"),
+        ("paused", False, "Nothing is pinned (`--unpinned`)"),
+    ],
+)
+def test_the_report_says_how_the_controllers_and_the_cores_were_set(
+    pinned: ModuleType, report: ModuleType, controllers: str, pinned_layout: bool, says: str
+) -> None:
+    results: dict[str, Any] = {
+        "raw_k8s_paired": [run(100.0, 0.2) for _ in range(3)],
+        "saturation_rounds": [run(95.0, 0.3, 0)],
+        "saturation_direct_rounds": [run(100.0, 0.25, 0, direct_creates=128, prefetch=128)],
+        "events": 100,
+        "in_flight": 128,
+        "controllers": controllers,
+        "pinned": pinned_layout,
+        "machine": {"cpus": 2, "load_before": [1.0], "load_after": [2.0]},
+        "command": ".venv/bin/python bench/pinned.py",
+    }
+    for kind in ("saturation", "saturation_direct"):
+        results[kind] = report.median_round(results, kind)
+    text = pinned.markdown(results)
+    assert says in text
+    where = "the dispatcher on a core of its own" if pinned_layout else "every process on both cores"
+    assert f"**PASS** with {where}." in text

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -198,3 +202,64 @@ def test_the_largest_scale_row_may_be_the_emulator_s(report: ModuleType) -> None
     assert report.largest_scale(rows) == {"tracked_jobs": 50_000, "backend": "emulator"}
     assert report.largest_scale({"scale": [{"tracked_jobs": 1_000}]}) == {"tracked_jobs": 1_000}
     assert report.largest_scale({"scale": []}) is None
+
+
+def process_state(pid: int) -> str:
+    """The one-letter state of process *pid* (``T`` when stopped)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def wait_for_state(pid: int, wanted: str, within: float = 5.0) -> str:
+    """The state of *pid* once it is *wanted*, or whatever it is after *within* seconds."""
+    deadline = time.monotonic() + within
+    state = process_state(pid)
+    while state != wanted and time.monotonic() < deadline:
+        time.sleep(0.01)
+        state = process_state(pid)
+    return state
+
+
+@dataclass
+class Groups:
+    """A stand-in for the stack object: only ``process_groups``, over real process groups."""
+
+    groups: dict[str, int]
+
+    def process_groups(self) -> dict[str, int]:
+        return self.groups
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_the_controllers_are_stopped_in_the_window_and_resumed_after_it_even_on_an_error(
+    real_stack: ModuleType, fails: bool
+) -> None:
+    controllers = [subprocess.Popen(["sleep", "60"], start_new_session=True) for _ in real_stack.PAUSABLE]
+    api_server = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    groups = {name: child.pid for name, child in zip(real_stack.PAUSABLE, controllers, strict=True)}
+    control = real_stack.RealControl(Groups({**groups, "kube-apiserver": api_server.pid}), settle_cap=1.0)
+    try:
+        with contextlib.suppress(RuntimeError), control.controllers_paused():
+            assert [wait_for_state(child.pid, "T") for child in controllers] == ["T", "T"]
+            assert process_state(api_server.pid) != "T"  # only the controllers are paused
+            if fails:
+                raise RuntimeError("the run failed")
+        assert [wait_for_state(child.pid, "S") for child in controllers] == ["S", "S"]
+    finally:
+        for child in (*controllers, api_server):
+            child.kill()
+            child.wait()
+
+
+def test_the_collector_s_before_and_after_come_from_the_run_s_two_shipped_runs(report: ModuleType) -> None:
+    def shipped(pauses_ms: float, longest_ms: float, full: int, cpu_ms: float) -> dict[str, Any]:
+        usage = {"gc_pause_total_ms": pauses_ms, "gc_pause_max_ms": longest_ms, "gc_full_collections": full}
+        return {"events": 800, "rate": 200.0, "cpu_ms_per_event_consuming": cpu_ms, "usage": usage}
+
+    assert report.gc_lines({"saturation": shipped(16.0, 2.0, 0, 2.4)}) == []
+    runs = {"gc_default_run": shipped(120.0, 12.5, 1, 2.6), "saturation": shipped(16.0, 2.0, 0, 2.4)}
+    text = "".join(report.gc_lines(runs))
+    before, after = text.split("With `gc.freeze()`")
+    assert "120 ms of pauses for 800 events (150 µs per event), the longest 12.5 ms, 1 full" in before
+    assert "2.60 ms of dispatcher CPU per event" in before
+    assert "16 ms of pauses for 800 events (20 µs per event), the longest 2.0 ms, 0 full" in after
+    assert "2.40 ms of dispatcher CPU per event" in after
