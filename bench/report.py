@@ -852,9 +852,9 @@ def _why_sustained(results: Mapping[str, Any]) -> str:
         + direct_sentence(results)
         + " Where the dispatcher does not "
         "share the API server's cores (a deployment's dispatcher runs on a worker node, the API server on "
-        "the control plane's), its CPU takes nothing from the creates: `bench/pinned.py` measures that "
-        "with the control plane pinned to one core (bench/README.md), where the bare rate itself moves by "
-        "more than the target's margin from one run to the next."
+        "the control plane's), its own CPU no longer competes with the creates: `bench/pinned.py` runs the "
+        "same rounds that way, the control plane on a core of its own (bench/README.md has its latest "
+        "figures)."
     )
 
 

@@ -10,10 +10,11 @@ bare creates of bucketrun's rendered Job at the best of several concurrencies an
 bare watch, bare PUT -> AMQP message); rounds of bucketrun's sustained rate, as shipped and with
 ``DIRECT_CREATES`` and ``PREFETCH`` at the bare runs' concurrency, every run between two bare create
 runs of its Job (the throughput target's baseline, in the same cluster state; judged on the median
-round); publish -> created at 10/50/90%, bare creates at 50%, the
-profile; upload -> Job created through real MinIO notifications (a dispatcher process); the bare record
-loop and the watcher; the naive baseline; scale at 1k and 10k tracked Jobs; the 10,000-event burst;
-then 50,000 tracked Jobs on the emulator. The targets are issue #21's.
+round); publish -> created at 10/50/90%, bare creates at 50%, the profile, the shipped run again
+with CPython's default collector thresholds (the before of ``dispatcher.runtime.gc_tuning``); upload ->
+Job created through real MinIO notifications (a dispatcher process); the bare record loop and the
+watcher; the naive baseline; scale at 1k and 10k tracked Jobs; the 10,000-event burst; then 50,000
+tracked Jobs on the emulator. The targets are issue #21's.
 
 On the emulator (``--backend emulator``, or ``auto`` without the servers; ``--tiny`` unless ``--backend
 real``), with a real RabbitMQ (the machine's, or ``$BUCKETRUN_BENCH_AMQP_URL``) and the instant kubelet,

@@ -3,10 +3,10 @@
 CPython starts a young collection every 700 net allocations of container objects (dicts, lists, ...).
 The dispatcher holds a few hundred such objects per create in flight (the rendered Job, its request and
 its answer), so at saturation young collections ran every few events and moved live documents up the
-generations until full collections walked the whole heap, startup objects included: about 0.13 ms of
-CPU per event on the real stack, up to 15 ms per pause with the event loop stopped (bench/README.md,
-"Where the dispatcher's time goes"). Nearly all of those objects are freed by reference counting the
-moment their event is done; the collector is only needed for reference cycles, which are rare here.
+generations until full collections walked the whole heap, startup objects included: 0.13 to 0.19 ms
+of pauses per event at saturation on the real stack, each one stopping the event loop (bench/README.md,
+"The collector runs rarely"). Nearly all of those objects are freed by reference counting the moment
+their event is done; the collector is only needed for reference cycles, which are rare here.
 
 So, once at start: ``gc.freeze()`` moves everything alive so far (modules, settings, templates) out of
 the collector's sight for good, and the young generation's threshold rises to ``GEN0_THRESHOLD``. The
