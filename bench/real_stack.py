@@ -246,13 +246,15 @@ class RealControl:
         catch up once resumed (the settle after the run waits for them). Pause only after a new
         namespace is ready: its ServiceAccount is the controller manager's to make."""
         groups = self.stack.process_groups()
-        paused = [groups[name] for name in PAUSABLE if name in groups]
-        for group in paused:
-            os.killpg(group, signal.SIGSTOP)
+        stopped: list[int] = []
         try:
+            for name in PAUSABLE:
+                if name in groups:
+                    os.killpg(groups[name], signal.SIGSTOP)
+                    stopped.append(groups[name])
             yield
         finally:
-            for group in paused:
+            for group in stopped:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(group, signal.SIGCONT)
 
