@@ -314,12 +314,7 @@ async def best_concurrency(
     for in_flight in sizes.concurrencies:
         namespace = f"bench-raw-{tag}-c{in_flight}"
         progress(f"raw (b): {len(docs)} {tag} Jobs, {in_flight} in flight")
-        placed = [{**doc, "metadata": {**doc["metadata"], "namespace": namespace}} for doc in docs]
-        run = await bench.raw_creates(namespace, placed, in_flight)
-        if run["statuses"] != {"201": len(docs)}:
-            raise RuntimeError(f"bare creates in {namespace} were answered {run['statuses']}, not all 201")
-        run["in_flight"] = in_flight
-        runs.append(run)
+        runs.append(await created_in(bench, namespace, docs, in_flight))
         await bench.settle(namespace)
     best = max(runs, key=lambda run: run["rate"])
     return best | {"sweep": {str(run["in_flight"]): run["rate"] for run in runs}}
@@ -518,13 +513,21 @@ async def bare_creates(
     """Bare creates of *docs* at *in_flight* in a namespace of their own, then the settle."""
     namespace = f"bench-raw-{tag}"
     progress(f"raw (b): {len(docs)} rendered Jobs, {in_flight} in flight, beside bucketrun's run")
+    run = await created_in(bench, namespace, docs, in_flight)
+    run["tail_usage"] = await bench.settle(namespace)
+    return run
+
+
+async def created_in(
+    bench: dispatch.Bench, namespace: str, docs: list[dict[str, Any]], in_flight: int
+) -> dict[str, Any]:
+    """Bare creates of *docs*, placed in *namespace*, at *in_flight*: the run (with ``in_flight``);
+    ``RuntimeError`` unless every create was answered 201."""
     placed = [{**doc, "metadata": {**doc["metadata"], "namespace": namespace}} for doc in docs]
     run = await bench.raw_creates(namespace, placed, in_flight)
     if run["statuses"] != {"201": len(docs)}:
         raise RuntimeError(f"bare creates in {namespace} were answered {run['statuses']}, not all 201")
-    run["in_flight"] = in_flight
-    run["tail_usage"] = await bench.settle(namespace)
-    return run
+    return run | {"in_flight": in_flight}
 
 
 async def saturation_rounds(
