@@ -161,8 +161,9 @@ def verdict(passed: bool) -> str:
     return "PASS" if passed else "FAIL"
 
 
-def fdl_text() -> str:
-    """Three services on one bucket, one input folder each, so every event routes to exactly one."""
+def fdl_text(*, first_capped: int | None = None) -> str:
+    """Three services on one bucket, one input folder each, so every event routes to exactly one. With
+    *first_capped*, the first has that ``max_concurrent_jobs`` (the dispatcher then counts every Job)."""
     lines = ["functions:", "  oscar:"]
     for index, name in enumerate(SERVICES):
         lines += [
@@ -176,6 +177,8 @@ def fdl_text() -> str:
             f"      input: [{{storage_provider: minio, path: {BUCKET}/in/{name}}}]",
             f"      output: [{{storage_provider: minio, path: {BUCKET}/out/{name}}}]",
         ]
+        if index == 0 and first_capped is not None:
+            lines += ["      bucketrun:", f"        max_concurrent_jobs: {first_capped}"]
     return "\n".join(lines) + "\n"
 
 
@@ -434,11 +437,12 @@ class Stack:
         storage: Mapping[str, str] | None = None,
         dispatch: Mapping[str, Any] | None = None,
         amqp: Mapping[str, Any] | None = None,
+        fdl: Path | None = None,
     ) -> Settings:
         """Dispatcher settings for one phase: unique broker names, its own namespace, writes unlimited.
         With *exchange* (MinIO's), the phase has an ingress queue of its own on it; *storage* overrides
         the store's settings (a real MinIO's endpoint and keys), *dispatch* and *amqp* the dispatch and
-        broker settings."""
+        broker settings, *fdl* the service definitions."""
         return Settings.load(
             amqp={
                 "url": self.amqp_url,
@@ -468,7 +472,7 @@ class Stack:
                 "api_write_rate": 1_000_000.0,
                 "api_write_burst": 1_000_000,
             },
-            services={"paths": (self.fdl,), "reload_interval": 3600.0},
+            services={"paths": (fdl or self.fdl,), "reload_interval": 3600.0},
             dispatch={"drain_timeout": 10.0, **(dispatch or {})},
             metrics={"host": "127.0.0.1", "port": 0},
         )

@@ -823,8 +823,7 @@ def _floor_sentence(results: Mapping[str, Any], allowed: float) -> str:
     return (
         f"A consumer that only took each event from the broker and acked it would spend {floor:.2f} ms of "
         f"that (the bare consume+ack, client and RabbitMQ), leaving {allowed - floor:.2f} ms per event for "
-        "parsing, routing, presigning, rendering, checking and the informer's watch event together (the "
-        "profile below has each)."
+        "parsing, routing, presigning, rendering and checking together (the profile below has each)."
     )
 
 

@@ -5,8 +5,9 @@ configured by ``BUCKETRUN_*`` variables only), so its RSS and CPU are its own: r
 ``/proc/<pid>/status`` (VmRSS, VmHWM = peak) and ``/proc/<pid>/stat`` (user + system time).
 
 - **scale**: the emulator (kubelet off, so Jobs stay active) is pre-loaded with N bucketrun Jobs through
-  the API. The dispatcher's informer tracks every one of them (its per-service count of active Jobs);
-  the watcher lists and watches them all. At each N: a fresh dispatcher starts, syncs, and then
+  the API. One service has a ``max_concurrent_jobs`` (never reached), so the dispatcher's informer
+  tracks every one of them (its per-service count of active Jobs), the worst case; the watcher lists and
+  watches them all. At each N: a fresh dispatcher starts, syncs, and then
   dispatches a batch of events (CPU per event at that N); a fresh watcher starts and settles.
 - **burst**: N events pre-published; a dispatcher process drains them; Jobs created are counted on the
   emulator (201s, 409s, every write) and listed afterwards to check that each object version has
@@ -39,6 +40,7 @@ from bench_dispatch import (
     bench_job,
     corpus,
     create_namespace,
+    fdl_text,
     queue_depth,
     queue_events,
 )
@@ -48,6 +50,8 @@ from dispatcher.domain.constants import ANNOTATION_KEY, LABEL_MANAGED_BY, LABEL_
 from dispatcher.runtime.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+TRACKING_CAP = 1_000_000
+"""The scale phase's ``max_concurrent_jobs`` on one service: far above any N, so it never holds an event."""
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -296,7 +300,11 @@ async def scale(
     namespace = "bench-scale"
     await create_namespace(stack.kubeconfig, namespace)
     set_kubelet("off")  # the tracked Jobs stay active: none finishes, none is recorded
-    settings = stack.settings(namespace)
+    # One service capped, never reached: the dispatcher then lists and watches every Job, as a deployment
+    # with any capped service does (without one it watches none, and its memory no longer grows with N).
+    capped = work / "services-capped.yaml"
+    capped.write_text(fdl_text(first_capped=TRACKING_CAP))
+    settings = stack.settings(namespace, fdl=capped)
     rows: list[dict[str, Any]] = []
     loaded = 0
     for size in sizes:

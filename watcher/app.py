@@ -6,9 +6,10 @@ and logs and marks them through the executor protocol; the executor's ``finished
 one difference by executor is who records (``_record_finished``):
 
 - ``kubernetes``: every replica sees the cluster's Jobs, so they campaign for the Lease; while leader,
-  one records each finished Job (the executor's list+watch) and records and deletes each Job whose pod
-  can never start (``StuckJobSweep``); on losing the Lease it stops both and campaigns again; a
-  standby only reads the Lease.
+  one records each finished Job (the executor's list+watch, which also gives
+  ``bucketrun_running_jobs``) and records and deletes each Job whose pod can never start
+  (``StuckJobSweep``); on losing the Lease it stops both and campaigns again; a standby only reads
+  the Lease.
 - ``local``: only the process holding the executor's state directory sees its Jobs (``bucketrun
   serve``, sharing the dispatcher's executor): it records them all, no election.
 
@@ -146,7 +147,7 @@ async def run_watcher(
             log_read_timeout=settings.watcher.log_read_timeout,
             metrics=metrics,
         )
-        work = _record_finished(executor, state.recorder, state, metrics, settings)
+        work = _record_finished(executor, state.recorder, state, metrics, settings, services=services)
         ready.set()
         try:
             await until_stopped(work, stop, name="bucketrun-watcher")
@@ -155,7 +156,13 @@ async def run_watcher(
 
 
 def _record_finished(
-    executor: Executor, recorder: Recorder, state: WatcherState, metrics: WatcherMetrics, settings: Settings
+    executor: Executor,
+    recorder: Recorder,
+    state: WatcherState,
+    metrics: WatcherMetrics,
+    settings: Settings,
+    *,
+    services: tuple[str, ...],
 ) -> Coroutine[Any, Any, None]:
     """Who records the finished Jobs: the one place where the watcher tells the executors apart.
 
@@ -174,6 +181,8 @@ def _record_finished(
         )
         state.elector = elector
         metrics.leader.set_function(lambda: 1.0 if elector.is_leader else 0.0)
+        known = dict.fromkeys(services, 0)
+        metrics.running_jobs(lambda: _running_jobs(state.watch, known))
         return _lead_and_record(executor, elector, recorder, state, settings, metrics=metrics)
     metrics.leader.set(1)
     state.retention = RecordsRetention(
@@ -229,6 +238,14 @@ async def _lead_and_record(
     finally:
         campaign.cancel()  # releases the Lease if held
         await asyncio.gather(campaign, return_exceptions=True)
+
+
+def _running_jobs(watch: FinishedJobWatch | None, known: dict[str, int]) -> dict[str, int]:
+    """The leader's counts of unfinished Jobs (every loaded service, at 0 when it has none), once its
+    watch has listed them; nothing from a standby, or before the list is in."""
+    if watch is None or not watch.synced.is_set():
+        return {}
+    return known | watch.index.counts()
 
 
 async def _record_all(finished: FinishedJobs, retention: RecordsRetention, settings: Settings) -> None:

@@ -183,6 +183,17 @@ class JobIndex:
                 self._active[service] += 1
         self._notify()
 
+    def counts(self) -> dict[str, int]:
+        """The unfinished Jobs of every service that has any (observed or just created)."""
+        return {service: count for service, count in self._active.items() if count > 0}
+
+    def clear(self) -> None:
+        """Forget every Job, pending ones too (nobody keeps the index current any more); waiters re-check."""
+        self._observed.clear()
+        self._pending.clear()
+        self._active.clear()
+        self._notify()
+
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         """Return once ``predicate()`` is true, re-checking it after every change of the index.
 

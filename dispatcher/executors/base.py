@@ -1,6 +1,6 @@
 """The executor protocol: everything the dispatcher and the watcher need from wherever Jobs run.
 
-One protocol, two halves. The dispatcher creates and counts (``start`` first: the counts need it); the
+One protocol, two halves. The dispatcher creates, and counts while a cap needs it (``start`` first); the
 watcher records what finished (``finished_jobs``, ``job_pods``, ``container_log``, ``mark_recorded``),
 which needs no ``start`` of its own: a ``kubernetes`` executor reads the API as it is, and the
 ``local`` one is shared with the dispatcher that started it (``bucketrun serve``).
@@ -45,8 +45,9 @@ class Executor(Protocol):
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Get ready: once this returns, ``active_jobs`` counts every Job that already exists."""
+    async def start(self, *, count_jobs: bool = True) -> None:
+        """Get ready; with *count_jobs* (``count_jobs(True)``), ``active_jobs`` counts every Job that
+        already exists once this returns."""
         ...
 
     async def close(self) -> None:
@@ -77,8 +78,21 @@ class Executor(Protocol):
 
     # -- count ---------------------------------------------------------------------------------------
 
+    @property
+    def counting(self) -> bool:
+        """True while ``active_jobs`` is current."""
+        ...
+
+    async def count_jobs(self, enabled: bool) -> None:
+        """Keep ``active_jobs`` current, or stop (the dispatcher counts while some service has
+        ``max_concurrent_jobs``; a cluster's informer costs the API server a watch). Enabling returns
+        once the counts include every Job that already exists; stopping empties them and wakes every
+        ``wait_until``. An executor that counts anyway (the local one) ignores it."""
+        ...
+
     def active_jobs(self, service: str) -> int:
-        """The service's Jobs not yet Complete or Failed, including those just created."""
+        """The service's Jobs not yet Complete or Failed, including those just created (while counting;
+        else 0)."""
         ...
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:

@@ -7,6 +7,8 @@ resourceVersion with bookmarks, watch again from the last resourceVersion when a
 again on 410 Expired, back off (capped, full jitter, Retry-After honoured) on errors and on streams
 that end at once.
 
+The watch also counts each service's unfinished Jobs (``index``), from the documents it reads anyway.
+
 Each Job that is finished and not marked recorded is queued once (by UID) for ``concurrency``
 workers. The list and the watch never wait for the workers: beyond a small queue of whole documents,
 a Job waits in a backlog as its name and UID only (about 150 bytes), and the worker that takes it reads
@@ -36,7 +38,7 @@ from dispatcher.adapters.kube import DocumentPage
 from dispatcher.adapters.kube.list_watch import PAGE_SIZE, ListWatch, ListWatchStats
 from dispatcher.domain import kube
 from dispatcher.domain.errors import PermanentError, TransientError
-from dispatcher.domain.jobs import finished_condition, is_recorded
+from dispatcher.domain.jobs import JobFacts, JobIndex, finished_condition, is_recorded
 from dispatcher.executors.base import JobHandler
 from dispatcher.runtime.concurrency import InHand
 from dispatcher.runtime.retrying import retry_transient
@@ -122,6 +124,9 @@ class FinishedJobWatch(ListWatch):
         self._done: set[str] = set()
         """UIDs handled here whose recorded mark the watch has not shown yet (stale events may come)."""
         self._in_hand = InHand()
+        self.index = JobIndex()
+        """Every listed and watched Job's (service, finished): the running Jobs per service, at no
+        request of their own (``bucketrun_running_jobs`` from the watcher)."""
 
     async def run(self, *, max_cycles: int | None = None) -> None:
         """List, watch and record until cancelled (or for *max_cycles* list/watch calls, for tests)."""
@@ -143,15 +148,19 @@ class FinishedJobWatch(ListWatch):
         return await self._in_hand.drain(grace)
 
     async def _relist(self) -> str:
+        listed_at = self.index.now()
+        facts: list[JobFacts] = []
         continue_token: str | None = None
         version: str | None = None
         while True:
             page = await self._source.list_job_documents(limit=PAGE_SIZE, continue_token=continue_token)
             version = version or page.resource_version  # a paged list's version is its first page's
             for job in page.items:
+                facts.append(JobFacts.of(job))
                 await self._offer(job)
             continue_token = page.continue_token
             if not continue_token:
+                self.index.replace_all(facts, listed_at=listed_at)
                 return version
 
     def _open_watch(
@@ -162,7 +171,9 @@ class FinishedJobWatch(ListWatch):
     async def _on_event(self, kind: str, obj: Mapping[str, Any]) -> None:
         if kind == "DELETED":
             self._done.discard(kube.uid(obj))
+            self.index.forget(kube.name(obj))
         else:
+            self.index.observe(JobFacts.of(obj))
             await self._offer(obj)
 
     async def _offer(self, job: Mapping[str, Any]) -> None:

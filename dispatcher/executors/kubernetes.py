@@ -31,8 +31,9 @@ async def connect_kubernetes_executor(settings: ClusterSettings) -> KubernetesEx
 
 class KubernetesExecutor:
     """Thin: a token from *bucket* before every Job or ConfigMap write, ConfigMaps created once
-    (``ConfigMapCreator``), the Job informer run (by ``start``, for the counts; the watcher's calls need
-    no ``start``). The calls are the verb modules' of ``dispatcher.adapters.kube`` over *api*.
+    (``ConfigMapCreator``), and, while ``count_jobs`` asks for it, a Job informer keeping ``index``
+    current (the watcher's calls need neither). The calls are the verb modules' of
+    ``dispatcher.adapters.kube`` over *api*.
 
     Owns *api*: ``close()`` closes it. The watcher's Lease election and sweep of Jobs that cannot
     start use ``api`` directly: they are the cluster's, not any executor's.
@@ -43,18 +44,40 @@ class KubernetesExecutor:
         self.bucket = bucket
         self.jobs = JobFeed(api)
         """bucketrun's Jobs as pages and a watch stream: the informer's and the finished-Job watch's."""
-        self.informer = JobInformer(self.jobs, JobIndex())
-        """The per-service counts of unfinished Jobs (running from ``start`` to ``close``)."""
+        self.index = JobIndex()
+        """The per-service counts of unfinished Jobs: current while counting, empty otherwise."""
+        self.informer: JobInformer | None = None
+        """The list+watch keeping ``index`` current, while counting (``count_jobs``)."""
         self._config_maps = ConfigMapCreator(api)
         self._sync_timeout = sync_timeout
 
-    async def start(self) -> None:
-        """Start the Job informer and wait for its first list (at most ``sync_timeout`` seconds, if set).
+    async def start(self, *, count_jobs: bool = True) -> None:
+        """``count_jobs(count_jobs)``: with it, this returns once the counts are loaded."""
+        await self.count_jobs(count_jobs)
 
-        Until the list is in, the per-service counts would be too low; so this waits, retrying the API
-        meanwhile. ``TransientError(kind="api-timeout")`` if ``sync_timeout`` passes first.
+    @property
+    def counting(self) -> bool:
+        """True while an informer keeps the counts current."""
+        return self.informer is not None
+
+    async def count_jobs(self, enabled: bool) -> None:
+        """Start or stop counting each service's unfinished Jobs (a list+watch of every bucketrun Job).
+
+        Starting waits for the first list (at most ``sync_timeout`` seconds, if set; the informer
+        retries the API meanwhile): until it is in, the counts would be too low.
+        ``TransientError(kind="api-timeout")`` if ``sync_timeout`` passes first. Stopping ends the watch
+        and empties the counts, waking whoever waits on them (``wait_until``): without counts no cap
+        holds anyone.
         """
-        self.informer.start()
+        if not enabled:
+            informer, self.informer = self.informer, None
+            if informer is not None:
+                await informer.stop()
+                self.index.clear()
+            return
+        if self.informer is None:
+            self.informer = JobInformer(self.jobs, self.index)
+            self.informer.start()
         try:
             async with asyncio.timeout(self._sync_timeout):
                 await self.informer.wait_synced()
@@ -65,15 +88,15 @@ class KubernetesExecutor:
             ) from error
 
     async def close(self) -> None:
-        """Stop the informer and close the API's connections."""
-        await self.informer.stop()
+        """Stop counting and close the API's connections."""
+        await self.count_jobs(False)
         await self.api.close()
 
     async def ready(self) -> bool:
-        """The Job counts are loaded, the informer has not died, and the API answers."""
-        return (
-            self.informer.synced.is_set() and self.informer.healthy and await fetching.api_answers(self.api)
-        )
+        """The API answers and, while counting, the counts are loaded and the informer has not died."""
+        informer = self.informer
+        counts_ok = informer is None or (informer.synced.is_set() and informer.healthy)
+        return counts_ok and await fetching.api_answers(self.api)
 
     async def provide_secrets(self, secrets: Sequence[ServiceSecret]) -> None:
         """Nothing: in a cluster the Secrets are ``services apply``'s, and the dispatcher's Role grants
@@ -88,17 +111,18 @@ class KubernetesExecutor:
         """Take a token, then create the Job (it counts as active at once when created)."""
         await self.bucket.acquire()
         outcome = await creating.create_job(self.api, doc)
-        if outcome is CreateOutcome.CREATED:
+        if outcome is CreateOutcome.CREATED and self.informer is not None:
             self.informer.note_created(doc)
         return outcome
 
     def active_jobs(self, service: str) -> int:
-        """The service's unfinished Jobs, from the informer (no API call)."""
-        return self.informer.index.active(service)
+        """The service's unfinished Jobs, from the informer (no API call); 0 while not counting."""
+        return self.index.active(service)
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
-        """Return once ``predicate()`` is true, re-checked after every change the informer sees."""
-        await self.informer.index.wait_until(predicate)
+        """Return once ``predicate()`` is true, re-checked after every change the informer sees (and
+        when counting stops)."""
+        await self.index.wait_until(predicate)
 
     def finished_jobs(self, handle: JobHandler, settings: Settings) -> FinishedJobWatch:
         """A list+watch of bucketrun's Jobs feeding *handle* each finished, unrecorded one, once per UID,

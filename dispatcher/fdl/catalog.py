@@ -29,6 +29,12 @@ class Catalog:
     services: Mapping[str, ServiceDefinition]
     router: Router[ServiceDefinition]
 
+    @property
+    def counts_jobs(self) -> bool:
+        """True when some service has ``max_concurrent_jobs``: only then must the dispatcher count each
+        service's unfinished Jobs (``Executor.count_jobs``)."""
+        return any(service.options.max_concurrent_jobs is not None for service in self.services.values())
+
     @classmethod
     def of(cls, services: tuple[ServiceDefinition, ...]) -> Catalog:
         """Index *services* by name and build their router."""

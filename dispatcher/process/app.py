@@ -1,10 +1,11 @@
 """The dispatcher's composition root: settings in, running consumers out, drained on SIGTERM.
 
 Start-up order matters for "nothing lost" and caps: the executor is given the services' Secrets, then
-started (its Job counts synced) before any message is consumed, and every service queue is declared
-before the ingress consumer may publish to it. A reload gives the executor the new Secrets before any
-Job of the new definitions can be created. Shutdown: stop consuming, let in-flight creates finish
-within `drain_timeout`, then close (unsettled messages are redelivered by the broker).
+started (its Job counts synced, when a service has a cap) before any message is consumed, and every
+service queue is declared before the ingress consumer may publish to it. A reload gives the executor
+the new Secrets before any Job of the new definitions can be created. Shutdown: stop consuming, let
+in-flight creates finish within `drain_timeout`, then close (unsettled messages are redelivered by
+the broker).
 """
 
 from __future__ import annotations
@@ -106,11 +107,20 @@ class Dispatcher:
         return await self.look_again()  # read at each call: run_dispatcher sets it after construction
 
     async def reload(self, catalog: Catalog) -> None:
-        """Swap in new definitions: new services get queues and consumers, removed ones are drained."""
+        """Swap in new definitions: new services get queues and consumers, removed ones are drained.
+
+        A first cap starts counting the Jobs, and the new definitions wait for the counts (the old ones
+        stay in force meanwhile); once no service has a cap, counting stops.
+        """
         await self.executor.provide_secrets(service_secrets(catalog.services.values()))
+        if catalog.counts_jobs and not self.executor.counting:
+            _log.info("a service has max_concurrent_jobs: counting Jobs before the new definitions apply")
+            await self.executor.count_jobs(True)
         self.handlers.metrics.prepare_services(catalog.services)
         await self._sync_lanes(catalog.services)  # queues first: the ingress may publish to them at once
         self.catalog = catalog
+        if not catalog.counts_jobs and self.executor.counting:
+            await self.executor.count_jobs(False)
         _log.info("service definitions reloaded", services=sorted(catalog.services))
 
     async def _sync_lanes(self, services: Mapping[str, object]) -> None:
@@ -178,7 +188,13 @@ class Dispatcher:
 def _export_state(metrics: DispatcherMetrics, dispatcher: Dispatcher, probes: _Probes) -> None:
     """Gauges read at scrape time: running Jobs per service, queue depths, broker and readiness."""
     executor = dispatcher.executor
-    metrics.running_jobs(lambda: {name: executor.active_jobs(name) for name in dispatcher.catalog.services})
+    metrics.running_jobs(
+        lambda: (
+            {name: executor.active_jobs(name) for name in dispatcher.catalog.services}
+            if executor.counting
+            else {}  # the watcher exports them (it watches every Job anyway)
+        )
+    )
     metrics.queue_depths(lambda: dispatcher.queue_depths)
     export_flags(
         metrics.registry, lambda: {"broker": dispatcher.amqp.connected, "ready": probes.ready.is_set()}
@@ -313,9 +329,10 @@ async def run_dispatcher(
         probes.executor = executor
         # Before start: the local executor runs a previous process's unfinished Jobs at once.
         await executor.provide_secrets(service_secrets(catalog.services.values()))
-        # The executor waits for its first Job list (caps need it) and the broker may be away: both
-        # retry on their own, and a stop request must still end the wait.
-        if not await until_stopped(executor.start(), stop, name="bucketrun-executor-start"):
+        # With a capped service the executor waits for its first Job list (the counts) and the broker
+        # may be away: both retry on their own, and a stop request must still end the wait.
+        starting = executor.start(count_jobs=catalog.counts_jobs)
+        if not await until_stopped(starting, stop, name="bucketrun-executor-start"):
             return
         amqp = await connect_amqp(settings, stop)
         if amqp is None:

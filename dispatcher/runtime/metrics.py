@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Final
+from weakref import WeakKeyDictionary
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -188,15 +189,9 @@ class DispatcherMetrics:
             self.received_to_created.labels(service)
 
     def running_jobs(self, read: Callable[[], Mapping[str, int]]) -> None:
-        """Export ``bucketrun_running_jobs{service}`` from *read* (the executor's counts) at scrape time."""
-        self.registry.register(
-            _Gauges(
-                "bucketrun_running_jobs",
-                "Jobs not yet finished, per service, as the executor counts them (the cap's measure).",
-                ("service",),
-                lambda: {(service,): float(count) for service, count in read().items()},
-            )
-        )
+        """Export ``bucketrun_running_jobs{service}`` from *read* (the executor's counts, or nothing while
+        it does not count) at scrape time."""
+        export_running_jobs(self.registry, read)
 
     def queue_depths(self, read: Callable[[], Mapping[str, int]]) -> None:
         """Export ``bucketrun_queue_messages{queue}`` (ready messages, last sampled) from *read*."""
@@ -208,6 +203,38 @@ class DispatcherMetrics:
                 lambda: {(queue,): float(count) for queue, count in read().items()},
             )
         )
+
+
+_RUNNING_JOBS_READS: WeakKeyDictionary[CollectorRegistry, list[Callable[[], Mapping[str, int]]]] = (
+    WeakKeyDictionary()
+)
+
+
+def export_running_jobs(registry: CollectorRegistry, read: Callable[[], Mapping[str, int]]) -> None:
+    """Add *read* to the sources of ``bucketrun_running_jobs{service}`` in *registry*: per service, the
+    highest count any source reports at scrape time (the dispatcher counts while a cap needs it, the
+    leading watcher always; under ``bucketrun serve`` both are one process, one registry)."""
+    reads = _RUNNING_JOBS_READS.get(registry)
+    if reads is None:
+        reads = _RUNNING_JOBS_READS[registry] = []
+        registry.register(
+            _Gauges(
+                "bucketrun_running_jobs",
+                "Jobs not yet finished, per service, as the dispatcher (the cap's measure) or the watcher "
+                "counts them.",
+                ("service",),
+                lambda: _highest(reads),
+            )
+        )
+    reads.append(read)
+
+
+def _highest(reads: Iterable[Callable[[], Mapping[str, int]]]) -> dict[tuple[str, ...], float]:
+    highest: dict[tuple[str, ...], float] = {}
+    for read in reads:
+        for service, count in read().items():
+            highest[(service,)] = max(float(count), highest.get((service,), 0.0))
+    return highest
 
 
 def export_flags(registry: CollectorRegistry, read: Callable[[], Mapping[str, bool]]) -> None:
@@ -291,6 +318,11 @@ class WatcherMetrics:
                 self.jobs_finished.labels(service, outcome)
             for histogram in (self.created_to_started, self.started_to_finished, self.end_to_end):
                 histogram.labels(service)
+
+    def running_jobs(self, read: Callable[[], Mapping[str, int]]) -> None:
+        """Export ``bucketrun_running_jobs{service}`` from *read* (the watch's counts while leading, else
+        nothing) at scrape time."""
+        export_running_jobs(self.registry, read)
 
 
 class ApiMetrics:

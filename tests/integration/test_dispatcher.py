@@ -351,6 +351,57 @@ async def test_the_cap_holds_across_a_dispatcher_restart(running: Running) -> No
     assert peaks.peak["capped"] == 2
 
 
+async def test_jobs_are_watched_only_while_a_service_has_a_cap_and_uncapping_frees_its_backlog(
+    running: Running,
+) -> None:
+    """Counting the Jobs costs the API server a watch (every created Job sent once more): the dispatcher
+    lists and watches them only while some definition has ``max_concurrent_jobs``, from the first
+    reload that brings one to the one that takes the last away; then its held events are created."""
+    control = running.kube.require_control()
+    namespace = running.kube.namespace
+    fdl = running.settings.services.paths[0]
+    cap = "      bucketrun:\n        max_concurrent_jobs: 2\n"
+    assert cap in FDL
+    fdl.write_text(FDL.replace(cap, ""))
+
+    def job_reads() -> int:
+        return control.request_count(verb=("list", "watch"), resource="jobs", namespace=namespace)
+
+    async def created(count: int) -> bool:
+        done = control.request_count(verb="create", resource="jobs", namespace=namespace, code=201)
+        return done >= count
+
+    async def watches(count: int) -> bool:
+        return await asyncio.to_thread(control.open_watches) == count
+
+    registry = new_registry("dispatcher")
+    async with started(partial(run_dispatcher, running.settings, registry=registry), "dispatcher"):
+        await running.publish([event(f"in/u-{index}.txt", bucket="solo") for index in range(3)])
+        await until(partial(created, 3), "3 Jobs of an uncapped service")
+        assert (job_reads(), control.open_watches()) == (0, 0)
+        assert registry.get_sample_value("bucketrun_running_jobs", {"service": "solo"}) is None
+
+        fdl.write_text(FDL)  # a cap: the Jobs are counted before it applies
+        await until(partial(watches, 1), "the dispatcher's Job watch")
+        assert control.request_count(verb="list", resource="jobs", namespace=namespace) == 1  # its list
+        await running.publish([event(f"in/c-{index}.txt", bucket="queue") for index in range(5)])
+
+        async def at_cap() -> bool:
+            held = registry.get_sample_value("bucketrun_retries_total", {"kind": "at-capacity"})
+            return bool(held) and _by_service(await jobs(running.kube)).get("capped", 0) == 2
+
+        await until(at_cap, "2 capped Jobs and the rest held at the cap (pods stay Pending)")
+        assert registry.get_sample_value("bucketrun_running_jobs", {"service": "solo"}) == 3
+
+        fdl.write_text(FDL.replace(cap, ""))  # no cap left: the watch ends, the held events go
+
+        async def all_five() -> bool:
+            return _by_service(await jobs(running.kube)).get("capped", 0) == 5
+
+        await until(partial(watches, 0), "the Job watch to end")
+        await until(all_five, "the 3 held events created once the cap is gone")
+
+
 def _service(job: dict[str, Any]) -> str:
     return job["metadata"]["labels"]["bucketrun.io/service"]
 

@@ -33,16 +33,24 @@ async def env(amqp_names, s3, kube, tmp_path):
 
 
 async def test_finished_jobs_are_recorded_published_and_marked(env) -> None:
-    await env.create_jobs([job_doc("ok-job", exit_code=0), job_doc("bad-job", exit_code=1)])
+    held = job_doc("held-job", service="lower")
+    held["spec"]["suspend"] = True  # no pod while the test runs: unfinished throughout
+    await env.create_jobs([job_doc("ok-job", exit_code=0), job_doc("bad-job", exit_code=1), held])
     registry = new_registry("watcher")
     async with started(partial(run_watcher, env.settings, registry=registry), "watcher"):
 
         async def both_marked():
             jobs = await env.jobs()
             marked = [j for j in jobs if (j["metadata"].get("annotations") or {}).get(ANNOTATION_RECORDED)]
-            return jobs if len(marked) == 2 else None
+            return marked if len(marked) == 2 else None
 
         jobs = await until(both_marked, "both Jobs marked recorded")
+        # The leader's watch counts the unfinished Jobs: every loaded service, and any other with some.
+        running = {
+            service: registry.get_sample_value("bucketrun_running_jobs", {"service": service})
+            for service in ("upper", "lower")
+        }
+        assert running == {"upper": 0.0, "lower": 1.0}
     uids = {job["metadata"]["name"]: job["metadata"]["uid"] for job in jobs}
     for job in jobs:
         assert job["metadata"]["annotations"][ANNOTATION_RECORDED] == job["metadata"]["uid"]

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import structlog
 
 from dispatcher.adapters.kube import DocumentPage
-from dispatcher.domain.constants import ANNOTATION_RECORDED
+from dispatcher.domain.constants import ANNOTATION_RECORDED, LABEL_SERVICE
 from dispatcher.domain.errors import PermanentError, TransientError
 from dispatcher.executors.finished_watch import FinishedJobWatch
 from dispatcher.executors.local.finished import LocalFinishedJobs
@@ -137,3 +138,46 @@ async def test_the_list_never_waits_for_the_recorder_and_a_backlogged_job_is_rea
     assert sorted(handled) == sorted(f"j{index}" for index in range(97))
     assert (watch.stats.handled, watch.stats.gone) == (97, 3)
     assert sorted(source.reads) == sorted(f"j{index}" for index in range(4, 100))  # each read once
+
+
+def of_service(job: dict[str, Any], service: str, *, finished: bool = True) -> dict[str, Any]:
+    job["metadata"]["labels"] = {LABEL_SERVICE: service}
+    job["metadata"]["resourceVersion"] = "1"
+    if not finished:
+        job["status"] = {}
+    return job
+
+
+class ListThenWatch(OnePage):
+    """A list of *jobs*, then one watch stream of *events*."""
+
+    def __init__(self, jobs: list[dict[str, Any]], events: list[dict[str, Any]]) -> None:
+        super().__init__(*jobs)
+        self.events = events
+
+    @asynccontextmanager
+    async def watch_jobs(self, *, resource_version: str, timeout_seconds: int) -> Any:
+        async def stream() -> AsyncIterator[Mapping[str, Any]]:
+            for event in self.events:
+                yield event
+
+        yield stream()
+
+
+async def test_the_watch_counts_each_services_unfinished_jobs_from_what_it_reads_anyway() -> None:
+    listed = [
+        of_service(finished("a1", "u1"), "a", finished=False),
+        of_service(finished("a2", "u2"), "a", finished=False),
+        of_service(finished("b1", "u3"), "b", finished=False),
+        of_service(finished("b0", "u4"), "b"),
+    ]
+    events = [
+        {"type": "MODIFIED", "object": of_service(finished("a1", "u1"), "a")},  # finished
+        {"type": "DELETED", "object": of_service(finished("b1", "u3"), "b", finished=False)},
+        {"type": "ADDED", "object": of_service(finished("c1", "u5"), "c", finished=False)},
+    ]
+    watch = FinishedJobWatch(ListThenWatch(listed, events), Handler(), backoff_base=0.01, backoff_cap=0.02)
+    await asyncio.wait_for(watch.run(max_cycles=1), 10)  # the list only
+    assert watch.index.counts() == {"a": 2, "b": 1}
+    await asyncio.wait_for(watch.run(max_cycles=2), 10)  # a new term: the list again, then the watch
+    assert watch.index.counts() == {"a": 1, "c": 1}

@@ -115,3 +115,27 @@ async def test_wait_until_wakes_on_the_change_that_makes_the_predicate_true():
 async def test_wait_until_returns_at_once_when_already_true(service):
     async with asyncio.timeout(1):
         await JobIndex().wait_until(lambda: JobIndex().active(service) == 0)
+
+
+def test_counts_name_the_services_with_unfinished_jobs_and_clear_forgets_pending_ones_too():
+    index = JobIndex()
+    index.observe(facts("j1"))
+    index.observe(facts("j2", "b"))
+    index.observe(facts("j2", "b", finished=True))
+    index.note_created("c", "j3")
+    assert index.counts() == {"a": 1, "c": 1}
+    index.clear()
+    assert (index.counts(), len(index), index.entry("j3")) == ({}, 0, None)
+    index.observe(facts("j3", "c"))  # the name noted before the clear is an ordinary Job afterwards
+    assert index.counts() == {"c": 1}
+
+
+async def test_clear_wakes_a_waiter_held_by_a_count():
+    index = JobIndex()
+    index.observe(facts("j1"))
+    waiter = asyncio.create_task(index.wait_until(lambda: index.active("a") < 1))
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    index.clear()
+    async with asyncio.timeout(1):
+        await waiter

@@ -56,3 +56,11 @@ def test_a_service_for_two_clusters_loads_for_the_configured_one_and_is_refused_
     assert [(s.cluster_id, s.inputs[0].folder) for s in catalog.services.values()] == [("d", "other")]
     with pytest.raises(StartupError, match="BUCKETRUN_SERVICES__CLUSTER"):
         load_catalog((tmp_path,), ("bucketrun-records", "records/"))
+
+
+def test_the_jobs_need_counting_only_when_a_service_has_a_cap(tmp_path) -> None:
+    (tmp_path / "s.yaml").write_text(FDL)
+    assert not load_catalog((tmp_path,)).counts_jobs
+    capped = FDL + "      bucketrun:\n        max_concurrent_jobs: 3\n"
+    (tmp_path / "s.yaml").write_text(capped)
+    assert load_catalog((tmp_path,)).counts_jobs

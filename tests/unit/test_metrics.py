@@ -73,6 +73,22 @@ def test_one_registry_holds_both_halves_and_scrape_time_gauges_follow_their_sour
     assert "bucketrun_watcher_leader 1.0" in first
 
 
+def test_running_jobs_take_the_highest_count_of_the_processes_counters_and_none_while_none_counts() -> None:
+    registry = new_registry("serve")
+    dispatcher, watcher = DispatcherMetrics(registry), WatcherMetrics(registry)
+    counted: dict[str, int] = {}
+    watched: dict[str, int] = {}
+    dispatcher.running_jobs(lambda: counted)
+    watcher.running_jobs(lambda: watched)
+    assert "bucketrun_running_jobs{" not in generate_latest(registry).decode()
+    watched.update(upper=1, lower=0)
+    counted.update(upper=2)  # a Job just created, which the watch has not shown yet
+    assert registry.get_sample_value("bucketrun_running_jobs", {"service": "upper"}) == 2
+    assert registry.get_sample_value("bucketrun_running_jobs", {"service": "lower"}) == 0
+    counted.clear()  # the dispatcher stopped counting: the watcher's figure stands
+    assert registry.get_sample_value("bucketrun_running_jobs", {"service": "upper"}) == 1
+
+
 def test_series_exist_at_zero_before_their_first_event_so_rate_sees_it() -> None:
     registry = new_registry("dispatcher")
     metrics = DispatcherMetrics(registry)

@@ -178,11 +178,13 @@ class LocalExecutor:
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, *, count_jobs: bool = True) -> None:
         """Take the state directory, load its ConfigMaps and Jobs, and run the unfinished Jobs again.
+        The Jobs are counted whatever *count_jobs* says: they are this process's own.
 
         ``RuntimeError`` if another executor holds the directory.
         """
+        del count_jobs
         if self._lock_fd is not None:
             return
         for directory in (self._jobs_dir, self._config_dir, self._staging_dir):
@@ -299,6 +301,15 @@ class LocalExecutor:
                 f"cannot claim Job {name} in {self._jobs_dir}: {error}", kind="local-state"
             ) from error
         return CreateOutcome.CREATED if claimed else CreateOutcome.EXISTS
+
+    @property
+    def counting(self) -> bool:
+        """Always: the executor sees its own Jobs claimed and finished, and counts them as it goes."""
+        return True
+
+    async def count_jobs(self, enabled: bool) -> None:
+        """Nothing: counting the executor's own Jobs costs nothing."""
+        del enabled
 
     def active_jobs(self, service: str) -> int:
         """The service's Jobs not finished yet (running or waiting for a slot)."""
