@@ -142,8 +142,11 @@ async def test_each_role_grants_exactly_what_its_code_calls(amqp_names, s3, kube
     inputs, records = s3.bucket("inputs"), s3.bucket("records")
     fdl = tmp_path / "services.yaml"
     # With a secret: its Jobs reference the service's Secret, yet no component reads or writes Secrets.
+    # With a cap: the dispatcher lists and watches the Jobs only while some service has one.
     fdl.write_text(
-        FDL.replace("INPUT", inputs) + "      environment:\n        secrets:\n          TOKEN: x1\n"
+        FDL.replace("INPUT", inputs)
+        + "      environment:\n        secrets:\n          TOKEN: x1\n"
+        + "      bucketrun:\n        max_concurrent_jobs: 100\n"
     )
     settings = settings_for(amqp_names, s3, kube, fdl, records)
 

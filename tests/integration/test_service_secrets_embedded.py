@@ -189,9 +189,9 @@ async def test_a_job_left_unfinished_by_a_previous_process_gets_its_secret_after
     known_at_start: list[set[str]] = []
     original_start = LocalExecutor.start
 
-    async def start(self: LocalExecutor) -> None:
+    async def start(self: LocalExecutor, *, count_jobs: bool = True) -> None:
         known_at_start.append(set(self._secrets))
-        await original_start(self)
+        await original_start(self, count_jobs=count_jobs)
 
     monkeypatch.setattr(LocalExecutor, "start", start)
     # One pod at a time: a held `plain` Job keeps the `keyed` one waiting, unfinished, when serve stops.

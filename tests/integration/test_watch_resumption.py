@@ -144,6 +144,9 @@ async def run(amqp_names: AmqpNames, s3: S3Scope, kube: KubeTestEnv, tmp_path: P
     await asyncio.to_thread(control.set_kubelet, "off")
     await asyncio.to_thread(control.set_watch_knobs, bookmark_interval=BOOKMARK_INTERVAL)
     env = await new_env(amqp_names, s3, kube, tmp_path)
+    fdl = tmp_path / "services.yaml"
+    # A cap never reached: the dispatcher counts the Jobs (its informer) only while a service has one.
+    fdl.write_text(fdl.read_text() + "      bucketrun:\n        max_concurrent_jobs: 1000\n")
     settings = make_settings(
         amqp_names,
         s3,
