@@ -1309,7 +1309,9 @@ def markdown_real(results: Mapping[str, Any]) -> str:
         "## Scale: separate processes with N tracked Jobs",
         "",
         "Real stack: the pre-loaded Jobs are suspended (the Job controller makes no pods for them; they stay "
-        "unfinished, so both processes track them).",
+        "unfinished, so both processes track them). One service has a `max_concurrent_jobs` it never "
+        "reaches: the dispatcher counts the Jobs only while some service has a cap, and this phase measures "
+        "it counting them all (that service's events go through its queue, one create at a time).",
         "",
         "| backend | tracked Jobs | pre-load | dispatcher RSS / peak (MiB) | dispatcher CPU per event "
         "| watcher RSS / peak (MiB) |",
