@@ -40,7 +40,6 @@ def targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     sat_api = results["saturation"]["api"]
     job_writes = (sat_api["writes"] - sat_api["config_map_writes"]) / max(sat_api["jobs_created_201"], 1)
     burst = results["burst"]
-    largest = results["scale"][-1] if results["scale"] else None
     rows = [
         {
             "target": f"sustained dispatch >= {TARGET_RAW_RATIO:.0%} of the lower raw limit",
@@ -83,21 +82,7 @@ def targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
             "passed": burst["duplicates"] == 0 and burst["losses"] == 0 and burst["unexpected"] == 0,
         },
     ]
-    if largest is not None:
-        note = (
-            ""
-            if largest["tracked_jobs"] >= TARGET_SCALE_JOBS
-            else f" (only {largest['tracked_jobs']:,} in this run)"
-        )
-        for side, bound in RSS_BOUNDS.items():
-            megabytes = largest[side]["peak_rss_mib"] / MIB_PER_MB
-            rows.append(
-                {
-                    "target": f"{side} RSS <= {bound:.0f} MB at {TARGET_SCALE_JOBS:,} tracked Jobs",
-                    "measured": f"peak {megabytes:.0f} MB at {largest['tracked_jobs']:,}{note}",
-                    "passed": megabytes <= bound and not note,
-                }
-            )
+    rows += rss_targets(results)
     for row in rows:
         row["verdict"] = verdict(row["passed"])
     return rows
@@ -372,9 +357,7 @@ def plot(results: Mapping[str, Any], folder: Path) -> list[Path]:
     pyplot.close(figure)
 
     figure, axis = pyplot.subplots(figsize=(6, 4))
-    scale_rows = sorted(
-        [*results["scale"], *results.get("emulator_scale", [])], key=lambda row: row["tracked_jobs"]
-    )
+    scale_rows = sorted(results["scale"], key=lambda row: row["tracked_jobs"])
     sizes = [row["tracked_jobs"] for row in scale_rows]
     for side, bound in RSS_BOUNDS.items():
         line = axis.plot(
@@ -546,15 +529,6 @@ def dispatcher_cpu(results: Mapping[str, Any]) -> dict[str, float]:
     }
 
 
-def largest_scale(results: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The scale row with the most tracked Jobs, the real stack's or the emulator's (``backend``)."""
-    rows = [
-        *results.get("scale", []),
-        *({**row, "backend": "emulator"} for row in results.get("emulator_scale", [])),
-    ]
-    return max(rows, key=lambda row: row["tracked_jobs"]) if rows else None
-
-
 def targets_real(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Each target of issue #21: what was measured and PASS/FAIL (``why_lines`` says why a failure fails)."""
     sat, baseline = results["saturation"], create_baseline(results)
@@ -650,38 +624,28 @@ def targets_real(results: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def rss_targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The two RSS targets, on the largest scale row (the emulator's 50,000 or the real stack's), each
-    failed too by a real-stack row above its bound: RSS does not fall as tracked Jobs grow, so such a row
-    fails the target on the real stack whatever the emulator's row says."""
-    largest = largest_scale(results)
-    if largest is None:
+    """The two RSS targets on the run's scale rows: the largest must track 50,000 Jobs, and no row may
+    peak above the bound (RSS does not fall as tracked Jobs grow, so any row above it fails)."""
+    rows = sorted(results.get("scale", []), key=lambda row: row["tracked_jobs"])
+    if not rows:
         return []
+    largest = rows[-1]
     short = largest["tracked_jobs"] < TARGET_SCALE_JOBS
     where = "real stack" if largest.get("backend") == "real" else "emulator"
-    real = _real_rows_beside(results, largest)
-    rows = []
+    targets = []
     for side, bound in RSS_BOUNDS.items():
-        megabytes = largest[side]["peak_rss_mib"] / MIB_PER_MB
-        rows.append(
+        peaks = "; ".join(
+            f"{row[side]['peak_rss_mib'] / MIB_PER_MB:.0f} MB at {row['tracked_jobs']:,}" for row in rows
+        )
+        targets.append(
             {
                 "target": f"{side} RSS <= {bound:.0f} MB at {TARGET_SCALE_JOBS:,} tracked Jobs",
-                "measured": f"peak {megabytes:.0f} MB at {largest['tracked_jobs']:,} ({where})"
-                + (f" (only {largest['tracked_jobs']:,} in this run)" if short else "")
-                + "".join(
-                    f"; {row[side]['peak_rss_mib'] / MIB_PER_MB:.0f} MB at {row['tracked_jobs']:,} on the "
-                    "real stack"
-                    for row in real
-                ),
-                "passed": megabytes <= bound and not short and not _over_bound(real, side),
+                "measured": f"peak {peaks} ({where})"
+                + (f" (only {largest['tracked_jobs']:,} in this run)" if short else ""),
+                "passed": not short and not _over_bound(rows, side),
             }
         )
-    return rows
-
-
-def _real_rows_beside(results: Mapping[str, Any], largest: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The real stack's scale rows, judged beside *largest* when that is the emulator's row (none when the
-    largest row is the real stack's own)."""
-    return list(results.get("scale", [])) if largest.get("backend") == "emulator" else []
+    return targets
 
 
 def _over_bound(rows: list[dict[str, Any]], side: str) -> list[dict[str, Any]]:
@@ -1050,36 +1014,27 @@ def why_lines(results: Mapping[str, Any]) -> list[str]:
 
 
 def rss_sentence(results: Mapping[str, Any], target: str) -> str:
-    """Why an RSS target fails: too few tracked Jobs in the run, a real-stack row above the bound, or how
-    the peak grows with the Jobs."""
+    """Why an RSS target fails: too few tracked Jobs in the run, or a row above the bound (and what the
+    process is made of)."""
     side = "dispatcher" if target.startswith("dispatcher") else "watcher"
-    largest = largest_scale(results)
-    if largest is None or largest["tracked_jobs"] < TARGET_SCALE_JOBS:
-        most = 0 if largest is None else largest["tracked_jobs"]
+    rows = sorted(results.get("scale", []), key=lambda row: row["tracked_jobs"])
+    if not rows or rows[-1]["tracked_jobs"] < TARGET_SCALE_JOBS:
+        most = rows[-1]["tracked_jobs"] if rows else 0
         return f"this run tracked {most:,} Jobs at most (the full run measures 50,000)."
-    over = _over_bound(_real_rows_beside(results, largest), side)
-    if over:
-        row = max(over, key=lambda row: row[side]["peak_rss_mib"])
-        peak = row[side]["peak_rss_mib"] / MIB_PER_MB
-        idle = row[side].get("idle_rss_mib")
-        before = "" if idle is None else f"{idle / MIB_PER_MB:.0f} MB before its events and "
-        return (
-            f"on the real stack the {side} process with {row['tracked_jobs']:,} tracked Jobs had {before}"
-            f"{peak:.0f} MB at its peak, above the bound, where the emulator's had "
-            f"{largest[side]['peak_rss_mib'] / MIB_PER_MB:.0f} MB at {largest['tracked_jobs']:,}. "
-            "The real API server speaks TLS (the emulator plain HTTP), and each connection the creates "
-            "keep open holds a TLS receive buffer (16 KiB since `dispatcher.runtime.tls_buffers`, "
-            'asyncio\'s default 256 KiB: bench/README.md, "Memory on the real stack"); the rest is the '
-            "process itself (interpreter, clients, imports), which a leaner import set would shrink."
-        )
-    same_backend = results.get("emulator_scale" if largest.get("backend") == "emulator" else "scale", [])
-    rows = sorted(same_backend, key=lambda row: row["tracked_jobs"])
-    smallest = rows[0]
-    low, high = (row[side]["peak_rss_mib"] / MIB_PER_MB for row in (smallest, largest))
+    smallest, largest = rows[0], rows[-1]
+    row = max(_over_bound(rows, side) or rows, key=lambda row: row[side]["peak_rss_mib"])
+    peak = row[side]["peak_rss_mib"] / MIB_PER_MB
+    idle = row[side].get("idle_rss_mib")
+    before = "" if idle is None else f"{idle / MIB_PER_MB:.0f} MB before its events and "
+    low, high = (one[side]["peak_rss_mib"] / MIB_PER_MB for one in (smallest, largest))
     return (
-        f"peak {low:.0f} MB at {smallest['tracked_jobs']:,} tracked Jobs and {high:.0f} MB at "
-        f"{largest['tracked_jobs']:,}: {high - low:.0f} MB for the Jobs, the rest is the process itself "
-        "(interpreter, clients, imports), which a leaner import set would shrink."
+        f"the {side} process with {row['tracked_jobs']:,} tracked Jobs had {before}{peak:.0f} MB at its "
+        f"peak; from {smallest['tracked_jobs']:,} to {largest['tracked_jobs']:,} tracked Jobs its peak "
+        f"went from {low:.0f} to {high:.0f} MB. Most of it is the process itself (interpreter, clients, "
+        "imports), which a leaner import set would shrink; against the real API server each connection "
+        "the creates keep open also holds a TLS receive buffer (16 KiB since "
+        "`dispatcher.runtime.tls_buffers`, asyncio's default 256 KiB: bench/README.md, \"Memory on the "
+        'real stack").'
     )
 
 
@@ -1317,10 +1272,7 @@ def markdown_real(results: Mapping[str, Any]) -> str:
         "| watcher RSS / peak (MiB) |",
         "|---|---:|---:|---|---:|---|",
     ]
-    for row in [
-        *results["scale"],
-        *({**row, "backend": "emulator"} for row in results.get("emulator_scale", [])),
-    ]:
+    for row in results["scale"]:
         d, w = row["dispatcher"], row["watcher"]
         lines.append(
             f"| {row['backend']} | {row['tracked_jobs']:,} | {row['preloaded']:,} in "

@@ -13,8 +13,8 @@ runs of its Job (the throughput target's baseline, in the same cluster state; ju
 round); publish -> created at 10/50/90%, bare creates at 50%, the profile, the shipped run again
 with CPython's default collector thresholds (the before of ``dispatcher.runtime.gc_tuning``); upload ->
 Job created through real MinIO notifications (a dispatcher process); the bare record loop and the
-watcher; the naive baseline; scale at 1k and 10k tracked Jobs; the 10,000-event burst; then 50,000
-tracked Jobs on the emulator. The targets are issue #21's.
+watcher; the naive baseline; scale at 1k, 10k and 50k tracked Jobs; then the 10,000-event burst. The
+targets are issue #21's.
 
 On the emulator (``--backend emulator``, or ``auto`` without the servers; ``--tiny`` unless ``--backend
 real``), with a real RabbitMQ (the machine's, or ``$BUCKETRUN_BENCH_AMQP_URL``) and the instant kubelet,
@@ -91,9 +91,6 @@ class Sizes:
     """Requests in flight tried for the bare creates on the real stack (the best one is the raw limit)."""
     uploads: int = 1000
     """Uploads of the sustained upload -> Job created run and of the bare MinIO -> AMQP run (real stack)."""
-    emulator_scale: tuple[int, ...] = ()
-    """Tracked-Job counts measured on the emulator after the real stack's run (those too slow to create
-    in a real etcd here)."""
     rounds: int = 3
     """Rounds of bucketrun's two saturation runs on the real stack, each run between two bare create runs;
     the throughput target is judged on the median round (the bare rate moves by tens of percent from one
@@ -115,13 +112,12 @@ FULL_REAL = Sizes(
     completions=60,
     naive=300,
     burst=10_000,
-    scale=(1_000, 10_000),
+    scale=(1_000, 10_000, 50_000),
     scale_events=300,
     concurrencies=(16, 64, 128),
     uploads=400,
-    emulator_scale=(50_000,),
 )
-"""The full run on the real stack; 50,000 tracked Jobs only on the emulator (see the README)."""
+"""The full run on the real stack."""
 QUICK_REAL = Sizes(
     events=200,
     latency_seconds=2,
@@ -660,19 +656,6 @@ async def bare_create_latency(
     }
 
 
-async def emulator_scale(sizes: Sizes, work: Path, progress: dispatch.Progress) -> list[dict[str, Any]]:
-    """The scale phase on the emulator (kubelet off), for the tracked-Job counts of ``emulator_scale``."""
-    with dispatch.started_stack(progress, kubelet="off") as stack:
-        return await scale.scale(
-            stack,
-            sizes=sizes.emulator_scale,
-            events=sizes.scale_events,
-            work=work,
-            progress=progress,
-            set_kubelet=stack.control.set_kubelet,
-        )
-
-
 def summary(results: dict[str, Any]) -> str:
     """The targets, one line each, and what the throughput targets ask of this machine, for the terminal."""
     width = max(len(row["target"]) for row in results["targets"])
@@ -789,15 +772,6 @@ def main(argv: list[str]) -> int:
                 stores,
             ):
                 results = asyncio.run(measure_real(stack, sizes, Path(scratch), progress, stores))
-                if sizes.emulator_scale:
-                    os.environ[dispatch.AMQP_URL_ENV] = stack.amqp_url  # the emulator phase uses this broker
-                    try:
-                        results["emulator_scale"] = asyncio.run(
-                            emulator_scale(sizes, Path(scratch), progress)
-                        )
-                    except Exception as error:  # noqa: BLE001 - the real stack's figures are kept either way
-                        results["problems"].append(f"the emulator's scale phase failed: {error!r}")
-                        progress(f"the emulator's scale phase failed: {error!r}")
                 broker = stack.amqp_url.rsplit("@", 1)[-1]
                 results["versions"] = stack.versions
         results["fsync"] = not options.no_fsync

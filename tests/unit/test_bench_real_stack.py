@@ -165,43 +165,44 @@ def test_each_round_is_judged_by_its_own_neighbours_and_the_target_by_the_median
     assert report.rounds_lines(one) == []
 
 
-def test_a_real_stack_row_above_the_rss_bound_fails_the_target_whatever_the_emulator_s_row(
-    report: ModuleType,
-) -> None:
+def test_the_rss_targets_need_50_000_tracked_jobs_and_every_row_within_the_bound(report: ModuleType) -> None:
     def row(tracked: int, dispatcher_mib: float, idle_mib: float) -> dict[str, Any]:
         return {
             "tracked_jobs": tracked,
+            "backend": "real",
             "dispatcher": {"peak_rss_mib": dispatcher_mib, "idle_rss_mib": idle_mib},
             "watcher": {"peak_rss_mib": 150.0},
         }
 
     mib_of_151_mb = 151 * report.MIB_PER_MB
     figures = {
-        "scale": [row(1_000, mib_of_151_mb, 120.0), row(10_000, 135.0, 130.0)],
-        "emulator_scale": [row(50_000, 138.0, 137.0)],
+        "scale": [row(50_000, 138.0, 137.0), row(1_000, mib_of_151_mb, 120.0), row(10_000, 135.0, 130.0)]
     }
     dispatcher, watcher = report.rss_targets(figures)
-    assert not dispatcher["passed"]  # the emulator's 145 MB at 50,000 alone would pass
-    assert dispatcher["measured"] == (
-        "peak 145 MB at 50,000 (emulator); 151 MB at 1,000 on the real stack; "
-        "142 MB at 10,000 on the real stack"
-    )
+    assert not dispatcher["passed"]  # the 50,000 row's 145 MB alone would pass
+    assert dispatcher["measured"] == "peak 151 MB at 1,000; 142 MB at 10,000; 145 MB at 50,000 (real stack)"
     assert watcher["passed"]
     target = "dispatcher RSS <= 150 MB at 50,000 tracked Jobs"
     text = report.rss_sentence(figures, target)
-    assert "with 1,000 tracked Jobs had 126 MB before its events and 151 MB at its peak" in text
-    assert "145 MB at 50,000" in text
-    # Every real row within the bound: the emulator's row and the growth with the Jobs explain it.
-    within = {**figures, "scale": [row(1_000, 130.0, 120.0), row(10_000, 135.0, 130.0)]}
+    assert text.startswith(
+        "the dispatcher process with 1,000 tracked Jobs had 126 MB before its events and 151 MB"
+    )
+    assert "from 1,000 to 50,000 tracked Jobs its peak went from 151 to 145 MB" in text
+    # Every row within the bound: passed, and the sentence names the highest peak.
+    within = {"scale": [row(1_000, 130.0, 120.0), row(10_000, 135.0, 130.0), row(50_000, 138.0, 137.0)]}
     assert report.rss_targets(within)[0]["passed"]
-    assert report.rss_sentence(within, target).startswith("peak 145 MB at 50,000 tracked Jobs")
-
-
-def test_the_largest_scale_row_may_be_the_emulator_s(report: ModuleType) -> None:
-    rows = {"scale": [{"tracked_jobs": 10_000}], "emulator_scale": [{"tracked_jobs": 50_000}]}
-    assert report.largest_scale(rows) == {"tracked_jobs": 50_000, "backend": "emulator"}
-    assert report.largest_scale({"scale": [{"tracked_jobs": 1_000}]}) == {"tracked_jobs": 1_000}
-    assert report.largest_scale({"scale": []}) is None
+    assert "with 50,000 tracked Jobs had 144 MB before its events and 145 MB" in report.rss_sentence(
+        within, target
+    )
+    # Fewer than 50,000 tracked Jobs fails both, whatever the peaks.
+    short = {"scale": within["scale"][:2]}
+    assert [target["passed"] for target in report.rss_targets(short)] == [False, False]
+    assert report.rss_targets(short)[0]["measured"].endswith("(real stack) (only 10,000 in this run)")
+    assert (
+        report.rss_sentence(short, target)
+        == "this run tracked 10,000 Jobs at most (the full run measures 50,000)."
+    )
+    assert report.rss_targets({"scale": []}) == []
 
 
 def process_state(pid: int) -> str:
