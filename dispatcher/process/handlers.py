@@ -1,7 +1,7 @@
 """The dispatcher's two message handlers: ingress (fan out to services) and service tasks (create Jobs).
 
 An ingress message whose one event routes to one uncapped service is turned into its Job by the ingress
-handler itself while fewer than ``direct_creates`` such creates are in flight: one publish and one
+handler itself while fewer than ``direct_create_bound`` such creates are in flight: one publish and one
 consume fewer per event. Everything else (capped services, several tasks in one message, the ingress
 busy past that bound) is handed to the services' queues, so a flood or a slow create for one service
 never holds the ingress for the others.
@@ -23,10 +23,11 @@ redelivers the message; idempotent Job names make the second attempt a no-op.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Final
 
 import structlog
 
@@ -44,6 +45,19 @@ from dispatcher.runtime.metrics import DispatcherMetrics, seconds_since
 
 _log = structlog.get_logger(__name__)
 
+SHARED_DIRECT_CREATES: Final = 16
+"""The direct path's bound while several services share the ingress (``dispatch.direct_creates`` unset)."""
+
+
+def direct_create_bound(configured: int | None, services: int) -> float:
+    """How many direct creates may be in flight at once: *configured* when set; unset, 16 with several
+    *services* loaded (past it, a backlog overflows into the service queues at publish speed, so another
+    service's events behind it are not held at create speed), and no bound with one (the ingress prefetch
+    bounds it: no other service's event can be waiting behind the backlog)."""
+    if configured is not None:
+        return configured
+    return SHARED_DIRECT_CREATES if services > 1 else math.inf
+
 
 class Handlers:
     """The ingress and service-task handlers, sharing the catalog, the executor and the metrics."""
@@ -60,7 +74,7 @@ class Handlers:
         max_message_bytes: int,
         pause_service: Callable[[str], None],
         metrics: DispatcherMetrics,
-        direct_creates: int = 0,
+        direct_creates: int | None = 0,
         look_again: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self._catalog = catalog
@@ -130,10 +144,13 @@ class Handlers:
 
     def _direct_task(self, plan: IngressPlan) -> ServiceTask | None:
         """The plan's one task when the ingress handler may create its Job itself, else None."""
-        if self._direct_in_flight >= self._direct_limit or len(plan.tasks) != 1 or plan.unroutable:
+        if len(plan.tasks) != 1 or plan.unroutable:
+            return None
+        services = self._catalog().services
+        if self._direct_in_flight >= direct_create_bound(self._direct_limit, len(services)):
             return None
         (task,) = plan.tasks
-        definition = self._catalog().services.get(task.service)
+        definition = services.get(task.service)
         if definition is None or definition.options.max_concurrent_jobs is not None:
             return None  # a capped service's events wait in its queue while it is at its cap
         return task

@@ -346,12 +346,14 @@ class DispatchSettings(_Group):
     ``terminationGracePeriodSeconds``. Default 25."""
     max_message_bytes: PositiveInt = 1 << 20
     """Largest message body parsed; larger ones are dead-lettered as ``too-large``. Default 1 MiB."""
-    direct_creates: int = Field(default=16, ge=0, le=4096)
+    direct_creates: int | None = Field(default=None, ge=0, le=4096)
     """Jobs the ingress consumer may create itself at once, for a message whose one event routes to one
     service without ``max_concurrent_jobs``: the event skips its service queue (one publish and one
     consume less, about a quarter of the dispatcher's CPU per event). Beyond this many in flight, and
     always for capped services, events go through their service queues, so one service's flood or slow
-    creates never hold the ingress. 0: every event goes through its service queue. Default 16."""
+    creates never hold the ingress for the others. 0: every event goes through its service queue. Unset
+    (the default): 16 while more than one service is loaded; while only one is, no bound but the ingress
+    prefetch, since no other service's event can wait behind its backlog."""
 
 
 def _default_identity() -> str:

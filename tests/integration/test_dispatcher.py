@@ -531,3 +531,47 @@ async def test_past_the_direct_bound_events_go_through_their_service_queue(
         assert by_path["direct"] == []
     else:
         assert 1 <= len(by_path["direct"]) < 10
+
+
+SOLO_FDL = """
+functions:
+  oscar:
+  - c:
+      name: solo
+      image: busybox:1.36
+      memory: 32Mi
+      script: |
+        cat "$INPUT_FILE_PATH"
+      input: [{storage_provider: minio, path: solo/in}]
+"""
+
+
+@pytest.mark.parametrize("catalog", ["four services", "one service"])
+async def test_unset_the_direct_bound_is_16_with_several_services_and_the_prefetch_with_one(
+    running: Running, tmp_path: Path, catalog: str
+) -> None:
+    settings = running.settings
+    if catalog == "one service":
+        solo = tmp_path / "solo.yaml"
+        solo.write_text(SOLO_FDL)
+        settings = with_settings(settings, services={"paths": (solo,)})
+    assert settings.dispatch.direct_creates is None
+    control = running.kube.require_control()
+    control.set_faults(latency=0.3)  # the 30 events are all taken from the ingress before a create ends
+    keys = [f"in/many-{index}.txt" for index in range(30)]
+    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as lines:
+        async with dispatcher(settings):
+            await running.publish([event(key, bucket="solo") for key in keys])
+
+            async def thirty() -> bool:
+                return len(await jobs(running.kube)) >= 30
+
+            await until(thirty, "30 solo Jobs", within=90)
+    control.clear_faults()
+    by_path = _created_lines(lines)
+    assert sorted(line["key"] for line in by_path["direct"] + by_path["queue"]) == sorted(keys)
+    if catalog == "one service":  # no other service's event to keep from waiting: no bound but the prefetch
+        assert by_path["queue"] == []
+    else:  # the first 16 direct, the rest overflow into the service's queue
+        assert len(by_path["direct"]) >= 16
+        assert by_path["queue"]

@@ -7,6 +7,7 @@ catches that too; these catch it in milliseconds.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,7 +18,7 @@ from dispatcher.domain.errors import TransientError
 from dispatcher.domain.events import build_message
 from dispatcher.fdl import load_services_text
 from dispatcher.fdl.catalog import Catalog
-from dispatcher.process.handlers import Handlers
+from dispatcher.process.handlers import Handlers, direct_create_bound
 from dispatcher.runtime.metrics import DispatcherMetrics
 
 FDL = """
@@ -166,3 +167,14 @@ async def test_a_routed_event_never_looks_again() -> None:
     steps: list[str] = []
     await handlers_that_look_again(steps, finds=True).on_ingress(RecordingDelivery(message(), steps))
     assert steps == ["publish:thumbs", "publish:archive", "ack"]
+
+
+def test_the_direct_bound_is_the_setting_or_else_16_while_services_share_the_ingress_and_none_for_one() -> (
+    None
+):
+    assert direct_create_bound(None, 1) == math.inf
+    assert direct_create_bound(None, 2) == 16
+    assert direct_create_bound(None, 40) == 16
+    assert direct_create_bound(0, 1) == 0
+    assert direct_create_bound(5, 1) == 5
+    assert direct_create_bound(128, 3) == 128
