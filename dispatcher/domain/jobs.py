@@ -12,7 +12,7 @@ import enum
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -85,10 +85,40 @@ class JobFacts:
 
 @dataclass(frozen=True, slots=True)
 class JobEntry:
-    """What the index keeps of one Job."""
+    """What the index keeps of one Job: one shared object per (service, finished) value (``_shared``)."""
 
     service: str
     finished: bool
+
+
+EntryPool = dict[tuple[str, bool], JobEntry]
+
+
+def _shared(pool: EntryPool, service: str, finished: bool) -> JobEntry:
+    """The pool's entry for (*service*, *finished*), made once: a Job costs its name and a dict slot."""
+    entry = pool.get((service, finished))
+    if entry is None:
+        entry = pool[(service, finished)] = JobEntry(sys.intern(service), finished)
+    return entry
+
+
+class JobListing:
+    """A complete list of Jobs taken in page by page (``add``), for ``JobIndex.install``.
+
+    Only each Job's name and a shared entry are kept as the pages arrive, so the pages' documents and
+    their facts can go at once: a relist holds no second list of the Jobs (bench/README.md, "Memory on
+    the real stack", has what that saves at 50,000 Jobs).
+    """
+
+    def __init__(self, listed_at: float) -> None:
+        self.listed_at = listed_at
+        self.jobs: dict[str, JobEntry] = {}
+        self.pool: EntryPool = {}
+
+    def add(self, facts: JobFacts) -> None:
+        """Take in one listed Job (one without a service is not bucketrun's: ignored)."""
+        if facts.service is not None:
+            self.jobs[facts.name] = _shared(self.pool, facts.service, facts.finished)
 
 
 class JobIndex:
@@ -97,8 +127,8 @@ class JobIndex:
     Fed by whoever observes the Jobs (the informer of the cluster adapter, the local executor); read
     with ``active(service)`` in O(1). Jobs this process has just created but not yet observed are held
     as *pending* (``note_created``) so they count at once; an observation of the same name replaces
-    them. ``replace_all`` installs a fresh list and keeps only the pending Jobs the list could not have
-    seen (noted after the list was requested).
+    them. ``install`` puts a fresh list (``listing``) in place and keeps only the pending Jobs the list
+    could not have seen (noted after the list was requested).
 
     ``wait_until(predicate)`` lets a caller sleep until the counts change in a way it cares about.
     """
@@ -106,6 +136,7 @@ class JobIndex:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._observed: dict[str, JobEntry] = {}
+        self._pool: EntryPool = {}
         self._pending: dict[str, tuple[str, float]] = {}
         self._active: Counter[str] = Counter()
         self._changed = asyncio.Event()
@@ -114,9 +145,9 @@ class JobIndex:
         """Jobs known, observed or pending."""
         return len(self._observed) + len(self._pending)
 
-    def now(self) -> float:
-        """The index's clock, for ``replace_all(listed_at=…)``: read it just before requesting a list."""
-        return self._clock()
+    def listing(self) -> JobListing:
+        """An empty list stamped with the index's clock: make it just before requesting the first page."""
+        return JobListing(self._clock())
 
     def active(self, service: str) -> int:
         """Jobs of ``service`` not finished yet (observed or just created)."""
@@ -147,7 +178,7 @@ class JobIndex:
             if previous is not None:
                 self._forget(name)
             return
-        entry = JobEntry(sys.intern(service), finished)
+        entry = _shared(self._pool, service, finished)
         if previous == entry:
             return
         if previous is not None and not previous.finished:
@@ -162,22 +193,16 @@ class JobIndex:
         self._drop_pending(name)
         self._forget(name)
 
-    def replace_all(self, jobs: Iterable[JobFacts], *, listed_at: float) -> None:
-        """Install a complete list of Jobs requested at ``listed_at`` (this index's clock).
+    def install(self, listing: JobListing) -> None:
+        """Put a complete list in place of what was observed (the listing is the index's from then on).
 
-        Pending Jobs noted before ``listed_at`` and missing from the list were deleted meanwhile and
+        Pending Jobs noted before the list was requested and missing from it were deleted meanwhile and
         are dropped; those noted later may simply be newer than the list and stay pending.
         """
-        self._observed.clear()
-        self._active.clear()
-        for facts in jobs:
-            if facts.service is None:
-                continue
-            self._observed[facts.name] = JobEntry(sys.intern(facts.service), facts.finished)
-            if not facts.finished:
-                self._active[facts.service] += 1
+        self._observed, self._pool = listing.jobs, listing.pool
+        self._active = Counter(entry.service for entry in self._observed.values() if not entry.finished)
         for name, (service, noted_at) in list(self._pending.items()):
-            if name in self._observed or noted_at < listed_at:
+            if name in self._observed or noted_at < listing.listed_at:
                 del self._pending[name]
             else:
                 self._active[service] += 1

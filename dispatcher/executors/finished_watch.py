@@ -148,19 +148,18 @@ class FinishedJobWatch(ListWatch):
         return await self._in_hand.drain(grace)
 
     async def _relist(self) -> str:
-        listed_at = self.index.now()
-        facts: list[JobFacts] = []
+        listing = self.index.listing()
         continue_token: str | None = None
         version: str | None = None
         while True:
             page = await self._source.list_job_documents(limit=PAGE_SIZE, continue_token=continue_token)
             version = version or page.resource_version  # a paged list's version is its first page's
             for job in page.items:
-                facts.append(JobFacts.of(job))
+                listing.add(JobFacts.of(job))
                 await self._offer(job)
             continue_token = page.continue_token
             if not continue_token:
-                self.index.replace_all(facts, listed_at=listed_at)
+                self.index.install(listing)
                 return version
 
     def _open_watch(

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from dispatcher.domain.constants import LABEL_SERVICE
-from dispatcher.domain.jobs import JobFacts, JobIndex, finished_condition, job_service
+from dispatcher.domain.jobs import JobEntry, JobFacts, JobIndex, finished_condition, job_service
 
 
 class Clock:
@@ -82,13 +82,13 @@ def test_a_new_list_keeps_only_the_noted_jobs_it_could_not_have_seen():
     index.observe(facts("gone"))
     index.note_created("a", "noted-early")  # at t=0, deleted before the list
     clock.now = 5.0
-    listed_at = index.now()
+    listing = index.listing()
     clock.now = 6.0
     index.note_created("a", "noted-late")  # after the list was requested: it may be newer
     index.note_created("a", "listed")
-    index.replace_all(
-        [facts("listed"), facts("done", finished=True), facts("other", None)], listed_at=listed_at
-    )
+    for listed in (facts("listed"), facts("done", finished=True), facts("other", None)):
+        listing.add(listed)
+    index.install(listing)
     assert index.active("a") == 2  # listed + noted-late
     assert index.entry("gone") is None
     assert index.entry("noted-early") is None
@@ -139,3 +139,25 @@ async def test_clear_wakes_a_waiter_held_by_a_count():
     index.clear()
     async with asyncio.timeout(1):
         await waiter
+
+
+def test_jobs_of_one_service_and_state_share_one_entry_and_a_new_list_brings_its_own() -> None:
+    index = JobIndex()
+    listing = index.listing()
+    for name in ("a-1", "a-2"):
+        listing.add(facts(name))
+    listing.add(facts("b-1", "b"))
+    index.install(listing)
+    index.observe(facts("a-3"))
+    assert index.entry("a-1") is index.entry("a-2") is index.entry("a-3")
+    assert index.entry("b-1") is not index.entry("a-1")
+    assert index.counts() == {"a": 3, "b": 1}
+    index.observe(facts("a-1", finished=True))
+    assert index.entry("a-1") == JobEntry("a", finished=True)
+    assert index.active("a") == 2
+    # The next list replaces the entries with its own: services gone from the cluster are not kept.
+    relist = index.listing()
+    relist.add(facts("a-2"))
+    index.install(relist)
+    assert index.counts() == {"a": 1}
+    assert list(relist.pool) == [("a", False)]

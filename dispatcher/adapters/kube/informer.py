@@ -118,16 +118,16 @@ class JobInformer(ListWatch):
         await self._list_and_watch(max_cycles)
 
     async def _relist(self) -> str:
-        listed_at = self.index.now()
-        facts: list[JobFacts] = []
+        listing = self.index.listing()
         continue_token: str | None = None
         while True:
             page = await self._source.list_jobs(limit=PAGE_SIZE, continue_token=continue_token)
-            facts.extend(page.jobs)
+            for facts in page.jobs:
+                listing.add(facts)
             continue_token = page.continue_token
             if not continue_token:
                 break
-        self.index.replace_all(facts, listed_at=listed_at)
+        self.index.install(listing)
         # The resourceVersion of a paged list is the first page's; every page carries the same one.
         return page.resource_version
 
