@@ -33,7 +33,17 @@ from tests.metric_labels import unbounded_labels
 
 pytestmark = [pytest.mark.integration]
 
-FDL = """
+SOLO_SERVICE = """\
+  - c:
+      name: solo
+      image: busybox:1.36
+      memory: 32Mi
+      script: |
+        cat "$INPUT_FILE_PATH"
+      input: [{storage_provider: minio, path: solo/in}]
+"""
+FDL = (
+    """
 functions:
   oscar:
   - c:
@@ -62,14 +72,10 @@ functions:
       input: [{storage_provider: minio, path: queue/in}]
       bucketrun:
         max_concurrent_jobs: 2
-  - c:
-      name: solo
-      image: busybox:1.36
-      memory: 32Mi
-      script: |
-        cat "$INPUT_FILE_PATH"
-      input: [{storage_provider: minio, path: solo/in}]
 """
+    + SOLO_SERVICE
+)
+SOLO_FDL = "\nfunctions:\n  oscar:\n" + SOLO_SERVICE
 WAIT = 60.0
 
 
@@ -531,19 +537,6 @@ async def test_past_the_direct_bound_events_go_through_their_service_queue(
         assert by_path["direct"] == []
     else:
         assert 1 <= len(by_path["direct"]) < 10
-
-
-SOLO_FDL = """
-functions:
-  oscar:
-  - c:
-      name: solo
-      image: busybox:1.36
-      memory: 32Mi
-      script: |
-        cat "$INPUT_FILE_PATH"
-      input: [{storage_provider: minio, path: solo/in}]
-"""
 
 
 @pytest.mark.parametrize("catalog", ["four services", "one service"])
