@@ -1028,14 +1028,18 @@ def rss_sentence(results: Mapping[str, Any], target: str) -> str:
     idle = row[side].get("idle_rss_mib")
     before = "" if idle is None else f"{idle / MIB_PER_MB:.0f} MB before its events and "
     low, high = (one[side]["peak_rss_mib"] / MIB_PER_MB for one in (smallest, largest))
+    tls = (
+        "; against the real API server each connection the creates keep open also holds a TLS receive "
+        "buffer (16 KiB since `dispatcher.runtime.tls_buffers`, asyncio's default 256 KiB: "
+        'bench/README.md, "Memory on the real stack")'
+        if largest.get("backend") == "real"
+        else ""
+    )
     return (
         f"the {side} process with {row['tracked_jobs']:,} tracked Jobs had {before}{peak:.0f} MB at its "
         f"peak; from {smallest['tracked_jobs']:,} to {largest['tracked_jobs']:,} tracked Jobs its peak "
         f"went from {low:.0f} to {high:.0f} MB. Most of it is the process itself (interpreter, clients, "
-        "imports), which a leaner import set would shrink; against the real API server each connection "
-        "the creates keep open also holds a TLS receive buffer (16 KiB since "
-        "`dispatcher.runtime.tls_buffers`, asyncio's default 256 KiB: bench/README.md, \"Memory on the "
-        'real stack").'
+        f"imports), which a leaner import set would shrink{tls}."
     )
 
 

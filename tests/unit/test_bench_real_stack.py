@@ -188,6 +188,9 @@ def test_the_rss_targets_need_50_000_tracked_jobs_and_every_row_within_the_bound
         "the dispatcher process with 1,000 tracked Jobs had 126 MB before its events and 151 MB"
     )
     assert "from 1,000 to 50,000 tracked Jobs its peak went from 151 to 145 MB" in text
+    assert "TLS receive buffer" in text  # the real API server's connections; not the emulator's
+    emulator = {"scale": [{**row, "backend": "emulator"} for row in figures["scale"]]}
+    assert "TLS" not in report.rss_sentence(emulator, target)
     # Every row within the bound: passed, and the sentence names the highest peak.
     within = {"scale": [row(1_000, 130.0, 120.0), row(10_000, 135.0, 130.0), row(50_000, 138.0, 137.0)]}
     assert report.rss_targets(within)[0]["passed"]
