@@ -13,9 +13,10 @@ observer that can only be late, so the latency is a lower bound here and the ben
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,8 @@ class FinishWatch:
 
     seen: dict[str, float] = field(default_factory=dict)
     opened: asyncio.Event = field(default_factory=asyncio.Event)
+    on_finished: Callable[[dict[str, Any]], None] | None = None
+    """Called with the Job the first time it is seen finished."""
 
     async def run(self, kubeconfig: Path, namespace: str) -> None:
         """Watch Jobs in *namespace* until cancelled."""
@@ -122,8 +125,11 @@ class FinishWatch:
 
     def _note(self, event: Mapping[str, Any], now: float) -> None:
         job = event["object"]
-        if finished_condition(job) is not None:
-            self.seen.setdefault(str(job["metadata"].get("uid")), now)
+        uid = str(job["metadata"].get("uid"))
+        if finished_condition(job) is not None and uid not in self.seen:
+            self.seen[uid] = now
+            if self.on_finished is not None:
+                self.on_finished(job)
 
 
 async def until_count(count: Any, target: int, within: float, what: str) -> None:
@@ -193,58 +199,70 @@ async def until_count_or_time(count: Any, target: int, within: float) -> None:
         await asyncio.sleep(0.05)  # counters of the in-memory sink have no event to await
 
 
-async def bare_record_rate(kubeconfig: Path, namespace: str, count: int) -> dict[str, Any]:
-    """The bare client doing what the watcher does per finished Job, for *count* finished Jobs of
-    *namespace*: list them, then per Job (WATCHER_CONCURRENCY at once) list its pods, read its three
-    containers' logs together, and mark it recorded (one PATCH); Jobs/s from the list to the last PATCH."""
-    async with await api_client_for(kubeconfig) as api:
-        batch: Any = client.BatchV1Api(api)
-        core: Any = client.CoreV1Api(api)
+class BareRecorder:
+    """What the watcher does per finished Job, done with the bare client: list its pods, read its three
+    containers' logs together, and mark it recorded (one PATCH)."""
 
-        statuses: dict[str, int] = {}
+    def __init__(self, api: Any, namespace: str) -> None:
+        self._batch: Any = client.BatchV1Api(api)
+        self._core: Any = client.CoreV1Api(api)
+        self._namespace = namespace
+        self.statuses: dict[str, int] = {}
+        self.durations: list[float] = []
+        self.done_at: dict[str, float] = {}
+        """When each Job's PATCH was answered (``time.perf_counter``), by uid."""
 
-        def note(what: str, status: int) -> None:
-            statuses[f"{what} {status}"] = statuses.get(f"{what} {status}", 0) + 1
+    def _note(self, what: str, status: int) -> None:
+        self.statuses[f"{what} {status}"] = self.statuses.get(f"{what} {status}", 0) + 1
 
-        async def log(pod: str, container: str) -> int:
-            response = await core.read_namespaced_pod_log(
-                pod, namespace, container=container, tail_lines=100, _preload_content=False
-            )
-            try:
-                note("log", response.status)
-                return len(await response.read())
-            finally:
-                response.release()
-
-        durations: list[float] = []
-
-        async def record(job: dict[str, Any]) -> None:
-            began = time.perf_counter()
-            name = job["metadata"]["name"]
-            response = await core.list_namespaced_pod(
-                namespace, label_selector=f"job-name={name}", _preload_content=False
-            )
-            try:
-                pods = (await response.json())["items"]
-            finally:
-                response.release()
-            pod = pods[0]["metadata"]["name"]
-            await asyncio.gather(
-                *(log(pod, c) for c in (CONTAINER_STAGE_IN, CONTAINER_RUN, CONTAINER_STAGE_OUT))
-            )
-            patch = {"metadata": {"annotations": {"bench.bucketrun.io/recorded": "true"}}}
-            response = await batch.patch_namespaced_job(name, namespace, patch, _preload_content=False)
-            note("patch", response.status)
+    async def _log(self, pod: str, container: str) -> int:
+        response = await self._core.read_namespaced_pod_log(
+            pod, self._namespace, container=container, tail_lines=100, _preload_content=False
+        )
+        try:
+            self._note("log", response.status)
+            return len(await response.read())
+        finally:
             response.release()
-            durations.append(time.perf_counter() - began)
 
+    async def record(self, job: Mapping[str, Any]) -> None:
+        """Record one finished Job."""
+        began = time.perf_counter()
+        name = job["metadata"]["name"]
+        response = await self._core.list_namespaced_pod(
+            self._namespace, label_selector=f"job-name={name}", _preload_content=False
+        )
+        try:
+            pods = (await response.json())["items"]
+        finally:
+            response.release()
+        pod = pods[0]["metadata"]["name"]
+        await asyncio.gather(
+            *(self._log(pod, c) for c in (CONTAINER_STAGE_IN, CONTAINER_RUN, CONTAINER_STAGE_OUT))
+        )
+        patch = {"metadata": {"annotations": {"bench.bucketrun.io/recorded": "true"}}}
+        response = await self._batch.patch_namespaced_job(
+            name, self._namespace, patch, _preload_content=False
+        )
+        self._note("patch", response.status)
+        response.release()
+        done = time.perf_counter()
+        self.durations.append(done - began)
+        self.done_at[str(job["metadata"].get("uid"))] = done
+
+
+async def bare_record_rate(kubeconfig: Path, namespace: str, count: int) -> dict[str, Any]:
+    """The bare client doing what the watcher does per finished Job (``BareRecorder``), for *count*
+    finished Jobs of *namespace*, WATCHER_CONCURRENCY at once: Jobs/s from the list to the last PATCH."""
+    async with await api_client_for(kubeconfig) as api:
+        recorder = BareRecorder(api, namespace)
         cpu, started = time.process_time(), time.perf_counter()
         jobs = await finished_jobs(kubeconfig, namespace)
         remaining = iter(jobs[:count])
 
         async def worker() -> None:
             for job in remaining:
-                await record(job)
+                await recorder.record(job)
 
         await asyncio.gather(*(worker() for _ in range(WATCHER_CONCURRENCY)))
         seconds = time.perf_counter() - started
@@ -253,8 +271,8 @@ async def bare_record_rate(kubeconfig: Path, namespace: str, count: int) -> dict
         "seconds": seconds,
         "rate": count / seconds,
         "cpu_ms_per_job": (time.process_time() - cpu) * 1000 / count,
-        "statuses": statuses,
-        "per_job": latency_summary(durations),
+        "statuses": recorder.statuses,
+        "per_job": latency_summary(recorder.durations),
     }
 
 
@@ -303,35 +321,35 @@ async def watcher_completions(
 
 
 async def completion_latency(
-    kubeconfig: Path, namespace: str, rate: float, duration: float
+    kubeconfig: Path, namespace: str, rate: float, duration: float, *, bare: bool = False, meter: Any = None
 ) -> dict[str, Any]:
-    """Jobs created (so finished) at *rate* for *duration*, the watcher running: finished -> recorded."""
+    """Jobs created (so finished) at *rate* for *duration* while they are recorded, by the watcher or, with
+    *bare*, by ``BareRecorder`` as each is seen finished (WATCHER_CONCURRENCY at once, as the watcher):
+    finished -> recorded. *meter* (``bench_dispatch.Meter``) measures every process's CPU over the window
+    (under ``usage``)."""
     count = max(2, round(rate * duration))
     await create_namespace(kubeconfig, namespace)
-    api = await KubeApi.connect(namespace, kubeconfig=kubeconfig, request_timeout=30)
     finish = FinishWatch()
     observer = asyncio.create_task(finish.run(kubeconfig, namespace))
     try:
         await asyncio.wait_for(finish.opened.wait(), 30)
-        store, events = TimedStore(), MemoryEvents()
-        recorder = Recorder(recording_executor(api), store, events, tail_lines=100)  # type: ignore[arg-type]
-        watch = FinishedJobWatch(
-            JobFeed(api), recorder.record, concurrency=WATCHER_CONCURRENCY, watch_timeout=60
+        recording = (
+            _bare_recording(kubeconfig, namespace, finish)
+            if bare
+            else _watcher_recording(namespace, kubeconfig)
         )
-        task = asyncio.create_task(watch.run())
-        try:
+        async with recording as recorded:
+            if meter is not None:
+                meter.start()
             await create_jobs(kubeconfig, namespace, [f"lat-{index:06d}" for index in range(count)], rate)
             # The real Job controller may leave some unfinished for long: measure those it finished.
-            await until_count_or_time(lambda: events.published, count, 60 + count * 0.5)
-            await until_count_or_time(lambda: len(finish.seen), events.published, 30)
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            await watch.drain(10)  # records still in hand (a retry) finish before the client closes
+            await until_count_or_time(lambda: len(recorded.done_at), count, 60 + count * 0.5)
+            await until_count_or_time(lambda: len(finish.seen), len(recorded.done_at), 30)
+            usage = meter.stop() if meter is not None else None
         latencies = [
-            max(0.0, store.written_at[uid] - seen)
+            max(0.0, recorded.done_at[uid] - seen)
             for uid, seen in finish.seen.items()
-            if uid in store.written_at
+            if uid in recorded.done_at
         ]
         if not latencies:
             raise RuntimeError(f"no Job of {namespace} was both seen finished and recorded")
@@ -340,8 +358,66 @@ async def completion_latency(
             "jobs": count,
             "jobs_measured": len(latencies),
             "finished_to_recorded": latency_summary(latencies),
+            "usage": usage,
+            "statuses": recorded.statuses,
         }
     finally:
         observer.cancel()
         await asyncio.gather(observer, return_exceptions=True)
+
+
+@dataclass
+class Recorded:
+    """When each Job's record was written (``time.perf_counter``), by uid, and the bare loop's answers."""
+
+    done_at: Mapping[str, float]
+    statuses: dict[str, int] = field(default_factory=dict)
+
+
+@contextlib.asynccontextmanager
+async def _watcher_recording(namespace: str, kubeconfig: Path) -> AsyncIterator[Recorded]:
+    """The watcher's finished-Job watch and recorder on *namespace* for the block (records in memory)."""
+    api = await KubeApi.connect(namespace, kubeconfig=kubeconfig, request_timeout=30)
+    try:
+        store, events = TimedStore(), MemoryEvents()
+        recorder = Recorder(recording_executor(api), store, events, tail_lines=100)  # type: ignore[arg-type]
+        watch = FinishedJobWatch(
+            JobFeed(api), recorder.record, concurrency=WATCHER_CONCURRENCY, watch_timeout=60
+        )
+        task = asyncio.create_task(watch.run())
+        try:
+            yield Recorded(store.written_at)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await watch.drain(10)  # records still in hand (a retry) finish before the client closes
+    finally:
         await api.close()
+
+
+@contextlib.asynccontextmanager
+async def _bare_recording(kubeconfig: Path, namespace: str, finish: FinishWatch) -> AsyncIterator[Recorded]:
+    """``BareRecorder`` on every Job *finish* sees finished, WATCHER_CONCURRENCY at once, for the block."""
+    async with await api_client_for(kubeconfig) as api:
+        recorder = BareRecorder(api, namespace)
+        finished: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        finish.on_finished = finished.put_nowait
+
+        async def worker() -> None:
+            while True:
+                job = await finished.get()
+                try:
+                    await recorder.record(job)
+                except Exception as error:  # noqa: BLE001 - counted with the answers; the Job goes unmeasured
+                    recorder.statuses[f"error {type(error).__name__}"] = (
+                        recorder.statuses.get(f"error {type(error).__name__}", 0) + 1
+                    )
+
+        workers = [asyncio.create_task(worker()) for _ in range(WATCHER_CONCURRENCY)]
+        try:
+            yield Recorded(recorder.done_at, recorder.statuses)
+        finally:
+            finish.on_finished = None
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)

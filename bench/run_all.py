@@ -485,9 +485,15 @@ class RealRun:
             rate = results["completions"]["rate"] * share / 100
             progress(f"watcher latency: {rate:,.1f} Jobs/s ({share}% of max) for {seconds:g} s")
             results["completion_latency"][str(share)] = await completions.completion_latency(
-                stack.kubeconfig, f"bench-rec{share}", rate, seconds
+                stack.kubeconfig, f"bench-rec{share}", rate, seconds, meter=bench.meter
             )
             await bench.settle(f"bench-rec{share}")
+            if share == 50:  # the same load recorded by the bare client: the floor at that load
+                progress(f"bare record loop: {rate:,.1f} Jobs/s for {seconds:g} s")
+                results["completion_latency_bare"] = await completions.completion_latency(
+                    stack.kubeconfig, "bench-recbare", rate, seconds, bare=True, meter=bench.meter
+                )
+                await bench.settle("bench-recbare")
 
 
 @contextlib.contextmanager

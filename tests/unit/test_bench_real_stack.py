@@ -208,6 +208,29 @@ def test_the_rss_targets_need_50_000_tracked_jobs_and_every_row_within_the_bound
     assert report.rss_targets({"scale": []}) == []
 
 
+def test_finished_to_recorded_is_explained_by_the_bare_loop_at_the_same_load(report: ModuleType) -> None:
+    def run(p50: float, p99: float, busy_pct: float) -> dict[str, Any]:
+        summary = {"p50_ms": p50, "p95_ms": p99, "p99_ms": p99}
+        return {"target_rate": 39.0, "finished_to_recorded": summary, "usage": {"bench_pct": busy_pct}}
+
+    figures: dict[str, Any] = {
+        "completions": {"bare": {"per_job": {"p50_ms": 100.0, "p99_ms": 170.0}}},
+        "completion_latency": {"50": run(380.0, 700.0, 180.0)},
+        "completion_latency_bare": run(300.0, 650.0, 170.0),
+    }
+    text = report._why_recorded(figures)
+    assert text.startswith("p50 / p99 380 / 700 ms; at the same rate without the watcher")
+    assert "300 / 650 ms, with 1.70 to 1.80 of the 2 cores busy in the two runs" in text
+    assert text.endswith("no change to the watcher reaches it on this machine.")
+    figures["completion_latency_bare"] = run(40.0, 90.0, 120.0)
+    assert report._why_recorded(figures).endswith(
+        "The floor is within the target: the rest is the watcher's."
+    )
+    # Runs from before the bare loop at the same load: the loop's own requests, 8 Jobs at once.
+    del figures["completion_latency_bare"]
+    assert "took 100 / 170 ms in this run" in report._why_recorded(figures)
+
+
 def process_state(pid: int) -> str:
     """The one-letter state of process *pid* (``T`` when stopped)."""
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
