@@ -289,35 +289,21 @@ async def watcher_completions(
     if meter is not None:
         meter.start()
     bare_figures = await bare_record_rate(kubeconfig, namespace, count) if bare else None
-    api = await KubeApi.connect(namespace, kubeconfig=kubeconfig, request_timeout=30)
-    try:
-        store, events = TimedStore(), MemoryEvents()
-        recorder = Recorder(recording_executor(api), store, events, tail_lines=100)  # type: ignore[arg-type]
-        watch = FinishedJobWatch(
-            JobFeed(api), recorder.record, concurrency=WATCHER_CONCURRENCY, watch_timeout=60
-        )
+    async with _watcher_recording(namespace, kubeconfig) as recorded:
         cpu, started = time.process_time(), time.perf_counter()
-        task = asyncio.create_task(watch.run())
-        try:
-            await until_count(lambda: events.published, count, 60 + count * 0.1, "every completion recorded")
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            await watch.drain(10)  # records still in hand (a retry) finish before the client closes
-        seconds = time.perf_counter() - started
-        usage = meter.stop() if meter is not None else None
-        figures = {
-            "usage": usage,
-            "jobs": count,
-            "jobs_created": created,
-            "seconds": seconds,
-            "rate": count / seconds,
-            "cpu_ms_per_completion": (time.process_time() - cpu) * 1000 / count,
-            "finishing_s": finishing_s,
-        }
-        return figures | ({"bare": bare_figures} if bare_figures is not None else {})
-    finally:
-        await api.close()
+        await until_count(recorded.count, count, 60 + count * 0.1, "every completion recorded")
+    seconds = time.perf_counter() - started
+    usage = meter.stop() if meter is not None else None
+    figures = {
+        "usage": usage,
+        "jobs": count,
+        "jobs_created": created,
+        "seconds": seconds,
+        "rate": count / seconds,
+        "cpu_ms_per_completion": (time.process_time() - cpu) * 1000 / count,
+        "finishing_s": finishing_s,
+    }
+    return figures | ({"bare": bare_figures} if bare_figures is not None else {})
 
 
 async def completion_latency(
@@ -343,7 +329,7 @@ async def completion_latency(
                 meter.start()
             await create_jobs(kubeconfig, namespace, [f"lat-{index:06d}" for index in range(count)], rate)
             # The real Job controller may leave some unfinished for long: measure those it finished.
-            await until_count_or_time(lambda: len(recorded.done_at), count, 60 + count * 0.5)
+            await until_count_or_time(recorded.count, count, 60 + count * 0.5)
             await until_count_or_time(lambda: len(finish.seen), len(recorded.done_at), 30)
             usage = meter.stop() if meter is not None else None
         latencies = [
@@ -368,9 +354,11 @@ async def completion_latency(
 
 @dataclass
 class Recorded:
-    """When each Job's record was written (``time.perf_counter``), by uid, and the bare loop's answers."""
+    """When each Job's record was written (``time.perf_counter``), by uid; *count*, the Jobs recorded so
+    far (the watcher's: completion events published, its last step); the bare loop's answers."""
 
     done_at: Mapping[str, float]
+    count: Callable[[], int]
     statuses: dict[str, int] = field(default_factory=dict)
 
 
@@ -386,7 +374,7 @@ async def _watcher_recording(namespace: str, kubeconfig: Path) -> AsyncIterator[
         )
         task = asyncio.create_task(watch.run())
         try:
-            yield Recorded(store.written_at)
+            yield Recorded(store.written_at, lambda: events.published)
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
@@ -415,7 +403,7 @@ async def _bare_recording(kubeconfig: Path, namespace: str, finish: FinishWatch)
 
         workers = [asyncio.create_task(worker()) for _ in range(WATCHER_CONCURRENCY)]
         try:
-            yield Recorded(recorder.done_at, recorder.statuses)
+            yield Recorded(recorder.done_at, lambda: len(recorder.done_at), recorder.statuses)
         finally:
             finish.on_finished = None
             for task in workers:
