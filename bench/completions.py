@@ -212,15 +212,16 @@ class BareRecorder:
         self.done_at: dict[str, float] = {}
         """When each Job's PATCH was answered (``time.perf_counter``), by uid."""
 
-    def _note(self, what: str, status: int) -> None:
-        self.statuses[f"{what} {status}"] = self.statuses.get(f"{what} {status}", 0) + 1
+    def note(self, what: str, outcome: object) -> None:
+        """Count one answer (or failure) of a kind: ``statuses["log 200"]``."""
+        self.statuses[f"{what} {outcome}"] = self.statuses.get(f"{what} {outcome}", 0) + 1
 
     async def _log(self, pod: str, container: str) -> int:
         response = await self._core.read_namespaced_pod_log(
             pod, self._namespace, container=container, tail_lines=100, _preload_content=False
         )
         try:
-            self._note("log", response.status)
+            self.note("log", response.status)
             return len(await response.read())
         finally:
             response.release()
@@ -244,7 +245,7 @@ class BareRecorder:
         response = await self._batch.patch_namespaced_job(
             name, self._namespace, patch, _preload_content=False
         )
-        self._note("patch", response.status)
+        self.note("patch", response.status)
         response.release()
         done = time.perf_counter()
         self.durations.append(done - began)
@@ -397,9 +398,7 @@ async def _bare_recording(kubeconfig: Path, namespace: str, finish: FinishWatch)
                 try:
                     await recorder.record(job)
                 except Exception as error:  # noqa: BLE001 - counted with the answers; the Job goes unmeasured
-                    recorder.statuses[f"error {type(error).__name__}"] = (
-                        recorder.statuses.get(f"error {type(error).__name__}", 0) + 1
-                    )
+                    recorder.note("error", type(error).__name__)
 
         workers = [asyncio.create_task(worker()) for _ in range(WATCHER_CONCURRENCY)]
         try:

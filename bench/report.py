@@ -357,12 +357,12 @@ def plot(results: Mapping[str, Any], folder: Path) -> list[Path]:
     pyplot.close(figure)
 
     figure, axis = pyplot.subplots(figsize=(6, 4))
-    scale_rows = sorted(results["scale"], key=lambda row: row["tracked_jobs"])
-    sizes = [row["tracked_jobs"] for row in scale_rows]
+    rows = scale_rows(results)
+    sizes = [row["tracked_jobs"] for row in rows]
     for side, bound in RSS_BOUNDS.items():
         line = axis.plot(
             sizes,
-            [row[side]["peak_rss_mib"] / MIB_PER_MB for row in scale_rows],
+            [row[side]["peak_rss_mib"] / MIB_PER_MB for row in rows],
             marker="o",
             label=f"{side} peak RSS",
         )
@@ -513,6 +513,17 @@ def direct_label(run: Mapping[str, Any]) -> str:
     return label + (f", PREFETCH={run['prefetch']}" if run.get("prefetch") else "")
 
 
+def own_ms_per_event(run: Mapping[str, Any]) -> float:
+    """A saturation run's dispatcher CPU per event from its first consume (its whole window for runs
+    without that figure)."""
+    return float(run.get("cpu_ms_per_event_consuming", ms_per(run["usage"], "bench", run["events"])))
+
+
+def scale_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The run's scale rows, fewest tracked Jobs first."""
+    return sorted(results.get("scale", []), key=lambda row: row["tracked_jobs"])
+
+
 def dispatcher_cpu(results: Mapping[str, Any]) -> dict[str, float]:
     """The CPU target's figures (ms per event): bucketrun's dispatcher, the bare create of its own Job
     (``create_baseline``), the bare consume+ack, and the bound (TARGET_CPU_RATIO x the two together)."""
@@ -626,7 +637,7 @@ def targets_real(results: Mapping[str, Any]) -> list[dict[str, Any]]:
 def rss_targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The two RSS targets on the run's scale rows: the largest must track 50,000 Jobs, and no row may
     peak above the bound (RSS does not fall as tracked Jobs grow, so any row above it fails)."""
-    rows = sorted(results.get("scale", []), key=lambda row: row["tracked_jobs"])
+    rows = scale_rows(results)
     if not rows:
         return []
     largest = rows[-1]
@@ -855,11 +866,7 @@ def tail_lines(results: Mapping[str, Any]) -> list[str]:
 def _why_cpu(results: Mapping[str, Any]) -> str:
     cpu = dispatcher_cpu(results)
     direct = results.get("saturation_direct")
-    own = (
-        direct.get("cpu_ms_per_event_consuming", ms_per(direct["usage"], "bench", direct["events"]))
-        if direct
-        else None
-    )
+    own = own_ms_per_event(direct) if direct else None
     path = (
         " At saturation the ingress holds its prefetch of events at once and the direct path takes only "
         "`DIRECT_CREATES` of them (16 by default with several services, as here): the rest go through their "
@@ -1042,7 +1049,7 @@ def rss_sentence(results: Mapping[str, Any], target: str) -> str:
     """Why an RSS target fails: too few tracked Jobs in the run, or a row above the bound (and what the
     process is made of)."""
     side = "dispatcher" if target.startswith("dispatcher") else "watcher"
-    rows = sorted(results.get("scale", []), key=lambda row: row["tracked_jobs"])
+    rows = scale_rows(results)
     if not rows or rows[-1]["tracked_jobs"] < TARGET_SCALE_JOBS:
         most = rows[-1]["tracked_jobs"] if rows else 0
         return f"this run tracked {most:,} Jobs at most (the full run measures 50,000)."
@@ -1075,7 +1082,7 @@ def direct_sentence(results: Mapping[str, Any]) -> str:
         return ""
     baseline = create_baseline(results, "saturation_direct")
     cpu = dispatcher_cpu(results)
-    own = direct.get("cpu_ms_per_event_consuming", ms_per(direct["usage"], "bench", direct["events"]))
+    own = own_ms_per_event(direct)
     rate_ok = direct["rate"] / baseline["rate"] >= TARGET_RENDERED_RATIO
     cpu_ok = own <= cpu["bound"]
     return (
@@ -1102,14 +1109,10 @@ def handoff_sentence(results: Mapping[str, Any]) -> str:
     """The change that would keep the overflow's isolation and cost less: what one event's hand-off
     through its service queue cost in this run (as shipped minus raised, the dispatcher and RabbitMQ)."""
     shipped, raised = results["saturation"], results["saturation_direct"]
-
-    def per_event(run: Mapping[str, Any], name: str) -> float:
-        return ms_per(run["usage"], name, run["events"])
-
-    own = shipped.get("cpu_ms_per_event_consuming", per_event(shipped, "bench")) - raised.get(
-        "cpu_ms_per_event_consuming", per_event(raised, "bench")
+    own = own_ms_per_event(shipped) - own_ms_per_event(raised)
+    broker = ms_per(shipped["usage"], "rabbitmq", shipped["events"]) - ms_per(
+        raised["usage"], "rabbitmq", raised["events"]
     )
-    broker = per_event(shipped, "rabbitmq") - per_event(raised, "rabbitmq")
     return (
         "The change that would keep that and cost less: the overflow handed over in batches, one message "
         "per service for the events gathered while the previous publish awaits its confirm, so that the "
