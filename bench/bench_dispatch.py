@@ -317,6 +317,11 @@ class DispatcherLog:
     created_at: dict[str, float] = field(default_factory=dict)
     """Object key -> ``perf_counter()`` when its Job's 201 Created reached the dispatcher."""
     exists: int = 0
+    direct: int = 0
+    """Jobs created by the ingress consumer itself (no service queue)."""
+    queue_messages: float = 0.0
+    """Service-queue messages the other Jobs came from: each line of a message that held N events counts
+    1/N, so a batch all of whose Jobs were created counts one."""
     problems: list[str] = field(default_factory=list)
     expected: int = 0
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -327,6 +332,8 @@ class DispatcherLog:
         self.consuming_cpu = None
         self.created_at = {}
         self.exists = 0
+        self.direct = 0
+        self.queue_messages = 0.0
         self.expected = count
         self.done = asyncio.Event()
 
@@ -336,6 +343,10 @@ class DispatcherLog:
         name = event.get("event")
         if name == "job created":
             self.created_at.setdefault(str(event.get("key")), now)
+            if event.get("path") == "direct":
+                self.direct += 1
+            else:
+                self.queue_messages += 1 / max(int(event.get("events", 1)), 1)
             if len(self.created_at) >= self.expected > 0:
                 self.done.set()
         elif name == "job exists":
@@ -977,6 +988,8 @@ class Bench:
             "cpu_ms_per_event_consuming": (usage["bench_cpu_s"] - startup_cpu) * 1000 / count,
             "jobs_logged_created": len(self.log.created_at),
             "jobs_logged_existing": self.log.exists,
+            "created_directly": self.log.direct,
+            "service_queue_messages": round(self.log.queue_messages),
             "api": await asyncio.to_thread(api_counts, self.stack.control, namespace),
             "left_in_ingress": await queue_depth(self.stack.amqp_url, settings.amqp.ingress_queue),
             "usage": usage,

@@ -1097,30 +1097,12 @@ def direct_sentence(results: Mapping[str, Any]) -> str:
         + (
             "Raising the defaults is the change to bucketrun that meets them; the default keeps a "
             "flood of one service from delaying another's events behind it (bench/README.md, \"The direct "
-            'path"). ' + handoff_sentence(results)
+            'path"); what the overflow costs it, handed over in batches, is measured below ("The hand-off '
+            'to the service queues").'
             if rate_ok and cpu_ok
             else "What remains is the dispatcher's own CPU per event on the cores it shares with the API "
             "server (the profile below shows where it goes)."
         )
-    )
-
-
-def handoff_sentence(results: Mapping[str, Any]) -> str:
-    """The change that would keep the overflow's isolation and cost less: what one event's hand-off
-    through its service queue cost in this run (as shipped minus raised, the dispatcher and RabbitMQ)."""
-    shipped, raised = results["saturation"], results["saturation_direct"]
-    own = own_ms_per_event(shipped) - own_ms_per_event(raised)
-    broker = ms_per(shipped["usage"], "rabbitmq", shipped["events"]) - ms_per(
-        raised["usage"], "rabbitmq", raised["events"]
-    )
-    return (
-        "The change that would keep that and cost less: the overflow handed over in batches, one message "
-        "per service for the events gathered while the previous publish awaits its confirm, so that the "
-        "publish, consume and ack on the quorum queues are paid once per batch (the two runs differ by "
-        f"{own:.2f} ms of the dispatcher's and {broker:.2f} ms of RabbitMQ's CPU per event). Not built "
-        "yet: a service queue's message would then hold several events, split again into single ones "
-        "when redelivered, so that a record that crashes the dispatcher still reaches the dead letters "
-        "alone."
     )
 
 
@@ -1323,6 +1305,7 @@ def markdown_real(results: Mapping[str, Any]) -> str:
         *profile_lines(results.get("profile")),
         *json_lines(results.get("json_costs")),
         *gc_lines(results),
+        *handoff_lines(results),
         "",
         "## Scale: separate processes with N tracked Jobs",
         "",
@@ -1421,6 +1404,39 @@ def gc_lines(results: Mapping[str, Any]) -> list[str]:
         f"with CPython's default thresholds (700, 10, 10; before, one more run after the profile): "
         f"{figures(before)}. With `gc.freeze()` at start and young collections every 50,000 allocations "
         f"(`dispatcher.runtime.gc_tuning`, now; the median round): {figures(after)}.",
+    ]
+
+
+def handoff_lines(results: Mapping[str, Any]) -> list[str]:
+    """Before and after: the run as shipped (the median round; events handed to a service queue in
+    batches) and with one message per event (``HANDOFF_BATCH=1``, one more run after the profile)."""
+    before, after = results.get("handoff_single_run"), results.get("saturation")
+    if not before or not after:
+        return []
+
+    def figures(run: Mapping[str, Any]) -> str:
+        events = run["events"]
+        text = (
+            f"{run['rate']:,.0f} events/s, {own_ms_per_event(run):.2f} ms of dispatcher and "
+            f"{ms_per(run['usage'], 'rabbitmq', events):.2f} ms of RabbitMQ CPU per event"
+        )
+        if "service_queue_messages" in run:
+            queued = events - run["created_directly"]
+            text += (
+                f"; {queued:,} of the {events:,} events went through a service queue, in "
+                f"{run['service_queue_messages']:,} messages"
+            )
+        return text
+
+    return [
+        "",
+        "The hand-off to the service queues, before and after, in this run (the dispatcher in this process, "
+        "as shipped: past the direct path's bound an event goes through its service queue): with one "
+        "message per event (`BUCKETRUN_DISPATCH__HANDOFF_BATCH=1`; before, one more run "
+        f"after the profile): {figures(before)}. With the events handed over while the previous publish "
+        "awaited its confirm gathered in one message (`dispatcher.process.handoff`, now; the median round): "
+        f"{figures(after)}. The two runs are not beside the same bare runs: the CPU per event is the figure "
+        "to compare.",
     ]
 
 

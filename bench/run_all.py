@@ -11,7 +11,8 @@ bare watch, bare PUT -> AMQP message); rounds of bucketrun's sustained rate, as 
 ``DIRECT_CREATES`` and ``PREFETCH`` at the bare runs' concurrency, every run between two bare create
 runs of its Job (the throughput target's baseline, in the same cluster state; judged on the median
 round); publish -> created at 10/50/90%, bare creates at 50%, the profile, the shipped run again
-with CPython's default collector thresholds (the before of ``dispatcher.runtime.gc_tuning``); upload ->
+with CPython's default collector thresholds (the before of ``dispatcher.runtime.gc_tuning``) and with
+one service-queue message per event (``HANDOFF_BATCH=1``, the before of the batched hand-off); upload ->
 Job created through real MinIO notifications (a dispatcher process); the bare record loop and the
 watcher; the naive baseline; scale at 1k, 10k and 50k tracked Jobs; then the 10,000-event burst. The
 targets are issue #21's.
@@ -419,6 +420,13 @@ class RealRun:
         with cpython_default_collector():
             results["gc_default_run"] = await bench.saturation("gcdef", sizes.events)
         await bench.settle("bench-gcdef")
+        progress(
+            f"hand-off: the saturation run as shipped with BUCKETRUN_DISPATCH__HANDOFF_BATCH=1, one message "
+            f"per event handed to a service queue ({sizes.events})"
+        )
+        single = {"handoff_batch": 1}
+        results["handoff_single_run"] = await bench.saturation("hosingle", sizes.events, dispatch=single)
+        await bench.settle("bench-hosingle")
 
     async def uploading(self) -> None:
         """Per MinIO: sustained upload -> Job created, bare PUT -> message at 50%, latency at 10/50/90%."""

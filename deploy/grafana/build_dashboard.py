@@ -136,8 +136,10 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
             Panel(
                 "Events and Jobs per second",
                 "Messages taken off the ingress queue, events handed to each service (through its "
-                "queue, or made into Jobs by the ingress consumer directly), Jobs created and Jobs "
-                "finished, per second. In a steady state they follow each other.",
+                "queue, or made into Jobs by the ingress consumer directly), the messages those handed "
+                "through a queue travelled in (one event, or a batch gathered while the previous "
+                "publish awaited its confirm), Jobs created and Jobs finished, per second. In a steady "
+                "state they follow each other.",
                 (
                     Query(f"sum({_rate('bucketrun_messages_received_total')})", "messages received"),
                     Query(
@@ -145,6 +147,10 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
                         "dispatched: {{service}}",
                     ),
                     Query(f"sum({_rate('bucketrun_direct_creates_total')})", "of which created directly"),
+                    Query(
+                        f"sum by (service) ({_rate('bucketrun_handoff_messages_total', SERVICE)})",
+                        "queue messages: {{service}}",
+                    ),
                     Query(
                         f"sum by (service) ({_rate('bucketrun_jobs_created_total', CREATED)})",
                         "Jobs created: {{service}}",
@@ -303,7 +309,9 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
                 "Backlog per service",
                 "Messages waiting in each service's queue (sampled by the dispatcher every "
                 "BUCKETRUN_METRICS__QUEUE_SAMPLE_INTERVAL seconds), and in the ingress queue (not yet "
-                "routed). A capped service at its max_concurrent_jobs keeps its backlog here.",
+                "routed). A capped service at its max_concurrent_jobs keeps its backlog here. A "
+                "service queue's message holds one event or a batch of them (Events and Jobs per "
+                "second has the messages beside the events).",
                 (
                     Query(
                         "max by (service) (label_replace("

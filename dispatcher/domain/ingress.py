@@ -14,11 +14,17 @@ Records that route nowhere are sorted into two kinds:
 
 Tasks of a message are published before the message is dead-lettered or acked, and Job names are
 idempotent, so replaying a dead-lettered message later can never start a Job twice.
+
+A service queue's message holds one task, or a *batch*: the tasks of one service handed over together
+(`batch_body`), one MinIO ``{"Records": [...]}`` document, so that the publish, consume and ack are paid
+once for all of them. Each record is still its own Job, its own outcome and, when it fails for good,
+its own dead letter.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, TypeVar
@@ -44,7 +50,7 @@ class ServiceTask:
     @property
     def body(self) -> bytes:
         """The task as its service queue carries it: a single-record MinIO message."""
-        return json.dumps(self.event.envelope(), ensure_ascii=False, separators=(",", ":")).encode()
+        return task_body(self.event)
 
     @property
     def event_time(self) -> datetime | None:
@@ -85,6 +91,11 @@ def plan_ingress(body: bytes, router: Router[S], *, max_bytes: int = 1 << 20) ->
     return IngressPlan(tuple(tasks), tuple(ignored), tuple(unroutable))
 
 
+def task_body(event: ObjectEvent) -> bytes:
+    """One event as a service queue carries it alone: its single-record MinIO envelope."""
+    return json.dumps(event.envelope(), ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def parse_task(body: bytes) -> ObjectEvent:
     """The event of a task body (exactly one record, as `plan_ingress` wrote it)."""
     events = parse_message(body)
@@ -93,3 +104,41 @@ def parse_task(body: bytes) -> ObjectEvent:
             EventErrorReason.BAD_RECORD, f"a service task must hold exactly one record, got {len(events)}"
         )
     return events[0]
+
+
+def parse_tasks(body: bytes, *, max_bytes: int = 1 << 20) -> tuple[ObjectEvent, ...]:
+    """The events of a service-queue message: one task (`ServiceTask.body`) or a batch (`batch_body`)."""
+    return parse_message(body, max_bytes=max_bytes)
+
+
+def record_bytes(event: ObjectEvent) -> bytes:
+    """One event's MinIO record, serialised for a batch (`batch_body`)."""
+    return json.dumps(event.record, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def batch_body(events: Sequence[ObjectEvent], records: Sequence[bytes]) -> bytes:
+    """A service-queue message holding *events* (their *records* as `record_bytes` wrote them): one
+    event's is its single-record envelope, exactly as `ServiceTask.body`; several share one
+    ``{"Records": [...]}`` document, the shape MinIO's own multi-record messages have."""
+    if len(events) == 1:
+        return task_body(events[0])
+    return b'{"Records":[' + b",".join(records) + b"]}"
+
+
+def batches(sizes: Sequence[int], *, max_events: int, max_bytes: int) -> list[slice]:
+    """Cut records of *sizes* bytes, in order, into consecutive batches of at most *max_events* records
+    and, with the envelope, at most *max_bytes* (a record larger than that alone goes alone)."""
+    cuts: list[slice] = []
+    start, total = 0, _ENVELOPE_BYTES
+    for index, size in enumerate(sizes):
+        full = index - start >= max_events or (index > start and total + size + 1 > max_bytes)
+        if full:
+            cuts.append(slice(start, index))
+            start, total = index, _ENVELOPE_BYTES
+        total += size + 1
+    if start < len(sizes):
+        cuts.append(slice(start, len(sizes)))
+    return cuts
+
+
+_ENVELOPE_BYTES: Final = len(b'{"Records":[]}')

@@ -90,6 +90,8 @@ class Dispatcher:
             pause_service=self._pause,
             metrics=metrics or DispatcherMetrics(CollectorRegistry()),
             direct_creates=settings.dispatch.direct_creates,
+            handoff_batch=settings.dispatch.handoff_batch,
+            batch_creates=settings.amqp.prefetch,
             look_again=self._look_again,
         )
         self.queue_depths: dict[str, int] = {}
@@ -180,6 +182,7 @@ class Dispatcher:
             await consumer.cancel()
         grace = self.settings.dispatch.drain_timeout
         drained = await asyncio.gather(*(consumer.drain(grace) for consumer in consumers))
+        await self.handlers.handoff.close()
         for consumer in consumers:
             await consumer.close()
         _log.info("dispatcher drained", clean=all(drained))

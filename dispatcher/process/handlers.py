@@ -4,7 +4,16 @@ An ingress message whose one event routes to one uncapped service is turned into
 handler itself while fewer than ``direct_create_bound`` such creates are in flight: one publish and one
 consume fewer per event. Everything else (capped services, several tasks in one message, the ingress
 busy past that bound) is handed to the services' queues, so a flood or a slow create for one service
-never holds the ingress for the others.
+never holds the ingress for the others. An uncapped service's events handed over while its previous
+publish awaits the broker's confirm travel together as one message (`HandOff`); its handler creates
+their Jobs concurrently and settles each record by its own outcome:
+
+- all created (or existing): ack;
+- a record refused for good: that record alone is dead-lettered (confirmed) before the message is settled;
+- records that failed for now: one retry copy holding just them;
+- a batch delivered before (the dispatcher died or a bug raised while handling it), or one reaching a
+  capped service: split into single messages first, so a record that crashes the dispatcher reaches the
+  dead letters alone (``x-delivery-limit``) and a capped service admits its events one by one.
 
 Outcomes map to broker actions, never to lost messages:
 
@@ -25,21 +34,30 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Final
 
 import structlog
 
 from dispatcher.adapters.amqp import Delivery
-from dispatcher.adapters.amqp.headers import received_at_of, received_headers
+from dispatcher.adapters.amqp.headers import received_at_of
 from dispatcher.domain.backoff import backoff_delay
 from dispatcher.domain.errors import PermanentError, TransientError
-from dispatcher.domain.events import EventError
-from dispatcher.domain.ingress import IngressPlan, ServiceTask, plan_ingress
+from dispatcher.domain.events import EventError, ObjectEvent
+from dispatcher.domain.ingress import (
+    IngressPlan,
+    ServiceTask,
+    batch_body,
+    parse_tasks,
+    plan_ingress,
+    record_bytes,
+    task_body,
+)
 from dispatcher.domain.jobs import CreateOutcome
 from dispatcher.executors.base import Executor
 from dispatcher.fdl.catalog import Catalog
+from dispatcher.process.handoff import HandOff, Publish
 from dispatcher.process.job_creation import WORK_CONTEXT_KEYS, CreatedJob, JobCreator
 from dispatcher.runtime.metrics import DispatcherMetrics, seconds_since
 
@@ -65,7 +83,7 @@ class Handlers:
     def __init__(
         self,
         catalog: Callable[[], Catalog],
-        publish_task: Callable[[str, bytes, Mapping[str, Any]], Awaitable[None]],
+        publish_task: Publish,
         creator: JobCreator,
         executor: Executor,
         *,
@@ -75,11 +93,21 @@ class Handlers:
         pause_service: Callable[[str], None],
         metrics: DispatcherMetrics,
         direct_creates: int | None = 0,
+        handoff_batch: int = 1,
+        batch_creates: int = 64,
         look_again: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self._catalog = catalog
         self._look_again = look_again
-        self._publish_task = publish_task
+        self.handoff = HandOff(
+            publish_task,
+            max_events=handoff_batch,
+            max_bytes=max_message_bytes,
+            published=lambda service, events: metrics.handoff_messages.labels(service).inc(),
+        )
+        """Hands events to their service queues (``close`` it on shutdown)."""
+        self._batch_creates = batch_creates
+        self._batch_slots: dict[str, asyncio.Semaphore] = {}
         self._creator = creator
         self._executor = executor
         self._base = retry_base_delay
@@ -115,10 +143,8 @@ class Handlers:
         if direct is not None:
             await self._create_direct(direct, delivery, received_at)
             return
-        headers = received_headers(received_at)
         try:
-            for task in plan.tasks:
-                await self._publish_task(task.service, task.body, headers)
+            await self._hand_off(plan.tasks, received_at)
         except TransientError as error:
             metrics.retries.labels(error.kind).inc()
             log.warning(
@@ -141,6 +167,23 @@ class Handlers:
             await delivery.dead_letter(reason, message)
             return
         await delivery.ack()
+
+    async def _hand_off(self, tasks: tuple[ServiceTask, ...], received_at: float) -> None:
+        """Hand every task to its service queue (a capped service's alone); the first failure, once all
+        have been tried."""
+        services = self._catalog().services
+
+        def alone(service: str) -> bool:
+            definition = services.get(service)
+            return definition is None or definition.options.max_concurrent_jobs is not None
+
+        sent = [
+            self.handoff.send(task.service, task.event, received_at, alone=alone(task.service))
+            for task in tasks
+        ]
+        for outcome in await asyncio.gather(*sent, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     def _direct_task(self, plan: IngressPlan) -> ServiceTask | None:
         """The plan's one task when the ingress handler may create its Job itself, else None."""
@@ -180,19 +223,36 @@ class Handlers:
             self.metrics.direct_creates.inc()
 
     async def on_task(self, service: str, delivery: Delivery) -> None:
-        """Create the Job of one service task, within the service's cap."""
+        """Create the Jobs of a service-queue message (one task or a batch), within the service's cap."""
         if await _parked(delivery):
             return
         with _unit_of_work(service):
-            await self._create(service, delivery)
+            log = _log.bind(queue=delivery.queue, message_id=delivery.message_id)
+            try:
+                events = parse_tasks(delivery.body, max_bytes=self._max_bytes)
+            except EventError as error:
+                self.metrics.dead_lettered.labels(str(error.reason)).inc()
+                log.warning("task refused", reason=str(error.reason), error=error.message)
+                await delivery.dead_letter(str(error.reason), error.message, service=service)
+                return
+            if len(events) == 1:
+                await self._create(service, delivery, events[0], log)
+                return
+            definition = self._catalog().services.get(service)
+            capped = definition is not None and definition.options.max_concurrent_jobs is not None
+            if capped or delivery.redelivered or delivery.delivery_count > 0:
+                log.info("batch split into single messages", events=len(events), capped=capped)
+                await delivery.split([task_body(event) for event in events])
+                return
+            await self._create_batch(service, delivery, events, log.bind(events=len(events)))
 
-    async def _create(self, service: str, delivery: Delivery) -> None:
+    async def _create(self, service: str, delivery: Delivery, event: ObjectEvent, log: Any) -> None:
         definition = self._catalog().services.get(service)
         cap = definition.options.max_concurrent_jobs if definition else None
 
         async def create() -> CreatedJob | None:
             if cap is None:
-                return await self._creator.create(service, delivery.body)
+                return await self._creator.create_event(service, event)
             # For a capped service the check and the create are one step, so this replica never
             # over-admits; uncapped services create concurrently, up to the consumer's prefetch.
             async with self._admission.setdefault(service, asyncio.Lock()):
@@ -201,10 +261,63 @@ class Handlers:
                     self._pause_service(service)
                     await delivery.retry_later(0.0, "at-capacity")
                     return None
-                return await self._creator.create(service, delivery.body)
+                return await self._creator.create_event(service, event)
 
-        log = _log.bind(queue=delivery.queue, message_id=delivery.message_id)
         await self._settle(service, delivery, received_at_of(delivery.headers), create, log)
+
+    async def _create_batch(
+        self, service: str, delivery: Delivery, events: tuple[ObjectEvent, ...], log: Any
+    ) -> None:
+        """Create a batch's Jobs concurrently (at most ``batch_creates`` of the service's at once), then
+        settle the message by their outcomes (the module docstring has the rules)."""
+        slots = self._batch_slots.setdefault(service, asyncio.Semaphore(self._batch_creates))
+        received_at = received_at_of(delivery.headers)
+
+        async def create(event: ObjectEvent) -> PermanentError | TransientError | None:
+            async with slots:
+                try:
+                    created = await self._creator.create_event(service, event)
+                except (PermanentError, TransientError) as error:
+                    log.info("job not created", error=str(error))
+                    return error
+            self._count(created, received_at)
+            log.info("job " + created.outcome.value)
+            return None
+
+        outcomes = await asyncio.gather(*(create(event) for event in events))
+        refused: list[tuple[ObjectEvent, PermanentError]] = []
+        failed: list[tuple[ObjectEvent, TransientError]] = []
+        for event, outcome in zip(events, outcomes, strict=True):
+            if isinstance(outcome, PermanentError):
+                refused.append((event, outcome))
+            elif outcome is not None:
+                failed.append((event, outcome))
+        try:
+            for event, refusal in refused:
+                await delivery.dead_letter_part(task_body(event), refusal.reason, str(refusal), service)
+                self.metrics.dead_lettered.labels(refusal.reason).inc()
+                log.warning("task refused", reason=refusal.reason, error=str(refusal), key=event.key)
+        except TransientError as error:
+            log.warning("could not dead-letter a refused record; the batch goes back", error=str(error))
+            await delivery.requeue()
+            return
+        if not failed:
+            await delivery.ack()
+            return
+        for _, failure in failed:
+            self.metrics.retries.labels(failure.kind).inc()
+        kind = failed[0][1].kind
+        delay = max(self._backoff(delivery, failure) for _, failure in failed)
+        log.info("job creation failed for now; retrying", kind=kind, failed=len(failed))
+        rest = [event for event, _ in failed]
+        await delivery.retry_later(delay, kind, body=batch_body(rest, [record_bytes(e) for e in rest]))
+
+    def _count(self, created: CreatedJob, received_at: float | None) -> None:
+        metrics = self.metrics
+        metrics.jobs_created.labels(created.service, created.outcome.value).inc()
+        if created.outcome is CreateOutcome.CREATED and received_at is not None:
+            waited = max(time.time() - received_at, 0.0)
+            metrics.received_to_created.labels(created.service).observe(waited)
 
     async def _settle(
         self,
@@ -232,9 +345,7 @@ class Handlers:
             return None
         if created is None:
             return None
-        metrics.jobs_created.labels(service, created.outcome.value).inc()
-        if created.outcome is CreateOutcome.CREATED and received_at is not None:
-            metrics.received_to_created.labels(service).observe(max(time.time() - received_at, 0.0))
+        self._count(created, received_at)
         log.info("job " + created.outcome.value)
         await delivery.ack()
         return created

@@ -120,14 +120,6 @@ class JobCreator:
             cached = self._config_maps[key] = self._renderer.render_config_map(service)
         return cached
 
-    async def create(self, service_name: str, body: bytes) -> CreatedJob:
-        """Create the Job for a task body (idempotent)."""
-        try:
-            event = parse_task(body)
-        except EventError as error:
-            raise PermanentError(error.message, reason=str(error.reason)) from error
-        return await self.create_event(service_name, event)
-
     async def create_event(self, service_name: str, event: ObjectEvent) -> CreatedJob:
         """Create the Job for an event already parsed (idempotent)."""
         mount = await self.mount_grant(self._service(service_name))

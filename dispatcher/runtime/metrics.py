@@ -130,6 +130,14 @@ class DispatcherMetrics:
             ["service"],
             registry=registry,
         )
+        self.handoff_messages = Counter(
+            "bucketrun_handoff_messages",
+            "Messages the ingress consumer published to a service queue: one event, or the batch of events "
+            "handed over while the previous publish awaited its confirm (events handed over / messages is "
+            "the mean batch).",
+            ["service"],
+            registry=registry,
+        )
         self.direct_creates = Counter(
             "bucketrun_direct_creates",
             "Jobs the ingress consumer created itself (201 or 409), skipping the service queue.",
@@ -184,6 +192,7 @@ class DispatcherMetrics:
         """Create every per-service series at 0 (idempotent; called when definitions load or reload)."""
         for service in services:
             self.events_dispatched.labels(service)
+            self.handoff_messages.labels(service)
             self.jobs_created.labels(service, "created")
             self.jobs_created.labels(service, "exists")
             self.received_to_created.labels(service)
@@ -198,7 +207,8 @@ class DispatcherMetrics:
         self.registry.register(
             _Gauges(
                 "bucketrun_queue_messages",
-                "Messages waiting in bucketrun's queues (ingress, each service, dead letters), last sampled.",
+                "Messages waiting in bucketrun's queues (ingress, each service, dead letters), last "
+                "sampled; a service queue's message may hold a batch of events.",
                 ("queue",),
                 lambda: {(queue,): float(count) for queue, count in read().items()},
             )

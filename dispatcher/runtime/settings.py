@@ -136,7 +136,8 @@ class AmqpSettings(_Group):
     """``x-delivery-limit``: deliveries of one message (crashes, rejections) before the broker
     dead-letters it. Default 5."""
     prefetch: PositiveInt = Field(default=64, le=65535)
-    """Unacknowledged messages a consumer holds at once (bounds in-flight work). Default 64."""
+    """Unacknowledged messages a consumer holds at once (bounds in-flight work), and the most Jobs of one
+    service created at once from batched messages (``dispatch.handoff_batch``). Default 64."""
     publish_timeout: PositiveFloat = 10.0
     """Seconds to wait for the broker to confirm a publish (including a reconnection). Default 10."""
     connect_timeout: PositiveFloat = 10.0
@@ -354,6 +355,11 @@ class DispatchSettings(_Group):
     creates never hold the ingress for the others. 0: every event goes through its service queue. Unset
     (the default): 16 while more than one service is loaded; while only one is, no bound but the ingress
     prefetch, since no other service's event can wait behind its backlog."""
+    handoff_batch: int = Field(default=64, ge=1, le=1000)
+    """Most events of one service handed to its queue in one message. While a publish to a service queue
+    awaits the broker's confirm, the next events for that service gather and then go together: the
+    publish, consume and ack are paid once per message (each record still gets its own Job, outcome and
+    dead letter). 1: one message per event. Capped services always get one message per event. Default 64."""
 
 
 def _default_identity() -> str:

@@ -292,6 +292,55 @@ async def test_service_queue_round_trip_and_retry_returns_to_it(client, amqp_nam
     assert (back.queue, back.attempt, back.body) == (queue, 1, b"event for upper")
 
 
+async def test_a_split_message_comes_back_as_single_messages_with_its_headers(client, amqp_names):
+    amqp_names.queue("svc.upper")
+    queue = await client.declare_service_queue("upper")
+    deliveries: asyncio.Queue[Delivery] = asyncio.Queue()
+
+    async def handler(delivery: Delivery) -> None:
+        await deliveries.put(delivery)
+        if delivery.body == b"batch":
+            await delivery.split([b"one", b"two"])
+        else:
+            await delivery.ack()
+
+    async with await client.consume(queue, handler):
+        await client.publish_to_service("upper", b"batch", headers.received_headers(1700000000.5))
+        batch, *parts = [await next_item(deliveries) for _ in range(3)]
+    assert batch.settlement is Settlement.ACKED
+    assert sorted(part.body for part in parts) == [b"one", b"two"]
+    for part in parts:
+        assert (part.queue, part.delivery_count, part.attempt) == (queue, 0, 0)
+        assert headers.received_at_of(part.headers) == 1700000000.5
+
+
+async def test_a_part_dead_lettered_and_the_rest_retried_leave_nothing_else(client, amqp_names):
+    amqp_names.queue("svc.upper")
+    queue = await client.declare_service_queue("upper")
+    deliveries: asyncio.Queue[Delivery] = asyncio.Queue()
+
+    async def handler(delivery: Delivery) -> None:
+        await deliveries.put(delivery)
+        if delivery.attempt == 0:
+            await delivery.dead_letter_part(b"refused record", "invalid-manifest", "too long", "upper")
+            await delivery.retry_later(1.0, "api-5xx", body=b"records to retry")
+        else:
+            await delivery.ack()
+
+    async with await client.consume(queue, handler):
+        await client.publish_to_service("upper", b"refused record and records to retry")
+        first = await next_item(deliveries)
+        back = await next_item(deliveries)
+    dead = await read_dead_letter(client, amqp_names)
+    assert first.settlement is Settlement.ACKED
+    assert (dead.body, dead.headers[headers.REASON], dead.headers[headers.SERVICE]) == (
+        b"refused record",
+        "invalid-manifest",
+        "upper",
+    )
+    assert (back.queue, back.attempt, back.body) == (queue, 1, b"records to retry")
+
+
 async def test_delivery_settles_once(client):
     outcome: asyncio.Queue[BaseException | None] = asyncio.Queue()
 

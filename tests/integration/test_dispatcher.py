@@ -17,6 +17,7 @@ import pytest
 import structlog
 from kubernetes_asyncio import client  # noqa: TID251 - the test inspects the cluster
 
+from dispatcher.adapters.amqp import AmqpClient
 from dispatcher.domain.events import build_message, parse_message
 from dispatcher.domain.identity import job_name, object_version
 from dispatcher.domain.quantity import parse_quantity
@@ -568,3 +569,65 @@ async def test_unset_the_direct_bound_is_16_with_several_services_and_the_prefet
     else:  # the first 16 direct, the rest overflow into the service's queue
         assert len(by_path["direct"]) >= 16
         assert by_path["queue"]
+
+
+# -- the batched hand-off (events handed to a service queue while its publish awaits a confirm) ---------
+
+
+async def _declare_queues(running: Running) -> None:
+    """The topology the dispatcher would declare, so that events can wait before it starts."""
+    async with await AmqpClient.connect(running.settings.amqp) as amqp:
+        await amqp.declare_topology()
+        await amqp.declare_service_queue("solo")
+
+
+def _batched(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Lines of records handled from a service-queue message that held several."""
+    return [line for line in lines if line.get("events", 1) > 1]
+
+
+async def test_events_handed_over_together_each_become_one_job(running: Running) -> None:
+    keys = [f"in/batch-{index}.txt" for index in range(40)]
+    # Published before the dispatcher starts: its ingress consumer takes them in a burst, and all but
+    # the first are handed over while a publish to the service queue awaits its confirm.
+    await _declare_queues(running)
+    await running.publish([event(key, bucket="solo") for key in keys])
+    settings = with_settings(running.settings, dispatch={"direct_creates": 0})
+    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as lines:
+        async with dispatcher(settings):
+
+            async def forty() -> bool:
+                return len(await jobs(running.kube)) >= 40
+
+            await until(forty, "40 solo Jobs")
+            await until(lambda: _queues_empty(running), "ingress and service queues to drain")
+    found = await jobs(running.kube)
+    assert sorted(job["metadata"]["annotations"]["bucketrun.io/key"] for job in found) == sorted(keys)
+    created = _created_lines(lines)["queue"]
+    assert sorted(line["key"] for line in created) == sorted(keys)
+    assert _batched(created), "no service-queue message held more than one event"
+    for line in created:  # each record's own unit-of-work keys, batch or not
+        assert line["job"]
+        assert line["bucket"] == "solo"
+    assert await _dlq_count(running) == 0
+
+
+async def test_records_of_a_batch_the_api_refuses_are_dead_lettered_one_by_one(running: Running) -> None:
+    control = running.kube.require_control()
+    control.set_faults(error_rates={422: 1.0}, verbs=["create"], resources=["jobs"])
+    keys = [f"in/refused-{index}.txt" for index in range(12)]
+    await _declare_queues(running)
+    await running.publish([event(key, bucket="solo") for key in keys])
+    settings = with_settings(running.settings, dispatch={"direct_creates": 0})
+    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as lines:
+        async with dispatcher(settings):
+            letters = await dead_letters(running.names, running.settings.amqp.dead_letter_queue, 12)
+    control.clear_faults()
+    assert _batched([line for line in lines if line["event"] == "task refused"])
+    records = [parse_message(letter.body) for letter in letters]
+    assert all(len(held) == 1 for held in records)  # each refused record alone, never the whole batch
+    assert sorted(held[0].key for held in records) == sorted(keys)
+    for letter in letters:
+        assert letter.headers["x-bucketrun-reason"] == "invalid-manifest"
+        assert letter.headers["x-bucketrun-service"] == "solo"
+    assert await jobs(running.kube) == []

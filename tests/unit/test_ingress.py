@@ -7,7 +7,7 @@ import json
 import pytest
 
 from dispatcher.domain.events import EventError, build_message, parse_message
-from dispatcher.domain.ingress import parse_task, plan_ingress
+from dispatcher.domain.ingress import batch_body, batches, parse_task, parse_tasks, plan_ingress, record_bytes
 from dispatcher.domain.routing import NoRouteReason, Router
 from dispatcher.fdl import load_services_text
 
@@ -105,3 +105,33 @@ def test_task_bodies_hold_exactly_one_record(router) -> None:
     body = json.dumps({"Records": [parse_message(message("in/a.jpg"))[0].record] * 2}).encode()
     with pytest.raises(EventError, match="exactly one record"):
         parse_task(body)
+
+
+def test_a_batch_is_one_minio_document_whose_records_come_back_in_order(router) -> None:
+    events = [parse_message(message(f"in/cat-{index}.jpg", sequencer=f"{index}A"))[0] for index in range(3)]
+    body = batch_body(events, [record_bytes(event) for event in events])
+    assert [event.record for event in parse_tasks(body)] == [event.record for event in events]
+    assert set(json.loads(body)) == {"Records"}
+
+
+def test_a_batch_of_one_is_the_single_task_body(router) -> None:
+    (task, _) = plan_ingress(message("in/cat.jpg"), router).tasks
+    assert batch_body([task.event], [record_bytes(task.event)]) == task.body
+    assert parse_tasks(task.body) == (task.event,)
+
+
+@pytest.mark.parametrize(
+    ("sizes", "max_events", "max_bytes", "cuts"),
+    [
+        ([10] * 5, 2, 1 << 20, [(0, 2), (2, 4), (4, 5)]),
+        ([10] * 5, 64, 1 << 20, [(0, 5)]),
+        # envelope 14 bytes + each record and its comma: 14 + 11 + 11 = 36 fits, a third does not
+        ([10, 10, 10], 64, 36, [(0, 2), (2, 3)]),
+        ([10, 10, 10], 64, 35, [(0, 1), (1, 2), (2, 3)]),
+        ([100, 10, 10], 64, 50, [(0, 1), (1, 3)]),  # larger than the limit: alone, never dropped
+        ([], 64, 1 << 20, []),
+    ],
+)
+def test_batches_cut_in_order_by_count_and_by_bytes(sizes, max_events, max_bytes, cuts) -> None:
+    got = batches(sizes, max_events=max_events, max_bytes=max_bytes)
+    assert [(cut.start, cut.stop) for cut in got] == cuts

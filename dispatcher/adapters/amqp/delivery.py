@@ -9,7 +9,7 @@ once, never zero times. Duplicates are harmless downstream (Job names are idempo
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Final
@@ -19,7 +19,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from dispatcher.adapters.amqp import headers as h
 from dispatcher.adapters.amqp.publisher import LOST_BROKER_ERRORS, Publisher
-from dispatcher.adapters.amqp.topology import Topology
+from dispatcher.adapters.amqp.topology import DEFAULT_EXCHANGE, Topology
 from dispatcher.domain.backoff import retry_tier
 from dispatcher.domain.errors import TransientError
 
@@ -159,9 +159,10 @@ class Delivery:
             self.settlement = Settlement.REQUEUED
         return self.settlement
 
-    async def retry_later(self, delay_s: float, reason: str) -> Settlement:
+    async def retry_later(self, delay_s: float, reason: str, *, body: bytes | None = None) -> Settlement:
         """Park a copy in the retry tier that waits at least ``delay_s`` (the longest tier at most),
-        confirmed, then ack this one. ``reason`` is a short label (e.g. ``api-5xx``) kept in a header."""
+        confirmed, then ack this one. ``reason`` is a short label (e.g. ``api-5xx``) kept in a header;
+        *body*, when given, replaces the copy's (the part of a batch still to do)."""
         self._claim()
         tier = int(retry_tier(delay_s, self._topology.retry_tiers))
         copy_headers = h.retry_headers(
@@ -174,7 +175,7 @@ class Delivery:
             routing_key=self.routing_key,
         )
         # Routing key = the queue it came from: where the tier's expiry sends it back.
-        return await self._publish_then_ack(self._topology.retry_exchange, self.queue, copy_headers)
+        return await self._publish_then_ack(self._topology.retry_exchange, self.queue, copy_headers, body)
 
     async def dead_letter(self, reason: str, error_text: str, service: str | None = None) -> Settlement:
         """Publish a copy to the dead-letter exchange with the reason headers, confirmed, then ack."""
@@ -192,18 +193,52 @@ class Delivery:
             self._topology.dead_letter_exchange, self.routing_key, copy_headers
         )
 
+    async def dead_letter_part(self, body: bytes, reason: str, error_text: str, service: str | None) -> None:
+        """Publish *body* (a part of this message, e.g. one record of a batch) to the dead-letter exchange
+        with the reason headers, confirmed, leaving this delivery unsettled; ``TransientError`` when the
+        broker does not take it."""
+        copy_headers = h.dead_letter_headers(
+            self.headers,
+            reason=reason,
+            error_text=error_text,
+            service=service,
+            queue=self.queue,
+            exchange=self.exchange,
+            routing_key=self.routing_key,
+        )
+        await self._publish_copy(self._topology.dead_letter_exchange, self.routing_key, copy_headers, body)
+
+    async def split(self, bodies: Sequence[bytes]) -> Settlement:
+        """Publish each of *bodies* to this delivery's own queue as a message of its own (the headers
+        kept), each confirmed, then ack this one; when one is not taken, requeue this one instead (those
+        already published are duplicates, which consumers tolerate)."""
+        self._claim()
+        copy_headers = h.own_copy(self.headers)
+        try:
+            for body in bodies:
+                await self._publish_copy(DEFAULT_EXCHANGE, self.queue, copy_headers, body)
+        except TransientError as error:
+            _log.warning("could not split the message; requeueing it", delivery=repr(self), error=str(error))
+            return await self._requeue()
+        return await self._ack()
+
+    async def _publish_copy(
+        self, exchange: str, routing_key: str, copy_headers: dict[str, Any], body: bytes | None = None
+    ) -> None:
+        await self._publisher.publish(
+            exchange,
+            routing_key,
+            self.body if body is None else body,
+            copy_headers,
+            content_type=self._message.content_type,
+            message_id=self.message_id,
+        )
+
     async def _publish_then_ack(
-        self, exchange: str, routing_key: str, copy_headers: dict[str, Any]
+        self, exchange: str, routing_key: str, copy_headers: dict[str, Any], body: bytes | None = None
     ) -> Settlement:
         try:
-            await self._publisher.publish(
-                exchange,
-                routing_key,
-                self.body,
-                copy_headers,
-                content_type=self._message.content_type,
-                message_id=self.message_id,
-            )
+            await self._publish_copy(exchange, routing_key, copy_headers, body)
         except TransientError as error:
             _log.warning(
                 "could not publish the copy; requeueing the original", delivery=repr(self), error=str(error)

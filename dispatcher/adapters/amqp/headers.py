@@ -67,7 +67,9 @@ def received_at_of(headers: Mapping[str, Any]) -> float | None:
     return value / 1000
 
 
-def _own_copy(headers: Mapping[str, Any]) -> dict[str, Any]:
+def own_copy(headers: Mapping[str, Any]) -> dict[str, Any]:
+    """*headers* without the ones the broker sets (delivery count, deaths): what a copy published again
+    carries."""
     return {
         name: value
         for name, value in headers.items()
@@ -122,7 +124,7 @@ def retry_headers(
 ) -> dict[str, Any]:
     """Headers of a retry copy: attempt + 1, the tier to park in, when to process it (``not_before``, Unix
     seconds), and the origin."""
-    copy = _with_origin(_own_copy(headers), exchange=exchange, routing_key=routing_key)
+    copy = _with_origin(own_copy(headers), exchange=exchange, routing_key=routing_key)
     copy[ATTEMPT] = attempt_of(headers) + 1
     copy[RETRY_TIER] = tier_label(tier_seconds)
     copy[RETRY_REASON] = truncate(reason, 200)
@@ -142,7 +144,7 @@ def dead_letter_headers(
     routing_key: str,
 ) -> dict[str, Any]:
     """Headers of a dead letter: reason, truncated error, service, where it was consumed and first sent."""
-    copy = _with_origin(_own_copy(headers), exchange=exchange, routing_key=routing_key)
+    copy = _with_origin(own_copy(headers), exchange=exchange, routing_key=routing_key)
     copy.pop(RETRY_TIER, None)  # never route a dead letter back into a tier
     copy.pop(NOT_BEFORE, None)
     copy[REASON] = truncate(reason, 200)
