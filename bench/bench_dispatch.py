@@ -1040,7 +1040,8 @@ HOT_PATH: tuple[tuple[str, str, str], ...] = (
     ("dispatcher/domain/ingress.py", "plan_ingress", "  parse + route the MinIO message"),
     ("dispatcher/process/handlers.py", "_create_direct", "  direct create: the per-Job work below"),
     ("dispatcher/adapters/amqp/publisher.py", "publish", "  confirmed publish to a service queue (CPU part)"),
-    ("dispatcher/process/handlers.py", "on_task", "service-queue handler: the per-Job work below"),
+    ("dispatcher/process/handlers.py", "on_task", "service-queue handler: one event's work below"),
+    ("dispatcher/process/handlers.py", "_create_record", "  a batch's record: the per-Job work below"),
     ("dispatcher/process/job_creation.py", "prepare_event", "per Job, either path: presign + render"),
     ("dispatcher/adapters/s3/storage.py", "grants_for", "  presign (GET + POST policies)"),
     ("dispatcher/rendering/render.py", "_render", "  render (Jinja, skeleton, checks), both objects"),
@@ -1161,7 +1162,7 @@ def profile_report(profiler: cProfile.Profile, jobs: int, scale: float) -> dict[
     path = {row["function"].rsplit(":", 1)[1]: row for row in hot_path(stats, jobs)}
     for row in path.values():
         row["ms_per_job_unprofiled"] = row["ms_per_job"] * scale
-    handlers = path["on_ingress"]["s"] + path["on_task"]["s"]
+    handlers = path["on_ingress"]["s"] + path["on_task"]["s"] + path["_create_record"]["s"]
     report = {
         "scale": scale,
         "busy_s": busy,

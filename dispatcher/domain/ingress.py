@@ -91,9 +91,12 @@ def plan_ingress(body: bytes, router: Router[S], *, max_bytes: int = 1 << 20) ->
     return IngressPlan(tuple(tasks), tuple(ignored), tuple(unroutable))
 
 
-def task_body(event: ObjectEvent) -> bytes:
-    """One event as a service queue carries it alone: its single-record MinIO envelope."""
-    return json.dumps(event.envelope(), ensure_ascii=False, separators=(",", ":")).encode()
+def task_body(event: ObjectEvent, record: bytes | None = None) -> bytes:
+    """One event as a service queue carries it alone: its single-record MinIO envelope (*record*, when
+    given, is its record as `record_bytes` wrote it, not serialised again)."""
+    envelope = {"EventName": event.event_name, "Key": f"{event.bucket}/{event.key}"}
+    head = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode()
+    return head[:-1] + b',"Records":[' + (record_bytes(event) if record is None else record) + b"]}"
 
 
 def parse_task(body: bytes) -> ObjectEvent:
@@ -121,7 +124,7 @@ def batch_body(events: Sequence[ObjectEvent], records: Sequence[bytes]) -> bytes
     event's is its single-record envelope, exactly as `ServiceTask.body`; several share one
     ``{"Records": [...]}`` document, the shape MinIO's own multi-record messages have."""
     if len(events) == 1:
-        return task_body(events[0])
+        return task_body(events[0], records[0])
     return b'{"Records":[' + b",".join(records) + b"]}"
 
 

@@ -270,21 +270,9 @@ class Handlers:
     ) -> None:
         """Create a batch's Jobs concurrently (at most ``batch_creates`` of the service's at once), then
         settle the message by their outcomes (the module docstring has the rules)."""
-        slots = self._batch_slots.setdefault(service, asyncio.Semaphore(self._batch_creates))
         received_at = received_at_of(delivery.headers)
-
-        async def create(event: ObjectEvent) -> PermanentError | TransientError | None:
-            async with slots:
-                try:
-                    created = await self._creator.create_event(service, event)
-                except (PermanentError, TransientError) as error:
-                    log.info("job not created", error=str(error))
-                    return error
-            self._count(created, received_at)
-            log.info("job " + created.outcome.value)
-            return None
-
-        outcomes = await asyncio.gather(*(create(event) for event in events))
+        created = (self._create_record(service, event, received_at, log) for event in events)
+        outcomes = await asyncio.gather(*created)
         refused: list[tuple[ObjectEvent, PermanentError]] = []
         failed: list[tuple[ObjectEvent, TransientError]] = []
         for event, outcome in zip(events, outcomes, strict=True):
@@ -311,6 +299,22 @@ class Handlers:
         log.info("job creation failed for now; retrying", kind=kind, failed=len(failed))
         rest = [event for event, _ in failed]
         await delivery.retry_later(delay, kind, body=batch_body(rest, [record_bytes(e) for e in rest]))
+
+    async def _create_record(
+        self, service: str, event: ObjectEvent, received_at: float | None, log: Any
+    ) -> PermanentError | TransientError | None:
+        """One record of a batch: its Job created (counted, logged), or why not. Runs in a task of its own
+        (``gather``): the creator's log context stays with this record."""
+        slots = self._batch_slots.setdefault(service, asyncio.Semaphore(self._batch_creates))
+        async with slots:
+            try:
+                created = await self._creator.create_event(service, event)
+            except (PermanentError, TransientError) as error:
+                log.info("job not created", error=str(error))
+                return error
+        self._count(created, received_at)
+        log.info("job " + created.outcome.value)
+        return None
 
     def _count(self, created: CreatedJob, received_at: float | None) -> None:
         metrics = self.metrics

@@ -135,3 +135,9 @@ def test_a_batch_of_one_is_the_single_task_body(router) -> None:
 def test_batches_cut_in_order_by_count_and_by_bytes(sizes, max_events, max_bytes, cuts) -> None:
     got = batches(sizes, max_events=max_events, max_bytes=max_bytes)
     assert [(cut.start, cut.stop) for cut in got] == cuts
+
+
+def test_a_task_body_is_minios_single_record_envelope_byte_for_byte(router) -> None:
+    (task, _) = plan_ingress(message("in/été €.jpg"), router).tasks
+    expected = json.dumps(task.event.envelope(), ensure_ascii=False, separators=(",", ":")).encode()
+    assert task.body == expected
