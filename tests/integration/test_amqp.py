@@ -314,7 +314,7 @@ async def test_a_split_message_comes_back_as_single_messages_with_its_headers(cl
         assert headers.received_at_of(part.headers) == 1700000000.5
 
 
-async def test_a_part_dead_lettered_and_the_rest_retried_leave_nothing_else(client, amqp_names):
+async def test_a_part_is_dead_lettered_and_the_rest_retried_in_a_copy_of_their_own(client, amqp_names):
     amqp_names.queue("svc.upper")
     queue = await client.declare_service_queue("upper")
     deliveries: asyncio.Queue[Delivery] = asyncio.Queue()

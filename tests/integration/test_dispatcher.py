@@ -574,11 +574,15 @@ async def test_unset_the_direct_bound_is_16_with_several_services_and_the_prefet
 # -- the batched hand-off (events handed to a service queue while its publish awaits a confirm) ---------
 
 
-async def _declare_queues(running: Running) -> None:
-    """The topology the dispatcher would declare, so that events can wait before it starts."""
+async def _waiting_for_the_queue_path(running: Running, keys: list[str]) -> Settings:
+    """Events for `solo` published before the dispatcher starts (the topology declared first), so that
+    its ingress consumer takes them in a burst and all but the first are handed over while a publish to
+    the service queue awaits its confirm; the settings that send every event through that queue."""
     async with await AmqpClient.connect(running.settings.amqp) as amqp:
         await amqp.declare_topology()
         await amqp.declare_service_queue("solo")
+    await running.publish([event(key, bucket="solo") for key in keys])
+    return with_settings(running.settings, dispatch={"direct_creates": 0})
 
 
 def _batched(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -588,11 +592,7 @@ def _batched(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 async def test_events_handed_over_together_each_become_one_job(running: Running) -> None:
     keys = [f"in/batch-{index}.txt" for index in range(40)]
-    # Published before the dispatcher starts: its ingress consumer takes them in a burst, and all but
-    # the first are handed over while a publish to the service queue awaits its confirm.
-    await _declare_queues(running)
-    await running.publish([event(key, bucket="solo") for key in keys])
-    settings = with_settings(running.settings, dispatch={"direct_creates": 0})
+    settings = await _waiting_for_the_queue_path(running, keys)
     with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as lines:
         async with dispatcher(settings):
 
@@ -616,9 +616,7 @@ async def test_records_of_a_batch_the_api_refuses_are_dead_lettered_one_by_one(r
     control = running.kube.require_control()
     control.set_faults(error_rates={422: 1.0}, verbs=["create"], resources=["jobs"])
     keys = [f"in/refused-{index}.txt" for index in range(12)]
-    await _declare_queues(running)
-    await running.publish([event(key, bucket="solo") for key in keys])
-    settings = with_settings(running.settings, dispatch={"direct_creates": 0})
+    settings = await _waiting_for_the_queue_path(running, keys)
     with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as lines:
         async with dispatcher(settings):
             letters = await dead_letters(running.names, running.settings.amqp.dead_letter_queue, 12)

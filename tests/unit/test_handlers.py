@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -22,6 +22,7 @@ from dispatcher.domain.jobs import CreateOutcome
 from dispatcher.fdl import load_services_text
 from dispatcher.fdl.catalog import Catalog
 from dispatcher.process.handlers import Handlers, direct_create_bound
+from dispatcher.process.handoff import Publish
 from dispatcher.process.job_creation import CreatedJob
 from dispatcher.runtime.metrics import DispatcherMetrics
 
@@ -68,6 +69,23 @@ class RecordingDelivery:
         self.steps.append(f"dead_letter:{reason}")
 
 
+def build(catalog: Callable[[], Catalog], publish_task: Publish, **options: Any) -> Handlers:
+    """Handlers over *catalog* with short retries; *options* as ``Handlers`` takes them (``creator``
+    defaults to none: a fan-out never creates from the ingress)."""
+    return Handlers(
+        catalog,
+        publish_task,
+        creator=options.pop("creator", None),
+        executor=None,  # type: ignore[arg-type] - uncapped services never ask for counts
+        retry_base_delay=1.0,
+        max_retry_delay=10.0,
+        max_message_bytes=1 << 20,
+        pause_service=lambda service: None,
+        metrics=DispatcherMetrics(CollectorRegistry()),
+        **options,
+    )
+
+
 def handlers(steps: list[str], *, fail_on: str | None = None) -> Handlers:
     catalog = Catalog.of(load_services_text(FDL, source="t.yaml", base_dir=None).services)
 
@@ -76,18 +94,7 @@ def handlers(steps: list[str], *, fail_on: str | None = None) -> Handlers:
             raise TransientError(f"publish to {service}: the broker did not confirm", kind="amqp")
         steps.append(f"publish:{service}")
 
-    return Handlers(
-        lambda: catalog,
-        publish_task,
-        creator=None,  # type: ignore[arg-type] - a fan-out never creates from the ingress
-        executor=None,  # type: ignore[arg-type]
-        retry_base_delay=1.0,
-        max_retry_delay=10.0,
-        max_message_bytes=1 << 20,
-        pause_service=lambda service: None,
-        metrics=DispatcherMetrics(CollectorRegistry()),
-        direct_creates=0,
-    )
+    return build(lambda: catalog, publish_task, direct_creates=0)
 
 
 def message(key: str = "in/cat.jpg") -> bytes:
@@ -135,18 +142,7 @@ def handlers_that_look_again(steps: list[str], *, finds: bool) -> Handlers:
             )
         return finds
 
-    return Handlers(
-        lambda: catalogs[-1],
-        publish_task,
-        creator=None,  # type: ignore[arg-type] - a fan-out never creates from the ingress
-        executor=None,  # type: ignore[arg-type]
-        retry_base_delay=1.0,
-        max_retry_delay=10.0,
-        max_message_bytes=1 << 20,
-        pause_service=lambda service: None,
-        metrics=DispatcherMetrics(CollectorRegistry()),
-        look_again=look_again,
-    )
+    return build(lambda: catalogs[-1], publish_task, look_again=look_again)
 
 
 async def test_an_event_for_a_service_newer_than_the_last_reload_is_routed_after_a_look_again() -> None:
@@ -237,18 +233,7 @@ def batch_handlers(steps: list[str], fdl: str = FDL) -> Handlers:
     async def publish_task(service: str, body: bytes, headers: Mapping[str, Any]) -> None:
         raise AssertionError("a service task never publishes to a service queue")
 
-    return Handlers(
-        lambda: catalog,
-        publish_task,
-        creator=Creator(steps),  # type: ignore[arg-type] - the one method the handler calls
-        executor=None,  # type: ignore[arg-type] - uncapped: never asked for counts
-        retry_base_delay=1.0,
-        max_retry_delay=10.0,
-        max_message_bytes=1 << 20,
-        pause_service=lambda service: None,
-        metrics=DispatcherMetrics(CollectorRegistry()),
-        handoff_batch=64,
-    )
+    return build(lambda: catalog, publish_task, creator=Creator(steps), handoff_batch=64)
 
 
 def batch(*keys: str) -> bytes:
@@ -311,18 +296,7 @@ async def test_the_ingress_hands_a_capped_service_its_events_alone() -> None:
     async def publish_task(service: str, body: bytes, headers: Mapping[str, Any]) -> None:
         bodies.setdefault(service, []).append(body)
 
-    handler = Handlers(
-        lambda: catalog,
-        publish_task,
-        creator=None,  # type: ignore[arg-type] - a fan-out never creates from the ingress
-        executor=None,  # type: ignore[arg-type]
-        retry_base_delay=1.0,
-        max_retry_delay=10.0,
-        max_message_bytes=1 << 20,
-        pause_service=lambda service: None,
-        metrics=DispatcherMetrics(CollectorRegistry()),
-        handoff_batch=64,
-    )
+    handler = build(lambda: catalog, publish_task, handoff_batch=64)
     deliveries = [RecordingDelivery(message(f"in/{index}.jpg"), steps) for index in range(4)]
     await asyncio.gather(*(handler.on_ingress(delivery) for delivery in deliveries))
     assert steps == ["ack"] * 4

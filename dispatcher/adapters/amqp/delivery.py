@@ -180,15 +180,7 @@ class Delivery:
     async def dead_letter(self, reason: str, error_text: str, service: str | None = None) -> Settlement:
         """Publish a copy to the dead-letter exchange with the reason headers, confirmed, then ack."""
         self._claim()
-        copy_headers = h.dead_letter_headers(
-            self.headers,
-            reason=reason,
-            error_text=error_text,
-            service=service,
-            queue=self.queue,
-            exchange=self.exchange,
-            routing_key=self.routing_key,
-        )
+        copy_headers = self._dead_letter_headers(reason, error_text, service)
         return await self._publish_then_ack(
             self._topology.dead_letter_exchange, self.routing_key, copy_headers
         )
@@ -197,7 +189,11 @@ class Delivery:
         """Publish *body* (a part of this message, e.g. one record of a batch) to the dead-letter exchange
         with the reason headers, confirmed, leaving this delivery unsettled; ``TransientError`` when the
         broker does not take it."""
-        copy_headers = h.dead_letter_headers(
+        copy_headers = self._dead_letter_headers(reason, error_text, service)
+        await self._publish_copy(self._topology.dead_letter_exchange, self.routing_key, copy_headers, body)
+
+    def _dead_letter_headers(self, reason: str, error_text: str, service: str | None) -> dict[str, Any]:
+        return h.dead_letter_headers(
             self.headers,
             reason=reason,
             error_text=error_text,
@@ -206,7 +202,6 @@ class Delivery:
             exchange=self.exchange,
             routing_key=self.routing_key,
         )
-        await self._publish_copy(self._topology.dead_letter_exchange, self.routing_key, copy_headers, body)
 
     async def split(self, bodies: Sequence[bytes]) -> Settlement:
         """Publish each of *bodies* to this delivery's own queue as a message of its own (the headers
