@@ -68,16 +68,13 @@ class HandOff:
             await self._publish(service, task_body(event), received_headers(received_at))
             self._published(service, 1)
             return
-        waiting = _Waiting(
-            event, record_bytes(event), received_at, asyncio.get_running_loop().create_future()
-        )
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         lane = self._services.setdefault(service, _Service())
-        lane.waiting.append(waiting)
+        lane.waiting.append(_Waiting(event, record_bytes(event), received_at, done))
         if lane.publishing is None:
-            lane.publishing = asyncio.create_task(
-                self._drain(service, lane), name=f"bucketrun-handoff:{service}"
-            )
-        await asyncio.shield(waiting.done)
+            name = f"bucketrun-handoff:{service}"
+            lane.publishing = asyncio.create_task(self._drain(service, lane), name=name)
+        await done  # a caller cancelled meanwhile cancels only its own wait; the batch still goes
 
     async def _drain(self, service: str, lane: _Service) -> None:
         """Publish what is waiting, one message at a time, until nothing is."""

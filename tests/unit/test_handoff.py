@@ -142,3 +142,20 @@ async def test_close_cancels_the_publish_under_way_and_its_waiting_events() -> N
         with pytest.raises(asyncio.CancelledError):
             await task
     assert len(broker.messages) == 1
+
+
+async def test_a_caller_cancelled_while_waiting_leaves_the_rest_of_its_batch_alone() -> None:
+    broker = Broker()
+    handoff = HandOff(broker.publish, max_events=64, max_bytes=1 << 20)
+    first = asyncio.create_task(handoff.send("thumbs", event(0), 1.0))
+    await broker.published(1)
+    gone, kept = (asyncio.create_task(handoff.send("thumbs", event(i), 1.0)) for i in (1, 2))
+    await asyncio.sleep(0)
+    gone.cancel()
+    broker.gates[0].set()
+    await first
+    await broker.published(2)
+    broker.gates[1].set()
+    await asyncio.wait_for(kept, 5)
+    assert gone.cancelled()
+    assert broker.messages[1][1] == ["in/1.jpg", "in/2.jpg"]  # published all the same: at least once
