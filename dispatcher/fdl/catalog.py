@@ -35,6 +35,16 @@ class Catalog:
         service's unfinished Jobs (``Executor.count_jobs``)."""
         return any(service.options.max_concurrent_jobs is not None for service in self.services.values())
 
+    def cap_of(self, name: str) -> int | None:
+        """Service *name*'s ``max_concurrent_jobs`` (None when it has none, or is not loaded)."""
+        service = self.services.get(name)
+        return service.options.max_concurrent_jobs if service is not None else None
+
+    def uncapped(self, name: str) -> bool:
+        """True for a loaded service without ``max_concurrent_jobs``: its events need no admission, so
+        they may be created by the ingress consumer or travel in batches."""
+        return name in self.services and self.cap_of(name) is None
+
     @classmethod
     def of(cls, services: tuple[ServiceDefinition, ...]) -> Catalog:
         """Index *services* by name and build their router."""

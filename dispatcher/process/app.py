@@ -164,8 +164,7 @@ class Dispatcher:
 
     async def _resume_below_cap(self, service: str, lane: _ServiceLane) -> None:
         await lane.consumer.cancel()
-        definition = self.catalog.services.get(service)
-        cap = definition.options.max_concurrent_jobs if definition else None
+        cap = self.catalog.cap_of(service)
         if cap is not None:
             await self.executor.wait_until(lambda: self.executor.active_jobs(service) < cap)
         await lane.consumer.start()

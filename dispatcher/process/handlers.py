@@ -171,14 +171,9 @@ class Handlers:
     async def _hand_off(self, tasks: tuple[ServiceTask, ...], received_at: float) -> None:
         """Hand every task to its service queue (a capped service's alone); the first failure, once all
         have been tried."""
-        services = self._catalog().services
-
-        def alone(service: str) -> bool:
-            definition = services.get(service)
-            return definition is None or definition.options.max_concurrent_jobs is not None
-
+        catalog = self._catalog()
         sent = [
-            self.handoff.send(task.service, task.event, received_at, alone=alone(task.service))
+            self.handoff.send(task.service, task.event, received_at, alone=not catalog.uncapped(task.service))
             for task in tasks
         ]
         for outcome in await asyncio.gather(*sent, return_exceptions=True):
@@ -189,12 +184,11 @@ class Handlers:
         """The plan's one task when the ingress handler may create its Job itself, else None."""
         if len(plan.tasks) != 1 or plan.unroutable:
             return None
-        services = self._catalog().services
-        if self._direct_in_flight >= direct_create_bound(self._direct_limit, len(services)):
+        catalog = self._catalog()
+        if self._direct_in_flight >= direct_create_bound(self._direct_limit, len(catalog.services)):
             return None
         (task,) = plan.tasks
-        definition = services.get(task.service)
-        if definition is None or definition.options.max_concurrent_jobs is not None:
+        if not catalog.uncapped(task.service):
             return None  # a capped service's events wait in its queue while it is at its cap
         return task
 
@@ -238,8 +232,7 @@ class Handlers:
             if len(events) == 1:
                 await self._create(service, delivery, events[0], log)
                 return
-            definition = self._catalog().services.get(service)
-            capped = definition is not None and definition.options.max_concurrent_jobs is not None
+            capped = self._catalog().cap_of(service) is not None
             if capped or delivery.redelivered or delivery.delivery_count > 0:
                 log.info("batch split into single messages", events=len(events), capped=capped)
                 await delivery.split([task_body(event) for event in events])
@@ -247,8 +240,7 @@ class Handlers:
             await self._create_batch(service, delivery, events, log.bind(events=len(events)))
 
     async def _create(self, service: str, delivery: Delivery, event: ObjectEvent, log: Any) -> None:
-        definition = self._catalog().services.get(service)
-        cap = definition.options.max_concurrent_jobs if definition else None
+        cap = self._catalog().cap_of(service)
 
         async def create() -> CreatedJob | None:
             if cap is None:

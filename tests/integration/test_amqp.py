@@ -89,6 +89,12 @@ async def read_dead_letter(client: AmqpClient, names: AmqpNames) -> aio_pika.abc
     raise AssertionError("unreachable")
 
 
+async def upper_queue(client: AmqpClient, names: AmqpNames) -> str:
+    """Service `upper`'s work queue, declared (and deleted after the test)."""
+    names.queue("svc.upper")
+    return await client.declare_service_queue("upper")
+
+
 @pytest.fixture
 async def client(amqp_names):
     async with await AmqpClient.connect(settings_for(amqp_names)) as connected:
@@ -271,8 +277,7 @@ async def test_unsettled_message_is_requeued_and_counted(client):
 
 
 async def test_service_queue_round_trip_and_retry_returns_to_it(client, amqp_names):
-    amqp_names.queue("svc.upper")
-    queue = await client.declare_service_queue("upper")
+    queue = await upper_queue(client, amqp_names)
     assert queue == f"{amqp_names.prefix}.svc.upper"
     assert await client.declare_service_queue("upper") == queue  # idempotent
     deliveries: asyncio.Queue[Delivery] = asyncio.Queue()
@@ -293,8 +298,7 @@ async def test_service_queue_round_trip_and_retry_returns_to_it(client, amqp_nam
 
 
 async def test_a_split_message_comes_back_as_single_messages_with_its_headers(client, amqp_names):
-    amqp_names.queue("svc.upper")
-    queue = await client.declare_service_queue("upper")
+    queue = await upper_queue(client, amqp_names)
     deliveries: asyncio.Queue[Delivery] = asyncio.Queue()
 
     async def handler(delivery: Delivery) -> None:
@@ -315,8 +319,7 @@ async def test_a_split_message_comes_back_as_single_messages_with_its_headers(cl
 
 
 async def test_a_part_is_dead_lettered_and_the_rest_retried_in_a_copy_of_their_own(client, amqp_names):
-    amqp_names.queue("svc.upper")
-    queue = await client.declare_service_queue("upper")
+    queue = await upper_queue(client, amqp_names)
     deliveries: asyncio.Queue[Delivery] = asyncio.Queue()
 
     async def handler(delivery: Delivery) -> None:
