@@ -52,6 +52,13 @@ QUIET_CORE_SHARE: Final = 0.10
 """The control plane is quiet when its servers together use less than this share of one core ..."""
 QUIET_SAMPLES: Final = 3
 """... over this many consecutive half-second samples."""
+BENCH_NODE: Final = ("--pods=1000000", "--cpu=1000000", "--memory=1000Ti")
+"""The bench's node fits every pod its phases make (a kubelet's default is 110 pods). On a full node the
+Job controller's pods stay unschedulable, and kube-scheduler retries each one every five minutes (its
+pods left unschedulable that long are flushed back to the queue every 30 s), each retry a FailedScheduling
+event written: with the thousands of pods a full run leaves, those waves kept the control plane busy
+through every later phase (measured: each retried pod cost the servers ~6 ms of CPU, so 14,000 pending
+pods keep ~0.3 of a core busy, in waves)."""
 CONTROL_PLANE: Final = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "node-agent")
 PAUSABLE: Final = ("kube-controller-manager", "kube-scheduler")
 """The servers `RealControl.controllers_paused` stops: the ones that act on created Jobs by themselves."""
@@ -289,7 +296,7 @@ def started_real_stack(
 ) -> Iterator[tuple[DevStack, RealControl]]:
     """The whole local stack in *directory* (node agent included); stopped on exit."""
     with Path(os.devnull).open("w") as quiet:
-        stack = start_stack(StackOptions(directory, node=True, fsync=fsync), out=quiet)
+        stack = start_stack(StackOptions(directory, node=True, fsync=fsync, node_args=BENCH_NODE), out=quiet)
     try:
         yield stack, RealControl(stack, settle_cap)
     finally:

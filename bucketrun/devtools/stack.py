@@ -85,6 +85,8 @@ class StackOptions:
     fsync: bool = True
     """etcd syncs its writes to disk; False (``--unsafe-no-fsync``) is faster and loses the cluster on a
     machine crash: for tests only."""
+    node_args: tuple[str, ...] = ()
+    """More options for the node agent, e.g. a larger allocatable ``--pods`` than a kubelet's 110."""
 
 
 @dataclass
@@ -180,7 +182,7 @@ def start_stack(options: StackOptions, out: TextIO = sys.stdout) -> Stack:
         stack = Stack(directory, rabbit, plane, minio)
         started.append(stack.stop)  # from here on, the whole stack stops as one
         if options.node and node_agent_available():
-            _start_node_agent(stack, out)
+            _start_node_agent(stack, options.node_args, out)
         elif options.node:
             print("node agent: not in this installation; the stack has no node (pods stay Pending)", file=out)
         stack.env = stack_environment(stack) | _component_kubeconfigs(plane)
@@ -290,11 +292,11 @@ def _start_minio(base: Path, amqp_url: str, out: TextIO) -> MinioServer:
         raise StackError(f"MinIO ({minio.path}) did not start: {error}") from error
 
 
-def _start_node_agent(stack: Stack, out: TextIO) -> None:
-    """Run the node agent as ``system:node:NODE_NAME``; return once its Node is Ready."""
+def _start_node_agent(stack: Stack, args: Iterable[str], out: TextIO) -> None:
+    """Run the node agent as ``system:node:NODE_NAME`` with *args*; return once its Node is Ready."""
     print("starting the node agent ...", file=out, flush=True)
     stack.node_agent, stack.node_control_port = start_node_agent_process(
-        stack.plane, stack.directory / "node", stack.directory / "node.log"
+        stack.plane, stack.directory / "node", stack.directory / "node.log", extra_args=args
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -204,11 +205,49 @@ async def test_the_instant_knob_ends_pods_at_once_with_their_annotated_exit_code
     await manager.stop()
 
 
+def knobs_of(shared: NodeContext, faults: Faults) -> Callable[[Faults], None]:
+    """Faults for *shared* that change as the agent changes them (the change event replaced and set):
+    the returned function sets new ones."""
+    state = {"faults": faults, "changed": asyncio.Event()}
+    shared.faults = lambda: state["faults"]
+    shared.faults_changed = lambda: state["changed"]
+
+    def change(new: Faults) -> None:
+        changed = state["changed"]
+        state["faults"], state["changed"] = new, asyncio.Event()
+        changed.set()
+
+    return change
+
+
+async def test_held_pods_wait_for_a_change_without_polling(tmp_path: Path) -> None:
+    """A node holding thousands of pods must not wake each of them every retry_seconds."""
+    api = RecordingApi()
+    shared = context(api, tmp_path)
+    change = knobs_of(shared, Faults(hold=True))
+    reads = {"faults": 0}
+    held = shared.faults
+
+    def counted() -> Faults:
+        reads["faults"] += 1
+        return held()
+
+    shared.faults = counted
+    manager = PodManager(shared)
+    manager.event("ADDED", pod("true"))
+    await api.until(lambda: shared.admission.pending == 1)
+    before = reads["faults"]
+    await asyncio.sleep(shared.retry_seconds * 6)  # six retry periods: a poller would have looked again
+    assert reads["faults"] == before
+    change(Faults())
+    await api.until(lambda: api.phases().count("Succeeded") == 1)
+    await manager.stop()
+
+
 async def test_hold_and_max_running_keep_pods_pending_until_a_slot_frees(tmp_path: Path) -> None:
     api = RecordingApi()
-    knobs = {"faults": Faults(hold=True)}
     shared = context(api, tmp_path)
-    shared.faults = lambda: knobs["faults"]
+    change = knobs_of(shared, Faults(hold=True))
     manager = PodManager(shared)
     first = pod("sleep 0.5")
     second = {**pod("true"), "metadata": {"name": "q", "namespace": "ns", "uid": "uid-2"}}
@@ -217,7 +256,7 @@ async def test_hold_and_max_running_keep_pods_pending_until_a_slot_frees(tmp_pat
     await api.until(lambda: shared.admission.pending == 2)
     assert shared.admission.running == 0
 
-    knobs["faults"] = Faults(max_running=1)
+    change(Faults(max_running=1))
     await api.until(lambda: shared.admission.running == 1 and shared.admission.pending == 1)
     await api.until(lambda: api.phases().count("Succeeded") == 2)
     assert shared.admission.running == 0

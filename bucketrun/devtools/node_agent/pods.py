@@ -219,16 +219,15 @@ class PodWorker:
             admission.pending -= 1
 
     async def _wait_for_change(self, *events: asyncio.Event) -> bool:
-        """Wait until the faults change, one of *events* is set, or retry_seconds pass; False once the
-        pod is being deleted."""
+        """Wait until the faults change or one of *events* is set; False once the pod is being deleted.
+        No timeout: every knob a waiting pod depends on changes through these events, and a node holding
+        thousands of pods must not wake them all every second."""
         waits = {
             asyncio.create_task(event.wait())
             for event in (self._deleting, self._context.faults_changed(), *events)
         }
         try:
-            await asyncio.wait(
-                waits, timeout=self._context.retry_seconds, return_when=asyncio.FIRST_COMPLETED
-            )
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in waits:
                 task.cancel()
