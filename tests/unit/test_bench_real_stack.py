@@ -290,3 +290,38 @@ def test_the_collector_s_before_and_after_come_from_the_run_s_two_shipped_runs(r
     assert "2.60 ms of dispatcher CPU per event" in before
     assert "16 ms of pauses for 800 events (20 µs per event), the longest 2.0 ms, 0 full" in after
     assert "2.40 ms of dispatcher CPU per event" in after
+
+
+def test_publish_to_created_names_the_rate_the_cores_sustain_with_the_pods_work(report: ModuleType) -> None:
+    def paired(window_s: float, tail_s: float) -> dict[str, Any]:
+        return {
+            "jobs": 1000,
+            "usage": {"bench_cpu_s": window_s / 2, "kube-apiserver_cpu_s": window_s / 2},
+            "tail_usage": {"kube-apiserver_cpu_s": tail_s * 0.75, "etcd_cpu_s": tail_s * 0.25},
+        }
+
+    def latency(rate: float, p99: float) -> dict[str, Any]:
+        return {"target_rate": rate, "due_to_watch": {"p50_ms": p99 / 2, "p99_ms": p99}}
+
+    figures: dict[str, Any] = {
+        "machine": {"cpus": 2},
+        "fsync": True,
+        "raw_k8s_paired": [paired(8.0, 32.0), paired(12.0, 28.0)],  # 10 + 30 ms per Job: 50/s on 2 cores
+        "saturation": {"events": 800, "rate": 200.0},
+        "latency": {"10": latency(20.0, 21.5), "50": latency(100.0, 900.0)},
+        "raw_create_latency": {"due_to_watch": {"p50_ms": 200.0, "p99_ms": 600.0}},
+    }
+    assert report.sustained_creates(figures) == {"window_ms": 10.0, "tail_ms": 30.0, "rate": 50.0}
+    text = report._why_publish(figures)
+    assert "costs all processes 10.0 ms in its run and 30.0 ms after it" in text
+    assert "these cores sustain about 50 creates/s: 100/s is 2.0x that" in text
+    assert text.endswith(
+        "At 10% of the maximum (20/s, under what the cores sustain) bucketrun's p99 was 21.5 ms."
+    )
+    # Under what the cores sustain, or without the paired runs' tails, the floor alone explains it.
+    figures["latency"]["50"] = latency(40.0, 900.0)
+    assert report._why_publish(figures).endswith("no dispatcher change reaches it on this machine.")
+    figures["latency"]["50"] = latency(100.0, 900.0)
+    figures["raw_k8s_paired"] = [{**run, "tail_usage": None} for run in figures["raw_k8s_paired"]]
+    assert report.sustained_creates(figures) is None
+    assert "sustain" not in report._why_publish(figures)
