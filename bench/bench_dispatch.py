@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import cProfile
 import gc
+import io
 import json
 import logging
 import math
@@ -55,6 +56,7 @@ from dispatcher.process.app import run_dispatcher
 from dispatcher.process.job_creation import JobCreator
 from dispatcher.rendering.context import RenderSettings
 from dispatcher.rendering.render import JobRenderer
+from dispatcher.runtime.logs import REDACTOR, shared_processors
 from dispatcher.runtime.settings import Settings
 from tests.k8s_emulator import WRITE_VERBS, run_emulator
 
@@ -363,16 +365,12 @@ class DispatcherLog:
 
 
 def configure_dispatcher_logs(log: DispatcherLog, sink: TextIO) -> None:
-    """Production's processor chain (JSON lines) writing to *sink*, with *log* reading along."""
+    """Production's processor chain (``configure_logging``'s: JSON lines, redaction included) writing to
+    *sink*, with *log* reading along once the context is merged."""
+    chain = shared_processors()
+    chain.insert(chain.index(structlog.contextvars.merge_contextvars) + 1, log.processor)
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            log.processor,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
-        ],
+        processors=[*chain, REDACTOR, structlog.processors.JSONRenderer()],
         wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
         logger_factory=structlog.PrintLoggerFactory(sink),
         cache_logger_on_first_use=True,
@@ -1147,6 +1145,64 @@ def json_costs(docs: Sequence[Mapping[str, Any]]) -> dict[str, float]:
         "decode_json_us": per_job(lambda: [json.loads(event) for event in events]),
         "decode_orjson_us": per_job(lambda: [orjson.loads(event) for event in events]),
     }
+
+
+def log_costs(lines: int = 5000) -> dict[str, float]:
+    """Microseconds of CPU per "job created" line (the dispatcher's one line per Job at INFO, with the
+    context it binds) through production's chain, before and after redaction searched only text its
+    patterns can match (``logs.redact_text``'s guards): every pattern on every value (before, patched in
+    for the measurement), then as shipped. The best of three passes, rendered to a string buffer."""
+    from unittest import mock  # noqa: PLC0415 - only this measurement patches
+
+    from dispatcher.runtime import logs  # noqa: PLC0415
+
+    def every_pattern(text: str, secrets: Iterable[str] = ()) -> str:
+        text = logs._SIGNED_QUERY.sub(lambda m: f"{m['url']}?{logs.REDACTED}", text)
+        text = logs._URL_PASSWORD.sub(lambda m: f"{m['head']}:{logs.REDACTED}@", text)
+        text = logs._AUTH_TOKEN.sub(lambda m: f"{m['scheme'] or m['sigv4']}{logs.REDACTED}", text)
+        for secret in secrets:
+            text = text.replace(secret, logs.REDACTED)
+        return text
+
+    def secret_field(name: str) -> bool:
+        return logs._SECRET_FIELD.search(name) is not None
+
+    context = {
+        "service": SERVICES[0],
+        "event_id": "bench/in/upper/sat0/photo-000123.txt@18FF00000000007B",
+        "bucket": BUCKET,
+        "key": "in/upper/sat0/photo-000123.txt",
+        "job": "upper-3f2a9c1b7d0e-000123",
+    }
+    previous = structlog.get_config()
+    structlog.configure(
+        processors=[*logs.shared_processors(), logs.REDACTOR, structlog.processors.JSONRenderer()],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=structlog.PrintLoggerFactory(io.StringIO()),
+        cache_logger_on_first_use=False,
+    )
+    log = structlog.get_logger("bench").bind(queue="bench.upper", message_id="m-000123", events=5)
+
+    def per_line() -> float:
+        best = math.inf
+        with structlog.contextvars.bound_contextvars(**context):
+            for _ in range(3):
+                started = time.process_time()
+                for _ in range(lines):
+                    log.info("job created")
+                best = min(best, time.process_time() - started)
+        return best * 1e6 / lines
+
+    try:
+        with (
+            mock.patch.object(logs, "redact_text", every_pattern),
+            mock.patch.object(logs, "_secret_field", secret_field),
+        ):
+            before = per_line()
+        after = per_line()
+    finally:
+        structlog.configure(**previous)
+    return {"every_pattern_us": before, "guarded_us": after}
 
 
 def profile_report(profiler: cProfile.Profile, jobs: int, scale: float) -> dict[str, Any]:

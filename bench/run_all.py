@@ -414,6 +414,7 @@ class RealRun:
         )
         results["profile"] = dispatch.profile_report(profiler, sizes.events, factor)
         results["json_costs"] = dispatch.json_costs(rendered)
+        results["log_costs"] = dispatch.log_costs()
         progress(
             f"collector: the saturation run as shipped with CPython's default thresholds ({sizes.events})"
         )

@@ -325,3 +325,20 @@ def test_publish_to_created_names_the_rate_the_cores_sustain_with_the_pods_work(
     figures["raw_k8s_paired"] = [{**run, "tail_usage": None} for run in figures["raw_k8s_paired"]]
     assert report.sustained_creates(figures) is None
     assert "sustain" not in report._why_publish(figures)
+
+
+def test_the_log_line_costs_are_measured_and_logging_is_left_as_it_was() -> None:
+    import structlog  # noqa: PLC0415 - only this test configures it
+
+    dispatch = load_script(BENCH / "bench_dispatch.py", "bench_dispatch_log_costs_under_test")
+    before = structlog.get_config()
+    costs = dispatch.log_costs(lines=200)
+    assert structlog.get_config() == before
+    assert costs["every_pattern_us"] > 0
+    assert costs["guarded_us"] > 0
+
+
+def test_the_log_line_before_and_after_is_reported(report: ModuleType) -> None:
+    lines = report.log_lines({"every_pattern_us": 46.2, "guarded_us": 21.4})
+    assert "46 µs with every redaction pattern searched on every value (before) and 21 µs" in lines[-1]
+    assert report.log_lines(None) == []

@@ -10,6 +10,7 @@ import pytest
 import structlog
 from minio import Minio  # noqa: TID251 - a real presigned URL, made offline
 
+from dispatcher.runtime import logs
 from dispatcher.runtime.logs import REDACTED, Redactor, configure_logging, redact_text
 from dispatcher.runtime.settings import Settings
 
@@ -47,6 +48,34 @@ def test_credentials_in_text_are_replaced(raw: str, kept: str, gone: str) -> Non
     text = redact_text(raw)
     assert kept in text
     assert gone not in text
+
+
+def _every_pattern(text: str) -> str:
+    """redact_text without its guards: every pattern searched on every text."""
+    text = logs._SIGNED_QUERY.sub(lambda m: f"{m['url']}?{REDACTED}", text)
+    text = logs._URL_PASSWORD.sub(lambda m: f"{m['head']}:{REDACTED}@", text)
+    return logs._AUTH_TOKEN.sub(lambda m: f"{m['scheme'] or m['sigv4']}{REDACTED}", text)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "in/upper/photo-000123.txt",
+        "2026-12-05T12:00:00.123456Z",
+        "job created",
+        "Bearer\u2003tok3n",  # Unicode whitespace is whitespace to the token pattern too
+        "Basic\x1cdXNlcjpwdw==",
+        "BEARER\ttok",
+        "aws4-hmac-sha256\u00a0Credential=AKIA/x, Signature=ff",
+        "Bearertok",  # no whitespace: no token
+        "amqp://u:p@h:5672/",
+        "s3://bucket/key?X-Amz-Signature=ff",
+        "x:/ /y:pw@host",  # no '://': no URL
+        "",
+    ],
+)
+def test_the_guards_skip_only_text_a_pattern_cannot_match(raw: str) -> None:
+    assert redact_text(raw) == _every_pattern(raw)
 
 
 def test_known_secret_values_and_secret_named_fields_are_scrubbed_in_nested_values() -> None:
