@@ -943,9 +943,9 @@ def _why_upload_direct(results: Mapping[str, Any]) -> str:
 
 
 def sustained_creates(results: Mapping[str, Any]) -> dict[str, float] | None:
-    """What a bare create of bucketrun's Job costs all processes once its pod is made, bound and started
-    too (the paired bare runs' window plus their tail), and the rate the machine's cores sustain at that
-    cost; None without paired runs that have a tail."""
+    """What a bare create of bucketrun's Job costs all processes once its pod is made, bound and taken up
+    by the node agent too (the paired bare runs' window plus their tail), and the rate the machine's cores
+    sustain at that cost; None without paired runs that have a tail."""
     paired = [run for run in results.get("raw_k8s_paired") or [] if run.get("tail_usage")]
     if not paired:
         return None
