@@ -832,16 +832,17 @@ def _why_sustained(results: Mapping[str, Any]) -> str:
     )
 
 
+def tail_ms(run: Mapping[str, Any], count: int) -> float:
+    """The servers' CPU per unit (of *count*) in the settle after a create run (its ``tail_usage``)."""
+    return sum(ms_per(run["tail_usage"], name, count) for name in SERVERS)
+
+
 def tail_lines(results: Mapping[str, Any]) -> list[str]:
     """What each create run left the control plane to do after it ended (``Bench.settle``'s tail)."""
-
-    def per_job(run: Mapping[str, Any], count: int) -> float:
-        return sum(ms_per(run["tail_usage"], name, count) for name in SERVERS)
-
     parts = []
     paired = [run for run in results.get("raw_k8s_paired") or [] if run.get("tail_usage")]
     if paired:
-        mean = sum(per_job(run, run["jobs"]) for run in paired) / len(paired)
+        mean = sum(tail_ms(run, run["jobs"]) for run in paired) / len(paired)
         parts.append(f"{mean:.1f} ms per Job after the bare runs beside bucketrun's")
     named = (
         ("saturation", "bucketrun's run (the median round)"),
@@ -850,7 +851,7 @@ def tail_lines(results: Mapping[str, Any]) -> list[str]:
     for key, label in named:
         run = results.get(key)
         if run and run.get("tail_usage"):
-            parts.append(f"{per_job(run, run['events']):.1f} ms after {label}")
+            parts.append(f"{tail_ms(run, run['events']):.1f} ms after {label}")
     if not parts:
         return []
     return [
@@ -951,9 +952,7 @@ def sustained_creates(results: Mapping[str, Any]) -> dict[str, float] | None:
         return None
     names = ("bench", *SERVERS)
     window = sum(ms_per(run["usage"], name, run["jobs"]) for run in paired for name in names) / len(paired)
-    tail = sum(ms_per(run["tail_usage"], name, run["jobs"]) for run in paired for name in SERVERS) / len(
-        paired
-    )
+    tail = sum(tail_ms(run, run["jobs"]) for run in paired) / len(paired)
     cores = results["machine"]["cpus"] or 1
     return {"window_ms": window, "tail_ms": tail, "rate": cores * 1000 / (window + tail)}
 
