@@ -671,20 +671,26 @@ async def watch_job_events(
     namespace: str,
     opened: asyncio.Event,
     note: Callable[[Mapping[str, Any], float], None],
+    resource: str = "jobs",
 ) -> None:
-    """Watch Jobs in *namespace* until cancelled, setting *opened* once the watch is open and calling
-    *note(event, arrival instant)* per event (raw lines: no model building in the way of the timing).
+    """Watch Jobs (or, with *resource* ``"pods"``, pods) in *namespace* until cancelled, setting *opened*
+    once the watch is open and calling *note(event, arrival instant)* per event (raw lines: no model
+    building in the way of the timing).
 
     A stream that ends (a real API server closes the watch of a client that reads too slowly for it) is
     opened again from the last resourceVersion seen, so no event is lost; an ERROR event (410: that
     version is gone) raises.
     """
     async with await api_client_for(kubeconfig) as api:
-        batch: Any = client.BatchV1Api(api)
+        lister: Any = (
+            client.CoreV1Api(api).list_namespaced_pod
+            if resource == "pods"
+            else client.BatchV1Api(api).list_namespaced_job
+        )
         version: str | None = None
         while True:
             since = {"resource_version": version, "allow_watch_bookmarks": True} if version else {}
-            response = await batch.list_namespaced_job(
+            response = await lister(
                 namespace, watch=True, timeout_seconds=3600, _preload_content=False, **since
             )
             opened.set()
@@ -695,7 +701,9 @@ async def watch_job_events(
                         continue
                     event = json.loads(line)
                     if event.get("type") == "ERROR":
-                        raise RuntimeError(f"the Job watch of {namespace} answered {event.get('object')}")
+                        raise RuntimeError(
+                            f"the {resource} watch of {namespace} answered {event.get('object')}"
+                        )
                     version = event["object"]["metadata"].get("resourceVersion", version)
                     if event.get("type") != "BOOKMARK":
                         note(event, now)
@@ -723,6 +731,37 @@ class JobWatch:
         self.seen.setdefault(str(annotations.get(ANNOTATION_KEY)), now)
         if len(self.seen) >= self.expected:
             self.complete.set()
+
+
+@dataclass
+class PodsTakenUp:
+    """When each Job's pod was first seen taken up by the node (bound, and its first status written by the
+    node agent, as a kubelet writes ``startTime``), by Job name: the end of the work an event causes before
+    its Job runs. The Jobs created per second say what the API server admits; the pods taken up per second,
+    over a run and the control plane's work after it, what this machine sustains."""
+
+    expected: int
+    seen: dict[str, float] = field(default_factory=dict)
+    opened: asyncio.Event = field(default_factory=asyncio.Event)
+    complete: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run(self, kubeconfig: Path, namespace: str) -> None:
+        """Watch the pods of *namespace* until cancelled."""
+        await watch_job_events(kubeconfig, namespace, self.opened, self._note, resource="pods")
+
+    def _note(self, event: Mapping[str, Any], now: float) -> None:
+        pod = event["object"]
+        if not (pod.get("spec") or {}).get("nodeName") or not (pod.get("status") or {}).get("startTime"):
+            return
+        job = (pod["metadata"].get("labels") or {}).get("batch.kubernetes.io/job-name")
+        if job is not None:
+            self.seen.setdefault(job, now)
+        if len(self.seen) >= self.expected:
+            self.complete.set()
+
+    def rate_since(self, start: float) -> float:
+        """Jobs taken up per second from *start* to the last one taken up."""
+        return len(self.seen) / (max(self.seen.values()) - start) if self.seen else math.nan
 
 
 @dataclass
@@ -776,6 +815,44 @@ class SteadyLoad:
         """Due instant -> *created* instant, per key (from the due instant: a publish delayed by a busy
         loop would have been waiting in the broker had MinIO sent it, so the delay counts)."""
         return [created[key] - due for key, due in self.due.items()]
+
+
+@contextlib.asynccontextmanager
+async def pods_taken_up(kubeconfig: Path, namespace: str, count: int) -> AsyncIterator[PodsTakenUp | None]:
+    """With *count* > 0, a ``PodsTakenUp`` watch of *namespace* open for the block (else None)."""
+    if count <= 0:
+        yield None
+        return
+    pods = PodsTakenUp(count)
+    observer = asyncio.create_task(pods.run(kubeconfig, namespace), name="the pod watch")
+    try:
+        await until(pods.opened, observer, 30, "the pod watch to open")
+        yield pods
+    finally:
+        observer.cancel()
+        await asyncio.gather(observer, return_exceptions=True)
+
+
+async def to_running(pods: PodsTakenUp | None, start: float) -> dict[str, Any]:
+    """Once every pod *pods* expects is taken up: from *start* to the last one, and its rate ({} without
+    *pods*). Waits while the control plane makes and binds the pods, which it does mostly after a create
+    run ends; ``TimeoutError`` naming how many were taken up if it takes longer than a slow machine would."""
+    if pods is None:
+        return {}
+    within = 120 + pods.expected * 0.5
+    try:
+        await asyncio.wait_for(pods.complete.wait(), within)
+    except TimeoutError:
+        raise TimeoutError(
+            f"{len(pods.seen)} of {pods.expected} pods taken up by the node within {within:.0f} s"
+        ) from None
+    return {
+        "to_running": {
+            "jobs": len(pods.seen),
+            "seconds": max(pods.seen.values()) - start,
+            "rate": pods.rate_since(start),
+        }
+    }
 
 
 # -- the dispatcher in this process ----------------------------------------------------------------------
@@ -910,12 +987,19 @@ class Bench:
         }
 
     async def raw_creates(
-        self, namespace: str, docs: list[dict[str, Any]], in_flight: int | None = None
+        self,
+        namespace: str,
+        docs: list[dict[str, Any]],
+        in_flight: int | None = None,
+        *,
+        running: bool = False,
     ) -> dict[str, Any]:
-        """Bare kubernetes-asyncio: create every Job, *in_flight* (default ``prefetch``) requests at once."""
+        """Bare kubernetes-asyncio: create every Job, *in_flight* (default ``prefetch``) requests at once.
+        With *running*, also until every Job's pod is taken up by the node (``to_running``)."""
         await create_namespace(self.stack.kubeconfig, namespace)
         statuses: dict[int, int] = {}
-        async with await api_client_for(self.stack.kubeconfig) as api:
+        pods_watch = pods_taken_up(self.stack.kubeconfig, namespace, len(docs) if running else 0)
+        async with pods_watch as pods, await api_client_for(self.stack.kubeconfig) as api:
             batch: Any = client.BatchV1Api(api)
             remaining = iter(docs)
 
@@ -937,13 +1021,14 @@ class Bench:
                 )
                 seconds = time.perf_counter() - started
                 usage = self.meter.stop()
+            running_figures = await to_running(pods, started)
         return {
             "jobs": len(docs),
             "rate": len(docs) / seconds,
             "statuses": {str(code): n for code, n in sorted(statuses.items())},
             "avg_body_bytes": sum(len(json.dumps(doc)) for doc in docs) / len(docs),
             "usage": usage,
-        }
+        } | running_figures
 
     async def saturation(
         self,
@@ -952,29 +1037,33 @@ class Bench:
         profiler: cProfile.Profile | None = None,
         dispatch: Mapping[str, Any] | None = None,
         amqp: Mapping[str, Any] | None = None,
+        *,
+        running: bool = False,
     ) -> dict[str, Any]:
         """Pre-publish *count* events, let the dispatcher drain them: events/s up to the last 201 Created.
         *dispatch* and *amqp* override dispatcher settings (``BUCKETRUN_DISPATCH__*``,
-        ``BUCKETRUN_AMQP__*``)."""
+        ``BUCKETRUN_AMQP__*``). With *running*, also until every Job's pod is taken up (``to_running``)."""
         namespace = f"bench-{tag}"
         settings = self.stack.settings(namespace, dispatch=dispatch, amqp=amqp)
         await create_namespace(self.stack.kubeconfig, namespace)
         await queue_events(settings, [body for _, body in corpus(tag, count)])
         self.log.expect(count)
-        with self.window():
-            self.meter.start()
-            cpu_before = time.process_time()
-            if profiler is not None:
-                profiler.enable()
-            try:
-                async with running_dispatcher(settings) as dispatcher:
-                    await until(self.log.done, dispatcher, phase_timeout(count), f"{count} Jobs")
-            finally:
+        async with pods_taken_up(self.stack.kubeconfig, namespace, count if running else 0) as pods:
+            with self.window():
+                self.meter.start()
+                cpu_before = time.process_time()
                 if profiler is not None:
-                    profiler.disable()
-            usage = self.meter.stop()
-        if self.log.consuming_at is None:
-            raise RuntimeError("the dispatcher never logged 'dispatcher consuming'")
+                    profiler.enable()
+                try:
+                    async with running_dispatcher(settings) as dispatcher:
+                        await until(self.log.done, dispatcher, phase_timeout(count), f"{count} Jobs")
+                finally:
+                    if profiler is not None:
+                        profiler.disable()
+                usage = self.meter.stop()
+            if self.log.consuming_at is None:
+                raise RuntimeError("the dispatcher never logged 'dispatcher consuming'")
+            running_figures = await to_running(pods, self.log.consuming_at)
         seconds = max(self.log.created_at.values()) - self.log.consuming_at
         startup_cpu = (self.log.consuming_cpu or cpu_before) - cpu_before
         return {
@@ -991,7 +1080,7 @@ class Bench:
             "api": await asyncio.to_thread(api_counts, self.stack.control, namespace),
             "left_in_ingress": await queue_depth(self.stack.amqp_url, settings.amqp.ingress_queue),
             "usage": usage,
-        }
+        } | running_figures
 
     async def latency(self, rate: float, duration: float, tag: str = "lat") -> dict[str, Any]:
         """Publish at *rate* into the running dispatcher: publish -> created per Job, by watch and by 201."""

@@ -485,6 +485,104 @@ def round_ratios(results: Mapping[str, Any], run: str = "saturation") -> list[fl
     ]
 
 
+def load_basis(measured: float, *sustained: float | None) -> float:
+    """The maximum the latency runs take 10/50/90% of: the *measured* rate of the path (events to Jobs
+    created, or completions recorded), or the rate the whole stack *sustained* for the same work when that
+    is lower (every Job's pod taken up by the node, or every Job finished, counted over the run and the
+    control plane's work after it). A create run of a few seconds ends long before the pods it causes
+    are made and bound; a load above what the machine sustains with that work only builds a queue."""
+    return min([measured, *(rate for rate in sustained if rate is not None and math.isfinite(rate))])
+
+
+def publish_basis(results: Mapping[str, Any]) -> float:
+    """``load_basis`` of publish -> created: the median round's rate, or bucketrun's rate to running."""
+    running = (results.get("running") or {}).get("to_running") or {}
+    return load_basis(results["saturation"]["rate"], running.get("rate"))
+
+
+def upload_basis(sustained: Mapping[str, Any]) -> float:
+    """``load_basis`` of upload -> created: the upload run's created rate, or its rate to running."""
+    return load_basis(sustained["rate"], (sustained.get("to_running") or {}).get("rate"))
+
+
+def record_basis(done: Mapping[str, Any]) -> float:
+    """``load_basis`` of finished -> recorded: the watcher's completions/s, or how fast the control plane
+    finished the same Jobs created all at once."""
+    return load_basis(done["rate"], done.get("finish_rate"))
+
+
+def basis_sentence(
+    measured: float, sustained: float | None, unit: str, measured_as: str, sustained_as: str
+) -> str:
+    """How ``load_basis`` chose, for a target's 'measured' cell: 'of 47.5/s, the rate to the last pod taken
+    up; 182.0/s created', or 'of 40.0/s, the rate created' when the measured rate is the lower."""
+    basis = load_basis(measured, sustained)
+    if sustained is None or basis == measured:
+        return f"of {measured:,.1f}{unit}, the rate {measured_as}"
+    return f"of {basis:,.1f}{unit}, the rate {sustained_as}; {measured:,.1f}{unit} {measured_as}"
+
+
+def sustained_lines(results: Mapping[str, Any]) -> list[str]:
+    """The runs measured to the end of the work their events cause, and the loads the latency runs took
+    from them; [] for a run without them (the emulator)."""
+    running, bare = results.get("running"), results.get("running_bare")
+    if not running or "to_running" not in running:
+        return []
+    lines = [
+        "",
+        "## The maximum the latency loads take",
+        "",
+        "A create run of a few hundred Jobs ends before the control plane has made and bound their pods and "
+        "the node agent has taken them up (its first status, as a kubelet writes `startTime`): that work "
+        "runs on the same cores after the run's window. Each run below is timed from its start to the last "
+        "pod taken up, so its rate is one this machine sustains with all the work an event causes. The "
+        "latency runs take 10%, 50% and 90% of the lower of the two rates of their path.",
+        "",
+        "| run | Jobs created per s | pods taken up per s, to the last | last pod taken up after |",
+        "|---|---:|---:|---:|",
+    ]
+    rows = [("bucketrun as shipped, pre-published events", running)]
+    if bare and "to_running" in bare:
+        rows.append((f"bare creates of bucketrun's Job ({bare.get('in_flight', '?')} in flight)", bare))
+    rows += [
+        (f"bucketrun, uploads ({name.replace('_', ' ')})", row["sustained"])
+        for name, row in results["upload"].items()
+        if "to_running" in row["sustained"]
+    ]
+    for label, run in rows:
+        lines.append(
+            f"| {label} | {run['rate']:,.1f} | {run['to_running']['rate']:,.1f} | "
+            f"{run['to_running']['seconds']:,.1f} s |"
+        )
+    done = results["completions"]
+    if "finish_rate" in done:
+        lines += [
+            "",
+            f"The watcher: {done['rate']:,.1f} completions recorded per s on Jobs already finished; the "
+            f"control plane finished the same Jobs, created all at once, at {done['finish_rate']:,.1f} per s "
+            "(create to the last finish on a watch). Its latency runs take the lower.",
+        ]
+    if bare and "to_running" in bare:
+        ratio = running["to_running"]["rate"] / bare["to_running"]["rate"]
+        lines += [
+            "",
+            f"To running, bucketrun made {ratio:.0%} of the bare client's rate: the pods' work is the same "
+            "for both and dominates, the dispatcher's own CPU per event is the difference.",
+        ]
+    before, before_bare = results.get("latency_created_50"), results.get("raw_create_latency_created_50")
+    if before and before_bare:
+        ours, floor = before["due_to_watch"], before_bare["due_to_watch"]
+        lines += [
+            "",
+            f"The reading before, in this run: at half the rounds' create rate ({before['target_rate']:,.0f}"
+            f" events/s, above what the machine sustains), publish -> created took {ours['p50_ms']:,.1f} / "
+            f"{ours['p99_ms']:,.1f} ms (p50 / p99) and bare creates of the same Job at the same rate "
+            f"{floor['p50_ms']:,.1f} / {floor['p99_ms']:,.1f} ms: a queue behind the pods' work, the "
+            "bare client's as much as bucketrun's.",
+        ]
+    return lines
+
+
 def median_round(results: Mapping[str, Any], run: str) -> Mapping[str, Any]:
     """The round whose ratio (``round_ratios``) is the median (the lower one of an even count): the run
     the targets, the CPU table and the latency phases' rates take."""
@@ -540,6 +638,10 @@ def dispatcher_cpu(results: Mapping[str, Any]) -> dict[str, float]:
     }
 
 
+_TO_RUNNING = ("created", "to the last pod taken up")
+"""How ``basis_sentence`` names the two rates of a create path."""
+
+
 def targets_real(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Each target of issue #21: what was measured and PASS/FAIL (``why_lines`` says why a failure fails)."""
     sat, baseline = results["saturation"], create_baseline(results)
@@ -581,13 +683,16 @@ def targets_real(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     ):
         upload = results["upload"][name]
         at_half = upload["latency"]["50"]
+        sustained = upload["sustained"]
+        basis = basis_sentence(
+            sustained["rate"], (sustained.get("to_running") or {}).get("rate"), "/s", *_TO_RUNNING
+        )
         rows.append(
             {
                 "target": f"upload -> Job created p99 <= {TARGET_UPLOAD_P99_MS:.0f} ms at 50% of max "
                 f"({label})",
                 "measured": f"{at_half['upload_to_created']['p99_ms']:,.0f} ms at "
-                f"{at_half['achieved_rate']:,.1f} "
-                f"uploads/s (max {upload['sustained']['rate']:,.1f}/s); p50 "
+                f"{at_half['achieved_rate']:,.1f} uploads/s (50% {basis}); p50 "
                 f"{at_half['upload_to_created']['p50_ms']:,.0f} ms",
                 "passed": at_half["upload_to_created"]["p99_ms"] <= TARGET_UPLOAD_P99_MS,
             }
@@ -595,8 +700,15 @@ def targets_real(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     rows += [
         {
             "target": f"publish -> Job created p99 <= {TARGET_P99_MS:.0f} ms at 50% of max",
-            "measured": f"{half['p99_ms']:.1f} ms at {results['latency']['50']['achieved_rate']:,.0f} "
-            "events/s",
+            "measured": f"{half['p99_ms']:.1f} ms at {results['latency']['50']['achieved_rate']:,.1f} "
+            "events/s (50% "
+            + basis_sentence(
+                sat["rate"],
+                ((results.get("running") or {}).get("to_running") or {}).get("rate"),
+                "/s",
+                *_TO_RUNNING,
+            )
+            + ")",
             "passed": half["p99_ms"] <= TARGET_P99_MS,
         },
         {
@@ -609,7 +721,15 @@ def targets_real(results: Mapping[str, Any]) -> list[dict[str, Any]]:
         {
             "target": f"finished -> recorded p99 <= {TARGET_RECORDED_P99_MS:.0f} ms at 50% load",
             "measured": f"{recorded['p99_ms']:.1f} ms at "
-            f"{results['completion_latency']['50']['target_rate']:,.1f} Jobs/s",
+            f"{results['completion_latency']['50']['target_rate']:,.1f} Jobs/s (50% "
+            + basis_sentence(
+                done["rate"],
+                done.get("finish_rate"),
+                " Jobs/s",
+                "recorded",
+                "the control plane finished Jobs at",
+            )
+            + ")",
             "passed": recorded["p99_ms"] <= TARGET_RECORDED_P99_MS,
         },
         {
@@ -911,7 +1031,9 @@ def _why_upload_queued(results: Mapping[str, Any]) -> str:
         "at the same rate without bucketrun, MinIO's PUT -> message alone took "
         f"{queued['p50_ms']:,.0f} / {queued['p99_ms']:,.0f} ms (p50 / p99) through its queue store, "
         f"{direct['p50_ms']:,.0f} / {direct['p99_ms']:,.0f} ms without one: MinIO delivers a target with "
-        "`queue_dir` from its store in a loop of its own, not as the PUT completes. No change to the "
+        "`queue_dir` from its store in a loop of its own, not as the PUT completes, and that loop lists "
+        "the store every 3 s (`retryInterval` in MinIO's `internal/store/store.go`, a constant). No change "
+        "to the "
         "dispatcher reaches the target; the change that does is bucketrun's deployment of MinIO's target "
         "without `queue_dir` (deploy/ and `bucketrun.devtools.minio_server`), at the price of the events "
         "MinIO cannot deliver while the broker is away, which the poller (`bucketrun poller`) then has to "
@@ -1272,8 +1394,9 @@ def markdown_real(results: Mapping[str, Any]) -> str:
         "",
         *cpu_table_real(results),
         *tail_lines(results),
+        *sustained_lines(results),
         "",
-        "## Latency at 10%, 50%, 90% of the measured maximum (p50 / p95 / p99, ms)",
+        "## Latency at 10%, 50%, 90% of the maximum (p50 / p95 / p99, ms)",
         "",
         "| load | publish -> created | upload -> created (queue_dir) | upload -> created (no queue_dir) "
         "| finished -> recorded |",

@@ -393,18 +393,25 @@ class RealRun:
         # side, and the target with the median of several rounds (report.round_ratios).
         in_flight = results["raw_k8s_rendered"]["in_flight"]
         results |= await saturation_rounds(bench, progress, sizes.rounds, rendered, in_flight)
+        results |= await to_running_runs(bench, progress, rendered, in_flight)
+        maximum = report.publish_basis(results)
         results["latency"] = {}
         for share in (10, 50, 90):
-            rate = results["saturation"]["rate"] * share / 100
+            rate = maximum * share / 100
             progress(f"latency: {rate:,.0f} events/s ({share}% of max) for {sizes.latency_seconds:g} s")
             results["latency"][str(share)] = await bench.latency(rate, sizes.latency_seconds, f"lat{share}")
             await bench.settle(f"bench-lat{share}")
-        rate = results["saturation"]["rate"] / 2
-        progress(f"raw: bare creates of bucketrun's Job at {rate:,.0f}/s for {sizes.latency_seconds:g} s")
-        results["raw_create_latency"] = await bare_create_latency(
-            self.stack, rendered, rate, sizes.latency_seconds, "bench-raw-lat"
-        )
-        await bench.settle("bench-raw-lat")
+        results["raw_create_latency"] = await self.bare_latency(rendered, maximum / 2, "bench-raw-lat")
+        if maximum < results["saturation"]["rate"]:
+            # The reading before the sustained maximum, in the same run: half the create rate of the rounds.
+            rate = results["saturation"]["rate"] / 2
+            seconds = sizes.latency_seconds
+            progress(f"latency: {rate:,.0f} events/s (50% of the rounds' create rate) for {seconds:g} s")
+            results["latency_created_50"] = await bench.latency(rate, sizes.latency_seconds, "latc50")
+            await bench.settle("bench-latc50")
+            results["raw_create_latency_created_50"] = await self.bare_latency(
+                rendered, rate, "bench-raw-latc"
+            )
         progress(f"profile: the saturation run again under cProfile ({sizes.events} events)")
         profiler = cProfile.Profile()
         results["profile_run"] = await bench.saturation("prof", sizes.events, profiler)
@@ -429,6 +436,16 @@ class RealRun:
         results["handoff_single_run"] = await bench.saturation("hosingle", sizes.events, dispatch=single)
         await bench.settle("bench-hosingle")
 
+    async def bare_latency(
+        self, rendered: list[dict[str, Any]], rate: float, namespace: str
+    ) -> dict[str, Any]:
+        """Bare creates of bucketrun's Job open-loop at *rate* (``bare_create_latency``), then the settle."""
+        seconds = self.sizes.latency_seconds
+        self.progress(f"raw: bare creates of bucketrun's Job at {rate:,.0f}/s for {seconds:g} s")
+        figures = await bare_create_latency(self.stack, rendered, rate, seconds, namespace)
+        await self.bench.settle(namespace)
+        return figures
+
     async def uploading(self) -> None:
         """Per MinIO: sustained upload -> Job created, bare PUT -> message at 50%, latency at 10/50/90%."""
         stack, sizes, bench, progress = self.stack, self.sizes, self.bench, self.progress
@@ -445,11 +462,13 @@ class RealRun:
                 tag=f"{tag}-max",
                 work=self.work,
                 progress=progress,
+                running=True,
+                meter=bench.meter,
             )
-            sustained["usage"] = bench.meter.stop()
             await bench.settle(f"bench-{tag}-max")
             row: dict[str, Any] = {"sustained": sustained, "latency": {}}
-            rate = sustained["rate"] / 2
+            maximum = report.upload_basis(sustained)
+            rate = maximum / 2
             row["bare_at_50"] = await uploads.bare_notifications(
                 store,
                 stack.amqp_url,
@@ -459,7 +478,7 @@ class RealRun:
                 progress=progress,
             )
             for share in (10, 50, 90):
-                rate = sustained["rate"] * share / 100
+                rate = maximum * share / 100
                 row["latency"][str(share)] = await uploads.upload_to_created(
                     stack,
                     store,
@@ -490,8 +509,9 @@ class RealRun:
         await bench.settle("bench-done")
         results["completion_latency"] = {}
         seconds = min(sizes.latency_seconds, COMPLETION_SECONDS)
+        maximum = report.record_basis(results["completions"])
         for share in (10, 50, 90):
-            rate = results["completions"]["rate"] * share / 100
+            rate = maximum * share / 100
             progress(f"watcher latency: {rate:,.1f} Jobs/s ({share}% of max) for {seconds:g} s")
             results["completion_latency"][str(share)] = await completions.completion_latency(
                 stack.kubeconfig, f"bench-rec{share}", rate, seconds, meter=bench.meter
@@ -530,12 +550,17 @@ async def bare_creates(
 
 
 async def created_in(
-    bench: dispatch.Bench, namespace: str, docs: list[dict[str, Any]], in_flight: int
+    bench: dispatch.Bench,
+    namespace: str,
+    docs: list[dict[str, Any]],
+    in_flight: int,
+    *,
+    running: bool = False,
 ) -> dict[str, Any]:
     """Bare creates of *docs*, placed in *namespace*, at *in_flight*: the run (with ``in_flight``);
-    ``RuntimeError`` unless every create was answered 201."""
+    ``RuntimeError`` unless every create was answered 201. With *running*, until every pod is taken up."""
     placed = [{**doc, "metadata": {**doc["metadata"], "namespace": namespace}} for doc in docs]
-    run = await bench.raw_creates(namespace, placed, in_flight)
+    run = await bench.raw_creates(namespace, placed, in_flight, running=running)
     if run["statuses"] != {"201": len(docs)}:
         raise RuntimeError(f"bare creates in {namespace} were answered {run['statuses']}, not all 201")
     return run | {"in_flight": in_flight}
@@ -581,6 +606,22 @@ async def saturation_rounds(
     for run in ("saturation", "saturation_direct"):
         results[run] = report.median_round(results, run)
     return results
+
+
+async def to_running_runs(
+    bench: dispatch.Bench, progress: dispatch.Progress, docs: list[dict[str, Any]], in_flight: int
+) -> dict[str, Any]:
+    """bucketrun as shipped on ``len(docs)`` pre-published events, then bare creates of *docs* at
+    *in_flight*, each until every Job's pod is taken up by the node (``running``, ``running_bare``): the
+    rates this machine sustains, the pods' work counted, which the latency runs take their loads from."""
+    events = len(docs)
+    progress(f"to running: bucketrun as shipped, {events} events, until every Job's pod is taken up")
+    shipped = await bench.saturation("run", events, running=True)
+    shipped["tail_usage"] = await bench.settle("bench-run")
+    progress(f"to running: {events} bare creates, {in_flight} in flight, until every pod is taken up")
+    bare = await created_in(bench, "bench-raw-run", docs, in_flight, running=True)
+    bare["tail_usage"] = await bench.settle("bench-raw-run")
+    return {"running": shipped, "running_bare": bare}
 
 
 async def measure_real(

@@ -37,6 +37,8 @@ from bench_dispatch import (
     Stack,
     create_namespace,
     latency_summary,
+    pods_taken_up,
+    to_running,
     until,
 )
 from minio import Minio  # noqa: TID251 - the bench plays the uploaders
@@ -195,9 +197,14 @@ async def upload_to_created(
     tag: str,
     work: Path,
     progress: Progress,
+    running: bool = False,
+    meter: Any = None,
 ) -> dict[str, Any]:
     """*count* uploads (at *rate*, or all at once) into the services' folders with a dispatcher process
-    consuming MinIO's messages: upload -> Job created per object, the dispatcher's CPU per event."""
+    consuming MinIO's messages: upload -> Job created per object, the dispatcher's CPU per event. With
+    *running*, also until every Job's pod is taken up by the node (``to_running``). A *meter*
+    (``bench_dispatch.Meter``) started by the caller is stopped at the last Job created (under ``usage``),
+    before the wait for the pods."""
     namespace = f"bench-{tag}"
     await create_namespace(stack.kubeconfig, namespace)
     settings = dispatcher_settings(stack, store, namespace)
@@ -208,6 +215,7 @@ async def upload_to_created(
     keys = [f"in/{SERVICES[index % len(SERVICES)]}/{tag}/upload-{index:06d}.txt" for index in range(count)]
     watch = JobWatch(count)
     uploads = Uploads(store, BUCKET)
+    pods_watch = pods_taken_up(stack.kubeconfig, namespace, count if running else 0)
     with started_child("dispatcher", settings, work / f"{tag}-dispatcher.log") as child:
         await child.wait_ready()
         observer = asyncio.create_task(watch.run(stack.kubeconfig, namespace), name="the Job watch")
@@ -218,21 +226,28 @@ async def upload_to_created(
                 f"upload -> Job: {count} uploads {'all at once' if rate is None else f'at {rate:,.1f}/s'} "
                 f"({'with' if store.queue_dir else 'without'} queue_dir), a dispatcher process"
             )
-            started = time.perf_counter()
-            await uploads.put_all(keys, rate)
-            await until(watch.complete, observer, 60 + count * 0.1, f"{count} Jobs on the watch")
-            after = child.usage()
+            async with pods_watch as pods:
+                started = time.perf_counter()
+                await uploads.put_all(keys, rate)
+                await until(watch.complete, observer, 60 + count * 0.1, f"{count} Jobs on the watch")
+                after = child.usage()
+                usage = {"usage": meter.stop()} if meter is not None else {}
+                running_figures = await to_running(pods, started)
         finally:
             observer.cancel()
             await asyncio.gather(observer, return_exceptions=True)
-    return {
-        "uploads": count,
-        "queue_dir": store.queue_dir,
-        "target_rate": rate,
-        "achieved_rate": uploads.achieved_rate(),
-        "rate": count / (max(watch.seen.values()) - started),
-        "upload_to_created": latency_summary(uploads.latencies(watch.seen)),
-        "latencies_ms": sorted(round(1000 * value, 2) for value in uploads.latencies(watch.seen)),
-        "dispatcher_cpu_ms_per_event": (after["cpu_s"] - before["cpu_s"]) * 1000 / count,
-        "dispatcher_peak_rss_mib": after["peak_rss_mib"],
-    }
+    return (
+        usage
+        | running_figures
+        | {
+            "uploads": count,
+            "queue_dir": store.queue_dir,
+            "target_rate": rate,
+            "achieved_rate": uploads.achieved_rate(),
+            "rate": count / (max(watch.seen.values()) - started),
+            "upload_to_created": latency_summary(uploads.latencies(watch.seen)),
+            "latencies_ms": sorted(round(1000 * value, 2) for value in uploads.latencies(watch.seen)),
+            "dispatcher_cpu_ms_per_event": (after["cpu_s"] - before["cpu_s"]) * 1000 / count,
+            "dispatcher_peak_rss_mib": after["peak_rss_mib"],
+        }
+    )

@@ -342,3 +342,76 @@ def test_the_log_line_before_and_after_is_reported(report: ModuleType) -> None:
     lines = report.log_lines({"every_pattern_us": 46.2, "guarded_us": 21.4})
     assert "46 µs with every redaction pattern searched on every value (before) and 21 µs" in lines[-1]
     assert report.log_lines(None) == []
+
+
+def test_the_latency_loads_take_the_lower_of_the_measured_and_the_sustained_rate(report: ModuleType) -> None:
+    assert report.load_basis(182.0, 47.5) == 47.5
+    assert report.load_basis(40.0, 47.5) == 40.0
+    assert report.load_basis(182.0, None, float("nan")) == 182.0  # a run without the pods' figures
+    results = {"saturation": {"rate": 182.0}}
+    assert report.publish_basis(results) == 182.0
+    results["running"] = {"rate": 170.0, "to_running": {"rate": 47.5, "seconds": 16.8, "jobs": 800}}
+    assert report.publish_basis(results) == 47.5
+    assert report.upload_basis({"rate": 119.7, "to_running": {"rate": 39.0}}) == 39.0
+    assert report.upload_basis({"rate": 119.7}) == 119.7
+    assert report.record_basis({"rate": 77.7, "finish_rate": 52.0}) == 52.0
+    assert report.record_basis({"rate": 77.7}) == 77.7
+    to_running = ("created", "to the last pod taken up")
+    assert report.basis_sentence(182.0, 47.5, "/s", *to_running) == (
+        "of 47.5/s, the rate to the last pod taken up; 182.0/s created"
+    )
+    assert report.basis_sentence(40.0, 47.5, "/s", *to_running) == "of 40.0/s, the rate created"
+
+
+def test_the_sustained_runs_are_reported_with_the_reading_before(report: ModuleType) -> None:
+    def run(created: float, running: float, seconds: float) -> dict[str, Any]:
+        return {"rate": created, "to_running": {"rate": running, "seconds": seconds, "jobs": 800}}
+
+    def latency(rate: float, p50: float, p99: float) -> dict[str, Any]:
+        return {"target_rate": rate, "due_to_watch": {"p50_ms": p50, "p99_ms": p99}}
+
+    results: dict[str, Any] = {
+        "running": run(180.0, 47.0, 17.0),
+        "running_bare": run(200.0, 48.0, 16.7) | {"in_flight": 128},
+        "upload": {"no_queue_dir": {"sustained": run(119.7, 40.0, 10.0)}, "queue_dir": {"sustained": {}}},
+        "completions": {"rate": 77.7, "finish_rate": 52.0},
+        "latency_created_50": latency(90.0, 160.0, 530.0),
+        "raw_create_latency_created_50": latency(90.0, 370.0, 765.0),
+    }
+    text = "\n".join(report.sustained_lines(results))
+    assert "| bucketrun as shipped, pre-published events | 180.0 | 47.0 | 17.0 s |" in text
+    assert "| bare creates of bucketrun's Job (128 in flight) | 200.0 | 48.0 | 16.7 s |" in text
+    assert "| bucketrun, uploads (no queue dir) | 119.7 | 40.0 | 10.0 s |" in text
+    assert "uploads (queue dir)" not in text  # no row for a run without its pods' figures
+    assert "at 52.0 per s" in text
+    assert "bucketrun made 98% of the bare client's rate" in text
+    assert "160.0 / 530.0 ms (p50 / p99)" in text
+    assert "370.0 / 765.0 ms" in text
+    assert report.sustained_lines({"running": {"rate": 1.0}}) == []  # the emulator's run: no such section
+
+
+def test_a_pod_counts_as_taken_up_once_bound_and_given_a_start_time_by_the_node() -> None:
+    dispatch = load_script(BENCH / "bench_dispatch.py", "bench_dispatch_pods_under_test")
+    pods = dispatch.PodsTakenUp(expected=2)
+
+    def event(job: str, node: str | None, start: str | None) -> dict[str, Any]:
+        labels = {"batch.kubernetes.io/job-name": job}
+        return {
+            "type": "MODIFIED",
+            "object": {
+                "metadata": {"labels": labels},
+                "spec": {"nodeName": node} if node else {},
+                "status": {"startTime": start} if start else {},
+            },
+        }
+
+    pods._note(event("a", None, None), 1.0)  # made by the Job controller
+    pods._note(event("a", "node", None), 2.0)  # bound by the scheduler
+    assert pods.seen == {}
+    pods._note(event("a", "node", "2026-12-05T00:00:00Z"), 3.0)  # its first status, by the node
+    pods._note(event("a", "node", "2026-12-05T00:00:00Z"), 4.0)  # later events change nothing
+    assert pods.seen == {"a": 3.0}
+    assert not pods.complete.is_set()
+    pods._note(event("b", "node", "2026-12-05T00:00:01Z"), 5.0)
+    assert pods.complete.is_set()
+    assert pods.rate_since(1.0) == 2 / 4.0
