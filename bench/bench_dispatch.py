@@ -54,8 +54,7 @@ from dispatcher.fdl import load_services
 from dispatcher.fdl.catalog import Catalog
 from dispatcher.process.app import run_dispatcher
 from dispatcher.process.job_creation import JobCreator
-from dispatcher.rendering.context import RenderSettings
-from dispatcher.rendering.render import JobRenderer
+from dispatcher.rendering.render import renderer_from_settings
 from dispatcher.runtime.logs import REDACTOR, shared_processors
 from dispatcher.runtime.settings import Settings
 from tests.k8s_emulator import WRITE_VERBS, run_emulator
@@ -447,11 +446,12 @@ class Stack:
         dispatch: Mapping[str, Any] | None = None,
         amqp: Mapping[str, Any] | None = None,
         fdl: Path | None = None,
+        cluster: Mapping[str, Any] | None = None,
     ) -> Settings:
         """Dispatcher settings for one phase: unique broker names, its own namespace, writes unlimited.
         With *exchange* (MinIO's), the phase has an ingress queue of its own on it; *storage* overrides
-        the store's settings (a real MinIO's endpoint and keys), *dispatch* and *amqp* the dispatch and
-        broker settings, *fdl* the service definitions."""
+        the store's settings (a real MinIO's endpoint and keys), *dispatch*, *amqp* and *cluster* the
+        dispatch, broker and cluster settings, *fdl* the service definitions."""
         return Settings.load(
             amqp={
                 "url": self.amqp_url,
@@ -480,6 +480,7 @@ class Stack:
                 "kubeconfig": self.kubeconfig,
                 "api_write_rate": 1_000_000.0,
                 "api_write_burst": 1_000_000,
+                **(cluster or {}),
             },
             services={"paths": (fdl or self.fdl,), "reload_interval": 3600.0},
             dispatch={"drain_timeout": 10.0, **(dispatch or {})},
@@ -624,7 +625,7 @@ def rendered_jobs(settings: Settings, bodies: list[bytes]) -> list[dict[str, Any
     catalog = Catalog.of(load_services(settings.services.paths).services)
     creator = JobCreator(
         lambda: catalog.services,
-        JobRenderer(RenderSettings(namespace=settings.cluster.namespace)),
+        renderer_from_settings(settings.cluster),
         Storage(settings.storage),
         cast("Any", _NoExecutor()),  # `prepare` never reaches the executor: it need not be a whole one
         settings.storage.grant_lifetime,
@@ -1039,12 +1040,14 @@ class Bench:
         amqp: Mapping[str, Any] | None = None,
         *,
         running: bool = False,
+        cluster: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Pre-publish *count* events, let the dispatcher drain them: events/s up to the last 201 Created.
-        *dispatch* and *amqp* override dispatcher settings (``BUCKETRUN_DISPATCH__*``,
-        ``BUCKETRUN_AMQP__*``). With *running*, also until every Job's pod is taken up (``to_running``)."""
+        *dispatch*, *amqp* and *cluster* override dispatcher settings (``BUCKETRUN_DISPATCH__*``,
+        ``BUCKETRUN_AMQP__*``, ``BUCKETRUN_CLUSTER__*``). With *running*, also until every Job's pod is
+        taken up (``to_running``)."""
         namespace = f"bench-{tag}"
-        settings = self.stack.settings(namespace, dispatch=dispatch, amqp=amqp)
+        settings = self.stack.settings(namespace, dispatch=dispatch, amqp=amqp, cluster=cluster)
         await create_namespace(self.stack.kubeconfig, namespace)
         await queue_events(settings, [body for _, body in corpus(tag, count)])
         self.log.expect(count)

@@ -66,6 +66,8 @@ from dispatcher.runtime.gc_tuning import tune_garbage_collector
 from dispatcher.runtime.tls_buffers import limit_tls_read_buffers
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+MINIMAL_TEMPLATES = REPO_ROOT / "bench" / "minimal_template"
+"""A template directory whose ``job.yaml.j2`` has the naive script's Job shape: one container, no stager."""
 CPYTHON_GC_THRESHOLDS = (700, 10, 10)
 """CPython's own collector thresholds (what every process had before ``tune_garbage_collector``)."""
 WATCH_JOBS = 1000
@@ -435,6 +437,20 @@ class RealRun:
         single = {"handoff_batch": 1}
         results["handoff_single_run"] = await bench.saturation("hosingle", sizes.events, dispatch=single)
         await bench.settle("bench-hosingle")
+        progress(
+            f"template: the saturation run as shipped with the naive script's Job shape "
+            f"(BUCKETRUN_CLUSTER__TEMPLATE_DIR=bench/minimal_template; {sizes.events} events)"
+        )
+        minimal = {"template_dir": MINIMAL_TEMPLATES}
+        results["minimal_template_run"] = await bench.saturation("mintpl", sizes.events, cluster=minimal)
+        await bench.settle("bench-mintpl")
+        docs = dispatch.rendered_jobs(
+            self.stack.settings("bench-mintpl", cluster=minimal),
+            [body for _, body in dispatch.corpus("mintpl", min(sizes.events, 100))],
+        )
+        results["minimal_template_run"]["avg_body_bytes"] = sum(len(json.dumps(doc)) for doc in docs) / len(
+            docs
+        )
 
     async def bare_latency(
         self, rendered: list[dict[str, Any]], rate: float, namespace: str

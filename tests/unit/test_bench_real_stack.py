@@ -415,3 +415,32 @@ def test_a_pod_counts_as_taken_up_once_bound_and_given_a_start_time_by_the_node(
     pods._note(event("b", "node", "2026-12-05T00:00:01Z"), 5.0)
     assert pods.complete.is_set()
     assert pods.rate_since(1.0) == 2 / 4.0
+
+
+def naive_results(minimal_rate: float | None) -> dict[str, Any]:
+    """A run's figures for the naive target: the naive script at 70/s, bucketrun's Job created at 200/s,
+    a small one at 500/s; with *minimal_rate*, bucketrun's run with the naive script's Job shape."""
+    results: dict[str, Any] = {
+        "naive": {"rate": 70.0},
+        "raw_k8s_small": {"rate": 500.0},
+        "raw_k8s_rendered": {"rate": 200.0, "avg_body_bytes": 7500},
+    }
+    if minimal_rate is not None:
+        results["minimal_template_run"] = {
+            "rate": minimal_rate,
+            "avg_body_bytes": 1024,
+            "cpu_ms_per_event_consuming": 1.9,
+        }
+    return results
+
+
+@pytest.mark.parametrize(("minimal", "met"), [(None, False), (330.0, False), (380.0, True)])
+def test_the_naive_target_names_the_measured_template_run_and_whether_it_meets_it(
+    report: ModuleType, minimal: float | None, met: bool
+) -> None:
+    text = report._why_naive(naive_results(minimal))
+    assert "5x would need 350/s, 1.8x what the bare client gets" in text
+    assert ("made 380 events/s, x5.4 the naive baseline" in text) == met
+    assert ("That template is the change that meets the target" in text) == met
+    assert ("made 330 events/s, x4.7 the naive baseline" in text) == (minimal == 330.0)
+    assert "as shipped this target fails on this machine" in text
