@@ -667,7 +667,7 @@ def bench_job(name: str, labels: Mapping[str, str], annotations: Mapping[str, st
     }
 
 
-async def watch_job_events(
+async def watch_events(
     kubeconfig: Path,
     namespace: str,
     opened: asyncio.Event,
@@ -723,7 +723,7 @@ class JobWatch:
 
     async def run(self, kubeconfig: Path, namespace: str) -> None:
         """Watch Jobs in *namespace* until cancelled."""
-        await watch_job_events(kubeconfig, namespace, self.opened, self._note)
+        await watch_events(kubeconfig, namespace, self.opened, self._note)
 
     def _note(self, event: Mapping[str, Any], now: float) -> None:
         if event.get("type") != "ADDED":
@@ -748,7 +748,7 @@ class PodsTakenUp:
 
     async def run(self, kubeconfig: Path, namespace: str) -> None:
         """Watch the pods of *namespace* until cancelled."""
-        await watch_job_events(kubeconfig, namespace, self.opened, self._note, resource="pods")
+        await watch_events(kubeconfig, namespace, self.opened, self._note, resource="pods")
 
     def _note(self, event: Mapping[str, Any], now: float) -> None:
         pod = event["object"]

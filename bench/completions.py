@@ -28,7 +28,7 @@ from bench_dispatch import (
     bench_job,
     create_namespace,
     latency_summary,
-    watch_job_events,
+    watch_events,
 )
 from bench_watcher import MemoryEvents, MemoryStore, recording_executor
 from kubernetes_asyncio import client  # noqa: TID251 - the bench measures the bare client's watch
@@ -122,7 +122,7 @@ class FinishWatch:
 
     async def run(self, kubeconfig: Path, namespace: str) -> None:
         """Watch Jobs in *namespace* until cancelled."""
-        await watch_job_events(kubeconfig, namespace, self.opened, self._note)
+        await watch_events(kubeconfig, namespace, self.opened, self._note)
 
     def _note(self, event: Mapping[str, Any], now: float) -> None:
         job = event["object"]
@@ -319,6 +319,21 @@ async def watcher_completions(
         "finish_rate": finish_rate,
     }
     return figures | ({"bare": bare_figures} if bare_figures is not None else {})
+
+
+async def created_to_recorded(kubeconfig: Path, namespace: str, count: int) -> dict[str, Any]:
+    """*count* Jobs created all at once while the watcher records them: from the first create to the last
+    record, so the Jobs' pods, their finish and the watcher's reads and writes all fall in the time. The
+    rate the machine sustains for the watcher's path with all its work, whatever either part does alone."""
+    await create_namespace(kubeconfig, namespace)
+    async with _watcher_recording(namespace, kubeconfig) as recorded:
+        started = time.perf_counter()
+        await create_jobs(kubeconfig, namespace, [f"e2e-{index:06d}" for index in range(count)], None)
+        await until_count(
+            recorded.count, count, 120 + count * 0.5, "every Job created, finished and recorded"
+        )
+        seconds = max(recorded.done_at.values()) - started
+    return {"jobs": count, "seconds": seconds, "rate": count / seconds}
 
 
 async def completion_latency(

@@ -448,9 +448,8 @@ class RealRun:
             self.stack.settings("bench-mintpl", cluster=minimal),
             [body for _, body in dispatch.corpus("mintpl", min(sizes.events, 100))],
         )
-        results["minimal_template_run"]["avg_body_bytes"] = sum(len(json.dumps(doc)) for doc in docs) / len(
-            docs
-        )
+        size = sum(len(json.dumps(doc)) for doc in docs) / len(docs)
+        results["minimal_template_run"]["avg_body_bytes"] = size
 
     async def bare_latency(
         self, rendered: list[dict[str, Any]], rate: float, namespace: str
@@ -523,6 +522,11 @@ class RealRun:
             stack.kubeconfig, "bench-done", sizes.completions, bare=True, meter=bench.meter
         )
         await bench.settle("bench-done")
+        progress(f"watcher: {sizes.completions} Jobs created at once, to the last one recorded")
+        results["completions"]["to_recorded"] = await completions.created_to_recorded(
+            stack.kubeconfig, "bench-e2e", sizes.completions
+        )
+        await bench.settle("bench-e2e")
         results["completion_latency"] = {}
         seconds = min(sizes.latency_seconds, COMPLETION_SECONDS)
         maximum = report.record_basis(results["completions"])

@@ -354,7 +354,7 @@ def test_the_latency_loads_take_the_lower_of_the_measured_and_the_sustained_rate
     assert report.publish_basis(results) == 47.5
     assert report.upload_basis({"rate": 119.7, "to_running": {"rate": 39.0}}) == 39.0
     assert report.upload_basis({"rate": 119.7}) == 119.7
-    assert report.record_basis({"rate": 77.7, "finish_rate": 52.0}) == 52.0
+    assert report.record_basis({"rate": 77.7, "to_recorded": {"rate": 31.0}}) == 31.0
     assert report.record_basis({"rate": 77.7}) == 77.7
     to_running = ("created", "to the last pod taken up")
     assert report.basis_sentence(182.0, 47.5, "/s", *to_running) == (
@@ -371,10 +371,11 @@ def test_the_sustained_runs_are_reported_with_the_reading_before(report: ModuleT
         return {"target_rate": rate, "due_to_watch": {"p50_ms": p50, "p99_ms": p99}}
 
     results: dict[str, Any] = {
+        "saturation": {"rate": 180.0},
         "running": run(180.0, 47.0, 17.0),
         "running_bare": run(200.0, 48.0, 16.7) | {"in_flight": 128},
         "upload": {"no_queue_dir": {"sustained": run(119.7, 40.0, 10.0)}, "queue_dir": {"sustained": {}}},
-        "completions": {"rate": 77.7, "finish_rate": 52.0},
+        "completions": {"rate": 77.7, "finish_rate": 52.0, "to_recorded": {"jobs": 200, "rate": 31.0}},
         "latency_created_50": latency(90.0, 160.0, 530.0),
         "raw_create_latency_created_50": latency(90.0, 370.0, 765.0),
     }
@@ -383,10 +384,14 @@ def test_the_sustained_runs_are_reported_with_the_reading_before(report: ModuleT
     assert "| bare creates of bucketrun's Job (128 in flight) | 200.0 | 48.0 | 16.7 s |" in text
     assert "| bucketrun, uploads (no queue dir) | 119.7 | 40.0 | 10.0 s |" in text
     assert "uploads (queue dir)" not in text  # no row for a run without its pods' figures
-    assert "at 52.0 per s" in text
+    assert "200 Jobs created at once while it ran were recorded at 31.0 per s" in text
+    assert "finished the first batch at 52.0 per s" in text
     assert "bucketrun made 98% of the bare client's rate" in text
     assert "160.0 / 530.0 ms (p50 / p99)" in text
-    assert "370.0 / 765.0 ms" in text
+    assert "370.0 / 765.0 ms: a queue behind the pods' work" in text
+    assert "(90 events/s, above what the machine sustains)" in text
+    results["running"]["to_running"]["rate"] = 120.0  # half the create rate is then within it
+    assert "(90 events/s)" in "\n".join(report.sustained_lines(results))
     assert report.sustained_lines({"running": {"rate": 1.0}}) == []  # the emulator's run: no such section
 
 
