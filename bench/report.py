@@ -1667,6 +1667,7 @@ def plot_upload_cdf(results: Mapping[str, Any], folder: Path) -> Path:
     )
     axis.axvline(KEDA_POLLING_SECONDS, linestyle=":", color="grey", linewidth=0.8)
     axis.set_xscale("symlog", linthresh=0.1)
+    axis.set_xlim(left=0)  # no time is negative: without it the symlog axis ticks -1 and -0.1 s
     axis.set_xlabel("upload -> Job created (s)")
     axis.set_ylabel("share of uploads")
     axis.set_title("upload -> Job created at 50% load (CDF)")
