@@ -363,11 +363,12 @@ class DispatcherLog:
         return event
 
 
-def configure_dispatcher_logs(log: DispatcherLog, sink: TextIO) -> None:
+def configure_dispatcher_logs(log: DispatcherLog | None, sink: TextIO) -> None:
     """Production's processor chain (``configure_logging``'s: JSON lines, redaction included) writing to
-    *sink*, with *log* reading along once the context is merged."""
+    *sink*, with *log* (if any) reading along once the context is merged."""
     chain = shared_processors()
-    chain.insert(chain.index(structlog.contextvars.merge_contextvars) + 1, log.processor)
+    if log is not None:
+        chain.insert(chain.index(structlog.contextvars.merge_contextvars) + 1, log.processor)
     structlog.configure(
         processors=[*chain, REDACTOR, structlog.processors.JSONRenderer()],
         wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
@@ -713,13 +714,24 @@ async def watch_events(
 
 
 @dataclass
-class JobWatch:
-    """When each Job's ADDED event reached this process, by object key."""
+class FirstSeen:
+    """When each of *expected* keys was first seen (``perf_counter``); *complete* once all were."""
 
     expected: int
     seen: dict[str, float] = field(default_factory=dict)
     opened: asyncio.Event = field(default_factory=asyncio.Event)
     complete: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def mark(self, key: str, now: float) -> None:
+        """*key* seen at *now*, unless seen before."""
+        self.seen.setdefault(key, now)
+        if len(self.seen) >= self.expected:
+            self.complete.set()
+
+
+@dataclass
+class JobWatch(FirstSeen):
+    """When each Job's ADDED event reached this process, by object key."""
 
     async def run(self, kubeconfig: Path, namespace: str) -> None:
         """Watch Jobs in *namespace* until cancelled."""
@@ -729,22 +741,15 @@ class JobWatch:
         if event.get("type") != "ADDED":
             return
         annotations = event["object"]["metadata"].get("annotations") or {}
-        self.seen.setdefault(str(annotations.get(ANNOTATION_KEY)), now)
-        if len(self.seen) >= self.expected:
-            self.complete.set()
+        self.mark(str(annotations.get(ANNOTATION_KEY)), now)
 
 
 @dataclass
-class PodsTakenUp:
+class PodsTakenUp(FirstSeen):
     """When each Job's pod was first seen taken up by the node (bound, and its first status written by the
     node agent, as a kubelet writes ``startTime``), by Job name: the end of the work an event causes before
     its Job runs. The Jobs created per second say what the API server admits; the pods taken up per second,
     over a run and the control plane's work after it, what this machine sustains."""
-
-    expected: int
-    seen: dict[str, float] = field(default_factory=dict)
-    opened: asyncio.Event = field(default_factory=asyncio.Event)
-    complete: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self, kubeconfig: Path, namespace: str) -> None:
         """Watch the pods of *namespace* until cancelled."""
@@ -756,9 +761,7 @@ class PodsTakenUp:
             return
         job = (pod["metadata"].get("labels") or {}).get("batch.kubernetes.io/job-name")
         if job is not None:
-            self.seen.setdefault(job, now)
-        if len(self.seen) >= self.expected:
-            self.complete.set()
+            self.mark(job, now)
 
     def rate_since(self, start: float) -> float:
         """Jobs taken up per second from *start* to the last one taken up."""
@@ -1267,12 +1270,7 @@ def log_costs(lines: int = 5000) -> dict[str, float]:
         "job": "upper-3f2a9c1b7d0e-000123",
     }
     previous = structlog.get_config()
-    structlog.configure(
-        processors=[*logs.shared_processors(), logs.REDACTOR, structlog.processors.JSONRenderer()],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-        logger_factory=structlog.PrintLoggerFactory(io.StringIO()),
-        cache_logger_on_first_use=False,
-    )
+    configure_dispatcher_logs(None, io.StringIO())
     log = structlog.get_logger("bench").bind(queue="bench.upper", message_id="m-000123", events=5)
 
     def per_line() -> float:

@@ -494,15 +494,19 @@ def load_basis(measured: float, *sustained: float | None) -> float:
     return min([measured, *(rate for rate in sustained if rate is not None and math.isfinite(rate))])
 
 
+def running_rate(run: Mapping[str, Any] | None) -> float | None:
+    """A run's rate to the last pod taken up (``to_running``), None for a run timed without it."""
+    return ((run or {}).get("to_running") or {}).get("rate")
+
+
 def publish_basis(results: Mapping[str, Any]) -> float:
     """``load_basis`` of publish -> created: the median round's rate, or bucketrun's rate to running."""
-    running = (results.get("running") or {}).get("to_running") or {}
-    return load_basis(results["saturation"]["rate"], running.get("rate"))
+    return load_basis(results["saturation"]["rate"], running_rate(results.get("running")))
 
 
 def upload_basis(sustained: Mapping[str, Any]) -> float:
     """``load_basis`` of upload -> created: the upload run's created rate, or its rate to running."""
-    return load_basis(sustained["rate"], (sustained.get("to_running") or {}).get("rate"))
+    return load_basis(sustained["rate"], running_rate(sustained))
 
 
 def record_basis(done: Mapping[str, Any]) -> float:
@@ -691,9 +695,7 @@ def targets_real(results: Mapping[str, Any]) -> list[dict[str, Any]]:
         upload = results["upload"][name]
         at_half = upload["latency"]["50"]
         sustained = upload["sustained"]
-        basis = basis_sentence(
-            sustained["rate"], (sustained.get("to_running") or {}).get("rate"), "/s", *_TO_RUNNING
-        )
+        basis = basis_sentence(sustained["rate"], running_rate(sustained), "/s", *_TO_RUNNING)
         rows.append(
             {
                 "target": f"upload -> Job created p99 <= {TARGET_UPLOAD_P99_MS:.0f} ms at 50% of max "
@@ -709,12 +711,7 @@ def targets_real(results: Mapping[str, Any]) -> list[dict[str, Any]]:
             "target": f"publish -> Job created p99 <= {TARGET_P99_MS:.0f} ms at 50% of max",
             "measured": f"{half['p99_ms']:.1f} ms at {results['latency']['50']['achieved_rate']:,.1f} "
             "events/s (50% "
-            + basis_sentence(
-                sat["rate"],
-                ((results.get("running") or {}).get("to_running") or {}).get("rate"),
-                "/s",
-                *_TO_RUNNING,
-            )
+            + basis_sentence(sat["rate"], running_rate(results.get("running")), "/s", *_TO_RUNNING)
             + ")",
             "passed": half["p99_ms"] <= TARGET_P99_MS,
         },

@@ -409,7 +409,7 @@ class RealRun:
             rate = results["saturation"]["rate"] / 2
             seconds = sizes.latency_seconds
             progress(f"latency: {rate:,.0f} events/s (50% of the rounds' create rate) for {seconds:g} s")
-            results["latency_created_50"] = await bench.latency(rate, sizes.latency_seconds, "latc50")
+            results["latency_created_50"] = await bench.latency(rate, seconds, "latc50")
             await bench.settle("bench-latc50")
             results["raw_create_latency_created_50"] = await self.bare_latency(
                 rendered, rate, "bench-raw-latc"
