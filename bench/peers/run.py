@@ -1074,7 +1074,8 @@ class Oscar(System):
             with urllib.request.urlopen(request, timeout=120) as answer:  # noqa: S310
                 return int(answer.status), answer.read().decode(errors="replace")
         except urllib.error.HTTPError as error:
-            return error.code, error.read().decode(errors="replace")
+            with error:  # an error answer holds its connection open until closed
+                return error.code, error.read().decode(errors="replace")
 
     def _ready(self) -> bool:
         if not self.receiver.alive():

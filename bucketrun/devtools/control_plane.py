@@ -148,7 +148,8 @@ def _get(url: str, context: ssl.SSLContext | None) -> tuple[int, bytes]:
         with urllib.request.urlopen(url, timeout=2, context=context) as response:  # noqa: S310 - our own URL
             return int(response.status), response.read()
     except urllib.error.HTTPError as error:
-        return error.code, error.read()
+        with error:  # an error answer holds its connection open until closed
+            return error.code, error.read()
     except (urllib.error.URLError, OSError):
         return 0, b""
 
@@ -333,7 +334,8 @@ class ControlPlane:
             with urllib.request.urlopen(call, timeout=30, context=self.admin_context) as response:  # noqa: S310
                 status, raw = int(response.status), response.read()
         except urllib.error.HTTPError as error:
-            status, raw = error.code, error.read()
+            with error:  # an error answer holds its connection open until closed
+                status, raw = error.code, error.read()
         return status, json.loads(raw) if raw else None
 
     def kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

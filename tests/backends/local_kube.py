@@ -82,7 +82,8 @@ class LocalClusterControl(FaultProxyControl):
             with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - see above
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as error:
-            answer = error.read().decode()
+            with error:  # an error answer holds its connection open until closed
+                answer = error.read().decode()
             raise LocalControlError(f"{method} {path} answered {error.code}: {answer}") from error
 
     def set_kubelet(

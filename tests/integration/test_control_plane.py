@@ -93,7 +93,8 @@ def call(plane: ControlPlane, method: str, path: str, token: str, body: Any = No
         with urllib.request.urlopen(request, timeout=30, context=context) as response:  # noqa: S310
             return int(response.status)
     except urllib.error.HTTPError as error:
-        return error.code
+        with error:  # an error answer holds its connection open until closed
+            return error.code
 
 
 def test_startup_and_memory_of_each_server(plane: ControlPlane, capsys: pytest.CaptureFixture[str]) -> None:

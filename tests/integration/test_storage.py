@@ -72,7 +72,8 @@ def download_status(url: str) -> tuple[int, str]:
         with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - a presigned http(s) URL
             return response.status, response.read().decode(errors="replace")
     except urllib.error.HTTPError as error:
-        return error.code, error.read().decode(errors="replace")
+        with error:  # an error answer holds its connection open until closed
+            return error.code, error.read().decode(errors="replace")
 
 
 @dataclass(frozen=True)

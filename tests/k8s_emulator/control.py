@@ -36,9 +36,9 @@ class EmulatorControl:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - see above
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as error:
-            raise ControlError(
-                f"{method} /_emulator/{path} answered {error.code}: {error.read().decode()}"
-            ) from error
+            with error:  # an error answer holds its connection open until closed
+                answer = error.read().decode()
+            raise ControlError(f"{method} /_emulator/{path} answered {error.code}: {answer}") from error
 
     # -- state ------------------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ parts: what a kept definition grants, the document, the keys' checks, and the ad
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Any
 
 import pytest
@@ -200,7 +201,8 @@ async def test_a_store_that_does_not_answer_at_startup_gets_the_user_later() -> 
     user = StoreUser(
         settings(), api(store_access_key="apiuser", store_secret_key="a-long-secret"), start_budget=0.2
     )
-    store = FlakyStore(failures=3)
+    # Down until the start budget is spent: the retries' jitter may fit several calls in 0.2 s.
+    store = FlakyStore(failures=sys.maxsize)
     user._users = store  # type: ignore[assignment]
     kept = [definition("x", [{"storage_provider": "minio", "path": "b/in"}], [])]
 
@@ -210,6 +212,7 @@ async def test_a_store_that_does_not_answer_at_startup_gets_the_user_later() -> 
     with structlog.testing.capture_logs() as logs:
         await user.start(definitions)  # returns once the budget is spent: the API serves meanwhile
         assert user.keys == ("", "")
+        store.failures = 0  # the store answers from now on
         async with asyncio.timeout(20):
             while user.keys == ("", ""):  # noqa: ASYNC110 - the background task sets it
                 await asyncio.sleep(0.05)
